@@ -1,0 +1,42 @@
+# charrnn — set up, test, demo, benchmark.
+#
+#   make demo     install, get Tiny Shakespeare, train ~2 minutes, stream a sample
+#   make test     install and run the test suite (CI runs exactly this)
+#
+# torch is installed first, on its own, so you choose the build:
+#   make install TORCH_SPEC=torch==2.13.0                       (default: the CPU build on this machine)
+#   make install TORCH_SPEC=torch TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu126"   (a CUDA build)
+
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_INDEX ?=
+# Where `charrnn corpus get` copies corpora from instead of downloading them (empty = download).
+CHARRNN_MIRROR ?= $(wildcard ../shared/corpora)
+export CHARRNN_MIRROR
+
+BIN := $(VENV)/bin
+DEMO_TIME ?= 120
+
+.PHONY: install test demo bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/charrnn corpus get shakespeare
+	$(BIN)/charrnn train shakespeare --time $(DEMO_TIME) -o checkpoints/demo --overwrite
+	@echo
+	$(BIN)/charrnn sample checkpoints/demo --temp 0.8 -n 1200 --prime "ROMEO:" --seed 7
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

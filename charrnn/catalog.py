@@ -1,0 +1,120 @@
+"""The catalog of named corpora (shakespeare, warpeace, latex, linux): fetch, verify, resolve.
+
+A catalog name works wherever a corpus path does: `charrnn train shakespeare` trains on
+the fetched file. Fetched files live in `corpora_dir()` ($CHARRNN_CORPORA, default
+./corpora). A mirror folder ($CHARRNN_MIRROR or --mirror) holding files named
+`<name>.txt` is used instead of the network. Every fetch is verified by sha256 before it
+is renamed into place, so a bad or interrupted download never leaves a file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from charrnn.checkpoint import publish
+from charrnn.errors import CharrnnError
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CorpusEntry:
+    name: str
+    description: str
+    url: str
+    sha256: str
+    bytes: int
+    license: str
+    preset: dict = field(default_factory=dict)
+    build: str | None = None
+
+
+def load_catalog() -> dict[str, CorpusEntry]:
+    data = yaml.safe_load(resources.files("charrnn").joinpath("catalog.yaml").read_text(encoding="utf-8"))
+    return {name: CorpusEntry(name=name, **entry) for name, entry in data.items()}
+
+
+def corpora_dir() -> Path:
+    return Path(os.environ.get("CHARRNN_CORPORA") or "corpora")
+
+
+def local_path(name: str) -> Path:
+    return corpora_dir() / f"{name}.txt"
+
+
+def is_fetched(entry: CorpusEntry) -> bool:
+    p = local_path(entry.name)
+    return p.is_file() and p.stat().st_size == entry.bytes
+
+
+def _copy_verified(entry: CorpusEntry, open_source: Callable, dest: Path, progress: Callable[[int, int], None] | None) -> None:
+    """Stream a source into a temp file beside `dest`, check size and sha256, then rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest, done = hashlib.sha256(), 0
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open_source() as src:
+            while chunk := src.read(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, entry.bytes)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != entry.sha256:
+            raise CharrnnError(
+                f"{entry.name}: sha256 mismatch (got {digest.hexdigest()[:16]}..., catalog says {entry.sha256[:16]}...); "
+                f"the file was not kept: check the source or mirror"
+            )
+        publish(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fetch(name: str, mirror: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
+          force: bool = False) -> Path:
+    """Make sure corpus `name` is in corpora_dir(), verified; return its path."""
+    catalog = load_catalog()
+    if name not in catalog:
+        raise CharrnnError(f"no corpus named {name!r} in the catalog (known: {', '.join(catalog)})")
+    entry = catalog[name]
+    dest = local_path(name)
+    if is_fetched(entry) and not force:
+        return dest
+    mirror = mirror or os.environ.get("CHARRNN_MIRROR") or None
+    if mirror:
+        src = Path(mirror) / f"{name}.txt"
+        if not src.is_file():
+            raise CharrnnError(f"mirror folder {mirror} has no {name}.txt")
+        _copy_verified(entry, lambda: open(src, "rb"), dest, progress)
+        return dest
+    if entry.build:
+        raise CharrnnError(f"{name} has no single download: it is a {entry.build}")
+    try:
+        _copy_verified(entry, lambda: urllib.request.urlopen(entry.url, timeout=60), dest, progress)
+    except OSError as e:
+        raise CharrnnError(f"could not download {name} from {entry.url}: {e}; "
+                           f"use --mirror DIR (or CHARRNN_MIRROR) to copy it from a folder") from None
+    return dest
+
+
+def resolve_source(source: str) -> str:
+    """A corpus argument -> a path: existing paths and '-' pass through; catalog names are fetched."""
+    if source == "-" or Path(source).exists():
+        return source
+    catalog = load_catalog()
+    if source in catalog:
+        return str(fetch(source))
+    return source  # let the reader report "no such file"
+

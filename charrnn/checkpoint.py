@@ -1,0 +1,170 @@
+"""Checkpoints: atomic saving, safe loading, finding runs.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it
+loads with `torch.load(weights_only=True)`, which refuses anything that would need
+arbitrary code to unpickle. Layout (FORMAT_VERSION 1):
+
+    format_version   int
+    model_config     ModelConfig as a dict
+    vocab            {"chars": str}
+    model            state_dict (tensors)
+    train_config     TrainConfig as a dict (absent in exported, inference-only files)
+    optimizer        optimizer state_dict
+    step, epoch      counters
+    metrics          list of dicts (the evaluation history)
+    extra            anything else training needs to resume (cursor, RNG states, hidden state)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from charrnn.errors import CharrnnError
+from charrnn.model import CharRNN, ModelConfig
+from charrnn.vocab import Vocab
+
+FORMAT_VERSION = 1
+SUFFIX = ".pt"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Give a finished temporary file normal permissions and rename it over `path` (atomic)."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader (or a crash) only ever sees the old or the new file.
+
+    Temporary file in the same folder, flush + fsync, rename over the target, fsync the folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        publish(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Serialise `payload` (see module docstring) and write it atomically."""
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **payload}, buf)
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:
+        raise CharrnnError(f"could not save checkpoint {path}: {e.strerror or e} (the previous one is intact)") from None
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint dict onto the CPU with torch's safe loader, or raise a clear CharrnnError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CharrnnError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CharrnnError(
+            f"refused to load {path}: it holds Python objects that only unsafe unpickling could build "
+            f"(possibly malicious; nothing from it was run). Detail: {str(e).splitlines()[0][:200]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        msg = str(e)
+        if "zip archive" in msg or "central directory" in msg or isinstance(e, (EOFError, zipfile.BadZipFile)):
+            if zipfile.is_zipfile(path):
+                raise CharrnnError(f"{path} is truncated or corrupted: use another checkpoint (e.g. best.pt or last.pt)") from None
+            raise CharrnnError(f"{path} is not a charrnn checkpoint (not a torch zip file), or it is truncated") from None
+        raise CharrnnError(f"{path} is truncated or corrupted ({msg.splitlines()[0][:160]})") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
+        raise CharrnnError(f"{path} is a torch file but not a charrnn checkpoint")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise CharrnnError(
+            f"{path} was written by a newer charrnn (checkpoint format {ckpt['format_version']}, "
+            f"this version reads up to {FORMAT_VERSION}): upgrade charrnn"
+        )
+    return ckpt
+
+
+@dataclass
+class Loaded:
+    model: CharRNN
+    vocab: Vocab
+    checkpoint: dict
+    path: Path
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
+    """A checkpoint file or run folder -> the model in eval mode on `device`, with its vocabulary."""
+    path = resolve_checkpoint(path)
+    ckpt = load_checkpoint(path)
+    try:
+        model = CharRNN(ModelConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+        vocab = Vocab.from_dict(ckpt["vocab"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CharrnnError(f"{path} is damaged: its model does not match its config ({str(e).splitlines()[0][:160]})") from None
+    model.to(device).eval()
+    return Loaded(model, vocab, ckpt, path)
+
+
+def resolve_checkpoint(path: str | Path | None, root: str | Path = "checkpoints") -> Path:
+    """A checkpoint file, a run folder (its best.pt, else last.pt) or None (the newest run under `root`)."""
+    if path is None:
+        return newest_checkpoint(root)
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        found = sorted(p.glob(f"*{SUFFIX}"), key=lambda f: f.stat().st_mtime)
+        if found:
+            return found[-1]
+        raise CharrnnError(f"no checkpoint in folder {p}: train one with `charrnn train`")
+    if not p.exists():
+        raise CharrnnError(f"no checkpoint at {p}")
+    return p
+
+
+def newest_checkpoint(root: str | Path = "checkpoints") -> Path:
+    """The best.pt (or last.pt) of the most recently written run under `root`."""
+    root = Path(root)
+    candidates = [f for f in root.glob(f"**/*{SUFFIX}") if f.name in ("best.pt", "last.pt")] if root.is_dir() else []
+    if not candidates:
+        raise CharrnnError(f"no trained model found under ./{root}: train one with `charrnn train FILE`, or pass a checkpoint")
+    newest_run = max(candidates, key=lambda f: f.stat().st_mtime).parent
+    return resolve_checkpoint(newest_run)

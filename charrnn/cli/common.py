@@ -1,0 +1,67 @@
+"""Shared pieces of the CLI: the Typer app, error mapping, prime reading."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import typer
+
+from charrnn import __version__
+from charrnn.console import error
+from charrnn.errors import CharrnnError, UsageError
+
+app = typer.Typer(
+    name="charrnn",
+    help="Train character-level recurrent language models on any text, and make them write.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"charrnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Train character-level recurrent language models on any text, and make them write."""
+
+
+def guarded(fn):
+    """Run a command body; print CharrnnError as one `error:` line and exit 1 (2 for usage)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CharrnnError as e:
+            error(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def read_prime(prime: str | None, prime_file: str | None) -> str:
+    """--prime TEXT or --prime-file PATH|- (stdin) -> the prime text ('' if neither)."""
+    if prime is not None and prime_file is not None:
+        raise UsageError("pass --prime or --prime-file, not both")
+    if prime_file is None:
+        return prime or ""
+    from charrnn.corpus import decode_bytes
+
+    if prime_file == "-":
+        return decode_bytes(sys.stdin.buffer.read(), "standard input")
+    p = Path(prime_file)
+    if not p.is_file():
+        raise CharrnnError(f"no such prime file: {prime_file}")
+    return decode_bytes(p.read_bytes(), prime_file)

@@ -1,0 +1,187 @@
+"""The model: character embedding -> LSTM/GRU/RNN stack -> dropout -> linear to logits.
+
+Two ways to run it, which must agree (tests check they do):
+
+* `forward(idx, state)` runs a whole (B, T) block through PyTorch's fused recurrent
+  layers (oneDNN on CPU, cuDNN on GPU). Training and evaluation use it.
+* `step(token, state)` advances one character with the cell equations written out,
+  reading the same weights. For batch sizes of 1-10 this is many times faster than
+  calling `nn.LSTM` once per character, where per-call overhead dominates the
+  arithmetic. Sampling and beam search use it.
+
+The recurrent state is always a tuple of (L, B, H) tensors: `(h, c)` for an LSTM and
+`(h,)` for a GRU or plain RNN, so code that carries, detaches or reorders it by beam
+never needs to know the cell type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+State = tuple[torch.Tensor, ...]
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int  # number of distinct characters (V)
+    cell: str = "lstm"  # recurrent cell: lstm | gru | rnn (tanh)
+    layers: int = 2  # stacked recurrent layers (L)
+    hidden: int = 384  # hidden units per layer (H)
+    embed: int = 128  # character embedding width (E)
+    dropout: float = 0.0  # dropout between layers and before the output layer
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        for name in ("vocab_size", "layers", "hidden", "embed"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CharRNN(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embed)
+        self.rnn = CELLS[c.cell](
+            c.embed, c.hidden, num_layers=c.layers, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0
+        )
+        self.drop = nn.Dropout(c.dropout)
+        self.head = nn.Linear(c.hidden, c.vocab_size)
+        if c.cell == "lstm":
+            # A forget-gate bias of 1 lets gradients flow through the cell from the start
+            # (Jozefowicz et al. 2015). PyTorch orders the gates i, f, g, o.
+            for layer in range(c.layers):
+                getattr(self.rnn, f"bias_ih_l{layer}").data[c.hidden : 2 * c.hidden].fill_(1.0)
+        self._step_cache: tuple | None = None
+
+    @property
+    def n_state(self) -> int:
+        """Tensors in the state tuple: 2 for an LSTM (h, c), 1 otherwise."""
+        return 2 if self.config.cell == "lstm" else 1
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> State:
+        """The all-zeros state for `batch` streams."""
+        device = device or self.head.weight.device
+        shape = (self.config.layers, batch, self.config.hidden)
+        return tuple(torch.zeros(shape, device=device) for _ in range(self.n_state))
+
+    def forward(self, idx: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Run a block of characters.
+
+        idx: (B, T) character ids; state: a tuple of (L, B, H), or None for zeros.
+        Returns logits (B, T, V) for the character after each position, and the final state.
+        """
+        x = self.embedding(idx)  # (B, T, E)
+        if state is None:
+            state = self.init_state(idx.shape[0], idx.device)
+        hx = state if self.n_state == 2 else state[0]
+        out, hx = self.rnn(x, hx)  # (B, T, H)
+        logits = self.head(self.drop(out))  # (B, T, V)
+        new_state = tuple(hx) if self.n_state == 2 else (hx,)
+        return logits, new_state
+
+    # ---- single-character stepping, for sampling and beam search -------------------------------
+
+    def train(self, mode: bool = True) -> "CharRNN":
+        self._step_cache = None  # weights may change while training
+        return super().train(mode)
+
+    def _step_weights(self) -> tuple:
+        """Weights laid out for `step`, cached until the model is put back in training mode.
+
+        Layer 0's input projection is folded into the embedding: row v of `table` is
+        W_ih0 @ embedding[v] + b_ih0 (+ b_hh0 where the cell adds it unconditionally), so a
+        step's first input matmul becomes a row lookup.
+        """
+        if self._step_cache is None:
+            with torch.no_grad():
+                layers = []
+                for k in range(self.config.layers):
+                    w_ih = getattr(self.rnn, f"weight_ih_l{k}")  # (G*H, in)
+                    w_hh = getattr(self.rnn, f"weight_hh_l{k}")  # (G*H, H)
+                    b_ih = getattr(self.rnn, f"bias_ih_l{k}")
+                    b_hh = getattr(self.rnn, f"bias_hh_l{k}")
+                    if self.config.cell == "gru":
+                        # the candidate's recurrent bias sits inside r * (...), so keep b_hh apart
+                        b_in, b_rec = b_ih.clone(), b_hh.clone()
+                    else:
+                        b_in, b_rec = b_ih + b_hh, None
+                    if k == 0:
+                        table = self.embedding.weight @ w_ih.t() + b_in  # (V, G*H)
+                        layers.append((table, None, w_hh.t().contiguous(), b_rec))
+                    else:
+                        layers.append((None, w_ih.t().contiguous(), w_hh.t().contiguous(), b_in, b_rec))
+                self._step_cache = (layers, self.head.weight.t().contiguous(), self.head.bias.detach().clone())
+        return self._step_cache
+
+    def step(self, token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Advance every stream by one character (inference only: no dropout, no autograd).
+
+        token: (B,) ids of the current characters; state: tuple of (L, B, H).
+        Returns logits (B, V) for the next character and the new state.
+
+        What one layer computes at step t, given its input x_t and its previous h (and c):
+            LSTM  i, f, g, o = σ, σ, tanh, σ of (W_ih x_t + W_hh h + b);  c' = f*c + i*g;  h' = o*tanh(c')
+            GRU   r, z = σ(W_ir x_t + W_hr h + b_r), σ(W_iz x_t + W_hz h + b_z)
+                  n = tanh(W_in x_t + b_in + r * (W_hn h + b_hn));  h' = (1 - z)*n + z*h
+            RNN   h' = tanh(W_ih x_t + W_hh h + b)
+        """
+        layers, head_w, head_b = self._step_weights()
+        cell = self.config.cell
+        hs, cs = [], []
+        x = None
+        for k, weights in enumerate(layers):
+            h = state[0][k]  # (B, H)
+            if k == 0:
+                table, _, w_hh, b_rec = weights
+                gx = table[token]  # (B, G*H)
+            else:
+                _, w_ih, w_hh, b_in, b_rec = weights
+                gx = torch.addmm(b_in, x, w_ih)  # (B, G*H)
+            if cell == "lstm":
+                gates = torch.addmm(gx, h, w_hh)  # (B, 4H)
+                i, f, g, o = gates.chunk(4, dim=1)
+                c = torch.sigmoid(f) * state[1][k] + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                cs.append(c)
+            elif cell == "gru":
+                gh = torch.addmm(b_rec, h, w_hh)  # (B, 3H)
+                xr, xz, xn = gx.chunk(3, dim=1)
+                hr, hz, hn = gh.chunk(3, dim=1)
+                r = torch.sigmoid(xr + hr)
+                z = torch.sigmoid(xz + hz)
+                n = torch.tanh(xn + r * hn)
+                h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
+            else:
+                h = torch.tanh(torch.addmm(gx, h, w_hh))
+            hs.append(h)
+            x = h
+        logits = torch.addmm(head_b, x, head_w)  # (B, V)
+        new_state = (torch.stack(hs), torch.stack(cs)) if cell == "lstm" else (torch.stack(hs),)
+        return logits, new_state
+
+
+def detach_state(state: State) -> State:
+    """Cut the autograd graph at a batch boundary but keep the values (truncated BPTT)."""
+    return tuple(s.detach() for s in state)
+
+
+def reorder_state(state: State, index: torch.Tensor) -> State:
+    """Select/reorder streams: index (B',) of stream indices -> a state of batch B'."""
+    return tuple(s.index_select(1, index) for s in state)

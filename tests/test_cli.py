@@ -1,0 +1,91 @@
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from charrnn.checkpoint import load_model
+from charrnn.cli import app
+from charrnn.sampling import sample_text
+
+from .conftest import TINY_TEXT, env_without_threads
+
+runner = CliRunner()
+
+
+def test_sample_stdout_is_exactly_the_generated_text(tiny_run):
+    result = runner.invoke(app, ["sample", str(tiny_run), "-n", "80", "--seed", "3", "--prime", "the "])
+    assert result.exit_code == 0, result.output
+    m = load_model(tiny_run)
+    assert result.stdout == sample_text(m.model, m.vocab, 80, prime="the ", seed=3)
+
+
+def test_sample_defaults_to_newest_run(tiny_run, in_tmp):
+    import shutil
+
+    shutil.copytree(tiny_run, in_tmp / "checkpoints" / "x")
+    result = runner.invoke(app, ["sample", "-n", "20", "--temp", "0"])
+    assert result.exit_code == 0
+    assert len(result.stdout) == 20
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--temp", "-1"], 2, "--temp"),
+        (["-n", "-5"], 2, "--length"),
+        (["--prime", "QZ@"], 1, "not in the model's vocabulary"),
+        (["--top-p", "0"], 2, "--top-p"),
+    ],
+)
+def test_sample_errors(tiny_run, args, code, message):
+    result = runner.invoke(app, ["sample", str(tiny_run), *args])
+    assert result.exit_code == code
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_checkpoint(in_tmp):
+    result = runner.invoke(app, ["sample"])
+    assert result.exit_code == 1 and "no trained model found" in result.stderr
+    result = runner.invoke(app, ["sample", "nope.pt"])
+    assert result.exit_code == 1 and "no checkpoint at nope.pt" in result.stderr
+
+
+def test_train_cli_from_stdin_then_sample(in_tmp):
+    result = runner.invoke(
+        app,
+        ["train", "-", "--steps", "20", "--hidden", "16", "--embed", "8", "-b", "4", "-t", "16", "--threads", "1"],
+        input=TINY_TEXT,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""  # progress goes to stderr only
+    assert (in_tmp / "checkpoints" / "stdin" / "best.pt").is_file()
+    assert "val" in result.stderr
+    again = runner.invoke(app, ["sample", "-n", "10"])
+    assert again.exit_code == 0 and len(again.stdout) == 10
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [(b"", "empty"), (b"\xff\xfe\x00\x01binary\x00", "UTF-16"), (b"abc", "too short")],
+)
+def test_train_bad_corpus_one_line_error(in_tmp, data, message):
+    (in_tmp / "c.txt").write_bytes(data)
+    result = runner.invoke(app, ["train", "c.txt", "--steps", "1"])
+    assert result.exit_code == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0]
+
+
+def test_pipe_into_head_ends_quietly(tiny_run):
+    cmd = f'"{sys.executable}" -m charrnn sample "{tiny_run}" -n 200000 --seed 1 | head -c 10'
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, env=env_without_threads(), timeout=120)
+    assert len(proc.stdout) == 10
+    assert b"Traceback" not in proc.stderr and b"Error" not in proc.stderr, proc.stderr.decode()
+
+
+def test_help_has_examples_and_short_flag():
+    result = runner.invoke(app, ["sample", "-h"])
+    assert result.exit_code == 0 and "Examples" in result.stdout
