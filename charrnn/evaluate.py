@@ -70,12 +70,21 @@ def evaluate(
     seq_len: int = 256,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> EvalResult:
-    """Total NLL of `tokens` (N,) under `model`, with the state carried through each stream."""
+    """Total NLL of `tokens` (N,) under `model`, with the state carried through each stream.
+
+    `shard=(rank, world)` evaluates only streams rank, rank + world, ... (for distributed
+    training: summing the shards' results over ranks gives the whole figure).
+    """
     n = len(tokens)
     if n < 2:
         return EvalResult(0.0, 0)
     starts, lengths = stream_layout(n, batch_size)
+    rank, world = shard
+    starts, lengths = starts[rank::world], lengths[rank::world]
+    if len(starts) == 0:
+        return EvalResult(0.0, 0)
     B, per = len(starts), int(lengths.max())
     # (B, per + 1) ids; positions past a stream's end are padding, masked out of the sum.
     grid = np.zeros((B, per + 1), dtype=np.int64)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.checkpoint import atomic_write_text, save_checkpoint
+from charrnn import distributed
 from charrnn.corpus import StreamBatcher
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.evaluate import LN2, evaluate
@@ -37,7 +38,7 @@ DEFAULT_EPOCHS = 10  # when no --steps, --epochs or --time is given
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 16  # B: parallel streams per step
+    batch_size: int = 16  # B: parallel streams per step (global: split across torchrun processes)
     seq_len: int = 128  # T: characters per step that gradients flow through
     lr: float = 4e-3  # peak learning rate (AdamW)
     min_lr_ratio: float = 0.05  # the cosine decay ends at lr * min_lr_ratio
@@ -190,17 +191,27 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.reporter = reporter or Reporter()
         self.meta = meta or {}  # e.g. corpus name, stored in checkpoints
-        self.device = resolve_device(train_config.device)
+        self.dist = distributed.setup(resolve_device(train_config.device), train_config.batch_size)
+        self.device = distributed.device_for(self.dist, resolve_device(train_config.device))
         self.amp_dtype = resolve_precision(train_config.precision, self.device)
+        if not self.dist.is_main:
+            self.reporter, self.out_dir = Reporter(), None  # only rank 0 writes and reports
         if self.device.type == "cpu":
             torch.set_num_threads(train_config.threads or default_threads())
         torch.manual_seed(train_config.seed)
         self.model = CharRNN(model_config).to(self.device)
+        self.net = self.model  # what training calls: the model, or its DDP wrapper
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = self._make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.batcher = StreamBatcher(train_tokens, train_config.batch_size, train_config.seq_len)
         self.val_tokens = val_tokens[: train_config.eval_chars] if train_config.eval_chars else val_tokens
-        self.state = self.model.init_state(train_config.batch_size, self.device)
+        self.rows = self.dist.shard(train_config.batch_size)  # this rank's streams
+        self.local_batch = self.rows.stop - self.rows.start
+        self.state = self.model.init_state(self.local_batch, self.device)
         self.step = 0
         self.epoch = 0
         self.elapsed = 0.0  # training seconds, summed across resumes
@@ -237,7 +248,14 @@ class Trainer:
             fractions.append(self.elapsed / self.cfg.time)
         return max(fractions)
 
+    def _agree(self) -> None:
+        """Under torchrun, make every rank see the same signal and the same elapsed time."""
+        if self.dist.enabled:
+            sig, self.elapsed = distributed.agree_max([self._stop_signal or 0, self.elapsed], self.device, self.dist)
+            self._stop_signal = int(sig) or None
+
     def _stop_reason(self) -> str | None:
+        self._agree()
         if self._stop_signal is not None:
             return signal.Signals(self._stop_signal).name
         if self.cfg.time and self.elapsed >= self.cfg.time:
@@ -253,14 +271,15 @@ class Trainer:
         x, y, wrapped = self.batcher.next_batch()  # (B, T), (B, T)
         if wrapped:
             self.epoch += 1
-            self.state = self.model.init_state(self.cfg.batch_size, self.device)  # the text restarts
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            self.state = self.model.init_state(self.local_batch, self.device)  # the text restarts
+        x = x[self.rows].to(self.device, non_blocking=True)  # (B/W, T): this rank's streams
+        y = y[self.rows].to(self.device, non_blocking=True)
         lr = lr_at(self.cfg, self.step, self.progress())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            logits, state = self.model(x, self.state)  # (B, T, V)
+            logits, state = self.net(x, self.state)  # (B, T, V)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
         self.state = detach_state(tuple(s.float() for s in state))
         self.optimizer.zero_grad(set_to_none=True)
@@ -269,7 +288,8 @@ class Trainer:
         max_norm = self.cfg.clip if self.cfg.clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         loss_value = float(loss.detach())
-        finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
+        # the gradient norm is the same on every rank after DDP's all-reduce, so all ranks agree
+        finite = math.isfinite(grad_norm) and (self.dist.enabled or math.isfinite(loss_value))
         if finite:
             self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -282,9 +302,10 @@ class Trainer:
         """Validation loss in nats/char over the held-out text (None if there is none)."""
         if len(self.val_tokens) < 2:
             return None
-        result = evaluate(self.model, self.val_tokens, batch_size=64, seq_len=256,
-                          device=self.device, autocast_dtype=self.amp_dtype)
-        return result.nats_per_char
+        result = evaluate(self.model, self.val_tokens, batch_size=64, seq_len=256, device=self.device,
+                          autocast_dtype=self.amp_dtype, shard=(self.dist.rank, self.dist.world))
+        nll, chars = distributed.all_reduce_sum([result.nll_nats, result.chars], self.device, self.dist)
+        return nll / max(chars, 1)
 
     def checkpoint_payload(self) -> dict:
         return {
@@ -301,17 +322,18 @@ class Trainer:
             "extra": {
                 "cursor": self.batcher.cursor,
                 "elapsed": self.elapsed,
-                "state": [s.cpu() for s in self.state],
+                "state": [s.cpu() for s in distributed.gather_streams(self.state, self.dist)],  # (L, B, H), all streams
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
         }
 
     def save(self, name: str) -> Path | None:
+        payload = self.checkpoint_payload()  # every rank joins the state gather
         if self.out_dir is None:
             return None
         path = self.out_dir / name
-        save_checkpoint(path, self.checkpoint_payload())
+        save_checkpoint(path, payload)
         atomic_write_text(self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         self.reporter.on_save(path)
         return path
@@ -374,6 +396,8 @@ class Trainer:
                 else:
                     bad_steps = 0
                 if self.step % self.cfg.log_every == 0 or self.step == 1:
+                    if self.dist.enabled:  # the mean loss over all streams, as one process would see it
+                        out["loss"] = distributed.all_reduce_sum([out["loss"]], self.device, self.dist)[0] / self.dist.world
                     now = time.perf_counter()
                     record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2),
                               "loss": out["loss"], "bpc": out["loss"] / LN2, "grad_norm": out["grad_norm"],
@@ -398,6 +422,7 @@ class Trainer:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+            distributed.cleanup(self.dist)
         result = TrainResult(
             steps=self.step, epoch=self.epoch_float, seconds=self.elapsed,
             best_val_bpc=None if self.best_val is None else self.best_val / LN2,

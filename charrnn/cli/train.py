@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -93,7 +94,8 @@ def train(
         out = default_out_dir(name)
     elif any(Path(out).glob("*.pt")) and not overwrite:
         raise CharrnnError(f"{out} already holds a run: choose another --out, or pass --overwrite")
-    info(f"corpus: {len(text):,} characters from {', '.join(sources) if len(sources) <= 3 else f'{len(sources)} sources'}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks
+        info(f"corpus: {len(text):,} characters from {', '.join(sources) if len(sources) <= 3 else f'{len(sources)} sources'}")
     _, result = train_on_text(text, mcfg, tcfg, out, ConsoleReporter(), meta={"corpus": name})
     if result.stopped_by in ("SIGINT", "SIGTERM"):
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
