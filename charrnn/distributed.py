@@ -76,21 +76,12 @@ def device_for(info: DistInfo, device: torch.device) -> torch.device:
     return device
 
 
-def all_reduce_sum(values: list[float], device: torch.device, info: DistInfo) -> list[float]:
-    """Sum floats over ranks (float64)."""
+def all_reduce(values: list[float], device: torch.device, info: DistInfo, op: str = "sum") -> list[float]:
+    """Combine floats over ranks (float64): op "sum", or "max" so all ranks take the same decision."""
     if not info.enabled:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.tolist()
-
-
-def agree_max(values: list[float], device: torch.device, info: DistInfo) -> list[float]:
-    """The maximum of each value over ranks, so all ranks take the same decision (stop, time spent)."""
-    if not info.enabled:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return t.tolist()
 
 

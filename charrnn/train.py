@@ -251,7 +251,7 @@ class Trainer:
     def _agree(self) -> None:
         """Under torchrun, make every rank see the same signal and the same elapsed time."""
         if self.dist.enabled:
-            sig, self.elapsed = distributed.agree_max([self._stop_signal or 0, self.elapsed], self.device, self.dist)
+            sig, self.elapsed = distributed.all_reduce([self._stop_signal or 0, self.elapsed], self.device, self.dist, op="max")
             self._stop_signal = int(sig) or None
 
     def _stop_reason(self) -> str | None:
@@ -304,7 +304,7 @@ class Trainer:
             return None
         result = evaluate(self.model, self.val_tokens, batch_size=64, seq_len=256, device=self.device,
                           autocast_dtype=self.amp_dtype, shard=(self.dist.rank, self.dist.world))
-        nll, chars = distributed.all_reduce_sum([result.nll_nats, result.chars], self.device, self.dist)
+        nll, chars = distributed.all_reduce([result.nll_nats, result.chars], self.device, self.dist)
         return nll / max(chars, 1)
 
     def checkpoint_payload(self) -> dict:
@@ -397,7 +397,7 @@ class Trainer:
                     bad_steps = 0
                 if self.step % self.cfg.log_every == 0 or self.step == 1:
                     if self.dist.enabled:  # the mean loss over all streams, as one process would see it
-                        out["loss"] = distributed.all_reduce_sum([out["loss"]], self.device, self.dist)[0] / self.dist.world
+                        out["loss"] = distributed.all_reduce([out["loss"]], self.device, self.dist)[0] / self.dist.world
                     now = time.perf_counter()
                     record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2),
                               "loss": out["loss"], "bpc": out["loss"] / LN2, "grad_norm": out["grad_norm"],
