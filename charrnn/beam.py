@@ -176,28 +176,29 @@ def beam_search(
         if stops:
             ends = stop_mask(texts, stops, V)  # (B, V)
             if ends.any():
-                ended = scores[ends.to(scores.device)].tolist()
-                for (b, v), lp in zip(ends.nonzero().tolist(), ended):
+                ends = ends.to(scores.device)
+                for (b, v), lp in zip(ends.nonzero().tolist(), scores[ends].tolist()):
                     if lp > float("-inf"):
                         finished.append(Beam(texts[b] + vocab.chars[v], lp, finished=True))
                 finished = sorted(finished, key=lambda x: x.score(alpha), reverse=True)[:top]
-                scores = scores.masked_fill(ends.to(scores.device), float("-inf"))
-        # 3. top-k over (beams x vocab), dropping anything banned
+                scores = scores.masked_fill(ends, float("-inf"))
+        # 3. top-k over (beams x vocab); sorted, so any banned (-inf) ones come last
         best, flat = scores.flatten().topk(min(width, scores.numel()))  # (k,)
-        alive = best > float("-inf")
-        if not alive.any():  # no extension is allowed: search ends here
+        best_list = best.tolist()  # on the host: stopping decisions are made there
+        alive = sum(lp > float("-inf") for lp in best_list)
+        if not alive:  # no extension is allowed: search ends here
             if finished:  # the finished beams win; otherwise the stuck ones are returned unfinished
                 texts, logprobs = [], logprobs[:0]
             break
-        best, flat = best[alive], flat[alive]
+        best, flat = best[:alive], flat[:alive]
         # 4. split the flat index into the beam it extends and the character it adds
         beam_idx, tokens = flat // V, flat % V  # (B',)
         # 5. reorder the recurrent state (and the texts) by beam index
         state = reorder_state(state, beam_idx)
-        texts = [texts[b] + vocab.chars[v] for b, v in zip(beam_idx.tolist(), tokens.tolist())]
+        texts = [texts[b] + vocab.chars[v] for b, v in zip(*torch.stack([beam_idx, tokens]).tolist())]
         logprobs = best
         # 6. finished? the top finished beams can no longer be beaten by any live one
-        if len(finished) >= top and finished[-1].score(alpha) >= best_possible(float(best[0]), t + 1, length, alpha):
+        if len(finished) >= top and finished[-1].score(alpha) >= best_possible(best_list[0], t + 1, length, alpha):
             break
         # 7. settle: the prefix every possible winner shares is final
         common = shared_prefix_len(texts + [finished[0].text] if finished else texts, settled)

@@ -49,6 +49,11 @@ def exhaustive_best(model, vocab, prime, length, allowed=lambda text: True):
     return texts[i], float(scores[i])
 
 
+def _mv(run):
+    m = load_model(run)
+    return m.model, m.vocab
+
+
 def has_repeat(text: str, n: int) -> bool:
     grams = [text[i : i + n] for i in range(len(text) - n + 1)]
     return len(grams) != len(set(grams))
@@ -76,7 +81,7 @@ def test_wide_beam_equals_exhaustive_search(cell):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_reported_scores_are_the_models_own_log_probabilities(tiny_run, cell):
-    cases = [(load_model(tiny_run).model, load_model(tiny_run).vocab, "the "), (random_model(cell, 3, 1), ABC, "c")]
+    cases = [(*_mv(tiny_run), "the "), (random_model(cell, 3, 1), ABC, "c")]
     for model, vocab, prime in cases:
         beams = beam_search(model, vocab, prime, width=5, length=40, top=5)
         again = rescore(model, vocab, prime, [b.text for b in beams])
@@ -153,11 +158,6 @@ def test_beam_cli_json_and_top(tiny_run):
     text_only = runner.invoke(app, ["beam", str(tiny_run), "-w", "4", "-n", "50", "--top", "3"])
     assert text_only.stdout == report["beams"][0]["text"]
     assert text_only.stderr.count("bits/char") == 3
-
-
-def _mv(run):
-    m = load_model(run)
-    return m.model, m.vocab
 
 
 @pytest.mark.parametrize(
