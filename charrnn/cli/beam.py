@@ -1,0 +1,76 @@
+"""`charrnn beam`: the model's most likely continuation, found by beam search, streamed to stdout."""
+
+from __future__ import annotations
+
+import typer
+
+from charrnn.cli.common import app, guarded, read_prime
+
+EXAMPLES = """
+[bold]Examples[/]
+
+  charrnn beam --width 5
+  charrnn beam checkpoints/shakespeare/best.pt --width 8 -n 300 --prime "KING RICHARD III:"
+  charrnn beam --width 5 --top 3 --json | jq .
+  charrnn beam --width 5 --stop $'\\n\\n' --no-repeat 12
+"""
+
+
+@app.command(epilog=EXAMPLES)
+@guarded
+def beam(
+    checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
+    width: int = typer.Option(5, "--width", "-w", help="Beams kept at each step (1 = greedy)."),
+    length: int = typer.Option(500, "--length", "-n", help="Characters to generate (at most, with --stop)."),
+    prime: str = typer.Option(None, "--prime", "-p", help="Text to start from (run through the model first; not printed).", show_default=False),
+    prime_file: str = typer.Option(None, "--prime-file", help="Read the prime from a file, or - for stdin.", show_default=False),
+    stop: list[str] = typer.Option(None, "--stop", help="A beam that writes this string is finished (repeatable).", show_default=False),
+    length_penalty: float = typer.Option(0.0, "--length-penalty", help="Rank beams by logprob / length**ALPHA (0 = total log-prob, 1 = per character)."),
+    no_repeat: int = typer.Option(0, "--no-repeat", help="Forbid a beam to write any N-character sequence twice (0 = off)."),
+    top: int = typer.Option(None, "--top", help="Report the K best beams with their scores (stderr, or all in --json).", show_default=False),
+    json_: bool = typer.Option(False, "--json", help="Print the beams and their scores as JSON on stdout (nothing else)."),
+    unk: str = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+) -> None:
+    """Write the continuation the model finds most likely (beam search), streamed to stdout.
+
+    The text all beams already agree on is printed at once; the rest when search ends.
+    """
+    import json
+
+    import torch
+
+    from charrnn.beam import beam_search, check_beam_args
+    from charrnn.checkpoint import load_model
+    from charrnn.console import TextWriter, err_console
+    from charrnn.errors import UsageError
+    from charrnn.train import resolve_device
+
+    check_beam_args(width, length, top or 1, no_repeat, stop or ())
+    if unk not in ("error", "skip"):
+        raise UsageError("--unk must be error or skip")
+    prime_text = read_prime(prime, prime_file)
+    torch.set_num_threads(1)  # a few beams per step: tiny matmuls, threads only add overhead
+    loaded = load_model(checkpoint, resolve_device(device))
+    writer = TextWriter()
+    beams = beam_search(
+        loaded.model, loaded.vocab, prime_text, width, length, stop or (), length_penalty, no_repeat, top or 1, unk,
+        on_settled=None if json_ else writer.write,
+    )
+    if json_:
+        report = {
+            "checkpoint": str(loaded.path), "prime": prime_text, "width": width, "length": length,
+            "stop": stop or [], "length_penalty": length_penalty, "no_repeat": no_repeat,
+            "beams": [{**b.to_dict(), "score": b.score(length_penalty)} for b in beams],
+        }
+        writer.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    elif not writer.closed and writer.tty:
+        writer.write("\n")
+    writer.finish()
+    if top and not json_:
+        from rich.text import Text
+
+        for rank, b in enumerate(beams, 1):
+            end = "stopped" if b.finished else f"{len(b.text)} chars"
+            err_console().print(f"#{rank}  {b.logprob:.2f} nats  {b.bits_per_char:.3f} bits/char  ({end})", style="bold")
+            err_console().print(Text(b.text))
