@@ -44,13 +44,8 @@ class Recording:
         return self.h if kind == "h" else self.c
 
     def unit(self, unit: "Unit") -> np.ndarray:
-        """(N,) activations of one unit, checked against the model's shape."""
-        acts = self.get(unit.kind)
-        _, layers, hidden = acts.shape
-        if not (1 <= unit.layer <= layers and 0 <= unit.index < hidden):
-            raise UsageError(f"no unit {unit.layer}:{unit.index}: this model has layers 1..{layers} "
-                             f"and units 0..{hidden - 1} per layer")
-        return acts[:, unit.layer - 1, unit.index]
+        """(N,) activations of one unit (see `check_unit`)."""
+        return self.get(unit.kind)[:, unit.layer - 1, unit.index]
 
 
 @torch.no_grad()
@@ -162,11 +157,18 @@ def parse_unit(spec: str, kind: str) -> Unit:
     return Unit(int(m.group(1)), int(m.group(2)), kind)
 
 
+def check_kind(kind: str | None, model: CharRNN) -> None:
+    """A clear UsageError if `kind` is not a state this model has (before any time is spent recording)."""
+    if kind not in (None, "h", "c"):
+        raise UsageError("--kind must be h or c")
+    if kind == "c" and model.n_state != 2:
+        raise UsageError(f"a {model.config.cell.upper()} has no cell state c: use --kind h")
+
+
 def check_unit(unit: Unit, model: CharRNN) -> None:
-    """A clear UsageError if `unit` does not exist in `model` (before any time is spent recording)."""
+    """A clear UsageError if `unit` does not exist in `model`."""
     cfg = model.config
-    if unit.kind == "c" and model.n_state != 2:
-        raise UsageError(f"a {cfg.cell.upper()} has no cell state c: use --kind h")
+    check_kind(unit.kind, model)
     if not (1 <= unit.layer <= cfg.layers and 0 <= unit.index < cfg.hidden):
         raise UsageError(f"no unit {unit.layer}:{unit.index}: this model has layers 1..{cfg.layers} "
                          f"and units 0..{cfg.hidden - 1} per layer")

@@ -8,8 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.cells import correlations, record, record_by_steps
+from charrnn.cells import check_kind, correlations, record, record_by_steps
 from charrnn.checkpoint import load_checkpoint
+from charrnn.errors import UsageError
 from charrnn.cli import app
 from charrnn.features import guess_syntax, line_position, scan, word_start
 from charrnn.model import CharRNN, ModelConfig
@@ -98,6 +99,9 @@ def test_recording_matches_the_step_path(cell):
     fast, slow = record(model, tokens), record_by_steps(model, tokens)
     assert np.allclose(fast.h, slow.h, atol=1e-5)
     assert (fast.c is None) == (cell == "gru") and (fast.c is None or np.allclose(fast.c, slow.c, atol=1e-5))
+    if cell == "gru":
+        with pytest.raises(UsageError, match="no cell state"):
+            check_kind("c", model)
 
 
 # ---- the commands ------------------------------------------------------------------------------

@@ -128,9 +128,11 @@ def eval_(
     console.print(f"{r.bits_per_char:.4f} bits/char  ({r.nats_per_char:.4f} nats/char, perplexity "
                   f"{r.perplexity:.3f}) over {r.chars:,} predicted characters", highlight=False, markup=False)
     console.print(f"{ev.chars_read:,} characters read; {oov_note(ev.oov)}", style="dim", highlight=False, markup=False)
-    starts = min(batch_size, r.chars)
-    console.print(f"{starts} stream(s) of up to {-(-r.chars // starts):,} characters; the first character of each "
-                  f"is read, not predicted. {seconds:.2f} s, {r.chars / max(seconds, 1e-9):,.0f} chars/s on {dev.type}",
+    streams = min(batch_size, r.chars)
+    restarts = f"it restarts from zero at the {streams - 1} later stream starts (--batch-size 1: none)" if streams > 1 \
+        else "one stream: the exact sequential figure"
+    console.print(f"{streams} stream(s) of up to {-(-r.chars // streams):,} characters, the state carried through each; "
+                  f"{restarts}. {seconds:.2f} s, {r.chars / max(seconds, 1e-9):,.0f} chars/s on {dev.type}",
                   style="dim", highlight=False, markup=False)
 
 
@@ -142,7 +144,7 @@ def score(
     top: int = typer.Option(10, "--top", help="How many of the most surprising spans to list."),
     max_chars: int = typer.Option(0, "--max-chars", help="Score only the first N characters (0 = all)."),
     html: str = typer.Option(None, "--html", help="Also write a standalone HTML page here.", show_default=False),
-    as_json: bool = typer.Option(False, "--json", help="Print per-character bits and the spans as JSON on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print per-character bits and the spans as JSON on stdout (instead of the coloured text)."),
     no_text: bool = typer.Option(False, "--no-text", help="Show only the summary and spans, not the coloured text."),
     seq_len: int = typer.Option(256, "--seq-len", "-t", help="Characters per forward call (does not change the figures)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
@@ -202,7 +204,7 @@ def cells(
     show_chars: int = typer.Option(400, "--show-chars", help="Characters of text shown per unit."),
     syntax: str = typer.Option("auto", "--syntax", help="Comment syntax for the features: auto, c or latex."),
     html: str = typer.Option(None, "--html", help="Also write a standalone HTML page here.", show_default=False),
-    as_json: bool = typer.Option(False, "--json", help="Print the ranking (and --unit's correlations) as JSON on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ranking (and --unit's correlations) as JSON on stdout (instead of the coloured text)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0 = one per core)."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
@@ -210,7 +212,7 @@ def cells(
     """Find the units that track quotes, comments, bracket depth, line position and word starts, and show them."""
     from rich.text import Text
 
-    from charrnn.cells import analyse, best_window, check_unit, parse_unit
+    from charrnn.cells import analyse, best_window, check_kind, check_unit, parse_unit
     from charrnn.checkpoint import atomic_write_text
     from charrnn.console import err_console
     from charrnn.features import DESCRIPTIONS, SYNTAXES
@@ -219,8 +221,6 @@ def cells(
 
     if syntax not in SYNTAXES:
         raise UsageError(f"--syntax must be one of {', '.join(SYNTAXES)}")
-    if kind not in (None, "h", "c"):
-        raise UsageError("--kind must be h or c")
     if top < 1 or max_chars < 2 or show_chars < 1:
         raise UsageError("--top and --show-chars must be at least 1, --max-chars at least 2")
     with torch_threads(threads):
@@ -228,6 +228,7 @@ def cells(
         enc = encode_known(loaded.vocab, text[:max_chars])
         known = "".join(ch for ch, k in zip(text[:max_chars], enc.known) if k)
         need_chars(len(known), source)
+        check_kind(kind, loaded.model)
         chosen = parse_unit(unit, kind or ("c" if loaded.model.n_state == 2 else "h")) if unit else None
         if chosen:
             check_unit(chosen, loaded.model)
