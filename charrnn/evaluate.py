@@ -62,6 +62,40 @@ def stream_layout(n: int, streams: int) -> tuple[np.ndarray, np.ndarray]:
     return starts, lengths
 
 
+def _layout_grid(tokens: np.ndarray, batch_size: int, shard: tuple[int, int] = (0, 1)):
+    """tokens (N,) -> ids (B, per + 1), mask (B, per) of real predictions, and stream lengths (B,).
+
+    `shard=(rank, world)` keeps only streams rank, rank + world, ... (B may then be 0).
+    """
+    starts, lengths = stream_layout(len(tokens), batch_size)
+    rank, world = shard
+    starts, lengths = starts[rank::world], lengths[rank::world]
+    if len(starts) == 0:
+        return np.zeros((0, 1), dtype=np.int64), np.zeros((0, 0), dtype=bool), lengths
+    B, per = len(starts), int(lengths.max())
+    # (B, per + 1) ids; positions past a stream's end are padding, masked out of the sum.
+    grid = np.zeros((B, per + 1), dtype=np.int64)
+    mask = np.zeros((B, per), dtype=bool)
+    for b, (s, length) in enumerate(zip(starts, lengths)):
+        grid[b, : length + 1] = tokens[s : s + length + 1]
+        mask[b, :length] = True
+    return grid, mask, lengths
+
+
+def _stream_nll(model: CharRNN, grid_t: torch.Tensor, seq_len: int, device, autocast_dtype):
+    """Yield (t0, nll (B, T)) for consecutive column blocks, the state carried from block to block."""
+    per = grid_t.shape[1] - 1
+    state = model.init_state(grid_t.shape[0], device)
+    for t0 in range(0, per, seq_len):
+        t1 = min(t0 + seq_len, per)
+        x = grid_t[:, t0:t1]  # (B, T)
+        y = grid_t[:, t0 + 1 : t1 + 1]  # (B, T)
+        with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
+            logits, state = model(x, state)  # (B, T, V)
+        yield t0, F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (B, T)
+
+
 @torch.no_grad()
 def evaluate(
     model: CharRNN,
@@ -77,35 +111,41 @@ def evaluate(
     `shard=(rank, world)` evaluates only streams rank, rank + world, ... (for distributed
     training: summing the shards' results over ranks gives the whole figure).
     """
-    n = len(tokens)
-    if n < 2:
+    if len(tokens) < 2:
         return EvalResult(0.0, 0)
-    starts, lengths = stream_layout(n, batch_size)
-    rank, world = shard
-    starts, lengths = starts[rank::world], lengths[rank::world]
-    if len(starts) == 0:
+    grid, mask, lengths = _layout_grid(tokens, batch_size, shard)
+    if len(lengths) == 0:
         return EvalResult(0.0, 0)
-    B, per = len(starts), int(lengths.max())
-    # (B, per + 1) ids; positions past a stream's end are padding, masked out of the sum.
-    grid = np.zeros((B, per + 1), dtype=np.int64)
-    mask = np.zeros((B, per), dtype=bool)
-    for b, (s, length) in enumerate(zip(starts, lengths)):
-        grid[b, : length + 1] = tokens[s : s + length + 1]
-        mask[b, :length] = True
     grid_t = torch.from_numpy(grid).to(device)
     mask_t = torch.from_numpy(mask).to(device)
     was_training = model.training
     model.eval()
-    state = model.init_state(B, device)
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for t0 in range(0, per, seq_len):
-        t1 = min(t0 + seq_len, per)
-        x = grid_t[:, t0:t1]  # (B, T)
-        y = grid_t[:, t0 + 1 : t1 + 1]  # (B, T)
-        with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype or torch.float32,
-                            enabled=autocast_dtype is not None):
-            logits, state = model(x, state)  # (B, T, V)
-        nll = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (B, T)
-        total += (nll * mask_t[:, t0:t1]).sum(dtype=torch.float64)
+    for t0, nll in _stream_nll(model, grid_t, seq_len, device, autocast_dtype):
+        total += (nll * mask_t[:, t0 : t0 + nll.shape[1]]).sum(dtype=torch.float64)
     model.train(was_training)
     return EvalResult(float(total), int(lengths.sum()))
+
+
+@torch.no_grad()
+def char_nll(
+    model: CharRNN,
+    tokens: np.ndarray,
+    seq_len: int = 256,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+) -> np.ndarray:
+    """Per-character NLL in nats, (N - 1,): entry i is -ln p(tokens[i + 1] | tokens[: i + 1]).
+
+    One stream (B = 1), the state carried through the whole text: the same computation,
+    block by block, as `evaluate(..., batch_size=1)`, so the sum equals that total.
+    """
+    if len(tokens) < 2:
+        return np.zeros(0)
+    grid, _, _ = _layout_grid(tokens, 1)
+    grid_t = torch.from_numpy(grid).to(device)
+    was_training = model.training
+    model.eval()
+    parts = [nll[0].double().cpu().numpy() for _, nll in _stream_nll(model, grid_t, seq_len, device, autocast_dtype)]
+    model.train(was_training)
+    return np.concatenate(parts)

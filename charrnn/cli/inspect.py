@@ -1,0 +1,276 @@
+"""`charrnn eval`, `charrnn score`, `charrnn cells`: look at what a trained model knows.
+
+Results for people go to stderr (coloured where it is a terminal); stdout carries only
+`--json` output, so scripts can read it and pipes stay clean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from charrnn.cli.common import app, guarded
+from charrnn.errors import CharrnnError, UsageError
+
+EVAL_EXAMPLES = """
+[bold]Examples[/]
+
+  charrnn eval checkpoints/shakespeare/best.pt heldout.txt
+  cat chapter.txt | charrnn eval checkpoints/shakespeare - --json | jq .bits_per_char
+  charrnn eval run/best.pt big.txt --batch-size 256 --device cuda
+"""
+
+SCORE_EXAMPLES = """
+[bold]Examples[/]
+
+  charrnn score checkpoints/shakespeare/best.pt poem.txt
+  head -c 2000 play.txt | charrnn score checkpoints/shakespeare - --top 5
+  charrnn score run/best.pt poem.txt --html poem.html --json > poem.json
+"""
+
+CELLS_EXAMPLES = """
+[bold]Examples[/]
+
+  charrnn cells checkpoints/linux/best.pt kernel.c
+  charrnn cells checkpoints/linux/best.pt kernel.c --unit 2:117 --kind c --html cells.html
+  charrnn cells checkpoints/latex paper.tex --syntax latex --json | jq '.features.in_comment.units[0]'
+"""
+
+CKPT_HELP = "Checkpoint file or run folder."
+TEXT_HELP = "Text file, or - for stdin."
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Use n CPU threads (0 = one per core) inside the block, then restore the previous setting."""
+    import torch
+
+    from charrnn.train import default_threads
+
+    if n < 0:
+        raise UsageError("--threads must be >= 0 (0 = one per core)")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or default_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def load(checkpoint: str, source: str, encoding: str, device: str):
+    """(loaded model, its device, the text) for the commands below."""
+    from charrnn.checkpoint import load_model
+    from charrnn.corpus import read_text
+    from charrnn.train import resolve_device
+
+    if source != "-" and not Path(source).is_file():
+        raise CharrnnError(f"no such file: {source}")
+    dev = resolve_device(device)
+    loaded = load_model(checkpoint, dev)
+    return loaded, dev, read_text([source], encoding=encoding)
+
+
+def oov_note(oov: dict[str, int]) -> str:
+    from charrnn.surprise import counter_text
+
+    if not oov:
+        return "every character is in the model's vocabulary"
+    n = sum(oov.values())
+    return f"{n:,} character(s) outside the model's vocabulary were skipped (removed, counted): {counter_text(oov)}"
+
+
+def need_chars(count: int, source: str) -> None:
+    if count < 2:
+        raise CharrnnError(f"{'standard input' if source == '-' else source} has fewer than 2 characters "
+                           "the model knows: there is nothing to predict")
+
+
+def emit_json(data: dict) -> None:
+    from charrnn.console import TextWriter
+
+    writer = TextWriter()
+    writer.write(json.dumps(data, ensure_ascii=False) + "\n")
+    writer.finish()
+
+
+@app.command("eval", epilog=EVAL_EXAMPLES)
+@guarded
+def eval_(
+    checkpoint: str = typer.Argument(..., help=CKPT_HELP, show_default=False),
+    source: str = typer.Argument(..., help=TEXT_HELP, show_default=False),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Parallel streams (64 is the layout training validates with)."),
+    seq_len: int = typer.Option(256, "--seq-len", "-t", help="Characters per forward call (does not change the figure)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = one per core)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
+) -> None:
+    """Bits per character (and nats, perplexity) of a text under a model: how good is the model on it?"""
+    from charrnn.console import err_console
+    from charrnn.surprise import eval_text
+
+    if batch_size < 1 or seq_len < 1:
+        raise UsageError("--batch-size and --seq-len must be at least 1")
+    with torch_threads(threads):
+        loaded, dev, text = load(checkpoint, source, encoding, device)
+        t0 = time.perf_counter()
+        ev = eval_text(loaded.model, loaded.vocab, text, batch_size, seq_len, dev)
+        seconds = time.perf_counter() - t0
+    need_chars(ev.result.chars, source)
+    r = ev.result
+    if as_json:
+        emit_json({"checkpoint": str(loaded.path), "source": source, **ev.to_dict(), "seconds": round(seconds, 3)})
+    console = err_console()
+    console.print(f"{r.bits_per_char:.4f} bits/char  ({r.nats_per_char:.4f} nats/char, perplexity "
+                  f"{r.perplexity:.3f}) over {r.chars:,} predicted characters", highlight=False, markup=False)
+    console.print(f"{ev.chars_read:,} characters read; {oov_note(ev.oov)}", style="dim", highlight=False, markup=False)
+    streams = min(batch_size, r.chars)
+    restarts = f"it restarts from zero at the {streams - 1} later stream starts (--batch-size 1: none)" if streams > 1 \
+        else "one stream: the exact sequential figure"
+    console.print(f"{streams} stream(s) of up to {-(-r.chars // streams):,} characters, the state carried through each; "
+                  f"{restarts}. {seconds:.2f} s, {r.chars / max(seconds, 1e-9):,.0f} chars/s on {dev.type}",
+                  style="dim", highlight=False, markup=False)
+
+
+@app.command(epilog=SCORE_EXAMPLES)
+@guarded
+def score(
+    checkpoint: str = typer.Argument(..., help=CKPT_HELP, show_default=False),
+    source: str = typer.Argument(..., help=TEXT_HELP, show_default=False),
+    top: int = typer.Option(10, "--top", help="How many of the most surprising spans to list."),
+    max_chars: int = typer.Option(0, "--max-chars", help="Score only the first N characters (0 = all)."),
+    html: str = typer.Option(None, "--html", help="Also write a standalone HTML page here.", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print per-character bits and the spans as JSON on stdout (instead of the coloured text)."),
+    no_text: bool = typer.Option(False, "--no-text", help="Show only the summary and spans, not the coloured text."),
+    seq_len: int = typer.Option(256, "--seq-len", "-t", help="Characters per forward call (does not change the figures)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = one per core)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
+) -> None:
+    """Show a text coloured by how surprised the model is by each character, with the most surprising spans."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from charrnn.checkpoint import atomic_write_text
+    from charrnn.console import err_console
+    from charrnn.render import Section, colours_for, html_page, rich_text, surprise_rgb
+    from charrnn.surprise import score_text
+
+    if top < 0 or max_chars < 0 or seq_len < 1:
+        raise UsageError("--top and --max-chars must be >= 0 and --seq-len at least 1")
+    with torch_threads(threads):
+        loaded, dev, text = load(checkpoint, source, encoding, device)
+        text = text[:max_chars] if max_chars else text
+        s = score_text(loaded.model, loaded.vocab, text, seq_len, dev)
+    need_chars(s.scored + 1, source)
+    spans = s.spans(top)
+    console = err_console()
+    colours = colours_for(s.bits, surprise_rgb)
+    if as_json:
+        emit_json({"checkpoint": str(loaded.path), "source": source, **s.to_dict(top)})
+    elif not no_text:
+        console.print(rich_text(text, colours))
+    summary = (f"{s.bits_per_char:.4f} bits/char over {s.scored:,} characters ({s.total_bits:,.1f} bits in all); "
+               f"the first character has nothing before it and is not scored; {oov_note(s.oov)}")
+    console.print(summary, highlight=False, markup=False)
+    if spans:
+        table = Table(title="most surprising spans", title_justify="left")
+        for col in ("bits", "line:col", "text"):
+            table.add_column(col, justify="right" if col == "bits" else "left")
+        for sp in spans:
+            table.add_row(Text(f"{sp.bits:.1f}"), Text(f"{sp.line}:{sp.column}"), Text(repr(sp.text)))
+        console.print(table)
+    if html:
+        tips = ["not scored" if b != b else f"{b:.2f} bits" for b in s.bits]
+        note = f"{s.bits_per_char:.3f} bits/char over {s.scored:,} characters. White: 0 bits, yellow: 4, red: 8 or more."
+        page = html_page(f"charrnn score: {source}", [Section(str(loaded.path), text, colours, tips, note)])
+        atomic_write_text(html, page)
+        console.print(f"wrote {html}", style="dim", highlight=False, markup=False)
+
+
+@app.command(epilog=CELLS_EXAMPLES)
+@guarded
+def cells(
+    checkpoint: str = typer.Argument(..., help=CKPT_HELP, show_default=False),
+    source: str = typer.Argument(..., help=TEXT_HELP, show_default=False),
+    unit: str = typer.Option(None, "--unit", help="Show one unit, LAYER:INDEX (layers from 1, units from 0), e.g. 2:117.", show_default=False),
+    kind: str = typer.Option(None, "--kind", help="h (hidden state) or c (LSTM cell state). Default: both when ranking, c for --unit on an LSTM.", show_default=False),
+    top: int = typer.Option(3, "--top", help="Units listed per feature."),
+    max_chars: int = typer.Option(20000, "--max-chars", help="Read at most this many characters of the text."),
+    show_chars: int = typer.Option(400, "--show-chars", help="Characters of text shown per unit."),
+    syntax: str = typer.Option("auto", "--syntax", help="Comment syntax for the features: auto, c or latex."),
+    html: str = typer.Option(None, "--html", help="Also write a standalone HTML page here.", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print the ranking (and --unit's correlations) as JSON on stdout (instead of the coloured text)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = one per core)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
+) -> None:
+    """Find the units that track quotes, comments, bracket depth, line position and word starts, and show them."""
+    from rich.text import Text
+
+    from charrnn.cells import analyse, best_window, check_kind, check_unit, parse_unit
+    from charrnn.checkpoint import atomic_write_text
+    from charrnn.console import err_console
+    from charrnn.features import DESCRIPTIONS, SYNTAXES
+    from charrnn.render import Section, activation_rgb, colours_for, html_page, rich_text
+    from charrnn.surprise import encode_known
+
+    if syntax not in SYNTAXES:
+        raise UsageError(f"--syntax must be one of {', '.join(SYNTAXES)}")
+    if top < 1 or max_chars < 2 or show_chars < 1:
+        raise UsageError("--top and --show-chars must be at least 1, --max-chars at least 2")
+    with torch_threads(threads):
+        loaded, dev, text = load(checkpoint, source, encoding, device)
+        enc = encode_known(loaded.vocab, text[:max_chars])
+        known = "".join(ch for ch, k in zip(text[:max_chars], enc.known) if k)
+        need_chars(len(known), source)
+        check_kind(kind, loaded.model)
+        chosen = parse_unit(unit, kind or ("c" if loaded.model.n_state == 2 else "h")) if unit else None
+        if chosen:
+            check_unit(chosen, loaded.model)
+        report = analyse(loaded.model, enc.tokens, known, syntax, top, [kind] if kind else None)
+    console = err_console()
+    legend = "background: blue = -1, white = 0, red = +1 (h, or tanh(c) for cell states)"
+    console.print(f"{len(known):,} characters read ({report.syntax} syntax for comments); "
+                  f"{oov_note(enc.oov)}; {legend}", style="dim", highlight=False, markup=False)
+    sections = []
+
+    def show(u, heading: str, note: str, window_of, terminal: bool) -> None:
+        """Add unit `u` over the window where `window_of` varies most to the page (and the terminal)."""
+        values = report.values(u)
+        start, end = best_window(window_of, show_chars, known)
+        colours = colours_for(values[start:end], activation_rgb)
+        sections.append(Section(heading, known[start:end], colours, [f"{v:+.2f}" for v in values[start:end]], note))
+        if terminal:
+            console.print(Text(heading, style="bold"))
+            if note:
+                console.print(Text(note, style="dim"))
+            console.print(rich_text(known[start:end], colours))
+            console.print()
+
+    if chosen:
+        corr = report.correlations_of(chosen)
+        show(chosen, f"unit {chosen}", "r with " + ", ".join(f"{n} {r:+.2f}" for n, r in corr.items()),
+             report.values(chosen), not as_json)
+    else:
+        for name, scores in report.ranking.items():
+            best, feature = scores[0], report.features[name]
+            others = ", ".join(f"{s.unit} r={s.r:+.2f}" for s in scores[1:])
+            heading = f"{name} ({DESCRIPTIONS[name]}): unit {best.unit}, r = {best.r:+.3f}"
+            show(best.unit, heading, f"next best: {others}" if others else "", feature, not as_json)
+            for s in scores[1:]:  # the runners-up go to the HTML page only
+                show(s.unit, f"{name}: unit {s.unit}, r = {s.r:+.3f}", "", feature, False)
+    if as_json:
+        data = {"checkpoint": str(loaded.path), "source": source, "oov_chars": enc.oov_count, "oov": enc.oov,
+                **report.to_dict()}
+        if chosen:
+            data["unit"] = {"layer": chosen.layer, "index": chosen.index, "kind": chosen.kind, "correlations": corr}
+        emit_json(data)
+    if html:
+        intro = f"{loaded.path} reading {source} ({len(known):,} characters). Each character's {legend}."
+        atomic_write_text(html, html_page(f"charrnn cells: {source}", sections, intro))
+        console.print(f"wrote {html}", style="dim", highlight=False, markup=False)
