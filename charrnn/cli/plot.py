@@ -11,11 +11,12 @@ from charrnn.cli.common import app, guarded
 EXAMPLES = """
 [bold]Examples[/]
 
-  charrnn plot checkpoints/shakespeare                  # terminal plot + checkpoints/shakespeare/loss.png
-  charrnn plot checkpoints/* -o compare.png             # several runs on one chart
+  charrnn plot checkpoints/shakespeare
+  charrnn plot checkpoints/* -o compare.png
   charrnn plot checkpoints/small checkpoints/large --x time --no-png
 
-The PNG needs matplotlib: pip install 'charrnn[plot]'. The terminal plot needs nothing.
+The plot is drawn on stdout; the PNG (default RUN/loss.png, or ./loss.png
+for several runs) needs matplotlib: pip install 'charrnn\\[plot]'.
 """
 
 

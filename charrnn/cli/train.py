@@ -16,14 +16,16 @@ EXAMPLES = """
 [bold]Examples[/]
 
   charrnn train corpus.txt --time 120
-  charrnn train shakespeare --preset tiny                      # seconds: check it all works
-  charrnn train warpeace --config runs/wp.yaml --lr 1e-3       # a YAML file; flags override it
-  charrnn train --config checkpoints/shakespeare/config.yaml   # repeat a run
+  charrnn train shakespeare --preset tiny
+  charrnn train warpeace --config runs/wp.yaml --lr 1e-3
+  charrnn train --config checkpoints/shakespeare/config.yaml
   charrnn train src/ --glob '**/*.c' --glob '**/*.h' --cell gru --layers 3
   cat *.tex | charrnn train - -o checkpoints/latex
 
-Settings are layered, later winning: defaults <- --preset <- --config FILE <- flags.
-Presets: tiny, small, medium, large, and one per catalog corpus (--preset linux).
+Settings are layered, later winning: defaults <- --preset <- --config FILE
+<- flags. Presets: tiny (seconds), small (CPU minutes), medium, large (GPU),
+and one per catalog corpus (--preset linux). Each run folder gets a
+config.yaml with every setting: pass it to --config to repeat the run.
 """
 
 _DEFAULTS = {f.name: f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
