@@ -80,13 +80,12 @@ def sample(
             err_console().rule(f"sample {i + 1} of {num_samples}", style="dim")
 
     if num_samples == 1:
-        text = ""
-        for ch in generate(loaded.model, loaded.vocab, length, prime_text, temp, top_k, top_p, seed, stop or (), unk):
-            text += ch
-            if not writer.write(ch):
+        last = ""
+        for last in generate(loaded.model, loaded.vocab, length, prime_text, temp, top_k, top_p, seed, stop or (), unk):
+            if not writer.write(last):
                 break
         if not writer.closed:
-            end_sample(text[-1:])
+            end_sample(last)
         writer.finish()
         return
 
