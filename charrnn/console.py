@@ -6,13 +6,16 @@ stdout carries only generated text (see `TextWriter`); every other output goes t
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from charrnn.train import Reporter, Trainer, TrainResult
 
@@ -92,6 +95,27 @@ def fmt_rate(x: float) -> str:
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
 
 
+SAMPLE_LINES = 6  # lines of the live sample shown under the progress bar
+
+
+def sample_panel(sample: str, step: int) -> Panel:
+    """The live sample as a boxed block: its first lines, each cut to the terminal width."""
+    lines = sample.split("\n")[:SAMPLE_LINES]
+    body = Text("\n".join(lines), no_wrap=True, overflow="ellipsis")  # Text: never parsed as markup
+    return Panel(body, title=f"sample at step {step}", title_align="left", border_style="dim")
+
+
+class SampleProgress(Progress):
+    """A rich progress display with the latest live sample below the bar."""
+
+    sample: Panel | None = None
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        if self.sample is not None:
+            yield self.sample
+
+
 class ConsoleReporter(Reporter):
     """Training progress on stderr: a rich bar on a terminal, one dense line per record otherwise."""
 
@@ -131,7 +155,7 @@ class ConsoleReporter(Reporter):
             highlight=False,
         )
         if self.live:
-            self.progress = Progress(
+            self.progress = SampleProgress(
                 TextColumn("[bold]{task.fields[step]}[/]"),
                 BarColumn(),
                 TextColumn("loss {task.fields[bpc]} bpc · val {task.fields[val]} · {task.fields[rate]} chars/s"),
@@ -166,6 +190,14 @@ class ConsoleReporter(Reporter):
             self.progress.console.print(line, highlight=False)
         else:
             self.console.print(line, highlight=False)
+
+    def on_sample(self, r: dict) -> None:
+        if self.progress is not None:
+            self.progress.sample = sample_panel(r["sample"], r["step"])
+            self.progress.refresh()
+        else:  # one line per sample, newlines escaped, so logs stay one record per line
+            self.console.print(f"step {r['step']:>6}  sample {json.dumps(r['sample'], ensure_ascii=False)}",
+                               markup=False, highlight=False)
 
     def on_warning(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/] {escape(message)}")

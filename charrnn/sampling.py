@@ -135,3 +135,39 @@ def generate(
 def sample_text(model: CharRNN, vocab: Vocab, length: int = 500, prime: str = "", **kwargs) -> str:
     """The whole generated text as one string (see `generate` for the options)."""
     return "".join(generate(model, vocab, length, prime, **kwargs))
+
+
+def generate_batch(
+    model: CharRNN,
+    vocab: Vocab,
+    n: int,
+    length: int = 500,
+    prime: str = "",
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    stop: Sequence[str] = (),
+    unk: str = "error",
+) -> Iterator[list[str]]:
+    """Generate `n` samples together as one batch; per step, yield each one's new character.
+
+    A sample that has produced a stop string yields '' from then on; the batch ends when
+    every sample has stopped or `length` steps are done. Sample i depends only on the
+    seed and n, never on when the others stop (every stream is drawn at every step).
+    """
+    if n < 1:
+        raise UsageError("--num-samples must be at least 1")
+    prime_ids = vocab.encode(prime, unk=unk) or vocab.encode(default_prime(vocab))
+    longest_stop = max((len(s) for s in stop), default=0)
+    tails, done = [""] * n, [False] * n
+    for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, batch=n):
+        chars = []
+        for i, idx in enumerate(ids.tolist()):  # (B,) -> one character per sample
+            chars.append("" if done[i] else vocab.chars[idx])
+            if stop and not done[i]:
+                tails[i] = (tails[i] + chars[i])[-longest_stop:]
+                done[i] = any(tails[i].endswith(s) for s in stop)
+        yield chars
+        if all(done):
+            return

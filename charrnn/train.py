@@ -31,6 +31,7 @@ from charrnn.corpus import StreamBatcher
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.evaluate import LN2, evaluate
 from charrnn.model import CharRNN, ModelConfig, detach_state
+from charrnn.sampling import sample_text
 from charrnn.vocab import Vocab
 
 DEFAULT_EPOCHS = 10  # when no --steps, --epochs or --time is given
@@ -52,6 +53,10 @@ class TrainConfig:
     eval_chars: int = 1_000_000  # validate on at most this many held-out characters
     val_fraction: float = 0.1  # the last part of the corpus held out for validation
     log_every: int = 10  # steps between progress records
+    sample_every: int = 200  # steps between live samples shown while training; 0 = off
+    sample_length: int = 200  # characters per live sample
+    sample_prime: str = ""  # live samples continue this text ('' = start after a line break)
+    sample_temp: float = 0.8  # live samples' temperature (their seed is `seed`, so only the model changes)
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (bf16 autocast where the hardware has it)
     threads: int = 0  # CPU threads for torch; 0 = one per available core
@@ -67,6 +72,8 @@ class TrainConfig:
             (self.epochs is None or self.epochs > 0, "--epochs must be positive"),
             (self.time is None or self.time > 0, "--time must be positive"),
             (self.eval_every >= 1, "--eval-every must be at least 1"),
+            (self.sample_every >= 0, "--sample-every must be >= 0 (0 turns live samples off)"),
+            (self.sample_length >= 1 and self.sample_temp >= 0, "sample_length must be >= 1 and sample_temp >= 0"),
             (0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
             (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
              "--device must be auto, cpu, cuda or mps"),
@@ -154,6 +161,7 @@ class Reporter:
     def on_log(self, record: dict) -> None: ...
     def on_eval(self, record: dict) -> None: ...
     def on_save(self, path: Path) -> None: ...
+    def on_sample(self, record: dict) -> None: ...
     def on_warning(self, message: str) -> None: ...
     def on_end(self, result: "TrainResult") -> None: ...
 
@@ -354,6 +362,20 @@ class Trainer:
         self.save("last.pt")
         return record
 
+    def live_sample(self) -> dict:
+        """A short sample from the current model, for watching it learn (`sample_every`).
+
+        It draws from its own generator seeded with `seed` and puts the model back in
+        training mode, so training takes exactly the same path with or without it.
+        """
+        c = self.cfg
+        text = sample_text(self.model, self.vocab, c.sample_length, prime=c.sample_prime,
+                           temperature=c.sample_temp, seed=c.seed, unk="skip")
+        self.model.train()
+        record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2), "sample": text}
+        self.reporter.on_sample(record)
+        return record
+
     @property
     def epoch_float(self) -> float:
         return self.epoch + self.batcher.cursor / max(1, self.batcher.stream_len - 1)
@@ -410,6 +432,12 @@ class Trainer:
                     last_val = self._eval_and_save()["val_bpc"]
                     self.elapsed += time.perf_counter() - t0
                     window_t = time.perf_counter()
+                if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
+                    t0 = time.perf_counter()
+                    self.live_sample()
+                    dt = time.perf_counter() - t0
+                    self.elapsed += dt
+                    window_t += dt  # sampling time does not count against training speed
             if stopped_by == "nan":
                 # every bad update was skipped, so the weights in memory are the last good ones
                 self.reporter.on_warning("training stopped: 10 non-finite steps in a row; "

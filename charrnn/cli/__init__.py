@@ -9,6 +9,7 @@ from __future__ import annotations
 from charrnn.cli.common import app
 from charrnn.cli import corpus as _corpus  # noqa: F401  (registers commands)
 from charrnn.cli import beam as _beam  # noqa: F401
+from charrnn.cli import plot as _plot  # noqa: F401
 from charrnn.cli import sample as _sample  # noqa: F401
 from charrnn.cli import train as _train  # noqa: F401
 from charrnn.cli import inspect as _inspect  # noqa: F401

@@ -12,9 +12,22 @@ from charrnn import __version__
 from charrnn.console import error
 from charrnn.errors import CharrnnError, UsageError
 
+EXAMPLES = """
+[bold]Examples[/]
+
+  charrnn corpus get shakespeare
+  charrnn train shakespeare --preset tiny
+  charrnn sample --temp 0.8 -n 1000 | less
+  charrnn plot checkpoints/*
+
+charrnn COMMAND -h shows each command's options and examples.
+Shell completion: charrnn --install-completion (bash, zsh, fish, PowerShell).
+"""
+
 app = typer.Typer(
     name="charrnn",
     help="Train character-level recurrent language models on any text, and make them write.",
+    epilog=EXAMPLES,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     no_args_is_help=True,

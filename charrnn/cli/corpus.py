@@ -7,7 +7,8 @@ import typer
 from charrnn.cli.common import app, guarded
 
 corpus_app = typer.Typer(help="Named corpora: list and fetch them.", no_args_is_help=True,
-                         context_settings={"help_option_names": ["-h", "--help"]})
+                         context_settings={"help_option_names": ["-h", "--help"]},
+                         epilog="[bold]Examples[/]\n\n  charrnn corpus list\n  charrnn corpus get shakespeare\n  charrnn train shakespeare --preset tiny")
 app.add_typer(corpus_app, name="corpus")
 
 

@@ -10,45 +10,103 @@ EXAMPLES = """
 [bold]Examples[/]
 
   charrnn sample --temp 0.8
-  charrnn sample checkpoints/shakespeare/best.pt -n 2000 --prime "ROMEO:" --seed 1 | head -c 300
+  charrnn sample checkpoints/shakespeare --prime "ROMEO:" | head -c 300
   echo "First Citizen:" | charrnn sample --prime-file - --temp 0.5
+  charrnn sample --num-samples 4 --stop $'\\n\\n' --top-p 0.9
+  charrnn sample checkpoints/linux --highlight c
+  charrnn sample -N 3 --separator '\\n----\\n' > samples.txt
+
+--num-samples draws the samples together in one batch; --stop ends each one
+on its own. On a terminal the samples get headers and --highlight colours
+C or LaTeX (auto: from the training corpus); piped, output is plain text.
 """
+
+
+def unescape(text: str) -> str:
+    """`\\n`, `\\t` and `\\\\` typed on a command line -> newline, tab, backslash."""
+    return text.replace("\\\\", "\0").replace("\\n", "\n").replace("\\t", "\t").replace("\0", "\\")
 
 
 @app.command(epilog=EXAMPLES)
 @guarded
 def sample(
     checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
-    length: int = typer.Option(500, "--length", "-n", help="Characters to generate."),
+    length: int = typer.Option(500, "--length", "-n", help="Characters to generate (per sample)."),
     temp: float = typer.Option(1.0, "--temp", "--temperature", help="Sampling temperature (0 = greedy argmax)."),
     prime: str = typer.Option(None, "--prime", "-p", help="Text to start from (run through the model first; not printed).", show_default=False),
     prime_file: str = typer.Option(None, "--prime-file", help="Read the prime from a file, or - for stdin.", show_default=False),
     seed: int = typer.Option(None, "--seed", help="Random seed (same seed, same text).", show_default=False),
     top_k: int = typer.Option(0, "--top-k", help="Sample only from the k most likely characters (0 = off)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Sample only from the smallest set holding this much probability."),
-    stop: list[str] = typer.Option(None, "--stop", help="Stop after generating this string (repeatable).", show_default=False),
+    stop: list[str] = typer.Option(None, "--stop", help="Stop after generating this string (repeatable; per sample).", show_default=False),
+    num_samples: int = typer.Option(1, "--num-samples", "-N", help="Samples to generate together in one batch."),
+    separator: str = typer.Option("\\n\\n", "--separator", help="Written between samples when stdout is not a terminal (\\n, \\t understood)."),
+    highlight: str = typer.Option("auto", "--highlight", help="Colour code on a terminal: auto (from the training corpus), c, latex or none. Never when piped."),
     unk: str = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
 ) -> None:
     """Generate text from a trained model, streamed to stdout as it is written."""
+    import sys
+
     import torch
 
     from charrnn.checkpoint import load_model
-    from charrnn.console import TextWriter
+    from charrnn.console import err_console
     from charrnn.errors import UsageError
-    from charrnn.sampling import check_sampling_args, generate
+    from charrnn.highlight import language_for, make_writer
+    from charrnn.sampling import check_sampling_args, generate, generate_batch
     from charrnn.train import resolve_device
 
     check_sampling_args(length, temp, top_k, top_p)
     if unk not in ("error", "skip"):
         raise UsageError("--unk must be error or skip")
+    if num_samples < 1:
+        raise UsageError("--num-samples must be at least 1")
+    language = language_for(highlight)  # check the value before loading anything
     prime_text = read_prime(prime, prime_file)
     torch.set_num_threads(1)  # batch-1 stepping: tiny matmuls, threads only add overhead
     loaded = load_model(checkpoint, resolve_device(device))
-    writer = TextWriter()
-    for ch in generate(loaded.model, loaded.vocab, length, prime_text, temp, top_k, top_p, seed, stop or (), unk):
-        if not writer.write(ch):
+    writer = make_writer(language_for(highlight, loaded.checkpoint))
+
+    def end_sample(text: str) -> None:
+        if writer.tty and not text.endswith("\n"):
+            writer.write("\n")
+        if hasattr(writer, "end_sample"):
+            writer.end_sample()
+
+    def header(i: int) -> None:  # on a terminal only: a rule on stderr, between the samples on stdout
+        if writer.tty and num_samples > 1:
+            sys.stdout.flush()
+            err_console().rule(f"sample {i + 1} of {num_samples}", style="dim")
+
+    if num_samples == 1:
+        last = ""
+        for last in generate(loaded.model, loaded.vocab, length, prime_text, temp, top_k, top_p, seed, stop or (), unk):
+            if not writer.write(last):
+                break
+        if not writer.closed:
+            end_sample(last)
+        writer.finish()
+        return
+
+    # Several samples are drawn in lockstep: the first is streamed, the others are kept and written after it.
+    texts = [""] * num_samples
+    header(0)
+    batch = generate_batch(loaded.model, loaded.vocab, num_samples, length, prime_text, temp, top_k, top_p, seed, stop or (), unk)
+    for chars in batch:
+        for i, ch in enumerate(chars):
+            texts[i] += ch
+        if chars[0] and not writer.write(chars[0]):
             break
-    if not writer.closed and writer.tty:
-        writer.write("\n")
+    for i in range(1, num_samples):
+        if writer.closed:
+            break
+        if writer.tty:
+            end_sample(texts[i - 1])
+        else:
+            writer.write(unescape(separator))
+        header(i)
+        writer.write(texts[i])
+    if not writer.closed:
+        end_sample(texts[-1])
     writer.finish()

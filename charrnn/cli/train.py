@@ -17,8 +17,16 @@ EXAMPLES = """
 [bold]Examples[/]
 
   charrnn train corpus.txt --time 120
+  charrnn train shakespeare --preset tiny
+  charrnn train warpeace --config runs/wp.yaml --lr 1e-3
+  charrnn train --config checkpoints/shakespeare/config.yaml
   charrnn train src/ --glob '**/*.c' --glob '**/*.h' --cell gru --layers 3
   cat *.tex | charrnn train - -o checkpoints/latex
+
+Settings are layered, later winning: defaults <- --preset <- --config FILE
+<- flags. Presets: tiny (seconds), small (CPU minutes), medium, large (GPU),
+and one per catalog corpus (--preset linux). Each run folder gets a
+config.yaml with every setting: pass it to --config to repeat the run.
 """
 
 _DEFAULTS = {f.name: f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
@@ -48,17 +56,16 @@ def default_out_dir(name: str, root: Path = Path("checkpoints")) -> Path:
     return candidate
 
 
-MODEL_KEYS = ("cell", "layers", "hidden", "embed", "dropout")
-
-
 @app.command(epilog=EXAMPLES)
 @guarded
 def train(
-    sources: list[str] = typer.Argument(..., help="Text files, folders (see --glob), catalog names (shakespeare, linux, ...), or - for stdin.", show_default=False),
+    sources: list[str] = typer.Argument(None, help="Text files, folders (see --glob), catalog names (shakespeare, linux, ...), or - for stdin. May be omitted when the --config file names a corpus.", show_default=False),
+    config: str = typer.Option(None, "--config", "-c", help="YAML file of settings (keys as the flags, e.g. `hidden: 256`); flags override it.", show_default=False),
+    preset: str = typer.Option(None, "--preset", help="Named settings: tiny, small, medium, large, or a catalog corpus name.", show_default=False),
     glob: list[str] = typer.Option(None, "--glob", help="File pattern inside folders, repeatable (e.g. '**/*.c').", show_default=False),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder. Default: checkpoints/<corpus name> (a new -2, -3 ... if taken).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow --out to be a folder that already holds a run."),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus."),
+    encoding: str = typer.Option(None, "--encoding", help="Text encoding of the corpus.", show_default="utf-8"),
     cell: str = opt("--cell", help="Recurrent cell: lstm, gru or rnn."),
     layers: int = opt("--layers", help="Stacked recurrent layers."),
     hidden: int = opt("--hidden", help="Hidden units per layer."),
@@ -72,6 +79,7 @@ def train(
     time: float = opt("--time", help="Stop after this many seconds; the learning-rate schedule fits the budget."),
     clip: float = opt("--clip", help="Global gradient-norm clip (0 = off)."),
     eval_every: int = opt("--eval-every", help="Steps between validation passes and saves."),
+    sample_every: int = opt("--sample-every", help="Steps between live samples shown while training (0 = off)."),
     val_fraction: float = opt("--val-fraction", help="Tail of the corpus held out for validation."),
     device: str = opt("--device", help="auto, cpu, cuda or mps."),
     precision: str = opt("--precision", help="auto, fp32, bf16 or fp16 (auto: bf16 autocast where the hardware is fast at it)."),
@@ -80,23 +88,29 @@ def train(
 ) -> None:
     """Train a character-level model on text and save checkpoints (best.pt, last.pt)."""
     from charrnn.console import ConsoleReporter, info
+    from charrnn.config import portable_sources, resolve_run_config, write_run_config
     from charrnn.corpus import read_text
     from charrnn.train import train_on_text
 
     given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
-    mcfg = {k: v for k, v in given.items() if k in MODEL_KEYS}
-    tcfg = TrainConfig(**{k: v for k, v in given.items() if k not in MODEL_KEYS})
+    given.update(corpus=portable_sources(sources or []), glob=glob or [], encoding=encoding)
+    run = resolve_run_config(given, preset, config)
+    if not run.corpus:
+        raise UsageError("name a corpus: a file, folder, catalog name or -, or `corpus:` in a --config file")
     from charrnn.catalog import resolve_source
 
+    sources = sources or run.corpus
     name = corpus_name(sources)
-    text = read_text([resolve_source(s) for s in sources], glob, encoding)
+    text = read_text([resolve_source(s) for s in run.corpus], run.glob, run.encoding)
     if out is None:
         out = default_out_dir(name)
     elif any(Path(out).glob("*.pt")) and not overwrite:
         raise CharrnnError(f"{out} already holds a run: choose another --out, or pass --overwrite")
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks and writes
         info(f"corpus: {len(text):,} characters from {', '.join(sources) if len(sources) <= 3 else f'{len(sources)} sources'}")
-    _, result = train_on_text(text, mcfg, tcfg, out, ConsoleReporter(), meta={"corpus": name})
+        write_run_config(out, run)
+    meta = {"corpus": name, "config": run.to_dict()}
+    _, result = train_on_text(text, run.model, run.train, out, ConsoleReporter(), meta=meta)
     if result.stopped_by in ("SIGINT", "SIGTERM"):
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
     if result.stopped_by == "nan":

@@ -1,0 +1,67 @@
+"""`charrnn plot`: loss curves of one or many runs, as a PNG and in the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from charrnn.cli.common import app, guarded
+
+EXAMPLES = """
+[bold]Examples[/]
+
+  charrnn plot checkpoints/shakespeare
+  charrnn plot checkpoints/* -o compare.png
+  charrnn plot checkpoints/small checkpoints/large --x time --no-png
+
+The plot is drawn on stdout; the PNG (default RUN/loss.png, or ./loss.png
+for several runs) needs matplotlib: pip install 'charrnn\\[plot]'.
+"""
+
+
+@app.command(epilog=EXAMPLES)
+@guarded
+def plot(
+    runs: list[str] = typer.Argument(None, help="Run folders (or their metrics.jsonl). Default: the newest run under ./checkpoints.", show_default=False),
+    out: Path = typer.Option(None, "--out", "-o", help="PNG to write. Default: RUN/loss.png for one run, ./loss.png for several.", show_default=False),
+    x: str = typer.Option("step", "--x", help="x axis: step or time (training seconds)."),
+    png: bool = typer.Option(True, "--png/--no-png", help="Write the PNG (needs matplotlib)."),
+    terminal: bool = typer.Option(True, "--terminal/--no-terminal", help="Draw the plot on stdout."),
+    height: int = typer.Option(16, "--height", help="Rows of the terminal plot."),
+) -> None:
+    """Plot train and validation bits/char against steps or time, for one run or several."""
+    import shutil
+
+    from rich.console import Console
+
+    from charrnn.checkpoint import newest_checkpoint
+    from charrnn.console import TextWriter, err_console, warn
+    from charrnn.errors import CharrnnError
+    from charrnn.plot import MISSING_MATPLOTLIB, check_x, load_runs, save_png, terminal_plot
+
+    check_x(x)
+    runs = runs or [str(newest_checkpoint().parent)]
+    loaded, skipped = load_runs(runs)
+    for message in skipped:
+        warn(f"skipped: {message}")
+    if terminal:
+        width = min(100, shutil.get_terminal_size((80, 24)).columns)
+        text = terminal_plot(loaded, x, width=width, height=height)
+        writer = TextWriter()
+        if writer.tty:
+            Console(highlight=False).print(text, end="")
+        else:
+            writer.write(text.plain)
+            writer.finish()
+    if not png:
+        return
+    target = out or (loaded[0].path.parent / "loss.png" if len(loaded) == 1 else Path("loss.png"))
+    try:
+        save_png(loaded, target, x)
+    except CharrnnError as e:
+        if str(e) == MISSING_MATPLOTLIB and out is None:
+            warn(MISSING_MATPLOTLIB)  # the PNG was not asked for by name: the terminal plot is enough
+            return
+        raise
+    err_console().print(f"wrote {target}", highlight=False, markup=False)

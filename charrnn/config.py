@@ -1,0 +1,221 @@
+"""Run configurations: presets, YAML files and command-line flags, layered.
+
+A run's settings come from four layers; a later layer overrides an earlier one key by key:
+
+    dataclass defaults  <-  preset  <-  --config FILE.yaml  <-  command-line flags
+
+The budget keys (`steps`, `epochs`, `time`) move as a group: a layer that sets any of
+them replaces the whole budget below it, so `--preset tiny --time 30` trains for 30
+seconds rather than "300 steps or 30 seconds, whichever comes first".
+
+A config file is a flat YAML mapping of the same names as the flags (with `_` for `-`):
+
+    corpus: shakespeare          # or a path, or a list of them; the positional argument wins
+    preset: small                # optional: the file builds on a preset
+    hidden: 256
+    lr: 2.0e-3
+    time: 300
+
+Every run folder gets a `config.yaml` holding the effective configuration (every key,
+preset expanded), so `charrnn train --config checkpoints/x/config.yaml` repeats the run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from charrnn.checkpoint import atomic_write_text
+from charrnn.errors import CharrnnError, UsageError
+from charrnn.model import ModelConfig
+from charrnn.train import TrainConfig
+
+MODEL_KEYS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+SOURCE_KEYS = ("corpus", "glob", "encoding")  # where the text comes from
+BUDGET_KEYS = ("steps", "epochs", "time")
+VALID_KEYS = ("preset", *SOURCE_KEYS, *MODEL_KEYS, *TRAIN_KEYS)
+
+# Built-in presets. Budgets are part of a preset only where its purpose implies one.
+PRESETS: dict[str, dict] = {
+    # seconds on a laptop CPU: check that everything works end to end
+    "tiny": dict(cell="lstm", layers=1, hidden=64, embed=16, batch_size=16, seq_len=64, lr=1e-2,
+                 steps=300, eval_every=100, sample_every=100),
+    # minutes on a CPU: readable Shakespeare-like text
+    "small": dict(cell="lstm", layers=2, hidden=256, embed=64, batch_size=32, seq_len=64, lr=4e-3,
+                  time=300, eval_every=250),
+    # a GPU (or a long CPU run): 2 x 512
+    "medium": dict(cell="lstm", layers=2, hidden=512, embed=128, dropout=0.1, batch_size=32, seq_len=128,
+                   lr=2e-3, eval_every=500),
+    # a GPU: Karpathy's char-rnn class of model, 3 x 512 with dropout
+    "large": dict(cell="lstm", layers=3, hidden=512, embed=128, dropout=0.25, batch_size=64, seq_len=128,
+                  lr=2e-3, eval_every=500),
+}
+
+
+@dataclass
+class RunConfig:
+    """Everything `charrnn train` needs besides the output folder."""
+
+    model: dict  # ModelConfig fields except vocab_size (which the corpus decides)
+    train: TrainConfig  # the training settings
+    corpus: list[str] = field(default_factory=list)  # files, folders, catalog names or '-'
+    glob: list[str] = field(default_factory=list)  # patterns for files inside folders
+    encoding: str = "utf-8"  # text encoding of the corpus
+    preset: str | None = None  # the preset it was built on (a note; to_dict() holds it expanded)
+
+    def to_dict(self) -> dict:
+        """A flat dict in the config-file format, every key present (the preset is expanded)."""
+        return {"corpus": list(self.corpus), "glob": list(self.glob), "encoding": self.encoding,
+                **self.model, **self.train.to_dict()}
+
+
+# ---- presets ---------------------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    from charrnn.catalog import load_catalog
+
+    return [*PRESETS, *(name for name, e in load_catalog().items() if e.preset)]
+
+
+def get_preset(name: str) -> dict:
+    """A built-in preset, or the recommended setup of a catalog corpus (`--preset linux`)."""
+    if name in PRESETS:
+        return dict(PRESETS[name])
+    from charrnn.catalog import load_catalog
+
+    entry = load_catalog().get(name)
+    if entry is None or not entry.preset:
+        raise UsageError(f"no preset named {name!r}; presets: {', '.join(preset_names())}")
+    return validate(entry.preset, f"catalog preset {name!r}")
+
+
+# ---- validation ------------------------------------------------------------------------------------
+
+_TYPES = {"int": "an integer", "float": "a number", "str": "a string", "None": "null"}
+
+
+def _field_types() -> dict[str, list[str]]:
+    """Key -> the type names its dataclass annotation allows, e.g. ['float', 'None']."""
+    out = {"preset": ["str"], "corpus": ["list"], "glob": ["list"], "encoding": ["str"]}
+    for cls in (ModelConfig, TrainConfig):
+        for f in fields(cls):
+            out[f.name] = [t.strip() for t in str(f.type).split("|")]
+    return out
+
+
+def _check(key: str, value, allowed: list[str], where: str):
+    """`value` converted to the key's type, or a UsageError naming the key and the expected type."""
+    if value is None and "None" in allowed:
+        return None
+    if "list" in allowed:  # a string or a list of strings
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        expected = "a string or a list of strings"
+    elif "float" in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif "float" in allowed and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads `1e-3` (no dot) as a string
+        except ValueError:
+            pass
+    elif "int" in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif "str" in allowed and isinstance(value, str):
+        return value
+    if "list" not in allowed:
+        expected = " or ".join(_TYPES[t] for t in allowed)
+    raise UsageError(f"{where}: {key} must be {expected}, not {type(value).__name__} {value!r}")
+
+
+def validate(data: dict, where: str) -> dict:
+    """Check keys and types of a config mapping; return it with values normalised."""
+    types = _field_types()
+    out = {}
+    for key, value in data.items():
+        if key not in types:
+            close = difflib.get_close_matches(str(key), VALID_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(VALID_KEYS)}")
+        out[key] = _check(key, value, types[key], where)
+    return out
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read and validate a YAML config file (keys as in `VALID_KEYS`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CharrnnError(f"no such config file: {path}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise UsageError(f"{path} is not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a config file is a mapping of keys to values (like `hidden: 256`), not a {type(data).__name__}")
+    return validate(data, str(path))
+
+
+# ---- layering --------------------------------------------------------------------------------------
+
+
+def layer(*layers: dict) -> dict:
+    """Merge config dicts, later ones winning; a layer naming any budget key replaces the whole budget."""
+    merged: dict = {}
+    for d in layers:
+        if any(k in d for k in BUDGET_KEYS):
+            for k in BUDGET_KEYS:
+                merged.pop(k, None)
+        merged.update(d)
+    return merged
+
+
+def resolve_run_config(flags: dict, preset: str | None = None, config_file: str | Path | None = None) -> RunConfig:
+    """defaults <- preset <- config file <- flags -> a checked RunConfig.
+
+    `flags` holds only the options the user gave (None values are dropped). The preset is
+    `preset` if given, else the config file's `preset:` key.
+    """
+    file_layer = load_config_file(config_file) if config_file else {}
+    preset = preset or file_layer.pop("preset", None)
+    file_layer.pop("preset", None)
+    preset_layer = get_preset(preset) if preset else {}
+    merged = layer(preset_layer, file_layer, {k: v for k, v in flags.items() if v is not None and v != []})
+    model = {k: merged[k] for k in MODEL_KEYS if k in merged}
+    try:
+        ModelConfig(vocab_size=1, **model)  # check the model keys now, not after reading the corpus
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    train = TrainConfig(**{k: merged[k] for k in TRAIN_KEYS if k in merged})
+    defaults = {f.name: f.default for f in fields(ModelConfig) if f.name != "vocab_size"}
+    return RunConfig(model={**defaults, **model}, train=train, corpus=merged.get("corpus", []),
+                     glob=merged.get("glob", []), encoding=merged.get("encoding", "utf-8"), preset=preset)
+
+
+def portable_sources(sources: list[str]) -> list[str]:
+    """Sources as a config file should keep them: paths made absolute, catalog names and '-' as given."""
+    return [s if s == "-" or not Path(s).exists() else str(Path(s).resolve()) for s in sources]
+
+
+def write_run_config(out_dir: str | Path, run: RunConfig) -> Path:
+    """Write the effective configuration to `out_dir/config.yaml` (atomically)."""
+    path = Path(out_dir) / "config.yaml"
+    header = (
+        "# charrnn run configuration: the effective settings of this run\n"
+        "# (dataclass defaults <- preset <- --config file <- flags, preset expanded).\n"
+        f"# Repeat it:  charrnn train --config {path}\n"
+        + (f"# Built on preset: {run.preset}\n" if run.preset else "")
+    )
+    atomic_write_text(path, header + yaml.safe_dump(run.to_dict(), sort_keys=False, allow_unicode=True))
+    return path

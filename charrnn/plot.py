@@ -1,0 +1,133 @@
+"""Loss curves of one or many runs, from their `metrics.jsonl`: a PNG and a terminal plot.
+
+Every run folder holds `metrics.jsonl`, one JSON record per line: training records
+(`step`, `epoch`, `time`, `loss`, `bpc`, `grad_norm`, `lr`, `chars_per_sec`) and
+evaluation records (`step`, `epoch`, `time`, `val_loss`, `val_bpc`). Both are plotted in
+bits per character against steps or training seconds (`time`).
+
+The PNG needs matplotlib (`pip install 'charrnn[plot]'`); the terminal plot needs nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from charrnn.checkpoint import atomic_write_bytes
+from charrnn.errors import CharrnnError, UsageError
+from charrnn.termplot import Series, render
+
+X_AXES = {"step": "step", "time": "training time (s)"}
+COLORS = ["cyan", "magenta", "yellow", "green", "blue", "red"]  # rich names, one per run
+MARKERS = ["●", "■", "▲", "◆", "✚", "✖"]  # each run's validation points, readable without colour
+
+MISSING_MATPLOTLIB = "matplotlib is not installed, so no PNG was written: pip install 'charrnn[plot]'"
+
+
+@dataclass
+class RunMetrics:
+    name: str  # shown in legends
+    path: Path  # the metrics.jsonl
+    train: list[dict] = field(default_factory=list)  # records with a training loss
+    val: list[dict] = field(default_factory=list)  # records with a validation loss
+
+    def curve(self, which: str, x: str) -> tuple[list[float], list[float]]:
+        """(xs, bits/char) of the 'train' or 'val' curve against 'step' or 'time'."""
+        records, key = (self.train, "bpc") if which == "train" else (self.val, "val_bpc")
+        return [r[x] for r in records], [r[key] for r in records]
+
+
+def metrics_path(run: str | Path) -> Path:
+    """A run folder, its metrics.jsonl, or a checkpoint in it -> the metrics.jsonl."""
+    p = Path(run)
+    if p.is_dir():
+        p = p / "metrics.jsonl"
+    elif p.suffix == ".pt":
+        p = p.parent / "metrics.jsonl"
+    if not p.is_file():
+        raise CharrnnError(f"no metrics.jsonl for {run}: pass a run folder written by `charrnn train`")
+    return p
+
+
+def load_metrics(run: str | Path, name: str | None = None) -> RunMetrics:
+    path = metrics_path(run)
+    out = RunMetrics(name or path.parent.name, path)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a hand-edited or foreign line: skip it, keep the rest
+        if not isinstance(record, dict) or "step" not in record:
+            continue
+        if record.get("bpc") is not None:
+            out.train.append(record)
+        if record.get("val_bpc") is not None:
+            out.val.append(record)
+    if not out.train and not out.val:
+        raise CharrnnError(f"{path} holds no loss records yet")
+    return out
+
+
+def load_runs(runs: list[str]) -> tuple[list[RunMetrics], list[str]]:
+    """Load every run that has metrics; return them and a warning for each argument skipped.
+
+    With one argument a missing metrics file is an error; with several (`checkpoints/*`)
+    it is skipped, so a glob that also matches other files still works.
+    """
+    if len(runs) == 1:
+        return [load_metrics(runs[0])], []
+    names = [Path(r).name if Path(r).is_dir() else Path(r).parent.name for r in runs]
+    loaded, skipped = [], []
+    for run, name in zip(runs, names):
+        try:
+            loaded.append(load_metrics(run, name if names.count(name) == 1 else str(run)))
+        except CharrnnError as e:
+            skipped.append(str(e))
+    if not loaded:
+        raise CharrnnError(f"none of the {len(runs)} paths is a run with metrics.jsonl")
+    return loaded, skipped
+
+
+def check_x(x: str) -> None:
+    if x not in X_AXES:
+        raise UsageError(f"--x must be one of {', '.join(X_AXES)}")
+
+
+def terminal_plot(runs: list[RunMetrics], x: str = "step", width: int = 80, height: int = 16):
+    """The runs' train (dim line) and validation (bright line, marked points) curves as a rich Text."""
+    check_x(x)
+    series = []
+    for i, run in enumerate(runs):
+        color = COLORS[i % len(COLORS)]
+        series.append(Series(f"{run.name} train", *run.curve("train", x), style=f"dim {color}"))
+        series.append(Series(f"{run.name} val", *run.curve("val", x), style=f"bold {color}", marker=MARKERS[i % len(MARKERS)]))
+    return render(series, width=width, height=height, x_label=X_AXES[x], y_label="bits/char")
+
+
+def save_png(runs: list[RunMetrics], path: str | Path, x: str = "step") -> Path:
+    """Write the curves as a PNG (atomically). Raises CharrnnError when matplotlib is missing."""
+    check_x(x)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CharrnnError(MISSING_MATPLOTLIB) from None
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
+    for i, run in enumerate(runs):
+        color = f"C{i % 10}"  # matplotlib's default colour cycle
+        ax.plot(*run.curve("train", x), color=color, alpha=0.45, linewidth=1, label=f"{run.name} train")
+        ax.plot(*run.curve("val", x), color=color, marker="o", markersize=3, linewidth=2, label=f"{run.name} val")
+    ax.set_xlabel(X_AXES[x])
+    ax.set_ylabel("bits per character")
+    ax.set_title("charrnn: " + ", ".join(r.name for r in runs))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

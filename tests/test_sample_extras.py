@@ -1,0 +1,112 @@
+"""Sampling extras: several samples in one batch, stop strings per sample, highlighting only on a terminal."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from charrnn.checkpoint import load_model
+from charrnn.cli import app
+from charrnn.errors import UsageError
+from charrnn.highlight import HighlightWriter, language_for, make_writer
+from charrnn.sampling import generate_batch
+
+runner = CliRunner()
+
+
+def sample(run, *args):
+    result = runner.invoke(app, ["sample", str(run), *args])
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def test_batch_samples_are_deterministic_for_a_seed(tiny_run):
+    m = load_model(tiny_run)
+
+    def batch(seed):
+        texts = [""] * 4
+        for chars in generate_batch(m.model, m.vocab, 4, 60, "the ", temperature=1.0, seed=seed):
+            texts = [t + c for t, c in zip(texts, chars)]
+        return texts
+
+    first = batch(5)
+    assert first == batch(5)  # sample i of a batch is the same every time for a seed
+    assert len(set(first)) == 4 and all(len(t) == 60 for t in first)
+    assert first != batch(6)
+
+
+def test_num_samples_piped_uses_the_separator(tiny_run):
+    out = sample(tiny_run, "-n", "40", "--seed", "2", "--num-samples", "3", "--separator", "\\n@@\\n")
+    parts = out.split("\n@@\n")
+    assert len(parts) == 3 and all(len(p) == 40 for p in parts)
+    assert out == sample(tiny_run, "-n", "40", "--seed", "2", "--num-samples", "3", "--separator", "\\n@@\\n")
+
+
+def test_stop_applies_to_each_sample(tiny_run):
+    out = sample(tiny_run, "-n", "300", "--seed", "1", "-N", "4", "--stop", "o", "--stop", "e", "--separator", "|")
+    parts = out.split("|")
+    assert len(parts) == 4
+    for p in parts:  # each sample ends at its own first stop string
+        assert p[-1] in "oe" and "o" not in p[:-1] and "e" not in p[:-1]
+
+
+def test_piped_output_is_never_highlighted(tiny_run):
+    plain = sample(tiny_run, "-n", "200", "--seed", "4", "--highlight", "none")
+    for choice in ("c", "latex", "auto"):
+        assert sample(tiny_run, "-n", "200", "--seed", "4", "--highlight", choice) == plain
+    assert "\x1b" not in plain
+
+
+def test_bad_highlight_value(tiny_run):
+    result = runner.invoke(app, ["sample", str(tiny_run), "--highlight", "rust"])
+    assert result.exit_code == 2 and "--highlight must be one of auto, c, latex, none" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "meta, expected",
+    [
+        ({"corpus": "linux"}, "c"),
+        ({"corpus": "latex"}, "latex"),
+        ({"corpus": "shakespeare"}, None),
+        ({"corpus": "src", "config": {"corpus": ["src"], "glob": ["**/*.c", "**/*.h"]}}, "c"),
+        ({"corpus": "book", "config": {"corpus": ["/x/book.tex"], "glob": []}}, "latex"),
+        ({}, None),
+    ],
+)
+def test_auto_language_from_what_the_model_was_trained_on(meta, expected):
+    assert language_for("auto", {"meta": meta}) == expected
+    assert language_for("none", {"meta": meta}) is None
+
+
+def test_unknown_choice():
+    with pytest.raises(UsageError):
+        language_for("python")
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_highlighting_on_a_terminal_redraws_each_line_in_colour():
+    assert not isinstance(make_writer("c", io.StringIO()), HighlightWriter)  # not a terminal: plain writer
+    term = FakeTerminal()
+    writer = make_writer("c", term)
+    assert isinstance(writer, HighlightWriter)
+    code = "/* a comment\n   still one */\nint main(void) {\n\treturn 0;\n}"
+    for ch in code:
+        writer.write(ch)
+    writer.finish()
+    out = term.getvalue()
+    redraws = out.split("\r\x1b[J")[1:]  # each completed line is written again after "start of line, clear"
+    assert len(redraws) == 5
+    strip = lambda s: re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", s)  # noqa: E731
+    assert [strip(r).split("\n")[0] for r in redraws] == ["/* a comment", "   still one */", "int main(void) {",
+                                                          "        return 0;", "}"]
+    assert all("\x1b[" in r for r in redraws)  # coloured
+    # the comment's second line is coloured as a comment, like its first (the lexer sees the lines before)
+    colour = lambda r: re.match(r"\x1b\[([0-9;]*)m", r).group(1)  # noqa: E731
+    assert colour(redraws[1]) == colour(redraws[0]) != colour(redraws[2])
