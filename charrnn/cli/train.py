@@ -79,22 +79,21 @@ def train(
 ) -> None:
     """Train a character-level model on text and save checkpoints (best.pt, last.pt)."""
     from charrnn.console import ConsoleReporter, info
-    from charrnn.corpus import read_text
-    from charrnn.train import train_on_text
+    from charrnn.cli.corpus import prepare_with_progress
+    from charrnn.train import train_on_tokens
 
     given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
     mcfg = {k: v for k, v in given.items() if k in MODEL_KEYS}
     tcfg = TrainConfig(**{k: v for k, v in given.items() if k not in MODEL_KEYS})
-    from charrnn.catalog import resolve_source
 
     name = corpus_name(sources)
-    text = read_text([resolve_source(s) for s in sources], glob, encoding)
+    corpus = prepare_with_progress(sources, glob, encoding)  # token ids, memory-mapped from the cache
     if out is None:
         out = default_out_dir(name)
     elif any(Path(out).glob("*.pt")) and not overwrite:
         raise CharrnnError(f"{out} already holds a run: choose another --out, or pass --overwrite")
-    info(f"corpus: {len(text):,} characters from {', '.join(sources) if len(sources) <= 3 else f'{len(sources)} sources'}")
-    _, result = train_on_text(text, mcfg, tcfg, out, ConsoleReporter(), meta={"corpus": name})
+    info(f"corpus: {corpus.describe()}")
+    _, result = train_on_tokens(corpus.vocab, corpus.tokens, mcfg, tcfg, out, ConsoleReporter(), meta={"corpus": name})
     if result.stopped_by in ("SIGINT", "SIGTERM"):
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
     if result.stopped_by == "nan":
