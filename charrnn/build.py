@@ -73,14 +73,14 @@ def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str) -> Buil
         raise CharrnnError(f"no files in {src_dir} match {' '.join(globs)}: check --glob (e.g. '**/*.c')")
     report = BuildReport()
     if dest is None:
-        _concatenate(files, src, sys.stdout.buffer, report)
+        concatenate(files, src, sys.stdout.buffer, report)
         sys.stdout.buffer.flush()
         return report
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            _concatenate(files, src, f, report)
+            concatenate(files, src, f, report)
             f.flush()
             os.fsync(f.fileno())
         publish(tmp, dest)
@@ -90,7 +90,8 @@ def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str) -> Buil
     return report
 
 
-def _concatenate(files: list[Path], src: Path, f, report: BuildReport) -> None:
+def concatenate(files: list[Path], src: Path, f, report: BuildReport) -> None:
+    """Append each text file of `files` (under `src`) to the binary stream `f`; record what was skipped."""
     for path in files:
         rel = path.relative_to(src).as_posix()
         if looks_binary(path):

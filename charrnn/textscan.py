@@ -27,7 +27,7 @@ BOM = "\ufeff"
 MAGIC = {
     b"\x89PNG\r\n\x1a\n": ("a PNG image", "pass a text file"),
     b"\x7fELF": ("an ELF executable", "pass a text file"),
-    b"\x1f\x8b": ("gzip-compressed", "decompress it first, e.g. zcat FILE | charrnn train -"),
+    b"\x1f\x8b": ("gzip-compressed", "decompress it first, e.g. zcat {name} | charrnn train -"),
     b"PK\x03\x04": ("a zip archive", "unzip it and pass the text files (a folder works, with --glob)"),
     b"%PDF-": ("a PDF document", "extract its text first (e.g. pdftotext)"),
     b"\xff\xd8\xff": ("a JPEG image", "pass a text file"),
@@ -52,7 +52,7 @@ def sniff(head: bytes, name: str, encoding: str) -> None:
     """Refuse a file whose first bytes show it is not text in `encoding`, saying what it is instead."""
     for magic, (what, todo) in MAGIC.items():
         if head.startswith(magic):
-            raise CharrnnError(f"{name} is {what}, not text: {todo}")
+            raise CharrnnError(f"{name} is {what}, not text: {todo.format(name=name)}")
     if not is_byte_oriented(encoding):
         return
     head = head[:SNIFF]

@@ -70,8 +70,8 @@ class TextStats:
         d.pop("counts")
         d["invalid_at"] = [{"file": f, "offset": o} for f, o in self.invalid_at]
         d["vocabulary"] = self.vocabulary
-        d["commonest"] = [[c, n] for c, n in self.commonest(k)]
-        d["rarest"] = [[c, n] for c, n in self.rarest(k)]
+        d["commonest"] = dict(self.commonest(k))  # character -> count, commonest first
+        d["rarest"] = dict(self.rarest(k))
         d["oddities"] = self.oddities()
         return d
 

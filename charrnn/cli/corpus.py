@@ -121,7 +121,7 @@ def _print_stats(s, top: int) -> None:
     rows = [("files", f"{s.files:,}"), ("bytes", f"{s.bytes:,}"), ("characters", f"{s.characters:,}"),
             ("lines", f"{s.lines:,}"), ("vocabulary", f"{s.vocabulary:,} distinct characters")]
     for label, chars in (("commonest", s.commonest(top)), ("rarest", s.rarest(top))):
-        rows.append((label, "  ".join(f"{show_char(c)} {n:,}" for c, n in chars)))
+        rows.append((label, "  ".join(f"{show_char(c)}\u00a0{n:,}" for c, n in chars)))  # no break inside a pair
     rows.append(("oddities", "\n".join(s.oddities()) or "none"))
     for label, value in rows:
         table.add_row(label, Text(value))  # Text: characters like "[" are shown, never read as markup
