@@ -288,7 +288,7 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
         files = [(spooled, STDIN) if s == "-" else (Path(s), s) for s in expanded]
         total = sum(p.stat().st_size for p, _ in files)
         meter = _Meter(progress, "hashing", total)
-        key = _cache_key([stdin_sha if n == STDIN else file_sha256(p, root, meter) for p, n in files], encoding)
+        key = _cache_key([stdin_sha if label == STDIN else file_sha256(p, root, meter) for p, label in files], encoding)
         names = [n for _, n in files]
         name = "stdin" if sources[0] == "-" else (Path(sources[0]).resolve().stem or "corpus")
         meta_path = root / "tokens" / f"{key}.json"
