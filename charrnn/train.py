@@ -474,11 +474,27 @@ def train_on_text(
     """Build the vocabulary from `text`, hold out its tail for validation, and train.
 
     `model_config` holds ModelConfig fields other than vocab_size (cell, layers, hidden, ...).
-    Returns the trainer (its `.model` is the trained model) and the result.
+    Returns the trainer (its `.model` is the trained model) and the result. For a corpus too
+    big for memory, use `charrnn.tokens.prepare_corpus` and `train_on_tokens`.
+    """
+    vocab = Vocab.from_text(text)
+    return train_on_tokens(vocab, vocab.encode_array(text), model_config, train_config, out_dir, reporter, meta)
+
+
+def train_on_tokens(
+    vocab: Vocab,
+    tokens: np.ndarray,
+    model_config: dict | None = None,
+    train_config: TrainConfig | None = None,
+    out_dir: str | Path | None = None,
+    reporter: Reporter | None = None,
+    meta: dict | None = None,
+) -> tuple[Trainer, TrainResult]:
+    """Train on token ids `tokens` (N,), e.g. the memory map of a `Corpus`; its tail is held out for validation.
+
+    Batches are sliced from `tokens` as training goes, so a memory map is never read whole.
     """
     train_config = train_config or TrainConfig()
-    vocab = Vocab.from_text(text)
-    tokens = vocab.encode_array(text)
     n_val = int(len(tokens) * train_config.val_fraction)
     train_tokens, val_tokens = tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val :]
     try:

@@ -15,6 +15,15 @@ SHARED = REPO.parent / "shared" / "corpora"
 TINY_TEXT = ("the quick brown fox jumps over the lazy dog.\n" * 40)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _token_cache(tmp_path_factory):
+    """Token caches made by tests go to a temporary folder, never to ~/.cache/charrnn."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CHARRNN_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A tiny trained run folder (best.pt, last.pt) made through the library in about a second."""

@@ -1,4 +1,4 @@
-"""`charrnn corpus ...`: the catalog of named corpora."""
+"""`charrnn corpus ...`: the catalog of named corpora, building a corpus from files, and its statistics."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import typer
 
 from charrnn.cli.common import app, guarded
 
-corpus_app = typer.Typer(help="Named corpora: list and fetch them.", no_args_is_help=True,
+corpus_app = typer.Typer(help="Corpora: list and fetch the named ones, build your own, look inside.", no_args_is_help=True,
                          context_settings={"help_option_names": ["-h", "--help"]},
-                         epilog="[bold]Examples[/]\n\n  charrnn corpus list\n  charrnn corpus get shakespeare\n  charrnn train shakespeare --preset tiny")
+                         epilog="[bold]Examples[/]\n\n  charrnn corpus list\n  charrnn corpus get shakespeare\n  charrnn corpus stats corpora/linux.txt\n  charrnn train shakespeare --preset tiny")
 app.add_typer(corpus_app, name="corpus")
 
 
@@ -55,3 +55,94 @@ def get(
             path = fetch(name, mirror, lambda done, total: progress.update(task, completed=done, total=total), force)
             progress.remove_task(task)
             err_console().print(f"{name}: {path} (sha256 verified)", highlight=False)
+
+
+BUILD_EXAMPLES = """[bold]Examples[/]
+
+  charrnn corpus build linux/kernel --glob '**/*.c' --glob '**/*.h' -o corpora/kernel.txt
+  charrnn corpus build notes/ --glob '**/*.md' -o - | charrnn train -
+"""
+
+
+@corpus_app.command("build", epilog=BUILD_EXAMPLES)
+@guarded
+def build(
+    src_dir: str = typer.Argument(..., help="Folder to collect files from.", show_default=False),
+    glob: list[str] = typer.Option(None, "--glob", help="File pattern, repeatable (default '**/*').", show_default=False),
+    out: str = typer.Option(..., "--out", "-o", help="Corpus file to write (atomically), or - for stdout.", show_default=False),
+) -> None:
+    """Concatenate a tree's text files in sorted order into one corpus; binary and non-UTF-8 files are skipped."""
+    from charrnn.build import build_corpus
+    from charrnn.console import info
+
+    report = build_corpus(src_dir, glob, out)
+    info(report.summary("stdout" if out == "-" else out))
+
+
+STATS_EXAMPLES = """[bold]Examples[/]
+
+  charrnn corpus stats corpora/shakespeare.txt
+  cat notes/*.md | charrnn corpus stats -
+  charrnn corpus stats src/ --glob '**/*.py' --json | jq .vocabulary
+"""
+
+
+@corpus_app.command("stats", epilog=STATS_EXAMPLES)
+@guarded
+def stats(
+    sources: list[str] = typer.Argument(..., help="Files, folders (see --glob), catalog names, or - for stdin.", show_default=False),
+    glob: list[str] = typer.Option(None, "--glob", help="File pattern inside folders, repeatable.", show_default=False),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the files."),
+    top: int = typer.Option(10, "--top", help="How many of the commonest and rarest characters to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON on stdout."),
+) -> None:
+    """Sizes, characters and oddities (BOM, CRLF, NUL, invalid bytes) of a corpus, in one streaming pass."""
+    import json
+
+    from charrnn.catalog import resolve_source
+    from charrnn.textstats import text_stats
+
+    s = text_stats([resolve_source(x) for x in sources], glob, encoding)
+    if as_json:
+        typer.echo(json.dumps(s.to_dict(top), ensure_ascii=False, indent=2))
+        return
+    _print_stats(s, top)
+
+
+def _print_stats(s, top: int) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from charrnn.console import err_console
+    from charrnn.textstats import show_char
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [("files", f"{s.files:,}"), ("bytes", f"{s.bytes:,}"), ("characters", f"{s.characters:,}"),
+            ("lines", f"{s.lines:,}"), ("vocabulary", f"{s.vocabulary:,} distinct characters")]
+    for label, chars in (("commonest", s.commonest(top)), ("rarest", s.rarest(top))):
+        rows.append((label, "  ".join(f"{show_char(c)}\u00a0{n:,}" for c, n in chars)))  # no break inside a pair
+    rows.append(("oddities", "\n".join(s.oddities()) or "none"))
+    for label, value in rows:
+        table.add_row(label, Text(value))  # Text: characters like "[" are shown, never read as markup
+    err_console().print(table)
+
+
+def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding: str):
+    """`tokens.prepare_corpus` with a progress bar on stderr (shown only on a terminal, for big corpora)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from charrnn.console import err_console
+    from charrnn.tokens import prepare_corpus
+
+    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=err_console(), transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"corpus: {phase}", total=total)
+            bar.update(tasks[phase], completed=done)
+
+        return prepare_corpus(sources, globs, encoding, progress=progress)

@@ -88,29 +88,28 @@ def train(
 ) -> None:
     """Train a character-level model on text and save checkpoints (best.pt, last.pt)."""
     from charrnn.console import ConsoleReporter, info
+    from charrnn.cli.corpus import prepare_with_progress
     from charrnn.config import portable_sources, resolve_run_config, write_run_config
-    from charrnn.corpus import read_text
-    from charrnn.train import train_on_text
+    from charrnn.train import train_on_tokens
 
     given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
     given.update(corpus=portable_sources(sources or []), glob=glob or [], encoding=encoding)
     run = resolve_run_config(given, preset, config)
     if not run.corpus:
         raise UsageError("name a corpus: a file, folder, catalog name or -, or `corpus:` in a --config file")
-    from charrnn.catalog import resolve_source
 
     sources = sources or run.corpus
     name = corpus_name(sources)
-    text = read_text([resolve_source(s) for s in run.corpus], run.glob, run.encoding)
+    corpus = prepare_with_progress(run.corpus, run.glob, run.encoding or "utf-8")  # token ids, memory-mapped from the cache
     if out is None:
         out = default_out_dir(name)
     elif any(Path(out).glob("*.pt")) and not overwrite:
         raise CharrnnError(f"{out} already holds a run: choose another --out, or pass --overwrite")
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks and writes
-        info(f"corpus: {len(text):,} characters from {', '.join(sources) if len(sources) <= 3 else f'{len(sources)} sources'}")
+        info(f"corpus: {corpus.describe()}")
         write_run_config(out, run)
     meta = {"corpus": name, "config": run.to_dict()}
-    _, result = train_on_text(text, run.model, run.train, out, ConsoleReporter(), meta=meta)
+    _, result = train_on_tokens(corpus.vocab, corpus.tokens, run.model, run.train, out, ConsoleReporter(), meta=meta)
     if result.stopped_by in ("SIGINT", "SIGTERM"):
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
     if result.stopped_by == "nan":

@@ -1,0 +1,142 @@
+"""What is in a corpus: sizes, its characters, and anything odd, found in one streaming pass.
+
+`text_stats` reads lenient where training is strict: instead of stopping at the first
+problem it counts them (invalid bytes, NUL characters, a BOM, CRLF line ends), so that
+`charrnn corpus stats` can say what to fix before training refuses the file.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from charrnn.corpus import expand_sources
+from charrnn.errors import CharrnnError
+from charrnn.textscan import SNIFF, iter_text, normalize_encoding, sniff
+from charrnn.vocab import _show
+
+MAX_POSITIONS = 10  # invalid-byte offsets listed (all are counted)
+
+
+@dataclass
+class TextStats:
+    files: int = 0  # files read
+    bytes: int = 0  # bytes read
+    characters: int = 0  # code points after decoding (BOM and invalid bytes not counted)
+    lines: int = 0  # "\n" characters
+    counts: dict[str, int] = field(default_factory=dict)  # character -> occurrences
+    bom: list[str] = field(default_factory=list)  # files that start with a byte-order mark
+    crlf: int = 0  # "\r\n" line ends
+    lone_cr: int = 0  # "\r" not followed by "\n" (old Mac line ends)
+    nul: int = 0  # NUL characters
+    replacement: int = 0  # U+FFFD: text that was already mis-decoded once
+    invalid: int = 0  # undecodable byte sequences (skipped)
+    invalid_at: list[tuple[str, int]] = field(default_factory=list)  # (file, byte offset), the first few
+    binary: list[str] = field(default_factory=list)  # why a file looks binary, one line each
+
+    @property
+    def vocabulary(self) -> int:
+        return len(self.counts)
+
+    def commonest(self, k: int = 10) -> list[tuple[str, int]]:
+        return sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+    def rarest(self, k: int = 10) -> list[tuple[str, int]]:
+        return sorted(self.counts.items(), key=lambda kv: (kv[1], kv[0]))[:k]
+
+    def oddities(self) -> list[str]:
+        """One readable line per problem found; empty when the text is clean."""
+        out = list(self.binary)
+        if self.bom:
+            out.append(f"byte-order mark at the start of {', '.join(self.bom[:3])}{' ...' if len(self.bom) > 3 else ''} (dropped when training)")
+        if self.crlf:
+            out.append(f"{self.crlf:,} CRLF line ends (\\r is learned as a character; convert with dos2unix)")
+        if self.lone_cr:
+            out.append(f"{self.lone_cr:,} lone CR characters")
+        if self.nul:
+            out.append(f"{self.nul:,} NUL characters (training refuses them)")
+        if self.replacement:
+            out.append(f"{self.replacement:,} U+FFFD replacement characters (text mis-decoded before)")
+        if self.invalid:
+            where = ", ".join(f"{f}@{o:,}" for f, o in self.invalid_at)
+            out.append(f"{self.invalid:,} invalid byte sequences at {where}{' ...' if self.invalid > len(self.invalid_at) else ''}")
+        return out
+
+    def to_dict(self, k: int = 10) -> dict:
+        d = asdict(self)
+        d.pop("counts")
+        d["invalid_at"] = [{"file": f, "offset": o} for f, o in self.invalid_at]
+        d["vocabulary"] = self.vocabulary
+        d["commonest"] = dict(self.commonest(k))  # character -> count, commonest first
+        d["rarest"] = dict(self.rarest(k))
+        d["oddities"] = self.oddities()
+        return d
+
+
+class _Counter:
+    """Counts of code points, kept as a numpy array that grows to the largest code point seen."""
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(128, dtype=np.int64)
+
+    def add(self, text: str) -> None:
+        if text.isascii():
+            points = np.frombuffer(text.encode("ascii"), dtype=np.uint8)  # (n,)
+        else:
+            points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (n,)
+        c = np.bincount(points)
+        if len(c) > len(self.counts):
+            self.counts = np.pad(self.counts, (0, len(c) - len(self.counts)))
+        self.counts[: len(c)] += c
+
+    def to_dict(self) -> dict[str, int]:
+        return {chr(i): int(self.counts[i]) for i in np.flatnonzero(self.counts)}
+
+
+def text_stats(sources: list[str], globs: list[str] | None = None, encoding: str = "utf-8") -> TextStats:
+    """Stream every source once ('-' = stdin) and gather `TextStats`."""
+    encoding = normalize_encoding(encoding)
+    stats, counter = TextStats(), _Counter()
+    for src in expand_sources(sources, globs):
+        name = "standard input" if src == "-" else src
+        try:
+            f = sys.stdin.buffer if src == "-" else open(src, "rb")
+        except OSError as e:
+            raise CharrnnError(f"cannot read {src}: {e.strerror}") from None
+        if not hasattr(f, "peek"):
+            f = io.BufferedReader(f)  # so the first bytes can be looked at without consuming them
+        try:
+            head = f.peek(SNIFF)
+            try:
+                sniff(head, name, encoding)
+            except CharrnnError as e:
+                stats.binary.append(str(e).split(":")[0])
+            if head.startswith(b"\xef\xbb\xbf") and encoding == "utf-8":
+                stats.bom.append(name)
+            bad: list[int] = []
+            previous = ""
+            for text in iter_text(f, name, encoding, bad=bad, on_bytes=lambda n: setattr(stats, "bytes", stats.bytes + n)):
+                counter.add(text)
+                stats.characters += len(text)
+                stats.crlf += text.count("\r\n") + (previous == "\r" and text[0] == "\n")
+                previous = text[-1]
+            stats.invalid += len(bad)
+            stats.invalid_at += [(name, o) for o in bad[: MAX_POSITIONS - len(stats.invalid_at)]]
+            stats.files += 1
+        finally:
+            if src != "-":
+                f.close()
+    stats.counts = counter.to_dict()
+    stats.lines = stats.counts.get("\n", 0)
+    stats.lone_cr = stats.counts.get("\r", 0) - stats.crlf
+    stats.nul = stats.counts.get("\x00", 0)
+    stats.replacement = stats.counts.get("\ufffd", 0)
+    return stats
+
+
+def show_char(ch: str) -> str:
+    """A character as a reader can see it: 'a', '\\n', U+00A0 ..."""
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "space"}.get(ch) or _show(ch)

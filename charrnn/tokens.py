@@ -1,0 +1,316 @@
+"""A corpus of any size as a memory-mapped array of token ids on disk, cached by content.
+
+`prepare_corpus` turns files, folders, catalog names or `-` (stdin) into a `Corpus` whose
+`tokens` is a read-only `np.memmap`: training slices batches out of it, so memory use does
+not grow with the corpus. Nothing ever holds the whole text in memory:
+
+    sources ──► sha256 of each file ──► cache key ──► hit?  ──yes──► open the memmap  (instant)
+                  (remembered by size,       │
+                   mtime and inode)          no
+                                             ▼
+                 pass 1: decode in 1 MB chunks, collect the character set, validate
+                 pass 2: decode again, map characters to ids, append to a temp file ──► rename
+
+The cache lives in $CHARRNN_CACHE (default ~/.cache/charrnn): `tokens/<key>.bin` holds the
+ids in the smallest unsigned type that fits the vocabulary (`Vocab.dtype`), and
+`tokens/<key>.json` the vocabulary, dtype and length. The key is the sha256 of every file's
+sha256 plus the encoding, so the same text under another name is a hit, and an edited file a
+miss. Standard input is spooled to a temporary file once, then read like any file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.checkpoint import atomic_write_text, publish
+from charrnn.corpus import expand_sources, split_train_val
+from charrnn.errors import CharrnnError, UsageError
+from charrnn.textscan import CHUNK, iter_text, normalize_encoding
+from charrnn.vocab import Vocab
+
+CACHE_FORMAT = 1
+STDIN = "standard input"
+Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes total)
+
+
+def cache_dir() -> Path:
+    """Where token arrays and file hashes are kept: $CHARRNN_CACHE, default ~/.cache/charrnn."""
+    return Path(os.environ.get("CHARRNN_CACHE") or Path.home() / ".cache" / "charrnn")
+
+
+@dataclass
+class Corpus:
+    """A prepared corpus: its vocabulary and its text as token ids on disk."""
+
+    name: str  # a short name: the first source's file stem, or "stdin"
+    vocab: Vocab  # the sorted distinct code points of the text
+    tokens: np.ndarray  # (N,) ids, a read-only memory map of `path`
+    path: Path  # the cached token file
+    sources: list[str]  # the files read, in order (STDIN for -)
+    bytes: int  # bytes of input
+    cached: bool  # True when the tokens came from the cache (nothing was decoded)
+    seconds: float  # time spent preparing
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def split(self, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """(train, val) memory-map views: the last `val_fraction` is held out."""
+        return split_train_val(self.tokens, val_fraction)
+
+    def describe(self) -> str:
+        origin = ", ".join(self.sources) if len(self.sources) <= 3 else f"{len(self.sources)} files"
+        how = "cached tokens" if self.cached else f"encoded in {self.seconds:.1f}s"
+        return (f"{len(self):,} characters ({len(self.vocab)} distinct, {self.tokens.dtype} ids) "
+                f"from {origin}; {how}")
+
+
+# ---- hashing --------------------------------------------------------------------------------------
+
+
+class _Meter:
+    """Adds up bytes for one phase and reports them to a progress callback."""
+
+    def __init__(self, progress: Progress | None, phase: str, total: int):
+        self.progress, self.phase, self.total, self.done = progress, phase, total, 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.progress:
+            self.progress(self.phase, self.done, self.total)
+
+
+def _hash_stream(f, meter: _Meter | None) -> str:
+    digest, buf = hashlib.sha256(), bytearray(CHUNK)
+    view = memoryview(buf)
+    while n := f.readinto(buf):
+        digest.update(view[:n])
+        if meter:
+            meter(n)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
+    """The sha256 of a file, remembered by (size, mtime, inode) so an unchanged file is not read again.
+
+    A remembered hash is trusted only if the file was last modified at least 2 s before it was
+    hashed: a change made within the same timestamp tick as the hashing could otherwise go unseen.
+    """
+    st = path.stat()
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+    entry = root / "hashes" / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32] + ".json")
+    try:
+        known = json.loads(entry.read_text())
+        if known["stat"] == stamp and st.st_mtime_ns < known["hashed_at_ns"] - 2_000_000_000:
+            if meter:
+                meter(st.st_size)
+            return known["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    started = time.time_ns()
+    try:
+        with open(path, "rb") as f:
+            sha = _hash_stream(f, meter)
+    except OSError as e:
+        raise CharrnnError(f"cannot read {path}: {e.strerror}") from None
+    st = path.stat()
+    if [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev] == stamp:  # unchanged while we read it
+        try:
+            atomic_write_text(entry, json.dumps({"path": str(path.resolve()), "stat": stamp, "sha256": sha,
+                                                 "hashed_at_ns": started}))
+        except OSError:
+            pass  # only a shortcut for next time
+    return sha
+
+
+def spool_stdin(root: Path) -> tuple[Path, str]:
+    """Copy standard input to a temporary file under `root` (the caller deletes it); return it and its sha256."""
+    spool = root / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="stdin.", suffix=".txt", dir=spool)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := sys.stdin.buffer.read(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp), digest.hexdigest()
+
+
+# ---- the two passes -------------------------------------------------------------------------------
+
+
+def _ascii_bytes(chars: set[str]) -> bytes:
+    return bytes(sorted(ord(c) for c in chars if ord(c) < 128))
+
+
+def scan_characters(files: list[tuple[Path, str]], encoding: str, meter: _Meter | None = None) -> tuple[str, int]:
+    """Pass 1: (sorted distinct characters, number of characters), validating every file strictly.
+
+    ASCII is the common case and is handled with `bytes.translate`, which deletes the bytes
+    already known at C speed: only characters not seen before are looked at in Python.
+    """
+    seen: set[str] = set()
+    known = b""  # the ASCII characters in `seen`, as bytes
+    n = 0
+    for path, name in files:
+        for text in iter_text(path, name, encoding, on_bytes=meter):
+            data = text.encode("ascii") if text.isascii() else text.encode("utf-8")
+            rest = data.translate(None, known)
+            if rest:
+                new = set(rest.decode("utf-8")) - seen
+                if "\x00" in new:
+                    raise CharrnnError(f"{name} has a NUL character (line {_line_of_nul(path, encoding):,}) and looks "
+                                       f"binary, not text: pass a text file, or strip NULs with tr -d '\\000'")
+                seen |= new
+                known = _ascii_bytes(seen)
+            n += len(text)
+    return "".join(sorted(seen)), n
+
+
+def _line_of_nul(path: Path, encoding: str) -> int:
+    """The line number of the first NUL character of a file (only read when there is one)."""
+    lines = 1
+    for text in iter_text(path, encoding=encoding):
+        if (i := text.find("\x00")) >= 0:
+            return lines + text.count("\n", 0, i)
+        lines += text.count("\n")
+    return lines
+
+
+def encode_files(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, out, meter: _Meter | None = None) -> int:
+    """Pass 2: write the ids of every character of every file to the binary file `out`; return the count."""
+    dtype = vocab.dtype
+    lut = np.zeros(max(map(ord, vocab.chars)) + 1, dtype=dtype)  # code point -> id
+    lut[[ord(c) for c in vocab.chars]] = np.arange(len(vocab), dtype=dtype)
+    table = bytes(int(lut[i]) if i < len(lut) else 0 for i in range(256)) if dtype == np.uint8 else None
+    n = 0
+    for path, name in files:
+        for chunk in iter_text(path, name, encoding, on_bytes=meter):
+            # A stray "é" must not push a whole megabyte off the fast path: look at 64K blocks.
+            step = len(chunk) if chunk.isascii() else 1 << 16
+            for i in range(0, len(chunk), step):
+                text = chunk[i : i + step]
+                if table is not None and text.isascii():
+                    out.write(text.encode("ascii").translate(table))  # one byte in, one id out
+                else:
+                    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (n,)
+                    out.write(lut.take(points).tobytes())
+            n += len(chunk)
+    return n
+
+
+# ---- the cache ------------------------------------------------------------------------------------
+
+
+def _cache_key(shas: list[str], encoding: str) -> str:
+    return hashlib.sha256(f"charrnn-tokens {CACHE_FORMAT}\n{encoding}\n{chr(10).join(shas)}".encode()).hexdigest()
+
+
+def _open_cached(meta_path: Path) -> tuple[Vocab, np.memmap] | None:
+    """The vocabulary and token memmap of a cache entry, or None if it is absent or damaged."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        dtype, length = np.dtype(meta["dtype"]), int(meta["length"])
+        bin_path = meta_path.with_suffix(".bin")
+        if meta["format"] != CACHE_FORMAT or bin_path.stat().st_size != length * dtype.itemsize:
+            return None
+        return Vocab.from_dict(meta["vocab"]), np.memmap(bin_path, dtype=dtype, mode="r", shape=(length,))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_tokens(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, n: int, dest: Path, meter: _Meter) -> None:
+    """Encode into a temp file beside `dest` and rename it into place: never a half-written cache entry."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem[:16]}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            written = encode_files(files, vocab, encoding, out, meter)
+            out.flush()
+            os.fsync(out.fileno())
+        if written != n:
+            raise CharrnnError(f"the corpus changed while it was being read ({n:,} then {written:,} characters): try again")
+        publish(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_text(chars: str, n: int, names: list[str]) -> None:
+    what = names[0] if len(names) == 1 else "the corpus"
+    if n == 0:
+        raise CharrnnError(f"{what} is empty: give it some text to learn from")
+    if all(c.isspace() for c in chars):
+        raise CharrnnError(f"{what} holds only whitespace: give it some text to learn from")
+    if n < 2:
+        raise CharrnnError(f"{what} holds a single character: a model needs more text than that to learn from")
+
+
+def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding: str = "utf-8",
+                   cache: str | Path | None = None, progress: Progress | None = None) -> Corpus:
+    """Files, folders (with `globs`), catalog names or '-' -> a Corpus of memory-mapped token ids.
+
+    The first call on a text decodes it twice (character set, then ids) and caches the ids;
+    later calls on the same bytes open the cached array without decoding anything.
+    `progress(phase, done, total)` is called as bytes are hashed, checked and encoded.
+    """
+    from charrnn.catalog import resolve_source
+
+    t0 = time.perf_counter()
+    encoding = normalize_encoding(encoding)
+    root = Path(cache) if cache is not None else cache_dir()
+    expanded = expand_sources([resolve_source(s) for s in sources], globs)
+    if expanded.count("-") > 1:
+        raise UsageError("standard input (-) can be read only once")
+    spooled = None
+    try:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            if "-" in expanded:
+                spooled, stdin_sha = spool_stdin(root)
+        except OSError as e:
+            raise CharrnnError(f"cannot use the token cache in {root} ({e.strerror}): "
+                               f"set CHARRNN_CACHE to a writable folder") from None
+        files = [(spooled, STDIN) if s == "-" else (Path(s), s) for s in expanded]
+        total = sum(p.stat().st_size for p, _ in files)
+        meter = _Meter(progress, "hashing", total)
+        key = _cache_key([stdin_sha if label == STDIN else file_sha256(p, root, meter) for p, label in files], encoding)
+        names = [n for _, n in files]
+        name = "stdin" if sources[0] == "-" else (Path(sources[0]).resolve().stem or "corpus")
+        meta_path = root / "tokens" / f"{key}.json"
+        hit = _open_cached(meta_path)
+        if hit:
+            vocab, tokens = hit
+            return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, True, time.perf_counter() - t0)
+        chars, n = scan_characters(files, encoding, _Meter(progress, "checking", total))
+        _check_text(chars, n, names)
+        vocab = Vocab(chars)
+        bin_path = meta_path.with_suffix(".bin")
+        try:
+            _write_tokens(files, vocab, encoding, n, bin_path, _Meter(progress, "encoding", total))
+            atomic_write_text(meta_path, json.dumps({
+                "format": CACHE_FORMAT, "encoding": encoding, "vocab": vocab.to_dict(), "dtype": vocab.dtype.name,
+                "length": n, "bytes": total, "sources": names,
+            }, ensure_ascii=False))
+        except OSError as e:
+            raise CharrnnError(f"cannot write the token cache in {root} ({e.strerror}): free some space, "
+                               f"or set CHARRNN_CACHE to another folder") from None
+        tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(n,))
+        return Corpus(name, vocab, tokens, bin_path, names, total, False, time.perf_counter() - t0)
+    finally:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)

@@ -1,0 +1,144 @@
+"""`charrnn train` on bad inputs, `corpus build`, `corpus stats`, `corpus get` from a mirror."""
+
+import hashlib
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import charrnn.catalog
+from charrnn.catalog import CorpusEntry
+from charrnn.cli import app
+
+from .conftest import SHARED
+
+runner = CliRunner()
+
+TINY_ARGS = ["--steps", "2", "--hidden", "8", "--embed", "4", "-b", "2", "-t", "8", "--threads", "1"]
+
+# (name, file bytes, text every user sees in the one error line)
+BAD_INPUTS = [
+    ("empty file", b"", "c.txt is empty: give it some text"),
+    ("PNG image", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "c.txt is a PNG image, not text"),
+    ("ELF executable", b"\x7fELF\x02\x01\x01\x00" + bytes(8), "c.txt is an ELF executable, not text"),
+    ("Latin-1 text", "café au lait\n".encode("latin-1"), "not valid UTF-8: 0xe9 at byte offset 3, line 1"),
+    ("UTF-16 text", "hello world\n".encode("utf-16"), "looks like UTF-16 text"),
+    ("UTF-16 without BOM", "hello world\n".encode("utf-16-le"), "pass --encoding utf-16-le"),
+    ("NUL bytes", b"hello\x00world\n", "NUL bytes (the first at byte offset 5)"),
+    ("UTF-8 cut mid-character", "abc 你好".encode()[:-1], "ends in the middle of a UTF-8 character"),
+    ("whitespace only", b"  \n\t\n   \n", "holds only whitespace"),
+    ("one character", b"a", "holds a single character"),
+]
+
+
+@pytest.mark.parametrize("data, message", [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_1(in_tmp, data, message):
+    (in_tmp / "c.txt").write_bytes(data)
+    result = runner.invoke(app, ["train", "c.txt", *TINY_ARGS])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert not (in_tmp / "checkpoints").exists()
+
+
+def test_other_encodings_train_with_encoding_option(in_tmp):
+    (in_tmp / "latin.txt").write_bytes("café crème brûlée\n".encode("latin-1") * 40)
+    result = runner.invoke(app, ["train", "latin.txt", "--encoding", "latin-1", *TINY_ARGS])
+    assert result.exit_code == 0, result.stderr
+    bad = runner.invoke(app, ["train", "latin.txt", "--encoding", "klingon", *TINY_ARGS])
+    assert bad.exit_code == 2 and "unknown encoding 'klingon'" in bad.stderr
+
+
+def test_emoji_cjk_and_combining_characters_train_and_sample(in_tmp):
+    (in_tmp / "u.txt").write_text("猫が🙂好き。e\u0301\n" * 60, encoding="utf-8")
+    args = ["--steps", "150", "--hidden", "32", "--embed", "8", "-b", "4", "-t", "16", "--lr", "1e-2",
+            "--threads", "1", "--eval-every", "150", "-o", "run"]
+    assert runner.invoke(app, ["train", "u.txt", *args]).exit_code == 0
+    result = runner.invoke(app, ["sample", "run", "--temp", "0", "--prime", "猫", "-n", "18"])
+    assert result.exit_code == 0
+    assert result.stdout == "が🙂好き。e\u0301\n猫が🙂好き。e\u0301\n猫"  # code points, never half a character
+
+
+def test_build_is_sorted_skips_binary_and_non_utf8(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "b.c").write_text("int b;\n")
+    (src / "a.h").write_text("int a;")  # no final newline: one is added
+    (src / "sub" / "c.c").write_bytes("\ufeff/* ü */\n".encode())  # BOM dropped
+    (src / "blob.c").write_bytes(b"\x7fELF\x02\x01\x01\x00")
+    (src / "old.c").write_bytes("/* caf\xe9 */\n".encode("latin-1"))
+    (src / "notes.txt").write_text("not matched\n")
+    out = src / "corpus.c"  # inside the tree and matching the glob: never read into itself
+    for _ in range(2):
+        result = runner.invoke(app, ["corpus", "build", str(src), "--glob", "**/*.c", "--glob", "**/*.h", "-o", str(out)])
+        assert result.exit_code == 0, result.stderr
+        assert out.read_text() == "int a;\nint b;\n/* ü */\n"
+    assert "3 files" in result.stderr and "1 binary (blob.c)" in result.stderr and "1 not UTF-8 (old.c)" in result.stderr
+    assert sorted(p.name for p in src.iterdir()) == ["a.h", "b.c", "blob.c", "corpus.c", "notes.txt", "old.c", "sub"]
+    piped = runner.invoke(app, ["corpus", "build", str(src), "--glob", "*.h", "-o", "-"])
+    assert piped.stdout == "int a;\n"
+
+
+def test_stats_counts_and_oddities(tmp_path):
+    f = tmp_path / "x.txt"
+    f.write_bytes(b"\xef\xbb\xbfab\r\nab\r\nzz\xffz\n")
+    result = runner.invoke(app, ["corpus", "stats", str(f), "--json"])
+    assert result.exit_code == 0
+    s = json.loads(result.stdout)
+    assert (s["bytes"], s["characters"], s["lines"], s["vocabulary"]) == (16, 12, 3, 5)
+    assert s["crlf"] == 2 and s["bom"] == [str(f)]
+    assert s["invalid"] == 1 and s["invalid_at"] == [{"file": str(f), "offset": 13}]
+    assert list(s["commonest"])[:2] == ["\n", "z"] and s["commonest"]["z"] == 3  # ties: code point order
+    human = runner.invoke(app, ["corpus", "stats", "-"], input="[bold]x[/]\n")
+    assert human.exit_code == 0 and human.stdout == "" and "'['" in human.stderr  # no markup eaten
+
+
+@pytest.fixture
+def tiny_catalog(tmp_path, monkeypatch):
+    """A catalog with one entry 'tiny' whose text lies in a mirror folder; fetched files go to tmp."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    data = b"a tiny corpus for tests\n" * 20
+    (mirror / "tiny.txt").write_bytes(data)
+    entry = CorpusEntry("tiny", "test", "https://invalid.example/tiny.txt", hashlib.sha256(data).hexdigest(), len(data), "CC0")
+    monkeypatch.setattr(charrnn.catalog, "load_catalog", lambda: {"tiny": entry})
+    monkeypatch.setenv("CHARRNN_CORPORA", str(tmp_path / "corpora"))
+    return mirror, entry
+
+
+def test_get_from_a_mirror_and_train_by_name(tiny_catalog, in_tmp, monkeypatch):
+    mirror, entry = tiny_catalog
+    result = runner.invoke(app, ["corpus", "get", "tiny", "--mirror", str(mirror)])
+    assert result.exit_code == 0 and "sha256 verified" in result.stderr
+    assert charrnn.catalog.local_path("tiny").read_bytes() == (mirror / "tiny.txt").read_bytes()
+    charrnn.catalog.local_path("tiny").unlink()
+    monkeypatch.setenv("CHARRNN_MIRROR", str(mirror))  # the name alone fetches it, as `train tiny` does
+    assert runner.invoke(app, ["train", "tiny", *TINY_ARGS]).exit_code == 0
+    assert (in_tmp / "checkpoints" / "tiny" / "best.pt").is_file()
+
+
+def test_sha256_mismatch_is_refused_and_nothing_is_left(tiny_catalog):
+    mirror, _ = tiny_catalog
+    (mirror / "tiny.txt").write_bytes(b"tampered with\n" * 20)
+    result = runner.invoke(app, ["corpus", "get", "tiny", "--mirror", str(mirror)])
+    assert result.exit_code == 1 and "sha256 mismatch" in result.stderr and "Traceback" not in result.stderr
+    folder = charrnn.catalog.corpora_dir()
+    assert not folder.exists() or list(folder.iterdir()) == []  # no file, no .part
+
+
+@pytest.mark.skipif(not (SHARED / "shakespeare.txt").is_file(), reason="needs ../shared/corpora")
+def test_stats_match_the_published_numbers():
+    s = json.loads(runner.invoke(app, ["corpus", "stats", str(SHARED / "shakespeare.txt"), "--json"]).stdout)
+    assert (s["bytes"], s["characters"], s["vocabulary"], s["lines"]) == (1_115_394, 1_115_394, 65, 40_000)
+    assert s["oddities"] == []
+
+
+def test_stdin_is_spooled_once_and_cached_like_a_file(in_tmp, monkeypatch):
+    monkeypatch.setenv("CHARRNN_CACHE", str(in_tmp / "cache"))
+    text = "stdin text to learn from\n" * 30
+    first = runner.invoke(app, ["train", "-", *TINY_ARGS], input=text)
+    second = runner.invoke(app, ["train", "-", *TINY_ARGS], input=text)
+    assert first.exit_code == second.exit_code == 0
+    assert "encoded in" in first.stderr and "cached tokens" in second.stderr
+    assert list((in_tmp / "cache" / "spool").iterdir()) == []  # the spooled copy is removed
