@@ -115,7 +115,7 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
 def remove_stale_temps(folder: str | Path) -> list[Path]:
     """Delete the temporary files a killed save left behind in a run folder (`.last.pt.x1y2.tmp`)."""
     removed = []
-    for pattern in (f".*{SUFFIX}.*.tmp", ".metrics.jsonl.*.tmp"):
+    for pattern in (f".*{SUFFIX}.*.tmp", ".metrics.jsonl.*.tmp", ".write-test.*.tmp"):
         for f in Path(folder).glob(pattern):
             try:
                 f.unlink()

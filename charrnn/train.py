@@ -17,6 +17,7 @@ import json
 import math
 import os
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -420,6 +421,7 @@ class Trainer:
         """
         if self.out_dir is None or not names:
             return []
+        remove_stale_temps(self.out_dir)  # left by a process killed in the middle of a save
         data = checkpoint_bytes(self.checkpoint_payload())
         paths = []
         for name in names:
@@ -429,7 +431,6 @@ class Trainer:
             atomic_write_text(self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         except OSError as e:
             raise SaveError(f"could not write {self.out_dir / 'metrics.jsonl'}: {e.strerror or e}") from None
-        remove_stale_temps(self.out_dir)  # left by a process killed in the middle of a save
         if any(n.startswith("step-") for n in names):
             prune_snapshots(self.out_dir, self.cfg.keep)
         for path in paths:
@@ -442,8 +443,12 @@ class Trainer:
             return
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out_dir / ".write-test", "")
-            (self.out_dir / ".write-test").unlink()
+            fd, probe = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=self.out_dir)
+            os.close(fd)
+            os.unlink(probe)
+            remove_stale_temps(self.out_dir)
+            if self.cfg.save_every:  # a kill between saving a snapshot and pruning can leave one too many
+                prune_snapshots(self.out_dir, self.cfg.keep)
         except OSError as e:
             raise CharrnnError(f"cannot write to the run folder {self.out_dir}: {e.strerror or e}") from None
 

@@ -10,6 +10,7 @@ from charrnn.cli.common import app
 from charrnn.cli import corpus as _corpus  # noqa: F401  (registers commands)
 from charrnn.cli import sample as _sample  # noqa: F401
 from charrnn.cli import train as _train  # noqa: F401
+from charrnn.cli import checkpoints as _checkpoints  # noqa: F401
 
 
 def main() -> None:

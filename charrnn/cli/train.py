@@ -18,6 +18,9 @@ EXAMPLES = """
   charrnn train corpus.txt --time 120
   charrnn train src/ --glob '**/*.c' --glob '**/*.h' --cell gru --layers 3
   cat *.tex | charrnn train - -o checkpoints/latex
+  charrnn train --resume checkpoints/shakespeare            # carry on exactly where it stopped
+  charrnn train poems.txt --init-from checkpoints/shakespeare --steps 500   # fine-tune
+  charrnn train corpus.txt --save-every 1000 --keep 5
 """
 
 _DEFAULTS = {f.name: f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
@@ -53,7 +56,7 @@ MODEL_KEYS = ("cell", "layers", "hidden", "embed", "dropout")
 @app.command(epilog=EXAMPLES)
 @guarded
 def train(
-    sources: list[str] = typer.Argument(..., help="Text files, folders (see --glob), catalog names (shakespeare, linux, ...), or - for stdin.", show_default=False),
+    sources: list[str] = typer.Argument(None, help="Text files, folders (see --glob), catalog names (shakespeare, linux, ...), or - for stdin. With --resume: optional (the run's own corpus is read again).", show_default=False),
     glob: list[str] = typer.Option(None, "--glob", help="File pattern inside folders, repeatable (e.g. '**/*.c').", show_default=False),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder. Default: checkpoints/<corpus name> (a new -2, -3 ... if taken).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow --out to be a folder that already holds a run."),
@@ -76,6 +79,10 @@ def train(
     precision: str = opt("--precision", help="auto, fp32, bf16 or fp16 (auto: bf16 autocast where the hardware is fast at it)."),
     threads: int = opt("--threads", help="CPU threads (0 = one per core)."),
     seed: int = opt("--seed", help="Random seed."),
+    save_every: int = opt("--save-every", help="Also keep a snapshot step-NNNNNN.pt every N steps (0 = off)."),
+    keep: int = opt("--keep", help="Snapshots to keep; older ones are deleted (never best.pt or last.pt)."),
+    resume: str = typer.Option(None, "--resume", help="Continue a run exactly where it stopped: its folder (last.pt) or a checkpoint. Settings and budget come from it; options given here override.", show_default=False),
+    init_from: str = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights (fine-tuning); the corpus may only use characters it knows.", show_default=False),
 ) -> None:
     """Train a character-level model on text and save checkpoints (best.pt, last.pt)."""
     from charrnn.console import ConsoleReporter, info
@@ -84,17 +91,48 @@ def train(
 
     given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
     mcfg = {k: v for k, v in given.items() if k in MODEL_KEYS}
-    tcfg = TrainConfig(**{k: v for k, v in given.items() if k not in MODEL_KEYS})
     from charrnn.catalog import resolve_source
 
+    if resume is not None and init_from is not None:
+        raise UsageError("pass --resume or --init-from, not both")
+    if not sources and resume is None:
+        raise UsageError("name a corpus to train on: a file, a folder, a catalog name, or - for stdin")
+    if resume is not None:
+        from charrnn.checkpoint import resolve_resume
+        from charrnn.resume import stored_sources
+
+        resume = resolve_resume(resume)
+        if not sources:
+            sources, glob, encoding = stored_sources(resume)
     name = corpus_name(sources)
     text = read_text([resolve_source(s) for s in sources], glob, encoding)
-    if out is None:
+    meta = {"corpus": name, "sources": [s if s == "-" else str(Path(resolve_source(s)).resolve()) for s in sources],
+            "glob": glob or None, "encoding": encoding}
+    if out is None and resume is None:
         out = default_out_dir(name)
-    elif any(Path(out).glob("*.pt")) and not overwrite:
+    elif out is not None and any(Path(out).glob("*.pt")) and not overwrite and not (resume and Path(out).resolve() == resume.parent.resolve()):
         raise CharrnnError(f"{out} already holds a run: choose another --out, or pass --overwrite")
     info(f"corpus: {len(text):,} characters from {', '.join(sources) if len(sources) <= 3 else f'{len(sources)} sources'}")
-    _, result = train_on_text(text, mcfg, tcfg, out, ConsoleReporter(), meta={"corpus": name})
+    if resume is not None:
+        from charrnn.resume import resume_training
+
+        trainer = resume_training(resume, text, given, out, ConsoleReporter(), meta)
+        info(f"resuming {resume} at step {trainer.step}")
+        result = trainer.run()
+    elif init_from is not None:
+        from charrnn.checkpoint import resolve_checkpoint
+        from charrnn.resume import init_from_checkpoint
+
+        source = resolve_checkpoint(init_from)
+        tcfg = TrainConfig(**{k: v for k, v in given.items() if k not in MODEL_KEYS})
+        trainer = init_from_checkpoint(source, text, mcfg, tcfg, out, ConsoleReporter(), meta)
+        info(f"starting from the weights of {source}")
+        result = trainer.run()
+    else:
+        tcfg = TrainConfig(**{k: v for k, v in given.items() if k not in MODEL_KEYS})
+        _, result = train_on_text(text, mcfg, tcfg, out, ConsoleReporter(), meta=meta)
+    if result.stopped_by == "save_error":
+        raise CharrnnError(result.error)
     if result.stopped_by in ("SIGINT", "SIGTERM"):
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
     if result.stopped_by == "nan":
