@@ -111,7 +111,7 @@ def test_sigkill_at_random_moments_never_corrupts_checkpoints(tmp_path, server):
         pid = server.start(argv, tmp_path, log)
         if kills % 4:  # mostly while training and saving, sometimes while starting up or loading
             wait_for_line(log, "budget:", timeout=30)
-        time.sleep(rng.uniform(0.0, 0.4))
+        time.sleep(rng.uniform(0.0, 0.25))
         os.kill(pid, signal.SIGKILL)
         code = server.wait(pid)
         assert code == -signal.SIGKILL, f"the run ended by itself ({code}): {log.read_text()}"
