@@ -73,7 +73,12 @@ def resume_training(
     val_fraction = overrides.get("val_fraction", ckpt.get("train_config", {}).get("val_fraction", 0.1))
     train_tokens, val_tokens = split_train_val(tokens, val_fraction)
     ckpt["meta"] = {**(ckpt.get("meta") or {}), **(meta or {})}
-    return Trainer.resume(ckpt, train_tokens, val_tokens, out_dir or Path(checkpoint).parent, reporter, overrides)
+    trainer = Trainer.resume(ckpt, train_tokens, val_tokens, out_dir or Path(checkpoint).parent, reporter, overrides)
+    done = trainer.total_steps is not None and trainer.step >= trainer.total_steps
+    if done or (trainer.cfg.time and trainer.elapsed >= trainer.cfg.time):
+        raise UsageError(f"{checkpoint} has already used its whole budget (step {trainer.step}): "
+                         "pass a bigger --steps, --epochs or --time to train longer")
+    return trainer
 
 
 def init_from_checkpoint(

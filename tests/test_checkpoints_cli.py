@@ -112,6 +112,8 @@ def test_resume_from_the_cli_rereads_the_corpus_and_keeps_counting(in_tmp):
     (in_tmp / "other.txt").write_text(TINY_TEXT + "QZ!")
     wrong = runner.invoke(app, ["train", "other.txt", "--resume", "run"])
     assert wrong.exit_code == 1 and "never trained on: '!' 'Q' 'Z'" in wrong.stderr
+    finished = runner.invoke(app, ["train", "--resume", "run"])
+    assert finished.exit_code == 2 and "already used its whole budget (step 18)" in finished.stderr
     bad = runner.invoke(app, ["train", "--resume", "run", "--hidden", "64"])
     assert bad.exit_code == 2 and "--hidden 64 does not fit" in bad.stderr
     layout = runner.invoke(app, ["train", "--resume", "run", "-b", "8"])

@@ -211,3 +211,43 @@ def test_unwritable_run_folder_fails_before_training(in_tmp, monkeypatch):
 
     with pytest.raises(CharrnnError, match="cannot write to the run folder .*Permission denied"):
         train_on_text(TINY_TEXT, {"hidden": 16, "embed": 8}, cfg, in_tmp / "run")
+
+
+# ---- a loss that turns NaN ------------------------------------------------------------------------
+
+
+def test_nan_steps_are_skipped_and_a_nan_streak_stops_with_good_checkpoints(tmp_path, monkeypatch):
+    import types
+
+    import torch
+    import torch.nn.functional as F
+
+    from charrnn.train import Reporter
+
+    bad_from = 6  # from step 6 on, every training loss is NaN
+
+    class Recorder(Reporter):
+        trainer, warnings = None, []
+
+        def on_start(self, trainer):
+            self.trainer = trainer
+
+        def on_warning(self, message):
+            self.warnings.append(message)
+
+    rec = Recorder()
+
+    def nan_after(*args, **kwargs):
+        loss = F.cross_entropy(*args, **kwargs)
+        return loss * float("nan") if rec.trainer.step + 1 >= bad_from else loss
+
+    monkeypatch.setattr("charrnn.train.F", types.SimpleNamespace(cross_entropy=nan_after))
+    cfg = TrainConfig(steps=100, batch_size=4, seq_len=16, eval_every=5, threads=1, precision="fp32", device="cpu")
+    trainer, result = train_on_text(TINY_TEXT, {"hidden": 16, "embed": 8}, cfg, tmp_path / "run", rec)
+    assert result.stopped_by == "nan" and trainer.step == bad_from - 1 + 10
+    assert sum("not finite; update skipped" in m for m in rec.warnings) == 10
+    assert "training stopped: 10 non-finite steps in a row" in rec.warnings[-1]
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    good = load_checkpoint(tmp_path / "run" / "best.pt")  # written at step 5, the last good step
+    assert all(torch.isfinite(t).all() for t in last["model"].values())
+    assert all(torch.equal(last["model"][k], good["model"][k]) for k in good["model"])  # no bad update got in

@@ -18,8 +18,8 @@ EXAMPLES = """
   charrnn train corpus.txt --time 120
   charrnn train src/ --glob '**/*.c' --glob '**/*.h' --cell gru --layers 3
   cat *.tex | charrnn train - -o checkpoints/latex
-  charrnn train --resume checkpoints/shakespeare            # carry on exactly where it stopped
-  charrnn train poems.txt --init-from checkpoints/shakespeare --steps 500   # fine-tune
+  charrnn train --resume checkpoints/shakespeare
+  charrnn train poems.txt --init-from checkpoints/shakespeare --steps 500
   charrnn train corpus.txt --save-every 1000 --keep 5
 """
 
