@@ -12,7 +12,12 @@ arbitrary code to unpickle. Layout (FORMAT_VERSION 1):
     optimizer        optimizer state_dict
     step, epoch      counters
     metrics          list of dicts (the evaluation history)
-    extra            anything else training needs to resume (cursor, RNG states, hidden state)
+    extra            anything else training needs to resume (cursor, RNG states, hidden state,
+                     the full log history, the data fingerprint)
+
+A run folder holds best.pt, last.pt (always the newest state), optional snapshots
+step-000500.pt, and metrics.jsonl. A crash can leave a hidden `.last.pt.<random>.tmp`
+behind; nothing reads those (they do not end in .pt) and the next save removes them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -33,6 +39,11 @@ from charrnn.vocab import Vocab
 
 FORMAT_VERSION = 1
 SUFFIX = ".pt"
+SNAPSHOT_RE = re.compile(r"^step-(\d+)\.pt$")  # periodic snapshots: step-000500.pt
+
+
+class SaveError(CharrnnError):
+    """A checkpoint could not be written (disk full, no permission); the previous file is intact."""
 
 
 def _umask() -> int:
@@ -81,27 +92,102 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def save_checkpoint(path: str | Path, payload: dict) -> None:
-    """Serialise `payload` (see module docstring) and write it atomically."""
+def checkpoint_bytes(payload: dict) -> bytes:
+    """Serialise `payload` (see module docstring), stamped with the format version."""
     buf = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **payload}, buf)
+    return buf.getvalue()
+
+
+def write_checkpoint_bytes(path: str | Path, data: bytes) -> None:
+    """Write serialised checkpoint bytes atomically, or raise SaveError (the old file stays as it was)."""
     try:
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, data)
     except OSError as e:
-        raise CharrnnError(f"could not save checkpoint {path}: {e.strerror or e} (the previous one is intact)") from None
+        raise SaveError(f"could not save checkpoint {path}: {e.strerror or e} (the previous one is intact)") from None
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint dict onto the CPU with torch's safe loader, or raise a clear CharrnnError."""
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Serialise `payload` (see module docstring) and write it atomically."""
+    write_checkpoint_bytes(path, checkpoint_bytes(payload))
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temporary files a killed save left behind in a run folder (`.last.pt.x1y2.tmp`)."""
+    removed = []
+    for pattern in (f".*{SUFFIX}.*.tmp", ".metrics.jsonl.*.tmp", ".write-test.*.tmp"):
+        for f in Path(folder).glob(pattern):
+            try:
+                f.unlink()
+                removed.append(f)
+            except OSError:
+                pass
+    return removed
+
+
+def snapshots(folder: str | Path) -> list[tuple[int, Path]]:
+    """The periodic snapshots in a run folder as (step, path), oldest first."""
+    found = []
+    for f in Path(folder).glob(f"step-*{SUFFIX}"):
+        m = SNAPSHOT_RE.match(f.name)
+        if m:
+            found.append((int(m.group(1)), f))
+    return sorted(found)
+
+
+def prune_snapshots(folder: str | Path, keep: int) -> list[Path]:
+    """Delete all but the `keep` newest snapshots; best.pt and last.pt are never touched."""
+    found = snapshots(folder)
+    old = found[: max(0, len(found) - keep)]
+    for _, f in old:
+        f.unlink(missing_ok=True)
+    return [f for _, f in old]
+
+
+def _check_container(path: Path) -> None:
+    """Tell apart, before unpickling anything, the ways a file can fail to be a torch checkpoint."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CharrnnError(f"{path} is empty (0 bytes): it was never written completely; use another checkpoint")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":
+        raise CharrnnError(f"{path} is not a charrnn checkpoint (not a torch zip archive)")
+    if not zipfile.is_zipfile(path):
+        raise CharrnnError(f"{path} is truncated or corrupted (its zip directory is missing): "
+                           "use another checkpoint (best.pt, last.pt or a step-*.pt snapshot)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CharrnnError(f"{path} is corrupted ({e}): use another checkpoint") from None
+    if not any(n.endswith("/data.pkl") for n in names):
+        raise CharrnnError(f"{path} is a zip archive but not a torch checkpoint")
+
+
+def _refused_global(message: str) -> str:
+    """The Python object an unsafe pickle asked for, from torch's weights_only error."""
+    m = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) (\S+)", message)
+    return m.group(1) if m else message.splitlines()[0][:160]
+
+
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """Load a checkpoint dict onto the CPU with torch's safe loader, or raise a clear CharrnnError.
+
+    `weights_only=True` builds only tensors and plain containers: a pickle that names any other
+    Python callable is refused before it can run. `map_location="cpu"` lets a checkpoint written
+    on a GPU (cuda or mps) load anywhere. `mmap=True` reads tensor data lazily (for listing).
+    """
     path = Path(path)
     if not path.is_file():
         raise CharrnnError(f"no checkpoint at {path}")
+    _check_container(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise CharrnnError(
-            f"refused to load {path}: it holds Python objects that only unsafe unpickling could build "
-            f"(possibly malicious; nothing from it was run). Detail: {str(e).splitlines()[0][:200]}"
+            f"refused to load {path}: it asks to run Python code ({_refused_global(str(e))}), which a checkpoint "
+            f"never needs; it may be malicious. Nothing from it was run."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         msg = str(e)
@@ -168,3 +254,18 @@ def newest_checkpoint(root: str | Path = "checkpoints") -> Path:
         raise CharrnnError(f"no trained model found under ./{root}: train one with `charrnn train FILE`, or pass a checkpoint")
     newest_run = max(candidates, key=lambda f: f.stat().st_mtime).parent
     return resolve_checkpoint(newest_run)
+
+
+def resolve_resume(path: str | Path) -> Path:
+    """What `--resume` continues from: a checkpoint file, or a run folder's last.pt (its newest state)."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "last.pt").is_file():
+            return p / "last.pt"
+        found = snapshots(p)
+        if found:
+            return found[-1][1]
+        raise CharrnnError(f"nothing to resume in {p}: it holds no last.pt (the run never saved); start it again")
+    if not p.exists():
+        raise CharrnnError(f"no run folder or checkpoint at {p}")
+    return p

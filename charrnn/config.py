@@ -217,5 +217,8 @@ def write_run_config(out_dir: str | Path, run: RunConfig) -> Path:
         f"# Repeat it:  charrnn train --config {path}\n"
         + (f"# Built on preset: {run.preset}\n" if run.preset else "")
     )
-    atomic_write_text(path, header + yaml.safe_dump(run.to_dict(), sort_keys=False, allow_unicode=True))
+    try:
+        atomic_write_text(path, header + yaml.safe_dump(run.to_dict(), sort_keys=False, allow_unicode=True))
+    except OSError as e:
+        raise CharrnnError(f"cannot write {path}: {e.strerror or e}: free some space or choose another --out") from None
     return path

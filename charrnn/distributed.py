@@ -99,4 +99,5 @@ def gather_streams(state: tuple[torch.Tensor, ...], info: DistInfo) -> tuple[tor
 
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
+        dist.barrier()  # no rank tears down its connections while another still talks (gloo aborts otherwise)
         dist.destroy_process_group()

@@ -12,10 +12,12 @@ CLI implements with a progress bar (or log lines when stderr is not a terminal).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -25,7 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.checkpoint import atomic_write_text, save_checkpoint
+from charrnn.checkpoint import (
+    SaveError, atomic_write_text, checkpoint_bytes, load_checkpoint, prune_snapshots, remove_stale_temps,
+    write_checkpoint_bytes,
+)
 from charrnn import distributed
 from charrnn.corpus import StreamBatcher
 from charrnn.errors import CharrnnError, UsageError
@@ -50,6 +55,8 @@ class TrainConfig:
     epochs: float | None = None  # ... or this many passes over the training text
     time: float | None = None  # ... or this many seconds of wall-clock time
     eval_every: int = 200  # steps between validation passes (and checkpoint saves)
+    save_every: int = 0  # steps between extra snapshots step-000500.pt (0 = none)
+    keep: int = 3  # snapshots kept; older ones are deleted (best.pt and last.pt never are)
     eval_chars: int = 1_000_000  # validate on at most this many held-out characters
     val_fraction: float = 0.1  # the last part of the corpus held out for validation
     log_every: int = 10  # steps between progress records
@@ -74,6 +81,8 @@ class TrainConfig:
             (self.eval_every >= 1, "--eval-every must be at least 1"),
             (self.sample_every >= 0, "--sample-every must be >= 0 (0 turns live samples off)"),
             (self.sample_length >= 1 and self.sample_temp >= 0, "sample_length must be >= 1 and sample_temp >= 0"),
+            (self.save_every >= 0, "--save-every must be >= 0 (0 turns snapshots off)"),
+            (self.keep >= 0, "--keep must be >= 0"),
             (0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
             (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
              "--device must be auto, cpu, cuda or mps"),
@@ -173,9 +182,22 @@ class TrainResult:
     seconds: float
     best_val_bpc: float | None
     last_val_bpc: float | None
-    stopped_by: str  # "steps" | "epochs" | "time" | "SIGINT" | "SIGTERM" | "nan"
+    stopped_by: str  # "steps" | "epochs" | "time" | "SIGINT" | "SIGTERM" | "nan" | "until_step" | "save_error"
     out_dir: Path | None
     history: list[dict] = field(default_factory=list)
+    error: str | None = None  # what went wrong when stopped_by is "save_error"
+
+
+# Changing these on resume would break the data layout or the carried state.
+FIXED_ON_RESUME = ("batch_size", "seq_len", "val_fraction")
+
+
+def data_fingerprint(train_tokens: np.ndarray, val_tokens: np.ndarray) -> dict:
+    """Sizes and a hash of the token arrays, so a resumed run can tell whether its data changed."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (train_tokens, val_tokens):
+        h.update(memoryview(np.ascontiguousarray(part)).cast("B"))
+    return {"train_chars": len(train_tokens), "val_chars": len(val_tokens), "blake2b": h.hexdigest()}
 
 
 # ---- the trainer -----------------------------------------------------------------------------------
@@ -225,7 +247,9 @@ class Trainer:
         self.elapsed = 0.0  # training seconds, summed across resumes
         self.best_val: float | None = None  # nats/char
         self.history: list[dict] = []  # every log and eval record (written to metrics.jsonl)
+        self.data = data_fingerprint(train_tokens, self.val_tokens)
         self._stop_signal: int | None = None
+        self._until_step: int | None = None
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
@@ -266,6 +290,8 @@ class Trainer:
         self._agree()
         if self._stop_signal is not None:
             return signal.Signals(self._stop_signal).name
+        if self._until_step is not None and self.step >= self._until_step:
+            return "until_step"
         if self.cfg.time and self.elapsed >= self.cfg.time:
             return "time"
         if self.total_steps and self.step >= self.total_steps:
@@ -300,6 +326,8 @@ class Trainer:
         finite = math.isfinite(grad_norm) and (self.dist.enabled or math.isfinite(loss_value))
         if finite:
             self.scaler.step(self.optimizer)
+        else:  # a non-finite carried state would poison every following step: start the streams afresh
+            self.state = self.model.init_state(self.local_batch, self.device)
         self.scaler.update()
         self.step += 1
         return {"loss": loss_value, "grad_norm": grad_norm, "lr": lr, "finite": finite}
@@ -333,20 +361,130 @@ class Trainer:
                 "state": [s.cpu() for s in distributed.gather_streams(self.state, self.dist)],  # (L, B, H), all streams
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "scaler": self.scaler.state_dict(),
+                "best_val": self.best_val,
+                "history": list(self.history),
+                "data": dict(self.data),
             },
         }
 
-    def save(self, name: str) -> Path | None:
-        payload = self.checkpoint_payload()  # every rank joins the state gather
-        if self.out_dir is None:
-            return None
-        path = self.out_dir / name
-        save_checkpoint(path, payload)
-        atomic_write_text(self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
-        self.reporter.on_save(path)
-        return path
+    def load_state(self, ckpt: dict) -> None:
+        """Continue exactly where `ckpt` stopped.
 
-    def _eval_and_save(self) -> dict:
+        Restores the weights, the optimizer (Adam moments and step counts), the counters the
+        learning-rate schedule is computed from (step, epoch, elapsed time), best_val, the
+        history, every random-number generator, the data cursor and the carried hidden state.
+        The model config must be the checkpoint's (see `Trainer.resume`).
+        """
+        extra = ckpt.get("extra") or {}
+        if "optimizer" not in ckpt or "cursor" not in extra:
+            raise CharrnnError("this checkpoint is inference-only (exported): it has no optimizer or data position "
+                               "to resume from; start a new run from its weights with --init-from")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.optimizer.param_groups[0]["weight_decay"] = self.cfg.weight_decay  # an override on resume wins
+        if extra.get("scaler"):
+            self.scaler.load_state_dict(extra["scaler"])
+        self.step, self.epoch, self.elapsed = int(ckpt["step"]), int(ckpt["epoch"]), float(extra["elapsed"])
+        best_bpc = ckpt.get("best_val_bpc")
+        self.best_val = extra.get("best_val", None if best_bpc is None else best_bpc * LN2)
+        self.history = list(extra.get("history", ckpt.get("metrics", [])))
+        self.batcher.cursor = int(extra["cursor"])
+        state = tuple(s[:, self.rows].to(self.device) for s in extra["state"])  # this rank's streams of (L, B, H)
+        fresh = self.model.init_state(self.local_batch, self.device)
+        if [s.shape for s in state] == [s.shape for s in fresh]:
+            self.state = state
+        torch.set_rng_state(extra["torch_rng"])
+        if torch.cuda.is_available() and extra.get("cuda_rng"):
+            n = min(len(extra["cuda_rng"]), torch.cuda.device_count())
+            for i in range(n):
+                torch.cuda.set_rng_state(extra["cuda_rng"][i], i)
+        if extra.get("data") and extra["data"] != self.data:
+            self.reporter.on_warning("the training text differs from the one this run was trained on "
+                                     f"({extra['data']['train_chars']:,} -> {self.data['train_chars']:,} train chars, "
+                                     "or changed content): resuming, but not as an exact continuation")
+
+    @classmethod
+    def resume(
+        cls,
+        checkpoint: str | Path | dict,
+        train_tokens: np.ndarray,
+        val_tokens: np.ndarray,
+        out_dir: str | Path | None = None,
+        reporter: Reporter | None = None,
+        overrides: dict | None = None,
+    ) -> "Trainer":
+        """A trainer that continues a checkpoint's run exactly (tokens encoded with its vocabulary).
+
+        The training settings, the budget (--steps/--epochs/--time) included, come from the
+        checkpoint, so the learning-rate schedule carries on unchanged; `overrides` replaces
+        some of them (e.g. {"steps": 20000} to train longer). `out_dir` defaults to the
+        checkpoint's own folder.
+        """
+        path = None if isinstance(checkpoint, dict) else Path(checkpoint)
+        ckpt = load_checkpoint(path) if path is not None else checkpoint
+        if "train_config" not in ckpt:
+            raise CharrnnError("this checkpoint is inference-only (exported): it cannot be resumed; "
+                               "start a new run from its weights with --init-from")
+        base = ckpt["train_config"]
+        changed = [k for k in FIXED_ON_RESUME if k in (overrides or {}) and overrides[k] != base.get(k)]
+        if changed:
+            flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+            raise UsageError(f"{flags} cannot change when resuming (the data layout and carried state depend on it): "
+                             "start a new run from these weights with --init-from instead")
+        cfg = TrainConfig.from_dict({**base, **(overrides or {})})
+        if out_dir is None and path is not None:
+            out_dir = path.parent
+        trainer = cls(ModelConfig(**ckpt["model_config"]), cfg, Vocab.from_dict(ckpt["vocab"]),
+                      train_tokens, val_tokens, out_dir, reporter, meta=ckpt.get("meta"))
+        trainer.load_state(ckpt)
+        return trainer
+
+    def snapshot_name(self) -> str:
+        return f"step-{self.step:06d}.pt"
+
+    def save(self, *names: str) -> list[Path]:
+        """Write the current state under each name (serialised once), then metrics.jsonl.
+
+        Raises SaveError if the disk is full or the folder unwritable; files already there stay intact.
+        """
+        if not names:
+            return []
+        payload = self.checkpoint_payload()  # under torchrun every rank joins the gather of the carried state
+        if self.out_dir is None:
+            return []
+        remove_stale_temps(self.out_dir)  # left by a process killed in the middle of a save
+        data = checkpoint_bytes(payload)
+        paths = []
+        for name in names:
+            write_checkpoint_bytes(self.out_dir / name, data)
+            paths.append(self.out_dir / name)
+        try:
+            atomic_write_text(self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        except OSError as e:
+            raise SaveError(f"could not write {self.out_dir / 'metrics.jsonl'}: {e.strerror or e}") from None
+        if any(n.startswith("step-") for n in names):
+            prune_snapshots(self.out_dir, self.cfg.keep)
+        for path in paths:
+            self.reporter.on_save(path)
+        return paths
+
+    def _check_out_dir(self) -> None:
+        """Fail before training, not after an hour of it, if the run folder cannot be written."""
+        if self.out_dir is None:
+            return
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=self.out_dir)
+            os.close(fd)
+            os.unlink(probe)
+            remove_stale_temps(self.out_dir)
+            if self.cfg.save_every:  # a kill between saving a snapshot and pruning can leave one too many
+                prune_snapshots(self.out_dir, self.cfg.keep)
+        except OSError as e:
+            raise CharrnnError(f"cannot write to the run folder {self.out_dir}: {e.strerror or e}") from None
+
+    def _eval_and_save(self, snapshot: bool = False) -> dict:
         t0 = time.perf_counter()
         val = self.validate()
         record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2),
@@ -357,9 +495,8 @@ class Trainer:
             self.best_val = val
         self.history.append(record)
         self.reporter.on_eval(record)
-        if improved or val is None:
-            self.save("best.pt")
-        self.save("last.pt")
+        names = (["best.pt"] if improved or val is None else []) + ["last.pt"]
+        self.save(*names, *([self.snapshot_name()] if snapshot else []))
         return record
 
     def live_sample(self) -> dict:
@@ -393,16 +530,23 @@ class Trainer:
 
         return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def run(self) -> TrainResult:
-        """Train until the budget is spent or a signal arrives; save best.pt and last.pt."""
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+    def run(self, until_step: int | None = None) -> TrainResult:
+        """Train until the budget is spent or a signal arrives; save best.pt and last.pt.
+
+        `until_step` pauses the run at that step (saving last.pt) without changing the budget or
+        the learning-rate schedule, so that `Trainer.resume` can carry on from there.
+        A failed save (disk full, folder unwritable) stops training: stopped_by "save_error",
+        the message in `result.error`, the checkpoints written before it intact.
+        """
+        self._check_out_dir()
+        self._until_step = until_step
         previous = self._install_signal_handlers()
         self.reporter.on_start(self)
         chars_per_step = self.cfg.batch_size * self.cfg.seq_len
         bad_steps, window_t, window_steps = 0, time.perf_counter(), 0
         last_val = None
         stopped_by = None
+        error = None
         try:
             while (stopped_by := self._stop_reason()) is None:
                 t0 = time.perf_counter()
@@ -427,9 +571,13 @@ class Trainer:
                     self.history.append(record)
                     self.reporter.on_log(record)
                     window_t, window_steps = now, 0
-                if self.step % self.cfg.eval_every == 0:
+                snapshot = bool(self.cfg.save_every) and self.step % self.cfg.save_every == 0
+                if self.step % self.cfg.eval_every == 0 or snapshot:
                     t0 = time.perf_counter()
-                    last_val = self._eval_and_save()["val_bpc"]
+                    if self.step % self.cfg.eval_every == 0:
+                        last_val = self._eval_and_save(snapshot)["val_bpc"]
+                    else:
+                        self.save("last.pt", self.snapshot_name())
                     self.elapsed += time.perf_counter() - t0
                     window_t = time.perf_counter()
                 if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
@@ -443,10 +591,14 @@ class Trainer:
                 self.reporter.on_warning("training stopped: 10 non-finite steps in a row; "
                                          "last.pt holds the last good weights (try a lower --lr)")
                 self.save("last.pt")
-            elif stopped_by.startswith("SIG"):
+            elif stopped_by.startswith("SIG") or stopped_by == "until_step":
                 self.save("last.pt")
             elif self.step % self.cfg.eval_every != 0:
                 last_val = self._eval_and_save()["val_bpc"]
+        except SaveError as e:
+            stopped_by, error = "save_error", (
+                f"{e}; training stopped at step {self.step}: free some space or fix the folder's permissions, "
+                f"then continue with `charrnn train --resume {self.out_dir}`")
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
@@ -454,7 +606,7 @@ class Trainer:
         result = TrainResult(
             steps=self.step, epoch=self.epoch_float, seconds=self.elapsed,
             best_val_bpc=None if self.best_val is None else self.best_val / LN2,
-            last_val_bpc=last_val, stopped_by=stopped_by, out_dir=self.out_dir, history=self.history,
+            last_val_bpc=last_val, stopped_by=stopped_by, out_dir=self.out_dir, history=self.history, error=error,
         )
         self.reporter.on_end(result)
         return result

@@ -13,6 +13,7 @@ from charrnn.cli import plot as _plot  # noqa: F401
 from charrnn.cli import sample as _sample  # noqa: F401
 from charrnn.cli import train as _train  # noqa: F401
 from charrnn.cli import inspect as _inspect  # noqa: F401
+from charrnn.cli import checkpoints as _checkpoints  # noqa: F401
 
 
 def main() -> None:

@@ -60,6 +60,10 @@ def guarded(fn):
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        except OSError as e:  # a file-system problem nothing more specific caught: still one line
+            where = f" ({e.filename})" if e.filename else ""
+            error(f"{e.strerror or e}{where}: check the path, free space and permissions")
+            raise typer.Exit(1) from None
 
     return wrapper
 

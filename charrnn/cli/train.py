@@ -22,6 +22,9 @@ EXAMPLES = """
   charrnn train --config checkpoints/shakespeare/config.yaml
   charrnn train src/ --glob '**/*.c' --glob '**/*.h' --cell gru --layers 3
   cat *.tex | charrnn train - -o checkpoints/latex
+  charrnn train --resume checkpoints/shakespeare
+  charrnn train poems.txt --init-from checkpoints/shakespeare --steps 500
+  charrnn train corpus.txt --save-every 1000 --keep 5
 
 Settings are layered, later winning: defaults <- --preset <- --config FILE
 <- flags. Presets: tiny (seconds), small (CPU minutes), medium, large (GPU),
@@ -29,6 +32,7 @@ and one per catalog corpus (--preset linux). Each run folder gets a
 config.yaml with every setting: pass it to --config to repeat the run.
 """
 
+MODEL_KEYS = ("cell", "layers", "hidden", "embed", "dropout")
 _DEFAULTS = {f.name: f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
 
 
@@ -59,7 +63,7 @@ def default_out_dir(name: str, root: Path = Path("checkpoints")) -> Path:
 @app.command(epilog=EXAMPLES)
 @guarded
 def train(
-    sources: list[str] = typer.Argument(None, help="Text files, folders (see --glob), catalog names (shakespeare, linux, ...), or - for stdin. May be omitted when the --config file names a corpus.", show_default=False),
+    sources: list[str] = typer.Argument(None, help="Text files, folders (see --glob), catalog names (shakespeare, linux, ...), or - for stdin. May be omitted with a --config file that names a corpus, or with --resume (the run's own corpus is read again).", show_default=False),
     config: str = typer.Option(None, "--config", "-c", help="YAML file of settings (keys as the flags, e.g. `hidden: 256`); flags override it.", show_default=False),
     preset: str = typer.Option(None, "--preset", help="Named settings: tiny, small, medium, large, or a catalog corpus name.", show_default=False),
     glob: list[str] = typer.Option(None, "--glob", help="File pattern inside folders, repeatable (e.g. '**/*.c').", show_default=False),
@@ -85,31 +89,72 @@ def train(
     precision: str = opt("--precision", help="auto, fp32, bf16 or fp16 (auto: bf16 autocast where the hardware is fast at it)."),
     threads: int = opt("--threads", help="CPU threads (0 = one per core)."),
     seed: int = opt("--seed", help="Random seed."),
+    save_every: int = opt("--save-every", help="Also keep a snapshot step-NNNNNN.pt every N steps (0 = off)."),
+    keep: int = opt("--keep", help="Snapshots to keep; older ones are deleted (never best.pt or last.pt)."),
+    resume: str = typer.Option(None, "--resume", help="Continue a run exactly where it stopped: its folder (last.pt) or a checkpoint. Settings and budget come from it; options given here override.", show_default=False),
+    init_from: str = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights (fine-tuning); the corpus may only use characters it knows.", show_default=False),
 ) -> None:
     """Train a character-level model on text and save checkpoints (best.pt, last.pt)."""
     from charrnn.console import ConsoleReporter, info
     from charrnn.cli.corpus import prepare_with_progress
+    from charrnn.tokens import STDIN
     from charrnn.config import portable_sources, resolve_run_config, write_run_config
     from charrnn.train import train_on_tokens
 
     given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
+    if resume is not None and init_from is not None:
+        raise UsageError("pass --resume or --init-from, not both")
+    if resume is not None:
+        from charrnn.checkpoint import resolve_resume
+        from charrnn.resume import stored_sources
+
+        resume = resolve_resume(resume)
+        if not sources:
+            sources, glob, encoding = stored_sources(resume)
     given.update(corpus=portable_sources(sources or []), glob=glob or [], encoding=encoding)
     run = resolve_run_config(given, preset, config)
     if not run.corpus:
-        raise UsageError("name a corpus: a file, folder, catalog name or -, or `corpus:` in a --config file")
-
+        raise UsageError("name a corpus to train on: a file, a folder, a catalog name, or - for stdin "
+                         "(or `corpus:` in a --config file)")
     sources = sources or run.corpus
     name = corpus_name(sources)
     corpus = prepare_with_progress(run.corpus, run.glob, run.encoding or "utf-8")  # token ids, memory-mapped from the cache
-    if out is None:
+    meta = {"corpus": name, "sources": ["-" if s == STDIN else str(s) for s in corpus.sources], "glob": run.glob or None,
+            "encoding": run.encoding}
+    if resume is None:  # a resumed run keeps the configuration it was started with
+        meta["config"] = run.to_dict()
+    if out is None and resume is None:
         out = default_out_dir(name)
-    elif any(Path(out).glob("*.pt")) and not overwrite:
+    elif out is not None and any(Path(out).glob("*.pt")) and not overwrite and not (resume and Path(out).resolve() == resume.parent.resolve()):
         raise CharrnnError(f"{out} already holds a run: choose another --out, or pass --overwrite")
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks and writes
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks and writes
+    if main:
         info(f"corpus: {corpus.describe()}")
-        write_run_config(out, run)
-    meta = {"corpus": name, "config": run.to_dict()}
-    _, result = train_on_tokens(corpus.vocab, corpus.tokens, run.model, run.train, out, ConsoleReporter(), meta=meta)
+    if resume is not None:
+        from charrnn.resume import resume_training
+
+        trainer = resume_training(resume, corpus, given, out, ConsoleReporter(), meta)
+        if main:
+            info(f"resuming {resume} at step {trainer.step}")
+        result = trainer.run()
+    elif init_from is not None:
+        from charrnn.checkpoint import resolve_checkpoint
+        from charrnn.resume import init_from_checkpoint
+
+        source = resolve_checkpoint(init_from)
+        explicit_model = {k: v for k, v in given.items() if k in MODEL_KEYS}
+        if main:
+            write_run_config(out, run)
+        trainer = init_from_checkpoint(source, corpus, explicit_model, run.train, out, ConsoleReporter(), meta)
+        if main:
+            info(f"starting from the weights of {source}")
+        result = trainer.run()
+    else:
+        if main:
+            write_run_config(out, run)
+        _, result = train_on_tokens(corpus.vocab, corpus.tokens, run.model, run.train, out, ConsoleReporter(), meta=meta)
+    if result.stopped_by == "save_error":
+        raise CharrnnError(result.error)
     if result.stopped_by in ("SIGINT", "SIGTERM"):
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
     if result.stopped_by == "nan":

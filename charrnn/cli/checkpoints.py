@@ -1,0 +1,147 @@
+"""`charrnn checkpoints ...`: list, show, prune and export checkpoints.
+
+The table or report a command exists to produce goes to stdout (so it can be piped or saved;
+`--json` for scripts); notes about what was done go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from charrnn.cli.common import app, guarded
+
+ckpt_app = typer.Typer(help="Checkpoints: list runs, show one, prune snapshots, export for inference.",
+                       no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+                       epilog="[bold]Examples[/]\n\n  charrnn checkpoints list\n  charrnn checkpoints show checkpoints/shakespeare\n"
+                              "  charrnn checkpoints prune checkpoints/shakespeare --keep 3\n  charrnn checkpoints export checkpoints/shakespeare -o small.pt")
+app.add_typer(ckpt_app, name="checkpoints")
+
+
+def out_console():
+    """A rich console on stdout, made when needed (so test runners that swap stdout capture it)."""
+    from rich.console import Console
+
+    return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def fmt_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+def fmt_params(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
+
+
+@ckpt_app.command("list", epilog="[bold]Examples[/]\n\n  charrnn checkpoints list\n  charrnn checkpoints list runs/ --json | jq '.[] | select(.name == \"best.pt\")'")
+@guarded
+def list_(
+    folder: str = typer.Argument("checkpoints", help="A folder of runs, or one run folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+) -> None:
+    """Table of every checkpoint: run, step, val bits/char, model shape, params, size, date."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from charrnn.runs import list_checkpoints
+
+    found = list_checkpoints(folder)
+    if as_json:
+        sys.stdout.write(json.dumps([c.to_dict() for c in found], indent=2) + "\n")
+        return
+    if not found:
+        from charrnn.console import info
+
+        info(f"no checkpoints under {folder}")
+        return
+    table = Table(title=f"checkpoints in {folder}", title_justify="left")
+    for col in ("run", "checkpoint", "step", "val bits/char", "model", "params", "size", "date"):
+        table.add_column(col, justify="right" if col in ("step", "val bits/char", "params", "size") else "left")
+    for c in found:
+        if c.error:
+            table.add_row(Text(c.run), Text(c.name), "-", "-", Text(f"unreadable: {c.error}", style="red"), "-",
+                          fmt_bytes(c.bytes), c.modified)
+            continue
+        model = f"{c.cell} {c.layers}x{c.hidden}" + ("" if c.resumable else " (export)")
+        table.add_row(Text(c.run), Text(c.name), str(c.step), "-" if c.val_bpc is None else f"{c.val_bpc:.3f}",
+                      model, fmt_params(c.params), fmt_bytes(c.bytes), c.modified)
+    out_console().print(table)
+
+
+@ckpt_app.command(epilog="[bold]Examples[/]\n\n  charrnn checkpoints show checkpoints/shakespeare\n  charrnn checkpoints show run/last.pt --json | jq .train_config")
+@guarded
+def show(
+    checkpoint: str = typer.Argument(..., help="A checkpoint file, or a run folder (its best.pt).", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """A checkpoint's model and training configuration, vocabulary and validation history."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from charrnn.checkpoint import resolve_checkpoint
+    from charrnn.runs import summary
+
+    s = summary(resolve_checkpoint(checkpoint))
+    if as_json:
+        sys.stdout.write(json.dumps(s, indent=2) + "\n")
+        return
+    con = out_console()
+    kind = "resumable training checkpoint" if s["resumable"] else "inference-only checkpoint"
+    con.print(Text(f"{s['path']}: {kind}, format {s['format_version']}, {fmt_bytes(s['bytes'])}, {s['modified']}"))
+    best = "-" if s["best_val_bpc"] is None else f"{s['best_val_bpc']:.4f}"
+    con.print(Text(f"step {s['step']}, epoch {s['epoch']}, best val {best} bits/char, {s['params']:,} parameters"))
+    for title, cfg in (("model", s["model_config"]), ("training", s["train_config"]), ("run", s["meta"])):
+        if cfg:
+            con.print(Text(f"{title}: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v is not None)))
+    con.print(Text(f"vocabulary ({len(s['vocab'])} characters): {s['vocab']!r}"))
+    if s["metrics"]:
+        table = Table(title="validation history", title_justify="left")
+        for col in ("step", "epoch", "time (s)", "val bits/char", "val nats/char"):
+            table.add_column(col, justify="right")
+        for r in s["metrics"]:
+            bpc, nats = r.get("val_bpc"), r.get("val_loss")
+            table.add_row(str(r["step"]), f"{r.get('epoch', 0):.2f}", f"{r.get('time', 0):.0f}",
+                          "-" if bpc is None else f"{bpc:.4f}", "-" if nats is None else f"{nats:.4f}")
+        con.print(table)
+
+
+@ckpt_app.command(epilog="[bold]Examples[/]\n\n  charrnn checkpoints prune checkpoints/shakespeare --keep 3\n  charrnn checkpoints prune checkpoints --keep 0 --dry-run")
+@guarded
+def prune(
+    folder: str = typer.Argument(..., help="A run folder, or a folder of runs (each is pruned).", show_default=False),
+    keep: int = typer.Option(3, "--keep", help="Newest step-*.pt snapshots to keep in each run (best.pt and last.pt always stay)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be deleted."),
+) -> None:
+    """Delete old snapshots, keeping best.pt, last.pt and the newest --keep snapshots of each run."""
+    from charrnn.console import info
+    from charrnn.runs import prune as prune_runs
+
+    doomed = prune_runs(folder, keep, dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for f in doomed:
+        info(f"{verb} {f}")
+    info(f"{verb} {len(doomed)} snapshot(s)")
+
+
+@ckpt_app.command(epilog="[bold]Examples[/]\n\n  charrnn checkpoints export checkpoints/shakespeare -o shakespeare.pt\n  charrnn sample shakespeare.pt --temp 0.7")
+@guarded
+def export(
+    checkpoint: str = typer.Argument(..., help="A checkpoint file, or a run folder (its best.pt).", show_default=False),
+    output: str = typer.Option(..., "--output", "-o", help="Where to write the inference-only file (*.pt).", show_default=False),
+    force: bool = typer.Option(False, "--force", help="Overwrite the output if it exists."),
+) -> None:
+    """Write an inference-only copy (weights, vocabulary, config; no optimizer state): smaller, for sharing."""
+    from charrnn.checkpoint import resolve_checkpoint
+    from charrnn.console import info
+    from charrnn.runs import export_inference
+
+    source = resolve_checkpoint(checkpoint)
+    dest = export_inference(source, output, force)
+    info(f"exported {source} ({source.stat().st_size / 1e6:.2f} MB) -> {dest} ({dest.stat().st_size / 1e6:.2f} MB)")

@@ -1,0 +1,149 @@
+"""Run folders and the checkpoints in them: describe, list, prune, export.
+
+A run folder holds best.pt (lowest validation loss), last.pt (the newest state, what
+`--resume` continues from), optional snapshots step-000500.pt and metrics.jsonl. A folder
+of runs (./checkpoints by default) holds one run folder per training run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+from charrnn.checkpoint import (
+    SUFFIX, SNAPSHOT_RE, checkpoint_bytes, load_checkpoint, remove_stale_temps, snapshots, write_checkpoint_bytes,
+)
+from charrnn.errors import CharrnnError
+
+# What an inference-only export keeps: enough to rebuild the model and its vocabulary, and describe it.
+EXPORT_KEYS = ("model_config", "vocab", "model", "step", "epoch", "metrics", "best_val_bpc", "meta")
+
+
+@dataclass
+class CheckpointInfo:
+    """One line of `charrnn checkpoints list`."""
+
+    path: str  # the file
+    run: str  # its run folder, relative to the listed folder
+    name: str  # best.pt, last.pt, step-000500.pt ...
+    step: int | None  # training steps taken when it was written
+    val_bpc: float | None  # the latest validation loss it records, bits/char
+    cell: str | None  # lstm | gru | rnn
+    layers: int | None
+    hidden: int | None
+    params: int | None  # trainable parameters
+    bytes: int  # file size
+    modified: str  # local time the file was written, YYYY-MM-DD HH:MM
+    resumable: bool  # holds optimizer state and data position (False for exports)
+    error: str | None = None  # why it could not be read, if it could not
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _order(path: Path) -> tuple:
+    """best.pt, last.pt, then snapshots by step, then anything else by name."""
+    m = SNAPSHOT_RE.match(path.name)
+    rank = {"best.pt": 0, "last.pt": 1}.get(path.name, 2 if m else 3)
+    return (rank, int(m.group(1)) if m else 0, path.name)
+
+
+def describe(path: str | Path, root: str | Path | None = None) -> CheckpointInfo:
+    """Read a checkpoint's header facts (tensor data is memory-mapped, not read)."""
+    path = Path(path)
+    stat = path.stat()
+    run = path.parent
+    run_name = str(run.relative_to(root)) if root is not None and run != Path(root) else run.name
+    base = dict(path=str(path), run=run_name or ".", name=path.name, bytes=stat.st_size,
+                modified=datetime.fromtimestamp(stat.st_mtime).strftime("%Y-%m-%d %H:%M"))
+    try:
+        ckpt = load_checkpoint(path, mmap=True)
+    except CharrnnError as e:
+        return CheckpointInfo(**base, step=None, val_bpc=None, cell=None, layers=None, hidden=None, params=None,
+                              resumable=False, error=str(e).replace(str(path), path.name))
+    mc = ckpt.get("model_config", {})
+    vals = [r["val_bpc"] for r in ckpt.get("metrics") or [] if r.get("val_bpc") is not None]
+    params = sum(t.numel() for t in ckpt["model"].values() if hasattr(t, "numel"))
+    return CheckpointInfo(**base, step=ckpt.get("step"), val_bpc=vals[-1] if vals else None, cell=mc.get("cell"),
+                          layers=mc.get("layers"), hidden=mc.get("hidden"), params=params,
+                          resumable="optimizer" in ckpt and "cursor" in (ckpt.get("extra") or {}))
+
+
+def run_folders(root: str | Path) -> list[Path]:
+    """`root` itself if it holds checkpoints, else every folder under it that does (sorted)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CharrnnError(f"no such folder: {root}")
+    return sorted({f.parent for f in root.glob(f"**/*{SUFFIX}") if f.is_file()})
+
+
+def list_checkpoints(root: str | Path = "checkpoints") -> list[CheckpointInfo]:
+    """Every checkpoint under `root`, run by run; in each run best, last, then snapshots by step."""
+    root = Path(root)
+    found = []
+    for run in run_folders(root):
+        for f in sorted(run.glob(f"*{SUFFIX}"), key=_order):
+            if f.is_file():
+                found.append(describe(f, root))
+    return found
+
+
+def prune(root: str | Path, keep: int, dry_run: bool = False) -> list[Path]:
+    """In each run under `root`, delete all but the `keep` newest snapshots (and stale temp files).
+
+    best.pt and last.pt are always kept. Returns the snapshots deleted (or that would be, on a dry run).
+    """
+    if keep < 0:
+        raise CharrnnError("--keep must be >= 0")
+    doomed = []
+    for run in run_folders(root):
+        found = snapshots(run)
+        doomed += [f for _, f in found[: max(0, len(found) - keep)]]
+        if not dry_run:
+            remove_stale_temps(run)
+    if not dry_run:
+        for f in doomed:
+            f.unlink(missing_ok=True)
+    return doomed
+
+
+def export_inference(source: str | Path, dest: str | Path, overwrite: bool = False) -> Path:
+    """Write an inference-only copy of a checkpoint: weights, vocabulary, config, metrics; no optimizer.
+
+    The copy loads with `load_model` and samples exactly like the original; it cannot be resumed
+    (use it with --init-from to train further).
+    """
+    dest = Path(dest)
+    if dest.exists() and not overwrite:
+        raise CharrnnError(f"{dest} already exists: choose another -o, or pass --force")
+    if dest.suffix != SUFFIX:
+        raise CharrnnError(f"name the export *{SUFFIX} (got {dest.name})")
+    ckpt = load_checkpoint(source)
+    payload = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
+    payload["meta"] = {**(ckpt.get("meta") or {}), "exported_from": os.path.abspath(source)}
+    write_checkpoint_bytes(dest, checkpoint_bytes(payload))
+    return dest
+
+
+def summary(path: str | Path) -> dict:
+    """Everything `checkpoints show` prints, as plain data: configs, vocabulary, metrics history."""
+    ckpt = load_checkpoint(path)
+    info = describe(path)
+    return {
+        "path": str(path),
+        "format_version": ckpt["format_version"],
+        "resumable": info.resumable,
+        "bytes": info.bytes,
+        "modified": info.modified,
+        "step": ckpt.get("step"),
+        "epoch": ckpt.get("epoch"),
+        "params": info.params,
+        "best_val_bpc": ckpt.get("best_val_bpc"),
+        "model_config": ckpt.get("model_config"),
+        "train_config": ckpt.get("train_config"),
+        "meta": ckpt.get("meta") or {},
+        "vocab": ckpt["vocab"]["chars"],
+        "metrics": ckpt.get("metrics") or [],
+    }

@@ -1,0 +1,99 @@
+"""Exact resume: N steps straight == N/2 steps, stop, resume, N/2 steps (bit for bit, on the CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from charrnn.checkpoint import load_checkpoint
+from charrnn.model import ModelConfig
+from charrnn.train import Trainer, TrainConfig
+from charrnn.vocab import Vocab
+
+from .conftest import TINY_TEXT
+
+TEXT = TINY_TEXT + "Pack my box with five dozen liquor jugs!\n" * 20
+
+
+def make_trainer(out, **overrides) -> Trainer:
+    vocab = Vocab.from_text(TEXT)
+    tokens = vocab.encode_array(TEXT)
+    settings = dict(steps=24, batch_size=4, seq_len=16, lr=1e-2, warmup=5, eval_every=5, log_every=3,
+                    threads=1, precision="fp32", device="cpu", seed=7)
+    cfg = TrainConfig(**{**settings, **overrides})
+    # dropout makes the run depend on the torch RNG, which must be restored too
+    mcfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=2, hidden=24, embed=8, dropout=0.2)
+    n_val = len(tokens) // 10
+    return Trainer(mcfg, cfg, vocab, tokens[:-n_val], tokens[-n_val:], out)
+
+
+def tokens_split():
+    vocab = Vocab.from_text(TEXT)
+    tokens = vocab.encode_array(TEXT)
+    n_val = len(tokens) // 10
+    return tokens[:-n_val], tokens[-n_val:]
+
+
+def assert_same_tensors(a, b, where=""):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same_tensors(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tensors(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("stop_at", [12, 13])  # on an eval/save step, and between two
+def test_resume_is_bit_identical_to_a_straight_run(tmp_path, stop_at):
+    straight = make_trainer(tmp_path / "a")
+    straight.run()
+
+    first = make_trainer(tmp_path / "b")
+    paused = first.run(until_step=stop_at)
+    assert paused.stopped_by == "until_step" and first.step == stop_at
+    del first
+    torch.manual_seed(12345)  # whatever happened to the global RNG since must not matter
+
+    train, val = tokens_split()
+    resumed = Trainer.resume(tmp_path / "b" / "last.pt", train, val)
+    assert resumed.out_dir == tmp_path / "b" and resumed.step == stop_at
+    assert resumed.total_steps == 24  # the budget, and so the LR schedule, came from the checkpoint
+    result = resumed.run()
+    assert result.stopped_by == "steps" and resumed.step == 24
+
+    assert_same_tensors(straight.model.state_dict(), resumed.model.state_dict(), "model")
+    assert_same_tensors(straight.optimizer.state_dict(), resumed.optimizer.state_dict(), "optimizer")
+    assert_same_tensors(straight.state, resumed.state, "carried state")
+    assert straight.batcher.cursor == resumed.batcher.cursor and straight.epoch == resumed.epoch
+    val_curve = lambda t: [(r["step"], r["val_bpc"]) for r in t.history if "val_bpc" in r]  # noqa: E731
+    loss_curve = lambda t: [(r["step"], r["loss"], r["lr"]) for r in t.history if "loss" in r]  # noqa: E731
+    assert val_curve(straight) == val_curve(resumed) and loss_curve(straight) == loss_curve(resumed)
+    # and what is on disk says the same
+    assert_same_tensors(load_checkpoint(tmp_path / "a" / "last.pt")["model"],
+                        load_checkpoint(tmp_path / "b" / "last.pt")["model"], "last.pt")
+
+
+def test_saving_does_not_perturb_training(tmp_path):
+    """Evaluating and saving every step gives the same weights as never saving."""
+    quiet = make_trainer(None, eval_every=1000)
+    quiet.run()
+    busy = make_trainer(tmp_path / "busy", eval_every=1, save_every=2, keep=2)
+    busy.run()
+    assert_same_tensors(quiet.model.state_dict(), busy.model.state_dict(), "model")
+
+
+def test_resume_can_extend_the_budget_but_not_the_layout(tmp_path):
+    make_trainer(tmp_path / "r").run(until_step=6)
+    train, val = tokens_split()
+    longer = Trainer.resume(tmp_path / "r" / "last.pt", train, val, overrides={"steps": 30})
+    assert longer.total_steps == 30 and longer.step == 6
+    from charrnn.errors import UsageError
+
+    with pytest.raises(UsageError, match="--batch-size cannot change when resuming"):
+        Trainer.resume(tmp_path / "r" / "last.pt", train, val, overrides={"batch_size": 8})
