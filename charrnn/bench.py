@@ -54,7 +54,7 @@ class BenchConfig:
     train_shapes: tuple = ((2, 512), (2, 384))  # (layers, hidden) of the LSTM training rows
     gru_shape: tuple | None = (2, 512)  # GRU row shape (compared with the LSTM row of that shape)
     sample_shapes: tuple = ((2, 512), (2, 256))  # LSTM shapes for batch-1 sampling
-    sample_threads: tuple = (1,)  # thread counts tried for sampling (the first is the headline)
+    sample_threads: tuple = (1, 2)  # thread counts tried for sampling (the first is the headline)
     beam_shape: tuple | None = (2, 512)  # LSTM shape for beam search
     beam_width: int = 5
     eval_shape: tuple = (2, 384)  # compared with the training row of this shape
@@ -67,7 +67,7 @@ class BenchConfig:
     @classmethod
     def quick(cls) -> "BenchConfig":
         """Under two minutes on 2 cores: shorter windows, fewer repeats, less text."""
-        return cls(window=1.5, repeats=2, eval_chars=150_000, memory_steps=3)
+        return cls(window=1.5, repeats=2, sample_threads=(1,), eval_chars=150_000, memory_steps=3)
 
 
 @dataclass

@@ -165,7 +165,7 @@ class CharRNN(nn.Module):
             h = state[0][k]  # (B, H)
             if cell == "gru":
                 x_part, w_x, w_hh, b_hh = layer
-                gx = x_part[token] if k == 0 else torch.addmm(x_part, x, w_x)  # (B, 3H)
+                gx = x_part.index_select(0, token) if k == 0 else torch.addmm(x_part, x, w_x)  # (B, 3H)
                 gh = torch.addmm(b_hh, h, w_hh)  # (B, 3H)
                 rz = torch.add(gx[:, : 2 * H], gh[:, : 2 * H]).sigmoid_()  # (B, 2H): r, z
                 n = torch.addcmul(gx[:, 2 * H :], rz[:, :H], gh[:, 2 * H :]).tanh_()  # (B, H)
@@ -173,12 +173,12 @@ class CharRNN(nn.Module):
             else:
                 x_part, w = layer
                 if k == 0:
-                    gates = torch.addmm(x_part[token], h, w)  # (B, G*H)
+                    gates = torch.addmm(x_part.index_select(0, token), h, w)  # (B, G*H)
                 else:
                     gates = torch.addmm(x_part, torch.cat((x, h), dim=1), w)  # (B, G*H)
                 if cell == "lstm":
-                    gates[:, : 3 * H].sigmoid_()
-                    i, f, o, g = gates.split(H, dim=1)  # (B, H) each
+                    i, f, o, g = gates.chunk(4, dim=1)  # (B, H) each
+                    gates[:, : 3 * H].sigmoid_()  # i, f, o in one call
                     c = torch.addcmul(f * state[1][k], i, g.tanh_())
                     h = o * torch.tanh(c)
                     cs.append(c)
