@@ -24,7 +24,8 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,7 +48,7 @@ SECTIONS = ("train", "sample", "beam", "eval", "memory")
 class BenchConfig:
     window: float = 4.0  # seconds per timed window
     repeats: int = 3  # timed windows per figure; the best is kept
-    threads: int = 0  # threads for training and evaluation (0 = one per core); sampling uses 1
+    threads: int = 0  # threads for training and evaluation (0 = one per core)
     batch_size: int = 16  # B of every training row
     seq_len: int = 128  # T of every training row
     embed: int = 128  # E of every model
@@ -56,7 +57,7 @@ class BenchConfig:
     sample_shapes: tuple = ((2, 512), (2, 256))  # LSTM shapes for batch-1 sampling
     sample_threads: tuple = (1, 2)  # thread counts tried for sampling (the first is the headline)
     beam_shape: tuple | None = (2, 512)  # LSTM shape for beam search
-    beam_width: int = 5
+    beam_width: int = 5  # live beams per step (the model runs at batch = width)
     eval_shape: tuple = (2, 384)  # compared with the training row of this shape
     eval_chars: int = 400_000  # characters scored per timed evaluation
     eval_batch: int = 128  # streams evaluated in parallel
@@ -179,18 +180,15 @@ def best_rates(contenders: dict[str, tuple[Callable, float]], cfg: BenchConfig) 
     return best
 
 
-class threads:
-    """Context manager: torch uses n threads inside, the previous count after."""
-
-    def __init__(self, n: int):
-        self.n = n or default_threads()
-
-    def __enter__(self):
-        self.saved = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.saved)
+@contextmanager
+def threads(n: int) -> Iterator[None]:
+    """torch uses n threads inside the block (0 = one per core), the previous count after."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n or default_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 # ---- the text ----------------------------------------------------------------------------------

@@ -48,3 +48,11 @@ def test_a_long_sample_is_identical_on_the_fast_and_reference_paths():
     fast = torch.stack(list(sample_ids(model, [1, 2], 600, fast=True, **kwargs)))  # (600, 2): > 2 noise blocks
     slow = torch.stack(list(sample_ids(model, [1, 2], 600, fast=False, **kwargs)))
     assert torch.equal(fast, slow)
+
+
+def test_a_shorter_sample_is_a_prefix_of_a_longer_one_with_the_same_seed():
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=30, layers=1, hidden=16, embed=8))
+    short = torch.cat(list(sample_ids(model, [1], 100, temperature=0.9, seed=4)))
+    long = torch.cat(list(sample_ids(model, [1], 700, temperature=0.9, seed=4)))
+    assert torch.equal(long[:100], short)
