@@ -2,6 +2,7 @@
 #
 #   make demo     install, get Tiny Shakespeare, train ~2 minutes, stream a sample
 #   make test     install and run the test suite (CI runs exactly this)
+#   make bench    speed and memory vs plain PyTorch (~10 min; bench-quick: ~2 min)
 #
 # torch is installed first, on its own, so you choose the build:
 #   make install TORCH_SPEC=torch==2.13.0                       (default: the CPU build on this machine)
@@ -18,7 +19,7 @@ export CHARRNN_MIRROR
 BIN := $(VENV)/bin
 DEMO_TIME ?= 120
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +38,13 @@ demo: install
 	$(BIN)/charrnn train shakespeare --time $(DEMO_TIME) -o checkpoints/demo --overwrite
 	@echo
 	$(BIN)/charrnn sample checkpoints/demo --temp 0.8 -n 1200 --prime "ROMEO:" --seed 7
+
+# Speed and memory against plain PyTorch, as ratios measured in the same run (an idle machine, please).
+bench: install
+	$(BIN)/charrnn bench --json bench/results.json
+
+bench-quick: install
+	$(BIN)/charrnn bench --quick --json bench/results-quick.json
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

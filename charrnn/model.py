@@ -105,28 +105,43 @@ class CharRNN(nn.Module):
     def _step_weights(self) -> tuple:
         """Weights laid out for `step`, cached until the model is put back in training mode.
 
-        Layer 0's input projection is folded into the embedding: row v of `table` is
-        W_ih0 @ embedding[v] + b_ih0 (+ b_hh0 where the cell adds it unconditionally), so a
-        step's first input matmul becomes a row lookup.
+        At batch 1 a step is bound by reading the weights from memory, so the layout keeps
+        each step to as few, as large, reads as possible:
+
+        * Layer 0's input projection is folded into the embedding: row v of `table` is
+          W_ih0 @ embedding[v] + b_ih0 (+ b_hh0 where the cell adds it unconditionally), so a
+          step's first input matmul becomes a row lookup.
+        * LSTM and plain-RNN layers above 0 hold [W_ih | W_hh] as one (in + H, G*H) matrix:
+          one matmul of cat([x, h]) instead of two.
+        * LSTM gate rows are reordered from PyTorch's (i, f, g, o) to (i, f, o, g), so a single
+          sigmoid covers the three gates that need one.
+
+        Per layer the cache holds (input part, weight): the input part is the table (layer 0)
+        or the bias. A GRU layer holds (input part, W_ih, W_hh, b_hh) instead, its products
+        kept apart because the candidate's recurrent term sits inside r * (W_hn h + b_hn).
         """
         if self._step_cache is None:
             with torch.no_grad():
+                cell, H = self.config.cell, self.config.hidden
+                order = torch.arange(4 * H).view(4, H)[[0, 1, 3, 2]].flatten() if cell == "lstm" else None
                 layers = []
                 for k in range(self.config.layers):
                     w_ih = getattr(self.rnn, f"weight_ih_l{k}")  # (G*H, in)
                     w_hh = getattr(self.rnn, f"weight_hh_l{k}")  # (G*H, H)
                     b_ih = getattr(self.rnn, f"bias_ih_l{k}")
                     b_hh = getattr(self.rnn, f"bias_hh_l{k}")
-                    if self.config.cell == "gru":
-                        # the candidate's recurrent bias sits inside r * (...), so keep b_hh apart
-                        b_in, b_rec = b_ih.clone(), b_hh.clone()
-                    else:
-                        b_in, b_rec = b_ih + b_hh, None
+                    if cell == "gru":
+                        x_part = self.embedding.weight @ w_ih.t() + b_ih if k == 0 else b_ih.clone()  # (V, 3H) | (3H,)
+                        w_x = None if k == 0 else w_ih.t().contiguous()  # (in, 3H)
+                        layers.append((x_part, w_x, w_hh.t().contiguous(), b_hh.clone()))
+                        continue
                     if k == 0:
-                        table = self.embedding.weight @ w_ih.t() + b_in  # (V, G*H)
-                        layers.append((table, None, w_hh.t().contiguous(), b_rec))
+                        x_part, w = self.embedding.weight @ w_ih.t() + b_ih + b_hh, w_hh  # (V, G*H), (G*H, H)
                     else:
-                        layers.append((None, w_ih.t().contiguous(), w_hh.t().contiguous(), b_in, b_rec))
+                        x_part, w = b_ih + b_hh, torch.cat([w_ih, w_hh], dim=1)  # (G*H,), (G*H, in + H)
+                    if order is not None:
+                        x_part, w = x_part[..., order], w[order]
+                    layers.append((x_part.contiguous(), w.t().contiguous()))
                 self._step_cache = (layers, self.head.weight.t().contiguous(), self.head.bias.detach().clone())
         return self._step_cache
 
@@ -143,33 +158,32 @@ class CharRNN(nn.Module):
             RNN   h' = tanh(W_ih x_t + W_hh h + b)
         """
         layers, head_w, head_b = self._step_weights()
-        cell = self.config.cell
+        cell, H = self.config.cell, self.config.hidden
         hs, cs = [], []
         x = None
-        for k, weights in enumerate(layers):
+        for k, layer in enumerate(layers):
             h = state[0][k]  # (B, H)
-            if k == 0:
-                table, _, w_hh, b_rec = weights
-                gx = table[token]  # (B, G*H)
+            if cell == "gru":
+                x_part, w_x, w_hh, b_hh = layer
+                gx = x_part.index_select(0, token) if k == 0 else torch.addmm(x_part, x, w_x)  # (B, 3H)
+                gh = torch.addmm(b_hh, h, w_hh)  # (B, 3H)
+                rz = torch.add(gx[:, : 2 * H], gh[:, : 2 * H]).sigmoid_()  # (B, 2H): r, z
+                n = torch.addcmul(gx[:, 2 * H :], rz[:, :H], gh[:, 2 * H :]).tanh_()  # (B, H)
+                h = torch.lerp(n, h, rz[:, H:])  # (1 - z) * n + z * h
             else:
-                _, w_ih, w_hh, b_in, b_rec = weights
-                gx = torch.addmm(b_in, x, w_ih)  # (B, G*H)
-            if cell == "lstm":
-                gates = torch.addmm(gx, h, w_hh)  # (B, 4H)
-                i, f, g, o = gates.chunk(4, dim=1)
-                c = torch.sigmoid(f) * state[1][k] + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
-                cs.append(c)
-            elif cell == "gru":
-                gh = torch.addmm(b_rec, h, w_hh)  # (B, 3H)
-                xr, xz, xn = gx.chunk(3, dim=1)
-                hr, hz, hn = gh.chunk(3, dim=1)
-                r = torch.sigmoid(xr + hr)
-                z = torch.sigmoid(xz + hz)
-                n = torch.tanh(xn + r * hn)
-                h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
-            else:
-                h = torch.tanh(torch.addmm(gx, h, w_hh))
+                x_part, w = layer
+                if k == 0:
+                    gates = torch.addmm(x_part.index_select(0, token), h, w)  # (B, G*H)
+                else:
+                    gates = torch.addmm(x_part, torch.cat((x, h), dim=1), w)  # (B, G*H)
+                if cell == "lstm":
+                    i, f, o, g = gates.chunk(4, dim=1)  # (B, H) each
+                    gates[:, : 3 * H].sigmoid_()  # i, f, o in one call
+                    c = torch.addcmul(f * state[1][k], i, g.tanh_())
+                    h = o * torch.tanh(c)
+                    cs.append(c)
+                else:
+                    h = gates.tanh_()
             hs.append(h)
             x = h
         logits = torch.addmm(head_b, x, head_w)  # (B, V)

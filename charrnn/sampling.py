@@ -45,12 +45,38 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_
     return logits
 
 
-def pick(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, generator: torch.Generator) -> torch.Tensor:
+class GumbelNoise:
+    """Random noise for `pick`, drawn from one generator a block of steps at a time.
+
+    A draw from softmax(l / T) is the index of the largest l / T + G, where each G is
+    independent Gumbel noise, G = -log(E) with E ~ Exp(1) (the Gumbel-max trick). Drawing the
+    noise for `block` steps in one call replaces a softmax and a `multinomial` per character:
+    at batch 1, where a step of a small model takes ~100 µs, that is a tenth of the time.
+    Same generator state, same noise, whichever path computes the logits.
+    """
+
+    def __init__(self, generator: torch.Generator, shape: tuple[int, int], block: int = 256):
+        self.generator = generator
+        self.shape = shape  # (B, V)
+        self.block = max(1, min(block, (1 << 20) // max(1, shape[0] * shape[1])))  # <= ~4 MB of noise
+        self.buffer = torch.empty(0, *shape)  # (block, B, V)
+        self.used = 0
+
+    def next(self) -> torch.Tensor:
+        """Noise for one step: (B, V)."""
+        if self.used == len(self.buffer):
+            e = torch.empty(self.block, *self.shape, device=self.generator.device)
+            e.exponential_(generator=self.generator).clamp_(min=torch.finfo(e.dtype).tiny)  # E > 0: G finite
+            self.buffer, self.used = e.log_().neg_(), 0
+        self.used += 1
+        return self.buffer[self.used - 1]
+
+
+def pick(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, noise: GumbelNoise) -> torch.Tensor:
     """Choose the next ids: argmax when temperature is 0, else a draw. (B, V) -> (B,)"""
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(filter_logits(logits, temperature, top_k, top_p), dim=-1)  # (B, V)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return (filter_logits(logits, temperature, top_k, top_p) + noise.next()).argmax(dim=-1)
 
 
 @torch.inference_mode()
@@ -91,8 +117,9 @@ def sample_ids(
     generator = torch.Generator(device=model.head.weight.device)
     generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
     logits, state = prime_model(model, prime_ids, batch)
+    noise = GumbelNoise(generator, tuple(logits.shape))
     for i in range(length):
-        ids = pick(logits, temperature, top_k, top_p, generator)  # (B,)
+        ids = pick(logits, temperature, top_k, top_p, noise)  # (B,)
         yield ids
         if i + 1 < length:
             if fast:

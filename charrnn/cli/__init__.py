@@ -1,19 +1,22 @@
 """The `charrnn` command line: a thin Typer layer over the library.
 
-Each command lives in its own module and registers itself on `app`; this module only
-assembles them and maps errors to exit codes (see `common.guarded`).
+Each command lives in its own module and registers itself on `app` when imported; this
+module only assembles them. Errors are mapped to exit codes by `common.guarded`.
 """
 
 from __future__ import annotations
 
 from charrnn.cli.common import app
-from charrnn.cli import corpus as _corpus  # noqa: F401  (registers commands)
-from charrnn.cli import beam as _beam  # noqa: F401
-from charrnn.cli import plot as _plot  # noqa: F401
-from charrnn.cli import sample as _sample  # noqa: F401
-from charrnn.cli import train as _train  # noqa: F401
-from charrnn.cli import inspect as _inspect  # noqa: F401
-from charrnn.cli import checkpoints as _checkpoints  # noqa: F401
+from charrnn.cli import (  # noqa: F401  (importing a module registers its commands)
+    train,
+    sample,
+    beam,
+    corpus,
+    checkpoints,
+    inspect,
+    plot,
+    bench,
+)
 
 
 def main() -> None:

@@ -1,0 +1,61 @@
+"""Peak memory of training, measured in a fresh subprocess per model shape.
+
+A process's peak resident set size (ru_maxrss) only ever grows, so each shape gets its own
+Python process: it imports torch (the baseline), trains a few steps on a small synthetic
+corpus, runs one validation pass, and reports both peaks as JSON on its stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from charrnn.bench import BenchConfig, Row, synthetic_text
+from charrnn.model import ModelConfig
+from charrnn.train import TrainConfig, Trainer
+from charrnn.vocab import Vocab
+
+RSS_CHILD = "import sys, json; from charrnn.bench_memory import rss_child; print(json.dumps(rss_child(*map(int, sys.argv[1:]))))"
+
+
+def rss_child(layers: int, hidden: int, embed: int, batch: int, seq_len: int, steps: int, n_threads: int) -> dict:
+    """Run in a fresh process: peak RSS (MB) after imports, and after training steps + one validation."""
+    import resource
+
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+    text = synthetic_text(300_000)
+    vocab = Vocab.from_text(text)
+    tokens = vocab.encode_array(text)
+    mcfg = ModelConfig(vocab_size=len(vocab), layers=layers, hidden=hidden, embed=embed)
+    tcfg = TrainConfig(batch_size=batch, seq_len=seq_len, threads=n_threads, device="cpu")
+    trainer = Trainer(mcfg, tcfg, vocab, tokens[:270_000], tokens[270_000:])
+    for _ in range(steps):
+        trainer.train_step()
+    trainer.validate()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+    return {"base_mb": base, "peak_mb": peak, "params": trainer.model.num_params()}
+
+
+def memory_rows(cfg: BenchConfig, log: Callable[[str], None]) -> list[Row]:
+    """Peak RSS of training each shape, each in its own subprocess (a small corpus)."""
+    rows = []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    for layers, hidden in cfg.memory_shapes:
+        log(f"peak memory of training a {layers}×{hidden} LSTM (subprocess)")
+        args = [layers, hidden, cfg.embed, cfg.batch_size, cfg.seq_len, cfg.memory_steps, cfg.threads]
+        done = subprocess.run([sys.executable, "-c", RSS_CHILD, *map(str, args)], capture_output=True,
+                              text=True, env=env, timeout=900)
+        key, what = f"memory_lstm_{layers}x{hidden}", f"peak RSS training {layers}×{hidden} LSTM"
+        if done.returncode != 0:
+            rows.append(Row(key, what, None, "MB", note=f"failed: {done.stderr.strip().splitlines()[-1:]}"))
+            continue
+        d = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(Row(key, what, d["peak_mb"], "MB", "after import torch", d["base_mb"],
+                        note="corpus-size independence: see the corpora benchmark", extra={"params": d["params"]}))
+    return rows
