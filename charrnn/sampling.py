@@ -147,16 +147,10 @@ def generate(
     Stops early after a stop string is produced (it is included). Characters of the prime
     that the model never saw raise a CharrnnError naming them (or are dropped, unk='skip').
     """
-    prime_ids = vocab.encode(prime, unk=unk) or vocab.encode(default_prime(vocab))
-    text = ""
-    longest_stop = max((len(s) for s in stop), default=0)
-    for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, fast=fast):
-        ch = vocab.chars[int(ids[0])]
-        yield ch
-        if stop:
-            text = (text + ch)[-longest_stop:]
-            if any(text.endswith(s) for s in stop):
-                return
+    for chars in generate_batch(model, vocab, 1, length, prime, temperature, top_k, top_p, seed, stop, unk, fast):
+        if not chars[0]:
+            return
+        yield chars[0]
 
 
 def sample_text(model: CharRNN, vocab: Vocab, length: int = 500, prime: str = "", **kwargs) -> str:
@@ -176,6 +170,7 @@ def generate_batch(
     seed: int | None = None,
     stop: Sequence[str] = (),
     unk: str = "error",
+    fast: bool = True,
 ) -> Iterator[list[str]]:
     """Generate `n` samples together as one batch; per step, yield each one's new character.
 
@@ -188,7 +183,7 @@ def generate_batch(
     prime_ids = vocab.encode(prime, unk=unk) or vocab.encode(default_prime(vocab))
     longest_stop = max((len(s) for s in stop), default=0)
     tails, done = [""] * n, [False] * n
-    for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, batch=n):
+    for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, batch=n, fast=fast):
         chars = []
         for i, idx in enumerate(ids.tolist()):  # (B,) -> one character per sample
             chars.append("" if done[i] else vocab.chars[idx])

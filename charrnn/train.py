@@ -44,9 +44,9 @@ DEFAULT_EPOCHS = 10  # when no --steps, --epochs or --time is given
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 16  # B: parallel streams per step (global: split across torchrun processes)
-    seq_len: int = 128  # T: characters per step that gradients flow through
-    lr: float = 4e-3  # peak learning rate (AdamW)
+    batch_size: int = 32  # B: parallel streams per step (global: split across torchrun processes)
+    seq_len: int = 64  # T: characters per step that gradients flow through
+    lr: float = 6e-3  # peak learning rate (AdamW)
     min_lr_ratio: float = 0.05  # the cosine decay ends at lr * min_lr_ratio
     warmup: int = 30  # steps of linear warm-up
     weight_decay: float = 0.0  # AdamW decoupled weight decay (matrices only)

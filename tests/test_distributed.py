@@ -39,6 +39,19 @@ def test_two_processes_match_one(tmp_path):
     assert b["extra"]["state"][0].shape == a["extra"]["state"][0].shape == (2, 4, 32)
     assert torch.allclose(a["extra"]["state"][0], b["extra"]["state"][0], atol=1e-5)
 
+    # resume on another number of processes: the 2-process run continues in 1 process (and the
+    # 1-process run in 2) exactly like the 1-process run continues in 1 process
+    more = ["--steps", "36", "--threads", "1"]
+    one_more = run(sys.executable, "-m", "charrnn", "train", "--resume", "single", *more)
+    assert one_more.returncode == 0, one_more.stderr[-2000:]
+    two_then_one = run(sys.executable, "-m", "charrnn", "train", "--resume", "checkpoints/t", *more)
+    assert two_then_one.returncode == 0, two_then_one.stderr[-2000:]
+    a = torch.load(tmp_path / "single" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "checkpoints" / "t" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 36
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5), k
+
 
 def test_world_size_must_divide_the_streams(monkeypatch):
     monkeypatch.setenv("RANK", "0")
