@@ -41,7 +41,7 @@ import torch
 
 from charrnn.errors import UsageError
 from charrnn.model import CharRNN, reorder_state
-from charrnn.sampling import default_prime, prime_model
+from charrnn.sampling import prime_ids_for, prime_model
 from charrnn.vocab import Vocab
 
 LN2 = math.log(2.0)
@@ -156,7 +156,7 @@ def beam_search(
     """
     check_beam_args(width, length, top, no_repeat, stop)
     model.eval()
-    prime_ids = vocab.encode(prime, unk=unk) or vocab.encode(default_prime(vocab))
+    prime_ids = prime_ids_for(vocab, prime, unk)
     ids = {c: i for i, c in enumerate(vocab.chars)}
     V, alpha = len(vocab), length_penalty
     # a stop string holding a character the model never saw can never be produced

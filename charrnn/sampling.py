@@ -95,6 +95,21 @@ def default_prime(vocab: Vocab) -> str:
     return "\n" if "\n" in vocab else vocab.chars[0]
 
 
+def prime_ids_for(vocab: Vocab, prime: str, unk: str = "error") -> list[int]:
+    """The ids the model reads before it writes: the prime, read as if it starts a line.
+
+    Training carries the hidden state from one batch to the next, so a model rarely sees
+    the all-zeros state a prime starts from; reading a line break first puts it in the
+    state it knows ("ROMEO:" then reads as a speaker's name, not the end of a word). The
+    line break is not part of the output. Unknown prime characters follow `unk`.
+    """
+    start = default_prime(vocab)
+    ids = vocab.encode(prime, unk=unk)
+    if prime.startswith(start):
+        return ids or vocab.encode(start)
+    return vocab.encode(start) + ids
+
+
 @torch.inference_mode()
 def sample_ids(
     model: CharRNN,
@@ -180,7 +195,7 @@ def generate_batch(
     """
     if n < 1:
         raise UsageError("--num-samples must be at least 1")
-    prime_ids = vocab.encode(prime, unk=unk) or vocab.encode(default_prime(vocab))
+    prime_ids = prime_ids_for(vocab, prime, unk)
     longest_stop = max((len(s) for s in stop), default=0)
     tails, done = [""] * n, [False] * n
     for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, batch=n, fast=fast):

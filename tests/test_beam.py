@@ -9,6 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from charrnn.sampling import prime_ids_for
 from charrnn.beam import beam_search
 from charrnn.checkpoint import load_model
 from charrnn.cli import app
@@ -35,11 +36,12 @@ def random_model(cell: str, vocab_size: int = 3, seed: int = 0) -> CharRNN:
 def rescore(model: CharRNN, vocab: Vocab, prime: str, texts: list[str]) -> torch.Tensor:
     """Each text's total log-probability after `prime`, from one full forward over prime + text
     (the fused nn.LSTM path, not the single-step cell that beam search uses). (N,) nats."""
-    ids = torch.tensor([vocab.encode(prime + t) for t in texts])  # (N, P + T)
+    start = prime_ids_for(vocab, prime)  # the prime as the model reads it (after a line break)
+    ids = torch.tensor([start + vocab.encode(t) for t in texts])  # (N, P + T)
     with torch.no_grad():
         logits, _ = model(ids[:, :-1])  # (N, P + T - 1, V)
     logp = torch.log_softmax(logits.double(), dim=-1).gather(2, ids[:, 1:, None])[..., 0]  # (N, P + T - 1)
-    return logp[:, len(prime) - 1 :].sum(dim=1)
+    return logp[:, len(start) - 1 :].sum(dim=1)
 
 
 def exhaustive_best(model, vocab, prime, length, allowed=lambda text: True):

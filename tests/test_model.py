@@ -98,3 +98,15 @@ def test_top_k_one_is_greedy(tiny_run):
     greedy = sample_text(m.model, m.vocab, 50, temperature=0)
     assert sample_text(m.model, m.vocab, 50, temperature=1.5, top_k=1, seed=1) == greedy
     assert sample_text(m.model, m.vocab, 50, temperature=1.0, top_p=1e-6, seed=1) == greedy
+
+
+def test_a_prime_is_read_as_if_it_starts_a_line():
+    """Training carries state, so a cold zero state is unfamiliar: a line break is read first."""
+    from charrnn.sampling import prime_ids_for
+
+    v = Vocab.from_text("ab:\nROMEO")
+    assert prime_ids_for(v, "ROMEO:") == v.encode("\nROMEO:")
+    assert prime_ids_for(v, "\nROMEO:") == v.encode("\nROMEO:")  # not doubled
+    assert prime_ids_for(v, "") == v.encode("\n")
+    no_newline = Vocab.from_text("abc")
+    assert prime_ids_for(no_newline, "b") == no_newline.encode("ab")
