@@ -57,7 +57,7 @@ class TrainConfig:
     eval_every: int = 200  # steps between validation passes (and checkpoint saves)
     save_every: int = 0  # steps between extra snapshots step-000500.pt (0 = none)
     keep: int = 3  # snapshots kept; older ones are deleted (best.pt and last.pt never are)
-    eval_chars: int = 1_000_000  # validate on at most this many held-out characters
+    eval_chars: int = 250_000  # validate on the first this-many held-out characters (0 = all; `charrnn eval` for the whole tail)
     val_fraction: float = 0.1  # the last part of the corpus held out for validation
     log_every: int = 10  # steps between progress records
     sample_every: int = 200  # steps between live samples shown while training; 0 = off

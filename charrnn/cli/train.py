@@ -83,6 +83,7 @@ def train(
     time: float = opt("--time", help="Stop after this many seconds; the learning-rate schedule fits the budget."),
     clip: float = opt("--clip", help="Global gradient-norm clip (0 = off)."),
     eval_every: int = opt("--eval-every", help="Steps between validation passes and saves."),
+    eval_chars: int = opt("--eval-chars", help="Validate on the first this-many held-out characters (0 = all)."),
     sample_every: int = opt("--sample-every", help="Steps between live samples shown while training (0 = off)."),
     val_fraction: float = opt("--val-fraction", help="Tail of the corpus held out for validation."),
     device: str = opt("--device", help="auto, cpu, cuda or mps."),
