@@ -41,8 +41,12 @@ def test_budget_keys_replace_each_other_as_a_group():
 
 
 def test_catalog_presets():
+    from charrnn.catalog import load_catalog
+
     run = resolve_run_config({}, preset="linux")
-    assert (run.model["layers"], run.model["hidden"]) == (3, 512)
+    expected = load_catalog()["linux"].preset
+    assert (run.model["layers"], run.model["hidden"], run.train.seq_len) == (expected["layers"], expected["hidden"], expected["seq_len"])
+    assert resolve_run_config({"hidden": 64}, preset="linux").model["hidden"] == 64  # a flag beats the preset
 
 
 @pytest.mark.parametrize(
