@@ -1,6 +1,6 @@
 """Peak memory of training, measured in a fresh subprocess per model shape.
 
-A process's peak resident set size (ru_maxrss) only ever grows, so each shape gets its own
+A process's peak resident set size only ever grows, so each shape gets its own
 Python process: it imports torch (the baseline), trains a few steps on a small synthetic
 corpus, runs one validation pass, and reports both peaks as JSON on its stdout.
 """
@@ -22,12 +22,29 @@ from charrnn.vocab import Vocab
 RSS_CHILD = "import sys, json; from charrnn.bench_memory import rss_child; print(json.dumps(rss_child(*map(int, sys.argv[1:]))))"
 
 
-def rss_child(layers: int, hidden: int, embed: int, batch: int, seq_len: int, steps: int, n_threads: int) -> dict:
-    """Run in a fresh process: peak RSS (MB) after imports, and after training steps + one validation."""
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB.
+
+    Linux: VmHWM of /proc/self/status, which belongs to the current address space. (ru_maxrss
+    would not do: Linux carries it across execve, so a child started by a big parent reports
+    the parent's peak.) Elsewhere: ru_maxrss.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
     scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def rss_child(layers: int, hidden: int, embed: int, batch: int, seq_len: int, steps: int, n_threads: int) -> dict:
+    """Run in a fresh process: peak RSS (MB) after imports, and after training steps + one validation."""
+    base = peak_rss_mb()
     text = synthetic_text(300_000)
     vocab = Vocab.from_text(text)
     tokens = vocab.encode_array(text)
@@ -37,7 +54,7 @@ def rss_child(layers: int, hidden: int, embed: int, batch: int, seq_len: int, st
     for _ in range(steps):
         trainer.train_step()
     trainer.validate()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+    peak = peak_rss_mb()
     return {"base_mb": base, "peak_mb": peak, "params": trainer.model.num_params()}
 
 

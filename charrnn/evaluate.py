@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from charrnn.model import CharRNN
 
 LN2 = math.log(2.0)
+LOGITS_BUDGET = 4_000_000  # most logits one evaluation block may hold (16 MB of fp32)
 
 
 @dataclass
@@ -83,8 +84,14 @@ def _layout_grid(tokens: np.ndarray, batch_size: int, shard: tuple[int, int] = (
 
 
 def _stream_nll(model: CharRNN, grid_t: torch.Tensor, seq_len: int, device, autocast_dtype):
-    """Yield (t0, nll (B, T)) for consecutive column blocks, the state carried from block to block."""
+    """Yield (t0, nll (B, T)) for consecutive column blocks, the state carried from block to block.
+
+    Blocks are shortened so that a block's logits (B, T, V) stay under LOGITS_BUDGET numbers:
+    with a large vocabulary (a corpus of 6,000 distinct characters) 64 x 256 x V floats would
+    take gigabytes. The result does not depend on the block length, since the state is carried.
+    """
     per = grid_t.shape[1] - 1
+    seq_len = max(1, min(seq_len, LOGITS_BUDGET // max(1, grid_t.shape[0] * model.config.vocab_size)))
     state = model.init_state(grid_t.shape[0], device)
     for t0 in range(0, per, seq_len):
         t1 = min(t0 + seq_len, per)

@@ -212,3 +212,24 @@ def test_eval_errors_are_one_line(tiny_run, tmp_path):
     assert result.exit_code == 1 and "no such file" in result.stderr and "Traceback" not in result.stderr
     result = runner.invoke(app, ["eval", str(tiny_run), "-", *CPU], input="ÉÉÉ")
     assert result.exit_code == 1 and "nothing to predict" in result.stderr
+
+
+def test_evaluation_blocks_are_bounded_for_large_vocabularies(monkeypatch):
+    """A corpus of thousands of distinct characters must not allocate B x 256 x V logits at once."""
+    import numpy as np
+    import torch
+
+    from charrnn import evaluate as ev
+    from charrnn.model import CharRNN, ModelConfig
+
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=3000, hidden=16, embed=8))
+    tokens = np.random.default_rng(0).integers(0, 3000, 2000)
+    whole = ev.evaluate(model, tokens, batch_size=4, seq_len=256)
+    seen = []
+    real_forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda x, s=None: seen.append(x.shape) or real_forward(x, s))
+    monkeypatch.setattr(ev, "LOGITS_BUDGET", 4 * 3000 * 50)
+    small = ev.evaluate(model, tokens, batch_size=4, seq_len=256)
+    assert max(t for _, t in seen) <= 50  # blocks shortened to the budget
+    assert small.nll_nats == pytest.approx(whole.nll_nats, rel=1e-6)  # same figure: the state is carried
