@@ -2,7 +2,7 @@
 #
 #   make demo     install, get Tiny Shakespeare, train ~2 minutes, stream a sample
 #   make test     install and run the test suite (CI runs exactly this)
-#   make bench    speed and memory vs plain PyTorch (~10 min; bench-quick: ~2 min)
+#   make bench    speed and memory vs plain PyTorch (~4 min; bench-quick: under 2 min)
 #
 # torch is installed first, on its own, so you choose the build:
 #   make install TORCH_SPEC=torch==2.13.0                       (default: the CPU build on this machine)
