@@ -38,8 +38,8 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
-        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop = cum - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep the smallest prefix reaching p
+        probs = torch.softmax(sorted_logits, dim=-1)  # (B, V), descending
+        drop = probs.cumsum(dim=-1) - probs >= top_p  # keep the smallest prefix reaching p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     return logits
