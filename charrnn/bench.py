@@ -36,7 +36,8 @@ from torch import nn
 
 from charrnn.evaluate import evaluate
 from charrnn.model import CharRNN, ModelConfig
-from charrnn.sampling import sample_ids
+from charrnn.beam import beam_search, step_dtype
+from charrnn.sampling import sample_ids, tune_threads
 from charrnn.train import TrainConfig, Trainer, cpu_has_fast_bf16, default_threads, resolve_precision
 from charrnn.vocab import Vocab
 
@@ -55,7 +56,7 @@ class BenchConfig:
     train_shapes: tuple = ((2, 512), (2, 384))  # (layers, hidden) of the LSTM training rows
     gru_shape: tuple | None = (2, 512)  # GRU row shape (compared with the LSTM row of that shape)
     sample_shapes: tuple = ((2, 512), (2, 256))  # LSTM shapes for batch-1 sampling
-    sample_threads: tuple = (1, 2)  # thread counts tried for sampling (the first is the headline)
+    sample_threads: tuple = (0, 1)  # thread counts tried for sampling (0 = tuned, as `charrnn sample` does; the first is the headline)
     beam_shape: tuple | None = (2, 512)  # LSTM shape for beam search
     beam_width: int = 5  # live beams per step (the model runs at batch = width)
     eval_shape: tuple = (2, 384)  # compared with the training row of this shape
@@ -68,7 +69,7 @@ class BenchConfig:
     @classmethod
     def quick(cls) -> "BenchConfig":
         """Under two minutes on 2 cores: shorter windows, fewer repeats, less text."""
-        return cls(window=1.5, repeats=2, sample_threads=(1,), eval_chars=150_000, memory_steps=3)
+        return cls(window=1.5, repeats=2, sample_threads=(0,), eval_chars=150_000, memory_steps=3)
 
 
 @dataclass
@@ -262,49 +263,51 @@ def train_rows(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, log: Callable
 
 
 def sample_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> list[Row]:
-    """sample_ids at batch 1: the hand-written step (fast=True) vs eager nn.LSTM stepping."""
+    """sample_ids at batch 1: the hand-written step (fast=True) vs eager nn.LSTM stepping, same threads."""
     rows = []
     for layers, hidden in cfg.sample_shapes:
         torch.manual_seed(0)
         model = CharRNN(ModelConfig(vocab_size=len(vocab), layers=layers, hidden=hidden, embed=cfg.embed)).eval()
         for i, n in enumerate(cfg.sample_threads):
-            log(f"sampling {layers}×{hidden} LSTM at batch 1, {n} thread(s): fast vs eager")
-            with threads(n):
+            chosen = n or tune_threads(model)
+            how = f"{chosen} thread{'s' if chosen > 1 else ''}" + (" (tuned)" if n == 0 else "")
+            log(f"sampling {layers}×{hidden} LSTM at batch 1, {how}: fast vs eager")
+            with threads(chosen):
                 fast = sample_ids(model, [0], 10**12, temperature=1.0, seed=1, fast=True)
                 eager = sample_ids(model, [0], 10**12, temperature=1.0, seed=1, fast=False)
                 r = best_rates({"fast": (lambda: next(fast), 1), "eager": (lambda: next(eager), 1)}, cfg)
             suffix = "" if i == 0 else f"_t{n}"
-            rows.append(Row(f"sample_lstm_{layers}x{hidden}{suffix}",
-                            f"sample {layers}×{hidden} LSTM, batch 1, {n} thread{'s' if n > 1 else ''}",
+            rows.append(Row(f"sample_lstm_{layers}x{hidden}{suffix}", f"sample {layers}×{hidden} LSTM, batch 1, {how}",
                             r["fast"], "chars/s", "eager nn.LSTM step", r["eager"], goal_ratio=15.0,
-                            goal_figure=SAMPLE_GOALS.get((layers, hidden)) if i == 0 else None))
+                            goal_figure=SAMPLE_GOALS.get((layers, hidden)) if i == 0 else None,
+                            extra={"threads": chosen}))
     return rows
 
 
 def beam_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> list[Row]:
-    """Beam search (charrnn.beam, when present) vs eager nn.LSTM stepping at batch = width."""
+    """Beam search as `charrnn beam` runs it (auto precision, tuned threads) vs eager nn.LSTM at batch = width."""
     layers, hidden = cfg.beam_shape
     w = cfg.beam_width
     key, what = f"beam_w{w}_{layers}x{hidden}", f"beam search, width {w}, {layers}×{hidden} LSTM"
-    try:
-        from charrnn.beam import beam_search
-    except ImportError:
-        return [Row(key, what, None, "chars/s", note="skipped: charrnn.beam is not in this build")]
     log(f"beam search, width {w}, {layers}×{hidden} LSTM")
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=len(vocab), layers=layers, hidden=hidden, embed=cfg.embed)).eval()
     x, state = torch.zeros(w, 1, dtype=torch.long), model.init_state(w)
+    dtype = step_dtype("auto", "cpu", w)
+    chosen = tune_threads(model, w, dtype)
 
     @torch.inference_mode()
     def eager_step() -> None:
         model(x, state)  # (w, 1, V): one nn.LSTM call per character
 
     length = 200
-    with threads(1):
-        r = best_rates({"beam": (lambda: beam_search(model, vocab, width=w, length=length), length),
+    with threads(chosen):
+        r = best_rates({"beam": (lambda: beam_search(model, vocab, width=w, length=length, dtype=dtype), length),
                         "eager": (eager_step, 1)}, cfg)
-    return [Row(key, what, r["beam"], "chars/s", f"eager nn.LSTM steps/s at batch {w}", r["eager"],
-                goal_figure=BEAM_GOALS.get((layers, hidden, w)))]
+    prec = "bf16" if dtype == torch.bfloat16 else "fp32"
+    return [Row(key, f"{what}, {prec}, {chosen} thread{'s' if chosen > 1 else ''}", r["beam"], "chars/s",
+                f"eager nn.LSTM steps/s at batch {w}", r["eager"], goal_figure=BEAM_GOALS.get((layers, hidden, w)),
+                extra={"threads": chosen, "precision": prec})]
 
 
 def eval_rows(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, train_rates: dict,

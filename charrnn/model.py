@@ -65,7 +65,7 @@ class CharRNN(nn.Module):
             # (Jozefowicz et al. 2015). PyTorch orders the gates i, f, g, o.
             for layer in range(c.layers):
                 getattr(self.rnn, f"bias_ih_l{layer}").data[c.hidden : 2 * c.hidden].fill_(1.0)
-        self._step_cache: tuple | None = None
+        self._step_cache: dict = {}  # weights dtype -> the layout `step` reads (see _step_weights)
 
     @property
     def n_state(self) -> int:
@@ -99,10 +99,10 @@ class CharRNN(nn.Module):
     # ---- single-character stepping, for sampling and beam search -------------------------------
 
     def train(self, mode: bool = True) -> "CharRNN":
-        self._step_cache = None  # weights may change while training
+        self._step_cache = {}  # weights may change while training
         return super().train(mode)
 
-    def _step_weights(self) -> tuple:
+    def _step_weights(self, dtype: torch.dtype = torch.float32) -> tuple:
         """Weights laid out for `step`, cached until the model is put back in training mode.
 
         At batch 1 a step is bound by reading the weights from memory, so the layout keeps
@@ -111,19 +111,25 @@ class CharRNN(nn.Module):
         * Layer 0's input projection is folded into the embedding: row v of `table` is
           W_ih0 @ embedding[v] + b_ih0 (+ b_hh0 where the cell adds it unconditionally), so a
           step's first input matmul becomes a row lookup.
-        * LSTM and plain-RNN layers above 0 hold [W_ih | W_hh] as one (in + H, G*H) matrix:
-          one matmul of cat([x, h]) instead of two.
-        * LSTM gate rows are reordered from PyTorch's (i, f, g, o) to (i, f, o, g), so a single
-          sigmoid covers the three gates that need one.
+        * LSTM and plain-RNN layers above 0 hold [W_ih | W_hh] as one matrix: one product
+          of cat([x, h]) instead of two.
+        * An LSTM layer's matrix is split by gate into a (4, in, H) stack, gates reordered from
+          PyTorch's (i, f, g, o) to (i, f, o, g): one batched product gives all four gates as
+          (4, B, H), one sigmoid covers the first three, and with 2 threads the four
+          matrix-vector products run on both cores (a single (in, 4H) product would not be
+          split): 2x512 steps ~1.5x faster, bit for bit the same result.
 
         Per layer the cache holds (input part, weight): the input part is the table (layer 0)
         or the bias. A GRU layer holds (input part, W_ih, W_hh, b_hh) instead, its products
         kept apart because the candidate's recurrent term sits inside r * (W_hn h + b_hn).
+
+        `dtype` is the storage type of the matrices (the table, the biases and the output
+        layer stay fp32). bf16 matrices are stored (out, in), oneDNN's fast layout for them;
+        on CPUs with AVX512-BF16 they run the batch-5 products of beam search ~2.5x faster.
         """
-        if self._step_cache is None:
+        if dtype not in self._step_cache:
             with torch.no_grad():
                 cell, H = self.config.cell, self.config.hidden
-                order = torch.arange(4 * H).view(4, H)[[0, 1, 3, 2]].flatten() if cell == "lstm" else None
                 layers = []
                 for k in range(self.config.layers):
                     w_ih = getattr(self.rnn, f"weight_ih_l{k}")  # (G*H, in)
@@ -132,24 +138,30 @@ class CharRNN(nn.Module):
                     b_hh = getattr(self.rnn, f"bias_hh_l{k}")
                     if cell == "gru":
                         x_part = self.embedding.weight @ w_ih.t() + b_ih if k == 0 else b_ih.clone()  # (V, 3H) | (3H,)
-                        w_x = None if k == 0 else w_ih.t().contiguous()  # (in, 3H)
-                        layers.append((x_part, w_x, w_hh.t().contiguous(), b_hh.clone()))
+                        w_x = None if k == 0 else _matrix(w_ih, dtype)
+                        layers.append((x_part, w_x, _matrix(w_hh, dtype), b_hh.clone()))
                         continue
                     if k == 0:
                         x_part, w = self.embedding.weight @ w_ih.t() + b_ih + b_hh, w_hh  # (V, G*H), (G*H, H)
                     else:
                         x_part, w = b_ih + b_hh, torch.cat([w_ih, w_hh], dim=1)  # (G*H,), (G*H, in + H)
-                    if order is not None:
-                        x_part, w = x_part[..., order], w[order]
-                    layers.append((x_part.contiguous(), w.t().contiguous()))
-                self._step_cache = (layers, self.head.weight.t().contiguous(), self.head.bias.detach().clone())
-        return self._step_cache
+                    if cell == "lstm":
+                        x_part = x_part.view(-1, 4, H)[:, [0, 1, 3, 2]].transpose(0, 1).contiguous()  # (4, V | 1, H)
+                        w = w.view(4, H, -1)[[0, 1, 3, 2]]  # (4, H, in): (out, in) per gate
+                        w = w.contiguous().to(dtype) if dtype != torch.float32 else w.transpose(1, 2).contiguous()
+                        layers.append((x_part, w))
+                    else:
+                        layers.append((x_part.contiguous(), _matrix(w, dtype)))
+                self._step_cache[dtype] = (layers, self.head.weight.t().contiguous(), self.head.bias.detach().clone())
+        return self._step_cache[dtype]
 
-    def step(self, token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def step(self, token: torch.Tensor, state: State, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, State]:
         """Advance every stream by one character (inference only: no dropout, no autograd).
 
         token: (B,) ids of the current characters; state: tuple of (L, B, H).
-        Returns logits (B, V) for the next character and the new state.
+        Returns logits (B, V) for the next character and the new state (both fp32).
+        dtype: the matrices' storage type; fp32 (the default) matches `forward` to rounding,
+        bf16 is faster at batch 2-16 and differs from fp32 by ~1e-2 in the logits.
 
         What one layer computes at step t, given its input x_t and its previous h (and c):
             LSTM  i, f, g, o = σ, σ, tanh, σ of (W_ih x_t + W_hh h + b);  c' = f*c + i*g;  h' = o*tanh(c')
@@ -157,38 +169,54 @@ class CharRNN(nn.Module):
                   n = tanh(W_in x_t + b_in + r * (W_hn h + b_hn));  h' = (1 - z)*n + z*h
             RNN   h' = tanh(W_ih x_t + W_hh h + b)
         """
-        layers, head_w, head_b = self._step_weights()
+        layers, head_w, head_b = self._step_weights(dtype)
         cell, H = self.config.cell, self.config.hidden
+        low = dtype != torch.float32
         hs, cs = [], []
         x = None
         for k, layer in enumerate(layers):
             h = state[0][k]  # (B, H)
-            if cell == "gru":
+            if cell == "lstm":
+                x_part, w = layer
+                base = x_part.index_select(1, token) if k == 0 else x_part  # (4, B, H) | (4, 1, H)
+                inp = (h if k == 0 else torch.cat((x, h), dim=1)).expand(4, -1, -1)  # (4, B, in)
+                if low:
+                    gates = base + torch.bmm(inp.to(dtype), w.transpose(1, 2))  # (4, B, H), fp32
+                else:
+                    gates = torch.baddbmm(base, inp, w)  # (4, B, H)
+                gates[:3].sigmoid_()  # i, f, o in one call
+                i, f, o, g = gates.unbind(0)  # (B, H) each
+                c = torch.addcmul(f * state[1][k], i, g.tanh_())
+                h = o * torch.tanh(c)
+                cs.append(c)
+            elif cell == "gru":
                 x_part, w_x, w_hh, b_hh = layer
-                gx = x_part.index_select(0, token) if k == 0 else torch.addmm(x_part, x, w_x)  # (B, 3H)
-                gh = torch.addmm(b_hh, h, w_hh)  # (B, 3H)
+                gx = x_part.index_select(0, token) if k == 0 else _addmm(x_part, x, w_x)  # (B, 3H)
+                gh = _addmm(b_hh, h, w_hh)  # (B, 3H)
                 rz = torch.add(gx[:, : 2 * H], gh[:, : 2 * H]).sigmoid_()  # (B, 2H): r, z
                 n = torch.addcmul(gx[:, 2 * H :], rz[:, :H], gh[:, 2 * H :]).tanh_()  # (B, H)
                 h = torch.lerp(n, h, rz[:, H:])  # (1 - z) * n + z * h
             else:
                 x_part, w = layer
-                if k == 0:
-                    gates = torch.addmm(x_part.index_select(0, token), h, w)  # (B, G*H)
-                else:
-                    gates = torch.addmm(x_part, torch.cat((x, h), dim=1), w)  # (B, G*H)
-                if cell == "lstm":
-                    i, f, o, g = gates.chunk(4, dim=1)  # (B, H) each
-                    gates[:, : 3 * H].sigmoid_()  # i, f, o in one call
-                    c = torch.addcmul(f * state[1][k], i, g.tanh_())
-                    h = o * torch.tanh(c)
-                    cs.append(c)
-                else:
-                    h = gates.tanh_()
+                inp = h if k == 0 else torch.cat((x, h), dim=1)  # (B, in)
+                h = _addmm(x_part.index_select(0, token) if k == 0 else x_part, inp, w).tanh_()  # (B, H)
             hs.append(h)
             x = h
         logits = torch.addmm(head_b, x, head_w)  # (B, V)
         new_state = (torch.stack(hs), torch.stack(cs)) if cell == "lstm" else (torch.stack(hs),)
         return logits, new_state
+
+
+def _matrix(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A (out, in) weight as `_addmm` reads it: (in, out) in fp32, (out, in) in a lower precision."""
+    return w.t().contiguous() if dtype == torch.float32 else w.contiguous().to(dtype)
+
+
+def _addmm(bias: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """bias + x @ W for a `_matrix` w: (B, in) -> (B, out), always fp32."""
+    if w.dtype == x.dtype:
+        return torch.addmm(bias, x, w)
+    return bias + torch.mm(x.to(w.dtype), w.t())  # low-precision product, summed in fp32
 
 
 def detach_state(state: State) -> State:

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from charrnn.sampling import prime_ids_for
-from charrnn.beam import beam_search
+from charrnn.beam import beam_search, step_dtype
 from charrnn.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.model import CharRNN, ModelConfig
@@ -148,14 +148,33 @@ def test_beam_cli_stdout_is_exactly_the_best_text(tiny_run):
     result = runner.invoke(app, ["beam", str(tiny_run), "--width", "4", "-n", "80", "--prime", "the "])
     assert result.exit_code == 0, result.stderr
     m = load_model(tiny_run)
-    assert result.stdout == beam_search(m.model, m.vocab, "the ", width=4, length=80)[0].text
+    cli_dtype = step_dtype("auto", "cpu", 4)  # what the CLI searches in by default on this CPU
+    assert result.stdout == beam_search(m.model, m.vocab, "the ", width=4, length=80, dtype=cli_dtype)[0].text
+    exact = runner.invoke(app, ["beam", str(tiny_run), "-w", "4", "-n", "80", "--prime", "the ", "--precision", "fp32"])
+    assert exact.stdout == beam_search(m.model, m.vocab, "the ", width=4, length=80)[0].text
+
+
+def test_bf16_search_scores_stay_close_to_fp32(tiny_run):
+    m = load_model(tiny_run)
+    for a, b in zip(beam_search(m.model, m.vocab, "the ", width=5, length=60, top=5),
+                    beam_search(m.model, m.vocab, "the ", width=5, length=60, top=5, dtype=torch.bfloat16)):
+        assert abs(a.logprob - b.logprob) < 0.05 * abs(a.logprob) + 0.5  # same neighbourhood, not bit-equal
+
+
+def test_auto_precision_is_bf16_only_where_it_pays():
+    assert step_dtype("fp32", "cpu", 5) == torch.float32
+    assert step_dtype("bf16", "cpu", 1) == torch.bfloat16
+    assert step_dtype("auto", "cpu", 1) == torch.float32  # width 1: matrix-vector products, fp32 is as fast
+    with pytest.raises(Exception, match="--precision"):
+        step_dtype("fp8", "cpu", 5)
 
 
 def test_beam_cli_json_and_top(tiny_run):
     result = runner.invoke(app, ["beam", str(tiny_run), "-w", "4", "-n", "50", "--top", "3", "--json"])
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert [b["text"] for b in report["beams"]] == [b.text for b in beam_search(*_mv(tiny_run), width=4, length=50, top=3)]
+    expected = beam_search(*_mv(tiny_run), width=4, length=50, top=3, dtype=step_dtype("auto", "cpu", 4))
+    assert [b["text"] for b in report["beams"]] == [b.text for b in expected]
     assert {"logprob", "bits_per_char", "finished"} <= set(report["beams"][0])
     text_only = runner.invoke(app, ["beam", str(tiny_run), "-w", "4", "-n", "50", "--top", "3"])
     assert text_only.stdout == report["beams"][0]["text"]

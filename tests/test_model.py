@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from charrnn.model import CharRNN, ModelConfig, detach_state
 from charrnn.sampling import sample_ids, sample_text
-from charrnn.train import TrainConfig, train_on_text
+from charrnn.train import TrainConfig, default_threads, train_on_text
 from charrnn.vocab import Vocab
 
 CELLS = ["lstm", "gru", "rnn"]
@@ -110,3 +110,33 @@ def test_a_prime_is_read_as_if_it_starts_a_line():
     assert prime_ids_for(v, "") == v.encode("\n")
     no_newline = Vocab.from_text("abc")
     assert prime_ids_for(no_newline, "b") == no_newline.encode("ab")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_bf16_step_stays_close_to_fp32(cell):
+    model = make(cell, V=30).eval()
+    x = torch.randint(0, 30, (5, 20))
+    with torch.no_grad():
+        exact, low = model.init_state(5), model.init_state(5)
+        for t in range(20):
+            a, exact = model.step(x[:, t], exact)
+            b, low = model.step(x[:, t], low, dtype=torch.bfloat16)
+            assert b.dtype == torch.float32 and low[0].dtype == torch.float32
+            assert (a - b).abs().max() < 0.05  # bf16 keeps ~3 significant digits
+
+
+def test_sampling_is_the_same_with_one_or_two_threads():
+    from charrnn.sampling import tune_threads
+
+    model = make("lstm", V=40)
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            runs.append(torch.cat(list(sample_ids(model, [1, 2], 150, temperature=1.0, seed=3))))
+        assert torch.equal(*runs)
+        torch.set_num_threads(1)
+        assert tune_threads(model, window=0.002) in (1, default_threads()) and torch.get_num_threads() == 1  # setting untouched
+    finally:
+        torch.set_num_threads(before)

@@ -31,6 +31,8 @@ def beam(
     json_: bool = typer.Option(False, "--json", help="Print the beams and their scores as JSON on stdout (nothing else)."),
     unk: str = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+    precision: str = typer.Option("auto", "--precision", help="Matrices while searching: auto (bf16 where the CPU computes it natively and width >= 2), fp32 or bf16."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
 ) -> None:
     """Write the continuation the model finds most likely (beam search), streamed to stdout.
 
@@ -40,27 +42,34 @@ def beam(
 
     import torch
 
-    from charrnn.beam import beam_search, check_beam_args
+    from charrnn.beam import beam_search, check_beam_args, step_dtype
     from charrnn.checkpoint import load_model
     from charrnn.console import TextWriter, err_console
     from charrnn.errors import UsageError
+    from charrnn.sampling import tune_threads
     from charrnn.train import resolve_device
 
     check_beam_args(width, length, top or 1, no_repeat, stop or ())
     if unk not in ("error", "skip"):
         raise UsageError("--unk must be error or skip")
+    if threads < 0:
+        raise UsageError("--threads must be >= 0 (0 = auto)")
     prime_text = read_prime(prime, prime_file)
-    torch.set_num_threads(1)  # a few beams per step: tiny matmuls, threads only add overhead
-    loaded = load_model(checkpoint, resolve_device(device))
+    dev = resolve_device(device)
+    dtype = step_dtype(precision, dev, width)
+    torch.set_num_threads(1)
+    loaded = load_model(checkpoint, dev)
+    torch.set_num_threads(threads or tune_threads(loaded.model, width, dtype))
     writer = TextWriter()
     beams = beam_search(
         loaded.model, loaded.vocab, prime_text, width, length, stop or (), length_penalty, no_repeat, top or 1, unk,
-        on_settled=None if json_ else writer.write,
+        on_settled=None if json_ else writer.write, dtype=dtype,
     )
     if json_:
         report = {
             "checkpoint": str(loaded.path), "prime": prime_text, "width": width, "length": length,
             "stop": stop or [], "length_penalty": length_penalty, "no_repeat": no_repeat,
+            "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
             "beams": [{**b.to_dict(), "score": b.score(length_penalty)} for b in beams],
         }
         writer.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
