@@ -188,6 +188,7 @@ class ConsoleReporter(Reporter):
         line = f"step {r['step']:>6}  val {r['val_loss']:.4f} nats = {r['val_bpc']:.3f} bits/char  ({r['eval_seconds']:.1f}s)"
         if self.progress is not None:
             self.progress.console.print(line, highlight=False)
+            self.progress.update(self.task, val=f"{self.last_val:.3f}")  # shown now, not at the next log
         else:
             self.console.print(line, highlight=False)
 

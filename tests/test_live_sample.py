@@ -47,3 +47,18 @@ def test_samples_go_to_the_log_when_not_a_terminal(in_tmp):
     assert [line.split()[1] for line in lines] == ["4", "8"]
     assert all(line.rstrip().endswith('"') for line in lines)  # one line each: newlines are escaped
     assert result.stdout == ""
+
+
+def test_progress_bar_shows_the_validation_figure_as_soon_as_it_is_known():
+    import io
+
+    from rich.console import Console
+
+    from charrnn.console import ConsoleReporter
+
+    reporter = ConsoleReporter(Console(file=io.StringIO(), force_terminal=True, width=120), live=True)
+    trainer, _ = train_on_text(TINY_TEXT, {"layers": 1, "hidden": 16, "embed": 8},
+                               TrainConfig(steps=3, batch_size=4, seq_len=16, eval_every=2, log_every=100, sample_every=0, threads=1),
+                               reporter=reporter)
+    shown = reporter.progress.tasks[0].fields["val"]
+    assert shown == f"{trainer.history[-1]['val_bpc']:.3f}"  # the last record is an eval, no log came after it
