@@ -50,8 +50,8 @@ class BenchConfig:
     window: float = 4.0  # seconds per timed window
     repeats: int = 3  # timed windows per figure; the best is kept
     threads: int = 0  # threads for training and evaluation (0 = one per core)
-    batch_size: int = 16  # B of every training row
-    seq_len: int = 128  # T of every training row
+    batch_size: int = TrainConfig.batch_size  # B of every training row: `charrnn train`'s default layout
+    seq_len: int = TrainConfig.seq_len  # T of every training row
     embed: int = 128  # E of every model
     train_shapes: tuple = ((2, 512), (2, 384))  # (layers, hidden) of the LSTM training rows
     gru_shape: tuple | None = (2, 512)  # GRU row shape (compared with the LSTM row of that shape)
