@@ -62,7 +62,7 @@ class BenchConfig:
     eval_shape: tuple = (2, 384)  # compared with the training row of this shape
     eval_chars: int = 400_000  # characters scored per timed evaluation
     eval_batch: int = 128  # streams evaluated in parallel
-    memory_shapes: tuple = ((2, 128), (2, 384), (3, 512))  # one training subprocess each
+    memory_shapes: tuple = ("tiny", "small", "default", "medium", "large")  # presets or (layers, hidden); a subprocess each
     memory_steps: int = 6  # training steps (and one validation) per memory subprocess
     sections: tuple = SECTIONS  # which groups of rows to run
 

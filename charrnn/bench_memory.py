@@ -58,17 +58,33 @@ def rss_child(layers: int, hidden: int, embed: int, batch: int, seq_len: int, st
     return {"base_mb": base, "peak_mb": peak, "params": trainer.model.num_params()}
 
 
+def memory_setup(item, cfg: BenchConfig) -> tuple[str, str, list[int]]:
+    """A preset name ("default" = the dataclass defaults) or (layers, hidden) -> key, label, rss_child args."""
+    if isinstance(item, str):
+        from charrnn.config import get_preset
+
+        p = {} if item == "default" else get_preset(item)
+        m, t = ModelConfig(vocab_size=1), TrainConfig()
+        layers, hidden, embed = (p.get(k, getattr(m, k)) for k in ("layers", "hidden", "embed"))
+        batch, seq_len = (p.get(k, getattr(t, k)) for k in ("batch_size", "seq_len"))
+        label = f"{item} preset, {layers}×{hidden} B{batch}×T{seq_len}" if item != "default" else f"defaults, {layers}×{hidden} B{batch}×T{seq_len}"
+        return f"memory_{item}", f"peak RSS training, {label}", [layers, hidden, embed, batch, seq_len]
+    layers, hidden = item
+    return (f"memory_lstm_{layers}x{hidden}", f"peak RSS training {layers}×{hidden} LSTM",
+            [layers, hidden, cfg.embed, cfg.batch_size, cfg.seq_len])
+
+
 def memory_rows(cfg: BenchConfig, log: Callable[[str], None]) -> list[Row]:
-    """Peak RSS of training each shape, each in its own subprocess (a small corpus)."""
+    """Peak RSS of training each preset (or shape), each in its own subprocess (a small corpus)."""
     rows = []
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent),
                                                        os.environ.get("PYTHONPATH", "")]))
-    for layers, hidden in cfg.memory_shapes:
-        log(f"peak memory of training a {layers}×{hidden} LSTM (subprocess)")
-        args = [layers, hidden, cfg.embed, cfg.batch_size, cfg.seq_len, cfg.memory_steps, cfg.threads]
+    for item in cfg.memory_shapes:
+        key, what, shape = memory_setup(item, cfg)
+        log(f"{what} (subprocess)")
+        args = [*shape, cfg.memory_steps, cfg.threads]
         done = subprocess.run([sys.executable, "-c", RSS_CHILD, *map(str, args)], capture_output=True,
                               text=True, env=env, timeout=900)
-        key, what = f"memory_lstm_{layers}x{hidden}", f"peak RSS training {layers}×{hidden} LSTM"
         if done.returncode != 0:
             rows.append(Row(key, what, None, "MB", note=f"failed: {done.stderr.strip().splitlines()[-1:]}"))
             continue

@@ -91,3 +91,15 @@ def test_bench_command_prints_the_table_and_writes_json(tmp_path, monkeypatch):
     assert "eager nn.LSTM step" in result.stdout
     saved = json.loads(out.read_text())
     assert [r["key"] for r in saved["rows"]] == ["sample_lstm_1x16", "sample_lstm_1x16_t2"]
+
+
+def test_memory_rows_cover_every_preset_and_the_defaults():
+    from charrnn.bench import BenchConfig
+    from charrnn.bench_memory import memory_setup
+    from charrnn.config import PRESETS
+
+    cfg = BenchConfig()
+    assert set(PRESETS) | {"default"} <= set(cfg.memory_shapes)
+    key, what, args = memory_setup("large", cfg)
+    assert key == "memory_large" and args == [3, 512, 128, 64, 128]  # layers, hidden, embed, B, T of the preset
+    assert memory_setup("default", cfg)[2][:2] == [2, 384]
