@@ -49,7 +49,7 @@ class TrainConfig:
     lr: float = 6e-3  # peak learning rate (AdamW)
     min_lr_ratio: float = 0.05  # the cosine decay ends at lr * min_lr_ratio
     warmup: int = 30  # steps of linear warm-up
-    weight_decay: float = 0.0  # AdamW decoupled weight decay (matrices only)
+    weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only; 0.1: -0.005 bits/char at 130 s on Shakespeare)
     clip: float = 5.0  # global gradient-norm clip; 0 = off
     steps: int | None = None  # stop after this many steps
     epochs: float | None = None  # ... or this many passes over the training text
