@@ -24,8 +24,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from charrnn.model import CharRNN, ModelConfig
 from charrnn.beam import beam_search, step_dtype
 from charrnn.sampling import sample_ids, tune_threads
 from charrnn.train import TrainConfig, Trainer, cpu_has_fast_bf16, default_threads, resolve_precision
+from charrnn.train import torch_threads as threads
 from charrnn.vocab import Vocab
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -179,17 +179,6 @@ def best_rates(contenders: dict[str, tuple[Callable, float]], cfg: BenchConfig) 
         for name, (fn, units) in contenders.items():
             best[name] = max(best[name], rate(fn, units, cfg.window, warmup=2 if r == 0 else 0))
     return best
-
-
-@contextmanager
-def threads(n: int) -> Iterator[None]:
-    """torch uses n threads inside the block (0 = one per core), the previous count after."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(n or default_threads())
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 # ---- the text ----------------------------------------------------------------------------------

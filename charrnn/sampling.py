@@ -96,27 +96,23 @@ def tune_threads(model: CharRNN, batch: int = 1, dtype: torch.dtype = torch.floa
     The choice changes speed only, never the output: each gate's product is computed whole
     by one thread either way.
     """
-    from charrnn.train import default_threads
+    from charrnn.train import default_threads, torch_threads
 
     top = min(max_threads or default_threads(), default_threads())
     if top <= 1 or model.head.weight.device.type != "cpu":
         return 1
-    before = torch.get_num_threads()
     token = torch.zeros(batch, dtype=torch.long, device=model.head.weight.device)
     rates = dict.fromkeys(sorted({1, top}), 0.0)
-    try:
-        for _ in range(3):  # alternate, keep the best of three windows each
-            for n in rates:
-                torch.set_num_threads(n)
+    for _ in range(3):  # alternate, keep the best of three windows each
+        for n in rates:
+            with torch_threads(n):
                 state = model.init_state(batch)
                 _, state = model.step(token, state, dtype)  # warm-up (and the weight cache)
                 steps, t0 = 0, time.perf_counter()
                 while (elapsed := time.perf_counter() - t0) < window:
                     _, state = model.step(token, state, dtype)
                     steps += 1
-                rates[n] = max(rates[n], steps / elapsed)
-    finally:
-        torch.set_num_threads(before)
+            rates[n] = max(rates[n], steps / elapsed)
     return top if rates[top] > 1.15 * rates[1] else 1  # more threads only for a clear gain
 
 

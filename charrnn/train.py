@@ -20,6 +20,8 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -143,6 +145,17 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS
         return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch uses n CPU threads inside the block (0 = one per core), the previous count after."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n or default_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 # ---- schedule ---------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ Results for people go to stderr (coloured where it is a terminal); stdout carrie
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -44,21 +43,13 @@ CKPT_HELP = "Checkpoint file or run folder."
 TEXT_HELP = "Text file, or - for stdin."
 
 
-@contextlib.contextmanager
 def torch_threads(n: int):
     """Use n CPU threads (0 = one per core) inside the block, then restore the previous setting."""
-    import torch
-
-    from charrnn.train import default_threads
+    from charrnn.train import torch_threads as threads
 
     if n < 0:
         raise UsageError("--threads must be >= 0 (0 = one per core)")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n or default_threads())
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return threads(n)
 
 
 def load(checkpoint: str, source: str, encoding: str, device: str):
