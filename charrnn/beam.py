@@ -32,7 +32,6 @@ search ends: the pieces joined are exactly the best beam's text.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,11 +39,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from charrnn.errors import UsageError
+from charrnn.evaluate import LN2
 from charrnn.model import CharRNN, reorder_state
 from charrnn.sampling import prime_ids_for, prime_model
 from charrnn.vocab import Vocab
 
-LN2 = math.log(2.0)
 
 
 @dataclass
@@ -137,7 +136,7 @@ def step_dtype(precision: str, device: torch.device | str, width: int) -> torch.
     if precision not in ("auto", "fp32", "bf16"):
         raise UsageError("--precision must be auto, fp32 or bf16")
     if precision == "auto":
-        from charrnn.train import cpu_has_fast_bf16
+        from charrnn.runtime import cpu_has_fast_bf16
 
         fast = torch.device(device).type == "cpu" and cpu_has_fast_bf16() and width >= 2
         precision = "bf16" if fast else "fp32"

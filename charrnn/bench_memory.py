@@ -14,9 +14,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from charrnn.bench import BenchConfig, Row, synthetic_text
-from charrnn.model import ModelConfig
-from charrnn.train import TrainConfig, Trainer
+from charrnn.benchrows import BenchConfig, Row, synthetic_text
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.train import Trainer
 from charrnn.vocab import Vocab
 
 RSS_CHILD = "import sys, json; from charrnn.bench_memory import rss_child; print(json.dumps(rss_child(*map(int, sys.argv[1:]))))"

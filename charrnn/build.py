@@ -8,13 +8,11 @@ each file is checked completely before any of it is written. The output appears 
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charrnn.checkpoint import publish
+from charrnn.fileio import atomic_write
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.textscan import MAGIC, SNIFF, iter_text
 
@@ -76,17 +74,8 @@ def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str) -> Buil
         concatenate(files, src, sys.stdout.buffer, report)
         sys.stdout.buffer.flush()
         return report
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            concatenate(files, src, f, report)
-            f.flush()
-            os.fsync(f.fileno())
-        publish(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(dest) as f:
+        concatenate(files, src, f, report)
     return report
 
 

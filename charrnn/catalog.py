@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from charrnn.checkpoint import publish
+from charrnn.fileio import CHUNK, atomic_write
 from charrnn.errors import CharrnnError
 
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -58,28 +56,19 @@ def is_fetched(entry: CorpusEntry) -> bool:
 
 def _copy_verified(entry: CorpusEntry, open_source: Callable, dest: Path, progress: Callable[[int, int], None] | None) -> None:
     """Stream a source into a temp file beside `dest`, check size and sha256, then rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     digest, done = hashlib.sha256(), 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open_source() as src:
-            while chunk := src.read(CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(done, entry.bytes)
-            out.flush()
-            os.fsync(out.fileno())
-        if digest.hexdigest() != entry.sha256:
+    with atomic_write(dest) as out, open_source() as src:
+        while chunk := src.read(CHUNK):
+            out.write(chunk)
+            digest.update(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, entry.bytes)
+        if digest.hexdigest() != entry.sha256:  # raised inside the block: the temporary file is deleted
             raise CharrnnError(
                 f"{entry.name}: sha256 mismatch (got {digest.hexdigest()[:16]}..., catalog says {entry.sha256[:16]}...); "
                 f"the file was not kept: check the source or mirror"
             )
-        publish(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def fetch(name: str, mirror: str | Path | None = None, progress: Callable[[int, int], None] | None = None,

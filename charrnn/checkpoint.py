@@ -34,7 +34,8 @@ from pathlib import Path
 import torch
 
 from charrnn.errors import CharrnnError
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.config import ModelConfig
+from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
 
 FORMAT_VERSION = 1

@@ -23,15 +23,106 @@ preset expanded), so `charrnn train --config checkpoints/x/config.yaml` repeats 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
-from charrnn.checkpoint import atomic_write_text
 from charrnn.errors import CharrnnError, UsageError
-from charrnn.model import ModelConfig
-from charrnn.train import TrainConfig
+from charrnn.fileio import atomic_write_text
+from charrnn.runtime import PRECISIONS
+
+CELLS = ("lstm", "gru", "rnn")  # the recurrent cells charrnn builds (model.CELLS maps them to torch modules)
+
+
+# ---- the configs stored in every checkpoint --------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int  # number of distinct characters (V)
+    cell: str = "lstm"  # recurrent cell: lstm | gru | rnn (tanh)
+    layers: int = 2  # stacked recurrent layers (L)
+    hidden: int = 384  # hidden units per layer (H)
+    embed: int = 128  # character embedding width (E)
+    dropout: float = 0.0  # dropout between layers and before the output layer
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        for name in ("vocab_size", "layers", "hidden", "embed"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32  # B: parallel streams per step (global: split across torchrun processes)
+    seq_len: int = 64  # T: characters per step that gradients flow through
+    lr: float = 6e-3  # peak learning rate (AdamW)
+    min_lr_ratio: float = 0.05  # the cosine decay ends at lr * min_lr_ratio
+    warmup: int = 30  # steps of linear warm-up
+    weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only; 0.1: -0.005 bits/char at 130 s on Shakespeare)
+    clip: float = 5.0  # global gradient-norm clip; 0 = off
+    steps: int | None = None  # stop after this many steps
+    epochs: float | None = None  # ... or this many passes over the training text
+    time: float | None = None  # ... or this many seconds of wall-clock time
+    eval_every: int = 200  # steps between validation passes (and checkpoint saves)
+    save_every: int = 0  # steps between extra snapshots step-000500.pt (0 = none)
+    keep: int = 3  # snapshots kept; older ones are deleted (best.pt and last.pt never are)
+    eval_chars: int = 250_000  # validate on the first this-many held-out characters (0 = all; `charrnn eval` for the whole tail)
+    val_fraction: float = 0.1  # the last part of the corpus held out for validation
+    log_every: int = 10  # steps between progress records
+    sample_every: int = 200  # steps between live samples shown while training; 0 = off
+    sample_length: int = 200  # characters per live sample
+    sample_prime: str = ""  # live samples continue this text ('' = start after a line break)
+    sample_temp: float = 0.8  # live samples' temperature (their seed is `seed`, so only the model changes)
+    device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (bf16 autocast where the hardware has it)
+    threads: int = 0  # CPU threads for torch; 0 = one per available core
+    seed: int = 1337
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.seq_len >= 1, "--seq-len must be at least 1"),
+            (self.lr > 0, "--lr must be positive"),
+            (self.clip >= 0, "--clip must be >= 0 (0 turns clipping off)"),
+            (self.steps is None or self.steps >= 1, "--steps must be at least 1"),
+            (self.epochs is None or self.epochs > 0, "--epochs must be positive"),
+            (self.time is None or self.time > 0, "--time must be positive"),
+            (self.eval_every >= 1, "--eval-every must be at least 1"),
+            (self.sample_every >= 0, "--sample-every must be >= 0 (0 turns live samples off)"),
+            (self.sample_length >= 1 and self.sample_temp >= 0, "sample_length must be >= 1 and sample_temp >= 0"),
+            (self.save_every >= 0, "--save-every must be >= 0 (0 turns snapshots off)"),
+            (self.keep >= 0, "--keep must be >= 0"),
+            (0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
+            (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
+             "--device must be auto, cpu, cuda or mps"),
+            (self.precision in PRECISIONS, "--precision must be auto, fp32, bf16 or fp16"),
+            (self.threads >= 0, "--threads must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ---- run configurations -----------------------------------------------------------------------------
+
 
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
@@ -96,40 +187,40 @@ def get_preset(name: str) -> dict:
 
 # ---- validation ------------------------------------------------------------------------------------
 
-_TYPES = {"int": "an integer", "float": "a number", "str": "a string", "None": "null"}
+_TYPES = {int: "an integer", float: "a number", str: "a string", type(None): "null"}
 
 
-def _field_types() -> dict[str, list[str]]:
-    """Key -> the type names its dataclass annotation allows, e.g. ['float', 'None']."""
-    out = {"preset": ["str"], "corpus": ["list"], "glob": ["list"], "encoding": ["str"]}
+def _field_types() -> dict[str, tuple]:
+    """Key -> the types its dataclass annotation allows, e.g. (float, NoneType), read with `typing`."""
+    out: dict[str, tuple] = {"preset": (str,), "corpus": (list,), "glob": (list,), "encoding": (str,)}
     for cls in (ModelConfig, TrainConfig):
-        for f in fields(cls):
-            out[f.name] = [t.strip() for t in str(f.type).split("|")]
+        for name, hint in typing.get_type_hints(cls).items():
+            out[name] = typing.get_args(hint) or (hint,)
     return out
 
 
-def _check(key: str, value, allowed: list[str], where: str):
+def _check(key: str, value, allowed: tuple, where: str):
     """`value` converted to the key's type, or a UsageError naming the key and the expected type."""
-    if value is None and "None" in allowed:
+    if value is None and type(None) in allowed:
         return None
-    if "list" in allowed:  # a string or a list of strings
+    if list in allowed:  # a string or a list of strings
         if isinstance(value, str):
             return [value]
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return list(value)
         expected = "a string or a list of strings"
-    elif "float" in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    elif "float" in allowed and isinstance(value, str):
+    elif float in allowed and isinstance(value, str):
         try:
             return float(value)  # YAML 1.1 reads `1e-3` (no dot) as a string
         except ValueError:
             pass
-    elif "int" in allowed and isinstance(value, int) and not isinstance(value, bool):
+    elif int in allowed and isinstance(value, int) and not isinstance(value, bool):
         return value
-    elif "str" in allowed and isinstance(value, str):
+    elif str in allowed and isinstance(value, str):
         return value
-    if "list" not in allowed:
+    if list not in allowed:
         expected = " or ".join(_TYPES[t] for t in allowed)
     raise UsageError(f"{where}: {key} must be {expected}, not {type(value).__name__} {value!r}")
 

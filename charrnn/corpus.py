@@ -1,40 +1,32 @@
-"""Reading training text and laying it out for truncated back-propagation through time.
+"""Reading training text: files, folders, standard input; the train/validation split.
 
 Sources are files, folders (with glob patterns) or `-` for standard input. Text is
 decoded strictly (UTF-8 by default); anything that is not text gets a clear error.
+The layout for truncated back-propagation through time (B parallel streams) is
+`batcher.StreamBatcher`; big corpora go through the token cache in `tokens`.
 """
 
 from __future__ import annotations
 
+import io
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from charrnn.errors import CharrnnError, UsageError
+from charrnn.textscan import iter_text
 
-BOM = "\ufeff"
+
 
 
 def decode_bytes(data: bytes, name: str, encoding: str = "utf-8") -> str:
-    """Bytes -> text, or a CharrnnError saying why this is not text and what to do."""
-    if encoding.lower().replace("_", "-") in ("utf-8", "utf8") and b"\x00" in data[:65536]:
-        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            raise CharrnnError(f"{name} looks like UTF-16 text: convert it to UTF-8 or pass --encoding utf-16")
-        raise CharrnnError(f"{name} contains NUL bytes and looks binary, not text: pass a text file")
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as e:
-        raise CharrnnError(
-            f"{name} is not valid {encoding} (bad byte 0x{data[e.start]:02x} at offset {e.start}): "
-            f"convert it to UTF-8, or pass --encoding (e.g. latin-1)"
-        ) from None
-    except LookupError:
-        raise UsageError(f"unknown encoding {encoding!r}") from None
-    if text.startswith(BOM):
-        text = text[1:]
+    """Bytes -> text, or a CharrnnError saying why this is not text and what to do.
+
+    The same strict decoder as for files on disk (`textscan.iter_text`), so a file gets the
+    same verdict and message whether it is read from disk, from stdin or as a prime.
+    """
+    text = "".join(iter_text(io.BytesIO(data), name, encoding))
     if "\x00" in text:
         raise CharrnnError(f"{name} contains NUL characters and looks binary, not text: pass a text file")
     return text
@@ -89,51 +81,3 @@ def split_train_val(tokens: np.ndarray, val_fraction: float) -> tuple[np.ndarray
         raise UsageError("--val-fraction must be in [0, 1)")
     n_val = int(len(tokens) * val_fraction)
     return tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val :]
-
-
-@dataclass
-class StreamBatcher:
-    """The corpus as B parallel contiguous streams, read T characters at a time.
-
-    With B = 4 the text "abcdefghijklmnopqrstuvwx" (N = 24) becomes 4 rows of 6:
-
-        ┌ a b c d e f ┐  stream 0
-        │ g h i j k l │  stream 1      step 0 reads columns 0..T-1 as input and
-        │ m n o p q r │  stream 2      1..T as targets; step 1 starts at column T,
-        └ s t u v w x ┘  stream 3      right where step 0 stopped.
-
-    Because row b of one batch continues exactly where row b of the previous batch
-    ended, the recurrent state at the end of a batch is the right starting state for
-    the next one: training carries it over (detached), never resets it, until the
-    epoch wraps around. `cursor` is the column the next batch starts at.
-    """
-
-    tokens: np.ndarray  # (N,) ids, possibly a memory map
-    batch_size: int  # B
-    seq_len: int  # T
-    cursor: int = 0
-
-    def __post_init__(self) -> None:
-        self.stream_len = len(self.tokens) // self.batch_size
-        if self.stream_len < self.seq_len + 1:
-            need = self.batch_size * (self.seq_len + 1)
-            raise CharrnnError(
-                f"the training text has {len(self.tokens):,} characters, too short for "
-                f"--batch-size {self.batch_size} x --seq-len {self.seq_len} (needs at least {need:,}): "
-                f"lower --batch-size or --seq-len, or give more text"
-            )
-        self.streams = self.tokens[: self.stream_len * self.batch_size].reshape(self.batch_size, self.stream_len)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return (self.stream_len - 1) // self.seq_len
-
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """(inputs (B, T), targets (B, T), wrapped): wrapped is True when a new epoch begins here."""
-        wrapped = False
-        if self.cursor + self.seq_len + 1 > self.stream_len:
-            self.cursor, wrapped = 0, True
-        block = np.asarray(self.streams[:, self.cursor : self.cursor + self.seq_len + 1], dtype=np.int64)
-        self.cursor += self.seq_len
-        block = torch.from_numpy(block)  # (B, T+1)
-        return block[:, :-1], block[:, 1:], wrapped

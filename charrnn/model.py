@@ -16,37 +16,15 @@ never needs to know the cell type.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from charrnn.config import ModelConfig  # noqa: F401  (re-exported: the config the model is built from)
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 State = tuple[torch.Tensor, ...]
-
-
-@dataclass
-class ModelConfig:
-    vocab_size: int  # number of distinct characters (V)
-    cell: str = "lstm"  # recurrent cell: lstm | gru | rnn (tanh)
-    layers: int = 2  # stacked recurrent layers (L)
-    hidden: int = 384  # hidden units per layer (H)
-    embed: int = 128  # character embedding width (E)
-    dropout: float = 0.0  # dropout between layers and before the output layer
-
-    def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        for name in ("vocab_size", "layers", "hidden", "embed"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class CharRNN(nn.Module):

@@ -17,21 +17,20 @@ import numpy as np
 from charrnn.checkpoint import load_checkpoint
 from charrnn.corpus import split_train_val
 from charrnn.errors import CharrnnError, UsageError
-from charrnn.model import ModelConfig
-from charrnn.train import Reporter, TrainConfig, Trainer
-from charrnn.vocab import Vocab, _show
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.train import Reporter, Trainer
+from charrnn.trainstate import MODEL_FIELDS_FREE
+from charrnn.showtext import show_chars
+from charrnn.vocab import Vocab
 
-# ModelConfig fields that a new run may change while keeping the old weights.
-MODEL_FIELDS_FREE = ("dropout",)
 
 
 def encode_with_vocab(vocab: Vocab, text: str, checkpoint: str | Path) -> np.ndarray:
     """`text` as ids of the checkpoint's vocabulary, or an error listing the characters it lacks."""
     missing = sorted(set(text) - set(vocab.chars))
     if missing:
-        shown = " ".join(_show(c) for c in missing[:30]) + (" ..." if len(missing) > 30 else "")
         raise CharrnnError(
-            f"the corpus has {len(missing)} character(s) that {checkpoint} was never trained on: {shown} "
+            f"the corpus has {len(missing)} character(s) that {checkpoint} was never trained on: {show_chars(missing, 30)} "
             "(its vocabulary is fixed: remove them from the text, or train a new model)"
         )
     return vocab.encode_array(text)
@@ -47,8 +46,7 @@ def tokens_for(vocab: Vocab, data, checkpoint: str | Path) -> np.ndarray:
         return encode_with_vocab(vocab, data, checkpoint)
     if data.vocab == vocab:
         return data.tokens
-    encode_with_vocab(vocab, data.vocab.chars, checkpoint)  # raises, listing characters the checkpoint lacks
-    lut = np.array([vocab.chars.index(c) for c in data.vocab.chars], dtype=vocab.dtype)
+    lut = encode_with_vocab(vocab, data.vocab.chars, checkpoint)  # corpus id -> checkpoint id (or an error)
     return lut[np.asarray(data.tokens)]
 
 

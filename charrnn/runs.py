@@ -145,5 +145,5 @@ def summary(path: str | Path) -> dict:
         "train_config": ckpt.get("train_config"),
         "meta": ckpt.get("meta") or {},
         "vocab": ckpt["vocab"]["chars"],
-        "metrics": ckpt.get("metrics") or [],
+        "metrics": [r for r in ckpt.get("metrics") or [] if "val_bpc" in r],  # the evaluations
     }

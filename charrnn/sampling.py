@@ -96,7 +96,7 @@ def tune_threads(model: CharRNN, batch: int = 1, dtype: torch.dtype = torch.floa
     The choice changes speed only, never the output: each gate's product is computed whole
     by one thread either way.
     """
-    from charrnn.train import default_threads, torch_threads
+    from charrnn.runtime import default_threads, torch_threads
 
     top = min(max_threads or default_threads(), default_threads())
     if top <= 1 or model.head.weight.device.type != "cpu":

@@ -42,10 +42,7 @@ def encode_known(vocab: Vocab, text: str) -> Encoded:
     Vectorised over code points, so a 100 MB text encodes in about a second.
     """
     points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (N,)
-    top = max(int(points.max(initial=0)), max(map(ord, vocab.chars))) + 1
-    lut = np.full(top, -1, dtype=np.int64)
-    lut[[ord(c) for c in vocab.chars]] = np.arange(len(vocab))
-    ids = lut[points]  # (N,) -1 where unknown
+    ids = vocab.id_table(int(points.max(initial=0)) + 1, missing=-1, dtype=np.int64)[points]  # (N,) -1 where unknown
     known = ids >= 0
     unknown, counts = np.unique(points[~known], return_counts=True)
     oov = {chr(int(p)): int(k) for p, k in zip(unknown, counts)}
@@ -181,8 +178,4 @@ def surprising_spans(text: str, bits: np.ndarray, top: int = 10, threshold: floa
     return spans
 
 
-def counter_text(oov: dict[str, int], limit: int = 8) -> str:
-    """'é' x3, '—' x1 ... for messages about unknown characters."""
-    shown = [f"{c!r} x{k}" if c.isprintable() and c != " " else f"U+{ord(c):04X} x{k}" for c, k in list(oov.items())[:limit]]
-    return ", ".join(shown) + (", ..." if len(oov) > limit else "")
 

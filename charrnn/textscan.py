@@ -18,10 +18,10 @@ from typing import BinaryIO
 from pathlib import Path
 
 from charrnn.errors import CharrnnError, UsageError
+from charrnn.fileio import BOM, CHUNK
 
-CHUNK = 1 << 20  # bytes read at a time
 SNIFF = 8000  # bytes looked at to tell binary from text (as git does)
-BOM = "\ufeff"
+
 
 # Leading bytes of common binary formats -> what to call the file, and what to do.
 MAGIC = {

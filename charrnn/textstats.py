@@ -16,7 +16,6 @@ import numpy as np
 from charrnn.corpus import expand_sources
 from charrnn.errors import CharrnnError
 from charrnn.textscan import SNIFF, iter_text, normalize_encoding, sniff
-from charrnn.vocab import _show
 
 MAX_POSITIONS = 10  # invalid-byte offsets listed (all are counted)
 
@@ -137,6 +136,3 @@ def text_stats(sources: list[str], globs: list[str] | None = None, encoding: str
     return stats
 
 
-def show_char(ch: str) -> str:
-    """A character as a reader can see it: 'a', '\\n', U+00A0 ..."""
-    return {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "space"}.get(ch) or _show(ch)

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.checkpoint import atomic_write_text, publish
+from charrnn.fileio import CHUNK, atomic_write, atomic_write_text
 from charrnn.corpus import expand_sources, split_train_val
 from charrnn.errors import CharrnnError, UsageError
-from charrnn.textscan import CHUNK, iter_text, normalize_encoding
+from charrnn.textscan import iter_text, normalize_encoding
 from charrnn.vocab import Vocab
 
 CACHE_FORMAT = 1
@@ -194,8 +194,7 @@ def _line_of_nul(path: Path, encoding: str) -> int:
 def encode_files(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, out, meter: _Meter | None = None) -> int:
     """Pass 2: write the ids of every character of every file to the binary file `out`; return the count."""
     dtype = vocab.dtype
-    lut = np.zeros(max(map(ord, vocab.chars)) + 1, dtype=dtype)  # code point -> id
-    lut[[ord(c) for c in vocab.chars]] = np.arange(len(vocab), dtype=dtype)
+    lut = vocab.id_table()  # code point -> id
     table = bytes(int(lut[i]) if i < len(lut) else 0 for i in range(256)) if dtype == np.uint8 else None
     n = 0
     for path, name in files:
@@ -235,19 +234,10 @@ def _open_cached(meta_path: Path) -> tuple[Vocab, np.memmap] | None:
 
 def _write_tokens(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, n: int, dest: Path, meter: _Meter) -> None:
     """Encode into a temp file beside `dest` and rename it into place: never a half-written cache entry."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem[:16]}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            written = encode_files(files, vocab, encoding, out, meter)
-            out.flush()
-            os.fsync(out.fileno())
-        if written != n:
+    with atomic_write(dest) as out:
+        written = encode_files(files, vocab, encoding, out, meter)
+        if written != n:  # raised inside the block: the temporary file is deleted
             raise CharrnnError(f"the corpus changed while it was being read ({n:,} then {written:,} characters): try again")
-        publish(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_text(chars: str, n: int, names: list[str]) -> None:

@@ -13,13 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from charrnn.errors import CharrnnError
+from charrnn.showtext import show_chars
 
 UNK_POLICIES = ("error", "skip")
-
-
-def _show(ch: str) -> str:
-    """A character as a user can read it in an error message."""
-    return repr(ch) if ch.isprintable() and ch != " " else f"U+{ord(ch):04X}"
 
 
 @dataclass(frozen=True)
@@ -65,19 +61,26 @@ class Vocab:
             raise ValueError(f"unk policy must be one of {UNK_POLICIES}")
         missing = self.unknown(text)
         if missing and unk == "error":
-            shown = " ".join(_show(c) for c in missing[:20]) + (" ..." if len(missing) > 20 else "")
             raise CharrnnError(
-                f"{len(missing)} character(s) not in the model's vocabulary: {shown} "
+                f"{len(missing)} character(s) not in the model's vocabulary: {show_chars(missing)} "
                 "(remove them, or pass --unk skip to drop them)"
             )
         return [self._index[c] for c in text if c in self._index]
 
+    def id_table(self, size: int = 0, missing: int = 0, dtype=None) -> np.ndarray:
+        """The code point -> id lookup table: table[ord(c)] is c's id, other code points hold `missing`.
+
+        Its length is at least `size` (pass max code point + 1 of a text to look all of it up).
+        Every fast encoder (this class, the corpus cache, `score`) indexes one of these.
+        """
+        table = np.full(max(size, max(map(ord, self.chars)) + 1), missing, dtype=dtype or self.dtype)
+        table[[ord(c) for c in self.chars]] = np.arange(len(self))
+        return table
+
     def encode_array(self, text: str) -> np.ndarray:
         """Text whose characters are all known -> a numpy id array of `self.dtype`, fast."""
-        lut = np.zeros(max(map(ord, self.chars)) + 1, dtype=self.dtype)
-        lut[[ord(c) for c in self.chars]] = np.arange(len(self), dtype=self.dtype)
-        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        return lut[points]
+        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (N,)
+        return self.id_table()[points]
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[i] for i in ids)

@@ -54,7 +54,7 @@ def test_progress_bar_shows_the_validation_figure_as_soon_as_it_is_known():
 
     from rich.console import Console
 
-    from charrnn.console import ConsoleReporter
+    from charrnn.cli.progress import ConsoleReporter
 
     reporter = ConsoleReporter(Console(file=io.StringIO(), force_terminal=True, width=120), live=True)
     trainer, _ = train_on_text(TINY_TEXT, {"layers": 1, "hidden": 16, "embed": 8},

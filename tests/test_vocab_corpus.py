@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from charrnn.corpus import StreamBatcher, decode_bytes, read_text
+from charrnn.batcher import StreamBatcher
+from charrnn.corpus import decode_bytes, read_text
 from charrnn.errors import CharrnnError
 from charrnn.vocab import Vocab
 
@@ -29,7 +30,7 @@ def test_unknown_characters_are_named_or_skipped():
         (b"", "empty"),
         (b"   \n\t ", "only whitespace"),
         (b"caf\xe9 au lait", "not valid utf-8"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "PNG image, not text"),
         ("hello".encode("utf-16"), "UTF-16"),
     ],
 )

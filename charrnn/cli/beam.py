@@ -47,7 +47,7 @@ def beam(
     from charrnn.console import TextWriter, err_console
     from charrnn.errors import UsageError
     from charrnn.sampling import tune_threads
-    from charrnn.train import resolve_device
+    from charrnn.runtime import resolve_device
 
     check_beam_args(width, length, top or 1, no_repeat, stop or ())
     if unk not in ("error", "skip"):

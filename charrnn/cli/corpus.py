@@ -114,7 +114,7 @@ def _print_stats(s, top: int) -> None:
     from rich.text import Text
 
     from charrnn.console import err_console
-    from charrnn.textstats import show_char
+    from charrnn.showtext import show_char
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")

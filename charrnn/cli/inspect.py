@@ -45,7 +45,7 @@ TEXT_HELP = "Text file, or - for stdin."
 
 def torch_threads(n: int):
     """Use n CPU threads (0 = one per core) inside the block, then restore the previous setting."""
-    from charrnn.train import torch_threads as threads
+    from charrnn.runtime import torch_threads as threads
 
     if n < 0:
         raise UsageError("--threads must be >= 0 (0 = one per core)")
@@ -56,7 +56,7 @@ def load(checkpoint: str, source: str, encoding: str, device: str):
     """(loaded model, its device, the text) for the commands below."""
     from charrnn.checkpoint import load_model
     from charrnn.corpus import read_text
-    from charrnn.train import resolve_device
+    from charrnn.runtime import resolve_device
 
     if source != "-" and not Path(source).is_file():
         raise CharrnnError(f"no such file: {source}")
@@ -66,7 +66,7 @@ def load(checkpoint: str, source: str, encoding: str, device: str):
 
 
 def oov_note(oov: dict[str, int]) -> str:
-    from charrnn.surprise import counter_text
+    from charrnn.showtext import counter_text
 
     if not oov:
         return "every character is in the model's vocabulary"

@@ -56,7 +56,7 @@ def sample(
     from charrnn.errors import UsageError
     from charrnn.highlight import language_for, make_writer
     from charrnn.sampling import check_sampling_args, generate, generate_batch, tune_threads
-    from charrnn.train import resolve_device
+    from charrnn.runtime import resolve_device
 
     check_sampling_args(length, temp, top_k, top_p)
     if unk not in ("error", "skip"):

@@ -10,8 +10,7 @@ import typer
 
 from charrnn.cli.common import app, guarded
 from charrnn.errors import CharrnnError, UsageError
-from charrnn.model import ModelConfig
-from charrnn.train import TrainConfig
+from charrnn.config import ModelConfig, TrainConfig
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -97,7 +96,8 @@ def train(
     init_from: str = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights (fine-tuning); the corpus may only use characters it knows.", show_default=False),
 ) -> None:
     """Train a character-level model on text and save checkpoints (best.pt, last.pt)."""
-    from charrnn.console import ConsoleReporter, info
+    from charrnn.cli.progress import ConsoleReporter
+    from charrnn.console import info
     from charrnn.cli.corpus import prepare_with_progress
     from charrnn.tokens import STDIN
     from charrnn.config import portable_sources, resolve_run_config, write_run_config

@@ -1,0 +1,58 @@
+"""The corpus as B parallel streams, the layout truncated back-propagation through time needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from charrnn.errors import CharrnnError
+
+
+@dataclass
+class StreamBatcher:
+    """The corpus as B parallel contiguous streams, read T characters at a time.
+
+    With B = 4 the text "abcdefghijklmnopqrstuvwx" (N = 24) becomes 4 rows of 6:
+
+        ┌ a b c d e f ┐  stream 0
+        │ g h i j k l │  stream 1      step 0 reads columns 0..T-1 as input and
+        │ m n o p q r │  stream 2      1..T as targets; step 1 starts at column T,
+        └ s t u v w x ┘  stream 3      right where step 0 stopped.
+
+    Because row b of one batch continues exactly where row b of the previous batch
+    ended, the recurrent state at the end of a batch is the right starting state for
+    the next one: training carries it over (detached), never resets it, until the
+    epoch wraps around. `cursor` is the column the next batch starts at.
+    """
+
+    tokens: np.ndarray  # (N,) ids, possibly a memory map
+    batch_size: int  # B
+    seq_len: int  # T
+    cursor: int = 0
+
+    def __post_init__(self) -> None:
+        self.stream_len = len(self.tokens) // self.batch_size
+        if self.stream_len < self.seq_len + 1:
+            need = self.batch_size * (self.seq_len + 1)
+            raise CharrnnError(
+                f"the training text has {len(self.tokens):,} characters, too short for "
+                f"--batch-size {self.batch_size} x --seq-len {self.seq_len} (needs at least {need:,}): "
+                f"lower --batch-size or --seq-len, or give more text"
+            )
+        self.streams = self.tokens[: self.stream_len * self.batch_size].reshape(self.batch_size, self.stream_len)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return (self.stream_len - 1) // self.seq_len
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(inputs (B, T), targets (B, T), wrapped): wrapped is True when a new epoch begins here."""
+        wrapped = False
+        if self.cursor + self.seq_len + 1 > self.stream_len:
+            self.cursor, wrapped = 0, True
+        block = np.asarray(self.streams[:, self.cursor : self.cursor + self.seq_len + 1], dtype=np.int64)
+        self.cursor += self.seq_len
+        block = torch.from_numpy(block)  # (B, T+1)
+        return block[:, :-1], block[:, 1:], wrapped

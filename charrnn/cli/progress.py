@@ -1,0 +1,182 @@
+"""Training progress on stderr: a rich progress bar with the live sample on a terminal,
+one dense log line per record otherwise (the `Reporter` that `charrnn train` uses)."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+from charrnn.console import err_console, warn
+from charrnn.runtime import default_threads
+from charrnn.showtext import visible
+from charrnn.train import Reporter, Trainer, TrainResult
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+SAMPLE_LINES = 6  # lines of the live sample shown under the progress bar
+REFRESH_SECONDS = 0.25  # the bar's step count and rate are refreshed this often, however slow a step is
+
+
+def sample_panel(sample: str, step: int) -> Panel:
+    """The live sample as a boxed block: its first lines, each cut to the terminal width.
+
+    The sample is text the model learned from a corpus: control characters in it (an escape
+    sequence that would clear the screen or set the title) are shown as escapes, not run.
+    """
+    lines = [visible(line) for line in sample.split("\n")[:SAMPLE_LINES]]
+    body = Text("\n".join(lines), no_wrap=True, overflow="ellipsis")  # Text: never parsed as markup
+    return Panel(body, title=f"sample at step {step}", title_align="left", border_style="dim")
+
+
+class SampleProgress(Progress):
+    """A rich progress display with the latest live sample below the bar."""
+
+    sample: Panel | None = None
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        if self.sample is not None:
+            yield self.sample
+
+
+def describe_budget(trainer: Trainer) -> str:
+    c, budget = trainer.cfg, []
+    if c.steps:
+        budget.append(f"{c.steps} steps")
+    if c.epochs:
+        budget.append(f"{c.epochs:g} epochs")
+    if c.time:
+        budget.append(f"{c.time:g} s (final validation included)")
+    if not budget:
+        per_epoch = max(1, trainer.batcher.steps_per_epoch)
+        budget.append(f"{trainer.total_steps} steps (default {trainer.total_steps // per_epoch} epochs)")
+    return " or ".join(budget)
+
+
+class ConsoleReporter(Reporter):
+    """Training progress on stderr: a rich bar on a terminal, one dense line per record otherwise.
+
+    The bar is refreshed by time (every `REFRESH_SECONDS`), not by step, so slow steps never
+    look frozen; it shows the step, the latest training loss, the latest validation, and the
+    average training rate of this session.
+    """
+
+    def __init__(self, console: Console | None = None, live: bool | None = None):
+        self.console = console or err_console()
+        self.live = self.console.is_terminal if live is None else live
+        self.progress: Progress | None = None
+        self.task = None
+        self.trainer: Trainer | None = None
+        self.fields = {"step": "step 0", "bpc": "-", "val": "-", "rate": "-"}
+        self._shown_at = 0.0
+
+    def on_start(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        m, c = trainer.mcfg, trainer.cfg
+        precision = {None: "fp32"}.get(trainer.amp_dtype, str(trainer.amp_dtype).replace("torch.", "") + " autocast")
+        threads = c.threads or default_threads() if trainer.device.type == "cpu" else 0
+        self.console.print(
+            f"charrnn {m.cell} {m.layers}x{m.hidden} (embed {m.embed}, {trainer.model.num_params() / 1e6:.2f}M params), "
+            f"vocab {m.vocab_size}, {len(trainer.batcher.tokens):,} train / {len(trainer.val_tokens):,} val chars",
+            markup=False, highlight=False,
+        )
+        self.console.print(
+            f"batch {c.batch_size} x seq {c.seq_len}, lr {c.lr:g}, clip {c.clip:g}, {trainer.device.type} {precision}"
+            + (f", {plural(threads, 'thread')}" if threads else "")
+            + f"; budget: {describe_budget(trainer)}; Ctrl-C stops and saves"
+            + (f"; saving to {visible(str(trainer.out_dir))}/" if trainer.out_dir else ""),
+            markup=False, highlight=False,
+        )
+        if trainer.best_val_bpc is not None:
+            self.fields["val"] = f"{trainer.best_val_bpc:.3f}"
+        self.fields["step"] = f"step {trainer.step}"  # a resumed run starts where it stopped
+        if self.live:
+            self.progress = SampleProgress(
+                TextColumn("[bold]{task.fields[step]}[/]"),
+                BarColumn(),
+                TextColumn("loss {task.fields[bpc]} bpc · val {task.fields[val]} · {task.fields[rate]} chars/s"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=1000, completed=1000 * min(1.0, trainer.progress()),
+                                               **self.fields)
+
+    def _show(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=1000 * min(1.0, self.trainer.progress()), **self.fields)
+
+    def on_step(self, trainer: Trainer) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.progress is None or now - self._shown_at < REFRESH_SECONDS:
+            return
+        self._shown_at = now
+        self.fields.update(step=f"step {trainer.step}", rate=fmt_rate(trainer.chars_per_second()))
+        self._show()
+
+    def on_log(self, r: dict) -> None:
+        self.fields["bpc"] = f"{r['bpc']:.3f}"
+        if self.progress is not None:
+            self.fields.update(step=f"step {r['step']}", rate=fmt_rate(self.trainer.chars_per_second()))
+            self._show()
+        else:
+            self.console.print(
+                f"step {r['step']:>6}  epoch {r['epoch']:.2f}  loss {r['loss']:.4f} nats = {r['bpc']:.3f} bpc  "
+                f"grad {r['grad_norm']:.2f}  lr {r['lr']:.2e}  {r['chars_per_sec']:.0f} chars/s  {r['time']:.0f}s",
+                markup=False, highlight=False,
+            )
+
+    def on_eval(self, r: dict) -> None:
+        if r["val_bpc"] is None:
+            return
+        self.fields["val"] = f"{r['val_bpc']:.3f}"
+        line = f"step {r['step']:>6}  val {r['val_loss']:.4f} nats = {r['val_bpc']:.3f} bits/char  ({r['eval_seconds']:.1f}s)"
+        if self.progress is not None:
+            self.progress.console.print(line, markup=False, highlight=False)
+            self._show()  # shown now, not at the next log
+        else:
+            self.console.print(line, markup=False, highlight=False)
+
+    def on_sample(self, r: dict) -> None:
+        if self.progress is not None:
+            self.progress.sample = sample_panel(r["sample"], r["step"])
+            self.progress.refresh()
+        else:  # one line per sample, newlines and control characters escaped, so logs stay one record per line
+            self.console.print(f"step {r['step']:>6}  sample {json.dumps(r['sample'], ensure_ascii=False)}",
+                               markup=False, highlight=False)
+
+    def on_warning(self, message: str) -> None:
+        warn(message)
+
+    def on_end(self, result: TrainResult) -> None:
+        if self.progress is not None:
+            self.fields.update(step=f"step {result.steps}")
+            self._show()
+            self.progress.stop()
+        if result.best_val_bpc is not None:
+            best = f"best val {result.best_val_bpc:.3f} bits/char"
+        elif len(self.trainer.val_tokens) < 2:
+            best = "no validation (no held-out text: --val-fraction is 0 or the corpus is tiny)"
+        else:
+            best = "not validated"
+        where = f"; checkpoints in {visible(str(result.out_dir))}/" if result.out_dir else ""
+        self.console.print(
+            f"done: {plural(result.steps, 'step')}, {result.epoch:.2f} epochs in {result.seconds:.0f}s "
+            f"(stopped by {result.stopped_by}); {best}{where}",
+            markup=False, highlight=False,
+        )

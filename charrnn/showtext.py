@@ -1,0 +1,50 @@
+"""Showing text from files to a person: every character visible, nothing executed.
+
+A foundation module (standard library only). Text that comes from a corpus, a checkpoint or
+a file name is data: shown on a terminal or in a table it must never move the cursor, clear
+the screen, set the window title or write the clipboard. `visible` turns such characters
+into escapes a reader can see (`\\x1b`); `show_char` names one character for a message.
+Generated text on stdout is the product and is written raw; it never passes through here.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "space"}
+
+
+def show_char(ch: str) -> str:
+    """One character as a reader can see it in a message: 'a', \\n, space, U+00A0 ..."""
+    if ch in NAMED:
+        return NAMED[ch]
+    return repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}"
+
+
+def show_chars(chars, limit: int = 20) -> str:
+    """Several characters for a message: 'é' U+00A0 \\n ... (cut after `limit`)."""
+    chars = list(chars)
+    return " ".join(show_char(c) for c in chars[:limit]) + (" ..." if len(chars) > limit else "")
+
+
+def counter_text(counts: dict[str, int], limit: int = 8) -> str:
+    """'é' x3, U+2014 x1 ... for messages about characters and how often they occur."""
+    shown = [f"{show_char(c)} x{k}" for c, k in list(counts.items())[:limit]]
+    return ", ".join(shown) + (", ..." if len(counts) > limit else "")
+
+
+def _escape(ch: str) -> str:
+    o = ord(ch)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+def visible(text: str, keep: str = "") -> str:
+    """`text` with every control or format character (ESC, BEL, DEL, C1, bidi overrides ...) escaped.
+
+    Characters in `keep` (e.g. "\\n" for a multi-line panel) stay as they are. Ordinary
+    letters, marks and symbols of any script pass through untouched.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c in keep or (c.isprintable() and unicodedata.category(c) not in ("Cc", "Cf"))
+                   else _escape(c) for c in text)

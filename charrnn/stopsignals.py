@@ -1,0 +1,45 @@
+"""Ctrl-C and SIGTERM during training: finish the step, save, then stop.
+
+    with StopSignals() as stop:
+        while not stop.received:
+            train_step()
+    save()
+
+The first SIGINT or SIGTERM is only recorded (`received` holds its name); a second Ctrl-C
+raises KeyboardInterrupt at once, for a user who will not wait. The previous handlers are
+put back when the block ends. Outside the main thread (where Python allows no handlers)
+it does nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    @property
+    def received(self) -> str | None:
+        """'SIGINT' or 'SIGTERM' once one arrived, else None."""
+        return None if self.signum is None else signal.Signals(self.signum).name
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.signum = signum
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}

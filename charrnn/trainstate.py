@@ -1,0 +1,137 @@
+"""What a checkpoint holds of a training run, and what may change when it carries on.
+
+`payload(trainer)` is everything needed to continue a run bit for bit: the weights, the
+optimizer, the counters the schedule is computed from, every random-number generator, the
+data cursor and the carried hidden state. `restore(trainer, ckpt)` puts it back.
+The rules for carrying on live here too, in one place:
+
+    FIXED_ON_RESUME     training settings a resumed run cannot change (the data layout and
+                        the carried state depend on them)
+    MODEL_FIELDS_FREE   model settings a new run started from old weights may change
+
+Anything else may be overridden on resume (the budget, the learning rate, eval_every ...);
+a changed budget re-anchors the schedule (`budget.Budget.extend`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+import numpy as np
+import torch
+
+from charrnn import distributed
+from charrnn.config import TrainConfig
+from charrnn.errors import CharrnnError, UsageError
+
+FIXED_ON_RESUME = ("batch_size", "seq_len", "val_fraction")
+MODEL_FIELDS_FREE = ("dropout",)
+BUDGET_FIELDS = ("steps", "epochs", "time")
+
+FINGERPRINT_BLOCKS, FINGERPRINT_BLOCK = 64, 1 << 16  # sampled, so a 1 GB corpus costs a few MB of reading
+
+
+def data_fingerprint(train_tokens: np.ndarray, val_tokens: np.ndarray) -> dict:
+    """Sizes and a hash of the token arrays, so a resumed run can tell whether its data changed.
+
+    Arrays up to 64 blocks of 64K ids are hashed whole; larger ones (memory maps of big
+    corpora) by 64 evenly spaced blocks, so starting a run never reads the whole corpus.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for part in (train_tokens, val_tokens):
+        n = len(part)
+        if n <= FINGERPRINT_BLOCKS * FINGERPRINT_BLOCK:
+            starts, size = ([0] if n else []), n
+        else:
+            starts = np.linspace(0, n - FINGERPRINT_BLOCK, FINGERPRINT_BLOCKS).astype(np.int64).tolist()
+            size = FINGERPRINT_BLOCK
+        for start in starts:
+            h.update(memoryview(np.ascontiguousarray(part[start : start + size])).cast("B"))
+    return {"train_chars": len(train_tokens), "val_chars": len(val_tokens), "blake2b": h.hexdigest()}
+
+
+def check_resumable(ckpt: dict) -> None:
+    """Refuse an inference-only (exported) checkpoint before anything else is read or hashed."""
+    extra = ckpt.get("extra") or {}
+    if "train_config" not in ckpt or "optimizer" not in ckpt or "cursor" not in extra:
+        raise CharrnnError("this checkpoint is inference-only (exported): it has no optimizer or data position "
+                           "to resume from; start a new run from its weights with --init-from")
+
+
+def resume_config(ckpt: dict, overrides: dict | None) -> TrainConfig:
+    """The checkpoint's training settings with `overrides` applied, or a UsageError for a fixed one."""
+    check_resumable(ckpt)
+    base, overrides = ckpt["train_config"], overrides or {}
+    changed = [k for k in FIXED_ON_RESUME if k in overrides and overrides[k] != base.get(k)]
+    if changed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+        raise UsageError(f"{flags} cannot change when resuming (the data layout and carried state depend on it): "
+                         "start a new run from these weights with --init-from instead")
+    if any(k in overrides for k in BUDGET_FIELDS):  # a new budget replaces the whole old one
+        base = {k: v for k, v in base.items() if k not in BUDGET_FIELDS}
+    return TrainConfig.from_dict({**base, **overrides})
+
+
+def payload(t) -> dict:
+    """The checkpoint dict of `t`, a `train.Trainer` (see checkpoint.py for the layout)."""
+    return {
+        "model_config": t.mcfg.to_dict(),
+        "vocab": t.vocab.to_dict(),
+        "model": t.model.state_dict(),
+        "train_config": t.cfg.to_dict(),
+        "optimizer": t.optimizer.state_dict(),
+        "step": t.step,
+        "epoch": t.epoch,
+        "metrics": list(t.history),  # every log and evaluation record, in order (metrics.jsonl)
+        "best_val_bpc": t.best_val_bpc,
+        "meta": dict(t.meta),
+        "extra": {
+            "cursor": t.batcher.cursor,
+            "elapsed": t.elapsed,
+            "state": [s.cpu() for s in distributed.gather_streams(t.state, t.dist)],  # (L, B, H), all streams
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "scaler": t.scaler.state_dict(),
+            "data": dict(t.data),
+            "schedule_anchor": list(t.budget.anchor),
+        },
+    }
+
+
+def restore(t, ckpt: dict) -> None:
+    """Make `t`, a `train.Trainer`, continue exactly where `ckpt` stopped (its model config must be the checkpoint's)."""
+    check_resumable(ckpt)
+    extra = ckpt["extra"]
+    t.model.load_state_dict(ckpt["model"])
+    t.optimizer.load_state_dict(ckpt["optimizer"])
+    t.optimizer.param_groups[0]["weight_decay"] = t.cfg.weight_decay  # an override on resume wins
+    if extra.get("scaler"):
+        t.scaler.load_state_dict(extra["scaler"])
+    t.step, t.epoch, t.elapsed = int(ckpt["step"]), int(ckpt["epoch"]), float(extra["elapsed"])
+    t.best_val_bpc = ckpt.get("best_val_bpc")
+    t.history = list(extra.get("history") or ckpt.get("metrics") or [])  # (older files kept both)
+    t.batcher.cursor = int(extra["cursor"])
+    state = tuple(s[:, t.rows].to(t.device) for s in extra["state"])  # this rank's streams of (L, B, H)
+    fresh = t.model.init_state(t.local_batch, t.device)
+    if [s.shape for s in state] == [s.shape for s in fresh]:
+        t.state = state
+    torch.set_rng_state(extra["torch_rng"])
+    if torch.cuda.is_available() and extra.get("cuda_rng"):
+        for i in range(min(len(extra["cuda_rng"]), torch.cuda.device_count())):
+            torch.cuda.set_rng_state(extra["cuda_rng"][i], i)
+    _restore_schedule(t, ckpt)
+    if extra.get("data") and extra["data"] != t.data:
+        t.reporter.on_warning("the training text differs from the one this run was trained on "
+                              f"({extra['data']['train_chars']:,} -> {t.data['train_chars']:,} train chars, "
+                              "or changed content): resuming, but not as an exact continuation")
+
+
+def _restore_schedule(t, ckpt: dict) -> None:
+    """Keep the schedule where it was; if the budget changed, go on from there (`Budget.extend`)."""
+    stored = ckpt["train_config"]
+    old = replace(t.budget, steps=stored.get("steps"), epochs=stored.get("epochs"), seconds=stored.get("time"),
+                  anchor=tuple(ckpt["extra"].get("schedule_anchor") or (0.0, 0.0)))
+    if (old.steps, old.epochs, old.seconds) == (t.budget.steps, t.budget.epochs, t.budget.seconds):
+        t.budget = old
+    else:
+        t.budget = old.extend(t.step, t.elapsed, t.budget)
