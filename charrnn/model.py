@@ -43,7 +43,7 @@ class CharRNN(nn.Module):
             # (Jozefowicz et al. 2015). PyTorch orders the gates i, f, g, o.
             for layer in range(c.layers):
                 getattr(self.rnn, f"bias_ih_l{layer}").data[c.hidden : 2 * c.hidden].fill_(1.0)
-        self._step_cache: dict = {}  # weights dtype -> the layout `step` reads (see _step_weights)
+        self._forget_weights()  # _step_cache: weights dtype -> (weights_key, the layout `step` reads)
 
     @property
     def n_state(self) -> int:
@@ -77,11 +77,32 @@ class CharRNN(nn.Module):
     # ---- single-character stepping, for sampling and beam search -------------------------------
 
     def train(self, mode: bool = True) -> "CharRNN":
-        self._step_cache = {}  # weights may change while training
+        self._step_cache = {}  # weights change while training: free the copies
         return super().train(mode)
 
+    # The step cache must never outlive the weights it was made from. New storage (.to(device), .half(),
+    # load_state_dict(assign=True)) goes through _apply or load_state_dict, which clear it; new contents
+    # (an optimizer step, load_state_dict's in-place copy, an edit under no_grad) bump each tensor's
+    # version counter, which `_weights_key` reads (~1 us a step: the parameter list is kept).
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._forget_weights()
+        return out
+
+    def load_state_dict(self, *args, **kwargs):
+        out = super().load_state_dict(*args, **kwargs)
+        self._forget_weights()
+        return out
+
+    def _forget_weights(self) -> None:
+        self._step_cache, self._params = {}, list(self.parameters())
+
+    def _weights_key(self) -> tuple:
+        return tuple(p._version for p in self._params)
+
     def _step_weights(self, dtype: torch.dtype = torch.float32) -> tuple:
-        """Weights laid out for `step`, cached until the model is put back in training mode.
+        """Weights laid out for `step`, cached until a parameter changes (see `_weights_key`).
 
         At batch 1 a step is bound by reading the weights from memory, so the layout keeps
         each step to as few, as large, reads as possible:
@@ -105,7 +126,9 @@ class CharRNN(nn.Module):
         layer stay fp32). bf16 matrices are stored (out, in), oneDNN's fast layout for them;
         on CPUs with AVX512-BF16 they run the batch-5 products of beam search ~2.5x faster.
         """
-        if dtype not in self._step_cache:
+        key = self._weights_key()
+        cached = self._step_cache.get(dtype)
+        if cached is None or cached[0] != key:
             with torch.no_grad():
                 cell, H = self.config.cell, self.config.hidden
                 layers = []
@@ -130,8 +153,9 @@ class CharRNN(nn.Module):
                         layers.append((x_part, w))
                     else:
                         layers.append((x_part.contiguous(), _matrix(w, dtype)))
-                self._step_cache[dtype] = (layers, self.head.weight.t().contiguous(), self.head.bias.detach().clone())
-        return self._step_cache[dtype]
+                cached = (key, (layers, self.head.weight.t().contiguous(), self.head.bias.detach().clone()))
+                self._step_cache[dtype] = cached
+        return cached[1]
 
     def step(self, token: torch.Tensor, state: State, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, State]:
         """Advance every stream by one character (inference only: no dropout, no autograd).

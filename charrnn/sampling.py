@@ -113,7 +113,13 @@ def tune_threads(model: CharRNN, batch: int = 1, dtype: torch.dtype = torch.floa
                     _, state = model.step(token, state, dtype)
                     steps += 1
             rates[n] = max(rates[n], steps / elapsed)
-    return top if rates[top] > 1.15 * rates[1] else 1  # more threads only for a clear gain
+    return faster_thread_count(rates)
+
+
+def faster_thread_count(rates: dict[int, float], margin: float = 1.15) -> int:
+    """The thread count with the best measured rate, but more than 1 only when `margin` times faster."""
+    best = max(rates, key=rates.get)
+    return best if best > 1 and rates[best] > margin * rates.get(1, 0.0) else 1
 
 
 @torch.inference_mode()
