@@ -1,3 +1,53 @@
-"""charrnn: character-level recurrent language models that learn to write like any text."""
+"""charrnn: character-level recurrent language models that learn to write like any text.
+
+    from charrnn import TrainConfig, train_on_text, load_model, sample_text
+
+    trainer, result = train_on_text(open("corpus.txt").read(), {"hidden": 256}, TrainConfig(time=60),
+                                    out_dir="checkpoints/mine")
+    loaded = load_model("checkpoints/mine")
+    print(sample_text(loaded.model, loaded.vocab, 300, prime="The ", temperature=0.8, seed=1))
+
+The names below are imported on first use, so `import charrnn` (and `charrnn --version`)
+stays light: torch is loaded only when a model is.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "CharRNN": "charrnn.model",
+    "ModelConfig": "charrnn.config",
+    "TrainConfig": "charrnn.config",
+    "Trainer": "charrnn.train",
+    "TrainResult": "charrnn.train",
+    "Reporter": "charrnn.train",
+    "train_on_text": "charrnn.train",
+    "train_on_tokens": "charrnn.train",
+    "load_model": "charrnn.checkpoint",
+    "load_checkpoint": "charrnn.checkpoint",
+    "Vocab": "charrnn.vocab",
+    "generate": "charrnn.sampling",
+    "sample_text": "charrnn.sampling",
+    "beam_search": "charrnn.beam",
+    "evaluate": "charrnn.evaluation",
+    "prepare_corpus": "charrnn.tokens",
+    "CharrnnError": "charrnn.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from charrnn.errors import UsageError
-from charrnn.evaluate import LN2
+from charrnn.evaluation import LN2
 from charrnn.model import CharRNN, reorder_state
 from charrnn.sampling import prime_ids_for, prime_model
 from charrnn.vocab import Vocab

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charrnn.evaluate import evaluate
+from charrnn.evaluation import evaluate
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.beam import beam_search, step_dtype
 from charrnn.bench_memory import memory_rows

@@ -108,11 +108,6 @@ def write_checkpoint_bytes(path: str | Path, data: bytes) -> None:
         raise SaveError(f"could not save checkpoint {path}: {e.strerror or e} (the previous one is intact)") from None
 
 
-def save_checkpoint(path: str | Path, payload: dict) -> None:
-    """Serialise `payload` (see module docstring) and write it atomically."""
-    write_checkpoint_bytes(path, checkpoint_bytes(payload))
-
-
 def remove_stale_temps(folder: str | Path) -> list[Path]:
     """Delete the temporary files a killed save left behind in a run folder (`.last.pt.x1y2.tmp`)."""
     removed = []

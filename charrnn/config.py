@@ -299,14 +299,24 @@ def portable_sources(sources: list[str]) -> list[str]:
     return [s if s == "-" or not Path(s).exists() else str(Path(s).resolve()) for s in sources]
 
 
-def write_run_config(out_dir: str | Path, run: RunConfig) -> Path:
-    """Write the effective configuration to `out_dir/config.yaml` (atomically)."""
+def resumed_run_config(stored: dict | None, model: ModelConfig, train: TrainConfig, sources: list[str]) -> RunConfig:
+    """The configuration of a resumed run: what it was started with (`stored`, the flat config-file
+    form kept in the checkpoint), with the training settings it now runs under (a new budget, say)."""
+    stored = stored or {}
+    return RunConfig(model={k: getattr(model, k) for k in MODEL_KEYS}, train=train,
+                     corpus=list(stored.get("corpus") or sources), glob=list(stored.get("glob") or []),
+                     encoding=stored.get("encoding") or "utf-8")
+
+
+def write_run_config(out_dir: str | Path, run: RunConfig, note: str = "") -> Path:
+    """Write the effective configuration to `out_dir/config.yaml` (atomically); `note` adds a comment line."""
     path = Path(out_dir) / "config.yaml"
     header = (
         "# charrnn run configuration: the effective settings of this run\n"
         "# (dataclass defaults <- preset <- --config file <- flags, preset expanded).\n"
         f"# Repeat it:  charrnn train --config {path}\n"
         + (f"# Built on preset: {run.preset}\n" if run.preset else "")
+        + (f"# {note}\n" if note else "")
     )
     try:
         atomic_write_text(path, header + yaml.safe_dump(run.to_dict(), sort_keys=False, allow_unicode=True))

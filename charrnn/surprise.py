@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from charrnn.evaluate import LN2, EvalResult, char_nll, evaluate
+from charrnn.evaluation import LN2, EvalResult, char_nll, evaluate
 from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.fileio import CHUNK, atomic_write, atomic_write_text
-from charrnn.corpus import expand_sources, split_train_val
+from charrnn.corpus import expand_sources
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.textscan import iter_text, normalize_encoding
 from charrnn.vocab import Vocab
@@ -63,10 +63,6 @@ class Corpus:
 
     def __len__(self) -> int:
         return len(self.tokens)
-
-    def split(self, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        """(train, val) memory-map views: the last `val_fraction` is held out."""
-        return split_train_val(self.tokens, val_fraction)
 
     def describe(self) -> str:
         origin = ", ".join(self.sources) if len(self.sources) <= 3 else f"{len(self.sources)} files"

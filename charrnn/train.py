@@ -31,7 +31,7 @@ from charrnn.checkpoint import SaveError, load_checkpoint
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.corpus import split_train_val
 from charrnn.errors import UsageError
-from charrnn.evaluate import LN2, evaluate
+from charrnn.evaluation import LN2, evaluate
 from charrnn.model import CharRNN, detach_state
 from charrnn.runfolder import RunFolder
 from charrnn.runtime import resolve_device, resolve_precision, torch_threads

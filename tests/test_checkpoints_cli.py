@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint, load_model
@@ -109,6 +110,9 @@ def test_resume_from_the_cli_rereads_the_corpus_and_keeps_counting(in_tmp):
     ckpt = load_checkpoint(in_tmp / "run" / "last.pt")
     assert ckpt["step"] == 18 and ckpt["train_config"]["steps"] == 18 and ckpt["train_config"]["seq_len"] == 16
     assert [r["step"] for r in ckpt["metrics"] if "val_bpc" in r] == [6, 12, 18]
+    config = yaml.safe_load((in_tmp / "run" / "config.yaml").read_text())
+    assert config["steps"] == 18  # the new budget is recorded
+    assert "resumed at step 12" in (in_tmp / "run" / "config.yaml").read_text()
     (in_tmp / "other.txt").write_text(TINY_TEXT + "QZ!")
     wrong = runner.invoke(app, ["train", "other.txt", "--resume", "run"])
     assert wrong.exit_code == 1 and "never trained on: '!' 'Q' 'Z'" in wrong.stderr

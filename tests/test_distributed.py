@@ -68,7 +68,7 @@ def test_shards_partition_the_streams():
 def test_sharded_validation_sums_to_the_whole():
     import numpy as np
 
-    from charrnn.evaluate import evaluate
+    from charrnn.evaluation import evaluate
     from charrnn.model import CharRNN, ModelConfig
 
     torch.manual_seed(0)

@@ -219,7 +219,7 @@ def test_evaluation_blocks_are_bounded_for_large_vocabularies(monkeypatch):
     import numpy as np
     import torch
 
-    from charrnn import evaluate as ev
+    from charrnn import evaluation as ev
     from charrnn.model import CharRNN, ModelConfig
 
     torch.manual_seed(0)

@@ -62,3 +62,28 @@ def test_progress_bar_shows_the_validation_figure_as_soon_as_it_is_known():
                                reporter=reporter)
     shown = reporter.progress.tasks[0].fields["val"]
     assert shown == f"{trainer.history[-1]['val_bpc']:.3f}"  # the last record is an eval, no log came after it
+
+
+def test_the_progress_bar_starts_at_the_resumed_step_and_shows_the_average_rate(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from charrnn.cli.progress import REFRESH_SECONDS, ConsoleReporter
+    from charrnn.model import ModelConfig
+    from charrnn.train import Trainer
+    from charrnn.vocab import Vocab
+
+    vocab = Vocab.from_text(TINY_TEXT)
+    ids = vocab.encode_array(TINY_TEXT)
+    trainer = Trainer(ModelConfig(vocab_size=len(vocab), hidden=16, embed=8),
+                      TrainConfig(batch_size=4, seq_len=16, threads=1, precision="fp32"), vocab, ids, ids[:200])
+    trainer.step = 140  # as after a resume
+    reporter = ConsoleReporter(Console(file=io.StringIO(), force_terminal=True, width=120), live=True)
+    reporter.on_start(trainer)
+    assert reporter.fields["step"] == "step 140"
+    trainer.step, trainer.steps_this_session, trainer.train_seconds = 141, 1, 0.5  # one slow step: 128 chars/s
+    reporter._shown_at -= REFRESH_SECONDS  # the refresh interval has passed
+    reporter.on_step(trainer)
+    assert reporter.fields["step"] == "step 141" and reporter.fields["rate"] == "128"
+    reporter.progress.stop()

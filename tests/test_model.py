@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from charrnn.model import CharRNN, ModelConfig, detach_state
 from charrnn.sampling import sample_ids, sample_text
-from charrnn.runtime import default_threads
 from charrnn.train import TrainConfig, train_on_text
 from charrnn.vocab import Vocab
 

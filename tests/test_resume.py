@@ -97,3 +97,66 @@ def test_resume_can_extend_the_budget_but_not_the_layout(tmp_path):
 
     with pytest.raises(UsageError, match="--batch-size cannot change when resuming"):
         Trainer.resume(tmp_path / "r" / "last.pt", train, val, overrides={"batch_size": 8})
+
+
+def lrs(trainer) -> dict[int, float]:
+    return {r["step"]: r["lr"] for r in trainer.history if "lr" in r}
+
+
+@pytest.mark.parametrize("paused_at", [8, 24])  # mid-run, and after the whole budget was spent
+def test_a_bigger_budget_goes_on_from_the_current_learning_rate_down_to_the_floor(tmp_path, paused_at):
+    first = make_trainer(tmp_path / "r", log_every=1)
+    first.run(until_step=paused_at if paused_at < 24 else None)
+    before = lrs(first)
+    train, val = tokens_split()
+    longer = Trainer.resume(tmp_path / "r" / "last.pt", train, val, overrides={"steps": 40, "log_every": 1})
+    longer.run()
+    after = lrs(longer)
+    last_old, first_new = before[paused_at], after[paused_at + 1]
+    assert first_new <= last_old * 1.0001  # no jump up: the schedule goes on from where it was
+    assert first_new >= last_old * 0.8
+    floor = 1e-2 * TrainConfig().min_lr_ratio
+    assert after[40] == pytest.approx(floor, rel=0.05)  # and ends at the floor over the new budget
+    assert all(after[s + 1] <= after[s] * 1.0001 for s in range(paused_at + 1, 40))
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["train_config"]["steps"] == 40
+
+
+def test_resuming_twice_with_the_same_budget_keeps_the_schedule(tmp_path):
+    make_trainer(tmp_path / "r", log_every=1).run(until_step=10)
+    train, val = tokens_split()
+    resumed = Trainer.resume(tmp_path / "r" / "last.pt", train, val, overrides={"log_every": 1})
+    resumed.run()
+    straight = make_trainer(tmp_path / "s", log_every=1)
+    straight.run()
+    assert lrs(resumed) == lrs(straight)
+
+
+def test_ctrl_c_before_the_first_validation_still_leaves_a_best_checkpoint(tmp_path):
+    import os
+    import signal
+
+    from charrnn.train import Reporter
+
+    class InterruptAt3(Reporter):
+        def on_step(self, trainer):
+            if trainer.step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    trainer = make_trainer(tmp_path / "r", eval_every=1000)
+    trainer.reporter = InterruptAt3()
+    result = trainer.run()
+    assert result.stopped_by == "SIGINT" and result.steps == 3
+    assert result.best_val_bpc is not None
+    assert (tmp_path / "r" / "best.pt").is_file() and (tmp_path / "r" / "last.pt").is_file()
+    assert load_checkpoint(tmp_path / "r" / "best.pt")["step"] == 3
+
+
+def test_a_time_budget_keeps_back_the_final_validation():
+    from charrnn.budget import Budget
+
+    b = Budget(steps=None, epochs=None, seconds=20, steps_per_epoch=100)
+    assert b.spent(10, elapsed=16.0) is None
+    assert b.spent(10, elapsed=16.0, reserve=5.0) == "time"  # 16 s + a 5 s validation would overrun 20 s
+    trainer = make_trainer(None, steps=None, time=20)
+    trainer.history = [{"step": 5, "val_bpc": 3.0, "eval_seconds": 1.5}]
+    assert trainer.final_eval_reserve() == 1.5  # the last validation's measured duration

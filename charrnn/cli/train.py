@@ -31,7 +31,6 @@ and one per catalog corpus (--preset linux). Each run folder gets a
 config.yaml with every setting: pass it to --config to repeat the run.
 """
 
-MODEL_KEYS = ("cell", "layers", "hidden", "embed", "dropout")
 _DEFAULTS = {f.name: f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
 
 
@@ -79,7 +78,7 @@ def train(
     lr: float = opt("--lr", help="Peak learning rate (AdamW, warm-up then cosine decay)."),
     steps: int = opt("--steps", help="Stop after this many steps."),
     epochs: float = opt("--epochs", help="Stop after this many passes over the text (default 10 if no budget is given)."),
-    time: float = opt("--time", help="Stop after this many seconds; the learning-rate schedule fits the budget."),
+    time: float = opt("--time", help="Stop after this many seconds, the final validation included; the learning-rate schedule fits the budget."),
     clip: float = opt("--clip", help="Global gradient-norm clip (0 = off)."),
     weight_decay: float = opt("--weight-decay", help="AdamW decoupled weight decay on the weight matrices."),
     eval_every: int = opt("--eval-every", help="Steps between validation passes and saves."),
@@ -100,7 +99,7 @@ def train(
     from charrnn.console import info
     from charrnn.cli.corpus import prepare_with_progress
     from charrnn.tokens import STDIN
-    from charrnn.config import portable_sources, resolve_run_config, write_run_config
+    from charrnn.config import MODEL_KEYS, portable_sources, resolve_run_config, resumed_run_config, write_run_config
     from charrnn.train import train_on_tokens
 
     given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
@@ -138,6 +137,11 @@ def train(
         trainer = resume_training(resume, corpus, given, out, ConsoleReporter(), meta)
         if main:
             info(f"resuming {resume} at step {trainer.step}")
+            resumed = resumed_run_config(trainer.meta.get("config"), trainer.mcfg, trainer.cfg, meta["sources"])
+            trainer.meta["config"] = resumed.to_dict()
+            if trainer.out_dir is not None:
+                write_run_config(trainer.out_dir, resumed, note=f"resumed at step {trainer.step} (budget: "
+                                 f"steps {trainer.cfg.steps}, epochs {trainer.cfg.epochs}, time {trainer.cfg.time})")
         result = trainer.run()
     elif init_from is not None:
         from charrnn.checkpoint import resolve_checkpoint
