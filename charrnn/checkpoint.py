@@ -23,10 +23,8 @@ behind; nothing reads those (they do not end in .pt) and the next save removes t
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from pathlib import Path
 import torch
 
 from charrnn.errors import CharrnnError
+from charrnn.fileio import atomic_write_bytes
 from charrnn.config import ModelConfig
 from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
@@ -45,52 +44,6 @@ SNAPSHOT_RE = re.compile(r"^step-(\d+)\.pt$")  # periodic snapshots: step-000500
 
 class SaveError(CharrnnError):
     """A checkpoint could not be written (disk full, no permission); the previous file is intact."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def publish(tmp: str | Path, path: str | Path) -> None:
-    """Give a finished temporary file normal permissions and rename it over `path` (atomic)."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader (or a crash) only ever sees the old or the new file.
-
-    Temporary file in the same folder, flush + fsync, rename over the target, fsync the folder.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        publish(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def checkpoint_bytes(payload: dict) -> bytes:

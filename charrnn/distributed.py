@@ -97,6 +97,15 @@ def gather_streams(state: tuple[torch.Tensor, ...], info: DistInfo) -> tuple[tor
     return tuple(full)
 
 
+def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:
+    """The model as training calls it: wrapped in DistributedDataParallel under torchrun, else itself."""
+    if not info.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()  # no rank tears down its connections while another still talks (gloo aborts otherwise)

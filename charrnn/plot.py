@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charrnn.checkpoint import atomic_write_bytes
+from charrnn.fileio import atomic_write_bytes
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.termplot import Series, render
 

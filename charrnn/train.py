@@ -70,6 +70,15 @@ class TrainResult:
     error: str | None = None  # what went wrong when stopped_by is "save_error"
 
 
+def make_optimizer(model: CharRNN, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, with weight decay on the weight matrices only (not biases, not the embedding)."""
+    params = dict(model.named_parameters())
+    decays = {n: p.dim() >= 2 and "embedding" not in n for n, p in params.items()}
+    groups = [{"params": [params[n] for n, d in decays.items() if d], "weight_decay": cfg.weight_decay},
+              {"params": [params[n] for n, d in decays.items() if not d], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
+
+
 class Trainer:
     """Owns the model, optimizer, data cursor and carried state of one run."""
 
@@ -95,12 +104,8 @@ class Trainer:
             self.reporter, self.out_dir = Reporter(), None  # only rank 0 writes and reports
         torch.manual_seed(train_config.seed)
         self.model = CharRNN(model_config).to(self.device)
-        self.net = self.model  # what training calls: the model, or its DDP wrapper
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.optimizer = self._make_optimizer()
+        self.net = distributed.wrap(self.model, self.dist, self.device)  # what training calls: the model or its DDP wrapper
+        self.optimizer = make_optimizer(self.model, train_config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.batcher = StreamBatcher(train_tokens, train_config.batch_size, train_config.seq_len)
         self.budget = Budget(train_config.steps, train_config.epochs, train_config.time, self.batcher.steps_per_epoch)
@@ -118,13 +123,6 @@ class Trainer:
         self.data = trainstate.data_fingerprint(train_tokens, self.val_tokens)
         self._until_step: int | None = None
         self._window = [0, 0.0]  # steps and training seconds since the last log record
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        decays = {n: p.dim() >= 2 and "embedding" not in n for n, p in self.model.named_parameters()}
-        params = dict(self.model.named_parameters())
-        groups = [{"params": [params[n] for n, d in decays.items() if d], "weight_decay": self.cfg.weight_decay},
-                  {"params": [params[n] for n, d in decays.items() if not d], "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(0.9, 0.99))
 
     @classmethod
     def resume(cls, checkpoint: str | Path | dict, train_tokens: np.ndarray, val_tokens: np.ndarray,
@@ -284,7 +282,7 @@ class Trainer:
         c = self.cfg
         text = sample_text(self.model, self.vocab, c.sample_length, prime=c.sample_prime,
                            temperature=c.sample_temp, seed=c.seed, unk="skip")
-        self.model.train()
+        self.model.train()  # (sampling put it in eval mode)
         record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2), "sample": text}
         self.reporter.on_sample(record)
         return record

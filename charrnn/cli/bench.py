@@ -67,7 +67,7 @@ def bench(
     from dataclasses import replace
 
     from charrnn.bench import SECTIONS, BenchConfig, run_bench
-    from charrnn.checkpoint import atomic_write_text
+    from charrnn.fileio import atomic_write_text
     from charrnn.console import err_console, info
     from charrnn.errors import UsageError
     from rich.console import Console

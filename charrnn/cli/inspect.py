@@ -146,7 +146,7 @@ def score(
     from rich.table import Table
     from rich.text import Text
 
-    from charrnn.checkpoint import atomic_write_text
+    from charrnn.fileio import atomic_write_text
     from charrnn.console import err_console
     from charrnn.render import Section, colours_for, html_page, rich_text, surprise_rgb
     from charrnn.surprise import score_text
@@ -204,7 +204,7 @@ def cells(
     from rich.text import Text
 
     from charrnn.cells import analyse, best_window, check_kind, check_unit, parse_unit
-    from charrnn.checkpoint import atomic_write_text
+    from charrnn.fileio import atomic_write_text
     from charrnn.console import err_console
     from charrnn.features import DESCRIPTIONS, SYNTAXES
     from charrnn.render import Section, activation_rgb, colours_for, html_page, rich_text
