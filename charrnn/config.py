@@ -74,6 +74,7 @@ class TrainConfig:
     epochs: float | None = None  # ... or this many passes over the training text
     time: float | None = None  # ... or this many seconds of wall-clock time
     eval_every: int = 200  # steps between validation passes (and checkpoint saves)
+    patience: int = 0  # stop after this many validations without a new best (0 = never: train the whole budget)
     save_every: int = 0  # steps between extra snapshots step-000500.pt (0 = none)
     keep: int = 3  # snapshots kept; older ones are deleted (best.pt and last.pt never are)
     eval_chars: int = 250_000  # validate on the first this-many held-out characters (0 = all; `charrnn eval` for the whole tail)
@@ -98,6 +99,7 @@ class TrainConfig:
             (self.epochs is None or self.epochs > 0, "--epochs must be positive"),
             (self.time is None or self.time > 0, "--time must be positive"),
             (self.eval_every >= 1, "--eval-every must be at least 1"),
+            (self.patience >= 0, "--patience must be >= 0 (0 = never stop early)"),
             (self.sample_every >= 0, "--sample-every must be >= 0 (0 turns live samples off)"),
             (self.sample_length >= 1 and self.sample_temp >= 0, "sample_length must be >= 1 and sample_temp >= 0"),
             (self.save_every >= 0, "--save-every must be >= 0 (0 turns snapshots off)"),
@@ -119,6 +121,26 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def fit_to_text(train: TrainConfig, n_chars: int) -> tuple[TrainConfig, str | None]:
+    """Shrink B (then T) so a short text still fills B streams of at least T + 1 characters.
+
+    Returns the settings to train with and a message saying what changed (None if nothing did).
+    A 2 KB poem with the default 32 streams of 64 would otherwise be refused as too short.
+    """
+    n_train = n_chars - int(n_chars * train.val_fraction)
+    b, t = train.batch_size, train.seq_len
+    if n_train // b >= t + 1 or n_train < 2:
+        return train, None  # it fits (or nothing can: the batcher says so)
+    b = max(1, n_train // (t + 1))
+    if n_train // b < t + 1:
+        t = n_train - 1
+    from dataclasses import replace
+
+    message = (f"the training text is short ({n_train:,} characters): batch {train.batch_size} x seq {train.seq_len} "
+               f"became {b} x {t} so that it fits")
+    return replace(train, batch_size=b, seq_len=t), message
 
 
 # ---- run configurations -----------------------------------------------------------------------------

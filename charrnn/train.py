@@ -28,11 +28,12 @@ from charrnn import distributed, trainstate
 from charrnn.batcher import StreamBatcher
 from charrnn.budget import Budget, lr_at
 from charrnn.checkpoint import SaveError, load_checkpoint
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.config import ModelConfig, TrainConfig, fit_to_text
 from charrnn.corpus import split_train_val
 from charrnn.errors import UsageError
 from charrnn.evaluation import LN2, evaluate
 from charrnn.model import CharRNN, detach_state
+from charrnn.overfit import OverfitWatch
 from charrnn.runfolder import RunFolder
 from charrnn.runtime import resolve_device, resolve_precision, torch_threads
 from charrnn.sampling import sample_text
@@ -64,7 +65,7 @@ class TrainResult:
     seconds: float
     best_val_bpc: float | None
     last_val_bpc: float | None
-    stopped_by: str  # "steps" | "epochs" | "time" | "SIGINT" | "SIGTERM" | "nan" | "until_step" | "save_error"
+    stopped_by: str  # "steps" | "epochs" | "time" | "patience" | "SIGINT" | "SIGTERM" | "nan" | "until_step" | "save_error"
     out_dir: Path | None
     history: list[dict] = field(default_factory=list)
     error: str | None = None  # what went wrong when stopped_by is "save_error"
@@ -121,6 +122,7 @@ class Trainer:
         self.best_val_bpc: float | None = None
         self.history: list[dict] = []  # every log and eval record (written to metrics.jsonl)
         self.data = trainstate.data_fingerprint(train_tokens, self.val_tokens)
+        self.watch = OverfitWatch(train_config.patience)
         self._until_step: int | None = None
         self._window = [0, 0.0]  # steps and training seconds since the last log record
 
@@ -160,6 +162,10 @@ class Trainer:
     def epoch_float(self) -> float:
         return self.epoch + self.batcher.cursor / max(1, self.batcher.stream_len - 1)
 
+    def last_train_bpc(self) -> float | None:
+        """The newest training-loss record, in bits/char (None before the first)."""
+        return next((r["bpc"] for r in reversed(self.history) if "bpc" in r), None)
+
     def chars_per_second(self) -> float:
         """Average training throughput of this session (training steps only)."""
         return self.steps_this_session * self.cfg.batch_size * self.cfg.seq_len / max(self.train_seconds, 1e-9)
@@ -183,6 +189,8 @@ class Trainer:
             return signals.received
         if self._until_step is not None and self.step >= self._until_step:
             return "until_step"
+        if self.watch.patience and self.watch.since_best >= self.watch.patience:
+            return "patience"
         return self.budget.spent(self.step, self.elapsed, self.final_eval_reserve())
 
     # -- one step ------------------------------------------------------------------------------------
@@ -269,6 +277,9 @@ class Trainer:
             self.best_val_bpc = bpc
         self.history.append(record)
         self.reporter.on_eval(record)
+        warning, _ = self.watch.update(self.step, bpc, self.last_train_bpc())
+        if warning:
+            self.reporter.on_warning(warning)
         names = (["best.pt"] if improved or bpc is None else []) + ["last.pt"]
         self.save(*names, *([self.snapshot_name()] if snapshot else []))
         return bpc
@@ -428,7 +439,9 @@ def train_on_tokens(
 
     Batches are sliced from `tokens` as training goes, so a memory map is never read whole.
     """
-    train_config = train_config or TrainConfig()
+    train_config, refit = fit_to_text(train_config or TrainConfig(), len(tokens))
+    if refit and reporter is not None:
+        reporter.on_warning(refit)
     train_tokens, val_tokens = split_train_val(tokens, train_config.val_fraction)
     try:
         mcfg = ModelConfig(vocab_size=len(vocab), **(model_config or {}))

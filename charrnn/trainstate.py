@@ -120,6 +120,11 @@ def restore(t, ckpt: dict) -> None:
         for i in range(min(len(extra["cuda_rng"]), torch.cuda.device_count())):
             torch.cuda.set_rng_state(extra["cuda_rng"][i], i)
     _restore_schedule(t, ckpt)
+    train_bpc = None
+    for r in t.history:  # replay the validations, so the overfitting watch knows the run's past
+        train_bpc = r.get("bpc", train_bpc)
+        if "val_bpc" in r:
+            t.watch.update(r["step"], r["val_bpc"], train_bpc)
     if extra.get("data") and extra["data"] != t.data:
         t.reporter.on_warning("the training text differs from the one this run was trained on "
                               f"({extra['data']['train_chars']:,} -> {t.data['train_chars']:,} train chars, "

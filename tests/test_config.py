@@ -110,3 +110,40 @@ def test_repeat_a_run_from_its_config_yaml(in_tmp):
     assert third.exit_code == 0, third.stderr
     w3 = weights(in_tmp / "checkpoints" / "corpus-3")
     assert not torch.equal(w1["head.weight"], w3["head.weight"])
+
+
+def test_a_short_text_shrinks_the_batch_to_fit_and_says_so():
+    from charrnn.config import TrainConfig, fit_to_text
+
+    cfg = TrainConfig(batch_size=32, seq_len=64)
+    same, message = fit_to_text(cfg, 200_000)
+    assert same is cfg and message is None
+    fitted, message = fit_to_text(cfg, 1_000)  # 900 training characters: 13 streams of 65 fit
+    assert (fitted.batch_size, fitted.seq_len) == (13, 64) and "32 x seq 64 became 13 x 64" in message
+    tiny, _ = fit_to_text(cfg, 40)  # 36 characters: one stream, shorter steps
+    assert (tiny.batch_size, tiny.seq_len) == (1, 35)
+
+
+def test_a_20_kb_poem_trains_from_the_cli_with_the_defaults(in_tmp):
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    (in_tmp / "poem.txt").write_text(("Shall I compare thee to a summer's day?\n" * 30)[:1500])
+    result = CliRunner().invoke(app, ["train", "poem.txt", "--steps", "3", "--hidden", "16", "--embed", "8",
+                                      "--sample-every", "0", "--threads", "1", "--precision", "fp32"])
+    assert result.exit_code == 0, result.stderr
+    assert "became" in result.stderr and "so that it fits" in result.stderr
+
+
+def test_patience_stops_a_run_that_stopped_improving_and_overfitting_is_said_once():
+    from charrnn.overfit import OverfitWatch
+
+    watch = OverfitWatch(patience=4)
+    seen = [watch.update(s, v, t) for s, v, t in
+            [(1, 2.0, 2.1), (2, 1.8, 1.9), (3, 1.85, 1.7), (4, 1.9, 1.6), (5, 1.95, 1.5), (6, 1.99, 1.4)]]
+    warnings = [w for w, _ in seen if w]
+    assert len(warnings) == 1 and "best 1.800 bits/char at step 2" in warnings[0]
+    assert [stop for _, stop in seen] == [False, False, False, False, False, True]
+    quiet = OverfitWatch()
+    assert all(w is None for w, _ in [quiet.update(s, 2.0 - s / 10, 2.0) for s in range(5)])  # improving

@@ -160,3 +160,13 @@ def test_a_time_budget_keeps_back_the_final_validation():
     trainer = make_trainer(None, steps=None, time=20)
     trainer.history = [{"step": 5, "val_bpc": 3.0, "eval_seconds": 1.5}]
     assert trainer.final_eval_reserve() == 1.5  # the last validation's measured duration
+
+
+def test_patience_ends_the_run_and_best_pt_holds_the_minimum(tmp_path):
+    trainer = make_trainer(tmp_path / "r", eval_every=2, patience=2, steps=40)
+    figures = iter([2.0, 1.5, 1.6, 1.7, 1.8, 1.9])
+    trainer.validate = lambda: next(figures) * 0.6931471805599453  # nats per char
+    result = trainer.run()
+    assert result.stopped_by == "patience" and result.steps == 8  # evals at 2, 4 (best), 6, 8: two without a gain
+    assert result.best_val_bpc == pytest.approx(1.5)
+    assert load_checkpoint(tmp_path / "r" / "best.pt")["step"] == 4

@@ -82,6 +82,7 @@ def train(
     clip: float = opt("--clip", help="Global gradient-norm clip (0 = off)."),
     weight_decay: float = opt("--weight-decay", help="AdamW decoupled weight decay on the weight matrices."),
     eval_every: int = opt("--eval-every", help="Steps between validation passes and saves."),
+    patience: int = opt("--patience", help="Stop early after this many validations without a new best (0 = never)."),
     eval_chars: int = opt("--eval-chars", help="Validate on the first this-many held-out characters (0 = all)."),
     sample_every: int = opt("--sample-every", help="Steps between live samples shown while training (0 = off)."),
     val_fraction: float = opt("--val-fraction", help="Tail of the corpus held out for validation."),
@@ -96,10 +97,11 @@ def train(
 ) -> None:
     """Train a character-level model on text and save checkpoints (best.pt, last.pt)."""
     from charrnn.cli.progress import ConsoleReporter
-    from charrnn.console import info
+    from charrnn.console import info, warn
     from charrnn.cli.corpus import prepare_with_progress
     from charrnn.tokens import STDIN
-    from charrnn.config import MODEL_KEYS, portable_sources, resolve_run_config, resumed_run_config, write_run_config
+    from charrnn.config import (MODEL_KEYS, fit_to_text, portable_sources, resolve_run_config, resumed_run_config,
+                                write_run_config)
     from charrnn.train import train_on_tokens
 
     given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
@@ -123,6 +125,9 @@ def train(
     meta = {"corpus": name, "sources": ["-" if s == STDIN else str(s) for s in corpus.sources], "glob": run.glob or None,
             "encoding": run.encoding}
     if resume is None:  # a resumed run keeps the configuration it was started with
+        run.train, refit = fit_to_text(run.train, len(corpus.tokens))
+        if refit and os.environ.get("RANK", "0") == "0":
+            warn(refit)
         meta["config"] = run.to_dict()
     if out is None and resume is None:
         out = default_out_dir(name)
