@@ -68,7 +68,7 @@ def test_train_cli_from_stdin_then_sample(in_tmp):
 
 @pytest.mark.parametrize(
     "data, message",
-    [(b"", "empty"), (b"\xff\xfe\x00\x01binary\x00", "UTF-16"), (b"abc", "too short")],
+    [(b"", "empty"), (b"\xff\xfe\x00\x01binary\x00", "UTF-16"), (b"a", "single character")],
 )
 def test_train_bad_corpus_one_line_error(in_tmp, data, message):
     (in_tmp / "c.txt").write_bytes(data)
