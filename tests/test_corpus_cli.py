@@ -91,7 +91,17 @@ def test_stats_counts_and_oddities(tmp_path):
     assert s["invalid"] == 1 and s["invalid_at"] == [{"file": str(f), "offset": 13}]
     assert list(s["commonest"])[:2] == ["\n", "z"] and s["commonest"]["z"] == 3  # ties: code point order
     human = runner.invoke(app, ["corpus", "stats", "-"], input="[bold]x[/]\n")
-    assert human.exit_code == 0 and human.stdout == "" and "'['" in human.stderr  # no markup eaten
+    assert human.exit_code == 0 and human.stderr == "" and "'['" in human.stdout  # no markup eaten
+
+
+def test_tables_go_to_stdout_plain_one_line_per_row():
+    """`charrnn corpus list | grep war` finds the row: the table is the result, on stdout, without colour."""
+    result = runner.invoke(app, ["corpus", "list"])
+    assert result.exit_code == 0 and result.stderr == ""
+    row = [line for line in result.stdout.splitlines() if "war" in line]
+    assert len(row) == 1 and "(Project Gutenberg #2600, headings removed)" in row[0] and "\x1b" not in result.stdout
+    stats = runner.invoke(app, ["corpus", "stats", "-"], input="hello\n")
+    assert stats.stderr == "" and "vocabulary" in stats.stdout and "characters" in stats.stdout
 
 
 @pytest.fixture

@@ -149,16 +149,19 @@ def test_unknown_characters_are_skipped_and_counted(tiny_run):
     assert scored["bits"][text.index("ö")] is None and scored["bits"][text.index("ö") + 1] is not None
     assert scored["oov_chars"] == 6
     result = runner.invoke(app, ["eval", str(tiny_run), "-", *CPU], input=text)
-    assert "6 character(s) outside the model's vocabulary were skipped" in result.stderr
+    assert "6 character(s) outside the model's vocabulary were skipped" in result.stdout
 
 
 def test_score_prints_brackets_literally_and_lists_spans(tiny_run):
     text = "the [bold]lazy[/] dog [Exit Hamlet]\nthe quick brown fox.\n"
     result = runner.invoke(app, ["score", str(tiny_run), "-", "--top", "3", *CPU], input=text)
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == ""  # the display goes to stderr; stdout is for --json only
-    assert "the [bold]lazy[/] dog [Exit Hamlet]" in result.stderr
-    assert "most surprising spans" in result.stderr and "bits/char" in result.stderr
+    assert result.stderr == ""  # the report is the result: on stdout, plain when piped
+    assert "the [bold]lazy[/] dog [Exit Hamlet]" in result.stdout and "\x1b" not in result.stdout
+    assert "most surprising spans" in result.stdout and "bits/char" in result.stdout
+    as_json = runner.invoke(app, ["score", str(tiny_run), "-", "--json", *CPU], input=text)
+    json.loads(as_json.stdout)  # with --json stdout is only the JSON; the summary goes to stderr
+    assert "bits/char" in as_json.stderr
 
 
 def test_html_pages_are_written(tiny_run, val_file, tmp_path):

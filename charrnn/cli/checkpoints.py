@@ -11,20 +11,13 @@ import sys
 
 import typer
 
-from charrnn.cli.common import app, guarded
+from charrnn.cli.common import app, guarded, out_console
 
 ckpt_app = typer.Typer(help="Checkpoints: list runs, show one, prune snapshots, export for inference.",
                        no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
                        epilog="[bold]Examples[/]\n\n  charrnn checkpoints list\n  charrnn checkpoints show checkpoints/shakespeare\n"
                               "  charrnn checkpoints prune checkpoints/shakespeare --keep 3\n  charrnn checkpoints export checkpoints/shakespeare -o small.pt")
 app.add_typer(ckpt_app, name="checkpoints")
-
-
-def out_console():
-    """A rich console on stdout, made when needed (so test runners that swap stdout capture it)."""
-    from rich.console import Console
-
-    return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def fmt_bytes(n: int) -> str:

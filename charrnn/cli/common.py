@@ -48,6 +48,19 @@ def root(
     """Train character-level recurrent language models on any text, and make them write."""
 
 
+PIPED_WIDTH = 1000  # a table written to a pipe or file is laid out this wide: one line per row, for grep
+
+
+def out_console():
+    """The console for a command's result on stdout (a table, a report): coloured and fitted to a
+    terminal; plain, one line per row, when piped. Made when needed, so test runners that swap
+    sys.stdout capture it."""
+    from rich.console import Console
+
+    tty = sys.stdout.isatty()
+    return Console(file=sys.stdout, highlight=False, width=None if tty else PIPED_WIDTH, soft_wrap=not tty)
+
+
 def guarded(fn):
     """Run a command body; print CharrnnError as one `error:` line and exit 1 (2 for usage)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import app, guarded
+from charrnn.cli.common import app, guarded, out_console
 
 corpus_app = typer.Typer(help="Corpora: list and fetch the named ones, build your own, look inside.", no_args_is_help=True,
                          context_settings={"help_option_names": ["-h", "--help"]},
@@ -17,17 +17,17 @@ app.add_typer(corpus_app, name="corpus")
 def list_() -> None:
     """Show the catalog: name, size, license, and whether it is fetched."""
     from rich.table import Table
+    from rich.text import Text
 
     from charrnn.catalog import is_fetched, load_catalog, local_path
-    from charrnn.console import err_console
 
     table = Table(title="charrnn corpora", title_justify="left")
     for col in ("name", "size", "license", "fetched", "description"):
         table.add_column(col, justify="right" if col == "size" else "left")
     for e in load_catalog().values():
-        table.add_row(e.name, f"{e.bytes / 1e6:.1f} MB", e.license,
-                      str(local_path(e.name)) if is_fetched(e) else "-", e.description)
-    err_console().print(table)
+        table.add_row(Text(e.name), f"{e.bytes / 1e6:.1f} MB", Text(e.license),
+                      Text(str(local_path(e.name)) if is_fetched(e) else "-"), Text(e.description))
+    out_console().print(table)
 
 
 @corpus_app.command("get", epilog="[bold]Examples[/]\n\n  charrnn corpus get shakespeare\n  charrnn corpus get --all --mirror ../shared/corpora")
@@ -113,7 +113,6 @@ def _print_stats(s, top: int) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from charrnn.console import err_console
     from charrnn.showtext import show_char
 
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -126,7 +125,7 @@ def _print_stats(s, top: int) -> None:
     rows.append(("oddities", "\n".join(s.oddities()) or "none"))
     for label, value in rows:
         table.add_row(label, Text(value))  # Text: characters like "[" are shown, never read as markup
-    err_console().print(table)
+    out_console().print(table)
 
 
 def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding: str):

@@ -1,7 +1,7 @@
 """`charrnn eval`, `charrnn score`, `charrnn cells`: look at what a trained model knows.
 
-Results for people go to stderr (coloured where it is a terminal); stdout carries only
-`--json` output, so scripts can read it and pipes stay clean.
+The report is the command's result and goes to stdout (coloured on a terminal, plain when
+piped); with `--json` the JSON is the result on stdout and the report is shown on stderr.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, guarded
+from charrnn.cli.common import app, guarded, out_console
 from charrnn.errors import CharrnnError, UsageError
 
 EVAL_EXAMPLES = """
@@ -80,6 +80,13 @@ def need_chars(count: int, source: str) -> None:
                            "the model knows: there is nothing to predict")
 
 
+def report_console(as_json: bool):
+    """Where the human-readable report goes: stdout, or stderr when stdout carries --json."""
+    from charrnn.console import err_console
+
+    return err_console() if as_json else out_console()
+
+
 def emit_json(data: dict) -> None:
     from charrnn.console import TextWriter
 
@@ -101,7 +108,6 @@ def eval_(
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
 ) -> None:
     """Bits per character (and nats, perplexity) of a text under a model: how good is the model on it?"""
-    from charrnn.console import err_console
     from charrnn.surprise import eval_text
 
     if batch_size < 1 or seq_len < 1:
@@ -115,7 +121,7 @@ def eval_(
     r = ev.result
     if as_json:
         emit_json({"checkpoint": str(loaded.path), "source": source, **ev.to_dict(), "seconds": round(seconds, 3)})
-    console = err_console()
+    console = report_console(as_json)
     console.print(f"{r.bits_per_char:.4f} bits/char  ({r.nats_per_char:.4f} nats/char, perplexity "
                   f"{r.perplexity:.3f}) over {r.chars:,} predicted characters", highlight=False, markup=False)
     console.print(f"{ev.chars_read:,} characters read; {oov_note(ev.oov)}", style="dim", highlight=False, markup=False)
@@ -146,8 +152,8 @@ def score(
     from rich.table import Table
     from rich.text import Text
 
+    from charrnn.console import info
     from charrnn.fileio import atomic_write_text
-    from charrnn.console import err_console
     from charrnn.render import Section, colours_for, html_page, rich_text, surprise_rgb
     from charrnn.surprise import score_text
 
@@ -159,7 +165,7 @@ def score(
         s = score_text(loaded.model, loaded.vocab, text, seq_len, dev)
     need_chars(s.scored + 1, source)
     spans = s.spans(top)
-    console = err_console()
+    console = report_console(as_json)
     colours = colours_for(s.bits, surprise_rgb)
     if as_json:
         emit_json({"checkpoint": str(loaded.path), "source": source, **s.to_dict(top)})
@@ -180,7 +186,7 @@ def score(
         note = f"{s.bits_per_char:.3f} bits/char over {s.scored:,} characters. White: 0 bits, yellow: 4, red: 8 or more."
         page = html_page(f"charrnn score: {source}", [Section(str(loaded.path), text, colours, tips, note)])
         atomic_write_text(html, page)
-        console.print(f"wrote {html}", style="dim", highlight=False, markup=False)
+        info(f"wrote {html}")
 
 
 @app.command(epilog=CELLS_EXAMPLES)
@@ -204,8 +210,8 @@ def cells(
     from rich.text import Text
 
     from charrnn.cells import analyse, best_window, check_kind, check_unit, parse_unit
+    from charrnn.console import info
     from charrnn.fileio import atomic_write_text
-    from charrnn.console import err_console
     from charrnn.features import DESCRIPTIONS, SYNTAXES
     from charrnn.render import Section, activation_rgb, colours_for, html_page, rich_text
     from charrnn.surprise import encode_known
@@ -224,7 +230,7 @@ def cells(
         if chosen:
             check_unit(chosen, loaded.model)
         report = analyse(loaded.model, enc.tokens, known, syntax, top, [kind] if kind else None)
-    console = err_console()
+    console = report_console(as_json)
     legend = "background: blue = -1, white = 0, red = +1 (h, or tanh(c) for cell states)"
     console.print(f"{len(known):,} characters read ({report.syntax} syntax for comments); "
                   f"{oov_note(enc.oov)}; {legend}", style="dim", highlight=False, markup=False)
@@ -264,4 +270,4 @@ def cells(
     if html:
         intro = f"{loaded.path} reading {source} ({len(known):,} characters). Each character's {legend}."
         atomic_write_text(html, html_page(f"charrnn cells: {source}", sections, intro))
-        console.print(f"wrote {html}", style="dim", highlight=False, markup=False)
+        info(f"wrote {html}")
