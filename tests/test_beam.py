@@ -149,8 +149,9 @@ def test_beam_cli_stdout_is_exactly_the_best_text(tiny_run):
     assert result.exit_code == 0, result.stderr
     m = load_model(tiny_run)
     cli_dtype = step_dtype("auto", "cpu", 4)  # what the CLI searches in by default on this CPU
-    assert result.stdout == beam_search(m.model, m.vocab, "the ", width=4, length=80, dtype=cli_dtype)[0].text
-    exact = runner.invoke(app, ["beam", str(tiny_run), "-w", "4", "-n", "80", "--prime", "the ", "--precision", "fp32"])
+    assert result.stdout == "the " + beam_search(m.model, m.vocab, "the ", width=4, length=80, dtype=cli_dtype)[0].text
+    exact = runner.invoke(app, ["beam", str(tiny_run), "-w", "4", "-n", "80", "--prime", "the ", "--precision", "fp32",
+                                "--continuation-only"])
     assert exact.stdout == beam_search(m.model, m.vocab, "the ", width=4, length=80)[0].text
 
 

@@ -13,11 +13,24 @@ from .conftest import TINY_TEXT, env_without_threads
 runner = CliRunner()
 
 
-def test_sample_stdout_is_exactly_the_generated_text(tiny_run):
+def test_sample_stdout_is_the_prime_then_the_generated_text(tiny_run):
     result = runner.invoke(app, ["sample", str(tiny_run), "-n", "80", "--seed", "3", "--prime", "the "])
     assert result.exit_code == 0, result.output
     m = load_model(tiny_run)
-    assert result.stdout == sample_text(m.model, m.vocab, 80, prime="the ", seed=3)
+    continuation = sample_text(m.model, m.vocab, 80, prime="the ", seed=3)
+    assert result.stdout == "the " + continuation  # one text, as char-rnn and nanoGPT print it
+    only = runner.invoke(app, ["sample", str(tiny_run), "-n", "80", "--seed", "3", "--prime", "the ", "--continuation-only"])
+    assert only.stdout == continuation
+
+
+def test_the_echoed_prime_is_the_text_given(tiny_run):
+    """The model reads a line break before the prime and never reads unknown characters (--unk skip);
+    what is printed is the prime exactly as given."""
+    result = runner.invoke(app, ["sample", str(tiny_run), "-n", "5", "--seed", "1", "--prime", "Zthe", "--unk", "skip"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("Zthe") and len(result.stdout) == 4 + 5
+    several = runner.invoke(app, ["sample", str(tiny_run), "-n", "5", "--seed", "1", "-p", "the", "-N", "3", "--separator", "|"])
+    assert [s[:3] for s in several.stdout.split("|")] == ["the"] * 3
 
 
 def test_sample_defaults_to_newest_run(tiny_run, in_tmp):

@@ -13,6 +13,10 @@ EXAMPLES = """
   charrnn beam checkpoints/shakespeare/best.pt --width 8 -n 300 --prime "KING RICHARD III:"
   charrnn beam --width 5 --top 3 --json | jq .
   charrnn beam --width 5 --stop $'\\n\\n' --no-repeat 12
+  charrnn beam --prime "ROMEO:" --continuation-only -n 100 | tr a-z A-Z
+
+The prime is printed first, so the output reads as one text (--continuation-only
+leaves it out).
 """
 
 
@@ -22,8 +26,9 @@ def beam(
     checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
     width: int = typer.Option(5, "--width", "-w", help="Beams kept at each step (1 = greedy)."),
     length: int = typer.Option(500, "--length", "-n", help="Characters to generate (at most, with --stop)."),
-    prime: str = typer.Option(None, "--prime", "-p", help="Text to start from (run through the model first; not printed).", show_default=False),
+    prime: str = typer.Option(None, "--prime", "-p", help="Text to start from: the model reads it first, and it is printed before what the model writes.", show_default=False),
     prime_file: str = typer.Option(None, "--prime-file", help="Read the prime from a file, or - for stdin.", show_default=False),
+    continuation_only: bool = typer.Option(False, "--continuation-only", help="Print only what the model writes, not the prime before it."),
     stop: list[str] = typer.Option(None, "--stop", help="A beam that writes this string is finished (repeatable).", show_default=False),
     length_penalty: float = typer.Option(0.0, "--length-penalty", help="Rank beams by logprob / length**ALPHA (0 = total log-prob, 1 = per character)."),
     no_repeat: int = typer.Option(0, "--no-repeat", help="Forbid a beam to write any N-character sequence twice (0 = off)."),
@@ -46,8 +51,8 @@ def beam(
     from charrnn.checkpoint import load_model
     from charrnn.console import TextWriter, err_console
     from charrnn.errors import UsageError
-    from charrnn.sampling import tune_threads
     from charrnn.runtime import resolve_device
+    from charrnn.sampling import prime_ids_for, tune_threads
 
     check_beam_args(width, length, top or 1, no_repeat, stop or ())
     if unk not in ("error", "skip"):
@@ -59,8 +64,12 @@ def beam(
     dtype = step_dtype(precision, dev, width)
     torch.set_num_threads(1)
     loaded = load_model(checkpoint, dev)
+    prime_ids_for(loaded.vocab, prime_text, unk)  # a prime the model cannot read is an error before anything is printed
     torch.set_num_threads(threads or tune_threads(loaded.model, width, dtype))
     writer = TextWriter()
+    echo = "" if continuation_only else prime_text  # printed before the text, exactly as given
+    if not json_:
+        writer.write(echo)
     beams = beam_search(
         loaded.model, loaded.vocab, prime_text, width, length, stop or (), length_penalty, no_repeat, top or 1, unk,
         on_settled=None if json_ else writer.write, dtype=dtype,
@@ -82,4 +91,4 @@ def beam(
         for rank, b in enumerate(beams, 1):
             end = "stopped" if b.finished else f"{len(b.text)} chars"
             err_console().print(f"#{rank}  {b.logprob:.2f} nats  {b.bits_per_char:.3f} bits/char  ({end})", style="bold")
-            err_console().print(Text(b.text))
+            err_console().print(Text(echo + b.text))
