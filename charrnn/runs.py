@@ -13,7 +13,8 @@ from datetime import datetime
 from pathlib import Path
 
 from charrnn.checkpoint import (
-    SUFFIX, SNAPSHOT_RE, checkpoint_bytes, load_checkpoint, remove_stale_temps, snapshots, write_checkpoint_bytes,
+    SUFFIX, SNAPSHOT_RE, checkpoint_bytes, latest_val_bpc, load_checkpoint, remove_stale_temps, snapshots,
+    write_checkpoint_bytes,
 )
 from charrnn.errors import CharrnnError
 
@@ -64,9 +65,8 @@ def describe(path: str | Path, root: str | Path | None = None) -> CheckpointInfo
         return CheckpointInfo(**base, step=None, val_bpc=None, cell=None, layers=None, hidden=None, params=None,
                               resumable=False, error=str(e).replace(str(path), path.name))
     mc = ckpt.get("model_config", {})
-    vals = [r["val_bpc"] for r in ckpt.get("metrics") or [] if r.get("val_bpc") is not None]
     params = sum(t.numel() for t in ckpt["model"].values() if hasattr(t, "numel"))
-    return CheckpointInfo(**base, step=ckpt.get("step"), val_bpc=vals[-1] if vals else None, cell=mc.get("cell"),
+    return CheckpointInfo(**base, step=ckpt.get("step"), val_bpc=latest_val_bpc(ckpt), cell=mc.get("cell"),
                           layers=mc.get("layers"), hidden=mc.get("hidden"), params=params,
                           resumable="optimizer" in ckpt and "cursor" in (ckpt.get("extra") or {}))
 

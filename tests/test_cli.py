@@ -40,6 +40,20 @@ def test_sample_defaults_to_newest_run(tiny_run, in_tmp):
     result = runner.invoke(app, ["sample", "-n", "20", "--temp", "0"])
     assert result.exit_code == 0
     assert len(result.stdout) == 20
+    val = load_model(tiny_run).facts().split("val ")[1]
+    assert result.stderr == f"using checkpoints/x/best.pt (step 80, val {val})\n"  # which run was taken, on stderr
+    assert runner.invoke(app, ["beam", "-n", "5"]).stderr.startswith("using checkpoints/x/best.pt (step 80, val")
+    named = runner.invoke(app, ["sample", "checkpoints/x", "-n", "5"])
+    assert named.exit_code == 0 and named.stderr == ""  # a checkpoint named on the command line needs no note
+
+
+def test_paths_in_messages_show_control_characters_escaped(tiny_run, in_tmp):
+    import shutil
+
+    shutil.copytree(tiny_run, in_tmp / "checkpoints" / "red\x1b[31mrun\n")
+    result = runner.invoke(app, ["sample", "-n", "5"])
+    assert result.exit_code == 0 and "\x1b" not in result.stderr
+    assert result.stderr.startswith("using checkpoints/red\\x1b[31mrun\\x0a/best.pt (step 80")  # one line
 
 
 @pytest.mark.parametrize(

@@ -106,3 +106,10 @@ def test_not_a_run(tmp_path, two_runs):
     mixed = runner.invoke(app, ["plot", str(two_runs / "small"), str(tmp_path / "notes.txt"), "--no-png"])
     assert mixed.exit_code == 0 and "skipped" in mixed.stderr  # a glob like checkpoints/* may match other files
     assert load_metrics(two_runs / "small" / "best.pt").name == "small"
+
+
+def test_plot_says_which_run_it_took(two_runs, in_tmp):
+    shutil.copytree(two_runs / "small", in_tmp / "checkpoints" / "small")
+    result = runner.invoke(app, ["plot", "--no-png"])
+    assert result.exit_code == 0 and "small train" in result.stdout
+    assert result.stderr == "plotting checkpoints/small (the newest run)\n"

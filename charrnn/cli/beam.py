@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import app, guarded, read_prime
+from charrnn.cli.common import app, guarded, read_prime, say_which_model
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -64,6 +64,7 @@ def beam(
     dtype = step_dtype(precision, dev, width)
     torch.set_num_threads(1)
     loaded = load_model(checkpoint, dev)
+    say_which_model(loaded)
     prime_ids_for(loaded.vocab, prime_text, unk)  # a prime the model cannot read is an error before anything is printed
     torch.set_num_threads(threads or tune_threads(loaded.model, width, dtype))
     writer = TextWriter()

@@ -81,6 +81,26 @@ def guarded(fn):
     return wrapper
 
 
+def show_path(path: str | Path) -> str:
+    """A path as a message shows it: relative to the working folder when inside it, escapes visible."""
+    from charrnn.showtext import visible
+
+    p = Path(path)
+    try:
+        p = p.resolve().relative_to(Path.cwd().resolve())
+    except (ValueError, OSError):
+        pass
+    return visible(str(p))
+
+
+def say_which_model(loaded) -> None:
+    """When the newest run was taken because no checkpoint was named, say which one on stderr."""
+    from charrnn.console import info
+
+    if loaded.chosen:
+        info(f"using {show_path(loaded.path)} ({loaded.facts()})")
+
+
 def read_prime(prime: str | None, prime_file: str | None) -> str:
     """--prime TEXT or --prime-file PATH|- (stdin) -> the prime text ('' if neither)."""
     if prime is not None and prime_file is not None:

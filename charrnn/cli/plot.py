@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, guarded
+from charrnn.cli.common import app, guarded, show_path
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -36,12 +36,14 @@ def plot(
     from rich.console import Console
 
     from charrnn.checkpoint import newest_checkpoint
-    from charrnn.console import TextWriter, err_console, warn
+    from charrnn.console import TextWriter, err_console, info, warn
     from charrnn.errors import CharrnnError
     from charrnn.plot import MISSING_MATPLOTLIB, check_x, load_runs, save_png, terminal_plot
 
     check_x(x)
-    runs = runs or [str(newest_checkpoint().parent)]
+    if not runs:
+        runs = [str(newest_checkpoint().parent)]
+        info(f"plotting {show_path(runs[0])} (the newest run)")
     loaded, skipped = load_runs(runs)
     for message in skipped:
         warn(f"skipped: {message}")

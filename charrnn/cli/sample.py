@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import app, guarded, read_prime
+from charrnn.cli.common import app, guarded, read_prime, say_which_model
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -74,6 +74,7 @@ def sample(
         raise UsageError("--threads must be >= 0 (0 = auto)")
     torch.set_num_threads(1)
     loaded = load_model(checkpoint, resolve_device(device))
+    say_which_model(loaded)
     prime_ids_for(loaded.vocab, prime_text, unk)  # a prime the model cannot read is an error before anything is printed
     torch.set_num_threads(threads or tune_threads(loaded.model, num_samples))
     writer = make_writer(language_for(highlight, loaded.checkpoint))
