@@ -58,7 +58,8 @@ def parse_size(s: str) -> int:
 
 def make_corpus(work: Path, size: int) -> Path:
     """Concatenate source files found on this machine (sorted), repeated up to `size` bytes."""
-    from charrnn.build import BuildReport, concatenate, find_files
+    from charrnn.build import BuildReport, concatenate
+    from charrnn.corpus import find_files
 
     base = work / "base.txt"
     report = BuildReport()

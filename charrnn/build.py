@@ -12,9 +12,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from charrnn.corpus import find_files, some
 from charrnn.fileio import atomic_write
 from charrnn.errors import CharrnnError, UsageError
-from charrnn.textscan import MAGIC, SNIFF, iter_text
+from charrnn.textscan import iter_text, looks_binary
 
 
 @dataclass
@@ -28,24 +29,9 @@ class BuildReport:
         skipped = []
         for label, names in (("binary", self.binary), ("not UTF-8", self.not_utf8)):
             if names:
-                shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
-                skipped.append(f"{len(names)} {label} ({shown})")
+                skipped.append(f"{len(names)} {label} ({some(names)})")
         return (f"wrote {out}: {len(self.files):,} files, {self.bytes:,} bytes; "
                 f"skipped {'; '.join(skipped) if skipped else 'none'}")
-
-
-def find_files(src_dir: Path, globs: list[str], exclude: Path | None = None) -> list[Path]:
-    """Files under `src_dir` matching any glob, sorted by their path relative to `src_dir`."""
-    found = {p for g in globs for p in src_dir.glob(g) if p.is_file()}
-    if exclude is not None:
-        found = {p for p in found if p.resolve() != exclude}
-    return sorted(found, key=lambda p: p.relative_to(src_dir).as_posix())
-
-
-def looks_binary(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(SNIFF)
-    return b"\x00" in head or any(head.startswith(m) for m in MAGIC)
 
 
 def is_utf8(path: Path) -> bool:

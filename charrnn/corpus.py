@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import io
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from charrnn.errors import CharrnnError, UsageError
-from charrnn.textscan import iter_text
-
-
+from charrnn.textscan import iter_text, looks_binary
 
 
 def decode_bytes(data: bytes, name: str, encoding: str = "utf-8") -> str:
@@ -32,25 +31,58 @@ def decode_bytes(data: bytes, name: str, encoding: str = "utf-8") -> str:
     return text
 
 
-def expand_sources(sources: list[str], globs: list[str] | None = None) -> list[str]:
-    """Files, folders (searched with `globs`, sorted) and '-' -> a list of files and '-'."""
-    out: list[str] = []
+def find_files(folder: Path, globs: list[str], exclude: Path | None = None) -> list[Path]:
+    """Files under `folder` matching any glob, sorted by their path relative to it (the same tree, the same order)."""
+    found = {p for g in globs for p in folder.glob(g) if p.is_file()}
+    if exclude is not None:
+        found = {p for p in found if p.resolve() != exclude}
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def some(names: list[str], shown: int = 3) -> str:
+    """The first few of a list of names, for a one-line message: `a.pyc, b.pyc, c.pyc ...`."""
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
+
+
+@dataclass
+class Sources:
+    """What a corpus argument list names: the files to read, in order, and what was left out."""
+
+    files: list[str]  # files and '-' (stdin)
+    binary: list[str]  # files found in folders that are not text, skipped (a file named on its own is never skipped)
+
+
+def expand_sources(sources: list[str], globs: list[str] | None = None, encoding: str | None = None) -> Sources:
+    """Files, folders (searched with `globs`, sorted) and '-' -> the files to read and '-'.
+
+    With an `encoding`, files inside folders whose first bytes show they are not text in it
+    (`textscan.looks_binary`: a .pyc, an image, NUL bytes) are left out and listed in
+    `binary`, as `corpus build` does; a file named on its own is always kept, so that
+    reading it says why it is not text.
+    """
+    out = Sources([], [])
     for src in sources:
         if src == "-":
-            out.append(src)
+            out.files.append(src)
             continue
         p = Path(src)
         if p.is_dir():
             patterns = globs or ["**/*"]
-            found = sorted({f for g in patterns for f in p.glob(g) if f.is_file()})
+            found = [str(f) for f in find_files(p, patterns)]
             if not found:
                 raise CharrnnError(f"no files in folder {src} match {' '.join(patterns)}: pass --glob '*.txt'")
-            out.extend(str(f) for f in found)
+            binary = [f for f in found if encoding is not None and looks_binary(f, encoding)]
+            if len(binary) == len(found):
+                raise CharrnnError(f"no text files in folder {src}: all {len(found)} matching files are binary "
+                                   f"({some(binary)}); pass --glob '*.txt' to choose the text files")
+            skip = set(binary)
+            out.files += [f for f in found if f not in skip]
+            out.binary += binary
         elif p.is_file():
-            out.append(src)
+            out.files.append(src)
         else:
             raise CharrnnError(f"no such file or folder: {src}")
-    if not out:
+    if not out.files:
         raise UsageError("no corpus given: pass a file, a folder, or - for stdin")
     return out
 
@@ -58,7 +90,7 @@ def expand_sources(sources: list[str], globs: list[str] | None = None) -> list[s
 def read_text(sources: list[str], globs: list[str] | None = None, encoding: str = "utf-8") -> str:
     """Read and concatenate every source as text (a folder contributes its matching files, sorted)."""
     parts = []
-    for src in expand_sources(sources, globs):
+    for src in expand_sources(sources, globs, encoding).files:
         if src == "-":
             parts.append(decode_bytes(sys.stdin.buffer.read(), "standard input", encoding))
         else:

@@ -48,27 +48,45 @@ def is_byte_oriented(encoding: str) -> bool:
     return not normalize_encoding(encoding).startswith(("utf-16", "utf-32"))
 
 
-def sniff(head: bytes, name: str, encoding: str) -> None:
-    """Refuse a file whose first bytes show it is not text in `encoding`, saying what it is instead."""
+def not_text(head: bytes, name: str, encoding: str) -> str | None:
+    """Why a file whose first bytes are `head` is not text in `encoding`, and what to do; None if it may be."""
     for magic, (what, todo) in MAGIC.items():
         if head.startswith(magic):
-            raise CharrnnError(f"{name} is {what}, not text: {todo.format(name=name)}")
+            return f"{name} is {what}, not text: {todo.format(name=name)}"
     if not is_byte_oriented(encoding):
-        return
+        return None
     head = head[:SNIFF]
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise CharrnnError(f"{name} looks like UTF-16 text (it starts with a UTF-16 byte-order mark): "
-                           f"pass --encoding utf-16, or convert it to UTF-8")
+        return (f"{name} looks like UTF-16 text (it starts with a UTF-16 byte-order mark): "
+                f"pass --encoding utf-16, or convert it to UTF-8")
     nul = head.find(b"\x00")
     if nul < 0:
-        return
+        return None
     even, odd = head[0::2], head[1::2]
     for zeros, other, order in ((odd, even, "le"), (even, odd, "be")):
         if len(head) >= 4 and zeros.count(0) >= 0.9 * len(zeros) and other.count(0) == 0:
-            raise CharrnnError(f"{name} looks like UTF-16 text without a byte-order mark: "
-                               f"pass --encoding utf-16-{order}, or convert it to UTF-8")
-    raise CharrnnError(f"{name} has NUL bytes (the first at byte offset {nul}) and looks binary, not text: "
-                       f"pass a text file, or strip them with tr -d '\\000'")
+            return (f"{name} looks like UTF-16 text without a byte-order mark: "
+                    f"pass --encoding utf-16-{order}, or convert it to UTF-8")
+    return (f"{name} has NUL bytes (the first at byte offset {nul}) and looks binary, not text: "
+            f"pass a text file, or strip them with tr -d '\\000'")
+
+
+def sniff(head: bytes, name: str, encoding: str) -> None:
+    """Refuse a file whose first bytes show it is not text in `encoding`, saying what it is instead."""
+    reason = not_text(head, name, encoding)
+    if reason:
+        raise CharrnnError(reason)
+
+
+def looks_binary(path: str | Path, encoding: str = "utf-8") -> bool:
+    """True when the first bytes of a file show it is not text in `encoding` (a known binary format,
+    NUL bytes, UTF-16 read as UTF-8): what folders are filtered with, by `corpus build` and `train`."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF)
+    except OSError as e:
+        raise CharrnnError(f"cannot read {path}: {e.strerror}") from None
+    return not_text(head, str(path), encoding) is not None
 
 
 def _bad_bytes_message(name: str, encoding: str, offset: int, line: int | None, bad: bytes, at_end: bool) -> str:

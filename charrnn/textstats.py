@@ -99,7 +99,7 @@ def text_stats(sources: list[str], globs: list[str] | None = None, encoding: str
     """Stream every source once ('-' = stdin) and gather `TextStats`."""
     encoding = normalize_encoding(encoding)
     stats, counter = TextStats(), _Counter()
-    for src in expand_sources(sources, globs):
+    for src in expand_sources(sources, globs).files:  # binary files too: stats reports them
         name = "standard input" if src == "-" else src
         try:
             f = sys.stdin.buffer if src == "-" else open(src, "rb")

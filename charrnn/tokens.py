@@ -27,13 +27,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from charrnn.fileio import CHUNK, atomic_write, atomic_write_text
-from charrnn.corpus import expand_sources
+from charrnn.corpus import expand_sources, some
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.textscan import iter_text, normalize_encoding
 from charrnn.vocab import Vocab
@@ -60,6 +60,7 @@ class Corpus:
     bytes: int  # bytes of input
     cached: bool  # True when the tokens came from the cache (nothing was decoded)
     seconds: float  # time spent preparing
+    skipped: list[str] = field(default_factory=list)  # binary files found in folders and left out
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -67,8 +68,9 @@ class Corpus:
     def describe(self) -> str:
         origin = ", ".join(self.sources) if len(self.sources) <= 3 else f"{len(self.sources)} files"
         how = "cached tokens" if self.cached else f"encoded in {self.seconds:.1f}s"
+        skipped = f"; skipped {len(self.skipped)} binary file(s) in folders ({some(self.skipped)})" if self.skipped else ""
         return (f"{len(self):,} characters ({len(self.vocab)} distinct, {self.tokens.dtype} ids) "
-                f"from {origin}; {how}")
+                f"from {origin}; {how}{skipped}")
 
 
 # ---- hashing --------------------------------------------------------------------------------------
@@ -259,7 +261,8 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
     t0 = time.perf_counter()
     encoding = normalize_encoding(encoding)
     root = Path(cache) if cache is not None else cache_dir()
-    expanded = expand_sources([resolve_source(s) for s in sources], globs)
+    found = expand_sources([resolve_source(s) for s in sources], globs, encoding)  # binary files in folders left out
+    expanded = found.files
     if expanded.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
     spooled = None
@@ -281,7 +284,8 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
         hit = _open_cached(meta_path)
         if hit:
             vocab, tokens = hit
-            return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, True, time.perf_counter() - t0)
+            return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, True,
+                          time.perf_counter() - t0, found.binary)
         chars, n = scan_characters(files, encoding, _Meter(progress, "checking", total))
         _check_text(chars, n, names)
         vocab = Vocab(chars)
@@ -296,7 +300,7 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
             raise CharrnnError(f"cannot write the token cache in {root} ({e.strerror}): free some space, "
                                f"or set CHARRNN_CACHE to another folder") from None
         tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(n,))
-        return Corpus(name, vocab, tokens, bin_path, names, total, False, time.perf_counter() - t0)
+        return Corpus(name, vocab, tokens, bin_path, names, total, False, time.perf_counter() - t0, found.binary)
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)

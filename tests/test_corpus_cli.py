@@ -42,6 +42,24 @@ def test_bad_input_is_one_line_exit_1(in_tmp, data, message):
     assert not (in_tmp / "checkpoints").exists()
 
 
+def test_a_folder_with_binary_files_trains_on_its_text(in_tmp):
+    """Like `corpus build`, training on a folder skips the files that are not text and says so."""
+    src = in_tmp / "src"
+    (src / "__pycache__").mkdir(parents=True)
+    (src / "m.py").write_text("print('hello world')\n" * 30)
+    (src / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\xa7\r\r\n\x00\x00\x00\x00" + bytes(40))
+    (src / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    result = runner.invoke(app, ["train", "src", *TINY_ARGS])
+    assert result.exit_code == 0, result.stderr
+    line = next(line for line in result.stderr.splitlines() if line.startswith("corpus:"))
+    assert "src/m.py; " in line and "skipped 2 binary file(s) in folders (" in line
+    assert "src/__pycache__/m.cpython-311.pyc, " in line and "src/logo.png)" in line
+    alone = runner.invoke(app, ["train", "src/__pycache__/m.cpython-311.pyc", *TINY_ARGS])  # named on its own: an error
+    assert alone.exit_code == 1 and "has NUL bytes" in alone.stderr
+    none = runner.invoke(app, ["train", "src/__pycache__", *TINY_ARGS])
+    assert none.exit_code == 1 and "src/__pycache__: all 1 matching files are binary" in none.stderr
+
+
 def test_other_encodings_train_with_encoding_option(in_tmp):
     (in_tmp / "latin.txt").write_bytes("café crème brûlée\n".encode("latin-1") * 40)
     result = runner.invoke(app, ["train", "latin.txt", "--encoding", "latin-1", *TINY_ARGS])
