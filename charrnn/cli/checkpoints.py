@@ -11,9 +11,9 @@ import sys
 
 import typer
 
-from charrnn.cli.common import app, guarded, out_console
+from charrnn.cli.common import App, app, guarded, out_console
 
-ckpt_app = typer.Typer(help="Checkpoints: list runs, show one, prune snapshots, export for inference.",
+ckpt_app = App(help="Checkpoints: list runs, show one, prune snapshots, export for inference.",
                        no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
                        epilog="[bold]Examples[/]\n\n  charrnn checkpoints list\n  charrnn checkpoints show checkpoints/shakespeare\n"
                               "  charrnn checkpoints prune checkpoints/shakespeare --keep 3\n  charrnn checkpoints export checkpoints/shakespeare -o small.pt")

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from charrnn import __version__
+from charrnn.cli.helpstyle import App
 from charrnn.console import error
 from charrnn.errors import CharrnnError, UsageError
 
@@ -24,7 +25,7 @@ charrnn COMMAND -h shows each command's options and examples.
 Shell completion: charrnn --install-completion (bash, zsh, fish, PowerShell).
 """
 
-app = typer.Typer(
+app = App(
     name="charrnn",
     help="Train character-level recurrent language models on any text, and make them write.",
     epilog=EXAMPLES,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import app, guarded, out_console
+from charrnn.cli.common import App, app, guarded, out_console
 
-corpus_app = typer.Typer(help="Corpora: list and fetch the named ones, build your own, look inside.", no_args_is_help=True,
+corpus_app = App(help="Corpora: list and fetch the named ones, build your own, look inside.", no_args_is_help=True,
                          context_settings={"help_option_names": ["-h", "--help"]},
                          epilog="[bold]Examples[/]\n\n  charrnn corpus list\n  charrnn corpus get shakespeare\n  charrnn corpus stats corpora/linux.txt\n  charrnn train shakespeare --preset tiny")
 app.add_typer(corpus_app, name="corpus")

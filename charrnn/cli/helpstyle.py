@@ -1,0 +1,115 @@
+"""How every command's `-h` looks: the classic Typer/click help, the same for every command.
+
+Typer 0.29 left to itself renders
+
+    Usage: charrnn eval [OPTIONS] {checkpoint} {source}       argument names in braces
+    --overwrite            <bool>   Allow --out to be ...     a value placeholder on a flag
+    --encoding             <str>    ... [default: (utf-8)]    a default given as text, in parentheses
+
+and keeps every line break of a docstring or epilog, so a paragraph wrapped at 90 columns in
+the source is broken mid-sentence on a narrower terminal. `App` is a `typer.Typer` whose
+commands and groups render instead
+
+    Usage: charrnn eval [OPTIONS] CHECKPOINT SOURCE            upper case, as click writes them
+    --overwrite                     Allow --out to be ...      no placeholder on a flag
+    --encoding             TEXT     ... [default: utf-8]       INTEGER, FLOAT, TEXT, PATH
+
+with prose paragraphs reflowed to the terminal's width; example blocks (indented lines)
+keep their lines. Commands are declared as usual: `@app.command(...)`.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+
+CLICK_NAMES = {"int": "INTEGER", "float": "FLOAT", "str": "TEXT", "path": "PATH"}  # Typer's label -> click's
+
+
+class Option(TyperOption):
+    """An option shown with click's upper-case type name (INTEGER, TEXT), a flag with none."""
+
+    def display_type_rich(self, ctx) -> str | None:
+        if self.is_flag or self.count:
+            return None
+        if self.metavar:
+            return self.metavar
+        label = self.display_type(ctx).strip("<>")  # "<int>", "<list[str]>" ...
+        label = label.removeprefix("list[").removesuffix("]")  # a repeatable option: the type of each value
+        return CLICK_NAMES.get(label, label.upper())
+
+    def _get_default_string(self, *, ctx, show_default_is_str: bool, default_value) -> str:
+        if show_default_is_str:  # a default shown as text is the default, not a remark in parentheses
+            return str(self.show_default)
+        return super()._get_default_string(ctx=ctx, show_default_is_str=False, default_value=default_value)
+
+
+class Argument(TyperArgument):
+    """An argument shown by its upper-case name: CHECKPOINT, [SOURCES]..., no type placeholder."""
+
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar or self.name.upper()
+
+    def display_type_rich(self, ctx) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+
+def restyle(params: list) -> list:
+    """Give Typer's parameters (built afresh for every help page) the rendering above."""
+    for p in params:
+        if type(p) is TyperOption:
+            p.__class__ = Option
+        elif type(p) is TyperArgument:
+            p.__class__ = Argument
+    return params
+
+
+def reflow(text: str | None, docstring: bool = False) -> str | None:
+    """Join the lines of each prose paragraph, so that the terminal wraps it, not the source.
+
+    A paragraph with an indented line (a block of examples) keeps its lines as written.
+    """
+    if not text:
+        return text
+    text = inspect.cleandoc(text) if docstring else text.strip("\n")
+    paragraphs = text.split("\n\n")
+    joined = "\n\n".join(p if any(line[:1].isspace() for line in p.splitlines()) else " ".join(p.split("\n"))
+                         for p in paragraphs)
+    # Typer dedents what follows the first line of an epilog; an empty first line keeps examples indented.
+    return joined if docstring else "\n" + joined
+
+
+class Command(TyperCommand):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help, self.epilog = reflow(self.help, docstring=True), reflow(self.epilog)
+
+    def get_params(self, ctx) -> list:
+        return restyle(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help, self.epilog = reflow(self.help, docstring=True), reflow(self.epilog)
+
+    def get_params(self, ctx) -> list:
+        return restyle(super().get_params(ctx))
+
+
+class App(typer.Typer):
+    """A `typer.Typer` whose groups and commands render their help as described above."""
+
+    def __init__(self, **kwargs):
+        super().__init__(cls=Group, **kwargs)
+
+    def command(self, *args, cls: type[TyperCommand] = Command, **kwargs):
+        return super().command(*args, cls=cls, **kwargs)
