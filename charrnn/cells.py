@@ -12,7 +12,8 @@ character we keep every layer's hidden state h (and, for an LSTM, its cell state
 A unit "tracks" a feature when its activation rises and falls with it over the text:
 we rank units by |Pearson correlation| between the unit's activations and the feature
 (`features.py`), both taken at every position. A unit or feature that never changes has
-no correlation (reported as 0, not NaN). Units are named `LAYER:INDEX` with layers counted
+no correlation (reported as 0, not NaN); a feature that never changes in the text (no comments
+in a poem) has no units ranked for it at all. Units are named `LAYER:INDEX` with layers counted
 from 1, plus the kind (h or c): `2:117 c` is unit 117 of the second layer's cell state.
 """
 
@@ -117,6 +118,11 @@ def correlations(acts: np.ndarray, feature: np.ndarray) -> np.ndarray:
     return out
 
 
+def varies(feature: np.ndarray) -> bool:
+    """True when a feature takes more than one value: only then can a unit track it."""
+    return len(feature) > 0 and bool(feature.min() != feature.max())
+
+
 @dataclass(frozen=True)
 class Unit:
     layer: int  # 1-based layer
@@ -209,17 +215,21 @@ class CellReport:
     text: str  # the characters the model read (unknown characters removed)
     rec: Recording  # every unit at every position
     features: dict[str, np.ndarray]  # feature name -> (N,) values
-    ranking: dict[str, list[UnitScore]]  # feature name -> its best units, strongest first
-    syntax: str  # the comment syntax the features used: c or latex
+    ranking: dict[str, list[UnitScore]]  # feature name -> its best units, strongest first ([] if it never changes)
+    syntax: str  # the comment syntax the features used: c, hash or latex
 
     def values(self, unit: Unit) -> np.ndarray:
         """(N,) a unit's activations mapped to -1..1 for colouring."""
         return display_values(self.rec.unit(unit), unit.kind)
 
-    def correlations_of(self, unit: Unit) -> dict[str, float]:
-        """A unit's Pearson r with every feature."""
+    def changes(self, name: str) -> bool:
+        """Whether a feature takes more than one value in the text (a correlation with it means something)."""
+        return varies(self.features[name])
+
+    def correlations_of(self, unit: Unit) -> dict[str, float | None]:
+        """A unit's Pearson r with every feature (None for a feature that never changes in the text)."""
         acts = self.rec.unit(unit)[:, None]  # (N, 1)
-        return {name: float(correlations(acts, f)[0]) for name, f in self.features.items()}
+        return {name: float(correlations(acts, f)[0]) if varies(f) else None for name, f in self.features.items()}
 
     def to_dict(self) -> dict:
         return {
@@ -228,7 +238,8 @@ class CellReport:
             "layers": self.rec.h.shape[1],
             "hidden": self.rec.h.shape[2],
             "kinds": self.rec.kinds,
-            "features": {name: {"description": DESCRIPTIONS[name], "units": [s.to_dict() for s in scores]}
+            "features": {name: {"description": DESCRIPTIONS[name], "never_changes": not self.changes(name),
+                                "units": [s.to_dict() for s in scores]}
                          for name, scores in self.ranking.items()},
         }
 
@@ -240,5 +251,5 @@ def analyse(model: CharRNN, tokens: np.ndarray, text: str, syntax: str = "auto",
         syntax = guess_syntax(text)
     rec = record(model, tokens)
     feats = scan(text, syntax).as_dict()
-    ranking = {name: rank_units(rec, f, top, kinds) for name, f in feats.items()}
+    ranking = {name: rank_units(rec, f, top, kinds) if varies(f) else [] for name, f in feats.items()}
     return CellReport(text, rec, feats, ranking, syntax)

@@ -9,15 +9,21 @@ outside again (0); a newline has line position 0 and the next character position
     in_string   0 0 0 0 1 1 1 1 1 0 0 0 0 0 0 0 0 0 0
     in_comment  0 0 0 0 0 0 0 0 0 0 0 0 0 1 1 1 1 1 1
 
-One left-to-right scan (`scan`) follows a small lexer: a quote (" or ') opens a string
-that ends at the same unescaped quote or at the end of the line; `/* ... */` and `//`
-open comments; quotes inside comments and comment marks inside strings mean nothing.
-With LaTeX syntax (guessed from the text, or chosen) `%` opens a comment instead and
-there are no strings (an apostrophe in "don't" is not a quote there). Outside strings a
-backslash escapes the next character (\% \{ in LaTeX). Brackets inside strings and
-comments are not counted, and depth never goes below 0 (a snippet may start inside a
-block). On prose these features mostly stay at zero, and the units that "track" them
-score low, which is the right answer.
+One left-to-right scan (`scan`) follows a small lexer for one of three comment syntaxes
+(guessed from the text, or chosen):
+
+    c      /* ... */ and // comments (C, C++, Java, JavaScript, Go, Rust)
+    hash   # to the end of the line (Python, shell, YAML, Perl, Ruby, R, Makefiles)
+    latex  % to the end of the line; no strings (an apostrophe in "don't" is not a quote)
+
+In c and hash syntax a quote (" or ') opens a string that ends at the same unescaped quote
+or at the end of the line; quotes inside comments and comment marks inside strings mean
+nothing. In hash syntax a # right after a letter, digit, _, $ or { is not a comment
+(`a#b` in shell, `$#array` in Perl, `${#var}`). Outside strings a backslash escapes the next
+character (\% \{ in LaTeX, \# in shell). Brackets inside strings and comments are not
+counted, and depth never goes below 0 (a snippet may start inside a block). On prose these
+features mostly stay at zero, and the units that "track" them score low, which is the right
+answer; a feature that never changes in the text (no comments at all) is reported as such.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SYNTAXES = ("auto", "c", "latex")
+SYNTAXES = ("auto", "c", "hash", "latex")
+SYNTAX_NAMES = {"c": "C comments (/* */, //)", "hash": "# comments (Python, shell, YAML, Perl)",
+                "latex": "LaTeX comments (%)"}
 
 # what each feature means, shown next to its best units
 DESCRIPTIONS = {
     "in_string": 'inside a quoted string ("..." or \'...\')',
-    "in_comment": "inside a comment (/* */ and // in C, % in LaTeX)",
+    "in_comment": "inside a comment (/* */ and // in C, # in Python, shell, YAML and Perl, % in LaTeX)",
     "brace_depth": "nesting depth of { }",
     "paren_depth": "nesting depth of ( ) and [ ]",
     "line_position": "characters since the last newline",
@@ -40,11 +48,19 @@ DESCRIPTIONS = {
 }
 
 
+C_DIRECTIVE = r"#\s*(?:include|define|undef|ifn?def|if|elif|else|endif|pragma|error|warning|line)\b"
+
+
 def guess_syntax(text: str) -> str:
-    """'latex' if lines starting with % outnumber C comment marks, else 'c'."""
-    latex = len(re.findall(r"(?m)^\s*%", text)) + text.count("\\begin{")
-    c = text.count("/*") + text.count("//")
-    return "latex" if latex > c else "c"
+    """The comment syntax whose marks the text holds most of: 'c', 'hash' or 'latex' ('c' on a tie)."""
+    counts = {
+        "c": text.count("/*") + len(re.findall(r"(?<![:/])//", text)),  # not the // of a URL
+        "hash": len(re.findall(r"(?m)(?:^|[ \t])#", text))
+        - len(re.findall(rf"(?m)^[ \t]*{C_DIRECTIVE}", text)),  # a C preprocessor line is not a comment
+        "latex": len(re.findall(r"(?m)^\s*%", text)) + text.count("\\begin{"),
+    }
+    best = max(counts.values())
+    return next(name for name in ("c", "hash", "latex") if counts[name] == best)
 
 
 @dataclass
@@ -96,7 +112,7 @@ def scan(text: str, syntax: str = "auto") -> Features:
             escaped = False
         elif ch == "\\":
             escaped = True
-        elif syntax == "c" and ch in "\"'":
+        elif syntax != "latex" and ch in "\"'":
             quote = ch
         elif syntax == "c" and was_slash and ch == "*":
             block_at = i
@@ -105,6 +121,8 @@ def scan(text: str, syntax: str = "auto") -> Features:
         elif syntax == "c" and ch == "/":
             slash = True
         elif syntax == "latex" and ch == "%":
+            line = True
+        elif syntax == "hash" and ch == "#" and not (i and (text[i - 1].isalnum() or text[i - 1] in "_${")):
             line = True
         elif ch == "{":
             brace += 1

@@ -82,6 +82,21 @@ def test_latex_comments_and_syntax_guess():
     assert f.in_string.sum() == 0
 
 
+def test_hash_comments_python_shell_yaml_perl():
+    python = 'import os  # the "os" module\nx = "a # b"  # real\ny = a // 2\n'
+    shell = "#!/bin/sh\necho a#b ${#v} $# # note\n"
+    assert guess_syntax(python) == guess_syntax(shell) == guess_syntax("key: value  # why\n") == "hash"
+    assert guess_syntax("#include <stdio.h>\n#define N 2\nint x; // c\n") == "c"  # directives are not comments
+    f = scan(python, "hash")
+    assert f.in_comment[python.index("the")] == 1 and f.in_string[python.index('"os"') + 1] == 0  # quotes in comments
+    assert f.in_string[python.index("a # b")] == 1 and f.in_comment[python.index("a # b") + 2] == 0  # # in a string
+    assert f.in_comment[python.index("real")] == 1 and f.in_comment[python.index("// 2")] == 0  # // is not a comment
+    g = scan(shell, "hash")
+    assert g.in_comment[1] == 1  # the shebang line
+    assert [g.in_comment[shell.index(s) + len(s) - 1] for s in ("a#", "${#", "$#")] == [0, 0, 0]
+    assert g.in_comment[shell.index("note")] == 1
+
+
 def test_correlation_is_one_for_a_copy_and_zero_for_a_constant():
     rng = np.random.default_rng(0)
     feature = rng.random(50)
@@ -183,11 +198,22 @@ def test_cells_json_ranks_units_for_every_feature(tiny_run):
     out = run_json("cells", str(tiny_run), "-", "--top", "4", input=TINY_TEXT)
     assert out["chars"] == len(TINY_TEXT) and out["kinds"] == ["h", "c"]
     assert set(out["features"]) == {"in_string", "in_comment", "brace_depth", "paren_depth", "line_position", "word_start"}
-    for feature in out["features"].values():
+    for name in ("line_position", "word_start"):
+        feature = out["features"][name]
         rs = [abs(u["r"]) for u in feature["units"]]
-        assert len(rs) == 4 and rs == sorted(rs, reverse=True) and rs[0] <= 1.0
-    assert all(u["r"] == 0.0 for u in out["features"]["in_string"]["units"])  # no quotes in the text
-    assert out["features"]["line_position"]["units"][0]["r"] != 0.0
+        assert len(rs) == 4 and rs == sorted(rs, reverse=True) and 0 < rs[0] <= 1.0 and not feature["never_changes"]
+    for name in ("in_string", "in_comment", "brace_depth", "paren_depth"):  # no quotes, comments or brackets
+        assert out["features"][name] == {**out["features"][name], "never_changes": True, "units": []}
+
+
+def test_cells_says_when_a_feature_never_changes(tiny_run):
+    result = runner.invoke(app, ["cells", str(tiny_run), "-", *CPU], input=TINY_TEXT)
+    assert result.exit_code == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "in_comment (inside a comment" in out and "never changes in this text, so no unit can track it" in out
+    assert "in_comment" not in out.split("never changes")[-1] and "r = +0.000" not in out
+    one = run_json("cells", str(tiny_run), "-", "--unit", "1:0", "--kind", "h", input=TINY_TEXT)
+    assert one["unit"]["correlations"]["in_string"] is None and one["unit"]["correlations"]["line_position"] is not None
 
 
 def test_cells_one_unit_and_bad_units(tiny_run):

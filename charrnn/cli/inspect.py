@@ -199,7 +199,7 @@ def cells(
     top: int = typer.Option(3, "--top", help="Units listed per feature."),
     max_chars: int = typer.Option(20000, "--max-chars", help="Read at most this many characters of the text."),
     show_chars: int = typer.Option(400, "--show-chars", help="Characters of text shown per unit."),
-    syntax: str = typer.Option("auto", "--syntax", help="Comment syntax for the features: auto, c or latex."),
+    syntax: str = typer.Option("auto", "--syntax", help="Comment syntax for the features: auto (guessed from the text), c (/* */ and //), hash (# in Python, shell, YAML, Perl) or latex (%)."),
     html: str = typer.Option(None, "--html", help="Also write a standalone HTML page here.", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking (and --unit's correlations) as JSON on stdout (instead of the coloured text)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
@@ -211,8 +211,8 @@ def cells(
 
     from charrnn.cells import analyse, best_window, check_kind, check_unit, parse_unit
     from charrnn.console import info
+    from charrnn.features import DESCRIPTIONS, SYNTAX_NAMES, SYNTAXES
     from charrnn.fileio import atomic_write_text
-    from charrnn.features import DESCRIPTIONS, SYNTAXES
     from charrnn.render import Section, activation_rgb, colours_for, html_page, rich_text
     from charrnn.surprise import encode_known
 
@@ -232,7 +232,7 @@ def cells(
         report = analyse(loaded.model, enc.tokens, known, syntax, top, [kind] if kind else None)
     console = report_console(as_json)
     legend = "background: blue = -1, white = 0, red = +1 (h, or tanh(c) for cell states)"
-    console.print(f"{len(known):,} characters read ({report.syntax} syntax for comments); "
+    console.print(f"{len(known):,} characters read, with {SYNTAX_NAMES[report.syntax]}; "
                   f"{oov_note(enc.oov)}; {legend}", style="dim", highlight=False, markup=False)
     sections = []
 
@@ -251,10 +251,18 @@ def cells(
 
     if chosen:
         corr = report.correlations_of(chosen)
-        show(chosen, f"unit {chosen}", "r with " + ", ".join(f"{n} {r:+.2f}" for n, r in corr.items()),
-             report.values(chosen), not as_json)
+        shown = [f"{n} {r:+.2f}" for n, r in corr.items() if r is not None]
+        still = [n for n, r in corr.items() if r is None]
+        note = "r with " + ", ".join(shown) + (f"; never changes in this text: {', '.join(still)}" if still else "")
+        show(chosen, f"unit {chosen}", note, report.values(chosen), not as_json)
     else:
         for name, scores in report.ranking.items():
+            if not scores:  # a constant feature: any unit's r would be 0 and mean nothing
+                if not as_json:
+                    console.print(Text(f"{name} ({DESCRIPTIONS[name]}): never changes in this text, "
+                                       "so no unit can track it", style="dim"))
+                    console.print()
+                continue
             best, feature = scores[0], report.features[name]
             others = ", ".join(f"{s.unit} r={s.r:+.2f}" for s in scores[1:])
             heading = f"{name} ({DESCRIPTIONS[name]}): unit {best.unit}, r = {best.r:+.3f}"
@@ -269,5 +277,8 @@ def cells(
         emit_json(data)
     if html:
         intro = f"{loaded.path} reading {source} ({len(known):,} characters). Each character's {legend}."
+        constant = [name for name in report.features if not report.changes(name)]
+        if constant and not chosen:
+            intro += f" Never changes in this text, so no unit can track it: {', '.join(constant)}."
         atomic_write_text(html, html_page(f"charrnn cells: {source}", sections, intro))
         info(f"wrote {html}")
