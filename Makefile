@@ -4,9 +4,11 @@
 #   make test     install and run the test suite (CI runs exactly this)
 #   make bench    speed and memory vs plain PyTorch (~4 min; bench-quick: under 2 min)
 #
-# torch is installed first, on its own, so you choose the build:
-#   make install TORCH_SPEC=torch==2.13.0                       (default: the CPU build on this machine)
-#   make install TORCH_SPEC=torch TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu126"   (a CUDA build)
+# torch is installed first, on its own, so you choose the build (the README has a table):
+#   make demo                                                                 (pip's own index: on Linux from PyPI
+#                                                                              that is the CUDA build, on macOS CPU + MPS)
+#   make demo TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"    (the CPU build)
+#   make demo TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"  (the build for CUDA 12.8)
 
 PYTHON      ?= python3
 VENV        ?= .venv
