@@ -216,6 +216,18 @@ def sample_text(model: CharRNN, vocab: Vocab, length: int = 500, prime: str = ""
     return "".join(generate(model, vocab, length, prime, **kwargs))
 
 
+def separator_after(text: str, separator: str) -> str:
+    """What to write after a sample so that `separator` stands between it and the next one.
+
+    Line breaks the sample already ends with count toward those the separator starts with:
+    a sample ended by `--stop $'\\n\\n'`, then the default blank-line separator, gives one
+    blank line between the samples, not three.
+    """
+    wanted = len(separator) - len(separator.lstrip("\n"))
+    present = len(text) - len(text.rstrip("\n"))
+    return separator[min(wanted, present):]
+
+
 def generate_batch(
     model: CharRNN,
     vocab: Vocab,

@@ -12,7 +12,7 @@ from charrnn.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.errors import UsageError
 from charrnn.highlight import HighlightWriter, language_for, make_writer
-from charrnn.sampling import generate_batch
+from charrnn.sampling import generate_batch, separator_after
 
 runner = CliRunner()
 
@@ -43,6 +43,13 @@ def test_num_samples_piped_uses_the_separator(tiny_run):
     parts = out.split("\n@@\n")
     assert len(parts) == 3 and all(len(p) == 40 for p in parts)
     assert out == sample(tiny_run, "-n", "40", "--seed", "2", "--num-samples", "3", "--separator", "\\n@@\\n")
+
+
+def test_a_stop_string_ending_in_line_breaks_counts_toward_the_separator(tiny_run):
+    out = sample(tiny_run, "-n", "300", "--seed", "1", "-N", "3", "--stop", "\n")  # default separator: a blank line
+    assert out.count("\n\n") == 2 and "\n\n\n" not in out  # one blank line between samples, not two
+    assert separator_after("a.\n\n", "\n\n") == "" and separator_after("a.", "\n\n") == "\n\n"
+    assert separator_after("a.\n", "\n----\n") == "----\n" and separator_after("a.\n", "|") == "|"
 
 
 def test_stop_applies_to_each_sample(tiny_run):

@@ -22,7 +22,9 @@ leaves it out).
 
 --num-samples draws the samples together in one batch; --stop ends each one
 on its own. On a terminal the samples get headers and --highlight colours
-C or LaTeX (auto: from the training corpus); piped, output is plain text.
+C or LaTeX (auto: from the training corpus); piped, output is plain text,
+the samples joined by --separator (line breaks a sample ends with count
+toward it).
 """
 
 
@@ -61,7 +63,9 @@ def sample(
     from charrnn.errors import UsageError
     from charrnn.highlight import language_for, make_writer
     from charrnn.runtime import resolve_device
-    from charrnn.sampling import check_sampling_args, generate, generate_batch, prime_ids_for, tune_threads
+    from charrnn.sampling import (
+        check_sampling_args, generate, generate_batch, prime_ids_for, separator_after, tune_threads,
+    )
 
     check_sampling_args(length, temp, top_k, top_p)
     if unk not in ("error", "skip"):
@@ -118,7 +122,7 @@ def sample(
         if writer.tty:
             end_sample(texts[i - 1])
         else:
-            writer.write(unescape(separator))
+            writer.write(separator_after(texts[i - 1], unescape(separator)))
         header(i)
         writer.write(texts[i])
     if not writer.closed:
