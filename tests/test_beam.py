@@ -178,8 +178,10 @@ def test_beam_cli_json_and_top(tiny_run):
     assert [b["text"] for b in report["beams"]] == [b.text for b in expected]
     assert {"logprob", "bits_per_char", "finished"} <= set(report["beams"][0])
     text_only = runner.invoke(app, ["beam", str(tiny_run), "-w", "4", "-n", "50", "--top", "3"])
-    assert text_only.stdout == report["beams"][0]["text"]
+    assert text_only.stdout == report["beams"][0]["text"].rstrip("\n") + "\n"  # the ranking after it starts a line
     assert text_only.stderr.count("bits/char") == 3
+    ranks = [line for line in text_only.output.splitlines() if " nats " in line]  # stdout and stderr as 2>&1 mixes them
+    assert [line[:3] for line in ranks] == ["#1 ", "#2 ", "#3 "]  # each on its own line, not glued to the text
 
 
 @pytest.mark.parametrize(

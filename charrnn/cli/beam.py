@@ -32,7 +32,7 @@ def beam(
     stop: list[str] = typer.Option(None, "--stop", help="A beam that writes this string is finished (repeatable).", show_default=False),
     length_penalty: float = typer.Option(0.0, "--length-penalty", help="Rank beams by logprob / length**ALPHA (0 = total log-prob, 1 = per character)."),
     no_repeat: int = typer.Option(0, "--no-repeat", help="Forbid a beam to write any N-character sequence twice (0 = off)."),
-    top: int = typer.Option(None, "--top", help="Report the K best beams with their scores (stderr, or all in --json).", show_default=False),
+    top: int = typer.Option(None, "--top", help="Report the K best beams with their scores (stderr, or all in --json); the text on stdout then ends with a line break.", show_default=False),
     json_: bool = typer.Option(False, "--json", help="Print the beams and their scores as JSON on stdout (nothing else)."),
     unk: str = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
@@ -83,8 +83,8 @@ def beam(
             "beams": [{**b.to_dict(), "score": b.score(length_penalty)} for b in beams],
         }
         writer.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
-    elif not writer.closed and writer.tty:
-        writer.write("\n")
+    elif (writer.tty or top) and not (echo + (beams[0].text if beams else "")).endswith("\n"):
+        writer.write("\n")  # end the last line: the prompt, or the ranking that follows, starts on its own
     writer.finish()
     if top and not json_:
         from rich.text import Text
