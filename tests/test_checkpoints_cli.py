@@ -64,11 +64,23 @@ def test_show(tiny_run):
     result = runner.invoke(app, ["checkpoints", "show", str(tiny_run / "last.pt")])
     assert result.exit_code == 0, result.stderr
     assert "resumable training checkpoint" in result.stdout and "vocabulary (" in result.stdout
-    assert "validation history" in result.stdout and "hidden=32" in result.stdout and "batch_size=4" in result.stdout
+    assert "validation history" in result.stdout
+    configs = yaml.safe_load(result.stdout.split("\nvocabulary (")[0].split("\n", 2)[2])  # the configs are YAML
+    assert configs["model"]["hidden"] == 32 and configs["training"]["batch_size"] == 4
     data = json.loads(runner.invoke(app, ["checkpoints", "show", str(tiny_run), "--json"]).stdout)
     ckpt = load_checkpoint(tiny_run / "best.pt")
     assert data["vocab"] == ckpt["vocab"]["chars"] and data["metrics"] == [r for r in ckpt["metrics"] if "val_bpc" in r]
     assert data["train_config"]["steps"] == 80
+
+
+def test_show_prints_the_run_config_as_yaml(in_tmp):
+    (in_tmp / "c.txt").write_text(TINY_TEXT)
+    assert runner.invoke(app, ["train", "c.txt", "--steps", "2", "--hidden", "8", "--embed", "4", "-b", "2", "-t", "8",
+                               "--threads", "1", "-o", "run"]).exit_code == 0
+    out = runner.invoke(app, ["checkpoints", "show", "run"]).stdout
+    assert "{'" not in out  # no Python dict repr
+    configs = yaml.safe_load(out.split("\nvocabulary (")[0].split("\n", 2)[2])
+    assert configs["run"]["config"]["hidden"] == 8 and configs["run"]["config"]["corpus"] == [str(in_tmp / "c.txt")]
 
 
 def test_prune_keeps_best_last_and_the_newest_snapshots(runs):

@@ -74,7 +74,8 @@ def show(
     checkpoint: str = typer.Argument(..., help="A checkpoint file, or a run folder (its best.pt).", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
-    """A checkpoint's model and training configuration, vocabulary and validation history."""
+    """A checkpoint's model and training configuration (as YAML), vocabulary and validation history."""
+    import yaml
     from rich.table import Table
     from rich.text import Text
 
@@ -90,9 +91,9 @@ def show(
     con.print(Text(f"{s['path']}: {kind}, format {s['format_version']}, {fmt_bytes(s['bytes'])}, {s['modified']}"))
     best = "-" if s["best_val_bpc"] is None else f"{s['best_val_bpc']:.4f}"
     con.print(Text(f"step {s['step']}, epoch {s['epoch']}, best val {best} bits/char, {s['params']:,} parameters"))
-    for title, cfg in (("model", s["model_config"]), ("training", s["train_config"]), ("run", s["meta"])):
-        if cfg:
-            con.print(Text(f"{title}: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v is not None)))
+    configs = {title: cfg for title, cfg in (("model", s["model_config"]), ("training", s["train_config"]),
+                                             ("run", s["meta"])) if cfg}
+    con.print(Text(yaml.safe_dump(configs, sort_keys=False, allow_unicode=True, width=1000).rstrip("\n")))
     con.print(Text(f"vocabulary ({len(s['vocab'])} characters): {s['vocab']!r}"))
     if s["metrics"]:
         table = Table(title="validation history", title_justify="left")
