@@ -218,16 +218,27 @@ def newest_checkpoint(root: str | Path = "checkpoints") -> Path:
     return resolve_checkpoint(newest_run)
 
 
+def is_resumable(ckpt: dict) -> bool:
+    """Whether a checkpoint holds what resuming needs: its training settings, optimizer state and data position."""
+    return "train_config" in ckpt and "optimizer" in ckpt and "cursor" in (ckpt.get("extra") or {})
+
+
 def resolve_resume(path: str | Path) -> Path:
-    """What `--resume` continues from: a checkpoint file, or a run folder's last.pt (its newest state)."""
+    """What `--resume` continues from: a checkpoint file, or a run folder's last.pt (its newest state).
+
+    A file that cannot be resumed (an inference-only export) is refused here, before any corpus is read.
+    """
     p = Path(path)
     if p.is_dir():
         if (p / "last.pt").is_file():
-            return p / "last.pt"
-        found = snapshots(p)
-        if found:
-            return found[-1][1]
-        raise CharrnnError(f"nothing to resume in {p}: it holds no last.pt (the run never saved); start it again")
-    if not p.exists():
+            p = p / "last.pt"
+        elif found := snapshots(p):
+            p = found[-1][1]
+        else:
+            raise CharrnnError(f"nothing to resume in {p}: it holds no last.pt (the run never saved); start it again")
+    elif not p.exists():
         raise CharrnnError(f"no run folder or checkpoint at {p}")
+    if not is_resumable(load_checkpoint(p, mmap=True)):  # tensors memory-mapped: only the header is read
+        raise CharrnnError(f"{p} is inference-only (exported): it has no optimizer state or data position to resume "
+                           "from; start a new run from its weights with --init-from")
     return p

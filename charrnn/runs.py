@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 
 from charrnn.checkpoint import (
-    SUFFIX, SNAPSHOT_RE, checkpoint_bytes, latest_val_bpc, load_checkpoint, remove_stale_temps, snapshots,
-    write_checkpoint_bytes,
+    SUFFIX, SNAPSHOT_RE, checkpoint_bytes, is_resumable, latest_val_bpc, load_checkpoint, remove_stale_temps,
+    snapshots, write_checkpoint_bytes,
 )
 from charrnn.errors import CharrnnError
 
@@ -68,7 +68,7 @@ def describe(path: str | Path, root: str | Path | None = None) -> CheckpointInfo
     params = sum(t.numel() for t in ckpt["model"].values() if hasattr(t, "numel"))
     return CheckpointInfo(**base, step=ckpt.get("step"), val_bpc=latest_val_bpc(ckpt), cell=mc.get("cell"),
                           layers=mc.get("layers"), hidden=mc.get("hidden"), params=params,
-                          resumable="optimizer" in ckpt and "cursor" in (ckpt.get("extra") or {}))
+                          resumable=is_resumable(ckpt))
 
 
 def run_folders(root: str | Path) -> list[Path]:

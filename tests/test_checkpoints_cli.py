@@ -108,6 +108,9 @@ def test_export_is_smaller_samples_identically_and_cannot_be_resumed(tmp_path, t
     (tmp_path / "c.txt").write_text(TINY_TEXT)
     resumed = runner.invoke(app, ["train", str(tmp_path / "c.txt"), "--resume", str(out)])
     assert resumed.exit_code == 1 and "inference-only" in resumed.stderr and "--init-from" in resumed.stderr
+    assert "corpus:" not in resumed.stderr  # refused before the corpus was read (hashed, encoded)
+    unread = runner.invoke(app, ["train", str(tmp_path / "nowhere"), "--resume", str(out)])
+    assert unread.exit_code == 1 and "inference-only" in unread.stderr
 
 
 def test_resume_from_the_cli_rereads_the_corpus_and_keeps_counting(in_tmp):
