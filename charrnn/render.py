@@ -91,8 +91,16 @@ class Section:
     note: str = ""  # a line under the heading
 
 
-def html_page(title: str, sections: list[Section], intro: str = "") -> str:
-    """A self-contained HTML page (inline CSS, no scripts) showing each section's coloured text."""
+@dataclass
+class TableSection:
+    title: str  # shown above the table
+    columns: list[str]  # header cells
+    rows: list[list[str]]  # body cells, as text (escaped when written)
+    numeric: tuple[int, ...] = ()  # indexes of columns aligned right
+
+
+def html_page(title: str, sections: list[Section], intro: str = "", tables: list[TableSection] = ()) -> str:
+    """A self-contained HTML page (inline CSS, no scripts): each section's coloured text, then the tables."""
     parts = [
         "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n",
         f"<title>{html.escape(title)}</title>\n<style>\n",
@@ -100,6 +108,8 @@ def html_page(title: str, sections: list[Section], intro: str = "") -> str:
         "pre{font:14px/1.35 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;",
         "border:1px solid #ddd;padding:.8em;background:#fff}\n",
         "h2{font-size:1.1em;margin-top:2em}\n.note{color:#555}\n",
+        "table{border-collapse:collapse}th,td{border:1px solid #ddd;padding:.2em .6em;text-align:left}\n",
+        "td.n{text-align:right}td code{white-space:pre}\n",
         "</style>\n</head>\n<body>\n",
         f"<h1>{html.escape(title)}</h1>\n",
     ]
@@ -118,6 +128,15 @@ def html_page(title: str, sections: list[Section], intro: str = "") -> str:
                 bg = f" style='background:{_hex(rgb)};color:{ink(rgb)}'" if rgb is not None else ""
                 parts.append(f"<span{bg}{tip}>{html.escape(ch)}</span>")
         parts.append("</pre>\n")
+    for t in tables:
+        parts.append(f"<h2>{html.escape(t.title)}</h2>\n<table>\n<tr>")
+        parts += [f"<th>{html.escape(c)}</th>" for c in t.columns]
+        parts.append("</tr>\n")
+        for row in t.rows:
+            cells = [f"<td class='n'>{html.escape(v)}</td>" if i in t.numeric else f"<td><code>{html.escape(v)}</code></td>"
+                     for i, v in enumerate(row)]
+            parts.append("<tr>" + "".join(cells) + "</tr>\n")
+        parts.append("</table>\n")
     parts.append("</body>\n</html>\n")
     return "".join(parts)
 

@@ -187,6 +187,8 @@ def test_html_pages_are_written(tiny_run, val_file, tmp_path):
     html = page.read_text()
     assert html.startswith("<!DOCTYPE html>") and " bits'" in html
     assert ">&lt;</span>" in html and "<b>" not in html and ">&amp;</span>" in html  # the text is escaped
+    assert "<h2>most surprising spans</h2>" in html and html.count("<tr>") >= 2  # the table the terminal shows
+    assert "<code>&#x27;" in html  # span texts escaped too
     cells_page = tmp_path / "cells.html"
     result = runner.invoke(app, ["cells", str(tiny_run), str(val_file), "--html", str(cells_page), *CPU])
     assert result.exit_code == 0, result.stderr

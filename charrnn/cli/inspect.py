@@ -154,7 +154,7 @@ def score(
 
     from charrnn.console import info
     from charrnn.fileio import atomic_write_text
-    from charrnn.render import Section, colours_for, html_page, rich_text, surprise_rgb
+    from charrnn.render import Section, TableSection, colours_for, html_page, rich_text, surprise_rgb
     from charrnn.surprise import score_text
 
     if top < 0 or max_chars < 0 or seq_len < 1:
@@ -174,17 +174,20 @@ def score(
     summary = (f"{s.bits_per_char:.4f} bits/char over {s.scored:,} characters ({s.total_bits:,.1f} bits in all); "
                f"the first character has nothing before it and is not scored; {oov_note(s.oov)}")
     console.print(summary, highlight=False, markup=False)
+    span_table = TableSection("most surprising spans", ["bits", "line:col", "text"],
+                              [[f"{sp.bits:.1f}", f"{sp.line}:{sp.column}", repr(sp.text)] for sp in spans], numeric=(0,))
     if spans:
-        table = Table(title="most surprising spans", title_justify="left")
-        for col in ("bits", "line:col", "text"):
-            table.add_column(col, justify="right" if col == "bits" else "left")
-        for sp in spans:
-            table.add_row(Text(f"{sp.bits:.1f}"), Text(f"{sp.line}:{sp.column}"), Text(repr(sp.text)))
+        table = Table(title=span_table.title, title_justify="left")
+        for i, col in enumerate(span_table.columns):
+            table.add_column(col, justify="right" if i in span_table.numeric else "left")
+        for row in span_table.rows:
+            table.add_row(*map(Text, row))
         console.print(table)
     if html:
         tips = ["not scored" if b != b else f"{b:.2f} bits" for b in s.bits]
         note = f"{s.bits_per_char:.3f} bits/char over {s.scored:,} characters. White: 0 bits, yellow: 4, red: 8 or more."
-        page = html_page(f"charrnn score: {source}", [Section(str(loaded.path), text, colours, tips, note)])
+        page = html_page(f"charrnn score: {source}", [Section(str(loaded.path), text, colours, tips, note)],
+                         tables=[span_table] if spans else [])
         atomic_write_text(html, page)
         info(f"wrote {html}")
 
