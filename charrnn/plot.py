@@ -70,14 +70,24 @@ def load_metrics(run: str | Path, name: str | None = None) -> RunMetrics:
     return out
 
 
-def load_runs(runs: list[str]) -> tuple[list[RunMetrics], list[str]]:
-    """Load every run that has metrics; return them and a warning for each argument skipped.
+def looks_like_a_run(path: str | Path) -> bool:
+    """A run folder (it holds metrics.jsonl or a checkpoint), its metrics.jsonl, or a checkpoint."""
+    p = Path(path)
+    if p.is_dir():
+        return (p / "metrics.jsonl").is_file() or any(p.glob("*.pt"))
+    return p.name == "metrics.jsonl" or p.suffix == ".pt"
 
-    With one argument a missing metrics file is an error; with several (`checkpoints/*`)
-    it is skipped, so a glob that also matches other files still works.
+
+def load_runs(runs: list[str]) -> tuple[list[RunMetrics], list[str]]:
+    """Load every run that has metrics; return them and a warning for each run skipped.
+
+    With one argument a missing metrics file is an error. With several (`checkpoints/*`),
+    what is not a run at all (checkpoints/README.md, an empty folder) is passed over
+    silently, and a run without usable metrics is skipped with a warning.
     """
     if len(runs) == 1:
         return [load_metrics(runs[0])], []
+    runs = [r for r in runs if looks_like_a_run(r)]
     names = [Path(r).name if Path(r).is_dir() else Path(r).parent.name for r in runs]
     loaded, skipped = [], []
     for run, name in zip(runs, names):

@@ -102,9 +102,15 @@ def test_png_of_two_runs(two_runs, tmp_path):
 def test_not_a_run(tmp_path, two_runs):
     result = runner.invoke(app, ["plot", str(tmp_path)])
     assert result.exit_code == 1 and "no metrics.jsonl" in result.stderr
-    (tmp_path / "notes.txt").write_text("x")
-    mixed = runner.invoke(app, ["plot", str(two_runs / "small"), str(tmp_path / "notes.txt"), "--no-png"])
-    assert mixed.exit_code == 0 and "skipped" in mixed.stderr  # a glob like checkpoints/* may match other files
+    (tmp_path / "README.md").write_text("x")
+    (tmp_path / "empty").mkdir()
+    glob = [str(two_runs / "small"), str(tmp_path / "README.md"), str(tmp_path / "empty")]  # as checkpoints/* matches
+    mixed = runner.invoke(app, ["plot", *glob, "--no-png"])
+    assert mixed.exit_code == 0 and mixed.stderr == "" and "small val" in mixed.stdout  # not runs: passed over silently
+    (tmp_path / "broken").mkdir()
+    shutil.copy(two_runs / "small" / "best.pt", tmp_path / "broken" / "best.pt")  # a run, but no metrics.jsonl
+    warned = runner.invoke(app, ["plot", *glob, str(tmp_path / "broken"), "--no-png"])
+    assert warned.exit_code == 0 and "skipped: no metrics.jsonl for" in warned.stderr
     assert load_metrics(two_runs / "small" / "best.pt").name == "small"
 
 
