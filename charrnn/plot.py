@@ -22,6 +22,8 @@ from charrnn.termplot import Series, render
 X_AXES = {"step": "step", "time": "training time (s)"}
 COLORS = ["cyan", "magenta", "yellow", "green", "blue", "red"]  # rich names, one per run
 MARKERS = ["●", "■", "▲", "◆", "✚", "✖"]  # each run's validation points, readable without colour
+TRAIN_MARKERS = ["○", "□", "△", "◇", "+", "×"]  # every few columns along its train line, the same shape hollow
+TRAIN_MARKER_EVERY = 8  # columns between markers on a train line
 
 MISSING_MATPLOTLIB = "matplotlib is not installed, so no PNG was written: pip install 'charrnn[plot]'"
 
@@ -106,12 +108,14 @@ def check_x(x: str) -> None:
 
 
 def terminal_plot(runs: list[RunMetrics], x: str = "step", width: int = 80, height: int = 16):
-    """The runs' train (dim line) and validation (bright line, marked points) curves as a rich Text."""
+    """The runs' train (dim line, a hollow marker every few columns) and validation (bright line, every point
+    marked) curves as a rich Text; each run has its own marker shape, so the curves read without colour."""
     check_x(x)
     series = []
     for i, run in enumerate(runs):
         color = COLORS[i % len(COLORS)]
-        series.append(Series(f"{run.name} train", *run.curve("train", x), style=f"dim {color}"))
+        series.append(Series(f"{run.name} train", *run.curve("train", x), style=f"dim {color}",
+                             marker=TRAIN_MARKERS[i % len(TRAIN_MARKERS)], marker_every=TRAIN_MARKER_EVERY))
         series.append(Series(f"{run.name} val", *run.curve("val", x), style=f"bold {color}", marker=MARKERS[i % len(MARKERS)]))
     return render(series, width=width, height=height, x_label=X_AXES[x], y_label="bits/char")
 

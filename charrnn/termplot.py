@@ -10,7 +10,8 @@ so a plot 70 characters wide and 16 rows high has 140 x 64 dots of resolution:
         (0,3) (1,3)        0x40 0x80
 
 Lines between consecutive points are drawn dot by dot. A series can also put a marker
-character on each of its points (readable without colour, e.g. when piped to a file).
+character on each of its points, or on a point every few columns along a dense line
+(`marker_every`), so that curves can be told apart without colour (piped to a file).
 The result is a `rich.text.Text`: coloured on a terminal, plain text anywhere else.
 """
 
@@ -31,6 +32,12 @@ class Series:
     ys: list[float]  # y values, same length
     style: str = ""  # a rich style for its dots, e.g. "cyan" or "bold magenta"
     marker: str | None = None  # a character put on every point, or None for a bare line
+    marker_every: int = 0  # > 0: put the marker only on a point at least this many columns after the last one
+
+    def legend(self) -> str:
+        if not self.marker:
+            return "⠤⠤"
+        return f"⠤{self.marker}⠤" if self.marker_every else self.marker
 
 
 def fmt_tick(v: float, span: float = 1.0) -> str:
@@ -80,6 +87,7 @@ def render(series: list[Series], width: int = 72, height: int = 16, x_label: str
     bits = [[0] * cols for _ in range(rows)]
     owner: list[list[str]] = [[""] * cols for _ in range(rows)]  # style of the series drawn last in a cell
     marks: dict[tuple[int, int], tuple[str, str]] = {}
+    sparse: dict[tuple[int, int], tuple[str, str]] = {}  # markers along dense lines: under every point marker
     for s in series:
         dots = [to_dot(x, y) for x, y in zip(s.xs, s.ys)]
         path = [d for a, b in zip(dots, dots[1:]) for d in _line(*a, *b)] if len(dots) > 1 else dots
@@ -87,9 +95,13 @@ def render(series: list[Series], width: int = 72, height: int = 16, x_label: str
             r, c = py // 4, px // 2
             bits[r][c] |= DOT_BITS[px % 2][py % 4]
             owner[r][c] = s.style
-        if s.marker:
-            for px, py in dots:
-                marks[(py // 4, px // 2)] = (s.marker, s.style)
+        last = None
+        for px, py in dots if s.marker else ():
+            if s.marker_every and last is not None and px // 2 - last < s.marker_every:
+                continue
+            (sparse if s.marker_every else marks)[(py // 4, px // 2)] = (s.marker, s.style)
+            last = px // 2
+    marks = {**sparse, **marks}
 
     out = Text()
     if y_label:
@@ -117,6 +129,6 @@ def render(series: list[Series], width: int = 72, height: int = 16, x_label: str
         out.append(" " * (margin + 1 + max(0, (cols - len(x_label)) // 2)) + x_label + "\n", style="dim")
     for s in series:
         out.append("  ")
-        out.append(s.marker or "⠤⠤", style=s.style)
+        out.append(s.legend(), style=s.style)
         out.append(f" {s.label}\n")
     return out

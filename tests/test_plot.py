@@ -45,6 +45,9 @@ def test_terminal_plot_of_two_runs(two_runs):
     for label in ("small train", "small val", "wide train", "wide val", "bits/char", "step"):
         assert label in out
     assert "●" in out and "■" in out  # each run's validation points, with its own marker
+    assert "○" in out and "□" in out  # and its train line too: piped, without colour, they differ
+    legend = {line.split(" ", 3)[-1]: line.split()[0] for line in out.splitlines() if line.endswith((" train", " val"))}
+    assert len(set(legend.values())) == 4, legend
     assert any(0x2800 < ord(ch) <= 0x28FF for ch in out)  # braille line dots
     assert "\x1b[" not in out  # not a terminal: plain text
 
