@@ -135,6 +135,25 @@ def tiny_catalog(tmp_path, monkeypatch):
     return mirror, entry
 
 
+def test_list_at_80_columns_shows_the_fetched_path_whole(tiny_catalog, in_tmp, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from charrnn.cli.corpus import catalog_table
+
+    mirror, entry = tiny_catalog
+    long = CorpusEntry("tiny", "a corpus for tests with a description long enough to need wrapping " * 2,
+                       entry.url, entry.sha256, entry.bytes, "public domain")
+    monkeypatch.setattr(charrnn.catalog, "load_catalog", lambda: {"tiny": long})
+    monkeypatch.setenv("CHARRNN_CORPORA", "corpora")
+    assert runner.invoke(app, ["corpus", "get", "tiny", "--mirror", str(mirror)]).exit_code == 0
+    screen = io.StringIO()
+    Console(file=screen, width=80).print(catalog_table())
+    assert "corpora/tiny.txt" in screen.getvalue() and "…" not in screen.getvalue()
+    assert max(len(line) for line in screen.getvalue().splitlines()) <= 80
+
+
 def test_get_from_a_mirror_and_train_by_name(tiny_catalog, in_tmp, monkeypatch):
     mirror, entry = tiny_catalog
     result = runner.invoke(app, ["corpus", "get", "tiny", "--mirror", str(mirror)])

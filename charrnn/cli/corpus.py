@@ -16,18 +16,27 @@ app.add_typer(corpus_app, name="corpus")
 @guarded
 def list_() -> None:
     """Show the catalog: name, size, license, and whether it is fetched."""
+    out_console().print(catalog_table())
+
+
+def catalog_table():
+    """The catalog as a table: every cell whole at any width but the description, which wraps."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
     from charrnn.catalog import is_fetched, load_catalog, local_path
 
-    table = Table(title="charrnn corpora", title_justify="left")
-    for col in ("name", "size", "license", "fetched", "description"):
-        table.add_column(col, justify="right" if col == "size" else "left")
-    for e in load_catalog().values():
-        table.add_row(Text(e.name), f"{e.bytes / 1e6:.1f} MB", Text(e.license),
-                      Text(str(local_path(e.name)) if is_fetched(e) else "-"), Text(e.description))
-    out_console().print(table)
+    rows = [(e.name, f"{e.bytes / 1e6:.1f} MB", e.license, str(local_path(e.name)) if is_fetched(e) else "-",
+             e.description) for e in load_catalog().values()]
+    table = Table(title="charrnn corpora", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)  # room to wrap
+    for i, col in enumerate(("name", "size", "license", "fetched", "description")):
+        whole = col != "description"  # only the description wraps: a name, a size or a path is never cut
+        table.add_column(col, justify="right" if col == "size" else "left", no_wrap=whole, overflow="fold",
+                         min_width=max(len(r[i]) for r in rows) if whole else None)
+    for row in rows:
+        table.add_row(*map(Text, row))
+    return table
 
 
 @corpus_app.command("get", epilog="[bold]Examples[/]\n\n  charrnn corpus get shakespeare\n  charrnn corpus get --all --mirror ../shared/corpora")
