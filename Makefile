@@ -25,11 +25,16 @@ DEMO_TIME ?= 120
 
 install: $(VENV)/.installed
 
+# setuptools tells how an editable install of this flat layout finds the package with a warning,
+# "Editable installation. ... folders in your working directory with the same name ...", for want
+# of another way to inform; recent pip shows build-backend warnings even with --quiet. Only that
+# one is silenced (PYTHONWARNINGS matches the start of its message); any other still shows.
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_INDEX) "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[test]"
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
 test: install
