@@ -116,3 +116,16 @@ def test_pipe_into_head_ends_quietly(tiny_run):
 def test_help_has_examples_and_short_flag():
     result = runner.invoke(app, ["sample", "-h"])
     assert result.exit_code == 0 and "Examples" in result.stdout
+
+
+def test_sample_puts_the_thread_setting_back(tiny_run):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        result = runner.invoke(app, ["sample", str(tiny_run), "-n", "20", "--seed", "1", "--threads", "0"])
+        assert result.exit_code == 0, result.stderr
+        assert torch.get_num_threads() == 1  # the command's choice did not leak into the process
+    finally:
+        torch.set_num_threads(before)

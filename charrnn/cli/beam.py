@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import app, guarded, read_prime, say_which_model
+from charrnn.cli.common import app, guarded, inference, read_prime
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -43,53 +43,52 @@ def beam(
 
     The text all beams already agree on is printed at once; the rest when search ends.
     """
-    import json
-
-    import torch
-
     from charrnn.beam import beam_search, check_beam_args, step_dtype
-    from charrnn.checkpoint import load_model
-    from charrnn.console import TextWriter, err_console
-    from charrnn.errors import UsageError
+    from charrnn.console import TextWriter
     from charrnn.runtime import resolve_device
-    from charrnn.sampling import prime_ids_for, tune_threads
 
     check_beam_args(width, length, top or 1, no_repeat, stop or ())
-    if unk not in ("error", "skip"):
-        raise UsageError("--unk must be error or skip")
-    if threads < 0:
-        raise UsageError("--threads must be >= 0 (0 = auto)")
     prime_text = read_prime(prime, prime_file)
-    dev = resolve_device(device)
-    dtype = step_dtype(precision, dev, width)
-    torch.set_num_threads(1)
-    loaded = load_model(checkpoint, dev)
-    say_which_model(loaded)
-    prime_ids_for(loaded.vocab, prime_text, unk)  # a prime the model cannot read is an error before anything is printed
-    torch.set_num_threads(threads or tune_threads(loaded.model, width, dtype))
-    writer = TextWriter()
-    echo = "" if continuation_only else prime_text  # printed before the text, exactly as given
-    if not json_:
-        writer.write(echo)
-    beams = beam_search(
-        loaded.model, loaded.vocab, prime_text, width, length, stop or (), length_penalty, no_repeat, top or 1, unk,
-        on_settled=None if json_ else writer.write, dtype=dtype,
-    )
+    dtype = step_dtype(precision, resolve_device(device), width)
+    with inference(checkpoint, device, threads, prime_text, unk, batch=width, dtype=dtype) as loaded:
+        writer = TextWriter()
+        echo = "" if continuation_only else prime_text  # printed before the text, exactly as given
+        if not json_:
+            writer.write(echo)
+        beams = beam_search(
+            loaded.model, loaded.vocab, prime_text, width, length, stop or (), length_penalty, no_repeat, top or 1, unk,
+            on_settled=None if json_ else writer.write, dtype=dtype,
+        )
     if json_:
-        report = {
-            "checkpoint": str(loaded.path), "prime": prime_text, "width": width, "length": length,
-            "stop": stop or [], "length_penalty": length_penalty, "no_repeat": no_repeat,
-            "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
-            "beams": [{**b.to_dict(), "score": b.score(length_penalty)} for b in beams],
-        }
-        writer.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+        settings = dict(width=width, length=length, stop=stop or [], length_penalty=length_penalty, no_repeat=no_repeat)
+        writer.write(beams_json(loaded, prime_text, settings, dtype, beams))
     elif (writer.tty or top) and not (echo + (beams[0].text if beams else "")).endswith("\n"):
         writer.write("\n")  # end the last line: the prompt, or the ranking that follows, starts on its own
     writer.finish()
     if top and not json_:
-        from rich.text import Text
+        show_ranking(beams, echo)
 
-        for rank, b in enumerate(beams, 1):
-            end = "stopped" if b.finished else f"{len(b.text)} chars"
-            err_console().print(f"#{rank}  {b.logprob:.2f} nats  {b.bits_per_char:.3f} bits/char  ({end})", style="bold")
-            err_console().print(Text(echo + b.text))
+
+def beams_json(loaded, prime: str, settings: dict, dtype, beams) -> str:
+    import json
+
+    import torch
+
+    report = {
+        "checkpoint": str(loaded.path), "prime": prime, **settings,
+        "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
+        "beams": [{**b.to_dict(), "score": b.score(settings["length_penalty"])} for b in beams],
+    }
+    return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
+
+
+def show_ranking(beams, echo: str) -> None:
+    """The --top beams with their scores, on stderr."""
+    from rich.text import Text
+
+    from charrnn.console import err_console
+
+    for rank, b in enumerate(beams, 1):
+        end = "stopped" if b.finished else f"{len(b.text)} chars"
+        err_console().print(f"#{rank}  {b.logprob:.2f} nats  {b.bits_per_char:.3f} bits/char  ({end})", style="bold")
+        err_console().print(Text(echo + b.text))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -100,6 +101,32 @@ def say_which_model(loaded) -> None:
 
     if loaded.chosen:
         info(f"using {show_path(loaded.path)} ({loaded.facts()})")
+
+
+@contextlib.contextmanager
+def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk: str, batch: int = 1, dtype=None):
+    """The model that `sample`, `beam` and friends write with, for the length of the block.
+
+    Loads the checkpoint (one thread: loading gains nothing from more), says which run was
+    taken if none was named, refuses a prime the model cannot read before anything is
+    printed, and runs the block with `threads` CPU threads (0 = whichever of 1 and one per
+    core steps this model faster right now); torch's thread setting is put back afterwards.
+    """
+    from charrnn.checkpoint import load_model
+    from charrnn.runtime import check_threads, resolve_device, torch_threads
+    from charrnn.sampling import prime_ids_for, tune_threads
+
+    check_threads(threads)
+    if unk not in ("error", "skip"):
+        raise UsageError("--unk must be error or skip")
+    with torch_threads(1):
+        loaded = load_model(checkpoint, resolve_device(device))
+        say_which_model(loaded)
+        prime_ids_for(loaded.vocab, prime, unk)
+        kwargs = {} if dtype is None else {"dtype": dtype}
+        chosen = threads or tune_threads(loaded.model, batch, **kwargs)
+    with torch_threads(chosen):
+        yield loaded
 
 
 def read_prime(prime: str | None, prime_file: str | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import app, guarded, read_prime, say_which_model
+from charrnn.cli.common import app, guarded, inference, read_prime
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -54,77 +54,76 @@ def sample(
     threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
 ) -> None:
     """Generate text from a trained model, streamed to stdout as it is written."""
-    import sys
-
-    import torch
-
-    from charrnn.checkpoint import load_model
-    from charrnn.console import err_console
     from charrnn.errors import UsageError
     from charrnn.highlight import language_for, make_writer
-    from charrnn.runtime import resolve_device
-    from charrnn.sampling import (
-        check_sampling_args, generate, generate_batch, prime_ids_for, separator_after, tune_threads,
-    )
+    from charrnn.sampling import check_sampling_args
 
     check_sampling_args(length, temp, top_k, top_p)
-    if unk not in ("error", "skip"):
-        raise UsageError("--unk must be error or skip")
     if num_samples < 1:
         raise UsageError("--num-samples must be at least 1")
-    language = language_for(highlight)  # check the value before loading anything
+    language_for(highlight)  # check the value before loading anything
     prime_text = read_prime(prime, prime_file)
-    if threads < 0:
-        raise UsageError("--threads must be >= 0 (0 = auto)")
-    torch.set_num_threads(1)
-    loaded = load_model(checkpoint, resolve_device(device))
-    say_which_model(loaded)
-    prime_ids_for(loaded.vocab, prime_text, unk)  # a prime the model cannot read is an error before anything is printed
-    torch.set_num_threads(threads or tune_threads(loaded.model, num_samples))
-    writer = make_writer(language_for(highlight, loaded.checkpoint))
-    echo = "" if continuation_only else prime_text  # printed before each sample, exactly as given
+    with inference(checkpoint, device, threads, prime_text, unk, batch=num_samples) as loaded:
+        writer = make_writer(language_for(highlight, loaded.checkpoint))
+        settings = dict(length=length, prime=prime_text, temperature=temp, top_k=top_k, top_p=top_p, seed=seed,
+                        stop=stop or (), unk=unk)
+        echo = "" if continuation_only else prime_text  # printed before each sample, exactly as given
+        if num_samples == 1:
+            write_one(loaded, writer, echo, settings)
+        else:
+            write_many(loaded, writer, echo, num_samples, unescape(separator), settings)
+        writer.finish()
 
-    def end_sample(text: str) -> None:
-        if writer.tty and not text.endswith("\n"):
-            writer.write("\n")
-        if hasattr(writer, "end_sample"):
-            writer.end_sample()
+
+def end_sample(writer, text: str) -> None:
+    """On a terminal, end the sample's last line (the prompt starts on its own); tell a highlighter."""
+    if writer.tty and not text.endswith("\n"):
+        writer.write("\n")
+    if hasattr(writer, "end_sample"):
+        writer.end_sample()
+
+
+def write_one(loaded, writer, echo: str, settings: dict) -> None:
+    """Stream one sample, character by character, after the echoed prime."""
+    from charrnn.sampling import generate
+
+    last = echo[-1:]
+    writer.write(echo)
+    for last in generate(loaded.model, loaded.vocab, **settings):
+        if not writer.write(last):
+            break
+    if not writer.closed:
+        end_sample(writer, last)
+
+
+def write_many(loaded, writer, echo: str, n: int, separator: str, settings: dict) -> None:
+    """Draw n samples in lockstep: the first is streamed, the others are kept and written after it."""
+    import sys
+
+    from charrnn.console import err_console
+    from charrnn.sampling import generate_batch, separator_after
 
     def header(i: int) -> None:  # on a terminal only: a rule on stderr, between the samples on stdout
-        if writer.tty and num_samples > 1:
+        if writer.tty:
             sys.stdout.flush()
-            err_console().rule(f"sample {i + 1} of {num_samples}", style="dim")
+            err_console().rule(f"sample {i + 1} of {n}", style="dim")
 
-    if num_samples == 1:
-        last = echo[-1:]
-        writer.write(echo)
-        for last in generate(loaded.model, loaded.vocab, length, prime_text, temp, top_k, top_p, seed, stop or (), unk):
-            if not writer.write(last):
-                break
-        if not writer.closed:
-            end_sample(last)
-        writer.finish()
-        return
-
-    # Several samples are drawn in lockstep: the first is streamed, the others are kept and written after it.
-    texts = [echo] * num_samples
+    texts = [echo] * n
     header(0)
     writer.write(echo)
-    batch = generate_batch(loaded.model, loaded.vocab, num_samples, length, prime_text, temp, top_k, top_p, seed, stop or (), unk)
-    for chars in batch:
+    for chars in generate_batch(loaded.model, loaded.vocab, n, **settings):
         for i, ch in enumerate(chars):
             texts[i] += ch
         if chars[0] and not writer.write(chars[0]):
             break
-    for i in range(1, num_samples):
+    for i in range(1, n):
         if writer.closed:
             break
         if writer.tty:
-            end_sample(texts[i - 1])
+            end_sample(writer, texts[i - 1])
         else:
-            writer.write(separator_after(texts[i - 1], unescape(separator)))
+            writer.write(separator_after(texts[i - 1], separator))
         header(i)
         writer.write(texts[i])
     if not writer.closed:
-        end_sample(texts[-1])
-    writer.finish()
+        end_sample(writer, texts[-1])
