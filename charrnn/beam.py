@@ -149,6 +149,21 @@ def best_possible(logprob: float, cur_len: int, length: int, alpha: float) -> fl
     return max(logprob / cur_len**alpha, logprob / length**alpha)
 
 
+def pool_finished(scores: torch.Tensor, texts: list[str], stops: list, vocab: Vocab, finished: list[Beam],
+                  top: int, alpha: float) -> tuple[torch.Tensor, list[Beam]]:
+    """Extensions that complete a stop string leave the search: kept in the finished pool (its
+    `top` best), their scores (B, V) set to -inf so no live beam continues past a stop."""
+    ends = stop_mask(texts, stops, len(vocab))  # (B, V)
+    if not ends.any():
+        return scores, finished
+    ends = ends.to(scores.device)
+    for (b, v), lp in zip(ends.nonzero().tolist(), scores[ends].tolist()):
+        if lp > float("-inf"):
+            finished.append(Beam(texts[b] + vocab.chars[v], lp, finished=True))
+    finished = sorted(finished, key=lambda x: x.score(alpha), reverse=True)[:top]
+    return scores.masked_fill(ends, float("-inf")), finished
+
+
 @torch.inference_mode()
 def beam_search(
     model: CharRNN,
@@ -194,14 +209,7 @@ def beam_search(
         if no_repeat:
             scores = scores.masked_fill(repeat_mask(texts, no_repeat, ids, V).to(scores.device), float("-inf"))
         if stops:
-            ends = stop_mask(texts, stops, V)  # (B, V)
-            if ends.any():
-                ends = ends.to(scores.device)
-                for (b, v), lp in zip(ends.nonzero().tolist(), scores[ends].tolist()):
-                    if lp > float("-inf"):
-                        finished.append(Beam(texts[b] + vocab.chars[v], lp, finished=True))
-                finished = sorted(finished, key=lambda x: x.score(alpha), reverse=True)[:top]
-                scores = scores.masked_fill(ends, float("-inf"))
+            scores, finished = pool_finished(scores, texts, stops, vocab, finished, top, alpha)
         # 3. top-k over (beams x vocab); sorted, so any banned (-inf) ones come last
         best, flat = scores.flatten().topk(min(width, scores.numel()))  # (k,)
         best_list = best.tolist()  # on the host: stopping decisions are made there

@@ -65,6 +65,29 @@ def _line(x0: int, y0: int, x1: int, y1: int):
             y0 += sy
 
 
+def _rasterize(series: list[Series], to_dot, rows: int, cols: int) -> tuple[list, list, dict]:
+    """Each series' line as braille dots: (dot bits per cell, the style of the series drawn last
+    in each cell, markers by cell). Sparse markers along dense lines go under point markers."""
+    bits = [[0] * cols for _ in range(rows)]
+    owner: list[list[str]] = [[""] * cols for _ in range(rows)]
+    marks: dict[tuple[int, int], tuple[str, str]] = {}
+    sparse: dict[tuple[int, int], tuple[str, str]] = {}
+    for s in series:
+        dots = [to_dot(x, y) for x, y in zip(s.xs, s.ys)]
+        path = [d for a, b in zip(dots, dots[1:]) for d in _line(*a, *b)] if len(dots) > 1 else dots
+        for px, py in path:
+            r, c = py // 4, px // 2
+            bits[r][c] |= DOT_BITS[px % 2][py % 4]
+            owner[r][c] = s.style
+        last = None
+        for px, py in dots if s.marker else ():
+            if s.marker_every and last is not None and px // 2 - last < s.marker_every:
+                continue
+            (sparse if s.marker_every else marks)[(py // 4, px // 2)] = (s.marker, s.style)
+            last = px // 2
+    return bits, owner, {**sparse, **marks}
+
+
 def render(series: list[Series], width: int = 72, height: int = 16, x_label: str = "", y_label: str = "") -> Text:
     """Draw `series` on shared axes into a Text `width` characters wide (plot area `height` rows)."""
     points = [(x, y) for s in series for x, y in zip(s.xs, s.ys)]
@@ -84,25 +107,7 @@ def render(series: list[Series], width: int = 72, height: int = 16, x_label: str
         py = round((y_max - y) / (y_max - y_min) * (dots_h - 1))
         return px, py
 
-    bits = [[0] * cols for _ in range(rows)]
-    owner: list[list[str]] = [[""] * cols for _ in range(rows)]  # style of the series drawn last in a cell
-    marks: dict[tuple[int, int], tuple[str, str]] = {}
-    sparse: dict[tuple[int, int], tuple[str, str]] = {}  # markers along dense lines: under every point marker
-    for s in series:
-        dots = [to_dot(x, y) for x, y in zip(s.xs, s.ys)]
-        path = [d for a, b in zip(dots, dots[1:]) for d in _line(*a, *b)] if len(dots) > 1 else dots
-        for px, py in path:
-            r, c = py // 4, px // 2
-            bits[r][c] |= DOT_BITS[px % 2][py % 4]
-            owner[r][c] = s.style
-        last = None
-        for px, py in dots if s.marker else ():
-            if s.marker_every and last is not None and px // 2 - last < s.marker_every:
-                continue
-            (sparse if s.marker_every else marks)[(py // 4, px // 2)] = (s.marker, s.style)
-            last = px // 2
-    marks = {**sparse, **marks}
-
+    bits, owner, marks = _rasterize(series, to_dot, rows, cols)
     out = Text()
     if y_label:
         out.append(" " * (margin - 1) + y_label + "\n", style="dim")
