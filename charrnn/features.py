@@ -138,22 +138,6 @@ def scan(text: str, syntax: str = "auto") -> Features:
     return Features(string, comment, braces, parens, line_position(text), word_start(text))
 
 
-def in_string(text: str) -> np.ndarray:
-    return scan(text, "c").in_string
-
-
-def in_comment(text: str, syntax: str = "auto") -> np.ndarray:
-    return scan(text, syntax).in_comment
-
-
-def brace_depth(text: str) -> np.ndarray:
-    return scan(text, "c").brace_depth
-
-
-def paren_depth(text: str) -> np.ndarray:
-    return scan(text, "c").paren_depth
-
-
 def line_position(text: str) -> np.ndarray:
     """(N,) characters since the last newline, counting this one; a newline itself is 0."""
     out = np.zeros(len(text))
@@ -170,7 +154,3 @@ def word_start(text: str) -> np.ndarray:
     for m in re.finditer(r"\w+", text):
         out[m.start()] = 1.0
     return out
-
-
-def feature_names() -> list[str]:
-    return list(DESCRIPTIONS)
