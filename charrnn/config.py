@@ -108,7 +108,7 @@ class TrainConfig:
             (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
              "--device must be auto, cpu, cuda or mps"),
             (self.precision in PRECISIONS, "--precision must be auto, fp32, bf16 or fp16"),
-            (self.threads >= 0, "--threads must be >= 0"),
+            (self.threads >= 0, "--threads must be >= 0 (0 = one per core)"),
         ]
         for ok, message in checks:
             if not ok:

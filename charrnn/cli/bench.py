@@ -70,13 +70,13 @@ def bench(
     from charrnn.fileio import atomic_write_text
     from charrnn.console import err_console, info
     from charrnn.errors import UsageError
+    from charrnn.runtime import check_threads
     from rich.console import Console
 
     unknown = sorted(set(only or ()) - set(SECTIONS))
     if unknown:
         raise UsageError(f"--only takes {', '.join(SECTIONS)}; not {', '.join(unknown)}")
-    if threads < 0:
-        raise UsageError("--threads must be >= 0")
+    check_threads(threads)
     cfg = BenchConfig.quick() if quick else BenchConfig()
     cfg = replace(cfg, threads=threads, sections=tuple(only) if only else SECTIONS)
     result = run_bench(cfg, corpus, log=lambda s: info(f"bench: {s}"))

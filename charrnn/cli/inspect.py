@@ -45,11 +45,9 @@ TEXT_HELP = "Text file, or - for stdin."
 
 def torch_threads(n: int):
     """Use n CPU threads (0 = one per core) inside the block, then restore the previous setting."""
-    from charrnn.runtime import torch_threads as threads
+    from charrnn.runtime import check_threads, torch_threads as threads
 
-    if n < 0:
-        raise UsageError("--threads must be >= 0 (0 = one per core)")
-    return threads(n)
+    return threads(check_threads(n))
 
 
 def load(checkpoint: str, source: str, encoding: str, device: str):
