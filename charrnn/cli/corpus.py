@@ -135,22 +135,3 @@ def _print_stats(s, top: int) -> None:
     for label, value in rows:
         table.add_row(label, Text(value))  # Text: characters like "[" are shown, never read as markup
     out_console().print(table)
-
-
-def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding: str):
-    """`tokens.prepare_corpus` with a progress bar on stderr (shown only on a terminal, for big corpora)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    from charrnn.console import err_console
-    from charrnn.tokens import prepare_corpus
-
-    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=err_console(), transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(f"corpus: {phase}", total=total)
-            bar.update(tasks[phase], completed=done)
-
-        return prepare_corpus(sources, globs, encoding, progress=progress)

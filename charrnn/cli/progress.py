@@ -180,3 +180,22 @@ class ConsoleReporter(Reporter):
             f"(stopped by {result.stopped_by}); {best}{where}",
             markup=False, highlight=False,
         )
+
+
+def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding: str):
+    """`tokens.prepare_corpus` with a progress bar on stderr (shown only on a terminal, for big corpora)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from charrnn.console import err_console
+    from charrnn.tokens import prepare_corpus
+
+    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=err_console(), transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"corpus: {phase}", total=total)
+            bar.update(tasks[phase], completed=done)
+
+        return prepare_corpus(sources, globs, encoding, progress=progress)

@@ -96,9 +96,8 @@ def train(
     init_from: str = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights (fine-tuning); the corpus may only use characters it knows.", show_default=False),
 ) -> None:
     """Train a character-level model on text and save checkpoints (best.pt, last.pt)."""
-    from charrnn.cli.progress import ConsoleReporter
+    from charrnn.cli.progress import ConsoleReporter, prepare_with_progress
     from charrnn.console import info, warn
-    from charrnn.cli.corpus import prepare_with_progress
     from charrnn.tokens import STDIN
     from charrnn.config import (MODEL_KEYS, fit_to_text, portable_sources, resolve_run_config, resumed_run_config,
                                 write_run_config)
