@@ -179,3 +179,40 @@ def test_sampling_is_the_same_with_one_or_two_threads():
         assert torch.get_num_threads() == 1  # the setting is left as it was
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_fp16_overflow_is_the_scalers_business_not_a_bad_step():
+    """With fp16 the GradScaler skips an overflowing update and lowers its scale: a normal event.
+    It must not count as a non-finite step, warn, or reset the carried state."""
+    from charrnn.model import ModelConfig as MC
+    from charrnn.train import Trainer
+
+    class OverflowingScaler:  # what torch.amp.GradScaler does on a step whose scaled gradients overflow
+        stepped = 0
+
+        def is_enabled(self):
+            return True
+
+        def scale(self, loss):
+            return loss * float("inf")
+
+        def unscale_(self, optimizer):
+            pass
+
+        def step(self, optimizer):
+            self.stepped += 1  # the real scaler skips optimizer.step() here
+
+        def update(self):
+            pass
+
+    vocab = Vocab.from_text(TINY_TEXT)
+    ids = vocab.encode_array(TINY_TEXT)
+    trainer = Trainer(MC(vocab_size=len(vocab), hidden=16, embed=8),
+                      TrainConfig(batch_size=4, seq_len=16, threads=1, precision="fp32"), vocab, ids, ids[:100])
+    trainer.train_step()  # a normal step: the carried state is no longer zeros
+    carried = [s.clone() for s in trainer.state]
+    trainer.scaler = OverflowingScaler()
+    out = trainer.train_step()
+    assert out["overflow"] and out["finite"] and trainer.scaler.stepped == 1
+    assert any(s.abs().sum() > 0 for s in trainer.state)  # not reset to zeros
+    assert not all(torch.equal(a, b) for a, b in zip(carried, trainer.state))  # carried on to this batch's end
