@@ -164,6 +164,99 @@ def pool_finished(scores: torch.Tensor, texts: list[str], stops: list, vocab: Vo
     return scores.masked_fill(ends, float("-inf")), finished
 
 
+class BeamSearch:
+    """One search, advanced a character at a time by whoever steps the model: steps 1-7 above.
+
+    `beam_search` below drives one search alone. `charrnn serve` drives many at once, each
+    search's live beams being rows of one shared batch: it hands `advance` the logits of its
+    rows and reorders those rows by the beam index it gets back.
+    """
+
+    def __init__(self, vocab: Vocab, width: int = 5, length: int = 500, stop: Sequence[str] = (),
+                 length_penalty: float = 0.0, no_repeat: int = 0, top: int = 1,
+                 on_settled: Callable[[str], object] | None = None):
+        check_beam_args(width, length, top, no_repeat, stop)
+        self.vocab, self.width, self.length, self.top = vocab, width, length, top
+        self.alpha, self.no_repeat, self.on_settled = length_penalty, no_repeat, on_settled
+        self.ids = {c: i for i, c in enumerate(vocab.chars)}
+        # a stop string holding a character the model never saw can never be produced
+        self.stops = [(s[:-1], self.ids[s[-1]]) for s in stop if all(c in self.ids for c in s)]
+        self.texts = [""]  # live beams' continuations: ONE live beam at the start
+        self.logprobs: torch.Tensor | None = None  # (B,) their total log-probabilities
+        self.finished: list[Beam] = []  # the `top` best finished beams, best first
+        self.settled = 0  # characters of the best text already reported to on_settled
+        self.t = 0  # characters added so far
+        self.over = length == 0
+
+    @property
+    def rows(self) -> int:
+        """Live beams: the rows of the batch this search steps."""
+        return len(self.texts)
+
+    def advance(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Logits (B, V) after the live beams -> (tokens (B',), beam_idx (B',)) to step next; None once over.
+
+        The caller reorders the recurrent state by beam_idx (`reorder_state`) and steps the tokens.
+        """
+        if self.over:
+            return None
+        V, alpha, t = len(self.vocab), self.alpha, self.t
+        if self.logprobs is None:
+            self.logprobs = torch.zeros(1, device=logits.device)
+        texts, finished = self.texts, self.finished
+        # 1. score every one-character extension of every live beam
+        scores = self.logprobs[:, None] + torch.log_softmax(logits.float(), dim=-1)  # (B, V)
+        # 2. guard: banned repeats can't be chosen; stop-completing extensions go to the pool
+        if self.no_repeat:
+            scores = scores.masked_fill(repeat_mask(texts, self.no_repeat, self.ids, V).to(scores.device), float("-inf"))
+        if self.stops:
+            scores, finished = pool_finished(scores, texts, self.stops, self.vocab, finished, self.top, alpha)
+            self.finished = finished
+        # 3. top-k over (beams x vocab); sorted, so any banned (-inf) ones come last
+        best, flat = scores.flatten().topk(min(self.width, scores.numel()))  # (k,)
+        best_list = best.tolist()  # on the host: stopping decisions are made there
+        alive = sum(lp > float("-inf") for lp in best_list)
+        if not alive:  # no extension is allowed: search ends here
+            if finished:  # the finished beams win; otherwise the stuck ones are returned unfinished
+                self.texts, self.logprobs = [], self.logprobs[:0]
+            return self._end()
+        best, flat = best[:alive], flat[:alive]
+        # 4. split the flat index into the beam it extends and the character it adds
+        beam_idx, tokens = flat // V, flat % V  # (B',)
+        # 5. the caller reorders the recurrent state by beam index; the texts are reordered here
+        self.texts = [texts[b] + self.vocab.chars[v] for b, v in zip(*torch.stack([beam_idx, tokens]).tolist())]
+        self.logprobs = best
+        self.t = t + 1
+        # 6. finished? the top finished beams can no longer be beaten by any live one
+        if len(finished) >= self.top and finished[-1].score(alpha) >= best_possible(best_list[0], t + 1, self.length, alpha):
+            return self._end()
+        # 7. settle: the prefix every possible winner shares is final
+        common = shared_prefix_len(self.texts + [finished[0].text] if finished else self.texts, self.settled)
+        if self.on_settled is not None and common > self.settled:
+            if self.on_settled(self.texts[0][self.settled : common]) is False:
+                self.on_settled = None  # the caller stopped listening: return what we have
+                return self._end()
+        self.settled = common
+        if self.t >= self.length:
+            return self._end()
+        return tokens, beam_idx
+
+    def _end(self) -> None:
+        self.over = True
+        return None
+
+    def result(self) -> list[Beam]:
+        """The `top` best beams, best first; reports the rest of the best text to on_settled (once)."""
+        self.over = True
+        logprobs = self.logprobs.tolist() if self.logprobs is not None else [0.0]  # None: never advanced
+        live = [Beam(text, lp) for text, lp in zip(self.texts, logprobs)]
+        beams = sorted(self.finished + live, key=lambda x: x.score(self.alpha), reverse=True)[: self.top]
+        if self.on_settled is not None and beams and len(beams[0].text) > self.settled:
+            self.on_settled(beams[0].text[self.settled :])
+            self.settled = len(beams[0].text)
+        return beams
+
+
 @torch.inference_mode()
 def beam_search(
     model: CharRNN,
@@ -189,57 +282,11 @@ def beam_search(
     dtype: storage type of the model's matrices while stepping (`CharRNN.step`); bf16 is
         several times faster at width 2-16 on CPUs with AVX512-BF16 (see `step_dtype`).
     """
-    check_beam_args(width, length, top, no_repeat, stop)
+    search = BeamSearch(vocab, width, length, stop, length_penalty, no_repeat, top, on_settled)
     model.eval()
-    prime_ids = prime_ids_for(vocab, prime, unk)
-    ids = {c: i for i, c in enumerate(vocab.chars)}
-    V, alpha = len(vocab), length_penalty
-    # a stop string holding a character the model never saw can never be produced
-    stops = [(s[:-1], ids[s[-1]]) for s in stop if all(c in ids for c in s)]
-
-    logits, state = prime_model(model, prime_ids)  # (1, V), state of batch 1
-    texts = [""]  # live beams' continuations
-    logprobs = torch.zeros(1, device=logits.device)  # (B,) their total log-probabilities
-    finished: list[Beam] = []  # the `top` best finished beams, best first
-    settled = 0  # characters of the best text already reported to on_settled
-    for t in range(length):
-        # 1. score every one-character extension of every live beam
-        scores = logprobs[:, None] + torch.log_softmax(logits.float(), dim=-1)  # (B, V)
-        # 2. guard: banned repeats can't be chosen; stop-completing extensions go to the pool
-        if no_repeat:
-            scores = scores.masked_fill(repeat_mask(texts, no_repeat, ids, V).to(scores.device), float("-inf"))
-        if stops:
-            scores, finished = pool_finished(scores, texts, stops, vocab, finished, top, alpha)
-        # 3. top-k over (beams x vocab); sorted, so any banned (-inf) ones come last
-        best, flat = scores.flatten().topk(min(width, scores.numel()))  # (k,)
-        best_list = best.tolist()  # on the host: stopping decisions are made there
-        alive = sum(lp > float("-inf") for lp in best_list)
-        if not alive:  # no extension is allowed: search ends here
-            if finished:  # the finished beams win; otherwise the stuck ones are returned unfinished
-                texts, logprobs = [], logprobs[:0]
-            break
-        best, flat = best[:alive], flat[:alive]
-        # 4. split the flat index into the beam it extends and the character it adds
-        beam_idx, tokens = flat // V, flat % V  # (B',)
-        # 5. reorder the recurrent state (and the texts) by beam index
+    logits, state = prime_model(model, prime_ids_for(vocab, prime, unk))  # (1, V), state of batch 1
+    while (chosen := search.advance(logits)) is not None:
+        tokens, beam_idx = chosen
         state = reorder_state(state, beam_idx)
-        texts = [texts[b] + vocab.chars[v] for b, v in zip(*torch.stack([beam_idx, tokens]).tolist())]
-        logprobs = best
-        # 6. finished? the top finished beams can no longer be beaten by any live one
-        if len(finished) >= top and finished[-1].score(alpha) >= best_possible(best_list[0], t + 1, length, alpha):
-            break
-        # 7. settle: the prefix every possible winner shares is final
-        common = shared_prefix_len(texts + [finished[0].text] if finished else texts, settled)
-        if on_settled is not None and common > settled:
-            if on_settled(texts[0][settled:common]) is False:
-                on_settled = None  # the caller stopped listening: return what we have
-                break
-        settled = common
-        if t + 1 < length:
-            logits, state = model.step(tokens, state, dtype)  # (B', V)
-
-    live = [Beam(text, lp) for text, lp in zip(texts, logprobs.tolist())]
-    beams = sorted(finished + live, key=lambda x: x.score(alpha), reverse=True)[:top]
-    if on_settled is not None and beams and len(beams[0].text) > settled:
-        on_settled(beams[0].text[settled:])
-    return beams
+        logits, state = model.step(tokens, state, dtype)  # (B', V)
+    return search.result()

@@ -75,11 +75,27 @@ class GumbelNoise:
 
 def pick(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, noise: GumbelNoise) -> torch.Tensor:
     """Choose the next ids: argmax when temperature is 0, else a draw. (B, V) -> (B,)"""
+    return draw(logits, temperature, top_k, top_p, None if temperature == 0 else noise.next())
+
+
+def draw(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gumbel: torch.Tensor | None) -> torch.Tensor:
+    """The ids `pick` chooses, given this step's Gumbel noise (B, V) (None when temperature is 0).
+
+    Row b depends only on logits[b] and gumbel[b], so rows of different samples that share
+    the settings can be drawn in one call, each with noise from its own generator (charrnn serve).
+    """
     if temperature == 0:
         return logits.argmax(dim=-1)
     if not top_k and top_p >= 1.0:  # argmax(l / T + G) = argmax(l + T * G): one op fewer per step
-        return torch.add(logits.float(), noise.next(), alpha=temperature).argmax(dim=-1)
-    return (filter_logits(logits, temperature, top_k, top_p) + noise.next()).argmax(dim=-1)
+        return torch.add(logits.float(), gumbel, alpha=temperature).argmax(dim=-1)
+    return (filter_logits(logits, temperature, top_k, top_p) + gumbel).argmax(dim=-1)
+
+
+def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A random generator of one sample's own: seeded with `seed`, or at random when it is None."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+    return generator
 
 
 @torch.inference_mode()
@@ -164,16 +180,17 @@ def sample_ids(
     seed: int | None = None,
     batch: int = 1,
     fast: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> Iterator[torch.Tensor]:
     """Yield `length` steps of (B,) next-character ids, each stream sampled independently.
 
     `fast=False` steps through `nn.LSTM` itself (the reference path); `fast=True` uses the
     model's hand-written cell, which gives the same logits many times faster at small B.
+    `dtype` is the hand-written cell's matrix type (`CharRNN.step`): bf16 changes the text.
     """
     check_sampling_args(length, temperature, top_k, top_p)
     model.eval()
-    generator = torch.Generator(device=model.head.weight.device)
-    generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+    generator = seeded_generator(seed, model.head.weight.device)
     logits, state = prime_model(model, prime_ids, batch)
     noise = GumbelNoise(generator, tuple(logits.shape))
     for i in range(length):
@@ -181,7 +198,7 @@ def sample_ids(
         yield ids
         if i + 1 < length:
             if fast:
-                logits, state = model.step(ids, state)
+                logits, state = model.step(ids, state, dtype)
             else:
                 out, state = model(ids.unsqueeze(1), state)  # (B, 1, V)
                 logits = out[:, 0]
@@ -199,13 +216,14 @@ def generate(
     stop: Sequence[str] = (),
     unk: str = "error",
     fast: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> Iterator[str]:
     """Yield up to `length` generated characters one at a time, continuing `prime`.
 
     Stops early after a stop string is produced (it is included). Characters of the prime
     that the model never saw raise a CharrnnError naming them (or are dropped, unk='skip').
     """
-    for chars in generate_batch(model, vocab, 1, length, prime, temperature, top_k, top_p, seed, stop, unk, fast):
+    for chars in generate_batch(model, vocab, 1, length, prime, temperature, top_k, top_p, seed, stop, unk, fast, dtype):
         if not chars[0]:
             return
         yield chars[0]
@@ -241,6 +259,7 @@ def generate_batch(
     stop: Sequence[str] = (),
     unk: str = "error",
     fast: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> Iterator[list[str]]:
     """Generate `n` samples together as one batch; per step, yield each one's new character.
 
@@ -253,7 +272,7 @@ def generate_batch(
     prime_ids = prime_ids_for(vocab, prime, unk)
     longest_stop = max((len(s) for s in stop), default=0)
     tails, done = [""] * n, [False] * n
-    for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, batch=n, fast=fast):
+    for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, batch=n, fast=fast, dtype=dtype):
         chars = []
         for i, idx in enumerate(ids.tolist()):  # (B,) -> one character per sample
             chars.append("" if done[i] else vocab.chars[idx])
