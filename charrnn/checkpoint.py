@@ -15,6 +15,9 @@ arbitrary code to unpickle. Layout (FORMAT_VERSION 1):
     extra            anything else training needs to resume (cursor, RNG states, hidden state,
                      the full log history, the data fingerprint)
 
+An inference-only checkpoint can also be a .safetensors file (see `safetensors_io`): the
+same dict comes back from `load_checkpoint`, so every command that takes a checkpoint reads both.
+
 A run folder holds best.pt, last.pt (always the newest state), optional snapshots
 step-000500.pt, and metrics.jsonl. A crash can leave a hidden `.last.pt.<random>.tmp`
 behind; nothing reads those (they do not end in .pt) and the next save removes them.
@@ -39,6 +42,7 @@ from charrnn.vocab import Vocab
 
 FORMAT_VERSION = 1
 SUFFIX = ".pt"
+MODEL_SUFFIXES = (SUFFIX, ".safetensors")  # files a checkpoint argument may name
 SNAPSHOT_RE = re.compile(r"^step-(\d+)\.pt$")  # periodic snapshots: step-000500.pt
 
 
@@ -64,7 +68,7 @@ def write_checkpoint_bytes(path: str | Path, data: bytes) -> None:
 def remove_stale_temps(folder: str | Path) -> list[Path]:
     """Delete the temporary files a killed save left behind in a run folder (`.last.pt.x1y2.tmp`)."""
     removed = []
-    for pattern in (f".*{SUFFIX}.*.tmp", ".metrics.jsonl.*.tmp", ".write-test.*.tmp"):
+    for pattern in (f".*{SUFFIX}.*.tmp", ".*.safetensors.*.tmp", ".metrics.jsonl.*.tmp", ".write-test.*.tmp"):
         for f in Path(folder).glob(pattern):
             try:
                 f.unlink()
@@ -126,10 +130,15 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     `weights_only=True` builds only tensors and plain containers: a pickle that names any other
     Python callable is refused before it can run. `map_location="cpu"` lets a checkpoint written
     on a GPU (cuda or mps) load anywhere. `mmap=True` reads tensor data lazily (for listing).
+    A .safetensors file is read by `safetensors_io.read` (JSON and raw bytes: nothing to refuse).
     """
     path = Path(path)
     if not path.is_file():
         raise CharrnnError(f"no checkpoint at {path}")
+    if path.suffix == ".safetensors":
+        from charrnn.safetensors_io import read
+
+        return _check_format(read(path), path)
     _check_container(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
@@ -147,6 +156,11 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
         raise CharrnnError(f"{path} is truncated or corrupted ({msg.splitlines()[0][:160]})") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
         raise CharrnnError(f"{path} is a torch file but not a charrnn checkpoint")
+    return _check_format(ckpt, path)
+
+
+def _check_format(ckpt: dict, path: Path) -> dict:
+    """Refuse a checkpoint written by a newer charrnn; return it otherwise."""
     if ckpt["format_version"] > FORMAT_VERSION:
         raise CharrnnError(
             f"{path} was written by a newer charrnn (checkpoint format {ckpt['format_version']}, "
@@ -199,7 +213,7 @@ def resolve_checkpoint(path: str | Path | None, root: str | Path = "checkpoints"
         for name in ("best.pt", "last.pt"):
             if (p / name).is_file():
                 return p / name
-        found = sorted(p.glob(f"*{SUFFIX}"), key=lambda f: f.stat().st_mtime)
+        found = sorted((f for f in p.iterdir() if f.suffix in MODEL_SUFFIXES), key=lambda f: f.stat().st_mtime)
         if found:
             return found[-1]
         raise CharrnnError(f"no checkpoint in folder {p}: train one with `charrnn train`")

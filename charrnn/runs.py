@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 
 from charrnn.checkpoint import (
-    SUFFIX, SNAPSHOT_RE, checkpoint_bytes, is_resumable, latest_val_bpc, load_checkpoint, remove_stale_temps,
-    snapshots, write_checkpoint_bytes,
+    FORMAT_VERSION, MODEL_SUFFIXES, SUFFIX, SNAPSHOT_RE, checkpoint_bytes, is_resumable, latest_val_bpc,
+    load_checkpoint, remove_stale_temps, snapshots, write_checkpoint_bytes,
 )
 from charrnn.errors import CharrnnError
 
@@ -76,7 +76,7 @@ def run_folders(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise CharrnnError(f"no such folder: {root}")
-    return sorted({f.parent for f in root.glob(f"**/*{SUFFIX}") if f.is_file()})
+    return sorted({f.parent for f in root.glob("**/*") if f.suffix in MODEL_SUFFIXES and f.is_file()})
 
 
 def list_checkpoints(root: str | Path = "checkpoints") -> list[CheckpointInfo]:
@@ -84,8 +84,8 @@ def list_checkpoints(root: str | Path = "checkpoints") -> list[CheckpointInfo]:
     root = Path(root)
     found = []
     for run in run_folders(root):
-        for f in sorted(run.glob(f"*{SUFFIX}"), key=_order):
-            if f.is_file():
+        for f in sorted(run.iterdir(), key=_order):
+            if f.suffix in MODEL_SUFFIXES and f.is_file():
                 found.append(describe(f, root))
     return found
 
@@ -112,18 +112,26 @@ def prune(root: str | Path, keep: int, dry_run: bool = False) -> list[Path]:
 def export_inference(source: str | Path, dest: str | Path, overwrite: bool = False) -> Path:
     """Write an inference-only copy of a checkpoint: weights, vocabulary, config, metrics; no optimizer.
 
-    The copy loads with `load_model` and samples exactly like the original; it cannot be resumed
-    (use it with --init-from to train further).
+    The suffix of `dest` picks the format: .pt (torch's zip of pickled plain data, loaded with
+    weights_only) or .safetensors (raw tensors + JSON metadata, readable outside Python; see
+    `safetensors_io`). Either copy loads with `load_model` and samples exactly like the original;
+    it cannot be resumed (use it with --init-from to train further).
     """
     dest = Path(dest)
     if dest.exists() and not overwrite:
         raise CharrnnError(f"{dest} already exists: choose another -o, or pass --force")
-    if dest.suffix != SUFFIX:
-        raise CharrnnError(f"name the export *{SUFFIX} (got {dest.name})")
+    if dest.suffix not in MODEL_SUFFIXES:
+        raise CharrnnError(f"name the export *.pt or *.safetensors (got {dest.name})")
     ckpt = load_checkpoint(source)
     payload = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
     payload["meta"] = {**(ckpt.get("meta") or {}), "exported_from": os.path.abspath(source)}
-    write_checkpoint_bytes(dest, checkpoint_bytes(payload))
+    if dest.suffix == SUFFIX:
+        data = checkpoint_bytes(payload)
+    else:
+        from charrnn.safetensors_io import encode
+
+        data = encode(payload, FORMAT_VERSION)
+    write_checkpoint_bytes(dest, data)
     return dest
 
 

@@ -16,7 +16,7 @@ from charrnn.cli.common import App, app, guarded, out_console
 ckpt_app = App(help="Checkpoints: list runs, show one, prune snapshots, export for inference.",
                        no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
                        epilog="[bold]Examples[/]\n\n  charrnn checkpoints list\n  charrnn checkpoints show checkpoints/shakespeare\n"
-                              "  charrnn checkpoints prune checkpoints/shakespeare --keep 3\n  charrnn checkpoints export checkpoints/shakespeare -o small.pt")
+                              "  charrnn checkpoints prune checkpoints/shakespeare --keep 3\n  charrnn checkpoints export checkpoints/shakespeare -o small.safetensors")
 app.add_typer(ckpt_app, name="checkpoints")
 
 
@@ -124,14 +124,20 @@ def prune(
     info(f"{verb} {len(doomed)} snapshot(s)")
 
 
-@ckpt_app.command(epilog="[bold]Examples[/]\n\n  charrnn checkpoints export checkpoints/shakespeare -o shakespeare.pt\n  charrnn sample shakespeare.pt --temp 0.7")
+@ckpt_app.command(epilog="[bold]Examples[/]\n\n  charrnn checkpoints export checkpoints/shakespeare -o shakespeare.pt\n"
+                         "  charrnn checkpoints export checkpoints/shakespeare -o shakespeare.safetensors\n"
+                         "  charrnn sample shakespeare.safetensors --temp 0.7")
 @guarded
 def export(
     checkpoint: str = typer.Argument(..., help="A checkpoint file, or a run folder (its best.pt).", show_default=False),
-    output: str = typer.Option(..., "--output", "-o", help="Where to write the inference-only file (*.pt).", show_default=False),
+    output: str = typer.Option(..., "--output", "-o", help="Where to write the inference-only file: *.pt, or *.safetensors (a format that cannot run code, read by other tools too).", show_default=False),
     force: bool = typer.Option(False, "--force", help="Overwrite the output if it exists."),
 ) -> None:
-    """Write an inference-only copy (weights, vocabulary, config; no optimizer state): smaller, for sharing."""
+    """Write an inference-only copy (weights, vocabulary, config; no optimizer state): smaller, for sharing.
+
+    The suffix of -o picks the format: .pt, or .safetensors (weights plus the vocabulary and
+    config in its metadata). Every command that takes a checkpoint reads both.
+    """
     from charrnn.checkpoint import resolve_checkpoint
     from charrnn.console import info
     from charrnn.runs import export_inference
