@@ -12,6 +12,8 @@ Each figure is the best of `repeats` timed windows.
     beam       beam search, width 5, chars/s            eager nn.LSTM stepping at batch 5, steps/s
     eval       evaluate(), no gradients, chars/s        training chars/s of the same shape
     memory_*   peak RSS of a training subprocess, MB    the same subprocess after `import torch`
+    serve_*    `charrnn serve` under N streaming         the same with one client (bench_serve.py)
+               clients, total chars/s
 
 FLOPs per character, counting only the matrix products: a layer with G gates (LSTM 4,
 GRU 3, RNN 1), input width I and H units multiplies a (G*H, I + H) matrix forward, costing
@@ -279,7 +281,10 @@ def run_bench(cfg: BenchConfig, corpus: str | None = None, log: Callable[[str], 
     if "eval" in cfg.sections:
         rows += eval_rows(cfg, vocab, tokens, train_rates, log)
     if "memory" in cfg.sections:
-
         rows += memory_rows(cfg, log)
+    if "serve" in cfg.sections:
+        from charrnn.bench_serve import serve_rows  # (it needs the serve extra, which the other rows do not)
+
+        rows += serve_rows(cfg, vocab, log)
     return {"machine": machine(), "config": asdict(cfg), "corpus": {"name": name, "chars": len(text)},
             "rows": [r.to_dict() for r in rows], "seconds": time.perf_counter() - t0}

@@ -9,7 +9,7 @@ import numpy as np
 from charrnn.config import TrainConfig
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-SECTIONS = ("train", "sample", "beam", "eval", "memory")
+SECTIONS = ("train", "sample", "beam", "eval", "memory", "serve")
 
 
 @dataclass
@@ -31,12 +31,18 @@ class BenchConfig:
     eval_batch: int = 128  # streams evaluated in parallel
     memory_shapes: tuple = ("tiny", "small", "default", "medium", "large")  # presets or (layers, hidden); a subprocess each
     memory_steps: int = 6  # training steps (and one validation) per memory subprocess
+    serve_shape: tuple = (2, 384)  # LSTM shape served to the load test
+    serve_clients: tuple = (1, 8, 32, 64)  # concurrent streaming clients, one row each
+    serve_chars: int = 500  # characters each client asks for
+    serve_rounds: int = 3  # rounds of every level (taking turns); the best counts
+    serve_precisions: tuple = ("fp32", "bf16")  # `charrnn serve --precision`; bf16 only where native
     sections: tuple = SECTIONS  # which groups of rows to run
 
     @classmethod
     def quick(cls) -> "BenchConfig":
         """Under two minutes on 2 cores: shorter windows, fewer repeats, less text."""
-        return cls(window=1.5, repeats=2, sample_threads=(0,), eval_chars=150_000, memory_steps=3)
+        return cls(window=1.5, repeats=2, sample_threads=(0,), eval_chars=150_000, memory_steps=3, serve_chars=300,
+                   serve_rounds=2)
 
 
 @dataclass

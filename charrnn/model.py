@@ -77,7 +77,8 @@ class CharRNN(nn.Module):
     # ---- single-character stepping, for sampling and beam search -------------------------------
 
     def train(self, mode: bool = True) -> "CharRNN":
-        self._step_cache = {}  # weights change while training: free the copies
+        if mode or self.training:  # weights change while training: free the copies. An eval model keeps them
+            self._step_cache = {}  # (eval() on a model another thread is stepping, as charrnn serve does, is a no-op)
         return super().train(mode)
 
     # The step cache must never outlive the weights it was made from. New storage (.to(device), .half(),

@@ -61,11 +61,11 @@ class GumbelNoise:
         self.shape = shape  # (B, V)
         self.block = max(1, min(block, (1 << 20) // max(1, shape[0] * shape[1])))  # <= ~4 MB of noise
         self.buffer = torch.empty(0, *shape)  # (block, B, V)
-        self.used = 0
+        self.used = 0  # steps of the buffer handed out (the buffer holds `block` once filled)
 
     def next(self) -> torch.Tensor:
         """Noise for one step: (B, V)."""
-        if self.used == len(self.buffer):
+        if self.used == 0 or self.used == self.block:
             e = torch.empty(self.block, *self.shape, device=self.generator.device)
             e.exponential_(generator=self.generator).clamp_(min=torch.finfo(e.dtype).tiny)  # E > 0: G finite
             self.buffer, self.used = e.log_().neg_(), 0

@@ -14,6 +14,7 @@ EXAMPLES = """
   charrnn bench --quick
   charrnn bench --json bench/results.json
   charrnn bench --only sample --only beam --corpus shakespeare
+  charrnn bench --only serve
 """
 
 
@@ -54,10 +55,10 @@ def bench(
     corpus: str = typer.Option(None, "--corpus", help="Text to train and evaluate on (path or catalog name). "
                                "Default: shakespeare if fetched or mirrored, else random text.", show_default=False),
     only: list[str] = typer.Option(None, "--only", help="Run only these sections (repeatable): "
-                                   "train, sample, beam, eval, memory.", show_default=False),
+                                   "train, sample, beam, eval, memory, serve.", show_default=False),
     threads: int = typer.Option(0, "--threads", help="Threads for training and evaluation (0 = one per core)."),
 ) -> None:
-    """Benchmark training, sampling, beam search, evaluation and memory against plain PyTorch.
+    """Benchmark training, sampling, beam search, evaluation, memory and serving against baselines.
 
     Every figure is printed beside a baseline measured in the same run (a plain fp32 nn.LSTM
     training loop, eager nn.LSTM stepping, ...) and their ratio. Run it on an otherwise idle

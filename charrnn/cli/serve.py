@@ -1,0 +1,102 @@
+"""`charrnn serve`: an OpenAI-compatible HTTP API and a web playground for a model, many users batched.
+
+Everything heavy (torch, uvicorn, starlette) is imported inside the command, so `charrnn -h`
+stays fast and works without the serve extra.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from charrnn.cli.common import app, guarded
+
+EXAMPLES = """
+[bold]Examples[/]
+
+  charrnn serve checkpoints/shakespeare
+  curl -N localhost:8000/v1/completions -d '{"prompt": "ROMEO:", "max_tokens": 200, "stream": true}'
+  charrnn serve model.safetensors --port 8080 --max-concurrent 16 --precision bf16
+
+Open http://127.0.0.1:8000/ for the playground. The API speaks OpenAI's completions
+(/v1/completions, /v1/models), so the openai client works with base_url=".../v1";
+/v1/score gives per-character surprisal. It listens on 127.0.0.1 only unless --host says otherwise.
+"""
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def model_name(path) -> str:
+    """checkpoints/shakespeare/best.pt -> "shakespeare"; shared/tiny.safetensors -> "tiny"."""
+    from charrnn.checkpoint import SNAPSHOT_RE
+
+    in_run = path.name in ("best.pt", "last.pt") or SNAPSHOT_RE.match(path.name)
+    return path.parent.resolve().name if in_run else path.stem
+
+
+def listen(host: str, port: int):
+    """A listening socket, or a one-line error saying why not."""
+    import socket
+
+    from charrnn.errors import CharrnnError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        raise CharrnnError(f"cannot listen on {host}:{port}: {e.strerror or e} (is another server there? try --port)") from None
+    return sock
+
+
+@app.command(epilog=EXAMPLES)
+@guarded
+def serve(
+    checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback lets other machines in (there is no authentication)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on (0 = any free port)."),
+    max_concurrent: int = typer.Option(64, "--max-concurrent", help="Requests generating or scoring at once; more are answered 429."),
+    max_chars: int = typer.Option(10_000, "--max-chars", help="Per request: the most prompt characters, characters written (max_tokens x n) and characters scored."),
+    name: str = typer.Option(None, "--name", help="The model's name in the API. Default: the run folder's (or the file's) name.", show_default=False),
+    precision: str = typer.Option("fp32", "--precision", help="The shared step's matrices: fp32 (the text `charrnn sample` writes) or bf16 (faster under load on CPUs with AVX512-BF16/AMX; the text of `charrnn sample --precision bf16`)."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads for the model (one leaves a core to the HTTP side)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+) -> None:
+    """Serve a model over HTTP: OpenAI-compatible completions, scoring, and a web playground at /."""
+    from charrnn.console import info, warn
+    from charrnn.errors import CharrnnError, UsageError
+
+    try:
+        import starlette  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise CharrnnError("charrnn serve needs the serve extra: pip install 'charrnn[serve]'") from None
+    if max_concurrent < 1 or max_chars < 1:
+        raise UsageError("--max-concurrent and --max-chars must be at least 1")
+    if precision not in ("fp32", "bf16"):
+        raise UsageError("--precision must be fp32 or bf16")
+    if threads < 1 or not 0 <= port <= 65535:
+        raise UsageError("--threads must be at least 1 and --port from 0 to 65535")
+    import torch
+
+    from charrnn.checkpoint import load_model
+    from charrnn.serve.app import ServeConfig, create_app
+    from charrnn.runtime import resolve_device
+
+    torch.set_num_threads(threads)
+    loaded = load_model(checkpoint, resolve_device(device))
+    config = ServeConfig(model_id=name or model_name(loaded.path), max_concurrent=max_concurrent, max_chars=max_chars,
+                         dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
+    sock = listen(host, port)
+    where = sock.getsockname()
+    url = f"http://{'[' + where[0] + ']' if ':' in where[0] else where[0]}:{where[1]}/"
+    m = loaded.model.config
+    info(f"serving {loaded.path} as {config.model_id!r} ({m.cell} {m.layers}x{m.hidden}, {precision}) at {url} "
+         f"(the playground; the API under {url}v1); Ctrl-C stops")
+    if host not in LOOPBACK:
+        warn(f"listening on {host}: other machines can reach this server, and it has no authentication")
+    server = uvicorn.Server(uvicorn.Config(create_app(loaded, config), log_level="warning", access_log=False,
+                                           timeout_graceful_shutdown=3))
+    server.run(sockets=[sock])

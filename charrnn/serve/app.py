@@ -1,0 +1,335 @@
+"""The HTTP server: OpenAI-compatible completions, scoring and the playground, over one shared Batcher.
+
+    GET  /                  the playground (static/index.html, static/app.js, static/style.css)
+    GET  /v1/models         the one model served, in OpenAI's list shape (plus a "charrnn" description)
+    POST /v1/completions    OpenAI's completions API; "stream": true streams server-sent events
+    POST /v1/score          per-character surprisal of a text (what `charrnn score` computes)
+    GET  /health            status, requests running, rows in the batch
+
+Starlette on uvicorn rather than FastAPI: the API is five routes whose bodies need checks
+FastAPI's pydantic models would not give the messages we want anyway (`schema.py`), so
+FastAPI would add pydantic and a layer of indirection for nothing; Starlette is the ASGI
+toolkit FastAPI itself is built on, and uvicorn the server both are usually run with.
+
+A completion request is checked, its prompt read into the model off the event loop (in a
+worker thread), and its job handed to the batcher; the engine thread writes the text to the
+job's outbox, and the request streams it out. When the client leaves, the job is cancelled
+(its rows leave the batch at the next step) and its slot is given back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import torch
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from charrnn.checkpoint import Loaded
+from charrnn.sampling import prime_ids_for, prime_model
+from charrnn.serve.batcher import Batcher
+from charrnn.serve.jobs import BeamJob, Outbox, SampleJob
+from charrnn.serve.responses import EventStream, Head, choice, group, sse, usage
+from charrnn.serve.schema import ApiError, Completion, parse_completion, parse_json, parse_score
+from charrnn.vocab import Vocab
+
+STATIC = Path(__file__).parent / "static"
+# The playground's pages may run only their own script and talk only to this server.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                 b"connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+def stderr_line(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+@dataclass
+class ServeConfig:
+    model_id: str = "charrnn"  # the name /v1/models lists; a request's "model" must be this (or left out)
+    max_concurrent: int = 64  # requests generating or scoring at once; more are answered 429
+    max_chars: int = 10_000  # per request: prompt characters, characters written (max_tokens x n), text scored
+    max_body: int = 1_000_000  # bytes in a request body (413 above)
+    dtype: torch.dtype = torch.float32  # matrices of the shared step; fp32 writes what `charrnn sample` writes
+    stream_interval: float = 0.02  # seconds between a stream's events at most once per this (the first goes at once)
+    log: Callable[[str], None] = field(default=stderr_line)  # one line per request
+
+
+class Slots:
+    """At most `most` requests at once: take() one or get a 429; give it back once, whatever happens."""
+
+    def __init__(self, most: int):
+        self.most, self.busy = most, 0
+
+    def take(self) -> Callable[[], None]:
+        if self.busy >= self.most:
+            raise ApiError(429, f"the server is busy: {self.most} requests are running (--max-concurrent); "
+                                "try again shortly", kind="rate_limit_error", code="server_busy")
+        self.busy += 1
+        given_back = False
+
+        def give_back() -> None:
+            nonlocal given_back
+            if not given_back:
+                given_back, self.busy = True, self.busy - 1
+
+        return give_back
+
+
+def show_chars(chars: list[str]) -> str:
+    shown = " ".join(repr(c) if c.isprintable() and c != " " else f"U+{ord(c):04X}" for c in chars[:20])
+    return shown + (" ..." if len(chars) > 20 else "")
+
+
+def encode_prompt(vocab: Vocab, prompt: str, unk: str) -> list[int]:
+    """A prompt -> the ids the model reads (as `charrnn sample --prime` reads it), or a 400 naming what is wrong."""
+    unknown = vocab.unknown(prompt)
+    if unknown and unk == "error":
+        raise ApiError(400, f"prompt has {len(unknown)} character(s) the model never saw: {show_chars(unknown)} "
+                            '(remove them, or send "unk": "skip" to drop them)', "prompt", code="unknown_characters")
+    if not any(c in vocab for c in prompt):
+        raise ApiError(400, "prompt is empty: give the model at least one character to continue "
+                            '("\\n" starts a fresh text)' if not prompt else
+                            "prompt is empty once the characters the model never saw are dropped", "prompt")
+    return prime_ids_for(vocab, prompt, "skip")
+
+
+async def read_body(request: Request, limit: int) -> dict:
+    too_big = ApiError(413, f"the request body is larger than {limit:,} bytes", kind="invalid_request_error")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return parse_json(b"".join(chunks))
+
+
+async def until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def create_app(loaded: Loaded, config: ServeConfig | None = None) -> Starlette:
+    """The ASGI app serving `loaded` (run it with uvicorn; `charrnn serve` does)."""
+    cfg = config or ServeConfig()
+    model, vocab = loaded.model.eval(), loaded.vocab
+    batcher, slots = Batcher(model, cfg.dtype), Slots(cfg.max_concurrent)
+
+    def check_model(name: str | None) -> None:
+        if name is not None and name != cfg.model_id:
+            raise ApiError(404, f"model {name[:80]!r} does not exist: this server serves {cfg.model_id!r} "
+                                "(GET /v1/models)", "model", code="model_not_found")
+
+    def model_card() -> dict:
+        m = model.config
+        return {"id": cfg.model_id, "object": "model", "created": int(loaded.path.stat().st_mtime), "owned_by": "charrnn",
+                "charrnn": {"checkpoint": loaded.path.name, "cell": m.cell, "layers": m.layers, "hidden": m.hidden,
+                            "vocab_size": m.vocab_size, "vocab": vocab.chars, "max_chars": cfg.max_chars,
+                            "max_concurrent": cfg.max_concurrent, "step": loaded.checkpoint.get("step"),
+                            "precision": "bf16" if cfg.dtype == torch.bfloat16 else "fp32"}}
+
+    @torch.inference_mode()
+    def make_jobs(req: Completion, prompt_ids: list[list[int]], outbox: Outbox) -> list:
+        """Read each prompt in (a worker thread: the batch keeps stepping meanwhile) and make its job."""
+        jobs, per = [], req.choices_per_prompt
+        for p, ids in enumerate(prompt_ids):
+            logits, state = prime_model(model, ids, 1 if req.beam else req.n)  # (rows, V), as `charrnn sample`
+            if req.beam:
+                jobs.append(BeamJob(logits, state, vocab, outbox, req.max_tokens, req.width, req.top, req.stop,
+                                    req.length_penalty, req.no_repeat, first_choice=p * per))
+            else:
+                jobs.append(SampleJob(logits, state, vocab, outbox, req.max_tokens, req.temperature, req.top_k,
+                                      req.top_p, req.seed, req.stop, first_choice=p * per))
+        return jobs
+
+    async def completions(request: Request) -> Response:
+        req = parse_completion(await read_body(request, cfg.max_body), cfg.max_chars)
+        check_model(req.model)
+        prompt_ids = [encode_prompt(vocab, p, req.unk) for p in req.prompts]
+        give_back = slots.take()
+        try:
+            outbox = Outbox(asyncio.get_running_loop())
+            jobs = await run_in_threadpool(make_jobs, req, prompt_ids, outbox)
+        except BaseException:
+            give_back()
+            raise
+        for job in jobs:
+            batcher.submit(job)
+
+        def close() -> None:
+            for job in jobs:
+                batcher.cancel(job)  # (a finished job has left already: nothing happens)
+            give_back()
+
+        head, n = Head(cfg.model_id), len(req.prompts) * req.choices_per_prompt
+        prompt_of = [p for p in req.prompts for _ in range(req.choices_per_prompt)]
+        prompt_chars = sum(map(len, req.prompts))
+        written = request.state.chars = [0]  # for the log line
+        if req.stream:
+            return EventStream(stream(req, head, outbox, n, prompt_of, prompt_chars, written), close)
+        texts, ends, failed = [""] * n, [None] * n, []
+        try:
+            async with anyio.create_task_group() as tasks:  # the client may leave while we wait: then stop
+
+                async def watch() -> None:
+                    await until_disconnected(request)
+                    tasks.cancel_scope.cancel()
+
+                tasks.start_soon(watch)
+                while None in ends and not failed:
+                    for event in await outbox.get():
+                        if event[0] == "error":
+                            failed.append(event[1])
+                        elif event[0] == "text":
+                            texts[event[1]] += event[2]
+                            written[0] += len(event[2])
+                        else:
+                            ends[event[1]] = event
+                tasks.cancel_scope.cancel()
+        finally:
+            close()
+        if failed:
+            raise ApiError(500, failed[0], kind="server_error")
+        if None in ends:  # the client left
+            return Response(status_code=499)
+        choices = [choice(i, (prompt_of[i] if req.echo else "") + texts[i], ends[i][2], ends[i][3]) for i in range(n)]
+        return JSONResponse(head.chunk(choices, usage=usage(prompt_chars, written[0])))
+
+    async def stream(req: Completion, head: Head, outbox: Outbox, n: int, prompt_of: list[str],
+                     prompt_chars: int, written: list[int]):
+        if req.echo:
+            for i in range(n):
+                yield sse(head.chunk([choice(i, prompt_of[i])]))
+        open_choices, sent = n, 0.0
+        while open_choices:
+            # At most one event per choice per interval: a person sees no difference, but a character
+            # per event would make the HTTP side, not the model, what limits many users.
+            await asyncio.sleep(max(0.0, sent + cfg.stream_interval - time.perf_counter()))
+            events = await outbox.get()
+            sent = time.perf_counter()
+            failed = [e for e in events if e[0] == "error"]
+            if failed:
+                yield sse(ApiError(500, failed[0][1], kind="server_error").to_dict())
+                break
+            for entry in group(events):
+                written[0] += len(entry["text"])
+                open_choices -= entry["finish_reason"] is not None
+                yield sse(head.chunk([entry]))
+        if req.include_usage:
+            yield sse(head.chunk([], usage=usage(prompt_chars, written[0])))
+        yield sse("[DONE]")
+
+    async def score(request: Request) -> Response:
+        from charrnn.surprise import score_text
+
+        req = parse_score(await read_body(request, cfg.max_body), cfg.max_chars)
+        check_model(req.model)
+        give_back = slots.take()
+        try:
+            result = await run_in_threadpool(score_text, model, vocab, req.text)
+        finally:
+            give_back()
+        if result.scored == 0:
+            raise ApiError(400, "text has fewer than 2 characters the model knows: there is nothing to predict", "text")
+        return JSONResponse({"object": "score", "model": cfg.model_id, **result.to_dict(req.top)})
+
+    async def models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [model_card()]})
+
+    async def one_model(request: Request) -> Response:
+        check_model(request.path_params["name"])
+        return JSONResponse(model_card())
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "model": cfg.model_id, "requests": slots.busy,
+                             "max_concurrent": cfg.max_concurrent, "rows": batcher.rows, "steps": batcher.steps})
+
+    async def playground(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        headers = {"Retry-After": "1"} if exc.status == 429 else None
+        return JSONResponse(exc.to_dict(), exc.status, headers=headers)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        what = {404: f"no such route: {request.method} {request.url.path[:200]}",
+                405: f"{request.method} is not allowed on {request.url.path[:200]}"}.get(exc.status_code, str(exc.detail))
+        return JSONResponse(ApiError(exc.status_code, what, kind="invalid_request_error").to_dict(), exc.status_code)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        cfg.log(f"error: {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
+        return JSONResponse(ApiError(500, "internal server error", kind="server_error").to_dict(), 500)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        with torch.inference_mode():  # build the step's weight layout before the first request
+            model.step(torch.zeros(1, dtype=torch.long, device=model.head.weight.device), model.init_state(1), cfg.dtype)
+        batcher.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(batcher.stop)
+
+    app = Starlette(
+        routes=[
+            Route("/", playground), Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Route("/v1/models", models), Route("/v1/models/{name:path}", one_model),
+            Route("/v1/completions", completions, methods=["POST"]), Route("/v1/score", score, methods=["POST"]),
+            Route("/health", health),
+        ],
+        exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error},
+        lifespan=lifespan,
+    )
+    app.state.batcher, app.state.slots, app.state.config = batcher, slots, cfg
+    return RequestLog(app, cfg.log)
+
+
+class RequestLog:
+    """ASGI middleware: the security headers on every response, and one line per request on stderr.
+
+        127.0.0.1:50412 POST /v1/completions 200 0.84s 300 chars
+    """
+
+    def __init__(self, app: Starlette, log: Callable[[str], None]):
+        self.app, self.log = app, log
+        self.state = app.state  # (tests reach the batcher and the slots through it)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [0]
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            chars = (scope.get("state") or {}).get("chars")
+            path = scope.get("path", "").encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+            line = f"{client[0]}:{client[1]} {scope.get('method')} {path[:200]} {status[0] or '-'} " \
+                   f"{time.perf_counter() - start:.2f}s"
+            self.log(line + (f" {chars[0]} chars" if chars else "") + (" (client left)" if status[0] == 499 else ""))

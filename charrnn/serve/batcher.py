@@ -1,0 +1,183 @@
+"""Many requests, one batched `model.step` per character.
+
+One engine thread owns the batch. Every request's rows (a sample's n streams, a beam
+search's live beams) are rows of one recurrent state, laid out job after job:
+
+    state (L, B, H)     rows:  [ job A: 1 | job B: n=3      | job C: beams (1..width) ]
+    logits (B, V)              the next-character logits of each row
+
+and each turn of the engine loop is:
+
+    1. admit   jobs that arrived: their rows (prompt already read in) are appended
+    2. drop    jobs whose client went away: their rows are cut out at once
+    3. draw    for the sampling jobs, grouped by (temperature, top_k, top_p): one `draw` per
+               group, each row with the Gumbel noise of its own request's generator
+    4. take    each job gets its characters (or, for beam search, its logits) and says what
+               its rows read next; finished jobs leave
+    5. step    reorder the state rows (finished jobs out, beams reordered by beam index) and
+               advance all rows together: logits, state = model.step(tokens, state)
+
+A row's logits do not depend on the other rows, so a request gets the text it would get
+alone, the text `charrnn sample` gives for the same seed and settings. (Strictly: a batched
+matrix product may round a row's logits differently from batch 1, in the last bit of fp32.
+A draw only changes when two candidates are that close, which in tests never happens.)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+import torch
+
+from charrnn.model import CharRNN, reorder_state
+from charrnn.sampling import draw
+from charrnn.serve.jobs import BeamJob, Job, SampleJob
+
+
+class Batcher:
+    """The engine: start() it, submit() jobs, cancel() them when their client goes away, stop() it."""
+
+    def __init__(self, model: CharRNN, dtype: torch.dtype = torch.float32):
+        self.model, self.dtype = model.eval(), dtype
+        self.cond = threading.Condition()
+        self.pending: list[Job] = []  # submitted, not yet admitted
+        self.jobs: list[Job] = []  # in row order (engine thread only)
+        self.state: tuple | None = None  # (L, B, H) each
+        self.logits: torch.Tensor | None = None  # (B, V)
+        self.stopping = False
+        self.steps = 0  # shared steps taken (for /health and tests)
+        self.thread: threading.Thread | None = None
+
+    @property
+    def rows(self) -> int:
+        """Rows in the batch now."""
+        return 0 if self.logits is None else self.logits.shape[0]
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="charrnn-batcher", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+    def submit(self, job: Job) -> None:
+        """Add a job: it joins the batch before the next step."""
+        with self.cond:
+            self.pending.append(job)
+            self.cond.notify()
+
+    def cancel(self, job: Job) -> None:
+        """Its client went away: its rows leave the batch before the next step."""
+        job.cancelled = True
+        with self.cond:
+            self.cond.notify()
+
+    # ---- the engine thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self.cond:
+                    while not (self.pending or self.jobs or self.stopping):
+                        self.cond.wait()
+                    if self.stopping:
+                        break
+                    arrived, self.pending = self.pending, []
+                try:
+                    self._admit(arrived)  # 1.
+                    self._keep([j for j in self.jobs if not j.cancelled])  # 2.
+                    if self.jobs:
+                        self._turn()  # 3. - 5.
+                except Exception as e:  # a bug must not take the server down: fail these requests, go on
+                    for job in {id(j): j for j in self.jobs + arrived}.values():
+                        job.fail(f"internal error in the batcher: {type(e).__name__}: {e}")
+                    self.jobs, self.state, self.logits = [], None, None
+        for job in self.jobs + self.pending:
+            job.fail("the server is shutting down")
+
+    def _admit(self, arrived: list[Job]) -> None:
+        for job in arrived:
+            if job.cancelled:
+                continue
+            if self.logits is None:
+                self.state, self.logits = job.state, job.logits
+            else:
+                self.state = tuple(torch.cat([s, js], dim=1) for s, js in zip(self.state, job.state))
+                self.logits = torch.cat([self.logits, job.logits])
+            job.state = job.logits = None  # the batch holds them now
+            self.jobs.append(job)
+
+    def _offsets(self) -> list[int]:
+        offsets, at = [], 0
+        for job in self.jobs:
+            offsets.append(at)
+            at += job.rows
+        return offsets
+
+    def _keep(self, jobs: list[Job]) -> None:
+        """Cut the batch down to `jobs` (a subsequence of self.jobs, same order)."""
+        if len(jobs) == len(self.jobs):
+            return
+        offsets = dict(zip(map(id, self.jobs), self._offsets()))
+        index = [r for job in jobs for r in range(offsets[id(job)], offsets[id(job)] + job.rows)]
+        self.jobs = jobs
+        if not index:
+            self.state = self.logits = None
+            return
+        idx = torch.tensor(index, device=self.logits.device)
+        self.state, self.logits = reorder_state(self.state, idx), self.logits.index_select(0, idx)
+
+    def _draw(self, offsets: list[int]) -> dict[int, list[int]]:
+        """3. The next characters of every sampling job's rows: one draw per group of equal settings."""
+        groups = defaultdict(list)
+        for job, at in zip(self.jobs, offsets):
+            if isinstance(job, SampleJob):
+                groups[job.settings].append((job, at))
+        drawn = {}
+        for (temperature, top_k, top_p), members in groups.items():
+            noise = [job.gumbel() for job, _ in members]
+            gumbel = None if temperature == 0 else torch.cat(noise) if len(noise) > 1 else noise[0]  # (R, V)
+            if len(members) == len(self.jobs):  # every row, in order: no gathering
+                logits = self.logits
+            else:
+                rows = [r for job, at in members for r in range(at, at + job.rows)]
+                logits = self.logits.index_select(0, torch.tensor(rows, device=self.logits.device))  # (R, V)
+            ids = draw(logits, temperature, top_k, top_p, gumbel).tolist()  # (R,)
+            at = 0
+            for job, _ in members:
+                drawn[id(job)] = ids[at : at + job.rows]
+                at += job.rows
+        return drawn
+
+    def _turn(self) -> None:
+        offsets = self._offsets()
+        drawn = self._draw(offsets)
+        # 4. each job takes its step; what continues reads `tokens` next, from state rows `index`
+        tokens, index, staying = [], [], []
+        for job, at in zip(self.jobs, offsets):
+            if isinstance(job, BeamJob):
+                chosen = job.take(self.logits[at : at + job.rows])
+                if chosen is not None:
+                    beam_tokens, beam_idx = chosen
+                    tokens += beam_tokens.tolist()
+                    index += (beam_idx + at).tolist()
+                    staying.append(job)
+            elif job.take(drawn[id(job)]):
+                tokens += drawn[id(job)]
+                index += range(at, at + job.rows)
+                staying.append(job)
+        self.jobs = staying
+        if not index:
+            self.state = self.logits = None
+            return
+        # 5. one step for every row of every request
+        device = self.logits.device
+        if len(index) != self.rows or any(isinstance(job, BeamJob) for job in staying):
+            self.state = reorder_state(self.state, torch.tensor(index, device=device))
+        self.logits, self.state = self.model.step(torch.tensor(tokens, device=device), self.state, self.dtype)
+        self.steps += 1

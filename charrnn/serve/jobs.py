@@ -1,0 +1,166 @@
+"""What one request does with its rows of the shared batch: draw samples, or search beams.
+
+A job arrives with the logits and state its prompt left (the request read its prompt in
+itself, `sampling.prime_model`, exactly as `charrnn sample` does). From then on the batcher
+hands it, once per shared step, what it needs for its rows, and it answers with what those
+rows read next:
+
+    SampleJob   n rows (OpenAI's `n`), one generator and its Gumbel noise (n, V), as
+                `charrnn sample -N n` draws; `take(ids)` gets the characters drawn for its rows
+    BeamJob     its live beams are its rows (1 at first, up to `width`); `take(logits)` runs
+                one `BeamSearch.advance` and says how to reorder its rows
+
+Text leaves through the job's `Outbox` as events for the request's coroutine:
+
+    ("text", choice, "...")           more text of a choice (never part of a stop string)
+    ("end", choice, reason, extra)    the choice is complete: reason "stop" or "length"
+    ("error", message)                the engine failed; the request ends with this message
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import torch
+
+from charrnn.beam import BeamSearch
+from charrnn.sampling import GumbelNoise, seeded_generator
+from charrnn.stops import StopScanner
+from charrnn.vocab import Vocab
+
+
+class Outbox:
+    """Events from the engine thread to one request's coroutine; many puts wake the reader once."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.items: list[tuple] = []
+        self.ready = asyncio.Event()
+        self.waking = False  # a wake-up is already on its way to the loop
+
+    def put(self, events: list[tuple]) -> None:
+        """Called from the engine thread."""
+        with self.lock:
+            self.items.extend(events)
+            if self.waking:
+                return
+            self.waking = True
+        try:
+            self.loop.call_soon_threadsafe(self.ready.set)
+        except RuntimeError:  # the loop has closed: nobody is listening any more
+            pass
+
+    async def get(self) -> list[tuple]:
+        """Every event put since the last call (waits for at least one)."""
+        await self.ready.wait()
+        with self.lock:
+            items, self.items = self.items, []
+            self.waking = False
+            self.ready.clear()
+        return items
+
+
+class Job:
+    """What the batcher needs of every job."""
+
+    rows: int  # rows of the batch it holds now
+    cancelled: bool = False  # set by the request (its client went away); the batcher drops it at the next step
+    logits: torch.Tensor  # (rows, V) next-character logits when it joins
+    state: tuple  # (L, rows, H) tensors when it joins
+
+    def fail(self, message: str) -> None:
+        self.outbox.put([("error", message)])
+
+
+class SampleJob(Job):
+    """n samples of one prompt, drawn as `charrnn sample -N n --seed S` draws them."""
+
+    def __init__(self, logits: torch.Tensor, state: tuple, vocab: Vocab, outbox: Outbox, length: int,
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                 stop: Sequence[str] = (), first_choice: int = 0):
+        self.logits, self.state, self.vocab, self.outbox = logits, state, vocab, outbox
+        self.rows = logits.shape[0]
+        self.length, self.temperature, self.top_k, self.top_p = length, temperature, top_k, top_p
+        self.settings = (temperature, top_k, top_p)  # rows with equal settings are drawn in one call
+        self.noise = GumbelNoise(seeded_generator(seed, logits.device), (self.rows, len(vocab)))
+        self.scanners = [StopScanner(stop) for _ in range(self.rows)]
+        self.done = [False] * self.rows
+        self.first_choice = first_choice
+        self.drawn = 0  # characters drawn per row so far
+
+    def gumbel(self) -> torch.Tensor | None:
+        """This step's noise for its rows (n, V); None when greedy (no noise is drawn then, as in `pick`)."""
+        return None if self.temperature == 0 else self.noise.next()
+
+    def take(self, ids: list[int]) -> bool:
+        """The characters drawn for its rows this step; True while it needs another step.
+
+        Every row is drawn at every step, even after it has stopped, so choice i is the same
+        text whenever the others stop (as in `generate_batch`).
+        """
+        self.drawn += 1
+        events = []
+        last = self.drawn == self.length
+        for i, idx in enumerate(ids):
+            if self.done[i]:
+                continue
+            scanner = self.scanners[i]
+            text = scanner.feed(self.vocab.chars[idx])
+            if last and not scanner.stopped:
+                text += scanner.flush()
+            if text:
+                events.append(("text", self.first_choice + i, text))
+            if scanner.stopped or last:
+                self.done[i] = True
+                events.append(("end", self.first_choice + i, "stop" if scanner.stopped else "length", {}))
+        if events:
+            self.outbox.put(events)
+        return not all(self.done)
+
+
+class BeamJob(Job):
+    """One beam search; its live beams are its rows. The best beam's settled text streams as choice 0."""
+
+    def __init__(self, logits: torch.Tensor, state: tuple, vocab: Vocab, outbox: Outbox, length: int,
+                 width: int = 5, top: int = 1, stop: Sequence[str] = (), length_penalty: float = 0.0,
+                 no_repeat: int = 0, first_choice: int = 0):
+        self.logits, self.state, self.outbox = logits, state, outbox
+        self.stop = [s for s in stop if s]
+        self.scanner = StopScanner(self.stop)  # a finished beam ends with its stop string: never shown
+        self.search = BeamSearch(vocab, width, length, self.stop, length_penalty, no_repeat, top, self._settled)
+        self.first_choice = first_choice
+
+    @property
+    def rows(self) -> int:
+        return self.search.rows
+
+    def _settled(self, piece: str) -> None:
+        text = self.scanner.feed(piece)
+        if text:
+            self.outbox.put([("text", self.first_choice, text)])
+
+    def take(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Logits (rows, V) of its live beams -> (tokens, beam_idx) for the next step, or None when done."""
+        chosen = self.search.advance(logits)
+        if chosen is None:
+            self._finish()
+        return chosen
+
+    def _finish(self) -> None:
+        beams = self.search.result()  # the rest of the best text goes out through _settled
+        events = []
+        rest = "" if self.scanner.stopped else self.scanner.flush()
+        if rest:
+            events.append(("text", self.first_choice, rest))
+        for rank, beam in enumerate(beams):
+            text = beam.text
+            if beam.finished:
+                text = text[: len(text) - max(len(s) for s in self.stop if text.endswith(s))]
+            if rank:
+                events.append(("text", self.first_choice + rank, text))
+            extra = {"logprob": beam.logprob, "bits_per_char": beam.bits_per_char}
+            events.append(("end", self.first_choice + rank, "stop" if beam.finished else "length", extra))
+        self.outbox.put(events)
