@@ -46,3 +46,21 @@ def env_without_threads() -> dict:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+# A text a tiny model learns by heart in a second; its second line is HTML, so the playground's
+# test can check that generated markup is shown as text and never run.
+PARROT_TEXT = ("the quick brown fox jumps over the lazy dog.\n"
+               "<script>document.title='pwned'</script><img src=x onerror=alert(1)>\n") * 30
+
+
+@pytest.fixture(scope="session")
+def parrot_run(tmp_path_factory) -> Path:
+    """A tiny run that knows PARROT_TEXT by heart: greedy decoding recites it (for tests that need real words)."""
+    from charrnn.train import TrainConfig, train_on_text
+
+    out = tmp_path_factory.mktemp("parrot")
+    cfg = TrainConfig(steps=200, batch_size=8, seq_len=48, lr=2e-2, eval_every=200, sample_every=0, threads=1,
+                      precision="fp32")
+    train_on_text(PARROT_TEXT, {"hidden": 48, "embed": 16, "layers": 1}, cfg, out)
+    return out

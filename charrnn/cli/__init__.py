@@ -16,6 +16,7 @@ from charrnn.cli import (  # noqa: F401  (importing a module registers its comma
     inspect,
     plot,
     bench,
+    chat,
     serve,
 )
 

@@ -1,0 +1,121 @@
+"""A conversation with a model: what you type is read into it, it answers, and the state carries on.
+
+A character model has no notion of turns; a conversation is one long text that the model
+and you take turns writing. Nothing is ever re-read: the recurrent state after each turn is
+where the next one starts.
+
+    start   state after "\\n" (as `charrnn sample` starts)
+    you     read("ROMEO:\\n")           the line you typed, and its line break, go through the model
+    model   reply() -> "Is the day ..."  drawn character by character until the stop string
+                                        (default a blank line) or `length` characters
+    you     read("JULIET:\\n")          ... and so on; reset() goes back to the start state
+
+Every character the model wrote is part of the state too (it is stepped after each draw),
+so the next line you type continues the text exactly as it stands. With `beam` > 0 an
+answer is the beam search's best continuation instead of a draw; the winner is then read
+into the state from where the answer started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+import torch
+
+from charrnn.beam import BeamSearch
+from charrnn.model import CharRNN, reorder_state
+from charrnn.sampling import GumbelNoise, default_prime, pick, prime_model, seeded_generator
+from charrnn.vocab import Vocab
+
+
+@dataclass
+class ChatSettings:
+    temperature: float = 0.8  # sampling temperature (0 = greedy)
+    top_k: int = 0  # sample only from the k most likely characters (0 = off)
+    top_p: float = 1.0  # sample only from the smallest set holding this much probability
+    length: int = 500  # the most characters in one answer
+    stop: str = "\n\n"  # an answer ends when it writes this (not shown); "" = only `length` ends it
+    beam: int = 0  # 0: sample; N: answer with the best of a beam search of width N
+
+    def check(self) -> None:
+        """Raise ValueError naming the setting that is out of range."""
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0 (0 = greedy)")
+        if self.top_k < 0:
+            raise ValueError("top-k must be >= 0 (0 = off)")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top-p must be in (0, 1]")
+        if self.length < 1:
+            raise ValueError("length must be at least 1")
+        if self.beam < 0:
+            raise ValueError("beam must be >= 0 (0 = sample)")
+
+    def describe(self) -> str:
+        return ", ".join(f"{f.name.replace('_', '-')} {getattr(self, f.name)!r}" for f in fields(self))
+
+
+class Conversation:
+    """One conversation: the model's state, its own random generator, and the settings of its answers."""
+
+    def __init__(self, model: CharRNN, vocab: Vocab, settings: ChatSettings | None = None, seed: int | None = None):
+        self.model, self.vocab = model.eval(), vocab
+        self.settings = settings or ChatSettings()
+        self.settings.check()
+        self.noise = GumbelNoise(seeded_generator(seed, model.head.weight.device), (1, len(vocab)))
+        self.reset()
+
+    @torch.inference_mode()
+    def reset(self) -> None:
+        """Forget everything: back to the state after a line break."""
+        self.logits, self.state = prime_model(self.model, self.vocab.encode(default_prime(self.vocab)))  # (1, V)
+
+    @torch.inference_mode()
+    def read(self, text: str) -> list[str]:
+        """Run `text` through the model, carrying the state on. Returns the characters it dropped (never seen)."""
+        unknown = self.vocab.unknown(text)
+        ids = self.vocab.encode(text, unk="skip")
+        if ids:
+            x = torch.tensor([ids], device=self.logits.device)  # (1, T)
+            out, self.state = self.model(x, self.state)  # (1, T, V)
+            self.logits = out[:, -1]
+        return unknown
+
+    def reply(self) -> Iterator[str]:
+        """The model's answer, a character (or a settled piece, with beam search) at a time, stop string included.
+
+        The state advances as the answer is written: stopping early leaves it after what was yielded.
+        """
+        self.settings.check()
+        if self.settings.beam:
+            yield from self._beam_reply()
+        else:
+            yield from self._sampled_reply()
+
+    @torch.inference_mode()
+    def _sampled_reply(self) -> Iterator[str]:
+        s = self.settings
+        tail = ""
+        for _ in range(s.length):
+            ids = pick(self.logits, s.temperature, s.top_k, s.top_p, self.noise)  # (1,)
+            self.logits, self.state = self.model.step(ids, self.state)  # the model has read what it wrote
+            ch = self.vocab.chars[int(ids[0])]
+            yield ch
+            tail = (tail + ch)[-len(s.stop):] if s.stop else ""
+            if s.stop and tail == s.stop:
+                return
+
+    @torch.inference_mode()  # (as a decorator it is entered and left around each resumption of the generator)
+    def _beam_reply(self) -> Iterator[str]:
+        s, pieces = self.settings, []
+        search = BeamSearch(self.vocab, s.beam, s.length, [s.stop] if s.stop else (), on_settled=pieces.append)
+        logits, state = self.logits, self.state
+        while (chosen := search.advance(logits)) is not None:
+            tokens, beam_idx = chosen
+            state = reorder_state(state, beam_idx)
+            logits, state = self.model.step(tokens, state)  # (B', V)
+            yield from pieces
+            pieces.clear()
+        best = search.result()[0].text
+        yield from pieces
+        self.read(best)  # the winner, read from where the answer started

@@ -1,0 +1,169 @@
+"""`charrnn chat`: a prompt loop; each line you type is read into the model, and it answers.
+
+The answers go to stdout; the prompt, notes and errors to stderr, so a piped conversation
+(`printf '...' | charrnn chat > answers.txt`) keeps only the answers. The conversation itself
+(state, settings, answers) is `charrnn.chat.Conversation`; this module reads lines and
+commands and writes what comes back.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from charrnn.cli.common import app, guarded, inference, show_path
+
+EXAMPLES = """
+[bold]Examples[/]
+
+  charrnn chat checkpoints/shakespeare
+  charrnn chat --temp 0.5 --length 300 --seed 1
+  printf 'ROMEO:\\n/temp 0.3\\nJULIET:\\n' | charrnn chat checkpoints/shakespeare > answers.txt
+
+Type a line and press Enter: it is read into the model, which answers until a blank
+line (--stop) or --length characters. The state carries on from turn to turn.
+/help lists the commands (/temp, /top-p, /beam, /length, /reset, ...); Ctrl-D leaves.
+"""
+
+COMMANDS = """commands:
+  /temp T       sampling temperature (0 = greedy)
+  /top-p P      sample from the smallest set of characters holding probability P (1 = off)
+  /top-k K      sample from the K most likely characters (0 = off)
+  /beam N       answer with the best of a beam search of width N (0 = sample again)
+  /length N     the most characters in one answer
+  /stop TEXT    an answer ends at TEXT (\\n understood); /stop alone: only /length ends it
+  /reset        forget the conversation (back to the start state)
+  /settings     show the settings
+  /help         this list
+  Ctrl-D or /quit leaves; Ctrl-C stops an answer. Start a line with // to type a /."""
+
+SETTINGS = {  # command -> (ChatSettings field, type)
+    "/temp": ("temperature", float), "/temperature": ("temperature", float), "/top-p": ("top_p", float),
+    "/top-k": ("top_k", int), "/beam": ("beam", int), "/length": ("length", int),
+}
+
+
+def read_line(prompt: str) -> str | None:
+    """The next line typed (without its line break), or None at the end of input (Ctrl-D)."""
+    try:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            import readline  # noqa: F401  (line editing and history for input())
+
+            return input(prompt)
+        if sys.stdin.isatty():
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+    except EOFError:
+        return None
+    line = sys.stdin.readline()
+    return None if line == "" else line.rstrip("\n")
+
+
+def command(conversation, line: str) -> str | None:
+    """Carry out a /command; the note to show, or None to leave."""
+    from dataclasses import replace
+
+    from charrnn.cli.sample import unescape
+
+    name, _, arg = line.strip().partition(" ")
+    arg = arg.strip()
+    if name in ("/quit", "/exit"):
+        return None
+    if name == "/help":
+        return COMMANDS
+    if name == "/reset":
+        conversation.reset()
+        return "the conversation starts again"
+    if name == "/settings":
+        return conversation.settings.describe()
+    if name == "/stop":
+        conversation.settings.stop = unescape(line.strip()[len("/stop ") :]) if arg else ""
+        return f"answers end at {conversation.settings.stop!r}" if arg else "answers end only at /length"
+    if name not in SETTINGS:
+        return f"unknown command {name}: /help lists them"
+    field, kind = SETTINGS[name]
+    try:
+        changed = replace(conversation.settings, **{field: kind(arg)})
+        changed.check()
+    except ValueError as e:
+        return f"{name} needs a number" if not arg or "invalid literal" in str(e) or "could not convert" in str(e) else str(e)
+    conversation.settings = changed
+    return f"{field.replace('_', '-')} {getattr(changed, field)}" + (" (beam search off: sampling)" if field == "beam" and not changed.beam else "")
+
+
+@app.command(epilog=EXAMPLES)
+@guarded
+def chat(
+    checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
+    temp: float = typer.Option(0.8, "--temp", "--temperature", help="Sampling temperature (0 = greedy)."),
+    top_k: int = typer.Option(0, "--top-k", help="Sample only from the k most likely characters (0 = off)."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Sample only from the smallest set holding this much probability."),
+    length: int = typer.Option(500, "--length", "-n", help="The most characters in one answer."),
+    stop: str = typer.Option("\\n\\n", "--stop", help="An answer ends at this string, not shown (\\n understood; default: a blank line)."),
+    beam: int = typer.Option(0, "--beam", help="Answer with the best of a beam search of this width (0 = sample)."),
+    seed: int = typer.Option(None, "--seed", help="Random seed (the same seed and lines, the same answers).", show_default=False),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
+) -> None:
+    """Talk with a model: each line you type is read into it, and it answers; the state carries on."""
+    from charrnn.chat import ChatSettings, Conversation
+    from charrnn.cli.sample import unescape
+    from charrnn.console import info
+    from charrnn.errors import UsageError
+
+    settings = ChatSettings(temp, top_k, top_p, length, unescape(stop), beam)
+    try:
+        settings.check()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    with inference(checkpoint, device, threads, "", "skip") as loaded:
+        conversation = Conversation(loaded.model, loaded.vocab, settings, seed)
+        if sys.stdin.isatty():
+            m = loaded.model.config
+            info(f"chatting with {show_path(loaded.path)} ({m.cell} {m.layers}x{m.hidden}): type a line and press "
+                 "Enter; /help lists the commands; Ctrl-D leaves")
+        converse(conversation)
+
+
+def converse(conversation) -> None:
+    """The prompt loop: a /command changes settings, any other line is read in and answered, until Ctrl-D."""
+    from charrnn.console import TextWriter, info, warn
+
+    writer = TextWriter()
+    while not writer.closed:
+        line = read_line("> ")
+        if line is None:
+            break
+        if line.startswith("/") and not line.startswith("//"):
+            note = command(conversation, line)
+            if note is None:
+                break
+            info(note)
+            continue
+        dropped = conversation.read((line[1:] if line.startswith("//") else line) + "\n")
+        if dropped:
+            warn("dropped characters the model never saw: " + " ".join(repr(c) for c in dropped))
+        answer(conversation, writer)
+    writer.finish()
+
+
+def answer(conversation, writer) -> None:
+    """Stream the model's answer, without its stop string, then a blank line; Ctrl-C cuts it short."""
+    from charrnn.console import info
+    from charrnn.stops import StopScanner
+
+    scanner, last = StopScanner([conversation.settings.stop]), ""
+    try:
+        for piece in conversation.reply():
+            text = scanner.feed(piece)
+            last = text or last
+            if text and not writer.write(text):
+                return
+        rest = scanner.flush()  # held back, but no stop string came: it belongs to the answer
+        if rest:
+            last = rest
+            writer.write(rest)
+    except KeyboardInterrupt:
+        info("(answer stopped)")
+    writer.write("\n" if last.endswith("\n") else "\n\n")  # every answer ends with a blank line
