@@ -233,3 +233,19 @@ def test_cli_modules_import_nothing_heavy_at_the_top():
         assert not top & {"torch", "uvicorn", "starlette"}, name
     code = "import sys, charrnn.cli; print(sorted({'uvicorn', 'starlette'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO).stdout.strip() == "[]"
+
+
+def test_the_playground_works_offline_and_never_parses_text_as_html(served):
+    import re
+
+    url, _, _ = served
+    page = httpx.get(url + "/")
+    assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/static/") for a in assets)  # nothing from a CDN or anywhere else
+    for asset in assets:
+        body = httpx.get(url + asset).text
+        assert "http://" not in body and "https://" not in body and "@import" not in body, asset
+    script = httpx.get(url + "/static/app.js").text
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script, sink
