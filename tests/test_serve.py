@@ -249,3 +249,17 @@ def test_the_playground_works_offline_and_never_parses_text_as_html(served):
     script = httpx.get(url + "/static/app.js").text
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in script, sink
+
+
+def test_bf16_serving_writes_what_sample_writes_with_precision_bf16(parrot_run):
+    import torch
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    args = {"prompt": "the lazy", "max_tokens": 200, "seed": 9, "temperature": 1.5}
+    with live_server(parrot_run / "best.pt", dtype=torch.bfloat16) as (url, _, _):
+        api = post(url, args).json()["choices"][0]["text"]
+    cli = CliRunner().invoke(app, ["sample", str(parrot_run), "-n", "200", "--seed", "9", "--temp", "1.5",
+                                   "--prime", "the lazy", "--precision", "bf16", "--threads", "1"])
+    assert cli.exit_code == 0 and api == cli.stdout
