@@ -138,12 +138,26 @@ def faster_thread_count(rates: dict[int, float], margin: float = 1.15) -> int:
     return best if best > 1 and rates[best] > margin * rates.get(1, 0.0) else 1
 
 
+STEP_PRIME = 32  # primes up to this long are read one character at a time with `CharRNN.step`
+
+
 @torch.inference_mode()
-def prime_model(model: CharRNN, prime_ids: Sequence[int], batch: int = 1) -> tuple[torch.Tensor, State]:
-    """Run the prime through the model: (logits (B, V) for the next character, state)."""
+def prime_model(model: CharRNN, prime_ids: Sequence[int], batch: int = 1, fast: bool = True) -> tuple[torch.Tensor, State]:
+    """Run the prime through the model: (logits (B, V) for the next character, state).
+
+    A short prime (the usual case: a name, a line) goes through the hand-written step, as
+    the text after it will: one nn.LSTM call costs as much as dozens of steps on a CPU
+    (oneDNN's set-up, ~1-4 ms), which is most of the time to the first character.
+    `fast=False` (the reference path) always uses nn.LSTM. Both give the same logits to rounding.
+    """
     device = model.head.weight.device
     if not prime_ids:
         raise ValueError("prime_ids must hold at least one character")
+    if fast and len(prime_ids) <= STEP_PRIME:
+        state = model.init_state(batch)
+        for i in prime_ids:
+            logits, state = model.step(torch.full((batch,), i, device=device), state)  # (B, V)
+        return logits, state
     x = torch.tensor(list(prime_ids), device=device).unsqueeze(0).expand(batch, -1)  # (B, P)
     logits, state = model(x)  # (B, P, V)
     return logits[:, -1], state
@@ -191,7 +205,7 @@ def sample_ids(
     check_sampling_args(length, temperature, top_k, top_p)
     model.eval()
     generator = seeded_generator(seed, model.head.weight.device)
-    logits, state = prime_model(model, prime_ids, batch)
+    logits, state = prime_model(model, prime_ids, batch, fast)
     noise = GumbelNoise(generator, tuple(logits.shape))
     for i in range(length):
         ids = pick(logits, temperature, top_k, top_p, noise)  # (B,)

@@ -65,6 +65,8 @@ def serve(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
 ) -> None:
     """Serve a model over HTTP: OpenAI-compatible completions, scoring, and a web playground at /."""
+    import sys
+
     from charrnn.console import info, warn
     from charrnn.errors import CharrnnError, UsageError
 
@@ -86,6 +88,10 @@ def serve(
     from charrnn.runtime import resolve_device
 
     torch.set_num_threads(threads)
+    # The batcher thread steps the model without pause; the event loop thread needs the GIL to send
+    # what it wrote. CPython makes a waiting thread wait up to the switch interval (5 ms): at 0.5 ms a
+    # character reaches its client that much sooner, at no cost measurable here.
+    sys.setswitchinterval(0.0005)
     loaded = load_model(checkpoint, resolve_device(device))
     config = ServeConfig(model_id=name or model_name(loaded.path), max_concurrent=max_concurrent, max_chars=max_chars,
                          dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
