@@ -14,7 +14,8 @@ from tests.conftest import TINY_TEXT
 
 TINY = BenchConfig(window=0.02, repeats=1, threads=1, batch_size=4, seq_len=16, embed=8, train_shapes=((1, 16),),
                    gru_shape=(1, 16), sample_shapes=((1, 16),), sample_threads=(1, 2), beam_shape=(1, 16),
-                   eval_shape=(1, 24), eval_chars=3000, eval_batch=8, memory_shapes=((1, 16),), memory_steps=1)
+                   eval_shape=(1, 24), eval_chars=3000, eval_batch=8, memory_shapes=((1, 16),), memory_steps=1,
+                   serve_shape=(1, 16), serve_clients=(1, 2), serve_chars=20, serve_rounds=1, serve_precisions=("fp32",))
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,16 @@ def tiny_result(tmp_path_factory) -> dict:
 def test_tiny_bench_reports_every_row_with_a_figure_and_a_baseline(tiny_result):
     rows = {r["key"]: r for r in tiny_result["rows"]}
     expected = ["train_lstm_1x16", "train_gru_1x16", "sample_lstm_1x16", "sample_lstm_1x16_t2",
-                "beam_w5_1x16", "eval_lstm_1x24", "memory_lstm_1x16"]
+                "beam_w5_1x16", "eval_lstm_1x24", "memory_lstm_1x16", "serve_fp32_1c", "serve_fp32_2c"]
     assert list(rows) == expected
     for key in expected:
         r = rows[key]
+        if key == "serve_fp32_1c":  # the baseline of the other serve rows
+            assert r["figure"] > 0 and r["baseline"] is None and "first char p50" in r["note"]
+            continue
         assert r["figure"] > 0 and r["baseline"] > 0, key
         assert r["ratio"] == pytest.approx(r["figure"] / r["baseline"])
+    assert rows["serve_fp32_2c"]["baseline"] == rows["serve_fp32_1c"]["figure"]
     assert rows["train_lstm_1x16"]["extra"]["gflops"] > 0
     assert rows["memory_lstm_1x16"]["figure"] >= rows["memory_lstm_1x16"]["baseline"]
     assert {"machine", "config", "corpus", "rows", "seconds"} <= set(tiny_result)
@@ -100,3 +105,12 @@ def test_memory_rows_cover_every_preset_and_the_defaults():
     key, what, args = memory_setup("large", cfg)
     assert key == "memory_large" and args == [3, 512, 128, 64, 128]  # layers, hidden, embed, B, T of the preset
     assert memory_setup("default", cfg)[2][:2] == [2, 384]
+
+
+def test_the_serve_load_test_only_targets_this_machine():
+    import asyncio
+
+    from charrnn.serve.loadtest import run_round
+
+    with pytest.raises(ValueError, match="only targets this machine"):
+        asyncio.run(run_round("192.168.1.10", 8000, 1, 10))
