@@ -77,13 +77,19 @@ def test_a_tampered_file_is_one_clear_error(exported, tmp_path, how, says):
     bad.write_bytes(tamper(exported.read_bytes(), how))
     with pytest.raises(CharrnnError, match=says):
         load_model(bad)
-    result = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(bad), "-n", "5"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    assert result.stdout == ""
+    result = runner.invoke(app, ["sample", str(bad), "-n", "5"])
+    assert result.exit_code == 1 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+
+
+def test_a_tampered_file_stops_the_command_with_one_line_and_no_traceback(exported, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(tamper(exported.read_bytes(), "json"))
+    result = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(bad), "-n", "5"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
 def test_a_plain_safetensors_file_is_not_taken_for_a_model(tmp_path):
