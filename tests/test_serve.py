@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -220,9 +221,9 @@ def test_the_serve_command_serves_and_logs_to_stderr(parrot_run):
         assert post(url, {"model": "gpt-4", "prompt": "the"}).status_code == 404
         assert " POST /v1/completions 200 " in proc.stderr.readline()
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
         out, err = proc.communicate(timeout=20)
-    assert out == "" and "Traceback" not in err
+    assert proc.returncode == 130 and out == "" and "Traceback" not in err
 
 
 def test_cli_modules_import_nothing_heavy_at_the_top():

@@ -106,3 +106,7 @@ def serve(
     server = uvicorn.Server(uvicorn.Config(create_app(loaded, config), log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=3))
     server.run(sockets=[sock])
+    stopped_by = getattr(server, "_captured_signals", None) or []  # the signals that stopped uvicorn, if any
+    if stopped_by:
+        info("stopped")
+        raise typer.Exit(128 + stopped_by[-1])  # Ctrl-C: 130, SIGTERM: 143, as for charrnn train
