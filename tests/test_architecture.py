@@ -45,7 +45,7 @@ print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
 LIGHT = [
     ["--help"], ["--version"], ["train", "--help"], ["sample", "-h"], ["beam", "-h"], ["corpus", "list"],
     ["corpus", "stats", "{text}"], ["corpus", "build", "{folder}", "-o", "-"], ["checkpoints", "--help"],
-    ["--show-completion", "bash"],
+    ["--show-completion", "bash"], ["serve", "-h"], ["chat", "-h"],
 ]
 
 

@@ -60,7 +60,7 @@ def test_the_same_text_as_the_sample_command(served, parrot_run):
 
     url, _, _ = served
     cli = CliRunner().invoke(app, ["sample", str(parrot_run), "-n", "90", "--seed", "5", "--temp", "1.3",
-                                   "--top-k", "6", "--prime", "over the", "--threads", "1"])
+                                   "--top-k", "6", "--prime", "over the", "--threads", "1", "--continuation-only"])
     api = post(url, {"prompt": "over the", "max_tokens": 90, "seed": 5, "temperature": 1.3, "top_k": 6}).json()
     assert api["choices"][0]["text"] == cli.stdout
 
@@ -262,5 +262,5 @@ def test_bf16_serving_writes_what_sample_writes_with_precision_bf16(parrot_run):
     with live_server(parrot_run / "best.pt", dtype=torch.bfloat16) as (url, _, _):
         api = post(url, args).json()["choices"][0]["text"]
     cli = CliRunner().invoke(app, ["sample", str(parrot_run), "-n", "200", "--seed", "9", "--temp", "1.5",
-                                   "--prime", "the lazy", "--precision", "bf16", "--threads", "1"])
+                                   "--prime", "the lazy", "--precision", "bf16", "--threads", "1", "--continuation-only"])
     assert cli.exit_code == 0 and api == cli.stdout

@@ -129,6 +129,7 @@ def chat(
 def converse(conversation) -> None:
     """The prompt loop: a /command changes settings, any other line is read in and answered, until Ctrl-D."""
     from charrnn.console import TextWriter, info, warn
+    from charrnn.showtext import show_chars
 
     writer = TextWriter()
     while not writer.closed:
@@ -143,7 +144,7 @@ def converse(conversation) -> None:
             continue
         dropped = conversation.read((line[1:] if line.startswith("//") else line) + "\n")
         if dropped:
-            warn("dropped characters the model never saw: " + " ".join(repr(c) for c in dropped))
+            warn(f"dropped characters the model never saw: {show_chars(dropped)}")
         answer(conversation, writer)
     writer.finish()
 

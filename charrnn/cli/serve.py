@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import app, guarded
+from charrnn.cli.common import app, guarded, show_path
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -99,7 +99,7 @@ def serve(
     where = sock.getsockname()
     url = f"http://{'[' + where[0] + ']' if ':' in where[0] else where[0]}:{where[1]}/"
     m = loaded.model.config
-    info(f"serving {loaded.path} as {config.model_id!r} ({m.cell} {m.layers}x{m.hidden}, {precision}) at {url} "
+    info(f"serving {show_path(loaded.path)} as {config.model_id!r} ({m.cell} {m.layers}x{m.hidden}, {precision}) at {url} "
          f"(the playground; the API under {url}v1); Ctrl-C stops")
     if host not in LOOPBACK:
         warn(f"listening on {host}: other machines can reach this server, and it has no authentication")

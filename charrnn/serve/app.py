@@ -43,6 +43,7 @@ from charrnn.serve.batcher import Batcher
 from charrnn.serve.jobs import BeamJob, Outbox, SampleJob
 from charrnn.serve.responses import EventStream, Head, choice, group, sse, usage
 from charrnn.serve.schema import ApiError, Completion, parse_completion, parse_json, parse_score
+from charrnn.showtext import show_chars
 from charrnn.vocab import Vocab
 
 STATIC = Path(__file__).parent / "static"
@@ -89,11 +90,6 @@ class Slots:
                 given_back, self.busy = True, self.busy - 1
 
         return give_back
-
-
-def show_chars(chars: list[str]) -> str:
-    shown = " ".join(repr(c) if c.isprintable() and c != " " else f"U+{ord(c):04X}" for c in chars[:20])
-    return shown + (" ..." if len(chars) > 20 else "")
 
 
 def encode_prompt(vocab: Vocab, prompt: str, unk: str) -> list[int]:
