@@ -20,7 +20,6 @@ job's outbox, and the request streams it out. When the client leaves, the job is
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -41,25 +40,13 @@ from charrnn.checkpoint import Loaded
 from charrnn.sampling import prime_ids_for, prime_model
 from charrnn.serve.batcher import Batcher
 from charrnn.serve.jobs import BeamJob, Outbox, SampleJob
+from charrnn.serve.requestlog import RequestLog, stderr_line
 from charrnn.serve.responses import EventStream, Head, choice, group, sse, usage
 from charrnn.serve.schema import ApiError, Completion, parse_completion, parse_json, parse_score
 from charrnn.showtext import show_chars
 from charrnn.vocab import Vocab
 
 STATIC = Path(__file__).parent / "static"
-# The playground's pages may run only their own script and talk only to this server.
-SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                 b"connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"),
-    (b"x-content-type-options", b"nosniff"),
-]
-
-
-def stderr_line(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
 @dataclass
 class ServeConfig:
     model_id: str = "charrnn"  # the name /v1/models lists; a request's "model" must be this (or left out)
@@ -297,35 +284,3 @@ def create_app(loaded: Loaded, config: ServeConfig | None = None) -> Starlette:
     )
     app.state.batcher, app.state.slots, app.state.config = batcher, slots, cfg
     return RequestLog(app, cfg.log)
-
-
-class RequestLog:
-    """ASGI middleware: the security headers on every response, and one line per request on stderr.
-
-        127.0.0.1:50412 POST /v1/completions 200 0.84s 300 chars
-    """
-
-    def __init__(self, app: Starlette, log: Callable[[str], None]):
-        self.app, self.log = app, log
-        self.state = app.state  # (tests reach the batcher and the slots through it)
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start, status = time.perf_counter(), [0]
-
-        async def send_with_headers(message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_headers)
-        finally:
-            client = scope.get("client") or ("-", 0)
-            chars = (scope.get("state") or {}).get("chars")
-            path = scope.get("path", "").encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
-            line = f"{client[0]}:{client[1]} {scope.get('method')} {path[:200]} {status[0] or '-'} " \
-                   f"{time.perf_counter() - start:.2f}s"
-            self.log(line + (f" {chars[0]} chars" if chars else "") + (" (client left)" if status[0] == 499 else ""))
