@@ -47,6 +47,8 @@ from charrnn.showtext import show_chars
 from charrnn.vocab import Vocab
 
 STATIC = Path(__file__).parent / "static"
+
+
 @dataclass
 class ServeConfig:
     model_id: str = "charrnn"  # the name /v1/models lists; a request's "model" must be this (or left out)
@@ -54,7 +56,7 @@ class ServeConfig:
     max_chars: int = 10_000  # per request: prompt characters, characters written (max_tokens x n), text scored
     max_body: int = 1_000_000  # bytes in a request body (413 above)
     dtype: torch.dtype = torch.float32  # matrices of the shared step; fp32 writes what `charrnn sample` writes
-    stream_interval: float = 0.02  # seconds between a stream's events at most once per this (the first goes at once)
+    stream_interval: float = 0.02  # a stream sends at most one event per this many seconds (the first at once)
     log: Callable[[str], None] = field(default=stderr_line)  # one line per request
 
 
@@ -111,8 +113,9 @@ async def until_disconnected(request: Request) -> None:
         pass
 
 
-def create_app(loaded: Loaded, config: ServeConfig | None = None) -> Starlette:
-    """The ASGI app serving `loaded` (run it with uvicorn; `charrnn serve` does)."""
+def create_app(loaded: Loaded, config: ServeConfig | None = None) -> RequestLog:
+    """The ASGI app serving `loaded` (run it with uvicorn; `charrnn serve` does); `.state` holds its
+    batcher, slots and config."""
     cfg = config or ServeConfig()
     model, vocab = loaded.model.eval(), loaded.vocab
     batcher, slots = Batcher(model, cfg.dtype), Slots(cfg.max_concurrent)
