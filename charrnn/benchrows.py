@@ -34,7 +34,7 @@ class BenchConfig:
     serve_shape: tuple = (2, 384)  # LSTM shape served to the load test
     serve_clients: tuple = (1, 8, 32, 64)  # concurrent streaming clients, one row each
     serve_chars: int = 500  # characters each client asks for
-    serve_rounds: int = 3  # rounds of every level (taking turns); the best counts
+    serve_rounds: int = 5  # rounds of every level (taking turns); the best counts
     serve_precisions: tuple = ("fp32", "bf16")  # `charrnn serve --precision`; bf16 only where native
     sections: tuple = SECTIONS  # which groups of rows to run
 
