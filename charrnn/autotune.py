@@ -1,0 +1,422 @@
+"""Choosing by measuring: precision, thread count and step kernel, picked from timings taken here.
+
+A CPU that *reports* AVX512-BF16 may still multiply bf16 matrices no faster than fp32 ones, and a
+second core helps only while no other process is using it. So charrnn does not guess from CPU
+flags: it times the candidates on the work itself and keeps the fastest. This module holds the
+parts that need no torch, so tests can feed them timings:
+
+* `choose`: the fastest candidate, but the default unless the winner beats it by a margin
+  (a reduced precision must be >= 10% faster to be worth its rounding; a second thread >= 5%).
+* `StepTuner`: which precision and thread count each training step runs in. The first steps
+  of a run take turns in every candidate setting (real updates: no time is thrown away), the
+  fastest is kept, and its step time is watched: when it jumps (another process took a core),
+  or every so often, the thread counts are tried again.
+* `TuneCache`: verdicts kept in the cache folder, keyed by the CPU (model and the flags that
+  matter), the torch version and the workload, so later runs skip the probe. A corrupt file is
+  ignored; another torch version misses.
+
+    candidate timings --> choose / StepTuner --> Verdict --> TuneCache (cache_dir()/tune.json)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOW_PRECISION_MARGIN = 1.10  # bf16 (or int8) must run >= 10% faster than fp32 to be chosen
+THREAD_MARGIN = 1.05  # more threads must run >= 5% faster than one (training, re-checked as it goes)
+SAMPLE_THREAD_MARGIN = 1.15  # ... >= 15% for sampling and beam search, chosen once at the start
+IMPORTANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+CACHE_VERSION = 1
+
+
+# ---- choosing ------------------------------------------------------------------------------------
+
+
+def choose(rates: dict, default, margin: float):
+    """The candidate with the highest rate; the default unless that one beats it by `margin`."""
+    if default not in rates:
+        return max(rates, key=rates.get)
+    best = max(rates, key=rates.get)
+    return best if rates[best] > margin * rates[default] else default
+
+
+@dataclass
+class Verdict:
+    """What was chosen, and the measured rates (units/s) it was chosen from."""
+
+    choice: str
+    rates: dict[str, float] = field(default_factory=dict)
+    cached: bool = False  # True when it came from the cache, not from timings taken now
+    firm: bool = True  # False when a candidate was cut short (worth keeping for this run, not for the cache)
+
+    def against(self, other: str) -> str:
+        """'bf16 ran 0.62× here' for another candidate, relative to the choice."""
+        mine, theirs = self.rates.get(self.choice), self.rates.get(other)
+        if not mine or theirs is None:
+            return ""
+        return f"{other} ran {theirs / mine:.2f}× here"
+
+    def describe(self) -> str:
+        """'fp32 (bf16 ran 0.62× here)', 'bf16 (fp32 ran 0.70× here)', 'int8 (cached)'."""
+        if self.cached:
+            return f"{self.choice} (measured before, cached)"
+        notes = [self.against(name) for name in self.rates if name != self.choice]
+        notes = [n for n in notes if n]
+        return f"{self.choice} ({'; '.join(notes)})" if notes else self.choice
+
+    def to_dict(self) -> dict:
+        return {"choice": self.choice, "rates": self.rates}
+
+
+def precision_verdict(rates: dict[str, float]) -> Verdict:
+    """fp32 or bf16 from their rates: bf16 only when clearly faster."""
+    return Verdict(choose(rates, "fp32", LOW_PRECISION_MARGIN), dict(rates))
+
+
+def thread_verdict(rates: dict[int, float], margin: float = THREAD_MARGIN) -> int:
+    """The thread count to use: more than the fewest only when `margin` times faster.
+
+    Training re-checks its choice as it goes (`StepTuner`), so a small gain is worth taking;
+    sampling decides once at the start, where a core that may turn busy needs a clearer gain
+    (SAMPLE_THREAD_MARGIN): with another process on it, 2 threads run 2-5x SLOWER than 1.
+    """
+    return choose(rates, min(rates), margin)
+
+
+# ---- timing --------------------------------------------------------------------------------------
+
+
+def interleaved_rates(contenders: dict, window: float = 0.02, rounds: int = 3,
+                      before: dict | None = None, clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Units per second of each contender {name: (fn, units per call)}: windows taken in turn, best kept.
+
+    Taking turns (A, B, A, B, ...) means a burst of load from another process slows every contender
+    alike; keeping each one's best window drops the windows it landed in. `before[name]`, if given,
+    runs untimed before each of that contender's windows (e.g. setting the thread count), and each
+    contender is called once untimed after it the first time.
+    """
+    before = before or {}
+    best = dict.fromkeys(contenders, 0.0)
+    for r in range(rounds):
+        for name, (fn, units) in contenders.items():
+            if name in before:
+                before[name]()
+            if r == 0:
+                fn()
+            calls, t0 = 0, clock()
+            while (elapsed := clock() - t0) < window or calls == 0:
+                fn()
+                calls += 1
+            best[name] = max(best[name], calls * units / max(elapsed, 1e-9))
+    return best
+
+
+# ---- the training tuner --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one training step runs on the CPU."""
+
+    precision: str  # fp32 | bf16 (autocast)
+    threads: int
+
+
+@dataclass
+class _Window:
+    setting: Setting
+    timed: bool  # False: a warm-up step, not counted
+    steps: int = 0
+    seconds: float = 0.0
+
+
+class StepTuner:
+    """Chooses the precision and thread count of a training run from its own step times.
+
+    `candidates` maps each thread count to the precisions to try at it (one when it is forced or
+    a cached verdict, given in `known`, says which). Use: run the next step in `setting`, then `record(seconds)`; a
+    returned message says what was chosen.
+
+    Trial (the run's first steps): each setting in turn runs one untimed warm-up step and a first
+    timed window, then `rounds - 1` more rounds of windows follow, taken in turn; a window lasts at
+    least `window` seconds (at most `window_steps` steps). A setting whose timed step takes
+    `hopeless` times longer than the best step of another (twice that for its warm-up step) is
+    dropped at once, with the settings it speaks for (`_alike`): with another process on a core, a
+    2-thread step can take 3-100 times as long as a 1-thread one, at either precision. A precision verdict is `firm` (worth caching) only when both precisions
+    ran >= 2 windows. Until the choice is made, `steady` is the best setting measured so far:
+    the one to validate and sample in.
+
+    Watch (after it): the chosen setting's step times are kept; when the median of the last
+    `recent` steps exceeds `jump` times the step time it was chosen at (but not within `min_gap`
+    seconds of the last choice), or `recheck_after` seconds of steps have gone by, the thread
+    counts are tried again (one window each, no warm-up). A re-check that changes nothing doubles
+    the interval to the next (up to `recheck_max`).
+    """
+
+    def __init__(self, candidates: dict[int, list[str]], known: dict[int, Verdict] | None = None,
+                 window: float = 0.15, window_steps: int = 4,
+                 rounds: int = 3, hopeless: float = 3.0, jump: float = 1.5, recent: int = 8, min_gap: float = 5.0,
+                 recheck_after: float = 30.0, recheck_max: float = 240.0):
+        self.candidates = {t: list(p) for t, p in sorted(candidates.items())}
+        self.window, self.window_steps, self.rounds, self.hopeless = window, window_steps, rounds, hopeless
+        self.jump, self.min_gap, self.recheck_after, self.recheck_max = jump, min_gap, recheck_after, recheck_max
+        self.recent: deque[float] = deque(maxlen=recent)
+        self.settings = [Setting(p, t) for t, ps in self.candidates.items() for p in ps]
+        self.precision_verdicts: dict[int, Verdict] = dict(known or {})  # thread count -> fp32 vs bf16 (measured or cached)
+        self.thread_rates: dict[int, float] = {}
+        self.dropped: dict[int, float] = {}  # thread count -> steps/s of the step that had it dropped
+        self.chosen: Setting | None = None if len(self.settings) > 1 else self.settings[0]
+        self.baseline = 0.0  # seconds per step of the chosen setting when it was chosen
+        self.since_check = 0.0  # seconds of steps since the last choice
+        self._plan: list[_Window] = []
+        self._done: list[_Window] = []
+        if self.chosen is None:
+            self._plan = [_Window(s, timed) for s in self.settings for timed in (False, True)]
+            self._plan += [_Window(s, True) for _ in range(rounds - 1) for s in self.settings]
+
+    @property
+    def trying(self) -> bool:
+        """True while steps are being spent on comparing settings."""
+        return bool(self._plan)
+
+    @property
+    def setting(self) -> Setting:
+        """The setting the next step runs in."""
+        return self._plan[0].setting if self._plan else self.chosen
+
+    @property
+    def steady(self) -> Setting:
+        """The setting for work other than training steps: the chosen one, or the best timed so far."""
+        if self.chosen is not None:
+            return self.chosen
+        rates, _ = self._rates()
+        return max(rates, key=rates.get) if rates else self.settings[0]
+
+    def record(self, seconds: float) -> str | None:
+        """The step just run (in `setting`) took `seconds`. Returns a message when a choice was made."""
+        if not self._plan:
+            return self._watch(seconds)
+        w = self._plan[0]
+        w.steps, w.seconds = w.steps + 1, w.seconds + seconds
+        if self._hopeless(w.setting, seconds, 1 if w.timed else 2):  # no more steps in it, nor in its like
+            self._done.append(w)
+            dropped = self._alike(w.setting)
+            if all(d.threads == w.setting.threads for d in dropped):
+                self.dropped[w.setting.threads] = 1.0 / max(seconds, 1e-9)
+            self._plan = [p for p in self._plan if p.setting not in dropped]
+        elif not w.timed or w.seconds >= self.window or w.steps >= self.window_steps:
+            self._done.append(self._plan.pop(0))
+        if self._plan:
+            return None
+        return self._decide()
+
+    # -- inside -------------------------------------------------------------------------------------
+
+    def _best_step(self, setting: Setting) -> float | None:
+        times = [w.seconds / w.steps for w in self._done if w.setting == setting and w.timed and w.steps]
+        return min(times) if times else None
+
+    def _alike(self, setting: Setting) -> set[Setting]:
+        """What a hopeless setting says about the others: more threads than the fewest, when that
+        precision ran fine at the fewest, is hopeless at every precision (another process holds a
+        core); otherwise the precision is hopeless at every thread count (the CPU is slow at it)."""
+        fewest = min(s.threads for s in self.settings)
+        if setting.threads > fewest and self._best_step(Setting(setting.precision, fewest)) is not None:
+            return {s for s in self.settings if s.threads == setting.threads}
+        return {s for s in self.settings if s.precision == setting.precision}
+
+    def _hopeless(self, setting: Setting, seconds: float, leeway: float = 1.0) -> bool:
+        others = [b for s in self.settings if s != setting and (b := self._best_step(s)) is not None]
+        return bool(others) and seconds > leeway * self.hopeless * min(others)
+
+    def _rates(self) -> tuple[dict[Setting, float], dict[Setting, int]]:
+        """Each setting's best window rate (steps/s), and how many timed windows it ran."""
+        rates, windows = {}, {}
+        for w in self._done:
+            if w.timed and w.steps:
+                rates[w.setting] = max(rates.get(w.setting, 0.0), w.steps / w.seconds)
+                windows[w.setting] = windows.get(w.setting, 0) + 1
+        return rates, windows
+
+    def _decide(self) -> str:
+        (rates, windows), first = self._rates(), self.chosen is None
+        self._done = []
+        per_threads: dict[int, Setting] = {}
+        for t, precisions in self.candidates.items():
+            tried = {p: rates[Setting(p, t)] for p in precisions if Setting(p, t) in rates}
+            if not tried:
+                continue
+            if len(tried) > 1:
+                verdict = precision_verdict(tried)
+                verdict.firm = all(windows.get(Setting(p, t), 0) >= 2 for p in tried)
+                self.precision_verdicts[t] = verdict
+                p = verdict.choice
+            else:
+                p = next(iter(tried))
+            self.candidates[t] = [p]  # re-checks try each thread count at its own precision
+            per_threads[t] = Setting(p, t)
+        if not per_threads:  # every setting was dropped as hopeless
+            per_threads = {s.threads: s for s in self.settings[:1]}
+        self.thread_rates = {t: rates.get(s, 0.0) for t, s in per_threads.items()}
+        before = self.chosen
+        self.dropped = {n: r for n, r in self.dropped.items() if n not in self.thread_rates}
+        self.chosen = per_threads[thread_verdict(self.thread_rates)]
+        self.baseline = 1.0 / max(rates.get(self.chosen, 0.0), 1e-9)
+        self.settings = list(per_threads.values())
+        self.recent.clear()
+        self.since_check = 0.0
+        if first:
+            return self.describe()
+        if self.chosen != before:
+            self.recheck_after = 30.0
+            return f"threads: {self._threads_note()} (re-checked: step times changed)"
+        self.recheck_after = min(self.recheck_after * 2, self.recheck_max)
+        return None
+
+    def _watch(self, seconds: float) -> str | None:
+        if len(self.settings) < 2:
+            return None
+        self.recent.append(seconds)
+        self.since_check += seconds
+        jumped = (len(self.recent) == self.recent.maxlen and self.since_check >= self.min_gap
+                  and statistics.median(self.recent) > self.jump * self.baseline)
+        if jumped or self.since_check >= self.recheck_after:
+            order = [self.chosen] + [s for s in self.settings if s != self.chosen]
+            self._plan = [_Window(s, True) for s in order]
+        return None
+
+    def _threads_note(self) -> str:
+        t = self.chosen.threads
+        rates = {**self.dropped, **self.thread_rates}
+        others = [f"{n} ran {r / rates[t]:.2f}× here" + (", dropped after one step" if n not in self.thread_rates else "")
+                  for n, r in sorted(rates.items()) if n != t and rates.get(t)]
+        return f"{t}" + (f" ({'; '.join(others)})" if others else "")
+
+    def describe(self) -> str:
+        """'precision: fp32 (bf16 ran 0.62× here); threads: 2 (1 ran 0.55× here)'."""
+        verdict = self.precision_verdicts.get(self.chosen.threads)
+        precision = verdict.describe() if verdict else self.chosen.precision
+        return f"precision: {precision}; threads: {self._threads_note()}"
+
+
+class SlowdownWatch:
+    """Notices when steps run `jump` times slower than the first `window` of them did.
+
+    Sampling and beam search choose their thread count once, at the start; if another process
+    then takes a core, every step with more than one thread waits for the descheduled one and
+    can take 10-100 times as long. `record(seconds)` returns True once, on the step where the
+    median of the last `window` steps passes `jump` times the median of the first `window`.
+    """
+
+    def __init__(self, jump: float = 2.0, window: int = 16):
+        self.jump, self.window = jump, window
+        self.recent: deque[float] = deque(maxlen=window)
+        self.baseline: float | None = None
+        self.fired = False
+
+    def record(self, seconds: float) -> bool:
+        if self.fired:
+            return False
+        self.recent.append(seconds)
+        if len(self.recent) < self.window:
+            return False
+        if self.baseline is None:
+            self.baseline = statistics.median(self.recent)
+            self.recent.clear()
+            return False
+        self.fired = statistics.median(self.recent) > self.jump * self.baseline
+        return self.fired
+
+
+# ---- the machine and the cache -------------------------------------------------------------------
+
+
+def cpu_info() -> dict:
+    """{"model": "AMD EPYC ...", "flags": [the IMPORTANT_FLAGS this CPU reports]} (Linux; elsewhere the model only)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model in (platform.processor(), platform.machine()):
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "flags": [f for f in IMPORTANT_FLAGS if f in flags]}
+
+
+def cpu_summary() -> str:
+    """'AMD EPYC (avx512_bf16, no amx)' for logs and the benchmark title."""
+    info = cpu_info()
+    flags = [f for f in info["flags"] if f in ("avx512_bf16", "avx512_fp16", "amx_bf16")]
+    if not any(f.startswith("amx") for f in flags):
+        flags.append("no amx")
+    return f"{info['model']} ({', '.join(flags)})"
+
+
+def default_cache_path() -> Path:
+    from charrnn.tokens import cache_dir
+
+    return cache_dir() / "tune.json"
+
+
+class TuneCache:
+    """Verdicts on disk: key (a dict) -> value (a dict). Missing, unreadable or corrupt means empty."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path is not None else default_cache_path()
+
+    @staticmethod
+    def key(workload: dict, torch_version: str, cpu: dict | None = None) -> str:
+        """The CPU (model and flags), the torch version and the workload, as one string."""
+        return json.dumps({"cpu": cpu or cpu_info(), "torch": torch_version, **workload}, sort_keys=True)
+
+    def _read(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        ok = isinstance(data, dict) and data.get("version") == CACHE_VERSION and isinstance(data.get("entries"), dict)
+        return data["entries"] if ok else {}
+
+    def get(self, key: str) -> dict | None:
+        value = self._read().get(key)
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: str, value: dict) -> None:
+        """Store a verdict (best effort: a cache that cannot be written is no error)."""
+        from charrnn.fileio import atomic_write_text
+
+        entries = self._read()
+        entries[key] = value
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1) + "\n")
+        except OSError:
+            pass
+
+
+def cache_disabled() -> bool:
+    """CHARRNN_NO_TUNE_CACHE=1 measures every time (benchmarks use it)."""
+    return os.environ.get("CHARRNN_NO_TUNE_CACHE", "") not in ("", "0")
+
+
+def cached_or_measured(cache: TuneCache, key: str, measure: Callable[[], Verdict],
+                       valid: Iterable[str]) -> Verdict:
+    """The cached verdict for `key` when there is a usable one, else `measure()` (then cached)."""
+    hit = None if cache_disabled() else cache.get(key)
+    if hit and hit.get("choice") in set(valid):
+        return Verdict(hit["choice"], dict(hit.get("rates") or {}), cached=True)
+    verdict = measure()
+    cache.put(key, verdict.to_dict())
+    return verdict
