@@ -85,8 +85,8 @@ class TrainConfig:
     sample_prime: str = ""  # live samples continue this text ('' = start after a line break)
     sample_temp: float = 0.8  # live samples' temperature (their seed is `seed`, so only the model changes)
     device: str = "auto"  # auto | cpu | cuda | mps
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (bf16 autocast where the hardware has it)
-    threads: int = 0  # CPU threads for torch; 0 = one per available core
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: timed on the CPU, see trainspeed; autocast on a GPU)
+    threads: int = 0  # CPU threads for torch; 0 = auto: 1 or one per core, timed (see trainspeed)
     seed: int = 1337
 
     def __post_init__(self) -> None:

@@ -53,7 +53,9 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True when this CPU reports native bf16 matrix products (AVX512-BF16 or AMX)."""
+    """True when this CPU reports native bf16 matrix products (AVX512-BF16 or AMX).
+
+    Reported, not measured: shown by `charrnn bench`, never used to choose a precision."""
     import torch
 
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -79,7 +81,13 @@ def resolve_device(name: str) -> "torch.device":
 
 
 def resolve_precision(precision: str, device: "torch.device") -> "torch.dtype | None":
-    """The autocast dtype for this precision on this device (None = plain fp32)."""
+    """The autocast dtype for this precision on this device (None = plain fp32).
+
+    `auto` is bf16 (or fp16) autocast on a CUDA GPU and fp32 elsewhere. On the CPU that is only
+    the starting point: whether bf16 pays depends on the CPU and the model, not on the flags the
+    CPU reports, so the trainer measures it (`charrnn.trainspeed`), as do sampling and beam search
+    (`charrnn.stepkernels`).
+    """
     import torch
 
     if precision not in PRECISIONS:
@@ -87,8 +95,6 @@ def resolve_precision(precision: str, device: "torch.device") -> "torch.dtype | 
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "cpu" and cpu_has_fast_bf16():
-            return torch.bfloat16
         return None
     if precision == "fp16" and device.type != "cuda":
         raise UsageError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on this device")

@@ -15,7 +15,9 @@ and what may change on resume (`trainstate`), Ctrl-C handling (`stopsignals`).
 from __future__ import annotations
 
 import math
+import statistics
 import time
+from collections import deque
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn import distributed, trainstate
+from charrnn import distributed, trainspeed, trainstate
 from charrnn.batcher import StreamBatcher
 from charrnn.budget import Budget, lr_at
 from charrnn.checkpoint import SaveError, load_checkpoint
@@ -55,6 +57,7 @@ class Reporter:
     def on_save(self, path: Path) -> None: ...
     def on_sample(self, record: dict) -> None: ...
     def on_warning(self, message: str) -> None: ...
+    def on_tune(self, message: str) -> None: ...  # what precision / thread count was chosen, and why
     def on_end(self, result: "TrainResult") -> None: ...
 
 
@@ -100,7 +103,10 @@ class Trainer:
         self.meta = meta or {}  # e.g. corpus name, stored in checkpoints
         self.dist = distributed.setup(resolve_device(train_config.device), train_config.batch_size)
         self.device = distributed.device_for(self.dist, resolve_device(train_config.device))
-        self.amp_dtype = resolve_precision(train_config.precision, self.device)
+        self.amp_dtype = resolve_precision(train_config.precision, self.device)  # CPU `auto`: fp32 until measured
+        # CPU precision and threads chosen by timing the first steps (None: nothing to choose, see trainspeed)
+        self.tuner = trainspeed.make_tuner(model_config, train_config, self.device, self.dist.enabled)
+        self._eval_dtype: torch.dtype | None | str = "undecided"  # validation's autocast dtype, see eval_dtype()
         if not self.dist.is_main:
             self.reporter, self.out_dir = Reporter(), None  # only rank 0 writes and reports
         torch.manual_seed(train_config.seed)
@@ -125,6 +131,7 @@ class Trainer:
         self.watch = OverfitWatch(train_config.patience)
         self._until_step: int | None = None
         self._window = [0, 0.0]  # steps and training seconds since the last log record
+        self._recent_steps: deque[float] = deque(maxlen=20)  # seconds of the last training steps
 
     @classmethod
     def resume(cls, checkpoint: str | Path | dict, train_tokens: np.ndarray, val_tokens: np.ndarray,
@@ -177,8 +184,14 @@ class Trainer:
         timed = [r["eval_seconds"] for r in self.history if r.get("eval_seconds")]
         if timed:
             return timed[-1]
-        # none yet: a forward pass over the held-out text, ~3x faster per character than a training step
-        return len(self.val_tokens) / max(3 * self.chars_per_second(), 1.0) if self.train_seconds else 0.0
+        # none yet: a forward pass over the held-out text, ~3x faster per character than a training step.
+        # The step time is the median of the recent steps, not the session's mean: the first step's one-time
+        # costs, or a 2-thread step timed while another process holds a core (StepTuner), would otherwise
+        # make the reserve look longer than the whole budget and stop the run after a step or two.
+        if not self._recent_steps:
+            return 0.0
+        rate = self.cfg.batch_size * self.cfg.seq_len / max(statistics.median(self._recent_steps), 1e-9)
+        return len(self.val_tokens) / max(3 * rate, 1.0)
 
     def _stop_reason(self, signals: StopSignals) -> str | None:
         sig = signals.signum or 0
@@ -238,12 +251,22 @@ class Trainer:
 
     # -- validation and saving -----------------------------------------------------------------------
 
+    def eval_dtype(self) -> torch.dtype | None:
+        """Validation's autocast dtype: as training's, except that CPU `auto` measures its own (once, cached)."""
+        if self.device.type != "cpu" or self.cfg.precision != "auto" or self.dist.enabled:
+            return self.amp_dtype
+        if self._eval_dtype == "undecided":
+            verdict = trainspeed.eval_precision(self.model, self.val_tokens, batch_size=64, seq_len=256)
+            self._eval_dtype = trainspeed.DTYPES[verdict.choice]
+            self.reporter.on_tune(f"validation precision: {verdict.describe()}")
+        return self._eval_dtype
+
     def validate(self) -> float | None:
         """Validation loss in nats/char over the held-out text (None if there is none)."""
         if len(self.val_tokens) < 2:
             return None
         result = evaluate(self.model, self.val_tokens, batch_size=64, seq_len=256, device=self.device,
-                          autocast_dtype=self.amp_dtype, shard=(self.dist.rank, self.dist.world))
+                          autocast_dtype=self.eval_dtype(), shard=(self.dist.rank, self.dist.world))
         nll, chars = distributed.all_reduce([result.nll_nats, result.chars], self.device, self.dist)
         return nll / max(chars, 1)
 
@@ -265,8 +288,15 @@ class Trainer:
             self.reporter.on_save(path)
         return paths
 
+    def _steady_threads(self) -> None:
+        """Validation and samples run at the tuner's best thread count so far, never in a trial setting
+        (a 2-thread validation while another process holds a core can take minutes)."""
+        if self.tuner is not None and torch.get_num_threads() != self.tuner.steady.threads:
+            torch.set_num_threads(self.tuner.steady.threads)
+
     def _eval_and_save(self, snapshot: bool = False) -> float | None:
         """Validate, record it, save last.pt (and best.pt when it improved); the bits/char or None."""
+        self._steady_threads()
         t0 = time.perf_counter()
         val = self.validate()
         bpc = None if val is None else val / LN2
@@ -291,6 +321,7 @@ class Trainer:
         training mode, so training takes exactly the same path with or without it.
         """
         c = self.cfg
+        self._steady_threads()
         text = sample_text(self.model, self.vocab, c.sample_length, prime=c.sample_prime,
                            temperature=c.sample_temp, seed=c.seed, unk="skip")
         self.model.train()  # (sampling put it in eval mode)
@@ -312,6 +343,7 @@ class Trainer:
             if training:
                 self.train_seconds += dt
                 self._window[1] += dt
+                self._recent_steps.append(dt)
 
     def _log(self, out: dict) -> None:
         if self.dist.enabled:  # the mean loss over all streams, as one process would see it
@@ -340,12 +372,30 @@ class Trainer:
             with self._clock():
                 self.live_sample()
 
+    def _tuned_step(self) -> dict:
+        """`train_step` in the precision and thread count the tuner asks for, its time reported back to it."""
+        if self.tuner is None:
+            return self.train_step()
+        setting = self.tuner.setting
+        self.amp_dtype = trainspeed.DTYPES[setting.precision]
+        if torch.get_num_threads() != setting.threads:
+            torch.set_num_threads(setting.threads)
+        t0 = time.perf_counter()
+        out = self.train_step()
+        message = self.tuner.record(time.perf_counter() - t0)
+        if message:
+            if not self._tune_saved:
+                trainspeed.remember(self.tuner, self.mcfg, self.cfg)
+                self._tune_saved = True
+            self.reporter.on_tune(message)
+        return out
+
     def _loop(self, signals: StopSignals) -> str:
         """Train step after step until the budget is spent or a signal arrives; why it stopped."""
         bad_steps = 0
         while (stopped_by := self._stop_reason(signals)) is None:
             with self._clock(training=True):
-                out = self.train_step()
+                out = self._tuned_step()
             self.steps_this_session += 1
             self._window[0] += 1
             bad_steps = 0 if out["finite"] else bad_steps + 1
@@ -383,6 +433,7 @@ class Trainer:
         if self.out_dir is not None:  # fail before training, not after an hour of it
             RunFolder(self.out_dir, self.cfg.keep).check_writable(prune=bool(self.cfg.save_every))
         self._until_step = until_step
+        self._tune_saved = False
         self.last_val: float | None = None
         error = None
         self.reporter.on_start(self)

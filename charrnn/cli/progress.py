@@ -86,6 +86,13 @@ class ConsoleReporter(Reporter):
         m, c = trainer.mcfg, trainer.cfg
         precision = {None: "fp32"}.get(trainer.amp_dtype, str(trainer.amp_dtype).replace("torch.", "") + " autocast")
         threads = c.threads or default_threads() if trainer.device.type == "cpu" else 0
+        if trainer.tuner is not None:  # chosen by timing the first steps: say what is tried
+            tried = trainer.tuner.candidates
+            precisions = sorted({p for ps in tried.values() for p in ps})
+            precision = "/".join(precisions) + (" (timing the first steps)" if len(precisions) > 1 else "")
+            threads = 0 if len(tried) > 1 else threads
+            if len(tried) > 1:
+                precision += f", {' or '.join(map(str, tried))} threads (timed)"
         self.console.print(
             f"charrnn {m.cell} {m.layers}x{m.hidden} (embed {m.embed}, {trainer.model.num_params() / 1e6:.2f}M params), "
             f"vocab {m.vocab_size}, {len(trainer.batcher.tokens):,} train / {len(trainer.val_tokens):,} val chars",
@@ -159,6 +166,10 @@ class ConsoleReporter(Reporter):
         else:  # one line per sample, newlines and control characters escaped, so logs stay one record per line
             self.console.print(f"step {r['step']:>6}  sample {json.dumps(r['sample'], ensure_ascii=False)}",
                                markup=False, highlight=False)
+
+    def on_tune(self, message: str) -> None:
+        console = self.progress.console if self.progress is not None else self.console
+        console.print(message, markup=False, highlight=False, style="dim" if self.progress is not None else None)
 
     def on_warning(self, message: str) -> None:
         warn(message)

@@ -1,0 +1,102 @@
+"""How a training run on the CPU picks its precision and thread count: by timing its own steps.
+
+`--precision auto` and `--threads 0` are decided here, for this model, batch, sequence length
+and machine, instead of from CPU flags (a CPU that reports AVX512-BF16 may still multiply bf16
+no faster than fp32). The first steps of the run take turns in fp32 and bf16 autocast, at one
+thread and at one per core (`autotune.StepTuner`); they are real updates, so nothing is thrown
+away. The precision verdict is cached per thread count (`autotune.TuneCache`), so a later run
+of the same shape on the same machine only compares thread counts. Validation gets its own
+verdict the same way (`eval_precision`): a forward pass is not a training step.
+
+GPUs keep bf16/fp16 autocast; a forced `--precision` or `--threads` is never second-guessed;
+torchrun's processes keep fp32 and their thread count (they would have to agree).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from charrnn.autotune import StepTuner, TuneCache, Verdict, cache_disabled, cached_or_measured, interleaved_rates
+from charrnn.autotune import precision_verdict
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.runtime import default_threads
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def workload(mcfg: ModelConfig, what: str, batch: int, seq_len: int, threads: int) -> dict:
+    return {"what": what, "cell": mcfg.cell, "layers": mcfg.layers, "hidden": mcfg.hidden, "embed": mcfg.embed,
+            "vocab": mcfg.vocab_size, "batch": batch, "seq_len": seq_len, "threads": threads}
+
+
+def train_key(mcfg: ModelConfig, cfg: TrainConfig, threads: int) -> str:
+    return TuneCache.key(workload(mcfg, "train step", cfg.batch_size, cfg.seq_len, threads), torch.__version__)
+
+
+def make_tuner(mcfg: ModelConfig, cfg: TrainConfig, device: torch.device, distributed: bool,
+               cache: TuneCache | None = None) -> StepTuner | None:
+    """The tuner for this run, or None when nothing is left to choose (forced, GPU, torchrun, one core)."""
+    if device.type != "cpu" or distributed or (cfg.precision != "auto" and cfg.threads):
+        return None
+    counts = [cfg.threads] if cfg.threads else sorted({1, default_threads()})
+    cache = cache or TuneCache()
+    candidates, known = {}, {}
+    for t in counts:
+        if cfg.precision != "auto":
+            candidates[t] = [cfg.precision]
+            continue
+        hit = None if cache_disabled() else cache.get(train_key(mcfg, cfg, t))
+        if hit and hit.get("choice") in DTYPES:
+            known[t] = Verdict(hit["choice"], dict(hit.get("rates") or {}), cached=True)
+            candidates[t] = [hit["choice"]]
+        else:
+            candidates[t] = ["fp32", "bf16"]
+    tuner = StepTuner(candidates, known)
+    return tuner if tuner.trying else None
+
+
+def remember(tuner: StepTuner, mcfg: ModelConfig, cfg: TrainConfig, cache: TuneCache | None = None) -> None:
+    """Keep the precision verdicts measured in this run (per thread count) for the next one.
+
+    Only firm ones: a verdict where a precision was dropped after one slow step may be a fluke."""
+    cache = cache or TuneCache()
+    for t, verdict in tuner.precision_verdicts.items():
+        if verdict.firm and not verdict.cached:
+            cache.put(train_key(mcfg, cfg, t), verdict.to_dict())
+
+
+def fixed_setting(cfg: TrainConfig) -> tuple[str, int]:
+    """(precision, threads) of a run that is not tuned on the CPU: auto means fp32 there."""
+    return ("fp32" if cfg.precision == "auto" else cfg.precision), (cfg.threads or default_threads())
+
+
+@torch.no_grad()
+def eval_precision(model, tokens: np.ndarray, batch_size: int = 64, seq_len: int = 256,
+                   cache: TuneCache | None = None) -> Verdict:
+    """fp32 or bf16 autocast for evaluating `model` on the CPU at the current thread count.
+
+    Times a forward pass over one block of `tokens` in each precision, in turn (~0.5 s), unless the
+    cache already holds the verdict for this shape, layout and thread count.
+    """
+    c = model.config
+    key = TuneCache.key(workload(c, "evaluation", batch_size, seq_len, torch.get_num_threads()), torch.__version__)
+
+    def measure() -> Verdict:
+        n = min(len(tokens) - 1, batch_size * 64)
+        rows = max(1, n // 64)
+        x = torch.from_numpy(np.asarray(tokens[: rows * 64], dtype=np.int64)).view(rows, 64)  # (B, 64)
+        was_training = model.training
+        model.eval()
+
+        def forward(dtype):
+            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                model(x)
+
+        rates = interleaved_rates({p: (lambda d=d: forward(d), x.numel()) for p, d in DTYPES.items()}, 0.05, 3)
+        model.train(was_training)
+        return precision_verdict(rates)
+
+    if len(tokens) < 65:
+        return Verdict("fp32")
+    return cached_or_measured(cache or TuneCache(), key, measure, DTYPES)
