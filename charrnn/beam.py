@@ -40,8 +40,9 @@ import torch
 
 from charrnn.errors import UsageError
 from charrnn.evaluation import LN2
-from charrnn.model import CharRNN, reorder_state
-from charrnn.sampling import prime_ids_for, prime_model
+from charrnn.model import CharRNN
+from charrnn.sampling import ThreadWatch, prime_ids_for, prime_model
+from charrnn.stepkernels import make_kernel
 from charrnn.vocab import Vocab
 
 
@@ -123,24 +124,6 @@ def shared_prefix_len(texts: list[str], start: int) -> int:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if shared(mid) else (lo, mid)
     return lo
-
-
-def step_dtype(precision: str, device: torch.device | str, width: int) -> torch.dtype:
-    """The matrices' type for beam search: `precision` is auto, fp32 or bf16.
-
-    auto picks bf16 where it pays: on a CPU with native bf16 products (AVX512-BF16 or AMX)
-    and width >= 2, where fp32 small-batch products run far below the CPU's peak (at width 1
-    a step is a matrix-vector product, bound by memory, and fp32 is as fast). Scores then
-    differ from fp32 by ~1e-3 nats per character, which can reorder near-ties.
-    """
-    if precision not in ("auto", "fp32", "bf16"):
-        raise UsageError("--precision must be auto, fp32 or bf16")
-    if precision == "auto":
-        from charrnn.runtime import cpu_has_fast_bf16
-
-        fast = torch.device(device).type == "cpu" and cpu_has_fast_bf16() and width >= 2
-        precision = "bf16" if fast else "fp32"
-    return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
 def best_possible(logprob: float, cur_len: int, length: int, alpha: float) -> float:
@@ -270,7 +253,7 @@ def beam_search(
     top: int = 1,
     unk: str = "error",
     on_settled: Callable[[str], object] | None = None,
-    dtype: torch.dtype = torch.float32,
+    kernel: str = "fp32",
 ) -> list[Beam]:
     """The `top` best continuations of `prime` (up to `length` characters), best first.
 
@@ -279,14 +262,20 @@ def beam_search(
     no_repeat: if N > 0, a beam may not write any N-character sequence twice (guards loops).
     on_settled: called with each newly certain piece of the best text (see module docstring);
         returning False stops the search early (e.g. the reader of a pipe went away).
-    dtype: storage type of the model's matrices while stepping (`CharRNN.step`); bf16 is
-        several times faster at width 2-16 on CPUs with AVX512-BF16 (see `step_dtype`).
+    kernel: the step kernel (`charrnn.stepkernels`): fp32 scores exactly as `CharRNN.step`;
+        bf16 and int8 store the matrices smaller, faster where the CPU is good at them
+        (`choose_kernel` measures which), their scores ~1e-3 nats per character off fp32's,
+        which can reorder near-ties.
     """
     search = BeamSearch(vocab, width, length, stop, length_penalty, no_repeat, top, on_settled)
     model.eval()
     logits, state = prime_model(model, prime_ids_for(vocab, prime, unk))  # (1, V), state of batch 1
+    stepper = make_kernel(model, kernel, 1)  # holds the live beams' state from here on
+    stepper.reset(state)
+    watch = ThreadWatch(model)  # one thread from the step the search slows down (a core got busy)
     while (chosen := search.advance(logits)) is not None:
         tokens, beam_idx = chosen
-        state = reorder_state(state, beam_idx)
-        logits, state = model.step(tokens, state, dtype)  # (B', V)
+        stepper.reorder(beam_idx)
+        with watch:
+            logits = stepper.step(tokens)  # (B', V), overwritten by the next step
     return search.result()

@@ -6,14 +6,23 @@ figure they are compared to, so a busy machine slows both alike and the ratio st
 Each figure is the best of `repeats` timed windows.
 
     row        figure                                   baseline
-    train_*    charrnn's Trainer step, chars/s          a plain fp32 nn.LSTM loop (below), same B, T, threads
+    train_*    charrnn's Trainer step, chars/s, in the  a plain fp32 nn.LSTM loop (below), same B, T, threads
+               precision auto picks from fp32 and bf16
+               timed here (both shown)
     train_gru  GRU training, achieved GFLOP/s           the LSTM's GFLOP/s (same trainer, same shape)
-    sample_*   sample_ids(fast=True) at batch 1         eager nn.LSTM stepping (fast=False)
+    sample_*   sample_ids at batch 1 with the step      eager nn.LSTM stepping (fast=False)
+               kernel and threads auto picks from
+               every kernel timed here (all shown)
     beam       beam search, width 5, chars/s            eager nn.LSTM stepping at batch 5, steps/s
     eval       evaluate(), no gradients, chars/s        training chars/s of the same shape
+    kernel_*   bits/char of held-out text through a     the fp32 kernel's (needs --checkpoint)
+               reduced-precision step kernel
     memory_*   peak RSS of a training subprocess, MB    the same subprocess after `import torch`
     serve_*    `charrnn serve` under N streaming         the same with one client (bench_serve.py)
                clients, total chars/s
+
+The choices are made with the same rules as `charrnn train`, `sample` and `beam` make them
+(`charrnn.autotune`), from the rates measured here, never from the cache.
 
 FLOPs per character, counting only the matrix products: a layer with G gates (LSTM 4,
 GRU 3, RNN 1), input width I and H units multiplies a (G*H, I + H) matrix forward, costing
@@ -27,7 +36,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +44,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from charrnn.autotune import LOW_PRECISION_MARGIN, TuneCache, choose, cpu_info, cpu_summary, precision_verdict
+from charrnn.autotune import SAMPLE_THREAD_MARGIN, thread_verdict
 from charrnn.evaluation import evaluate
 from charrnn.model import CharRNN, ModelConfig
-from charrnn.beam import beam_search, step_dtype
+from charrnn.beam import beam_search
 from charrnn.bench_memory import memory_rows
 from charrnn.benchrows import SECTIONS, BenchConfig, Row, flops_per_char, synthetic_text  # noqa: F401  (SECTIONS: for the CLI)
-from charrnn.sampling import sample_ids, tune_threads
+from charrnn.sampling import sample_ids
 from charrnn.config import TrainConfig
-from charrnn.runtime import cpu_has_fast_bf16, default_threads, resolve_precision
+from charrnn.runtime import cpu_has_fast_bf16, default_threads
 from charrnn.runtime import torch_threads as threads
+from charrnn.stepkernels import choose_kernel, kernel_bits_per_char, kernels_for
 from charrnn.train import Trainer
+from charrnn.trainspeed import DTYPES, eval_precision
 from charrnn.vocab import Vocab
 
 # ---- the plain baseline: what a PyTorch user writes without charrnn ----------------------------
@@ -108,11 +121,15 @@ def rate(fn: Callable[[], object], units: float, window: float, warmup: int = 2)
             return calls * units / elapsed
 
 
-def best_rates(contenders: dict[str, tuple[Callable, float]], cfg: BenchConfig) -> dict[str, float]:
-    """Best rate of each contender over cfg.repeats windows, taken in turn (A, B, A, B, ...)."""
+def best_rates(contenders: dict, cfg: BenchConfig, before: dict | None = None) -> dict:
+    """Best rate of each contender over cfg.repeats windows, taken in turn (A, B, A, B, ...).
+
+    `before[name]` runs untimed before each of that contender's windows (e.g. setting threads)."""
     best = dict.fromkeys(contenders, 0.0)
     for r in range(cfg.repeats):
         for name, (fn, units) in contenders.items():
+            if before and name in before:
+                before[name]()
             best[name] = max(best[name], rate(fn, units, cfg.window, warmup=2 if r == 0 else 0))
     return best
 
@@ -139,72 +156,102 @@ def bench_text(corpus: str | None) -> tuple[str, str]:
 
 # ---- the rows ----------------------------------------------------------------------------------
 
-SAMPLE_GOALS = {(2, 512): 5_000, (2, 256): 10_000}  # chars/s at batch 1 (issue 8)
-BEAM_GOALS = {(2, 512, 5): 1_500}  # chars/s at (layers, hidden, width)
+SAMPLE_GOALS = {(2, 512): 8_000, (2, 256): 20_000}  # chars/s at batch 1 (issue 13)
+BEAM_GOALS = {(2, 512, 5): 3_000}  # chars/s at (layers, hidden, width)
+PRECISION_NAMES = {"fp32": "fp32", "bf16": "bf16 autocast"}
 
 
-def _precision_name() -> str:
-    return "bf16 autocast" if resolve_precision("auto", torch.device("cpu")) == torch.bfloat16 else "fp32"
-
-
-def _trainer(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, cell: str, layers: int, hidden: int) -> Trainer:
+def _trainer(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, cell: str, layers: int, hidden: int,
+             precision: str = "fp32") -> Trainer:
     mcfg = ModelConfig(vocab_size=len(vocab), cell=cell, layers=layers, hidden=hidden, embed=cfg.embed)
-    tcfg = TrainConfig(batch_size=cfg.batch_size, seq_len=cfg.seq_len, threads=cfg.threads, device="cpu")
+    tcfg = TrainConfig(batch_size=cfg.batch_size, seq_len=cfg.seq_len, threads=cfg.threads or default_threads(),
+                       device="cpu", precision=precision)
     return Trainer(mcfg, tcfg, vocab, tokens, tokens[:2])
 
 
 def train_rows(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, log: Callable[[str], None]) -> tuple[list[Row], dict]:
-    """charrnn's Trainer vs the plain loop per LSTM shape, and GRU vs LSTM per FLOP."""
-    rows, ours = [], {}
-    chars, V, prec = cfg.batch_size * cfg.seq_len, len(vocab), _precision_name()
+    """charrnn's Trainer in fp32 and bf16 (auto keeps the faster) vs the plain loop per LSTM shape; GRU vs LSTM."""
+    rows, ours, choices = [], {}, {}
+    chars, V = cfg.batch_size * cfg.seq_len, len(vocab)
     with threads(cfg.threads):
         for layers, hidden in cfg.train_shapes:
-            log(f"training {layers}×{hidden} LSTM: charrnn vs a plain fp32 nn.LSTM loop")
-            trainer = _trainer(cfg, vocab, tokens, "lstm", layers, hidden)
+            log(f"training {layers}×{hidden} LSTM: charrnn in fp32 and bf16 vs a plain fp32 nn.LSTM loop")
+            ours_by = {p: _trainer(cfg, vocab, tokens, "lstm", layers, hidden, p) for p in DTYPES}
             plain = PlainTrainer(tokens, V, layers, hidden, cfg.embed, cfg.batch_size, cfg.seq_len)
-            r = best_rates({"charrnn": (trainer.train_step, chars), "plain": (plain.step, chars)}, cfg)
-            ours[(layers, hidden)] = r["charrnn"]
+            r = best_rates({**{p: (t.train_step, chars) for p, t in ours_by.items()}, "plain": (plain.step, chars)}, cfg)
+            verdict = precision_verdict({p: r[p] for p in DTYPES})
+            auto = verdict.choice
+            choices[(layers, hidden)] = auto
+            ours[(layers, hidden)] = r[auto]
             gflop = flops_per_char("lstm", layers, hidden, cfg.embed, V) / 1e9
-            rows.append(Row(f"train_lstm_{layers}x{hidden}", f"train {layers}×{hidden} LSTM, charrnn ({prec})",
-                            r["charrnn"], "chars/s", "plain fp32 nn.LSTM", r["plain"], goal_ratio=1.3,
-                            extra={"gflops": r["charrnn"] * gflop, "baseline_gflops": r["plain"] * gflop}))
+            rows.append(Row(f"train_lstm_{layers}x{hidden}",
+                            f"train {layers}×{hidden} LSTM, charrnn (auto: {PRECISION_NAMES[auto]})",
+                            r[auto], "chars/s", "plain fp32 nn.LSTM", r["plain"], goal_ratio=1.3 if auto == "bf16" else 1.0,
+                            note=f"fp32 {r['fp32']:,.0f}, bf16 {r['bf16']:,.0f} chars/s: {verdict.describe()}",
+                            extra={"gflops": r[auto] * gflop, "baseline_gflops": r["plain"] * gflop, "precision": auto,
+                                   "fp32_chars_per_sec": r["fp32"], "bf16_chars_per_sec": r["bf16"]}))
         if cfg.gru_shape:
             layers, hidden = cfg.gru_shape
-            log(f"training {layers}×{hidden} GRU vs LSTM, per FLOP")
-            gru, lstm = (_trainer(cfg, vocab, tokens, c, layers, hidden) for c in ("gru", "lstm"))
+            prec = choices.get((layers, hidden), "fp32")
+            log(f"training {layers}×{hidden} GRU vs LSTM, per FLOP ({prec})")
+            gru, lstm = (_trainer(cfg, vocab, tokens, c, layers, hidden, prec) for c in ("gru", "lstm"))
             r = best_rates({"gru": (gru.train_step, chars), "lstm": (lstm.train_step, chars)}, cfg)
             g = {c: r[c] * flops_per_char(c, layers, hidden, cfg.embed, V) / 1e9 for c in r}
-            rows.append(Row(f"train_gru_{layers}x{hidden}", f"train {layers}×{hidden} GRU, charrnn ({prec})",
+            rows.append(Row(f"train_gru_{layers}x{hidden}", f"train {layers}×{hidden} GRU, charrnn ({PRECISION_NAMES[prec]})",
                             g["gru"], "GFLOP/s", f"{layers}×{hidden} LSTM", g["lstm"], goal_ratio=1.0,
                             note=f"GRU {r['gru']:,.0f} vs LSTM {r['lstm']:,.0f} chars/s",
                             extra={"gru_chars_per_sec": r["gru"], "lstm_chars_per_sec": r["lstm"]}))
     return rows, ours
 
 
+def _threads_name(n: int) -> str:
+    return f"{n} thread{'s' if n > 1 else ''}"
+
+
 def sample_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> list[Row]:
-    """sample_ids at batch 1: the hand-written step (fast=True) vs eager nn.LSTM stepping, same threads."""
+    """sample_ids at batch 1 through every step kernel at each thread count vs eager nn.LSTM stepping.
+
+    The headline row is what `charrnn sample` would pick (the fastest kernel, a reduced-precision
+    one only when >= 10% faster than fp32; more threads only when faster); a row per fixed thread
+    count in `cfg.sample_threads` follows. Every kernel's rate is kept in the row's extra.
+    """
     rows = []
+    cores = default_threads()
+    counts = sorted({n or cores for n in cfg.sample_threads} | ({1, cores} if 0 in cfg.sample_threads else set()))
     for layers, hidden in cfg.sample_shapes:
         torch.manual_seed(0)
         model = CharRNN(ModelConfig(vocab_size=len(vocab), layers=layers, hidden=hidden, embed=cfg.embed)).eval()
+        names = kernels_for(model)
+        log(f"sampling {layers}×{hidden} LSTM at batch 1: kernels {', '.join(names)} and eager nn.LSTM, "
+            f"{' and '.join(map(_threads_name, counts))}")
+        gens = {(k, n): sample_ids(model, [0], 10**12, temperature=1.0, seed=1, kernel=k, watch_threads=False)
+                for k in names for n in counts}
+        gens.update({("eager", n): sample_ids(model, [0], 10**12, temperature=1.0, seed=1, fast=False) for n in counts})
+        r = best_rates({key: (lambda g=g: next(g), 1) for key, g in gens.items()}, replace(cfg, window=cfg.sample_window),
+                       before={key: (lambda n=key[1]: torch.set_num_threads(n)) for key in gens})
+        torch.set_num_threads(cfg.threads or cores)
         for i, n in enumerate(cfg.sample_threads):
-            chosen = n or tune_threads(model)
-            how = f"{chosen} thread{'s' if chosen > 1 else ''}" + (" (tuned)" if n == 0 else "")
-            log(f"sampling {layers}×{hidden} LSTM at batch 1, {how}: fast vs eager")
-            with threads(chosen):
-                fast = sample_ids(model, [0], 10**12, temperature=1.0, seed=1, fast=True)
-                eager = sample_ids(model, [0], 10**12, temperature=1.0, seed=1, fast=False)
-                r = best_rates({"fast": (lambda: next(fast), 1), "eager": (lambda: next(eager), 1)}, cfg)
+            tried = [n] if n else counts
+            best = {k: max(r[(k, t)] for t in tried) for k in names}
+            kernel = choose(best, "fp32", LOW_PRECISION_MARGIN)
+            chosen = thread_verdict({t: r[(kernel, t)] for t in tried}, SAMPLE_THREAD_MARGIN)
+            how = _threads_name(chosen) + (" (tuned)" if n == 0 else "")
+            note = "tried " + ", ".join(f"{k} {r[(k, t)]:,.0f}" + (f" ({t}t)" if len(tried) > 1 else "")
+                                        for k in names for t in tried)
             suffix = "" if i == 0 else f"_t{n}"
-            rows.append(Row(f"sample_lstm_{layers}x{hidden}{suffix}", f"sample {layers}×{hidden} LSTM, batch 1, {how}",
-                            r["fast"], "chars/s", "eager nn.LSTM step", r["eager"], goal_ratio=15.0,
-                            goal_figure=SAMPLE_GOALS.get((layers, hidden)) if i == 0 else None,
-                            extra={"threads": chosen}))
+            rows.append(Row(f"sample_lstm_{layers}x{hidden}{suffix}",
+                            f"sample {layers}×{hidden} LSTM, batch 1, {how}, {kernel} kernel",
+                            r[(kernel, chosen)], "chars/s", "eager nn.LSTM step", r[("eager", chosen)], goal_ratio=15.0,
+                            goal_figure=SAMPLE_GOALS.get((layers, hidden)) if i == 0 else None, note=note,
+                            extra={"threads": chosen, "kernel": kernel,
+                                   "kernels": {f"{k}/{t}": r[(k, t)] for k in names for t in tried}}))
     return rows
 
 
 def beam_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> list[Row]:
-    """Beam search as `charrnn beam` runs it (auto precision, tuned threads) vs eager nn.LSTM at batch = width."""
+    """Beam search as `charrnn beam` runs it (kernel and threads chosen by timing) vs eager nn.LSTM at batch = width."""
+    import tempfile
+
     layers, hidden = cfg.beam_shape
     w = cfg.beam_width
     key, what = f"beam_w{w}_{layers}x{hidden}", f"beam search, width {w}, {layers}×{hidden} LSTM"
@@ -212,31 +259,36 @@ def beam_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> lis
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=len(vocab), layers=layers, hidden=hidden, embed=cfg.embed)).eval()
     x, state = torch.zeros(w, 1, dtype=torch.long), model.init_state(w)
-    dtype = step_dtype("auto", "cpu", w)
-    chosen = tune_threads(model, w, dtype)
+    with tempfile.TemporaryDirectory() as folder:  # measured now, never read from the cache
+        choice = choose_kernel(model, w, "auto", 0, cache=TuneCache(Path(folder) / "tune.json"))
 
     @torch.inference_mode()
     def eager_step() -> None:
         model(x, state)  # (w, 1, V): one nn.LSTM call per character
 
     length = 200
-    with threads(chosen):
-        r = best_rates({"beam": (lambda: beam_search(model, vocab, width=w, length=length, dtype=dtype), length),
+    with threads(choice.threads):
+        r = best_rates({"beam": (lambda: beam_search(model, vocab, width=w, length=length, kernel=choice.kernel), length),
                         "eager": (eager_step, 1)}, cfg)
-    prec = "bf16" if dtype == torch.bfloat16 else "fp32"
-    return [Row(key, f"{what}, {prec}, {chosen} thread{'s' if chosen > 1 else ''}", r["beam"], "chars/s",
+    steps = choice.verdict.rates if choice.verdict else {}
+    return [Row(key, f"{what}, {choice.kernel} kernel, {_threads_name(choice.threads)}", r["beam"], "chars/s",
                 f"eager nn.LSTM steps/s at batch {w}", r["eager"], goal_figure=BEAM_GOALS.get((layers, hidden, w)),
-                extra={"threads": chosen, "precision": prec})]
+                note="kernel steps/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in steps.items()),
+                extra={"threads": choice.threads, "precision": choice.kernel, "kernel_steps_per_sec": steps})]
 
 
 def eval_rows(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, train_rates: dict,
               log: Callable[[str], None]) -> list[Row]:
-    """evaluate() (no gradients, large batches) vs training chars/s of the same shape."""
+    """evaluate() (no gradients, large batches, the precision auto picks) vs training chars/s of the same shape."""
+    import tempfile
+
     layers, hidden = cfg.eval_shape
     log(f"evaluating a {layers}×{hidden} LSTM ({cfg.eval_batch} streams) vs training it")
     model = CharRNN(ModelConfig(vocab_size=len(vocab), layers=layers, hidden=hidden, embed=cfg.embed))
     text = tokens[: cfg.eval_chars]
-    dtype = resolve_precision("auto", torch.device("cpu"))
+    with threads(cfg.threads), tempfile.TemporaryDirectory() as folder:
+        verdict = eval_precision(model, text, cfg.eval_batch, 256, cache=TuneCache(Path(folder) / "tune.json"))
+    dtype = DTYPES[verdict.choice]
     contenders = {"eval": (lambda: evaluate(model, text, cfg.eval_batch, 256, "cpu", dtype), len(text) - 1)}
     if (layers, hidden) not in train_rates:
         trainer = _trainer(cfg, vocab, tokens, "lstm", layers, hidden)
@@ -244,8 +296,46 @@ def eval_rows(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, train_rates: d
     with threads(cfg.threads):
         r = best_rates(contenders, cfg)
     train = r.get("train", train_rates.get((layers, hidden)))
-    return [Row(f"eval_lstm_{layers}x{hidden}", f"evaluate {layers}×{hidden} LSTM, {cfg.eval_batch} streams",
-                r["eval"], "chars/s", "training chars/s", train, goal_ratio=20.0)]
+    return [Row(f"eval_lstm_{layers}x{hidden}", f"evaluate {layers}×{hidden} LSTM, {cfg.eval_batch} streams, "
+                f"{PRECISION_NAMES[verdict.choice]}", r["eval"], "chars/s", "training chars/s", train, goal_ratio=20.0,
+                note=f"precision: {verdict.describe()}", extra={"precision": verdict.choice})]
+
+
+def kernel_rows(cfg: BenchConfig, checkpoint: str | None, corpus: str | None, log: Callable[[str], None]) -> list[Row]:
+    """What each reduced-precision step kernel costs: bits/char of held-out text through it, against fp32's.
+
+    The held-out text is the last `val_fraction` of the corpus (the checkpoint's own, unless
+    --corpus names another), its first `cfg.kernel_chars` characters, stepped one at a time.
+    """
+    from charrnn.checkpoint import load_model
+    from charrnn.corpus import read_text, split_train_val
+
+    if not checkpoint:
+        log("kernels: skipped (pass --checkpoint RUN to measure what each step kernel costs in bits/char)")
+        return []
+    loaded = load_model(checkpoint)
+    sources = [corpus] if corpus else (loaded.checkpoint.get("meta") or {}).get("sources") or []
+    if not sources:
+        log("kernels: skipped (the checkpoint names no corpus: pass --corpus)")
+        return []
+    if corpus:
+        from charrnn.catalog import resolve_source
+
+        sources = [resolve_source(corpus)]
+    text = read_text([str(s) for s in sources])
+    known = set(loaded.vocab.chars)
+    tokens = loaded.vocab.encode_array("".join(ch for ch in text if ch in known))
+    _, held_out = split_train_val(tokens, 0.1)
+    held_out = held_out[: cfg.kernel_chars]
+    c = loaded.model.config
+    log(f"kernels: bits/char of {len(held_out):,} held-out characters through each step kernel "
+        f"({c.layers}×{c.hidden} {c.cell})")
+    with threads(1):
+        bpc = {k: kernel_bits_per_char(loaded.model, held_out, k) for k in kernels_for(loaded.model)}
+    return [Row(f"kernel_bpc_{k}", f"{k} step kernel: bits/char cost, {c.layers}×{c.hidden} {c.cell}",
+                bpc[k] - bpc["fp32"], "bits/char", "fp32 kernel bits/char", bpc["fp32"], goal_max=0.01,
+                extra={"bits_per_char": bpc[k], "chars": len(held_out)})
+            for k in bpc if k != "fp32"]
 
 
 # ---- the whole run -----------------------------------------------------------------------------
@@ -260,11 +350,13 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": default_threads(), "torch": torch.__version__,
-            "fast_bf16": cpu_has_fast_bf16(), "python": platform.python_version()}
+    info = cpu_info()
+    return {"cpu": cpu, "cores": default_threads(), "torch": torch.__version__, "flags": info["flags"],
+            "cpu_summary": cpu_summary(), "fast_bf16": cpu_has_fast_bf16(), "python": platform.python_version()}
 
 
-def run_bench(cfg: BenchConfig, corpus: str | None = None, log: Callable[[str], None] = lambda s: None) -> dict:
+def run_bench(cfg: BenchConfig, corpus: str | None = None, log: Callable[[str], None] = lambda s: None,
+              checkpoint: str | None = None) -> dict:
     """Run the chosen sections; returns {"machine", "config", "corpus", "rows", "seconds"}."""
     t0 = time.perf_counter()
     name, text = bench_text(corpus)
@@ -280,6 +372,8 @@ def run_bench(cfg: BenchConfig, corpus: str | None = None, log: Callable[[str], 
         rows += beam_rows(cfg, vocab, log)
     if "eval" in cfg.sections:
         rows += eval_rows(cfg, vocab, tokens, train_rates, log)
+    if "kernels" in cfg.sections:
+        rows += kernel_rows(cfg, checkpoint, corpus, log)
     if "memory" in cfg.sections:
         rows += memory_rows(cfg, log)
     if "serve" in cfg.sections:

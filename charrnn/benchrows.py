@@ -9,12 +9,13 @@ import numpy as np
 from charrnn.config import TrainConfig
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-SECTIONS = ("train", "sample", "beam", "eval", "memory", "serve")
+SECTIONS = ("train", "sample", "beam", "eval", "kernels", "memory", "serve")
 
 
 @dataclass
 class BenchConfig:
     window: float = 4.0  # seconds per timed window
+    sample_window: float = 1.5  # ... for the sampling rows (every kernel at each thread count: 8 contenders a shape)
     repeats: int = 3  # timed windows per figure; the best is kept
     threads: int = 0  # threads for training and evaluation (0 = one per core)
     batch_size: int = TrainConfig.batch_size  # B of every training row: `charrnn train`'s default layout
@@ -29,6 +30,7 @@ class BenchConfig:
     eval_shape: tuple = (2, 384)  # compared with the training row of this shape
     eval_chars: int = 400_000  # characters scored per timed evaluation
     eval_batch: int = 128  # streams evaluated in parallel
+    kernel_chars: int = 20_000  # held-out characters stepped through each kernel (--checkpoint)
     memory_shapes: tuple = ("tiny", "small", "default", "medium", "large")  # presets or (layers, hidden); a subprocess each
     memory_steps: int = 6  # training steps (and one validation) per memory subprocess
     serve_shape: tuple = (2, 384)  # LSTM shape served to the load test
@@ -41,8 +43,8 @@ class BenchConfig:
     @classmethod
     def quick(cls) -> "BenchConfig":
         """Under two minutes on 2 cores: shorter windows, fewer repeats, less text."""
-        return cls(window=1.5, repeats=2, sample_threads=(0,), eval_chars=150_000, memory_steps=3, serve_chars=300,
-                   serve_rounds=2)
+        return cls(window=1.5, repeats=2, sample_window=0.75, sample_threads=(0,), eval_chars=150_000, kernel_chars=5_000,
+                   memory_steps=3, serve_chars=300, serve_rounds=2)
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Row:
     baseline: float | None = None
     goal_ratio: float | None = None  # figure / baseline should reach this
     goal_figure: float | None = None  # the figure itself should reach this
+    goal_max: float | None = None  # ... or stay at or below this (a cost)
     note: str = ""
     extra: dict = field(default_factory=dict)  # further numbers kept in the JSON
 
@@ -70,6 +73,8 @@ class Row:
             checks.append(self.ratio >= self.goal_ratio)
         if self.goal_figure is not None and self.figure is not None:
             checks.append(self.figure >= self.goal_figure)
+        if self.goal_max is not None and self.figure is not None:
+            checks.append(self.figure <= self.goal_max)
         return all(checks) if checks else None
 
     def to_dict(self) -> dict:

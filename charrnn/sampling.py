@@ -12,9 +12,33 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from charrnn.autotune import SlowdownWatch
 from charrnn.errors import UsageError
 from charrnn.model import CharRNN, State
+from charrnn.stepkernels import make_kernel
 from charrnn.vocab import Vocab
+
+
+class ThreadWatch:
+    """Falls back to one thread when steps on several slow down (another process took a core).
+
+    Use `with watch:` around each step. Only watches when torch runs more than one CPU thread;
+    the thread count never changes a sample's text, only its speed (`autotune.SlowdownWatch`).
+    """
+
+    def __init__(self, model: CharRNN, enabled: bool = True):
+        self.active = enabled and model.head.weight.device.type == "cpu" and torch.get_num_threads() > 1
+        self.slowdown = SlowdownWatch()
+        self.t0 = 0.0
+
+    def __enter__(self) -> None:
+        if self.active:
+            self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        if self.active and self.slowdown.record(time.perf_counter() - self.t0):
+            torch.set_num_threads(1)
+            self.active = False
 
 
 def check_sampling_args(length: int, temperature: float, top_k: int, top_p: float) -> None:
@@ -60,17 +84,17 @@ class GumbelNoise:
         self.generator = generator
         self.shape = shape  # (B, V)
         self.block = max(1, min(block, (1 << 20) // max(1, shape[0] * shape[1])))  # <= ~4 MB of noise
-        self.buffer = torch.empty(0, *shape)  # (block, B, V)
-        self.used = 0  # steps of the buffer handed out (the buffer holds `block` once filled)
+        self.rows: list[torch.Tensor] = []  # the block's (B, V) slices, made in one call when it is drawn
+        self.used = 0
 
     def next(self) -> torch.Tensor:
         """Noise for one step: (B, V)."""
-        if self.used == 0 or self.used == self.block:
+        if self.used == len(self.rows):
             e = torch.empty(self.block, *self.shape, device=self.generator.device)
             e.exponential_(generator=self.generator).clamp_(min=torch.finfo(e.dtype).tiny)  # E > 0: G finite
-            self.buffer, self.used = e.log_().neg_(), 0
+            self.rows, self.used = e.log_().neg_().unbind(0), 0  # (block, B, V) -> block x (B, V)
         self.used += 1
-        return self.buffer[self.used - 1]
+        return self.rows[self.used - 1]
 
 
 def pick(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, noise: GumbelNoise) -> torch.Tensor:
@@ -96,46 +120,6 @@ def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> to
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
     return generator
-
-
-@torch.inference_mode()
-def tune_threads(model: CharRNN, batch: int = 1, dtype: torch.dtype = torch.float32, window: float = 0.015,
-                 max_threads: int | None = None) -> int:
-    """The thread count that steps `model` fastest right now, measured; torch's setting is left as it was.
-
-    Whether a second core helps depends on the model and on what else the machine is doing:
-    on an idle 2-core CPU, 2 threads step a 2x512 LSTM at batch 1 ~1.5x faster (its four gate
-    products run side by side), but if another process keeps the other core busy, 2 threads
-    run 2-5x SLOWER than 1 (each step waits for the descheduled thread). Timing a few steps
-    each way (~6 x `window` seconds) picks whichever holds on this machine at this moment;
-    more threads win only when clearly (15%) faster.
-    The choice changes speed only, never the output: each gate's product is computed whole
-    by one thread either way.
-    """
-    from charrnn.runtime import default_threads, torch_threads
-
-    top = min(max_threads or default_threads(), default_threads())
-    if top <= 1 or model.head.weight.device.type != "cpu":
-        return 1
-    token = torch.zeros(batch, dtype=torch.long, device=model.head.weight.device)
-    rates = dict.fromkeys(sorted({1, top}), 0.0)
-    for _ in range(3):  # alternate, keep the best of three windows each
-        for n in rates:
-            with torch_threads(n):
-                state = model.init_state(batch)
-                _, state = model.step(token, state, dtype)  # warm-up (and the weight cache)
-                steps, t0 = 0, time.perf_counter()
-                while (elapsed := time.perf_counter() - t0) < window:
-                    _, state = model.step(token, state, dtype)
-                    steps += 1
-            rates[n] = max(rates[n], steps / elapsed)
-    return faster_thread_count(rates)
-
-
-def faster_thread_count(rates: dict[int, float], margin: float = 1.15) -> int:
-    """The thread count with the best measured rate, but more than 1 only when `margin` times faster."""
-    best = max(rates, key=rates.get)
-    return best if best > 1 and rates[best] > margin * rates.get(1, 0.0) else 1
 
 
 STEP_PRIME = 32  # primes up to this long are read one character at a time with `CharRNN.step`
@@ -183,7 +167,6 @@ def prime_ids_for(vocab: Vocab, prime: str, unk: str = "error") -> list[int]:
     return vocab.encode(start) + ids
 
 
-@torch.inference_mode()
 def sample_ids(
     model: CharRNN,
     prime_ids: Sequence[int],
@@ -194,27 +177,41 @@ def sample_ids(
     seed: int | None = None,
     batch: int = 1,
     fast: bool = True,
-    dtype: torch.dtype = torch.float32,
+    kernel: str = "fp32",
+    watch_threads: bool = True,
 ) -> Iterator[torch.Tensor]:
     """Yield `length` steps of (B,) next-character ids, each stream sampled independently.
 
-    `fast=False` steps through `nn.LSTM` itself (the reference path); `fast=True` uses the
-    model's hand-written cell, which gives the same logits many times faster at small B.
-    `dtype` is the hand-written cell's matrix type (`CharRNN.step`): bf16 changes the text.
+    `fast=False` steps through `nn.LSTM` itself (the reference path); `fast=True` steps through
+    a step kernel (`charrnn.stepkernels`): `kernel="fp32"` gives the same logits, bit for bit,
+    as `CharRNN.step`, many times faster than nn.LSTM at small B; `bf16` and `int8` store the
+    matrices smaller (faster where memory is the limit; their cost in bits/char is measured).
+    `watch_threads`: fall back to one thread if steps on several slow down (see `ThreadWatch`);
+    a benchmark that sets the thread count itself turns it off.
+
+    Not an inference-mode generator: torch would enter and leave the mode at every `next()`
+    (~5 µs a character); the kernels record no autograd graph anyway, and the nn.LSTM path
+    enters the mode for its own call.
     """
     check_sampling_args(length, temperature, top_k, top_p)
     model.eval()
     generator = seeded_generator(seed, model.head.weight.device)
     logits, state = prime_model(model, prime_ids, batch, fast)
     noise = GumbelNoise(generator, tuple(logits.shape))
+    stepper, watch = None, ThreadWatch(model, watch_threads)
     for i in range(length):
         ids = pick(logits, temperature, top_k, top_p, noise)  # (B,)
         yield ids
         if i + 1 < length:
             if fast:
-                logits, state = model.step(ids, state, dtype)
+                if stepper is None:  # made at the first step: a 1-character sample never needs one
+                    stepper = make_kernel(model, kernel, batch)
+                    stepper.reset(state)
+                with watch:
+                    logits = stepper.step(ids)  # (B, V), overwritten by the next step
             else:
-                out, state = model(ids.unsqueeze(1), state)  # (B, 1, V)
+                with torch.inference_mode():
+                    out, state = model(ids.unsqueeze(1), state)  # (B, 1, V)
                 logits = out[:, 0]
 
 
@@ -230,14 +227,15 @@ def generate(
     stop: Sequence[str] = (),
     unk: str = "error",
     fast: bool = True,
-    dtype: torch.dtype = torch.float32,
+    kernel: str = "fp32",
 ) -> Iterator[str]:
     """Yield up to `length` generated characters one at a time, continuing `prime`.
 
     Stops early after a stop string is produced (it is included). Characters of the prime
     that the model never saw raise a CharrnnError naming them (or are dropped, unk='skip').
     """
-    for chars in generate_batch(model, vocab, 1, length, prime, temperature, top_k, top_p, seed, stop, unk, fast, dtype):
+    for chars in generate_batch(model, vocab, 1, length, prime, temperature, top_k, top_p, seed, stop, unk, fast,
+                                kernel):
         if not chars[0]:
             return
         yield chars[0]
@@ -273,7 +271,7 @@ def generate_batch(
     stop: Sequence[str] = (),
     unk: str = "error",
     fast: bool = True,
-    dtype: torch.dtype = torch.float32,
+    kernel: str = "fp32",
 ) -> Iterator[list[str]]:
     """Generate `n` samples together as one batch; per step, yield each one's new character.
 
@@ -286,7 +284,7 @@ def generate_batch(
     prime_ids = prime_ids_for(vocab, prime, unk)
     longest_stop = max((len(s) for s in stop), default=0)
     tails, done = [""] * n, [False] * n
-    for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, batch=n, fast=fast, dtype=dtype):
+    for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, batch=n, fast=fast, kernel=kernel):
         chars = []
         for i, idx in enumerate(ids.tolist()):  # (B,) -> one character per sample
             chars.append("" if done[i] else vocab.chars[idx])

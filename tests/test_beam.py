@@ -10,7 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from charrnn.sampling import prime_ids_for
-from charrnn.beam import beam_search, step_dtype
+from charrnn.beam import beam_search
+from charrnn.stepkernels import choose_kernel
 from charrnn.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.model import CharRNN, ModelConfig
@@ -148,33 +149,36 @@ def test_beam_cli_stdout_is_exactly_the_best_text(tiny_run):
     result = runner.invoke(app, ["beam", str(tiny_run), "--width", "4", "-n", "80", "--prime", "the "])
     assert result.exit_code == 0, result.stderr
     m = load_model(tiny_run)
-    cli_dtype = step_dtype("auto", "cpu", 4)  # what the CLI searches in by default on this CPU
-    assert result.stdout == "the " + beam_search(m.model, m.vocab, "the ", width=4, length=80, dtype=cli_dtype)[0].text
+    cli_kernel = choose_kernel(m.model, 4, "auto", steps=80).kernel  # what the CLI chose (measured once, cached)
+    assert result.stdout == "the " + beam_search(m.model, m.vocab, "the ", width=4, length=80, kernel=cli_kernel)[0].text
     exact = runner.invoke(app, ["beam", str(tiny_run), "-w", "4", "-n", "80", "--prime", "the ", "--precision", "fp32",
                                 "--continuation-only"])
     assert exact.stdout == beam_search(m.model, m.vocab, "the ", width=4, length=80)[0].text
 
 
-def test_bf16_search_scores_stay_close_to_fp32(tiny_run):
+@pytest.mark.parametrize("kernel", ["bf16", "int8"])
+def test_reduced_precision_search_scores_stay_close_to_fp32(tiny_run, kernel):
     m = load_model(tiny_run)
     for a, b in zip(beam_search(m.model, m.vocab, "the ", width=5, length=60, top=5),
-                    beam_search(m.model, m.vocab, "the ", width=5, length=60, top=5, dtype=torch.bfloat16)):
+                    beam_search(m.model, m.vocab, "the ", width=5, length=60, top=5, kernel=kernel)):
         assert abs(a.logprob - b.logprob) < 0.05 * abs(a.logprob) + 0.5  # same neighbourhood, not bit-equal
 
 
-def test_auto_precision_is_bf16_only_where_it_pays():
-    assert step_dtype("fp32", "cpu", 5) == torch.float32
-    assert step_dtype("bf16", "cpu", 1) == torch.bfloat16
-    assert step_dtype("auto", "cpu", 1) == torch.float32  # width 1: matrix-vector products, fp32 is as fast
-    with pytest.raises(Exception, match="--precision"):
-        step_dtype("fp8", "cpu", 5)
+def test_beam_cli_precision(tiny_run):
+    exact = runner.invoke(app, ["beam", str(tiny_run), "-w", "3", "-n", "40", "--precision", "fp32", "--json"])
+    low = runner.invoke(app, ["beam", str(tiny_run), "-w", "3", "-n", "40", "--precision", "int8", "--json"])
+    assert json.loads(exact.stdout)["precision"] == "fp32" and json.loads(low.stdout)["precision"] == "int8"
+    bad = runner.invoke(app, ["beam", str(tiny_run), "--precision", "fp8"])
+    assert bad.exit_code == 2 and "--precision" in bad.stderr
 
 
 def test_beam_cli_json_and_top(tiny_run):
     result = runner.invoke(app, ["beam", str(tiny_run), "-w", "4", "-n", "50", "--top", "3", "--json"])
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    expected = beam_search(*_mv(tiny_run), width=4, length=50, top=3, dtype=step_dtype("auto", "cpu", 4))
+    m = load_model(tiny_run)
+    expected = beam_search(m.model, m.vocab, width=4, length=50, top=3,
+                           kernel=choose_kernel(m.model, 4, "auto", steps=50).kernel)
     assert [b["text"] for b in report["beams"]] == [b.text for b in expected]
     assert {"logprob", "bits_per_char", "finished"} <= set(report["beams"][0])
     text_only = runner.invoke(app, ["beam", str(tiny_run), "-w", "4", "-n", "50", "--top", "3"])

@@ -12,7 +12,8 @@ from charrnn.bench import BenchConfig, PlainTrainer, Row, flops_per_char, run_be
 from charrnn.vocab import Vocab
 from tests.conftest import TINY_TEXT
 
-TINY = BenchConfig(window=0.02, repeats=1, threads=1, batch_size=4, seq_len=16, embed=8, train_shapes=((1, 16),),
+TINY = BenchConfig(window=0.02, sample_window=0.02, repeats=1, threads=1, batch_size=4, seq_len=16, embed=8,
+                   train_shapes=((1, 16),),
                    gru_shape=(1, 16), sample_shapes=((1, 16),), sample_threads=(1, 2), beam_shape=(1, 16),
                    eval_shape=(1, 24), eval_chars=3000, eval_batch=8, memory_shapes=((1, 16),), memory_steps=1,
                    serve_shape=(1, 16), serve_clients=(1, 2), serve_chars=20, serve_rounds=1, serve_precisions=("fp32",))
@@ -39,6 +40,11 @@ def test_tiny_bench_reports_every_row_with_a_figure_and_a_baseline(tiny_result):
         assert r["ratio"] == pytest.approx(r["figure"] / r["baseline"])
     assert rows["serve_fp32_2c"]["baseline"] == rows["serve_fp32_1c"]["figure"]
     assert rows["train_lstm_1x16"]["extra"]["gflops"] > 0
+    train = rows["train_lstm_1x16"]["extra"]  # both precisions timed, auto's choice shown
+    assert train["fp32_chars_per_sec"] > 0 and train["bf16_chars_per_sec"] > 0 and train["precision"] in ("fp32", "bf16")
+    sample = rows["sample_lstm_1x16"]["extra"]  # every kernel tried, the chosen one named
+    assert set(sample["kernels"]) == {"fp32/1", "bf16/1", "int8/1"} and sample["kernel"] in ("fp32", "bf16", "int8")
+    assert {"flags", "cpu_summary"} <= set(tiny_result["machine"])
     assert rows["memory_lstm_1x16"]["figure"] >= rows["memory_lstm_1x16"]["baseline"]
     assert {"machine", "config", "corpus", "rows", "seconds"} <= set(tiny_result)
     json.dumps(tiny_result)  # the JSON file is written from exactly this
@@ -89,7 +95,7 @@ def test_bench_command_prints_the_table_and_writes_json(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["bench", "--quick", "--only", "sample", "--threads", "1",
                                       "--corpus", str(corpus), "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "sample 1×16 LSTM, batch 1, 1 thread" in result.stdout
+    assert "sample 1×16 LSTM, batch 1, 1 thread, " in result.stdout
     assert "eager nn.LSTM step" in result.stdout
     saved = json.loads(out.read_text())
     assert [r["key"] for r in saved["rows"]] == ["sample_lstm_1x16", "sample_lstm_1x16_t2"]
@@ -105,6 +111,19 @@ def test_memory_rows_cover_every_preset_and_the_defaults():
     key, what, args = memory_setup("large", cfg)
     assert key == "memory_large" and args == [3, 512, 128, 64, 128]  # layers, hidden, embed, B, T of the preset
     assert memory_setup("default", cfg)[2][:2] == [2, 384]
+
+
+def test_kernels_section_measures_what_each_kernel_costs(tiny_run, tmp_path):
+    from dataclasses import replace
+
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    result = run_bench(replace(TINY, sections=("kernels",), kernel_chars=300), str(corpus), checkpoint=str(tiny_run))
+    rows = {r["key"]: r for r in result["rows"]}
+    assert list(rows) == ["kernel_bpc_bf16", "kernel_bpc_int8"]
+    for r in rows.values():
+        assert r["baseline"] > 0 and abs(r["figure"]) < 0.05 and r["met"] == (r["figure"] <= 0.01)
+    assert run_bench(replace(TINY, sections=("kernels",)), str(corpus))["rows"] == []  # no checkpoint: skipped
 
 
 def test_the_serve_load_test_only_targets_this_machine():

@@ -155,16 +155,16 @@ def test_bf16_step_stays_close_to_fp32(cell):
 
 
 def test_more_threads_only_for_a_clear_gain():
-    from charrnn.sampling import faster_thread_count
+    from charrnn.autotune import SAMPLE_THREAD_MARGIN, thread_verdict
 
-    assert faster_thread_count({1: 1000.0, 2: 1500.0}) == 2
-    assert faster_thread_count({1: 1000.0, 2: 1100.0}) == 1  # 10%: not worth a core that may be busy
-    assert faster_thread_count({1: 1000.0, 2: 300.0}) == 1  # the other core is busy
-    assert faster_thread_count({1: 1000.0}) == 1
+    assert thread_verdict({1: 1000.0, 2: 1500.0}, SAMPLE_THREAD_MARGIN) == 2
+    assert thread_verdict({1: 1000.0, 2: 1100.0}, SAMPLE_THREAD_MARGIN) == 1  # 10%: not worth a core that may be busy
+    assert thread_verdict({1: 1000.0, 2: 300.0}, SAMPLE_THREAD_MARGIN) == 1  # the other core is busy
+    assert thread_verdict({1: 1000.0}, SAMPLE_THREAD_MARGIN) == 1
 
 
 def test_sampling_is_the_same_with_one_or_two_threads():
-    from charrnn.sampling import tune_threads
+    from charrnn.stepkernels import choose_kernel
 
     model = make("lstm", V=40)
     before = torch.get_num_threads()
@@ -175,7 +175,7 @@ def test_sampling_is_the_same_with_one_or_two_threads():
             runs.append(torch.cat(list(sample_ids(model, [1, 2], 150, temperature=1.0, seed=3))))
         assert torch.equal(*runs)
         torch.set_num_threads(1)
-        tune_threads(model, window=0.002)
+        choose_kernel(model, 1, "fp32", steps=1000, window=0.002)
         assert torch.get_num_threads() == 1  # the setting is left as it was
     finally:
         torch.set_num_threads(before)

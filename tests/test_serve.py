@@ -60,7 +60,8 @@ def test_the_same_text_as_the_sample_command(served, parrot_run):
 
     url, _, _ = served
     cli = CliRunner().invoke(app, ["sample", str(parrot_run), "-n", "90", "--seed", "5", "--temp", "1.3",
-                                   "--top-k", "6", "--prime", "over the", "--threads", "1", "--continuation-only"])
+                                   "--top-k", "6", "--prime", "over the", "--threads", "1", "--continuation-only",
+                                   "--precision", "fp32"])  # serve's default; sample's auto may pick int8
     api = post(url, {"prompt": "over the", "max_tokens": 90, "seed": 5, "temperature": 1.3, "top_k": 6}).json()
     assert api["choices"][0]["text"] == cli.stdout
 

@@ -36,32 +36,31 @@ def beam(
     json_: bool = typer.Option(False, "--json", help="Print the beams and their scores as JSON on stdout (nothing else)."),
     unk: str = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
-    precision: str = typer.Option("auto", "--precision", help="Matrices while searching: auto (bf16 where the CPU computes it natively and width >= 2), fp32 or bf16."),
+    precision: str = typer.Option("auto", "--precision", help="Matrices while searching: auto (the fastest kernel measured on this machine at this width, remembered), fp32 (exact), bf16 or int8."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
 ) -> None:
     """Write the continuation the model finds most likely (beam search), streamed to stdout.
 
     The text all beams already agree on is printed at once; the rest when search ends.
     """
-    from charrnn.beam import beam_search, check_beam_args, step_dtype
+    from charrnn.beam import beam_search, check_beam_args
     from charrnn.console import TextWriter
-    from charrnn.runtime import resolve_device
 
     check_beam_args(width, length, top or 1, no_repeat, stop or ())
     prime_text = read_prime(prime, prime_file)
-    dtype = step_dtype(precision, resolve_device(device), width)
-    with inference(checkpoint, device, threads, prime_text, unk, batch=width, dtype=dtype) as loaded:
+    with inference(checkpoint, device, threads, prime_text, unk, batch=width, precision=precision,
+                   steps=length) as (loaded, kernel):
         writer = TextWriter()
         echo = "" if continuation_only else prime_text  # printed before the text, exactly as given
         if not json_:
             writer.write(echo)
         beams = beam_search(
             loaded.model, loaded.vocab, prime_text, width, length, stop or (), length_penalty, no_repeat, top or 1, unk,
-            on_settled=None if json_ else writer.write, dtype=dtype,
+            on_settled=None if json_ else writer.write, kernel=kernel,
         )
     if json_:
         settings = dict(width=width, length=length, stop=stop or [], length_penalty=length_penalty, no_repeat=no_repeat)
-        writer.write(beams_json(loaded, prime_text, settings, dtype, beams))
+        writer.write(beams_json(loaded, prime_text, settings, kernel, beams))
     elif (writer.tty or top) and not (echo + (beams[0].text if beams else "")).endswith("\n"):
         writer.write("\n")  # end the last line: the prompt, or the ranking that follows, starts on its own
     writer.finish()
@@ -69,14 +68,12 @@ def beam(
         show_ranking(beams, echo)
 
 
-def beams_json(loaded, prime: str, settings: dict, dtype, beams) -> str:
+def beams_json(loaded, prime: str, settings: dict, kernel: str, beams) -> str:
     import json
-
-    import torch
 
     report = {
         "checkpoint": str(loaded.path), "prime": prime, **settings,
-        "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
+        "precision": kernel,
         "beams": [{**b.to_dict(), "score": b.score(settings["length_penalty"])} for b in beams],
     }
     return json.dumps(report, ensure_ascii=False, indent=2) + "\n"

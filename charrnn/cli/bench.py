@@ -14,6 +14,7 @@ EXAMPLES = """
   charrnn bench --quick
   charrnn bench --json bench/results.json
   charrnn bench --only sample --only beam --corpus shakespeare
+  charrnn bench --only kernels --checkpoint checkpoints/shakespeare
   charrnn bench --only serve
 """
 
@@ -21,6 +22,8 @@ EXAMPLES = """
 def fmt(x: float | None, unit: str = "") -> str:
     if x is None:
         return "—"
+    if unit == "bits/char":
+        return f"{x:+.4f}" if abs(x) < 0.5 else f"{x:.4f}"
     if unit == "MB" or abs(x) < 100:
         return f"{x:,.1f}"
     return f"{x:,.0f}"
@@ -32,7 +35,7 @@ def results_table(result: dict):
     from rich.text import Text
 
     m = result["machine"]
-    table = Table(title=f"charrnn bench — {m['cpu']}, {m['cores']} cores, torch {m['torch']}, "
+    table = Table(title=f"charrnn bench — {m.get('cpu_summary', m['cpu'])}, {m['cores']} cores, torch {m['torch']}, "
                         f"corpus: {result['corpus']['name']}", title_justify="left")
     for name, justify in (("row", "left"), ("figure", "right"), ("unit", "left"), ("baseline", "right"),
                           ("baseline is", "left"), ("ratio", "right"), ("goal", "left"), ("", "left"), ("note", "left")):
@@ -40,6 +43,7 @@ def results_table(result: dict):
     for r in result["rows"]:
         goals = [f"≥ {r['goal_ratio']:g}×"] if r["goal_ratio"] else []
         goals += [f"≥ {r['goal_figure']:,.0f}"] if r["goal_figure"] else []
+        goals += [f"≤ {r['goal_max']:g}"] if r.get("goal_max") is not None else []
         mark = {True: Text("ok", style="green"), False: Text("no", style="red"), None: Text("")}[r["met"]]
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}×"
         table.add_row(Text(r["what"]), fmt(r["figure"], r["unit"]), r["unit"], fmt(r["baseline"], r["unit"]),
@@ -55,7 +59,9 @@ def bench(
     corpus: str = typer.Option(None, "--corpus", help="Text to train and evaluate on (path or catalog name). "
                                "Default: shakespeare if fetched or mirrored, else random text.", show_default=False),
     only: list[str] = typer.Option(None, "--only", help="Run only these sections (repeatable): "
-                                   "train, sample, beam, eval, memory, serve.", show_default=False),
+                                   "train, sample, beam, eval, kernels, memory, serve.", show_default=False),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="A trained run for the kernels section: bits/char of its "
+                                   "held-out text through each step kernel.", show_default=False),
     threads: int = typer.Option(0, "--threads", help="Threads for training and evaluation (0 = one per core)."),
 ) -> None:
     """Benchmark training, sampling, beam search, evaluation, memory and serving against baselines.
@@ -80,7 +86,7 @@ def bench(
     check_threads(threads)
     cfg = BenchConfig.quick() if quick else BenchConfig()
     cfg = replace(cfg, threads=threads, sections=tuple(only) if only else SECTIONS)
-    result = run_bench(cfg, corpus, log=lambda s: info(f"bench: {s}"))
+    result = run_bench(cfg, corpus, log=lambda s: info(f"bench: {s}"), checkpoint=checkpoint)
     out = Console(highlight=False)
     if not out.is_terminal:
         out.width = 180  # a file or a pipe: keep each row on one line

@@ -117,7 +117,7 @@ def chat(
         settings.check()
     except ValueError as e:
         raise UsageError(str(e)) from None
-    with inference(checkpoint, device, threads, "", "skip") as loaded:
+    with inference(checkpoint, device, threads, "", "skip", precision="fp32") as (loaded, _):  # chat steps CharRNN.step
         conversation = Conversation(loaded.model, loaded.vocab, settings, seed)
         if sys.stdin.isatty():
             m = loaded.model.config

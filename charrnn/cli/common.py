@@ -104,29 +104,38 @@ def say_which_model(loaded) -> None:
 
 
 @contextlib.contextmanager
-def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk: str, batch: int = 1, dtype=None):
-    """The model that `sample`, `beam` and friends write with, for the length of the block.
+def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk: str, batch: int = 1,
+              precision: str = "auto", steps: int = 10**9):
+    """The model that `sample`, `beam` and friends write with, and the step kernel, for the block.
 
     Loads the checkpoint (one thread: loading gains nothing from more), says which run was
     taken if none was named, refuses a prime the model cannot read before anything is
-    printed, and runs the block with `threads` CPU threads (0 = whichever of 1 and one per
-    core steps this model faster right now); torch's thread setting is put back afterwards.
+    printed, and chooses the step kernel for `batch` streams and `steps` steps (`precision`
+    auto: the fastest measured on this machine, timed once per model shape and cached; see
+    `charrnn.stepkernels.choose_kernel`). The block runs with `threads` CPU threads (0 =
+    whichever of 1 and one per core steps that kernel faster right now); torch's thread
+    setting is put back afterwards. Yields (the loaded model, the kernel's name).
     """
     from charrnn.checkpoint import load_model
+    from charrnn.console import err_console
     from charrnn.runtime import check_threads, resolve_device, torch_threads
-    from charrnn.sampling import prime_ids_for, tune_threads
+    from charrnn.sampling import prime_ids_for
+    from charrnn.stepkernels import KERNELS, choose_kernel
 
     check_threads(threads)
     if unk not in ("error", "skip"):
         raise UsageError("--unk must be error or skip")
+    if precision not in ("auto", *KERNELS):
+        raise UsageError(f"--precision must be one of auto, {', '.join(KERNELS)}")
     with torch_threads(1):
         loaded = load_model(checkpoint, resolve_device(device))
         say_which_model(loaded)
         prime_ids_for(loaded.vocab, prime, unk)
-        kwargs = {} if dtype is None else {"dtype": dtype}
-        chosen = threads or tune_threads(loaded.model, batch, **kwargs)
-    with torch_threads(chosen):
-        yield loaded
+        choice = choose_kernel(loaded.model, batch, precision, threads, steps=steps)
+        if choice.verdict is not None and not choice.verdict.cached:  # measured now: say so, once per machine and shape
+            err_console().print(choice.describe() + " (kept for next time)", style="dim", markup=False, highlight=False)
+    with torch_threads(choice.threads):
+        yield loaded, choice.kernel
 
 
 def read_prime(prime: str | None, prime_file: str | None) -> str:

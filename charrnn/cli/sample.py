@@ -52,7 +52,7 @@ def sample(
     unk: str = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
-    precision: str = typer.Option("fp32", "--precision", help="Matrices while stepping: fp32, or bf16 (the text `charrnn serve --precision bf16` writes)."),
+    precision: str = typer.Option("auto", "--precision", help="Matrices while stepping: auto (the fastest kernel measured on this machine, remembered), fp32 (exact: what `charrnn serve` writes), bf16 (what `charrnn serve --precision bf16` writes) or int8."),
 ) -> None:
     """Generate text from a trained model, streamed to stdout as it is written."""
     from charrnn.errors import UsageError
@@ -63,16 +63,12 @@ def sample(
     if num_samples < 1:
         raise UsageError("--num-samples must be at least 1")
     language_for(highlight)  # check the value before loading anything
-    if precision not in ("fp32", "bf16"):
-        raise UsageError("--precision must be fp32 or bf16")
-    import torch
-
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     prime_text = read_prime(prime, prime_file)
-    with inference(checkpoint, device, threads, prime_text, unk, batch=num_samples, dtype=dtype) as loaded:
+    with inference(checkpoint, device, threads, prime_text, unk, batch=num_samples, precision=precision,
+                   steps=length) as (loaded, kernel):
         writer = make_writer(language_for(highlight, loaded.checkpoint))
         settings = dict(length=length, prime=prime_text, temperature=temp, top_k=top_k, top_p=top_p, seed=seed,
-                        stop=stop or (), unk=unk, dtype=dtype)
+                        stop=stop or (), unk=unk, kernel=kernel)
         echo = "" if continuation_only else prime_text  # printed before each sample, exactly as given
         if num_samples == 1:
             write_one(loaded, writer, echo, settings)
