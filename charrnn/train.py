@@ -188,10 +188,12 @@ class Trainer:
         # The step time is the median of the recent steps, not the session's mean: the first step's one-time
         # costs, or a 2-thread step timed while another process holds a core (StepTuner), would otherwise
         # make the reserve look longer than the whole budget and stop the run after a step or two.
+        # At most a quarter of the budget: a guess above that comes from a first step that is still all
+        # one-time costs (or a machine so busy that the last validation may as well run over).
         if not self._recent_steps:
             return 0.0
         rate = self.cfg.batch_size * self.cfg.seq_len / max(statistics.median(self._recent_steps), 1e-9)
-        return len(self.val_tokens) / max(3 * rate, 1.0)
+        return min(len(self.val_tokens) / max(3 * rate, 1.0), 0.25 * self.cfg.time)
 
     def _stop_reason(self, signals: StopSignals) -> str | None:
         sig = signals.signum or 0

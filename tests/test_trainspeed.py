@@ -68,5 +68,7 @@ def test_a_slow_first_step_does_not_end_a_timed_run():
     cfg = TrainConfig(time=20, batch_size=4, seq_len=16, precision="fp32", threads=1, device="cpu")
     trainer = Trainer(ModelConfig(vocab_size=len(vocab), **MODEL), cfg, vocab, tokens[:1500], tokens[1500:])
     assert trainer.final_eval_reserve() == 0.0  # nothing measured yet
-    trainer._recent_steps.extend([30.0, 25.0] + [0.002] * 6)  # two very slow steps among fast ones
+    trainer._recent_steps.append(30.0)  # one step, all one-time costs: the guess is capped at a quarter of the budget
+    assert trainer.final_eval_reserve() == 5.0
+    trainer._recent_steps.extend([25.0] + [0.002] * 6)  # two very slow steps among fast ones
     assert trainer.final_eval_reserve() < 1.0
