@@ -108,6 +108,7 @@ def restore(t, ckpt: dict) -> None:
     if extra.get("scaler"):
         t.scaler.load_state_dict(extra["scaler"])
     t.step, t.epoch, t.elapsed = int(ckpt["step"]), int(ckpt["epoch"]), float(extra["elapsed"])
+    t.good_step = t.step
     t.best_val_bpc = ckpt.get("best_val_bpc")
     t.history = list(extra.get("history") or ckpt.get("metrics") or [])  # (older files kept both)
     t.batcher.cursor = int(extra["cursor"])

@@ -104,17 +104,19 @@ def say_which_model(loaded) -> None:
 
 
 @contextlib.contextmanager
-def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk: str, batch: int = 1, dtype=None):
+def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk: str, batch: int = 1, dtype=None,
+              length: int = 0, batch_flag: str = "--num-samples"):
     """The model that `sample`, `beam` and friends write with, for the length of the block.
 
     Loads the checkpoint (one thread: loading gains nothing from more), says which run was
-    taken if none was named, refuses a prime the model cannot read before anything is
+    taken if none was named, refuses a prime the model cannot read and a batch of `batch`
+    streams (of `length` characters kept) that cannot fit in memory before anything is
     printed, and runs the block with `threads` CPU threads (0 = whichever of 1 and one per
     core steps this model faster right now); torch's thread setting is put back afterwards.
     """
     from charrnn.checkpoint import load_model
     from charrnn.runtime import check_threads, resolve_device, torch_threads
-    from charrnn.sampling import prime_ids_for, tune_threads
+    from charrnn.sampling import check_batch_memory, prime_ids_for, tune_threads
 
     check_threads(threads)
     if unk not in ("error", "skip"):
@@ -123,6 +125,7 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk
         loaded = load_model(checkpoint, resolve_device(device))
         say_which_model(loaded)
         prime_ids_for(loaded.vocab, prime, unk)
+        check_batch_memory(loaded.model, batch, length, batch_flag)
         kwargs = {} if dtype is None else {"dtype": dtype}
         chosen = threads or tune_threads(loaded.model, batch, **kwargs)
     with torch_threads(chosen):

@@ -48,11 +48,13 @@ def get(
     force: bool = typer.Option(False, "--force", help="Fetch again even if present."),
 ) -> None:
     """Download (or copy from a mirror) named corpora, verifying each by sha256."""
+    from rich.markup import escape
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from charrnn.catalog import fetch, load_catalog
-    from charrnn.console import err_console
+    from charrnn.console import err_console, shown
     from charrnn.errors import UsageError
+    from charrnn.showtext import visible
 
     names = list(load_catalog()) if all_ else (names or [])
     if not names:
@@ -60,10 +62,10 @@ def get(
     with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=err_console(), transient=True) as progress:
         for name in names:
-            task = progress.add_task(name, total=None)
+            task = progress.add_task(escape(visible(name)), total=None)  # the description column reads markup
             path = fetch(name, mirror, lambda done, total: progress.update(task, completed=done, total=total), force)
             progress.remove_task(task)
-            err_console().print(f"{name}: {path} (sha256 verified)", highlight=False)
+            err_console().print(shown(f"{name}: {path} (sha256 verified)"))
 
 
 BUILD_EXAMPLES = """[bold]Examples[/]
@@ -122,7 +124,7 @@ def _print_stats(s, top: int) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from charrnn.showtext import show_char
+    from charrnn.showtext import show_char, visible
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -133,5 +135,5 @@ def _print_stats(s, top: int) -> None:
         rows.append((label, "  ".join(f"{show_char(c)}\u00a0{n:,}" for c, n in chars)))  # no break inside a pair
     rows.append(("oddities", "\n".join(s.oddities()) or "none"))
     for label, value in rows:
-        table.add_row(label, Text(value))  # Text: characters like "[" are shown, never read as markup
+        table.add_row(label, Text(visible(value, keep="\n")))  # Text: "[" is shown, never read as markup; escapes visible
     out_console().print(table)

@@ -157,7 +157,8 @@ class ConsoleReporter(Reporter):
             self.progress.sample = sample_panel(r["sample"], r["step"])
             self.progress.refresh()
         else:  # one line per sample, newlines and control characters escaped, so logs stay one record per line
-            self.console.print(f"step {r['step']:>6}  sample {json.dumps(r['sample'], ensure_ascii=False)}",
+            # (JSON escapes C0 characters; `visible` the C1 and bidi ones JSON leaves raw)
+            self.console.print(f"step {r['step']:>6}  sample {visible(json.dumps(r['sample'], ensure_ascii=False))}",
                                markup=False, highlight=False)
 
     def on_warning(self, message: str) -> None:

@@ -59,7 +59,7 @@ def sample(
     from charrnn.highlight import language_for, make_writer
     from charrnn.sampling import check_sampling_args
 
-    check_sampling_args(length, temp, top_k, top_p)
+    check_sampling_args(length, temp, top_k, top_p, seed)
     if num_samples < 1:
         raise UsageError("--num-samples must be at least 1")
     language_for(highlight)  # check the value before loading anything
@@ -69,7 +69,8 @@ def sample(
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     prime_text = read_prime(prime, prime_file)
-    with inference(checkpoint, device, threads, prime_text, unk, batch=num_samples, dtype=dtype) as loaded:
+    with inference(checkpoint, device, threads, prime_text, unk, batch=num_samples, dtype=dtype,
+                   length=length if num_samples > 1 else 0) as loaded:
         writer = make_writer(language_for(highlight, loaded.checkpoint))
         settings = dict(length=length, prime=prime_text, temperature=temp, top_k=top_k, top_p=top_p, seed=seed,
                         stop=stop or (), unk=unk, dtype=dtype)
