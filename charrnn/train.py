@@ -30,7 +30,7 @@ from charrnn.budget import Budget, lr_at
 from charrnn.checkpoint import SaveError, load_checkpoint
 from charrnn.config import ModelConfig, TrainConfig, fit_to_text
 from charrnn.corpus import split_train_val
-from charrnn.errors import UsageError
+from charrnn.errors import CharrnnError, UsageError
 from charrnn.evaluation import LN2, evaluate
 from charrnn.model import CharRNN, detach_state
 from charrnn.overfit import OverfitWatch
@@ -146,9 +146,12 @@ class Trainer:
         self.net = distributed.wrap(self.model, self.dist, self.device)  # what training calls: the model or its DDP wrapper
         self.optimizer = make_optimizer(self.model, train_config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.batcher = StreamBatcher(train_tokens, train_config.batch_size, train_config.seq_len)
+        self.batcher = StreamBatcher(train_tokens, train_config.batch_size, train_config.seq_len, vocab_size=len(vocab))
         self.budget = Budget(train_config.steps, train_config.epochs, train_config.time, self.batcher.steps_per_epoch)
         self.val_tokens = val_tokens[: train_config.eval_chars] if train_config.eval_chars else val_tokens
+        if len(self.val_tokens) and int(np.max(self.val_tokens)) >= len(vocab):
+            raise CharrnnError(f"the held-out token ids go beyond the {len(vocab)}-character vocabulary: "
+                               "the token cache is damaged; delete it ($CHARRNN_CACHE/tokens) and run again")
         self.rows = self.dist.shard(train_config.batch_size)  # this rank's streams
         self.local_batch = self.rows.stop - self.rows.start
         self.state = self.model.init_state(self.local_batch, self.device)

@@ -187,7 +187,7 @@ def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding:
     """`tokens.prepare_corpus` with a progress bar on stderr (shown only on a terminal, for big corpora)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from charrnn.console import err_console
+    from charrnn.console import err_console, warn
     from charrnn.tokens import prepare_corpus
 
     with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -199,4 +199,4 @@ def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding:
                 tasks[phase] = bar.add_task(f"corpus: {phase}", total=total)
             bar.update(tasks[phase], completed=done)
 
-        return prepare_corpus(sources, globs, encoding, progress=progress)
+        return prepare_corpus(sources, globs, encoding, progress=progress, warn=warn)
