@@ -18,6 +18,7 @@ what a killed process left (SIGKILL runs no clean-up) without touching a live wr
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import stat
 import tempfile
@@ -105,6 +106,7 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
             f.flush()
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(path.parent, (f".{glob.escape(path.name)}.*{TEMP_SUFFIX}",))  # what a killed write of it left
     tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:

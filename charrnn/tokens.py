@@ -29,8 +29,10 @@ vocabulary size. A bad entry is rebuilt, with a warning that says why.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import select
 import sys
 import time
 from collections.abc import Callable
@@ -140,6 +142,30 @@ def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
     return sha
 
 
+def _stdin_chunks(stream):
+    """Standard input a chunk at a time, waking up every 0.25 s while it waits for more.
+
+    A signal meant for the process (SIGTERM, Ctrl-C) may be delivered to another thread (a progress
+    bar's); Python then runs its handler only when the main thread next runs bytecode. A plain read
+    of an idle pipe would block until the writer writes or closes it, so the clean-up would wait too.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        fd = None
+    if fd is None or os.name == "nt":
+        while chunk := stream.read(CHUNK):
+            yield chunk
+        return
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.25)
+        if ready:
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+
 def spool_stdin(root: Path) -> tuple[Path, str]:
     """Copy standard input to a temporary file under `root` (the caller deletes it); return it and its sha256.
 
@@ -152,7 +178,7 @@ def spool_stdin(root: Path) -> tuple[Path, str]:
     digest = hashlib.sha256()
     try:
         with open(tmp, "wb") as out:
-            while chunk := sys.stdin.buffer.read(CHUNK):
+            for chunk in _stdin_chunks(sys.stdin.buffer):
                 out.write(chunk)
                 digest.update(chunk)
     except BaseException:

@@ -68,8 +68,11 @@ def guarded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from charrnn.stopsignals import terminate_cleanly
+
         try:
-            return fn(*args, **kwargs)
+            with terminate_cleanly():  # SIGTERM cleans up like Ctrl-C, then exits 143
+                return fn(*args, **kwargs)
         except CharrnnError as e:
             error(str(e))
             raise typer.Exit(e.exit_code) from None
