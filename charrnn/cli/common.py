@@ -63,6 +63,15 @@ def out_console():
     return Console(file=sys.stdout, highlight=False, width=None if tty else PIPED_WIDTH, soft_wrap=not tty)
 
 
+OUT_OF_MEMORY = ("out of memory: the model, batch or text is too big for the memory this process may use "
+                 "(see `ulimit -v` and free memory); use a smaller model, batch or --length")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    text = str(e).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
+
+
 def guarded(fn):
     """Run a command body; print CharrnnError as one `error:` line and exit 1 (2 for usage)."""
 
@@ -79,8 +88,18 @@ def guarded(fn):
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except OSError as e:  # a file-system problem nothing more specific caught: still one line
+            from charrnn.fileio import os_advice
+
             where = f" ({e.filename})" if e.filename else ""
-            error(f"{e.strerror or e}{where}: check the path, free space and permissions")
+            error(f"{e.strerror or e}{where}: {os_advice(e)}")
+            raise typer.Exit(1) from None
+        except MemoryError:
+            error(OUT_OF_MEMORY)
+            raise typer.Exit(1) from None
+        except RuntimeError as e:  # torch reports a failed allocation as a RuntimeError
+            if not is_out_of_memory(e):
+                raise
+            error(f"{OUT_OF_MEMORY} ({str(e).splitlines()[0][:120]})")
             raise typer.Exit(1) from None
 
     return wrapper
