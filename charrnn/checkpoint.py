@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ import torch
 
 from charrnn import payload
 from charrnn.errors import CharrnnError
-from charrnn.fileio import atomic_write_bytes, os_advice, sweep_stale_temps
+from charrnn.fileio import CHUNK, atomic_write, atomic_write_bytes, os_advice, sweep_stale_temps
 from charrnn.payload import CHECKSUM_KEY, checksum
 from charrnn.config import ModelConfig
 from charrnn.model import CharRNN
@@ -53,13 +54,50 @@ class SaveError(CharrnnError):
     """A checkpoint could not be written (disk full, no permission); the previous file is intact."""
 
 
+def stamped(payload: dict) -> dict:
+    """`payload` (see module docstring) with the format version and a checksum of all the rest."""
+    out = {"format_version": FORMAT_VERSION, **{k: v for k, v in payload.items() if k != CHECKSUM_KEY}}
+    out[CHECKSUM_KEY] = {"blake2b": checksum(out)}
+    return out
+
+
 def checkpoint_bytes(payload: dict) -> bytes:
-    """Serialise `payload` (see module docstring), stamped with the format version and a checksum of it all."""
-    stamped = {"format_version": FORMAT_VERSION, **{k: v for k, v in payload.items() if k != CHECKSUM_KEY}}
-    stamped[CHECKSUM_KEY] = {"blake2b": checksum(stamped)}
+    """Serialise `payload`, stamped (for tests and small files: a run folder serialises into the file itself)."""
     buf = io.BytesIO()
-    torch.save(stamped, buf)
+    torch.save(stamped(payload), buf)
     return buf.getvalue()
+
+
+def _save_error(path: str | Path, e: Exception, existed: bool) -> SaveError:
+    kept = "the previous one is intact" if existed else "nothing was written"
+    if isinstance(e, OSError):
+        return SaveError(f"could not save checkpoint {path}: {e.strerror or e} ({kept}); {os_advice(e)}")
+    # torch reports a failed write or allocation inside its zip writer as a RuntimeError
+    return SaveError(f"could not save checkpoint {path}: {str(e).splitlines()[0][:160]} ({kept}); "
+                     "free some memory or disk space")
+
+
+def write_checkpoint(path: str | Path, payload: dict) -> None:
+    """Serialise `payload` straight into a temporary file and publish it atomically, or raise SaveError.
+
+    Nothing is built in memory first, so saving a big model costs no second copy of its weights.
+    """
+    existed = Path(path).exists()
+    try:
+        with atomic_write(path) as f:
+            torch.save(stamped(payload), f)
+    except (OSError, RuntimeError) as e:
+        raise _save_error(path, e, existed) from None
+
+
+def copy_checkpoint(src: str | Path, dest: str | Path) -> None:
+    """Publish a copy of the checkpoint file `src` at `dest` atomically (best.pt after last.pt), or raise SaveError."""
+    existed = Path(dest).exists()
+    try:
+        with atomic_write(dest) as out, open(src, "rb") as f:
+            shutil.copyfileobj(f, out, CHUNK)
+    except OSError as e:
+        raise _save_error(dest, e, existed) from None
 
 
 def write_checkpoint_bytes(path: str | Path, data: bytes) -> None:
@@ -68,8 +106,7 @@ def write_checkpoint_bytes(path: str | Path, data: bytes) -> None:
     try:
         atomic_write_bytes(path, data)
     except OSError as e:
-        kept = "the previous one is intact" if existed else "nothing was written"
-        raise SaveError(f"could not save checkpoint {path}: {e.strerror or e} ({kept}); {os_advice(e)}") from None
+        raise _save_error(path, e, existed) from None
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import re
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -76,7 +78,9 @@ def write_target(path: str | Path) -> tuple[Path, bool]:
     A symbolic link is never replaced: the file it points to is written instead (atomically if it
     is a regular file or does not exist yet). A device, FIFO or terminal (`/dev/stdout`,
     `/proc/self/fd/1`, a named pipe, or a link to one) is written through in place: on purpose
-    not atomic, since replacing it with a regular file would destroy it.
+    not atomic, since replacing it with a regular file would destroy it. So is a link into /dev or
+    /proc that leads to a regular file (`--html /dev/stdout > out.html`): the open file it names is
+    the one meant, not a new file at its path.
     """
     path = Path(path)
     try:
@@ -89,7 +93,12 @@ def write_target(path: str | Path) -> tuple[Path, bool]:
         raise OSError(errno.EINVAL, "it is a socket, which charrnn does not write to", str(path))
     if not stat.S_ISREG(st.st_mode):
         return path, False
-    return (Path(os.path.realpath(path)) if path.is_symlink() else path), True
+    if path.is_symlink():
+        real = Path(os.path.realpath(path))
+        if str(real).startswith(("/proc/", "/dev/")) or str(os.readlink(path)).startswith(("/proc/", "/dev/")):
+            return path, False  # /dev/stdout, /proc/self/fd/1 redirected to a file: that open file is the target
+        return real, True
+    return path, True
 
 
 @contextmanager
@@ -101,7 +110,8 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """
     path, atomic = write_target(path)
     if not atomic:
-        with open(path, "wb") as f:  # a device or FIFO: written in place
+        fd = _open_descriptor(path)
+        with (os.fdopen(fd, "wb") if fd is not None else open(path, "wb")) as f:  # written in place
             yield f
             f.flush()
         return
@@ -117,6 +127,37 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_FD_LINK = re.compile(r"^/(?:proc/self|dev)/fd/(\d+)$")
+
+
+def _open_descriptor(path: Path) -> int | None:
+    """For /dev/stdout, /proc/self/fd/N or a link to one: a duplicate of this process's descriptor N.
+
+    Writing through it continues where the process's own output is (its offset, its O_APPEND),
+    instead of opening the file afresh at offset 0, which would write over what is already there.
+    """
+    name = str(path)
+    for _ in range(2):  # /dev/stdout -> /proc/self/fd/1; a link of the user's -> either
+        m = _FD_LINK.match(name)
+        if m:
+            n = int(m.group(1))
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    if stream is not None and stream.fileno() == n:
+                        stream.flush()  # what Python still buffers for it comes first
+                except (OSError, ValueError, AttributeError):
+                    pass
+            try:
+                return os.dup(n)
+            except OSError:
+                return None
+        try:
+            name = os.readlink(name)
+        except OSError:
+            return None
+    return None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

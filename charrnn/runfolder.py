@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from charrnn.checkpoint import (
-    SUFFIX, SaveError, checkpoint_bytes, prune_snapshots, remove_stale_temps, snapshots, write_checkpoint_bytes,
+    SUFFIX, SaveError, copy_checkpoint, prune_snapshots, remove_stale_temps, snapshots, write_checkpoint,
 )
 from charrnn.errors import CharrnnError
 from charrnn.fileio import atomic_write_text, os_advice
@@ -76,12 +76,12 @@ class RunFolder:
             raise CharrnnError(f"cannot write to the run folder {self.path}: {e.strerror or e}; {os_advice(e)}") from None
 
     def save(self, names: tuple[str, ...], payload: dict, history: list[dict]) -> list[Path]:
-        """Write `payload` under each name (serialised once), then `history` as metrics.jsonl."""
+        """Write `payload` under each name (serialised once, then copied), then `history` as metrics.jsonl."""
         remove_stale_temps(self.path)  # left by a process killed in the middle of a save
-        data = checkpoint_bytes(payload)
         paths = [self.path / name for name in names]
-        for path in paths:
-            write_checkpoint_bytes(path, data)
+        write_checkpoint(paths[0], payload)  # serialised once, into the file itself
+        for path in paths[1:]:
+            copy_checkpoint(paths[0], path)
         metrics = self.path / "metrics.jsonl"
         try:
             atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in history))

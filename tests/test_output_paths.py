@@ -83,3 +83,29 @@ def test_corpus_build_into_a_fifo_writes_through(tmp_path):
     reader.join(timeout=10)
     assert result.exit_code == 0, result.stderr
     assert got == [b"int a;\n"] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_link_to_an_open_file_descriptor_writes_that_open_file(tmp_path):
+    """--html /dev/stdout with stdout redirected to a file: the HTML lands in that file, the link stays."""
+    out = tmp_path / "redirected.txt"
+    with open(out, "w") as f:
+        link = tmp_path / "stdout-link"
+        link.symlink_to(f"/proc/self/fd/{f.fileno()}")
+        atomic_write_text(link, "<html>")
+        assert link.is_symlink() and os.readlink(link).startswith("/proc/self/fd/")
+    assert out.read_text() == "<html>" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_dev_stdout_redirected_to_a_file_continues_after_what_is_there(tmp_path):
+    """`charrnn corpus build src -o /dev/stderr 2> log`: the corpus and the summary both land in the log."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    code = ("import sys; from charrnn.fileio import atomic_write_text; sys.stderr.write('before\\n'); "
+            "atomic_write_text('/dev/stderr', 'corpus\\n'); sys.stderr.write('after\\n')")
+    with open(tmp_path / "log", "w") as log:
+        subprocess.run([sys.executable, "-c", code], stderr=log, check=True, cwd=REPO, timeout=60)
+    assert (tmp_path / "log").read_text() == "before\ncorpus\nafter\n"
+    assert os.path.islink("/dev/stderr")
