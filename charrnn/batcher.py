@@ -31,6 +31,7 @@ class StreamBatcher:
     batch_size: int  # B
     seq_len: int  # T
     cursor: int = 0
+    vocab_size: int | None = None  # ids must be below this (a damaged token file is refused, not indexed)
 
     def __post_init__(self) -> None:
         self.stream_len = len(self.tokens) // self.batch_size
@@ -53,6 +54,9 @@ class StreamBatcher:
         if self.cursor + self.seq_len + 1 > self.stream_len:
             self.cursor, wrapped = 0, True
         block = np.asarray(self.streams[:, self.cursor : self.cursor + self.seq_len + 1], dtype=np.int64)
+        if self.vocab_size is not None and block.size and int(block.max()) >= self.vocab_size:
+            raise CharrnnError(f"the token ids hold {int(block.max())}, beyond the {self.vocab_size}-character "
+                               "vocabulary: the token cache is damaged; delete it ($CHARRNN_CACHE/tokens) and run again")
         self.cursor += self.seq_len
         block = torch.from_numpy(block)  # (B, T+1)
         return block[:, :-1], block[:, 1:], wrapped

@@ -32,6 +32,7 @@ search ends: the pieces joined are exactly the best beam's text.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -65,11 +66,14 @@ class Beam:
         return {**asdict(self), "chars": len(self.text)}
 
 
-def check_beam_args(width: int, length: int, top: int, no_repeat: int, stop: Sequence[str]) -> None:
+def check_beam_args(width: int, length: int, top: int, no_repeat: int, stop: Sequence[str],
+                    length_penalty: float = 0.0) -> None:
     if width < 1:
         raise UsageError("--width must be >= 1")
     if length < 0:
         raise UsageError("--length must be >= 0")
+    if not math.isfinite(length_penalty):
+        raise UsageError("--length-penalty must be a number (0 = total log-prob, 1 = per character)")
     if not 1 <= top <= width:
         raise UsageError(f"--top must be between 1 and --width ({width}): search only keeps --width beams")
     if no_repeat < 0:

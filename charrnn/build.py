@@ -4,6 +4,8 @@ The files matching the globs are concatenated in sorted path order (so the same 
 gives the same bytes), as they are, with a newline added to a file that lacks a final one.
 Binary files and files that are not valid UTF-8 are skipped and counted, never half-included:
 each file is checked completely before any of it is written. The output appears atomically.
+A symbolic link that leads out of the source folder (`src/a/passwd.c -> /etc/passwd`) is skipped
+and counted too, unless `follow_symlinks`: a corpus holds the tree, not whatever it points at.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ class BuildReport:
     files: list[str] = field(default_factory=list)  # included, in order (relative to the source folder)
     binary: list[str] = field(default_factory=list)  # skipped: binary
     not_utf8: list[str] = field(default_factory=list)  # skipped: not valid UTF-8
+    outside: list[str] = field(default_factory=list)  # skipped: symbolic links that lead out of the tree
     bytes: int = 0  # bytes written
 
     def summary(self, out: str) -> str:
         skipped = []
-        for label, names in (("binary", self.binary), ("not UTF-8", self.not_utf8)):
+        for label, names in (("binary", self.binary), ("not UTF-8", self.not_utf8),
+                             ("symlinks out of the tree (--follow-symlinks to include)", self.outside)):
             if names:
                 skipped.append(f"{len(names)} {label} ({some(names)})")
         return (f"wrote {out}: {len(self.files):,} files, {self.bytes:,} bytes; "
@@ -43,7 +47,7 @@ def is_utf8(path: Path) -> bool:
         return False
 
 
-def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str) -> BuildReport:
+def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str, follow_symlinks: bool = False) -> BuildReport:
     """Concatenate the text files of `src_dir` matching `globs` into `out` ('-' = stdout)."""
     src = Path(src_dir)
     if not src.is_dir():
@@ -52,10 +56,11 @@ def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str) -> Buil
         raise UsageError("pass -o FILE (or -o - for stdout)")
     globs = globs or ["**/*"]
     dest = None if out == "-" else Path(out)
-    files = find_files(src, globs, exclude=dest.resolve() if dest else None)
-    if not files:
-        raise CharrnnError(f"no files in {src_dir} match {' '.join(globs)}: check --glob (e.g. '**/*.c')")
     report = BuildReport()
+    files = find_files(src, globs, dest.resolve() if dest else None, follow_symlinks, report.outside)
+    if not files:
+        left = f" ({len(report.outside)} symlinks out of the tree were skipped: --follow-symlinks)" if report.outside else ""
+        raise CharrnnError(f"no files in {src_dir} match {' '.join(globs)}: check --glob (e.g. '**/*.c'){left}")
     if dest is None:
         concatenate(files, src, sys.stdout.buffer, report)
         sys.stdout.buffer.flush()

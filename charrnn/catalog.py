@@ -62,6 +62,9 @@ def _copy_verified(entry: CorpusEntry, open_source: Callable, dest: Path, progre
             out.write(chunk)
             digest.update(chunk)
             done += len(chunk)
+            if done > entry.bytes:  # raised inside the block: the temporary file is deleted
+                raise CharrnnError(f"{entry.name}: the source holds more than the catalog's {entry.bytes:,} bytes; "
+                                   "the file was not kept: check the source or mirror")
             if progress:
                 progress(done, entry.bytes)
         if digest.hexdigest() != entry.sha256:  # raised inside the block: the temporary file is deleted
@@ -86,6 +89,9 @@ def fetch(name: str, mirror: str | Path | None = None, progress: Callable[[int, 
         src = Path(mirror) / f"{name}.txt"
         if not src.is_file():
             raise CharrnnError(f"mirror folder {mirror} has no {name}.txt")
+        if src.stat().st_size != entry.bytes:  # known before copying a byte
+            raise CharrnnError(f"{src} holds {src.stat().st_size:,} bytes, but {name} is {entry.bytes:,}: "
+                               "it is another file or a partial copy; nothing was copied")
         _copy_verified(entry, lambda: open(src, "rb"), dest, progress)
         return dest
     if entry.build:

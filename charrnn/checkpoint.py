@@ -19,8 +19,9 @@ An inference-only checkpoint can also be a .safetensors file (see `safetensors_i
 same dict comes back from `load_checkpoint`, so every command that takes a checkpoint reads both.
 
 A run folder holds best.pt, last.pt (always the newest state), optional snapshots
-step-000500.pt, and metrics.jsonl. A crash can leave a hidden `.last.pt.<random>.tmp`
-behind; nothing reads those (they do not end in .pt) and the next save removes them.
+step-000500.pt, and metrics.jsonl. A crash can leave a hidden `.last.pt.<pid>.<random>.tmp`
+behind; nothing reads those (they do not end in .pt) and the next save removes them once
+the process that wrote them is gone.
 """
 
 from __future__ import annotations
@@ -28,14 +29,17 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from charrnn import payload
 from charrnn.errors import CharrnnError
-from charrnn.fileio import atomic_write_bytes
+from charrnn.fileio import CHUNK, atomic_write, atomic_write_bytes, os_advice, sweep_stale_temps
+from charrnn.payload import CHECKSUM_KEY, checksum
 from charrnn.config import ModelConfig
 from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
@@ -50,32 +54,69 @@ class SaveError(CharrnnError):
     """A checkpoint could not be written (disk full, no permission); the previous file is intact."""
 
 
+def stamped(payload: dict) -> dict:
+    """`payload` (see module docstring) with the format version and a checksum of all the rest."""
+    out = {"format_version": FORMAT_VERSION, **{k: v for k, v in payload.items() if k != CHECKSUM_KEY}}
+    out[CHECKSUM_KEY] = {"blake2b": checksum(out)}
+    return out
+
+
 def checkpoint_bytes(payload: dict) -> bytes:
-    """Serialise `payload` (see module docstring), stamped with the format version."""
+    """Serialise `payload`, stamped (for tests and small files: a run folder serialises into the file itself)."""
     buf = io.BytesIO()
-    torch.save({"format_version": FORMAT_VERSION, **payload}, buf)
+    torch.save(stamped(payload), buf)
     return buf.getvalue()
+
+
+def _save_error(path: str | Path, e: Exception, existed: bool) -> SaveError:
+    kept = "the previous one is intact" if existed else "nothing was written"
+    if isinstance(e, OSError):
+        return SaveError(f"could not save checkpoint {path}: {e.strerror or e} ({kept}); {os_advice(e)}")
+    # torch reports a failed write or allocation inside its zip writer as a RuntimeError
+    return SaveError(f"could not save checkpoint {path}: {str(e).splitlines()[0][:160]} ({kept}); "
+                     "free some memory or disk space")
+
+
+def write_checkpoint(path: str | Path, payload: dict) -> None:
+    """Serialise `payload` straight into a temporary file and publish it atomically, or raise SaveError.
+
+    Nothing is built in memory first, so saving a big model costs no second copy of its weights.
+    """
+    existed = Path(path).exists()
+    try:
+        with atomic_write(path) as f:
+            torch.save(stamped(payload), f)
+    except (OSError, RuntimeError) as e:
+        raise _save_error(path, e, existed) from None
+
+
+def copy_checkpoint(src: str | Path, dest: str | Path) -> None:
+    """Publish a copy of the checkpoint file `src` at `dest` atomically (best.pt after last.pt), or raise SaveError."""
+    existed = Path(dest).exists()
+    try:
+        with atomic_write(dest) as out, open(src, "rb") as f:
+            shutil.copyfileobj(f, out, CHUNK)
+    except OSError as e:
+        raise _save_error(dest, e, existed) from None
 
 
 def write_checkpoint_bytes(path: str | Path, data: bytes) -> None:
     """Write serialised checkpoint bytes atomically, or raise SaveError (the old file stays as it was)."""
+    existed = Path(path).exists()
     try:
         atomic_write_bytes(path, data)
     except OSError as e:
-        raise SaveError(f"could not save checkpoint {path}: {e.strerror or e} (the previous one is intact)") from None
+        raise _save_error(path, e, existed) from None
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete the temporary files a killed save left behind in a run folder (`.last.pt.x1y2.tmp`)."""
-    removed = []
-    for pattern in (f".*{SUFFIX}.*.tmp", ".*.safetensors.*.tmp", ".metrics.jsonl.*.tmp", ".write-test.*.tmp"):
-        for f in Path(folder).glob(pattern):
-            try:
-                f.unlink()
-                removed.append(f)
-            except OSError:
-                pass
-    return removed
+    """Delete the temporary files a killed save left in a run folder (`.last.pt.1234.x1y2.tmp`).
+
+    Only those of writers that are gone (see `fileio.is_stale_temp`): a live process's temporary
+    is never touched, whoever it is.
+    """
+    return sweep_stale_temps(folder, (f".*{SUFFIX}.*.tmp", ".*.safetensors.*.tmp", ".metrics.jsonl.*.tmp",
+                                      ".config.yaml.*.tmp", ".write-test.*.tmp"))
 
 
 def snapshots(folder: str | Path) -> list[tuple[int, Path]]:
@@ -88,17 +129,62 @@ def snapshots(folder: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def prune_snapshots(folder: str | Path, keep: int) -> list[Path]:
-    """Delete all but the `keep` newest snapshots; best.pt and last.pt are never touched."""
-    found = snapshots(folder)
-    old = found[: max(0, len(found) - keep)]
-    for _, f in old:
-        f.unlink(missing_ok=True)
-    return [f for _, f in old]
+def run_identity(folder: str | Path) -> dict | None:
+    """What every checkpoint of the run in `folder` shares: its model_config (and vocabulary, when known).
+
+    Read from last.pt or best.pt (headers only), else from config.yaml's model keys; None when the
+    folder shows no run at all.
+    """
+    folder = Path(folder)
+    for name in ("last.pt", "best.pt"):
+        try:
+            ckpt = load_checkpoint(folder / name, mmap=True)
+        except (CharrnnError, OSError):
+            continue
+        return {"model_config": dict(ckpt["model_config"]), "vocab": ckpt["vocab"]["chars"]}
+    try:
+        import yaml
+
+        cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+        keys = ("cell", "layers", "hidden", "embed")
+        if isinstance(cfg, dict) and all(k in cfg for k in keys):
+            return {"model_config": {k: cfg[k] for k in keys}}
+    except (OSError, ValueError, ImportError):
+        pass
+    return None
 
 
-def _check_container(path: Path) -> None:
-    """Tell apart, before unpickling anything, the ways a file can fail to be a torch checkpoint."""
+def belongs_to(path: str | Path, identity: dict | None) -> bool:
+    """True if `path` loads as a charrnn checkpoint (headers checked) of the run described by `identity`."""
+    if identity is None:
+        return False
+    try:
+        ckpt = load_checkpoint(path, mmap=True)
+    except (CharrnnError, OSError):
+        return False
+    mc = ckpt["model_config"]
+    if any(mc.get(k) != v for k, v in identity["model_config"].items() if k != "dropout"):
+        return False
+    return "vocab" not in identity or ckpt["vocab"]["chars"] == identity["vocab"]
+
+
+def prune_snapshots(folder: str | Path, keep: int, dry_run: bool = False) -> list[Path]:
+    """Delete all but the `keep` newest snapshots; best.pt and last.pt are never touched.
+
+    Only files that load as checkpoints of this folder's run (`belongs_to`) count as snapshots:
+    a file of another run, or anything else named step-000100.pt, stays where it is.
+    """
+    identity = run_identity(folder)
+    found = [(step, f) for step, f in snapshots(folder) if belongs_to(f, identity)]
+    old = [f for _, f in found[: max(0, len(found) - keep)]]
+    if not dry_run:
+        for f in old:
+            f.unlink(missing_ok=True)
+    return old
+
+
+def _check_container(path: Path) -> int:
+    """Tell apart, before unpickling anything, the ways a file can fail to be a torch checkpoint; its size."""
     size = path.stat().st_size
     if size == 0:
         raise CharrnnError(f"{path} is empty (0 bytes): it was never written completely; use another checkpoint")
@@ -111,11 +197,17 @@ def _check_container(path: Path) -> None:
                            "use another checkpoint (best.pt, last.pt or a step-*.pt snapshot)")
     try:
         with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (zipfile.BadZipFile, OSError) as e:
+            entries = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise CharrnnError(f"{path} is corrupted ({e}): use another checkpoint") from None
-    if not any(n.endswith("/data.pkl") for n in names):
+    if not any(e.filename.endswith("/data.pkl") for e in entries):
         raise CharrnnError(f"{path} is a zip archive but not a torch checkpoint")
+    # torch stores every entry uncompressed: one that expands (a crafted "zip bomb") is refused unread
+    expanded = sum(e.file_size for e in entries)
+    if any(e.compress_type != zipfile.ZIP_STORED for e in entries) or expanded > size:
+        raise CharrnnError(f"{path} is damaged: its entries would expand to {expanded:,} bytes from a {size:,}-byte "
+                           "file (torch never compresses a checkpoint); it was not loaded")
+    return size
 
 
 def _refused_global(message: str) -> str:
@@ -124,48 +216,47 @@ def _refused_global(message: str) -> str:
     return m.group(1) if m else message.splitlines()[0][:160]
 
 
-def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
-    """Load a checkpoint dict onto the CPU with torch's safe loader, or raise a clear CharrnnError.
-
-    `weights_only=True` builds only tensors and plain containers: a pickle that names any other
-    Python callable is refused before it can run. `map_location="cpu"` lets a checkpoint written
-    on a GPU (cuda or mps) load anywhere. `mmap=True` reads tensor data lazily (for listing).
-    A .safetensors file is read by `safetensors_io.read` (JSON and raw bytes: nothing to refuse).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CharrnnError(f"no checkpoint at {path}")
-    if path.suffix == ".safetensors":
-        from charrnn.safetensors_io import read
-
-        return _check_format(read(path), path)
-    _check_container(path)
+def _torch_load(path: Path, mmap: bool) -> dict:
+    """torch's safe loader, its failures turned into one clear CharrnnError each."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise CharrnnError(
             f"refused to load {path}: it asks to run Python code ({_refused_global(str(e))}), which a checkpoint "
             f"never needs; it may be malicious. Nothing from it was run."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, TypeError, KeyError,
+            IndexError, AttributeError, OverflowError, MemoryError) as e:
         msg = str(e)
         if "zip archive" in msg or "central directory" in msg or isinstance(e, (EOFError, zipfile.BadZipFile)):
             if zipfile.is_zipfile(path):
                 raise CharrnnError(f"{path} is truncated or corrupted: use another checkpoint (e.g. best.pt or last.pt)") from None
             raise CharrnnError(f"{path} is not a charrnn checkpoint (not a torch zip file), or it is truncated") from None
-        raise CharrnnError(f"{path} is truncated or corrupted ({msg.splitlines()[0][:160]})") from None
+        first = msg.splitlines()[0][:160] if msg else type(e).__name__
+        raise CharrnnError(f"{path} is truncated or corrupted ({first})") from None
+
+
+def _check_header(ckpt, path: Path) -> None:
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
         raise CharrnnError(f"{path} is a torch file but not a charrnn checkpoint")
-    return _check_format(ckpt, path)
-
-
-def _check_format(ckpt: dict, path: Path) -> dict:
-    """Refuse a checkpoint written by a newer charrnn; return it otherwise."""
-    if ckpt["format_version"] > FORMAT_VERSION:
+    version = ckpt["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CharrnnError(f"{path} is damaged: its format_version is {type(version).__name__} {version!r}"[:200]
+                           + ", not a format number")
+    if version > FORMAT_VERSION:
         raise CharrnnError(
-            f"{path} was written by a newer charrnn (checkpoint format {ckpt['format_version']}, "
+            f"{path} was written by a newer charrnn (checkpoint format {version}, "
             f"this version reads up to {FORMAT_VERSION}): upgrade charrnn"
         )
+
+
+def _validated(path: Path, size: int, mmap: bool) -> dict:
+    ckpt = _torch_load(path, mmap)
+    _check_header(ckpt, path)
+    try:
+        payload.check(ckpt, size, full=not mmap)
+    except payload.Damaged as e:
+        raise CharrnnError(f"{path} is damaged: {e}") from None
     return ckpt
 
 
@@ -173,6 +264,39 @@ def latest_val_bpc(ckpt: dict) -> float | None:
     """The newest validation loss a checkpoint records (bits/char), or None if it was never validated."""
     vals = [r["val_bpc"] for r in ckpt.get("metrics") or [] if r.get("val_bpc") is not None]
     return vals[-1] if vals else None
+
+
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """Load a checkpoint dict onto the CPU with torch's safe loader, checked, or raise a clear CharrnnError.
+
+    `weights_only=True` builds only tensors and plain containers: a pickle that names any other
+    Python callable is refused before it can run. `map_location="cpu"` lets a checkpoint written
+    on a GPU (cuda or mps) load anywhere. Every field is checked (`payload.check`) on a memory-mapped
+    load first, which reads no tensor data, so a file whose config claims more than it holds costs
+    nothing; only then is it read, and its weights and checksum checked. `mmap=True` stops after the
+    first look (for listing: configs and shapes, tensor data unread).
+    A .safetensors file is read by `safetensors_io.read` (JSON and raw bytes: nothing to refuse),
+    then checked the same way.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise CharrnnError(f"no checkpoint at {path}")
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file (a device, FIFO or broken link)"
+        raise CharrnnError(f"{path} is {what}: pass a checkpoint file (.pt) or a run folder")
+    if path.suffix == ".safetensors":
+        from charrnn.safetensors_io import read
+
+        ckpt = read(path)
+        _check_header(ckpt, path)
+        try:
+            payload.check(ckpt, path.stat().st_size, full=True)
+        except payload.Damaged as e:
+            raise CharrnnError(f"{path} is damaged: {e}") from None
+        return ckpt
+    size = _check_container(path)
+    ckpt = _validated(path, size, mmap=True)
+    return ckpt if mmap else _validated(path, size, mmap=False)
 
 
 @dataclass
@@ -193,13 +317,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
     """A checkpoint file or run folder (None: the newest run) -> the model in eval mode on `device`, with its vocabulary."""
     chosen = path is None
     path = resolve_checkpoint(path)
-    ckpt = load_checkpoint(path)
-    try:
-        model = CharRNN(ModelConfig(**ckpt["model_config"]))
-        model.load_state_dict(ckpt["model"])
-        vocab = Vocab.from_dict(ckpt["vocab"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CharrnnError(f"{path} is damaged: its model does not match its config ({str(e).splitlines()[0][:160]})") from None
+    ckpt = load_checkpoint(path)  # checked: the config, vocabulary and weights agree, and fit the file
+    model = CharRNN(ModelConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    vocab = Vocab.from_dict(ckpt["vocab"])
     model.to(device).eval()
     return Loaded(model, vocab, ckpt, path, chosen)
 
@@ -217,7 +338,7 @@ def resolve_checkpoint(path: str | Path | None, root: str | Path = "checkpoints"
         if found:
             return found[-1]
         raise CharrnnError(f"no checkpoint in folder {p}: train one with `charrnn train`")
-    if not p.exists():
+    if not p.exists() and not p.is_symlink():
         raise CharrnnError(f"no checkpoint at {p}")
     return p
 

@@ -23,6 +23,8 @@ preset expanded), so `charrnn train --config checkpoints/x/config.yaml` repeats 
 from __future__ import annotations
 
 import difflib
+import functools
+import math
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -34,6 +36,47 @@ from charrnn.fileio import atomic_write_text
 from charrnn.runtime import PRECISIONS
 
 CELLS = ("lstm", "gru", "rnn")  # the recurrent cells charrnn builds (model.CELLS maps them to torch modules)
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer: (i, f, g, o), (r, z, n), (h)
+MAX_LAYERS = 1000  # far beyond any useful depth; bounds the time spent building before a memory check
+MAX_WIDTH = 1 << 20  # hidden or embedding units
+MAX_VOCAB = 0x110000  # every Unicode code point
+MAX_SEED = 2**64 - 1  # torch's generators take 64-bit seeds
+MAX_LR = 10.0  # AdamW above this only diverges
+MAX_THREADS = 4096  # a static bound; the cores this process may use are checked where it runs
+
+
+@functools.cache
+def _hints(cls) -> dict[str, tuple]:
+    """Field -> the types its annotation allows, e.g. (float, NoneType)."""
+    return {name: typing.get_args(hint) or (hint,) for name, hint in typing.get_type_hints(cls).items()}
+
+
+def _type_errors(obj) -> list[str]:
+    """Fields of a config dataclass whose values do not have the annotated type (ints are not bools)."""
+    wrong = []
+    for name, allowed in _hints(type(obj)).items():
+        value = getattr(obj, name)
+        if value is None and type(None) in allowed:
+            continue
+        if float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(obj, name, float(value))
+        elif int in allowed and isinstance(value, int) and not isinstance(value, bool):
+            pass
+        elif str in allowed and isinstance(value, str):
+            pass
+        else:
+            expected = " or ".join(_TYPES.get(t, t.__name__) for t in allowed)
+            wrong.append(f"{name} must be {expected}, not {type(value).__name__} {_short(value)}")
+    return wrong
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 # ---- the configs stored in every checkpoint --------------------------------------------------------
@@ -49,16 +92,43 @@ class ModelConfig:
     dropout: float = 0.0  # dropout between layers and before the output layer
 
     def __post_init__(self) -> None:
+        wrong = _type_errors(self)
+        if wrong:
+            raise ValueError(wrong[0])
         if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        for name in ("vocab_size", "layers", "hidden", "embed"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {_short(self.cell)}")
+        for name, top in (("vocab_size", MAX_VOCAB), ("layers", MAX_LAYERS), ("hidden", MAX_WIDTH), ("embed", MAX_WIDTH)):
+            if not 1 <= getattr(self, name) <= top:
+                raise ValueError(f"{name} must be between 1 and {top:,}, not {getattr(self, name):,}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of every tensor of the model's state_dict, in its order, from arithmetic alone.
+
+        What `model.CharRNN(self).state_dict()` holds, known without building anything, so a
+        checkpoint's tensors can be checked (and a model's memory estimated) before allocating.
+        """
+        V, E, H, G = self.vocab_size, self.embed, self.hidden, GATES[self.cell] * self.hidden
+        shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (V, E)}
+        for k in range(self.layers):
+            shapes[f"rnn.weight_ih_l{k}"] = (G, E if k == 0 else H)
+            shapes[f"rnn.weight_hh_l{k}"] = (G, H)
+            shapes[f"rnn.bias_ih_l{k}"] = (G,)
+            shapes[f"rnn.bias_hh_l{k}"] = (G,)
+        shapes["head.weight"] = (V, H)
+        shapes["head.bias"] = (V,)
+        return shapes
+
+    def num_params(self) -> int:
+        """Parameters of the model (as `CharRNN.num_params`), by arithmetic."""
+        G = GATES[self.cell] * self.hidden
+        per_layer = lambda inp: G * (inp + self.hidden + 2)  # noqa: E731
+        return (self.vocab_size * self.embed + per_layer(self.embed) + (self.layers - 1) * per_layer(self.hidden)
+                + self.vocab_size * (self.hidden + 1))
 
 
 @dataclass
@@ -90,25 +160,35 @@ class TrainConfig:
     seed: int = 1337
 
     def __post_init__(self) -> None:
+        wrong = _type_errors(self)
+        if wrong:
+            raise UsageError(wrong[0])
         checks = [
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.seq_len >= 1, "--seq-len must be at least 1"),
-            (self.lr > 0, "--lr must be positive"),
-            (self.clip >= 0, "--clip must be >= 0 (0 turns clipping off)"),
+            (_finite(self.lr) and 0 < self.lr <= MAX_LR, f"--lr must be a number in (0, {MAX_LR:g}]"),
+            (_finite(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
+            (self.warmup >= 0, "warmup must be >= 0"),
+            (_finite(self.weight_decay) and self.weight_decay >= 0, "--weight-decay must be a number >= 0"),
+            (_finite(self.clip) and self.clip >= 0, "--clip must be a number >= 0 (0 turns clipping off)"),
             (self.steps is None or self.steps >= 1, "--steps must be at least 1"),
-            (self.epochs is None or self.epochs > 0, "--epochs must be positive"),
-            (self.time is None or self.time > 0, "--time must be positive"),
+            (self.epochs is None or _finite(self.epochs) and self.epochs > 0, "--epochs must be a positive number"),
+            (self.time is None or _finite(self.time) and self.time > 0, "--time must be a positive number of seconds"),
             (self.eval_every >= 1, "--eval-every must be at least 1"),
             (self.patience >= 0, "--patience must be >= 0 (0 = never stop early)"),
+            (self.eval_chars >= 0, "--eval-chars must be >= 0 (0 = all the held-out text)"),
+            (self.log_every >= 1, "log_every must be at least 1"),
             (self.sample_every >= 0, "--sample-every must be >= 0 (0 turns live samples off)"),
-            (self.sample_length >= 1 and self.sample_temp >= 0, "sample_length must be >= 1 and sample_temp >= 0"),
+            (1 <= self.sample_length <= 100_000, "sample_length must be between 1 and 100,000"),
+            (_finite(self.sample_temp) and self.sample_temp >= 0, "sample_temp must be a number >= 0"),
             (self.save_every >= 0, "--save-every must be >= 0 (0 turns snapshots off)"),
             (self.keep >= 0, "--keep must be >= 0"),
             (0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
             (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
              "--device must be auto, cpu, cuda or mps"),
             (self.precision in PRECISIONS, "--precision must be auto, fp32, bf16 or fp16"),
-            (self.threads >= 0, "--threads must be >= 0 (0 = one per core)"),
+            (0 <= self.threads <= MAX_THREADS, f"--threads must be between 0 and {MAX_THREADS} (0 = one per core)"),
+            (0 <= self.seed <= MAX_SEED, "--seed must be between 0 and 2**64 - 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -119,6 +199,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """From a dict (a checkpoint's, say): unknown keys are ignored, every value is checked."""
+        if not isinstance(d, dict):
+            raise UsageError(f"training settings must be a mapping, not {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -29,6 +29,12 @@ def err_console() -> Console:
     return _console
 
 
+def shown(text: str, style: str = "", keep: str = "") -> Text:
+    """Text that came from a file, a checkpoint or a command line, ready for rich: control characters
+    visible (`showtext.visible`), and a Text, so "[/bold]" or "[link=...]" in it is shown, never parsed."""
+    return Text(visible(str(text), keep), style=style)
+
+
 def error(message: str) -> None:
     """`error: message` on stderr. Messages quote file names and text: shown as text, escapes visible."""
     err_console().print(Text.assemble(("error:", "bold red"), " ", visible(message)))

@@ -31,11 +31,22 @@ def decode_bytes(data: bytes, name: str, encoding: str = "utf-8") -> str:
     return text
 
 
-def find_files(folder: Path, globs: list[str], exclude: Path | None = None) -> list[Path]:
-    """Files under `folder` matching any glob, sorted by their path relative to it (the same tree, the same order)."""
+def find_files(folder: Path, globs: list[str], exclude: Path | None = None, follow_symlinks: bool = True,
+               outside: list[str] | None = None) -> list[Path]:
+    """Files under `folder` matching any glob, sorted by their path relative to it (the same tree, the same order).
+
+    With `follow_symlinks=False` a file whose real path is outside `folder` (a symlink to it, or
+    into a linked folder) is left out, and its name appended to `outside`.
+    """
     found = {p for g in globs for p in folder.glob(g) if p.is_file()}
     if exclude is not None:
         found = {p for p in found if p.resolve() != exclude}
+    if not follow_symlinks:
+        root = folder.resolve()
+        leaving = {p for p in found if not p.resolve().is_relative_to(root)}
+        found -= leaving
+        if outside is not None:
+            outside += sorted(p.relative_to(folder).as_posix() for p in leaving)
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 

@@ -9,12 +9,22 @@ caches, config.yaml, metrics.jsonl, reports, downloaded corpora — goes through
 
 A reader, or a crash at any moment, sees the old file or the new one, never a mix; an
 exception inside the block deletes the temporary file and leaves the old one as it was.
+A symbolic link, a device or a FIFO at `path` is never replaced (see `atomic_write`).
+
+A temporary file's name holds its writer's process id, so `sweep_stale_temps` can delete
+what a killed process left (SIGKILL runs no clean-up) without touching a live writer's.
 """
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
+import re
+import stat
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,18 +61,67 @@ def fsync_dir(folder: str | Path) -> None:
 
 
 def temp_path(path: str | Path) -> Path:
-    """A new, empty hidden temporary file beside `path` (the caller publishes or deletes it)."""
+    """A new, empty hidden temporary file beside `path`, named after this process (the caller publishes
+    or deletes it): `.name.<pid>.<random>.tmp`, so a later sweep can tell whose it was."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     return Path(tmp)
 
 
+# ---- what a path is before we write to it --------------------------------------------------------
+
+
+def write_target(path: str | Path) -> tuple[Path, bool]:
+    """(the file to write for `path`, whether to write it atomically); refuses what cannot be written.
+
+    A symbolic link is never replaced: the file it points to is written instead (atomically if it
+    is a regular file or does not exist yet). A device, FIFO or terminal (`/dev/stdout`,
+    `/proc/self/fd/1`, a named pipe, or a link to one) is written through in place: on purpose
+    not atomic, since replacing it with a regular file would destroy it. So is a link into /dev or
+    /proc that leads to a regular file (`--html /dev/stdout > out.html`): the open file it names is
+    the one meant, not a new file at its path.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)  # follows links
+    except FileNotFoundError:
+        return (Path(os.path.realpath(path)) if path.is_symlink() else path), True  # a dangling link: its target
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "it is a folder, not a file", str(path))
+    if stat.S_ISSOCK(st.st_mode):
+        raise OSError(errno.EINVAL, "it is a socket, which charrnn does not write to", str(path))
+    if not stat.S_ISREG(st.st_mode):
+        return path, False
+    if path.is_symlink():
+        real = Path(os.path.realpath(path))
+        if str(real).startswith(("/proc/", "/dev/")) or str(os.readlink(path)).startswith(("/proc/", "/dev/")):
+            return path, False  # /dev/stdout, /proc/self/fd/1 redirected to a file: that open file is the target
+        return real, True
+    return path, True
+
+
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
-    """A binary file to write; when the block ends it replaces `path` in one step (see module doc)."""
-    path = Path(path)
+    """A binary file to write; when the block ends it replaces `path` in one step (see module doc).
+
+    What `write_target` says goes: through a symbolic link to the file it names, and straight
+    into a device or FIFO.
+    """
+    fd = _open_descriptor(Path(path))  # /dev/stdout, /proc/self/fd/N, or a link to one: this process's own output
+    if fd is not None:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+        return
+    path, atomic = write_target(path)
+    if not atomic:
+        with open(path, "wb") as f:  # a device or FIFO: written in place
+            yield f
+            f.flush()
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(path.parent, (f".{glob.escape(path.name)}.*{TEMP_SUFFIX}",))  # what a killed write of it left
     tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:
@@ -75,6 +134,37 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
         raise
 
 
+_FD_LINK = re.compile(r"^/(?:proc/self|dev)/fd/(\d+)$")
+
+
+def _open_descriptor(path: Path) -> int | None:
+    """For /dev/stdout, /proc/self/fd/N or a link to one: a duplicate of this process's descriptor N.
+
+    Writing through it continues where the process's own output is (its offset, its O_APPEND),
+    instead of opening the file afresh at offset 0, which would write over what is already there.
+    """
+    name = str(path)
+    for _ in range(2):  # /dev/stdout -> /proc/self/fd/1; a link of the user's -> either
+        m = _FD_LINK.match(name)
+        if m:
+            n = int(m.group(1))
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    if stream is not None and stream.fileno() == n:
+                        stream.flush()  # what Python still buffers for it comes first
+                except (OSError, ValueError, AttributeError):
+                    pass
+            try:
+                return os.dup(n)
+            except OSError:
+                return None
+        try:
+            name = os.readlink(name)
+        except OSError:
+            return None
+    return None
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_write(path) as f:
         f.write(data)
@@ -82,3 +172,75 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ---- what a killed writer left behind -------------------------------------------------------------
+
+PROCESS_START = time.time()  # temporaries older than this, whose writer is gone, are stale
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this id exists (on this machine)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _writer_pid(name: str) -> int | None:
+    """The process id in a temporary's name (`.last.pt.1234.x1y2.tmp`), or None for an older name."""
+    parts = name.split(".")
+    for part in reversed(parts[:-2]):
+        if part.isdigit():
+            return int(part)
+    return None
+
+
+def is_stale_temp(path: Path) -> bool:
+    """A temporary nobody is still writing: its writer's process is gone (or, for a name without a
+    process id, it is older than this process). Our own temporaries are never stale."""
+    pid = _writer_pid(path.name)
+    if pid is not None:
+        return pid != os.getpid() and not pid_alive(pid)
+    try:
+        return path.stat().st_mtime < PROCESS_START
+    except OSError:
+        return False
+
+
+def sweep_stale_temps(folder: str | Path, patterns: tuple[str, ...] = (f".*{TEMP_SUFFIX}",)) -> list[Path]:
+    """Delete the temporaries in `folder` (matching `patterns`) that a killed process left behind."""
+    removed = []
+    for pattern in patterns:
+        for f in Path(folder).glob(pattern):
+            if f.is_file() and not f.is_symlink() and is_stale_temp(f):
+                try:
+                    f.unlink()
+                    removed.append(f)
+                except OSError:
+                    pass
+    return removed
+
+
+# ---- saying what to do about a failed write -------------------------------------------------------
+
+
+def os_advice(e: OSError) -> str:
+    """What a person can do about a failed file operation, by its cause (not always "free some space")."""
+    code = e.errno
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return "free some space"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "fix the folder's permissions (or choose another folder)"
+    if code in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+        return "a file or folder is in the way: move it, or choose another path"
+    if code == errno.ENOENT:
+        return "the folder disappeared while writing: check the path"
+    return "check the path, its permissions and free space"

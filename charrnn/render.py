@@ -22,6 +22,8 @@ import numpy as np
 from rich.style import Style
 from rich.text import Text
 
+from charrnn.showtext import visible
+
 SURPRISE_CAP = 8.0  # bits at which the surprise colour is fully red
 
 RGB = tuple[int, int, int]
@@ -69,9 +71,14 @@ def _runs(text: str, colours: list[RGB | None]):
 
 
 def rich_text(text: str, colours: list[RGB | None]) -> Text:
-    """A rich Text with each character's background set to its colour (black or white text on top)."""
+    """A rich Text with each character's background set to its colour (black or white text on top).
+
+    The text is a file's: control characters in it (ESC, BEL, C1, bidi overrides) are shown as
+    escapes (`showtext.visible`), in their character's colour, never sent to the terminal raw.
+    """
     out = Text()
     for piece, rgb in _runs(text, colours):
+        piece = visible(piece, keep="\n\t")
         if rgb is None:
             out.append(piece)
         elif piece.endswith("\n"):  # a background on a newline would paint the rest of the line

@@ -1,10 +1,14 @@
-"""A run folder on disk: best.pt, last.pt, step-NNNNNN.pt snapshots and metrics.jsonl.
+"""A run folder on disk: best.pt, last.pt, step-NNNNNN.pt snapshots, metrics.jsonl, config.yaml.
 
-    RunFolder(path, keep)   .check_writable()   before training: fail now, not after an hour
+    RunFolder(path, keep)   .lock()             one writer at a time (`runlock.RunLock`), held for the run
+                            .holds_run()        a run's files are here already
+                            .clear()            --overwrite: the old run's files go before the new run writes
+                            .check_writable()   before training: fail now, not after an hour
                             .save(names, payload, history)   serialise once, write each name atomically
 
 Every file is written through `fileio.atomic_write`, so a crash leaves the previous version
-of each file whole; a failed write raises `SaveError` with the old files intact.
+of each file whole; a failed write raises `SaveError` with the old files intact. Only the
+holder of the folder's lock writes, prunes or sweeps temporaries in it.
 """
 
 from __future__ import annotations
@@ -14,9 +18,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from charrnn.checkpoint import SaveError, checkpoint_bytes, prune_snapshots, remove_stale_temps, write_checkpoint_bytes
+from charrnn.checkpoint import (
+    SUFFIX, SaveError, copy_checkpoint, prune_snapshots, remove_stale_temps, snapshots, write_checkpoint,
+)
 from charrnn.errors import CharrnnError
-from charrnn.fileio import atomic_write_text
+from charrnn.fileio import atomic_write_text, os_advice
+from charrnn.runlock import RunLock
+
+RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl", "config.yaml")  # what a run writes, besides step-*.pt
 
 
 class RunFolder:
@@ -26,6 +35,32 @@ class RunFolder:
 
     def __str__(self) -> str:
         return str(self.path)
+
+    def lock(self) -> RunLock:
+        """Take the folder's lock (creating the folder), or raise `runlock.FolderInUse` naming its holder."""
+        return RunLock(self.path).acquire()
+
+    def holds_run(self) -> bool:
+        """True if a run has saved a checkpoint here."""
+        return self.path.is_dir() and any(f.is_file() for f in self.path.glob(f"*{SUFFIX}"))
+
+    def clear(self) -> list[Path]:
+        """Delete a previous run's files (best.pt, last.pt, snapshots, metrics.jsonl, config.yaml, its temporaries).
+
+        For --overwrite, with the lock held, before the new run writes anything: a new run never
+        shares a folder with pieces of the old one. Other files in the folder are left alone.
+        """
+        doomed = [self.path / n for n in RUN_FILES] + [f for _, f in snapshots(self.path)]
+        removed = []
+        for f in doomed:
+            try:
+                f.unlink()
+                removed.append(f)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise CharrnnError(f"cannot clear {f} for --overwrite: {e.strerror or e}; {os_advice(e)}") from None
+        return removed + remove_stale_temps(self.path)
 
     def check_writable(self, prune: bool = False) -> None:
         """Create the folder, prove a file can be written in it, and sweep what a killed save left."""
@@ -38,20 +73,20 @@ class RunFolder:
             if prune:  # a kill between saving a snapshot and pruning can leave one too many
                 prune_snapshots(self.path, self.keep)
         except OSError as e:
-            raise CharrnnError(f"cannot write to the run folder {self.path}: {e.strerror or e}") from None
+            raise CharrnnError(f"cannot write to the run folder {self.path}: {e.strerror or e}; {os_advice(e)}") from None
 
     def save(self, names: tuple[str, ...], payload: dict, history: list[dict]) -> list[Path]:
-        """Write `payload` under each name (serialised once), then `history` as metrics.jsonl."""
+        """Write `payload` under each name (serialised once, then copied), then `history` as metrics.jsonl."""
         remove_stale_temps(self.path)  # left by a process killed in the middle of a save
-        data = checkpoint_bytes(payload)
         paths = [self.path / name for name in names]
-        for path in paths:
-            write_checkpoint_bytes(path, data)
+        write_checkpoint(paths[0], payload)  # serialised once, into the file itself
+        for path in paths[1:]:
+            copy_checkpoint(paths[0], path)
         metrics = self.path / "metrics.jsonl"
         try:
             atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in history))
         except OSError as e:
-            raise SaveError(f"could not write {metrics}: {e.strerror or e}") from None
+            raise SaveError(f"could not write {metrics}: {e.strerror or e}; {os_advice(e)}") from None
         if any(n.startswith("step-") for n in names):
             prune_snapshots(self.path, self.keep)
         return paths

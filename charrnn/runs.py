@@ -14,9 +14,10 @@ from pathlib import Path
 
 from charrnn.checkpoint import (
     FORMAT_VERSION, MODEL_SUFFIXES, SUFFIX, SNAPSHOT_RE, checkpoint_bytes, is_resumable, latest_val_bpc,
-    load_checkpoint, remove_stale_temps, snapshots, write_checkpoint_bytes,
+    load_checkpoint, prune_snapshots, remove_stale_temps, write_checkpoint_bytes,
 )
 from charrnn.errors import CharrnnError
+from charrnn.runlock import FolderInUse, RunLock
 
 # What an inference-only export keeps: enough to rebuild the model and its vocabulary, and describe it.
 EXPORT_KEYS = ("model_config", "vocab", "model", "step", "epoch", "metrics", "best_val_bpc", "meta")
@@ -60,7 +61,10 @@ def describe(path: str | Path, root: str | Path | None = None) -> CheckpointInfo
     base = dict(path=str(path), run=run_name or ".", name=path.name, bytes=stat.st_size,
                 modified=datetime.fromtimestamp(stat.st_mtime).strftime("%Y-%m-%d %H:%M"))
     try:
-        ckpt = load_checkpoint(path, mmap=True)
+        ckpt = load_checkpoint(path, mmap=True)  # checked: every field below has its type
+    except OSError as e:
+        return CheckpointInfo(**base, step=None, val_bpc=None, cell=None, layers=None, hidden=None, params=None,
+                              resumable=False, error=f"cannot read it: {e.strerror or e}")
     except CharrnnError as e:
         return CheckpointInfo(**base, step=None, val_bpc=None, cell=None, layers=None, hidden=None, params=None,
                               resumable=False, error=str(e).replace(str(path), path.name))
@@ -90,23 +94,79 @@ def list_checkpoints(root: str | Path = "checkpoints") -> list[CheckpointInfo]:
     return found
 
 
-def prune(root: str | Path, keep: int, dry_run: bool = False) -> list[Path]:
+RUN_MARKERS = ("config.yaml", "metrics.jsonl")  # only a charrnn run writes these (the library writes no config.yaml)
+PRUNE_DEPTH = 3  # folders below the one named that prune looks into for runs
+
+
+def is_run_folder(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in RUN_MARKERS)
+
+
+def prunable_runs(root: str | Path) -> list[Path]:
+    """The run folders `prune` may touch: `root` if it is one, else runs up to PRUNE_DEPTH below it.
+
+    Symbolic links to folders are not followed, and the root of the file system is refused:
+    prune deletes files, and only inside folders a charrnn run has written.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CharrnnError(f"no such folder: {root}")
+    real = root.resolve()
+    if real == Path(real.anchor) or real == Path.home().resolve():
+        raise CharrnnError(f"refusing to prune {root}: name a run folder, or a folder of runs such as ./checkpoints")
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        if is_run_folder(folder):
+            found.append(folder)
+            return
+        if depth == 0:
+            return
+        try:
+            children = sorted(folder.iterdir())
+        except OSError:
+            return
+        for child in children:
+            if child.is_dir() and not child.is_symlink() and not child.name.startswith("."):
+                walk(child, depth - 1)
+
+    walk(root, PRUNE_DEPTH)
+    return found
+
+
+@dataclass
+class PruneReport:
+    deleted: list[Path]  # snapshots deleted (or that would be, on a dry run)
+    busy: list[str]  # runs another process is writing: left alone (their lock holder's message)
+    runs: int  # run folders looked at
+
+
+def prune(root: str | Path, keep: int, dry_run: bool = False) -> PruneReport:
     """In each run under `root`, delete all but the `keep` newest snapshots (and stale temp files).
 
-    best.pt and last.pt are always kept. Returns the snapshots deleted (or that would be, on a dry run).
+    best.pt and last.pt are always kept; a file is deleted only if it loads as a checkpoint of
+    that run (`checkpoint.prune_snapshots`). A run another process is writing (its lock is held)
+    is not touched: its holder is reported in `busy`.
     """
     if keep < 0:
         raise CharrnnError("--keep must be >= 0")
-    doomed = []
-    for run in run_folders(root):
-        found = snapshots(run)
-        doomed += [f for _, f in found[: max(0, len(found) - keep)]]
-        if not dry_run:
+    runs = prunable_runs(root)
+    report = PruneReport([], [], len(runs))
+    for run in runs:
+        if dry_run:
+            report.deleted += prune_snapshots(run, keep, dry_run=True)
+            continue
+        try:
+            lock = RunLock(run).acquire()
+        except FolderInUse as e:
+            report.busy.append(str(e))
+            continue
+        try:
+            report.deleted += prune_snapshots(run, keep)
             remove_stale_temps(run)
-    if not dry_run:
-        for f in doomed:
-            f.unlink(missing_ok=True)
-    return doomed
+        finally:
+            lock.release()
+    return report
 
 
 def export_inference(source: str | Path, dest: str | Path, overwrite: bool = False) -> Path:

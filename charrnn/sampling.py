@@ -7,12 +7,14 @@ global state: the same seed gives the same text.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 
 import torch
 
 from charrnn.autotune import SlowdownWatch
+from charrnn.config import MAX_SEED
 from charrnn.errors import UsageError
 from charrnn.model import CharRNN, State
 from charrnn.stepkernels import make_kernel
@@ -41,15 +43,31 @@ class ThreadWatch:
             self.active = False
 
 
-def check_sampling_args(length: int, temperature: float, top_k: int, top_p: float) -> None:
+def check_sampling_args(length: int, temperature: float, top_k: int, top_p: float, seed: int | None = None) -> None:
     if length < 0:
         raise UsageError("--length must be >= 0")
-    if temperature < 0:
-        raise UsageError("--temp must be >= 0 (0 = greedy)")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise UsageError("--temp must be a number >= 0 (0 = greedy)")
     if top_k < 0:
         raise UsageError("--top-k must be >= 0 (0 = off)")
     if not 0.0 < top_p <= 1.0:
         raise UsageError("--top-p must be in (0, 1]")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UsageError("--seed must be between 0 and 2**64 - 1")
+
+
+def check_batch_memory(model: CharRNN, batch: int, length: int, flag: str) -> None:
+    """Refuse a batch of streams (samples or beams) that would not fit in memory, before generating.
+
+    Per stream: the recurrent state and its copies during a step, the logits, noise and filters
+    (~24 bytes per vocabulary entry), and the text kept until it is written.
+    """
+    from charrnn.runtime import check_memory
+
+    c = model.config
+    per_stream = 16 * c.layers * c.hidden * model.n_state + 24 * c.vocab_size + 8 * length
+    check_memory(batch * per_stream, f"{flag} {batch:,} with this model", f"lower {flag}",
+                 model.head.weight.device.type)
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -193,7 +211,7 @@ def sample_ids(
     (~5 µs a character); the kernels record no autograd graph anyway, and the nn.LSTM path
     enters the mode for its own call.
     """
-    check_sampling_args(length, temperature, top_k, top_p)
+    check_sampling_args(length, temperature, top_k, top_p, seed)
     model.eval()
     generator = seeded_generator(seed, model.head.weight.device)
     logits, state = prime_model(model, prime_ids, batch, fast)

@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM during training: finish the step, save, then stop.
+"""Ctrl-C and SIGTERM: during training, finish the step, save, then stop; elsewhere, clean up and stop.
 
     with StopSignals() as stop:
         while not stop.received:
@@ -9,12 +9,20 @@ The first SIGINT or SIGTERM is only recorded (`received` holds its name); a seco
 raises KeyboardInterrupt at once, for a user who will not wait. The previous handlers are
 put back when the block ends. Outside the main thread (where Python allows no handlers)
 it does nothing.
+
+Outside training, `terminate_cleanly()` (every command runs inside it) turns SIGTERM into
+SystemExit(143) instead of Python's default, an instant death that runs no clean-up: so a
+download, a cache encoding or a spooled stdin killed by SIGTERM deletes its temporary file,
+exactly as Ctrl-C (KeyboardInterrupt) does. SIGKILL cannot be caught: what it leaves is swept
+by the next run (`fileio.sweep_stale_temps`).
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -43,3 +51,20 @@ class StopSignals:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
+
+
+def _exit_143(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def terminate_cleanly() -> Iterator[None]:
+    """Inside the block, SIGTERM raises SystemExit(143), so `finally` and `except BaseException` clean-ups run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_143)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

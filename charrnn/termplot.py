@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
+from charrnn.showtext import visible
+
 BRAILLE = 0x2800
 DOT_BITS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))  # [x][y] within a cell
 
@@ -135,5 +137,5 @@ def render(series: list[Series], width: int = 72, height: int = 16, x_label: str
     for s in series:
         out.append("  ")
         out.append(s.legend(), style=s.style)
-        out.append(f" {s.label}\n")
+        out.append(f" {visible(s.label)}\n")  # a run folder's name: shown, never run
     return out

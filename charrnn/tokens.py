@@ -13,18 +13,27 @@ not grow with the corpus. Nothing ever holds the whole text in memory:
 
 The cache lives in $CHARRNN_CACHE (default ~/.cache/charrnn): `tokens/<key>.bin` holds the
 ids in the smallest unsigned type that fits the vocabulary (`Vocab.dtype`), and
-`tokens/<key>.json` the vocabulary, dtype and length. The key is the sha256 of every file's
-sha256 plus the encoding, so the same text under another name is a hit, and an edited file a
-miss. Standard input is spooled to a temporary file once, then read like any file.
+`tokens/<key>.json` the vocabulary, dtype, length and two checksums of the .bin written with
+it. The key is the sha256 of every file's sha256 plus the encoding, so the same text under
+another name is a hit, and an edited file a miss (a remembered hash is trusted only while the
+file's size, mtime, ctime and inode are unchanged: restoring an edited file's mtime changes
+its ctime). Standard input is spooled to a temporary file once, then read like any file.
+
+A cache entry is not trusted blindly (`check_cached`): its vocabulary must be distinct characters
+in code-point order with the dtype that fits them, the .bin's size must match, and its content
+must match the checksum recorded at write time - the whole file up to 64 MB, 64 evenly spaced
+blocks beyond that (a few MB of reading for any size; `verify=True` reads it all), ids below the
+vocabulary size. A bad entry is rebuilt, with a warning that says why.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import select
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,13 +41,15 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.fileio import CHUNK, atomic_write, atomic_write_text
+from charrnn.fileio import CHUNK, atomic_write, atomic_write_text, os_advice, sweep_stale_temps, temp_path
 from charrnn.corpus import expand_sources, some
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.textscan import iter_text, normalize_encoding
 from charrnn.vocab import Vocab
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the .json records checksums of the .bin
+FULL_CHECK_BYTES = 64 << 20  # token files up to this size are verified whole on every hit
+SAMPLE_BLOCKS, SAMPLE_BLOCK = 64, 1 << 16  # larger ones by this many evenly spaced blocks of this many ids
 STDIN = "standard input"
 Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes total)
 
@@ -105,7 +116,7 @@ def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
     hashed: a change made within the same timestamp tick as the hashing could otherwise go unseen.
     """
     st = path.stat()
-    stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]  # ctime: no tool can set it back
     entry = root / "hashes" / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32] + ".json")
     try:
         known = json.loads(entry.read_text())
@@ -122,7 +133,7 @@ def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
     except OSError as e:
         raise CharrnnError(f"cannot read {path}: {e.strerror}") from None
     st = path.stat()
-    if [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev] == stamp:  # unchanged while we read it
+    if [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev] == stamp:  # unchanged while we read it
         try:
             atomic_write_text(entry, json.dumps({"path": str(path.resolve()), "stat": stamp, "sha256": sha,
                                                  "hashed_at_ns": started}))
@@ -131,21 +142,55 @@ def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
     return sha
 
 
+def _stdin_chunks(stream):
+    """Standard input a chunk at a time, waking up every 0.25 s while it waits for more.
+
+    A signal meant for the process (SIGTERM, Ctrl-C) may be delivered to another thread (a progress
+    bar's); Python then runs its handler only when the main thread next runs bytecode. A plain read
+    of an idle pipe would block until the writer writes or closes it, so the clean-up would wait too.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        fd = None
+    if fd is None or os.name == "nt":
+        while chunk := stream.read(CHUNK):
+            yield chunk
+        return
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.25)
+        if ready:
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+
 def spool_stdin(root: Path) -> tuple[Path, str]:
-    """Copy standard input to a temporary file under `root` (the caller deletes it); return it and its sha256."""
+    """Copy standard input to a temporary file under `root` (the caller deletes it); return it and its sha256.
+
+    The file is named after this process (`fileio.temp_path`), so one left by a killed run is swept
+    by the next (`sweep_cache`).
+    """
     spool = root / "spool"
     spool.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="stdin.", suffix=".txt", dir=spool)
+    tmp = temp_path(spool / "stdin")
     digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := sys.stdin.buffer.read(CHUNK):
+        with open(tmp, "wb") as out:
+            for chunk in _stdin_chunks(sys.stdin.buffer):
                 out.write(chunk)
                 digest.update(chunk)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp), digest.hexdigest()
+
+
+def _python_warning(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 # ---- the two passes -------------------------------------------------------------------------------
@@ -217,25 +262,107 @@ def _cache_key(shas: list[str], encoding: str) -> str:
     return hashlib.sha256(f"charrnn-tokens {CACHE_FORMAT}\n{encoding}\n{chr(10).join(shas)}".encode()).hexdigest()
 
 
-def _open_cached(meta_path: Path) -> tuple[Vocab, np.memmap] | None:
-    """The vocabulary and token memmap of a cache entry, or None if it is absent or damaged."""
+def sample_starts(n: int, blocks: int = SAMPLE_BLOCKS, block: int = SAMPLE_BLOCK) -> tuple[list[int], int]:
+    """(block starts, block length) covering an array of n ids: all of it when small, else `blocks`
+    evenly spaced blocks. The one sampling rule for checking big token arrays cheaply."""
+    if n <= blocks * block:
+        return ([0] if n else []), n
+    return np.linspace(0, n - block, blocks).astype(np.int64).tolist(), block
+
+
+def sampled_digest(tokens: np.ndarray) -> str:
+    """blake2b of the blocks `sample_starts` picks: a few MB of reading for a token file of any size."""
+    h = hashlib.blake2b(digest_size=16)
+    starts, size = sample_starts(len(tokens))
+    for start in starts:
+        h.update(memoryview(np.ascontiguousarray(tokens[start : start + size])).cast("B"))
+    return h.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _HashingWriter:
+    """A binary file that hashes what is written to it (the token file's checksum, at no extra read)."""
+
+    def __init__(self, f):
+        self.f, self.hash = f, hashlib.blake2b(digest_size=16)
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        return self.f.write(data)
+
+
+def check_cached(meta_path: Path, verify: bool = False) -> tuple[Vocab, np.memmap]:
+    """A cache entry's vocabulary and token memmap, checked; raises ValueError saying what is wrong.
+
+    FileNotFoundError when there is no entry at all (a plain miss).
+    """
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+        raise ValueError("it was written by another version of charrnn")
+    chars, dtype, length, sums = meta.get("vocab", {}).get("chars"), meta.get("dtype"), meta.get("length"), meta.get("checksum")
+    if not isinstance(chars, str) or not chars or any(a >= b for a, b in zip(chars, chars[1:])):
+        raise ValueError("its vocabulary is not a set of distinct characters in code-point order")
+    vocab = Vocab(chars)
+    if dtype != vocab.dtype.name or not isinstance(length, int) or isinstance(length, bool) or length < 2:
+        raise ValueError("its id type or length does not fit its vocabulary")
+    if not isinstance(sums, dict) or not all(isinstance(sums.get(k), str) for k in ("blake2b", "sampled")):
+        raise ValueError("it records no checksum")
+    bin_path = meta_path.with_suffix(".bin")
+    size = bin_path.stat().st_size
+    if size != length * vocab.dtype.itemsize:
+        raise ValueError(f"its token file holds {size:,} bytes, not the {length * vocab.dtype.itemsize:,} recorded")
+    tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(length,))
+    if verify or size <= FULL_CHECK_BYTES:
+        if _file_digest(bin_path) != sums["blake2b"]:
+            raise ValueError("its token file does not match the checksum recorded when it was written")
+        top = int(tokens.max())
+    else:
+        if sampled_digest(tokens) != sums["sampled"]:
+            raise ValueError("its token file does not match the checksum recorded when it was written")
+        starts, n = sample_starts(length)
+        top = max(int(tokens[s : s + n].max()) for s in starts)
+    if top >= len(vocab):
+        raise ValueError(f"its token file holds id {top}, beyond its {len(vocab)}-character vocabulary")
+    return vocab, tokens
+
+
+def _open_cached(meta_path: Path, warn: Callable[[str], None], verify: bool) -> tuple[Vocab, np.memmap] | None:
+    """The vocabulary and token memmap of a cache entry, or None if it is absent or bad (bad: with a warning)."""
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        dtype, length = np.dtype(meta["dtype"]), int(meta["length"])
-        bin_path = meta_path.with_suffix(".bin")
-        if meta["format"] != CACHE_FORMAT or bin_path.stat().st_size != length * dtype.itemsize:
-            return None
-        return Vocab.from_dict(meta["vocab"]), np.memmap(bin_path, dtype=dtype, mode="r", shape=(length,))
-    except (OSError, ValueError, KeyError, TypeError):
+        return check_cached(meta_path, verify)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e) if isinstance(e, ValueError) else "it is malformed"
+        warn(f"the token cache entry {meta_path.with_suffix('.bin')} is damaged ({why}): encoding the corpus again")
         return None
 
 
-def _write_tokens(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, n: int, dest: Path, meter: _Meter) -> None:
-    """Encode into a temp file beside `dest` and rename it into place: never a half-written cache entry."""
+def _write_tokens(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, n: int, dest: Path, meter: _Meter) -> str:
+    """Encode into a temp file beside `dest` and rename it into place: never a half-written cache entry.
+
+    Returns the blake2b of what was written.
+    """
     with atomic_write(dest) as out:
-        written = encode_files(files, vocab, encoding, out, meter)
+        hashing = _HashingWriter(out)
+        written = encode_files(files, vocab, encoding, hashing, meter)
         if written != n:  # raised inside the block: the temporary file is deleted
             raise CharrnnError(f"the corpus changed while it was being read ({n:,} then {written:,} characters): try again")
+    return hashing.hash.hexdigest()
+
+
+def sweep_cache(root: Path) -> None:
+    """Delete what killed runs left in the cache: half-written token files, spooled stdin, hash notes."""
+    for sub in ("tokens", "spool", "hashes"):
+        if (root / sub).is_dir():
+            sweep_stale_temps(root / sub)
 
 
 def _check_text(chars: str, n: int, names: list[str]) -> None:
@@ -249,12 +376,15 @@ def _check_text(chars: str, n: int, names: list[str]) -> None:
 
 
 def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding: str = "utf-8",
-                   cache: str | Path | None = None, progress: Progress | None = None) -> Corpus:
+                   cache: str | Path | None = None, progress: Progress | None = None,
+                   warn: Callable[[str], None] | None = None, verify: bool = False) -> Corpus:
     """Files, folders (with `globs`), catalog names or '-' -> a Corpus of memory-mapped token ids.
 
     The first call on a text decodes it twice (character set, then ids) and caches the ids;
     later calls on the same bytes open the cached array without decoding anything.
-    `progress(phase, done, total)` is called as bytes are hashed, checked and encoded.
+    `progress(phase, done, total)` is called as bytes are hashed, checked and encoded; `warn(message)`
+    when a damaged cache entry is rebuilt (default: a Python warning). `verify=True` checks a cached
+    token file whole, whatever its size.
     """
     from charrnn.catalog import resolve_source
 
@@ -269,11 +399,12 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
     try:
         try:
             root.mkdir(parents=True, exist_ok=True)
+            sweep_cache(root)
             if "-" in expanded:
                 spooled, stdin_sha = spool_stdin(root)
         except OSError as e:
-            raise CharrnnError(f"cannot use the token cache in {root} ({e.strerror}): "
-                               f"set CHARRNN_CACHE to a writable folder") from None
+            raise CharrnnError(f"cannot use the token cache in {root} ({e.strerror}): {os_advice(e)}, "
+                               f"or set CHARRNN_CACHE to a writable folder") from None
         files = [(spooled, STDIN) if s == "-" else (Path(s), s) for s in expanded]
         total = sum(p.stat().st_size for p, _ in files)
         meter = _Meter(progress, "hashing", total)
@@ -281,7 +412,7 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
         names = [n for _, n in files]
         name = "stdin" if sources[0] == "-" else (Path(sources[0]).resolve().stem or "corpus")
         meta_path = root / "tokens" / f"{key}.json"
-        hit = _open_cached(meta_path)
+        hit = _open_cached(meta_path, warn or _python_warning, verify)
         if hit:
             vocab, tokens = hit
             return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, True,
@@ -291,15 +422,17 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
         vocab = Vocab(chars)
         bin_path = meta_path.with_suffix(".bin")
         try:
-            _write_tokens(files, vocab, encoding, n, bin_path, _Meter(progress, "encoding", total))
+            meta_path.unlink(missing_ok=True)  # a .json never describes a .bin it was not written with
+            full = _write_tokens(files, vocab, encoding, n, bin_path, _Meter(progress, "encoding", total))
+            tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(n,))
             atomic_write_text(meta_path, json.dumps({
                 "format": CACHE_FORMAT, "encoding": encoding, "vocab": vocab.to_dict(), "dtype": vocab.dtype.name,
                 "length": n, "bytes": total, "sources": names,
+                "checksum": {"blake2b": full, "sampled": sampled_digest(tokens)},
             }, ensure_ascii=False))
         except OSError as e:
-            raise CharrnnError(f"cannot write the token cache in {root} ({e.strerror}): free some space, "
+            raise CharrnnError(f"cannot write the token cache in {root} ({e.strerror}): {os_advice(e)}, "
                                f"or set CHARRNN_CACHE to another folder") from None
-        tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(n,))
         return Corpus(name, vocab, tokens, bin_path, names, total, False, time.perf_counter() - t0, found.binary)
     finally:
         if spooled is not None:

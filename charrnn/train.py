@@ -32,12 +32,12 @@ from charrnn.budget import Budget, lr_at
 from charrnn.checkpoint import SaveError, load_checkpoint
 from charrnn.config import ModelConfig, TrainConfig, fit_to_text
 from charrnn.corpus import split_train_val
-from charrnn.errors import UsageError
+from charrnn.errors import CharrnnError, UsageError
 from charrnn.evaluation import LN2, evaluate
 from charrnn.model import CharRNN, detach_state
 from charrnn.overfit import OverfitWatch
 from charrnn.runfolder import RunFolder
-from charrnn.runtime import resolve_device, resolve_precision, torch_threads
+from charrnn.runtime import check_threads, resolve_device, resolve_precision, torch_threads
 from charrnn.sampling import sample_text
 from charrnn.stopsignals import StopSignals
 from charrnn.vocab import Vocab
@@ -45,6 +45,41 @@ from charrnn.vocab import Vocab
 __all__ = ["Reporter", "TrainConfig", "TrainResult", "Trainer", "train_on_text", "train_on_tokens"]
 
 MAX_BAD_STEPS = 10  # non-finite steps in a row before a run gives up
+LARGE_VOCAB = 4096  # distinct characters above which a run is warned what its vocabulary costs
+
+
+def training_memory(m: ModelConfig, c: TrainConfig) -> int:
+    """Bytes a training run needs at its peak, estimated from the configs alone (fp32).
+
+    Weights, gradients and AdamW's two moments (16 bytes per parameter), plus what one step
+    keeps for back-propagation: per character of the (B, T) block its embedding, every layer's
+    gates and states, and the logits with their softmax and gradient (3 x V).
+    """
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[m.cell]
+    per_char = m.embed + m.layers * (gates + 2) * m.hidden + 3 * m.vocab_size
+    return 16 * m.num_params() + 4 * c.batch_size * c.seq_len * per_char
+
+
+def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter: "Reporter") -> None:
+    """Refuse a run that cannot fit in memory before building it; warn what a huge vocabulary costs."""
+    from charrnn.runtime import check_memory, fmt_bytes
+
+    need = training_memory(m, c)
+    shape = f"a {m.cell} {m.layers}x{m.hidden} model (embed {m.embed}, vocabulary {m.vocab_size:,}, " \
+            f"{m.num_params():,} parameters) trained on batch {c.batch_size} x seq {c.seq_len}"
+    check_memory(need, shape, "use a smaller --hidden, --layers, --embed, --batch-size or --seq-len", device)
+    if m.vocab_size > LARGE_VOCAB:
+        in_vocab = m.vocab_size * (m.embed + m.hidden + 1)
+        reporter.on_warning(
+            f"the corpus has {m.vocab_size:,} distinct characters: the embedding and output layers hold "
+            f"{in_vocab:,} of the model's {m.num_params():,} parameters, each step computes {m.vocab_size:,} "
+            f"logits per character, and training needs about {fmt_bytes(need)} at its peak. Most of those characters "
+            f"are rare (`charrnn corpus stats` lists them): fold the rare ones into one character, or train on "
+            f"a byte-level (UTF-8) version of the text, to train many times faster")
+
+
+class Diverged(Exception):
+    """The weights (or their validation loss) are no longer finite: they must not be saved."""
 
 
 class Reporter:
@@ -107,16 +142,22 @@ class Trainer:
         # CPU precision and threads chosen by timing the first steps (None: nothing to choose, see trainspeed)
         self.tuner = trainspeed.make_tuner(model_config, train_config, self.device, self.dist.enabled)
         self._eval_dtype: torch.dtype | None | str = "undecided"  # validation's autocast dtype, see eval_dtype()
+        if self.device.type == "cpu":
+            check_threads(train_config.threads)
         if not self.dist.is_main:
             self.reporter, self.out_dir = Reporter(), None  # only rank 0 writes and reports
+        check_model_fits(model_config, train_config, self.device.type, self.reporter)
         torch.manual_seed(train_config.seed)
         self.model = CharRNN(model_config).to(self.device)
         self.net = distributed.wrap(self.model, self.dist, self.device)  # what training calls: the model or its DDP wrapper
         self.optimizer = make_optimizer(self.model, train_config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.batcher = StreamBatcher(train_tokens, train_config.batch_size, train_config.seq_len)
+        self.batcher = StreamBatcher(train_tokens, train_config.batch_size, train_config.seq_len, vocab_size=len(vocab))
         self.budget = Budget(train_config.steps, train_config.epochs, train_config.time, self.batcher.steps_per_epoch)
         self.val_tokens = val_tokens[: train_config.eval_chars] if train_config.eval_chars else val_tokens
+        if len(self.val_tokens) and int(np.max(self.val_tokens)) >= len(vocab):
+            raise CharrnnError(f"the held-out token ids go beyond the {len(vocab)}-character vocabulary: "
+                               "the token cache is damaged; delete it ($CHARRNN_CACHE/tokens) and run again")
         self.rows = self.dist.shard(train_config.batch_size)  # this rank's streams
         self.local_batch = self.rows.stop - self.rows.start
         self.state = self.model.init_state(self.local_batch, self.device)
@@ -129,6 +170,8 @@ class Trainer:
         self.history: list[dict] = []  # every log and eval record (written to metrics.jsonl)
         self.data = trainstate.data_fingerprint(train_tokens, self.val_tokens)
         self.watch = OverfitWatch(train_config.patience)
+        self.saved_step: int | None = None  # the step last.pt was last written at, this session
+        self.good_step = 0  # the last step whose update was finite (skipped steps leave the weights as they were)
         self._until_step: int | None = None
         self._window = [0, 0.0]  # steps and training seconds since the last log record
         self._recent_steps: deque[float] = deque(maxlen=20)  # seconds of the last training steps
@@ -282,10 +325,13 @@ class Trainer:
         """
         if not names:
             return []
+        self._check_finite()
         payload = trainstate.payload(self)  # under torchrun every rank joins the gather of the carried state
         if self.out_dir is None:
             return []
         paths = RunFolder(self.out_dir, self.cfg.keep).save(names, payload, self.history)
+        if "last.pt" in names:
+            self.saved_step = self.step
         for path in paths:
             self.reporter.on_save(path)
         return paths
@@ -296,11 +342,24 @@ class Trainer:
         if self.tuner is not None and torch.get_num_threads() != self.tuner.steady.threads:
             torch.set_num_threads(self.tuner.steady.threads)
 
+    def _check_finite(self, val: float | None = None) -> None:
+        """Raise Diverged if a weight, or the validation loss `val`, is NaN or infinite: never saved as good."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise Diverged(f"the weights are no longer finite (NaN or Inf) at step {self.step}")
+        if val is not None and not math.isfinite(val):
+            raise Diverged(f"the validation loss is {val} at step {self.step}: the weights no longer predict anything")
+
+    def _diverged_message(self, reason: str) -> str:
+        kept = (f"last.pt holds step {self.saved_step}, the last state saved" if self.saved_step is not None
+                else "nothing was saved in this session (the folder's checkpoints are as they were)")
+        return f"training stopped: {reason}; these weights were not saved: {kept}. Try a lower --lr"
+
     def _eval_and_save(self, snapshot: bool = False) -> float | None:
         """Validate, record it, save last.pt (and best.pt when it improved); the bits/char or None."""
         self._steady_threads()
         t0 = time.perf_counter()
         val = self.validate()
+        self._check_finite(val)
         bpc = None if val is None else val / LN2
         record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2),
                   "val_loss": val, "val_bpc": bpc, "eval_seconds": round(time.perf_counter() - t0, 3)}
@@ -401,6 +460,8 @@ class Trainer:
             self.steps_this_session += 1
             self._window[0] += 1
             bad_steps = 0 if out["finite"] else bad_steps + 1
+            if out["finite"]:
+                self.good_step = self.step
             if not out["finite"]:
                 self.reporter.on_warning(f"step {self.step}: loss or gradient is not finite; update skipped")
                 if bad_steps >= MAX_BAD_STEPS:
@@ -412,10 +473,12 @@ class Trainer:
     def _finish(self, stopped_by: str) -> None:
         """The saves that end a run: last.pt always; a validation (and best.pt) if the run has none yet."""
         if stopped_by == "nan":
-            # every bad update was skipped, so the weights in memory are the last good ones
-            self.reporter.on_warning(f"training stopped: {MAX_BAD_STEPS} non-finite steps in a row; "
-                                     "last.pt holds the last good weights (try a lower --lr)")
+            # every bad update was skipped, so the weights in memory are those after the last finite one;
+            # they are saved only if they still validate to a finite loss
+            self._check_finite(self.validate())
             self.save("last.pt")
+            self.reporter.on_warning(f"training stopped: {MAX_BAD_STEPS} non-finite steps in a row; last.pt holds "
+                                     f"the weights after step {self.good_step}, the last finite update (try a lower --lr)")
         elif stopped_by.startswith("SIG") or stopped_by == "until_step":
             self.save("last.pt")  # first, so a second Ctrl-C during the validation below loses nothing
             if stopped_by.startswith("SIG") and self.best_val_bpc is None and len(self.val_tokens) >= 2:
@@ -432,6 +495,14 @@ class Trainer:
         the message in `result.error`, the checkpoints written before it intact.
         CPU threads are set to `threads` for the run and put back after it.
         """
+        lock = RunFolder(self.out_dir).lock() if self.out_dir is not None else None  # one writer per folder
+        try:
+            return self._run_locked(until_step)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run_locked(self, until_step: int | None) -> TrainResult:
         if self.out_dir is not None:  # fail before training, not after an hour of it
             RunFolder(self.out_dir, self.cfg.keep).check_writable(prune=bool(self.cfg.save_every))
         self._until_step = until_step
@@ -446,8 +517,10 @@ class Trainer:
                 self._finish(stopped_by)
             except SaveError as e:
                 stopped_by, error = "save_error", (
-                    f"{e}; training stopped at step {self.step}: free some space or fix the folder's permissions, "
-                    f"then continue with `charrnn train --resume {self.out_dir}`")
+                    f"{e}; training stopped at step {self.step}: once that is fixed, "
+                    f"continue with `charrnn train --resume {self.out_dir}`")
+            except Diverged as e:
+                stopped_by, error = "nan", self._diverged_message(str(e))
             finally:
                 distributed.cleanup(self.dist)
         result = TrainResult(
@@ -492,6 +565,20 @@ def train_on_tokens(
 
     Batches are sliced from `tokens` as training goes, so a memory map is never read whole.
     """
+    trainer = new_trainer(vocab, tokens, model_config, train_config, out_dir, reporter, meta)
+    return trainer, trainer.run()
+
+
+def new_trainer(
+    vocab: Vocab,
+    tokens: np.ndarray,
+    model_config: dict | None = None,
+    train_config: TrainConfig | None = None,
+    out_dir: str | Path | None = None,
+    reporter: Reporter | None = None,
+    meta: dict | None = None,
+) -> Trainer:
+    """The trainer `train_on_tokens` runs: model built, nothing written yet."""
     train_config, refit = fit_to_text(train_config or TrainConfig(), len(tokens))
     if refit and reporter is not None:
         reporter.on_warning(refit)
@@ -500,5 +587,4 @@ def train_on_tokens(
         mcfg = ModelConfig(vocab_size=len(vocab), **(model_config or {}))
     except ValueError as e:
         raise UsageError(str(e)) from None
-    trainer = Trainer(mcfg, train_config, vocab, train_tokens, val_tokens, out_dir, reporter, meta)
-    return trainer, trainer.run()
+    return Trainer(mcfg, train_config, vocab, train_tokens, val_tokens, out_dir, reporter, meta)

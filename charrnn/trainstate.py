@@ -23,12 +23,12 @@ import torch
 from charrnn import distributed
 from charrnn.config import TrainConfig
 from charrnn.errors import CharrnnError, UsageError
+from charrnn.tokens import sample_starts  # sampled, so a 1 GB corpus costs a few MB of reading
 
 FIXED_ON_RESUME = ("batch_size", "seq_len", "val_fraction")
 MODEL_FIELDS_FREE = ("dropout",)
 BUDGET_FIELDS = ("steps", "epochs", "time")
 
-FINGERPRINT_BLOCKS, FINGERPRINT_BLOCK = 64, 1 << 16  # sampled, so a 1 GB corpus costs a few MB of reading
 
 
 def data_fingerprint(train_tokens: np.ndarray, val_tokens: np.ndarray) -> dict:
@@ -39,12 +39,7 @@ def data_fingerprint(train_tokens: np.ndarray, val_tokens: np.ndarray) -> dict:
     """
     h = hashlib.blake2b(digest_size=16)
     for part in (train_tokens, val_tokens):
-        n = len(part)
-        if n <= FINGERPRINT_BLOCKS * FINGERPRINT_BLOCK:
-            starts, size = ([0] if n else []), n
-        else:
-            starts = np.linspace(0, n - FINGERPRINT_BLOCK, FINGERPRINT_BLOCKS).astype(np.int64).tolist()
-            size = FINGERPRINT_BLOCK
+        starts, size = sample_starts(len(part))
         for start in starts:
             h.update(memoryview(np.ascontiguousarray(part[start : start + size])).cast("B"))
     return {"train_chars": len(train_tokens), "val_chars": len(val_tokens), "blake2b": h.hexdigest()}
@@ -108,6 +103,7 @@ def restore(t, ckpt: dict) -> None:
     if extra.get("scaler"):
         t.scaler.load_state_dict(extra["scaler"])
     t.step, t.epoch, t.elapsed = int(ckpt["step"]), int(ckpt["epoch"]), float(extra["elapsed"])
+    t.good_step = t.step
     t.best_val_bpc = ckpt.get("best_val_bpc")
     t.history = list(extra.get("history") or ckpt.get("metrics") or [])  # (older files kept both)
     t.batcher.cursor = int(extra["cursor"])

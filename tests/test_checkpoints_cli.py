@@ -31,7 +31,7 @@ def runs(tmp_path, tiny_run):
     shutil.copytree(tiny_run, root / "beta")
     for step in (10, 20, 30, 40):
         shutil.copy(tiny_run / "last.pt", root / "beta" / f"step-{step:06d}.pt")
-    (root / "beta" / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")  # left by a kill
+    (root / "beta" / ".last.pt.999999999.abc123.tmp").write_bytes(b"half a checkpoint")  # left by a killed pid
     (root / "gamma").mkdir()
     (root / "gamma" / "last.pt").write_bytes(b"garbage")
     return root

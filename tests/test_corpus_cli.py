@@ -167,7 +167,7 @@ def test_get_from_a_mirror_and_train_by_name(tiny_catalog, in_tmp, monkeypatch):
 
 def test_sha256_mismatch_is_refused_and_nothing_is_left(tiny_catalog):
     mirror, _ = tiny_catalog
-    (mirror / "tiny.txt").write_bytes(b"tampered with\n" * 20)
+    (mirror / "tiny.txt").write_bytes(b"tampered with, for test\n" * 20)  # the catalog's size, other bytes
     result = runner.invoke(app, ["corpus", "get", "tiny", "--mirror", str(mirror)])
     assert result.exit_code == 1 and "sha256 mismatch" in result.stderr and "Traceback" not in result.stderr
     folder = charrnn.catalog.corpora_dir()

@@ -46,10 +46,10 @@ def beam(
     from charrnn.beam import beam_search, check_beam_args
     from charrnn.console import TextWriter
 
-    check_beam_args(width, length, top or 1, no_repeat, stop or ())
+    check_beam_args(width, length, 1 if top is None else top, no_repeat, stop or (), length_penalty)
     prime_text = read_prime(prime, prime_file)
     with inference(checkpoint, device, threads, prime_text, unk, batch=width, precision=precision,
-                   steps=length) as (loaded, kernel):
+                   steps=length, keep=length, batch_flag="--width") as (loaded, kernel):
         writer = TextWriter()
         echo = "" if continuation_only else prime_text  # printed before the text, exactly as given
         if not json_:
@@ -81,11 +81,9 @@ def beams_json(loaded, prime: str, settings: dict, kernel: str, beams) -> str:
 
 def show_ranking(beams, echo: str) -> None:
     """The --top beams with their scores, on stderr."""
-    from rich.text import Text
-
-    from charrnn.console import err_console
+    from charrnn.console import err_console, shown
 
     for rank, b in enumerate(beams, 1):
         end = "stopped" if b.finished else f"{len(b.text)} chars"
         err_console().print(f"#{rank}  {b.logprob:.2f} nats  {b.bits_per_char:.3f} bits/char  ({end})", style="bold")
-        err_console().print(Text(echo + b.text))
+        err_console().print(shown(echo + b.text, keep="\n\t"))  # on stderr, for a person: escapes shown, not run

@@ -41,8 +41,8 @@ def list_(
 ) -> None:
     """Table of every checkpoint: run, step, val bits/char, model shape, params, size, date."""
     from rich.table import Table
-    from rich.text import Text
 
+    from charrnn.console import shown
     from charrnn.runs import list_checkpoints
 
     found = list_checkpoints(folder)
@@ -54,17 +54,17 @@ def list_(
 
         info(f"no checkpoints under {folder}")
         return
-    table = Table(title=f"checkpoints in {folder}", title_justify="left")
+    table = Table(title=shown(f"checkpoints in {folder}"), title_justify="left")
     for col in ("run", "checkpoint", "step", "val bits/char", "model", "params", "size", "date"):
         table.add_column(col, justify="right" if col in ("step", "val bits/char", "params", "size") else "left")
     for c in found:
         if c.error:
-            table.add_row(Text(c.run), Text(c.name), "-", "-", Text(f"unreadable: {c.error}", style="red"), "-",
+            table.add_row(shown(c.run), shown(c.name), "-", "-", shown(f"unreadable: {c.error}", style="red"), "-",
                           fmt_bytes(c.bytes), c.modified)
             continue
         model = f"{c.cell} {c.layers}x{c.hidden}" + ("" if c.resumable else " (export)")
-        table.add_row(Text(c.run), Text(c.name), str(c.step), "-" if c.val_bpc is None else f"{c.val_bpc:.3f}",
-                      model, fmt_params(c.params), fmt_bytes(c.bytes), c.modified)
+        table.add_row(shown(c.run), shown(c.name), str(c.step), "-" if c.val_bpc is None else f"{c.val_bpc:.3f}",
+                      shown(model), fmt_params(c.params), fmt_bytes(c.bytes), c.modified)  # every field from a file: shown
     out_console().print(table)
 
 
@@ -77,9 +77,9 @@ def show(
     """A checkpoint's model and training configuration (as YAML), vocabulary and validation history."""
     import yaml
     from rich.table import Table
-    from rich.text import Text
 
     from charrnn.checkpoint import resolve_checkpoint
+    from charrnn.console import shown
     from charrnn.runs import summary
 
     s = summary(resolve_checkpoint(checkpoint))
@@ -88,13 +88,13 @@ def show(
         return
     con = out_console()
     kind = "resumable training checkpoint" if s["resumable"] else "inference-only checkpoint"
-    con.print(Text(f"{s['path']}: {kind}, format {s['format_version']}, {fmt_bytes(s['bytes'])}, {s['modified']}"))
+    con.print(shown(f"{s['path']}: {kind}, format {s['format_version']}, {fmt_bytes(s['bytes'])}, {s['modified']}"))
     best = "-" if s["best_val_bpc"] is None else f"{s['best_val_bpc']:.4f}"
-    con.print(Text(f"step {s['step']}, epoch {s['epoch']}, best val {best} bits/char, {s['params']:,} parameters"))
+    con.print(shown(f"step {s['step']}, epoch {s['epoch']}, best val {best} bits/char, {s['params']:,} parameters"))
     configs = {title: cfg for title, cfg in (("model", s["model_config"]), ("training", s["train_config"]),
                                              ("run", s["meta"])) if cfg}
-    con.print(Text(yaml.safe_dump(configs, sort_keys=False, allow_unicode=True, width=1000).rstrip("\n")))
-    con.print(Text(f"vocabulary ({len(s['vocab'])} characters): {s['vocab']!r}"))
+    con.print(shown(yaml.safe_dump(configs, sort_keys=False, allow_unicode=True, width=1000).rstrip("\n"), keep="\n"))
+    con.print(shown(f"vocabulary ({len(s['vocab'])} characters): {s['vocab']!r}"))
     if s["metrics"]:
         table = Table(title="validation history", title_justify="left")
         for col in ("step", "epoch", "time (s)", "val bits/char", "val nats/char"):
@@ -113,15 +113,26 @@ def prune(
     keep: int = typer.Option(3, "--keep", help="Newest step-*.pt snapshots to keep in each run (best.pt and last.pt always stay)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be deleted."),
 ) -> None:
-    """Delete old snapshots, keeping best.pt, last.pt and the newest --keep snapshots of each run."""
-    from charrnn.console import info
+    """Delete old snapshots, keeping best.pt, last.pt and the newest --keep snapshots of each run.
+
+    Only inside run folders (those holding config.yaml or metrics.jsonl), only files that load as
+    checkpoints of that run, and never in a run another process is writing.
+    """
+    from charrnn.console import info, warn
+    from charrnn.errors import CharrnnError
     from charrnn.runs import prune as prune_runs
 
-    doomed = prune_runs(folder, keep, dry_run)
+    report = prune_runs(folder, keep, dry_run)
     verb = "would delete" if dry_run else "deleted"
-    for f in doomed:
+    for f in report.deleted:
         info(f"{verb} {f}")
-    info(f"{verb} {len(doomed)} snapshot(s)")
+    if not report.runs:
+        warn(f"no run folders under {folder} (a run folder holds config.yaml or metrics.jsonl): nothing to prune")
+    info(f"{verb} {len(report.deleted)} snapshot(s)")
+    if report.busy:
+        for message in report.busy[1:]:
+            warn(message)
+        raise CharrnnError(report.busy[0] + ("" if len(report.busy) == 1 else f" ({len(report.busy)} runs were busy)"))
 
 
 @ckpt_app.command(epilog="[bold]Examples[/]\n\n  charrnn checkpoints export checkpoints/shakespeare -o shakespeare.pt\n"

@@ -63,21 +63,43 @@ def out_console():
     return Console(file=sys.stdout, highlight=False, width=None if tty else PIPED_WIDTH, soft_wrap=not tty)
 
 
+OUT_OF_MEMORY = ("out of memory: the model, batch or text is too big for the memory this process may use "
+                 "(see `ulimit -v` and free memory); use a smaller model, batch or --length")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    text = str(e).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
+
+
 def guarded(fn):
     """Run a command body; print CharrnnError as one `error:` line and exit 1 (2 for usage)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from charrnn.stopsignals import terminate_cleanly
+
         try:
-            return fn(*args, **kwargs)
+            with terminate_cleanly():  # SIGTERM cleans up like Ctrl-C, then exits 143
+                return fn(*args, **kwargs)
         except CharrnnError as e:
             error(str(e))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except OSError as e:  # a file-system problem nothing more specific caught: still one line
+            from charrnn.fileio import os_advice
+
             where = f" ({e.filename})" if e.filename else ""
-            error(f"{e.strerror or e}{where}: check the path, free space and permissions")
+            error(f"{e.strerror or e}{where}: {os_advice(e)}")
+            raise typer.Exit(1) from None
+        except MemoryError:
+            error(OUT_OF_MEMORY)
+            raise typer.Exit(1) from None
+        except RuntimeError as e:  # torch reports a failed allocation as a RuntimeError
+            if not is_out_of_memory(e):
+                raise
+            error(f"{OUT_OF_MEMORY} ({str(e).splitlines()[0][:120]})")
             raise typer.Exit(1) from None
 
     return wrapper
@@ -105,12 +127,13 @@ def say_which_model(loaded) -> None:
 
 @contextlib.contextmanager
 def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk: str, batch: int = 1,
-              precision: str = "auto", steps: int = 10**9):
+              precision: str = "auto", steps: int = 10**9, keep: int = 0, batch_flag: str = "--num-samples"):
     """The model that `sample`, `beam` and friends write with, and the step kernel, for the block.
 
     Loads the checkpoint (one thread: loading gains nothing from more), says which run was
-    taken if none was named, refuses a prime the model cannot read before anything is
-    printed, and chooses the step kernel for `batch` streams and `steps` steps (`precision`
+    taken if none was named, refuses a prime the model cannot read, and a batch of `batch`
+    streams (each keeping `keep` characters) that cannot fit in memory, before anything is
+    printed. Chooses the step kernel for `batch` streams and `steps` steps (`precision`
     auto: the fastest measured on this machine, timed once per model shape and cached; see
     `charrnn.stepkernels.choose_kernel`). The block runs with `threads` CPU threads (0 =
     whichever of 1 and one per core steps that kernel faster right now); torch's thread
@@ -119,7 +142,7 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk
     from charrnn.checkpoint import load_model
     from charrnn.console import err_console
     from charrnn.runtime import check_threads, resolve_device, torch_threads
-    from charrnn.sampling import prime_ids_for
+    from charrnn.sampling import check_batch_memory, prime_ids_for
     from charrnn.stepkernels import KERNELS, choose_kernel
 
     check_threads(threads)
@@ -131,6 +154,7 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk
         loaded = load_model(checkpoint, resolve_device(device))
         say_which_model(loaded)
         prime_ids_for(loaded.vocab, prime, unk)
+        check_batch_memory(loaded.model, batch, keep, batch_flag)
         choice = choose_kernel(loaded.model, batch, precision, threads, steps=steps)
         if choice.verdict is not None and not choice.verdict.cached:  # measured now: say so, once per machine and shape
             err_console().print(choice.describe() + " (kept for next time)", style="dim", markup=False, highlight=False)

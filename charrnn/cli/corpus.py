@@ -48,11 +48,13 @@ def get(
     force: bool = typer.Option(False, "--force", help="Fetch again even if present."),
 ) -> None:
     """Download (or copy from a mirror) named corpora, verifying each by sha256."""
+    from rich.markup import escape
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from charrnn.catalog import fetch, load_catalog
-    from charrnn.console import err_console
+    from charrnn.console import err_console, shown
     from charrnn.errors import UsageError
+    from charrnn.showtext import visible
 
     names = list(load_catalog()) if all_ else (names or [])
     if not names:
@@ -60,10 +62,10 @@ def get(
     with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=err_console(), transient=True) as progress:
         for name in names:
-            task = progress.add_task(name, total=None)
+            task = progress.add_task(escape(visible(name)), total=None)  # the description column reads markup
             path = fetch(name, mirror, lambda done, total: progress.update(task, completed=done, total=total), force)
             progress.remove_task(task)
-            err_console().print(f"{name}: {path} (sha256 verified)", highlight=False)
+            err_console().print(shown(f"{name}: {path} (sha256 verified)"))
 
 
 BUILD_EXAMPLES = """[bold]Examples[/]
@@ -79,12 +81,13 @@ def build(
     src_dir: str = typer.Argument(..., help="Folder to collect files from.", show_default=False),
     glob: list[str] = typer.Option(None, "--glob", help="File pattern, repeatable (default '**/*').", show_default=False),
     out: str = typer.Option(..., "--out", "-o", help="Corpus file to write (atomically), or - for stdout.", show_default=False),
+    follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Include files that symbolic links lead to outside the folder (skipped and counted by default)."),
 ) -> None:
     """Concatenate a tree's text files in sorted order into one corpus; binary and non-UTF-8 files are skipped."""
     from charrnn.build import build_corpus
     from charrnn.console import info
 
-    report = build_corpus(src_dir, glob, out)
+    report = build_corpus(src_dir, glob, out, follow_symlinks)
     info(report.summary("stdout" if out == "-" else out))
 
 
@@ -122,7 +125,7 @@ def _print_stats(s, top: int) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from charrnn.showtext import show_char
+    from charrnn.showtext import show_char, visible
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -133,5 +136,5 @@ def _print_stats(s, top: int) -> None:
         rows.append((label, "  ".join(f"{show_char(c)}\u00a0{n:,}" for c, n in chars)))  # no break inside a pair
     rows.append(("oddities", "\n".join(s.oddities()) or "none"))
     for label, value in rows:
-        table.add_row(label, Text(value))  # Text: characters like "[" are shown, never read as markup
+        table.add_row(label, Text(visible(value, keep="\n")))  # Text: "[" is shown, never read as markup; escapes visible
     out_console().print(table)

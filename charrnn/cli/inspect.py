@@ -148,9 +148,8 @@ def score(
 ) -> None:
     """Show a text coloured by how surprised the model is by each character, with the most surprising spans."""
     from rich.table import Table
-    from rich.text import Text
 
-    from charrnn.console import info
+    from charrnn.console import info, shown
     from charrnn.fileio import atomic_write_text
     from charrnn.render import Section, TableSection, colours_for, html_page, rich_text, surprise_rgb
     from charrnn.surprise import score_text
@@ -179,7 +178,7 @@ def score(
         for i, col in enumerate(span_table.columns):
             table.add_column(col, justify="right" if i in span_table.numeric else "left")
         for row in span_table.rows:
-            table.add_row(*map(Text, row))
+            table.add_row(*map(shown, row))  # the spans are the text's: escapes shown, never run
         console.print(table)
     if html:
         tips = ["not scored" if b != b else f"{b:.2f} bits" for b in s.bits]

@@ -66,4 +66,6 @@ def plot(
             warn(MISSING_MATPLOTLIB)  # the PNG was not asked for by name: the terminal plot is enough
             return
         raise
-    err_console().print(f"wrote {target}", highlight=False, markup=False)
+    from charrnn.console import shown
+
+    err_console().print(shown(f"wrote {target}"))

@@ -164,7 +164,8 @@ class ConsoleReporter(Reporter):
             self.progress.sample = sample_panel(r["sample"], r["step"])
             self.progress.refresh()
         else:  # one line per sample, newlines and control characters escaped, so logs stay one record per line
-            self.console.print(f"step {r['step']:>6}  sample {json.dumps(r['sample'], ensure_ascii=False)}",
+            # (JSON escapes C0 characters; `visible` the C1 and bidi ones JSON leaves raw)
+            self.console.print(f"step {r['step']:>6}  sample {visible(json.dumps(r['sample'], ensure_ascii=False))}",
                                markup=False, highlight=False)
 
     def on_tune(self, message: str) -> None:
@@ -197,7 +198,7 @@ def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding:
     """`tokens.prepare_corpus` with a progress bar on stderr (shown only on a terminal, for big corpora)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from charrnn.console import err_console
+    from charrnn.console import err_console, warn
     from charrnn.tokens import prepare_corpus
 
     with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -209,4 +210,4 @@ def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding:
                 tasks[phase] = bar.add_task(f"corpus: {phase}", total=total)
             bar.update(tasks[phase], completed=done)
 
-        return prepare_corpus(sources, globs, encoding, progress=progress)
+        return prepare_corpus(sources, globs, encoding, progress=progress, warn=warn)

@@ -59,13 +59,13 @@ def sample(
     from charrnn.highlight import language_for, make_writer
     from charrnn.sampling import check_sampling_args
 
-    check_sampling_args(length, temp, top_k, top_p)
+    check_sampling_args(length, temp, top_k, top_p, seed)
     if num_samples < 1:
         raise UsageError("--num-samples must be at least 1")
     language_for(highlight)  # check the value before loading anything
     prime_text = read_prime(prime, prime_file)
     with inference(checkpoint, device, threads, prime_text, unk, batch=num_samples, precision=precision,
-                   steps=length) as (loaded, kernel):
+                   steps=length, keep=length if num_samples > 1 else 0) as (loaded, kernel):
         writer = make_writer(language_for(highlight, loaded.checkpoint))
         settings = dict(length=length, prime=prime_text, temperature=temp, top_k=top_k, top_p=top_p, seed=seed,
                         stop=stop or (), unk=unk, kernel=kernel)

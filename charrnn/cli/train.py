@@ -49,13 +49,59 @@ def corpus_name(sources: list[str]) -> str:
     return Path(first).resolve().stem or "corpus"
 
 
-def default_out_dir(name: str, root: Path = Path("checkpoints")) -> Path:
-    """checkpoints/<name>, or <name>-2, -3 ... if that folder already holds a run."""
-    candidate, n = root / name, 1
-    while any(candidate.glob("*.pt")):
+def default_out_dir(name: str, root: Path = Path("checkpoints"), lock: bool = True):
+    """(checkpoints/<name>, its lock), or <name>-2, -3 ... if that folder holds a run or another run is using it.
+
+    Taking the folder's lock is what claims it, so two runs started at once on the same corpus
+    get two folders. `lock=False` only names the folder (for processes that do not write).
+    """
+    from charrnn.runfolder import RunFolder
+    from charrnn.runlock import FolderInUse
+
+    n = 1
+    while True:
+        folder = RunFolder(root / (name if n == 1 else f"{name}-{n}"))
         n += 1
-        candidate = root / f"{name}-{n}"
-    return candidate
+        if folder.holds_run():
+            continue
+        if not lock:
+            return folder.path, None
+        try:
+            held = folder.lock()
+        except FolderInUse:
+            continue
+        if not folder.holds_run():  # nobody finished a run there between the look and the lock
+            return folder.path, held
+        held.release()
+
+
+def check_out(out: str | None) -> Path | None:
+    """The --out folder as given, refusing an empty name and the root of the file system."""
+    if out is None:
+        return None
+    if not out.strip():
+        raise UsageError("--out is empty: name a folder for the run")
+    path = Path(out)
+    if path.resolve() == Path(path.resolve().anchor):
+        raise UsageError(f"--out {out} is the root of the file system: name a folder for the run")
+    if path.exists() and not path.is_dir():
+        raise CharrnnError(f"--out {out} is a file, not a folder: name a folder for the run")
+    return path
+
+
+def claim_out_dir(out: Path | None, name: str, resume: Path | None, overwrite: bool):
+    """(the run folder, its lock, whether an old run there must be cleared first), locked before anything is written."""
+    from charrnn.runfolder import RunFolder
+
+    if out is None and resume is None:
+        return *default_out_dir(name), False
+    folder = RunFolder(out if out is not None else resume.parent)
+    lock = folder.lock()  # a second writer stops here, with the holder's pid
+    same = resume is not None and folder.path.resolve() == resume.parent.resolve()
+    if not same and folder.holds_run() and not overwrite:
+        lock.release()
+        raise CharrnnError(f"{folder} already holds a run: choose another --out, or pass --overwrite")
+    return folder.path, lock, overwrite and not same
 
 
 @app.command(epilog=EXAMPLES)
@@ -65,7 +111,7 @@ def train(
     config: str = typer.Option(None, "--config", "-c", help="YAML file of settings (keys as the flags, e.g. `hidden: 256`); flags override it.", show_default=False),
     preset: str = typer.Option(None, "--preset", help="Named settings: tiny, small, medium, large, or a catalog corpus name.", show_default=False),
     glob: list[str] = typer.Option(None, "--glob", help="File pattern inside folders, repeatable (e.g. '**/*.c').", show_default=False),
-    out: Path = typer.Option(None, "--out", "-o", help="Run folder. Default: checkpoints/<corpus name> (a new -2, -3 ... if taken).", show_default=False),
+    out: str = typer.Option(None, "--out", "-o", help="Run folder. Default: checkpoints/<corpus name> (a new -2, -3 ... if taken).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow --out to be a folder that already holds a run."),
     encoding: str = typer.Option(None, "--encoding", help="Text encoding of the corpus.", show_default="utf-8"),
     cell: str = opt("--cell", help="Recurrent cell: lstm, gru or rnn."),
@@ -96,16 +142,15 @@ def train(
     init_from: str = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights (fine-tuning); the corpus may only use characters it knows.", show_default=False),
 ) -> None:
     """Train a character-level model on text and save checkpoints (best.pt, last.pt)."""
-    from charrnn.cli.progress import ConsoleReporter, prepare_with_progress
-    from charrnn.console import info, warn
-    from charrnn.tokens import STDIN
-    from charrnn.config import (MODEL_KEYS, fit_to_text, portable_sources, resolve_run_config, resumed_run_config,
-                                write_run_config)
-    from charrnn.train import train_on_tokens
+    from charrnn.config import portable_sources, resolve_run_config
+    from charrnn.runtime import check_threads
 
     given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
     if resume is not None and init_from is not None:
         raise UsageError("pass --resume or --init-from, not both")
+    out = check_out(out)
+    if threads is not None:
+        check_threads(threads)
     if resume is not None:
         from charrnn.checkpoint import resolve_resume
         from charrnn.resume import stored_sources
@@ -120,19 +165,40 @@ def train(
                          "(or `corpus:` in a --config file)")
     sources = sources or run.corpus
     name = corpus_name(sources)
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks and writes
+    if main:
+        out, lock, clear = claim_out_dir(out, name, resume, overwrite)  # held until the run ends
+    else:
+        out, lock, clear = out or (resume.parent if resume is not None else default_out_dir(name, lock=False)[0]), None, False
+    try:
+        result = _train(run, resume, init_from, given, out, name, main, clear)
+    finally:
+        if lock is not None:
+            lock.release()
+    if result.stopped_by in ("save_error", "nan") and result.error:
+        raise CharrnnError(result.error)
+    if result.stopped_by in ("SIGINT", "SIGTERM"):
+        raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
+    if result.stopped_by == "nan":
+        raise typer.Exit(1)
+
+
+def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool, clear: bool):
+    """Prepare the corpus, build the trainer, clear an old run (--overwrite), write config.yaml, train: the result."""
+    from charrnn.cli.progress import ConsoleReporter, prepare_with_progress
+    from charrnn.config import MODEL_KEYS, fit_to_text, resumed_run_config, write_run_config
+    from charrnn.console import info, warn
+    from charrnn.tokens import STDIN
+    from charrnn.train import new_trainer
+
     corpus = prepare_with_progress(run.corpus, run.glob, run.encoding or "utf-8")  # token ids, memory-mapped from the cache
     meta = {"corpus": name, "sources": ["-" if s == STDIN else str(s) for s in corpus.sources], "glob": run.glob or None,
             "encoding": run.encoding}
     if resume is None:  # a resumed run keeps the configuration it was started with
         run.train, refit = fit_to_text(run.train, len(corpus.tokens))
-        if refit and os.environ.get("RANK", "0") == "0":
+        if refit and main:
             warn(refit)
         meta["config"] = run.to_dict()
-    if out is None and resume is None:
-        out = default_out_dir(name)
-    elif out is not None and any(Path(out).glob("*.pt")) and not overwrite and not (resume and Path(out).resolve() == resume.parent.resolve()):
-        raise CharrnnError(f"{out} already holds a run: choose another --out, or pass --overwrite")
-    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks and writes
     if main:
         info(f"corpus: {corpus.describe()}")
     if resume is not None:
@@ -146,26 +212,21 @@ def train(
             if trainer.out_dir is not None:
                 write_run_config(trainer.out_dir, resumed, note=f"resumed at step {trainer.step} (budget: "
                                  f"steps {trainer.cfg.steps}, epochs {trainer.cfg.epochs}, time {trainer.cfg.time})")
-        result = trainer.run()
     elif init_from is not None:
         from charrnn.checkpoint import resolve_checkpoint
         from charrnn.resume import init_from_checkpoint
 
         source = resolve_checkpoint(init_from)
         explicit_model = {k: v for k, v in given.items() if k in MODEL_KEYS}
-        if main:
-            write_run_config(out, run)
         trainer = init_from_checkpoint(source, corpus, explicit_model, run.train, out, ConsoleReporter(), meta)
         if main:
             info(f"starting from the weights of {source}")
-        result = trainer.run()
     else:
-        if main:
-            write_run_config(out, run)
-        _, result = train_on_tokens(corpus.vocab, corpus.tokens, run.model, run.train, out, ConsoleReporter(), meta=meta)
-    if result.stopped_by == "save_error":
-        raise CharrnnError(result.error)
-    if result.stopped_by in ("SIGINT", "SIGTERM"):
-        raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
-    if result.stopped_by == "nan":
-        raise typer.Exit(1)
+        trainer = new_trainer(corpus.vocab, corpus.tokens, run.model, run.train, out, ConsoleReporter(), meta=meta)
+    if main and clear:  # the old run's files go before the new run writes any (a refused start kept them)
+        from charrnn.runfolder import RunFolder
+
+        RunFolder(out).clear()
+    if main and resume is None:  # written once the run is sure to start: a refused start leaves no folder
+        write_run_config(out, run)
+    return trainer.run()
