@@ -9,12 +9,15 @@ times them here:
     fp32    fp32, per gate (4, in, H)        baddbmm (gates split over cores)  CharRNN.step's, bit for bit
     bf16    bf16, per gate (4, in, H)        bmm of a bf16 copy of the input   CharRNN.step(dtype=bf16)'s,
                                                                                bit for bit (charrnn serve's)
+    bf16-packed  bf16 (4H, in), oneDNN's     mkldnn linear, bf16 input         its own
+            blocked layout
     int8    int8 (4H, in) + a scale per row  _weight_int8pack_mm, bf16 input   its own
 
 A reduced-precision kernel's cost is measured, not assumed: `kernel_bits_per_char` evaluates
 held-out text through it (`charrnn bench --only kernels`). bf16 pays where the CPU multiplies
-bf16 natively and the batch is a few rows (beam search); int8 reads a quarter of fp32's bytes,
-which pays at batch 1 wherever memory is the limit.
+bf16 natively and the batch is a few rows (beam search), bf16-packed more so (one product a
+layer in oneDNN's own layout: ~1.6x bf16's steps at width 5 on an AVX512-BF16 EPYC); int8 reads
+a quarter of fp32's bytes, which pays at batch 1 wherever memory is the limit.
 
 An LSTM kernel keeps the state in buffers it owns and updates them in place (`out=`), with every
 view of them made once, so a step dispatches ~16 small ops where `CharRNN.step` dispatches ~30:
@@ -40,16 +43,26 @@ from charrnn.autotune import Verdict, cached_or_measured, choose, interleaved_ra
 from charrnn.autotune import LOW_PRECISION_MARGIN, SAMPLE_THREAD_MARGIN
 from charrnn.model import CharRNN, State, reorder_state
 
-KERNELS = ("fp32", "bf16", "int8")  # every kernel name, fastest storage last
+KERNELS = ("fp32", "bf16", "bf16-packed", "int8")  # every kernel name
+FLAT = ("bf16-packed", "int8")  # the kernels working on (B, 4H) gates, one product a layer
+
+
+def _has_int8pack() -> bool:
+    return hasattr(torch.ops.aten, "_weight_int8pack_mm")
+
+
+def _has_onednn_linear() -> bool:
+    return hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and torch.backends.mkldnn.is_available()
 
 
 def kernels_for(model: CharRNN) -> tuple[str, ...]:
     """The kernels that can step this model on its device."""
-    if model.head.weight.device.type != "cpu":
+    if model.head.weight.device.type != "cpu" or model.config.cell != "lstm":
         return ("fp32", "bf16")
-    if model.config.cell == "lstm" and _has_int8pack() and model.config.hidden % 16 == 0:
-        return KERNELS  # (_weight_int8pack_mm reads rows in blocks of 16: other widths crash it)
-    return ("fp32", "bf16")
+    names = ["fp32", "bf16"] + (["bf16-packed"] if _has_onednn_linear() else [])
+    if _has_int8pack() and model.config.hidden % 16 == 0:  # _weight_int8pack_mm reads rows in blocks of 16:
+        names.append("int8")  # other widths crash it
+    return tuple(names)
 
 
 def make_kernel(model: CharRNN, name: str = "fp32", batch: int = 1):
@@ -105,13 +118,14 @@ class LSTMKernel:
         """Buffers for B streams, and every view a step reads or writes, made once (one tuple per layer).
 
         fp32 and bf16 keep CharRNN.step's layout, gates first: (4, B, H), one product per gate
-        (bf16: of a bf16 copy of the input, as `CharRNN.step` makes it). int8 works on (B, 4H).
+        (bf16: of a bf16 copy of the input, as `CharRNN.step` makes it). bf16-packed and int8 make
+        one product a layer into (B, 4H) gates, from a bf16 copy of every layer's h (HB).
         """
-        H, L, flat = self.H, self.L, self.name == "int8"
+        H, L, flat = self.H, self.L, self.name in FLAT
         self.B = B
         self.HS = torch.zeros(B, L * H)  # fp32 h of every layer, side by side
         self.C = torch.zeros(L, B, H)  # fp32 c
-        self.HB = torch.zeros(B, L * H, dtype=torch.bfloat16) if flat else None  # h as int8 products read it
+        self.HB = torch.zeros(B, L * H, dtype=torch.bfloat16) if flat else None  # h as the flat products read it
         self.logits = torch.empty(B, self.head_b.numel())
         self.top = self.HS[:, (L - 1) * H :]  # (B, H)
         self.layers = []
@@ -165,10 +179,10 @@ class LSTMKernel:
         """
         flat, whole = self.HB is not None, self.B == 1
         for first, part, w, inp, xb, G, sig, i, f, o, g, c, t, h, hb in self.layers:
-            if flat:  # int8: (B, 4H) gates = table[token] | bias  +  W [x | h], summed in fp32
+            if flat:  # bf16-packed / int8: (B, 4H) gates = table[token] | bias  +  W [x | h], summed in fp32
                 base = torch.index_select(part, 0, tokens) if first else part
                 x = inp if whole else inp.contiguous()  # the product needs whole rows: at B > 1 the slices are strided
-                torch.add(base, _int8_mm(x, *w), out=G)
+                torch.add(base, w[0](x, *w[1:]), out=G)
             else:  # fp32 / bf16: (4, B, H) gates, one product per gate, exactly as CharRNN.step
                 base = torch.index_select(part, 1, tokens) if first else part
                 if xb is None:
@@ -190,35 +204,32 @@ def _kernel_weights(model: CharRNN, name: str) -> tuple[list, torch.Tensor, torc
     """(per layer (input part, matrix), head weight (H, V), head bias) for kernel `name`.
 
     fp32 and bf16 read `CharRNN._step_weights` (bf16: its (4, H, in) matrices, as a (4, in, H)
-    view); int8 converts them here. Both are kept in the model's step cache, which is dropped
+    view); bf16-packed and int8 convert them here. Both are kept in the model's step cache, which is dropped
     whenever a parameter changes (`CharRNN._weights_key`), so a second sample or search from
     the same model does not convert 12 MB of weights again.
     """
-    if name != "int8":
+    if name not in FLAT:
         layers, head_w, head_b = model._step_weights(torch.float32 if name == "fp32" else torch.bfloat16)
         return [(x_part, w if name == "fp32" else w.transpose(1, 2)) for x_part, w in layers], head_w, head_b
     key, cached = model._weights_key(), model._step_cache.get(("kernel", name))
     if cached is None or cached[0] != key:
         with torch.no_grad():
-            layers = [_int8_layer(model, k) for k in range(model.config.layers)]
+            layers = [_flat_layer(model, k, name) for k in range(model.config.layers)]
             cached = (key, (layers, model.head.weight.t().contiguous(), model.head.bias.detach().clone()))
         model._step_cache[("kernel", name)] = cached
     return cached[1]
 
 
-def _has_int8pack() -> bool:
-    return hasattr(torch.ops.aten, "_weight_int8pack_mm")
-
-
 _int8_mm = getattr(torch, "_weight_int8pack_mm", None) or getattr(torch.ops.aten, "_weight_int8pack_mm", None)
 
 
-def _int8_layer(model: CharRNN, k: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """(input part, (int8 matrix, scales)) of layer k for the int8 kernel, gates ordered i, f, o, g.
+def _flat_layer(model: CharRNN, k: int, name: str) -> tuple[torch.Tensor, tuple]:
+    """(input part, (product, *its stored matrix)) of layer k for the bf16-packed and int8 kernels.
 
-    The input part is layer 0's table (V, 4H) (the embedding folded into W_ih, both biases added)
-    or the summed bias (4H,); the matrix is [W_ih | W_hh] (4H, in + H), W_hh alone for layer 0,
-    stored as int8 with one bf16 scale per row (its largest weight maps to 127).
+    Gates are ordered i, f, o, g. The input part is layer 0's table (V, 4H) (the embedding folded
+    into W_ih, both biases added) or the summed bias (4H,); the matrix is [W_ih | W_hh]
+    (4H, in + H), W_hh alone for layer 0: in oneDNN's blocked bf16 layout, or as int8 with one
+    bf16 scale per row (its largest weight maps to 127). product(x, *stored) is x @ W.T in bf16.
     """
     H, rnn = model.config.hidden, model.rnn
     order = torch.cat([torch.arange(H) + j * H for j in (0, 1, 3, 2)])  # PyTorch's i, f, g, o -> i, f, o, g
@@ -229,9 +240,12 @@ def _int8_layer(model: CharRNN, k: int) -> tuple[torch.Tensor, tuple[torch.Tenso
     else:
         x_part, w = bias[order].contiguous(), torch.cat([w_ih, w_hh], dim=1)[order]  # (4H,), (4H, 2H)
     w = w.detach().contiguous()
+    if name == "bf16-packed":
+        packed = torch.ops.mkldnn._reorder_linear_weight(w.to(torch.bfloat16), 1)
+        return x_part, (torch.ops.mkldnn._linear_pointwise.default, packed, None, "none", [], "")
     scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12).to(torch.bfloat16)  # (out,): one per row
     q = torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8)
-    return x_part, (q, scale)
+    return x_part, (_int8_mm, q, scale)
 
 
 # ---- choosing a kernel -------------------------------------------------------------------------------

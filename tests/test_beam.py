@@ -156,7 +156,7 @@ def test_beam_cli_stdout_is_exactly_the_best_text(tiny_run):
     assert exact.stdout == beam_search(m.model, m.vocab, "the ", width=4, length=80)[0].text
 
 
-@pytest.mark.parametrize("kernel", ["bf16", "int8"])
+@pytest.mark.parametrize("kernel", ["bf16", "bf16-packed", "int8"])
 def test_reduced_precision_search_scores_stay_close_to_fp32(tiny_run, kernel):
     m = load_model(tiny_run)
     for a, b in zip(beam_search(m.model, m.vocab, "the ", width=5, length=60, top=5),

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from charrnn.bench import BenchConfig, PlainTrainer, Row, flops_per_char, run_bench, synthetic_text
+from charrnn.stepkernels import KERNELS
 from charrnn.vocab import Vocab
 from tests.conftest import TINY_TEXT
 
@@ -43,7 +44,7 @@ def test_tiny_bench_reports_every_row_with_a_figure_and_a_baseline(tiny_result):
     train = rows["train_lstm_1x16"]["extra"]  # both precisions timed, auto's choice shown
     assert train["fp32_chars_per_sec"] > 0 and train["bf16_chars_per_sec"] > 0 and train["precision"] in ("fp32", "bf16")
     sample = rows["sample_lstm_1x16"]["extra"]  # every kernel tried, the chosen one named
-    assert set(sample["kernels"]) == {"fp32/1", "bf16/1", "int8/1"} and sample["kernel"] in ("fp32", "bf16", "int8")
+    assert set(sample["kernels"]) == {f"{k}/1" for k in KERNELS} and sample["kernel"] in KERNELS
     assert {"flags", "cpu_summary"} <= set(tiny_result["machine"])
     assert rows["memory_lstm_1x16"]["figure"] >= rows["memory_lstm_1x16"]["baseline"]
     assert {"machine", "config", "corpus", "rows", "seconds"} <= set(tiny_result)
@@ -120,7 +121,7 @@ def test_kernels_section_measures_what_each_kernel_costs(tiny_run, tmp_path):
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     result = run_bench(replace(TINY, sections=("kernels",), kernel_chars=300), str(corpus), checkpoint=str(tiny_run))
     rows = {r["key"]: r for r in result["rows"]}
-    assert list(rows) == ["kernel_bpc_bf16", "kernel_bpc_int8"]
+    assert list(rows) == [f"kernel_bpc_{k}" for k in KERNELS if k != "fp32"]
     for r in rows.values():
         assert r["baseline"] > 0 and abs(r["figure"]) < 0.05 and r["met"] == (r["figure"] <= 0.01)
     assert run_bench(replace(TINY, sections=("kernels",)), str(corpus))["rows"] == []  # no checkpoint: skipped

@@ -36,7 +36,7 @@ def beam(
     json_: bool = typer.Option(False, "--json", help="Print the beams and their scores as JSON on stdout (nothing else)."),
     unk: str = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
-    precision: str = typer.Option("auto", "--precision", help="Matrices while searching: auto (the fastest kernel measured on this machine at this width, remembered), fp32 (exact), bf16 or int8."),
+    precision: str = typer.Option("auto", "--precision", help="Matrices while searching: auto (the fastest kernel measured on this machine at this width, remembered), fp32 (exact), bf16 (what charrnn serve --precision bf16 scores), bf16-packed or int8."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
 ) -> None:
     """Write the continuation the model finds most likely (beam search), streamed to stdout.

@@ -52,7 +52,7 @@ def sample(
     unk: str = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
-    precision: str = typer.Option("auto", "--precision", help="Matrices while stepping: auto (the fastest kernel measured on this machine, remembered), fp32 (exact: what `charrnn serve` writes), bf16 (what `charrnn serve --precision bf16` writes) or int8."),
+    precision: str = typer.Option("auto", "--precision", help="Matrices while stepping: auto (the fastest kernel measured on this machine, remembered), fp32 (exact: what `charrnn serve` writes), bf16 (what `charrnn serve --precision bf16` writes), bf16-packed or int8."),
 ) -> None:
     """Generate text from a trained model, streamed to stdout as it is written."""
     from charrnn.errors import UsageError
