@@ -5,7 +5,7 @@
     trainer, result = train_on_text(open("corpus.txt").read(), {"hidden": 256}, TrainConfig(time=60),
                                     out_dir="checkpoints/mine")
     loaded = load_model("checkpoints/mine")
-    print(sample_text(loaded.model, loaded.vocab, 300, prime="The ", temperature=0.8, seed=1))
+    text = sample_text(loaded.model, loaded.vocab, 300, prime="The ", temperature=0.8, seed=1)
 
 The names below are imported on first use, so `import charrnn` (and `charrnn --version`)
 stays light: torch is loaded only when a model is.
