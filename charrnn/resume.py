@@ -69,6 +69,17 @@ def stored_sources(checkpoint: str | Path) -> tuple[list[str], list[str] | None,
     return list(sources), meta.get("glob"), meta.get("encoding", "utf-8")
 
 
+def stored_tokens(checkpoint: str | Path, asked: str | None = None) -> tuple[str, int]:
+    """How a run cut its corpus into tokens: (kind, max_vocab). `asked`, a --tokens given again, must agree."""
+    ckpt = load_checkpoint(checkpoint)
+    vocab = Vocab.from_dict(ckpt["vocab"])
+    if asked is not None and asked != vocab.kind:
+        raise UsageError(f"--tokens {asked} does not fit {checkpoint}, a {vocab.kind} model: drop --tokens "
+                         "(a model reads the tokens it was trained on)")
+    stored = ((ckpt.get("meta") or {}).get("config") or {}).get("max_vocab")
+    return vocab.kind, int(stored or len(vocab))
+
+
 def resume_training(
     checkpoint: str | Path,
     text,
