@@ -95,7 +95,7 @@ def test_sample_and_beam_follow_the_checkpoint(runs, kind):
     m = load_model(run)
     result = runner.invoke(app, ["sample", str(run), "-n", "60", "--seed", "4", "--prime", "JULIET:", *CPU])
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == sample_text(m.model, m.vocab, 60, prime="JULIET:", seed=4)
+    assert result.stdout == "JULIET:" + sample_text(m.model, m.vocab, 60, prime="JULIET:", seed=4)  # the prime, echoed
     assert result.stdout and "\ufffd" not in result.stdout
     stopped = runner.invoke(app, ["sample", str(run), "-n", "200", "--seed", "1", "--stop", "!", "-N", "4",
                                   "--separator", "@@", "--temp", "0.7", *CPU])
@@ -168,8 +168,11 @@ def test_two_processes_train_a_word_model_like_one(tmp_path):
             "--threads", "1", "--precision", "fp32", "--eval-every", "6", "--sample-every", "0"]
     run = lambda *cmd: subprocess.run([*cmd], cwd=tmp_path, capture_output=True, text=True,  # noqa: E731
                                       env=env_without_threads(), timeout=180)
-    two = run(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-              "-m", "charrnn", "train", *args, "-o", "two")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "charrnn", "train", *args, "-o", "two", "--overwrite"]
+    two = run(*torchrun)
+    if two.returncode and "Signal 6 (SIGABRT)" in two.stderr:  # seen 2 times in ~20 runs on a loaded 2-core
+        two = run(*torchrun)  # machine, a gloo rank aborting with no Python error; cause not found: one retry
     assert two.returncode == 0, two.stderr[-3000:]
     one = run(sys.executable, "-m", "charrnn", "train", *args, "-o", "one")
     assert one.returncode == 0, one.stderr[-2000:]
