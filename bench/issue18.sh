@@ -15,7 +15,7 @@
 #
 # Settings, from the environment: BUDGET (seconds per model), QUICK, PRESET, THREADS (CPU threads;
 # default charrnn's: one per core), CORPORA (default "shakespeare warpeace"), KINDS (default
-# "char word byte"), OUT (the run folders; default a new temporary folder), CHARRNN (the command;
+# "char word byte"; word:N for a word model with --max-vocab N), OUT (the run folders; default a new temporary folder), CHARRNN (the command;
 # default the repository's .venv/bin/charrnn). Corpora come from the catalog (CHARRNN_MIRROR,
 # set by the Makefile to ../shared/corpora when it exists, copies instead of downloading).
 set -euo pipefail
@@ -42,11 +42,14 @@ echo "issue 18: $preset models, ${budget}s each, runs in $out" >&2
 "$charrnn" corpus get ${CORPORA:-shakespeare warpeace} >&2
 started=$(date +%s)
 for corpus in ${CORPORA:-shakespeare warpeace}; do
-    for kind in ${KINDS:-char word byte}; do
-        run="$out/$corpus-$kind"
-        echo "training $corpus as $kind tokens ($(date +%H:%M:%S))" >&2
-        "$charrnn" train "$corpus" --tokens "$kind" --preset "$preset" --time "$budget" --sample-every 0 \
-            -o "$run" --overwrite "${extra[@]}" 2> "$run.log" || { tail -5 "$run.log" >&2; exit 1; }
+    for spec in ${KINDS:-char word byte}; do
+        kind="${spec%%:*}"
+        vocab=()
+        [ "$spec" != "$kind" ] && vocab=(--max-vocab "${spec#*:}")
+        run="$out/$corpus-${spec/:/}"
+        echo "training $corpus as $spec tokens ($(date +%H:%M:%S))" >&2
+        "$charrnn" train "$corpus" --tokens "$kind" "${vocab[@]}" --preset "$preset" --time "$budget" \
+            --sample-every 0 -o "$run" --overwrite "${extra[@]}" 2> "$run.log" || { tail -5 "$run.log" >&2; exit 1; }
         tail -1 "$run.log" >&2
         "$charrnn" checkpoints show "$run" --json > "$run.json"
         "$charrnn" sample "$run" -n 400 --seed 1 --temp 0.8 --threads 1 > "$run.sample.txt"
@@ -66,17 +69,18 @@ print("| corpus | tokens | vocab | params | steps | chars/s | val bits/char | va
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 samples = []
 for corpus in corpora:
-    for kind in kinds:
+    for spec in kinds:
+        kind = spec.replace(":", "")
         s = json.loads((out / f"{corpus}-{kind}.json").read_text())
         evals = [r for r in s["metrics"] if r.get("val_bpc") is not None]
         best = min(evals, key=lambda r: r["val_bpc"])
         bpt = best.get("val_bpt", best["val_bpc"])
         logs = [json.loads(l) for l in (out / f"{corpus}-{kind}" / "metrics.jsonl").read_text().splitlines()]
         rates = [r["chars_per_sec"] for r in logs if "chars_per_sec" in r][1:] or [0]
-        print(f"| {corpus} | {kind} | {s['vocab_size']:,} | {s['params'] / 1e6:.2f}M | {s['step']:,} | "
+        print(f"| {corpus} | {spec.replace(':', ', max ')} | {s['vocab_size']:,} | {s['params'] / 1e6:.2f}M | {s['step']:,} | "
               f"{sum(rates) / len(rates):,.0f} | **{best['val_bpc']:.3f}** | {bpt:.3f} | {bpt / best['val_bpc']:.2f} |")
         text = (out / f"{corpus}-{kind}.sample.txt").read_text(encoding="utf-8")
-        samples.append((corpus, kind, text[:300]))
+        samples.append((corpus, spec.replace(":", ", max "), text[:300]))
 print()
 for corpus, kind, text in samples:
     print(f"## {corpus}, {kind} tokens (the first 300 characters of 400 tokens)\n")

@@ -129,6 +129,8 @@ def count_chars(tokens: np.ndarray, char_counts: np.ndarray) -> int:
 def token_index_at_char(tokens: np.ndarray, char_counts: np.ndarray, n_chars: int) -> int:
     """The first index j where tokens[:j] stand for at least `n_chars` characters and a character
     starts at tokens[j] (len(tokens) if there is none): cutting there never splits a character."""
+    if (char_counts == 1).all():  # one character per token
+        return min(max(n_chars, 0), len(tokens))
     done = 0
     for a in range(0, len(tokens), BLOCK):
         counts = char_counts[np.asarray(tokens[a : a + BLOCK])]  # (b,)

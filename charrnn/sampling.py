@@ -3,8 +3,9 @@
 `generate` is a generator that yields text as it is produced, so a caller can stream it:
 a character per step for a character model, a word (or a character spelling one out) for a
 word model, and for a byte model each character once its last byte is drawn. A byte model
-draws only bytes that continue valid UTF-8 (`vocab.guard`), so its output always decodes. Randomness comes only from the `torch.Generator` seeded here, never from
-global state: the same seed gives the same text.
+draws only bytes that continue valid UTF-8 (`vocab.guard`), so its output always decodes.
+Randomness comes only from the `torch.Generator` seeded here, never from global state:
+the same seed gives the same text.
 """
 
 from __future__ import annotations
