@@ -7,8 +7,8 @@ older charrnn asks to be upgraded instead of misreading them):
 
     format_version   int
     model_config     ModelConfig as a dict
-    vocab            {"kind": "char", "chars": str} (version 1 files may lack "kind"),
-                     {"kind": "word", "chars": str, "words": [str]} or {"kind": "byte"}
+    vocab            {"chars": str} (characters), {"kind": "word", "chars": str, "words": [str]}
+                     (version 2) or {"kind": "byte"} (version 2)
     model            state_dict (tensors)
     train_config     TrainConfig as a dict (absent in exported, inference-only files)
     optimizer        optimizer state_dict
@@ -54,6 +54,11 @@ SNAPSHOT_RE = re.compile(r"^step-(\d+)\.pt$")  # periodic snapshots: step-000500
 
 class SaveError(CharrnnError):
     """A checkpoint could not be written (disk full, no permission); the previous file is intact."""
+
+
+def format_version(vocab: dict) -> int:
+    """The format a checkpoint with this vocabulary is written in: 1 for characters, 2 for words and bytes."""
+    return 1 if vocab.get("kind", "char") == "char" else 2
 
 
 def stamped(payload: dict) -> dict:

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from charrnn.checkpoint import (
-    FORMAT_VERSION, MODEL_SUFFIXES, SUFFIX, SNAPSHOT_RE, checkpoint_bytes, is_resumable, latest_val_bpc,
+    MODEL_SUFFIXES, SUFFIX, SNAPSHOT_RE, checkpoint_bytes, format_version, is_resumable, latest_val_bpc,
     load_checkpoint, prune_snapshots, remove_stale_temps, write_checkpoint_bytes,
 )
 from charrnn.errors import CharrnnError
@@ -197,7 +197,7 @@ def export_inference(source: str | Path, dest: str | Path, overwrite: bool = Fal
     else:
         from charrnn.safetensors_io import encode
 
-        data = encode(payload, FORMAT_VERSION)
+        data = encode(payload, format_version(payload["vocab"]))
     write_checkpoint_bytes(dest, data)
     return dest
 

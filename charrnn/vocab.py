@@ -132,7 +132,7 @@ class Vocab:
         return None
 
     def to_dict(self) -> dict:
-        return {"kind": "char", "chars": self.chars}
+        return {"chars": self.chars}  # no "kind": exactly what every older charrnn wrote and reads
 
     @classmethod
     def from_dict(cls, d: dict):

@@ -126,6 +126,10 @@ def test_resume_and_export_work_for_every_kind(runs, kind, tmp_path):
     a = runner.invoke(app, ["sample", str(copy / "best.pt"), "-n", "40", "--seed", "2", *CPU]).stdout
     b = runner.invoke(app, ["sample", str(tmp_path / "small.pt"), "-n", "40", "--seed", "2", *CPU]).stdout
     assert a == b and a
+    safe = runner.invoke(app, ["checkpoints", "export", str(copy), "-o", str(tmp_path / "small.safetensors")])
+    if safe.exit_code == 0:  # (needs the safetensors package)
+        c = runner.invoke(app, ["sample", str(tmp_path / "small.safetensors"), "-n", "40", "--seed", "2", *CPU])
+        assert c.stdout == a, c.stderr
     listed = runner.invoke(app, ["checkpoints", "list", str(tmp_path), "--json"])
     rows = json.loads(listed.stdout)
     assert {r["tokens"] for r in rows} == {kind} and all(r["val_bpt"] is not None for r in rows)
@@ -182,3 +186,35 @@ def test_two_processes_train_a_word_model_like_one(tmp_path):
             if x.get(key) is not None:
                 assert x[key] == pytest.approx(y[key], abs=1e-5), key
     assert a["metrics"][-1]["val_bpc"] != a["metrics"][-1]["val_bpt"]
+
+
+@pytest.mark.parametrize("kind", ["word", "byte"])
+def test_serve_writes_what_sample_writes_and_chat_answers(runs, kind):
+    pytest.importorskip("starlette", reason="needs the serve extra: pip install 'charrnn[serve]'")
+    import httpx
+
+    from charrnn.chat import ChatSettings, Conversation
+    from charrnn.sampling import generate_batch
+
+    from .serving import live_server
+
+    run, _, _ = runs[kind]
+    m = load_model(run)
+    with live_server(run / "best.pt") as (url, _, _):
+        body = {"prompt": "ROMEO:", "max_tokens": 60, "n": 3, "seed": 9, "temperature": 1.5}
+        api = httpx.post(url + "/v1/completions", json=body, timeout=60).json()
+        card = httpx.get(url + "/v1/models", timeout=60).json()["data"][0]["charrnn"]
+        beam = httpx.post(url + "/v1/completions", json={"prompt": "ROMEO:", "max_tokens": 20, "width": 3},
+                          timeout=60).json()
+    batch = [""] * 3
+    for pieces in generate_batch(m.model, m.vocab, 3, 60, "ROMEO:", 1.5, seed=9):  # charrnn sample -N 3
+        batch = [t + p for t, p in zip(batch, pieces)]
+    assert [c["text"] for c in api["choices"]] == batch and all("\ufffd" not in t for t in batch)
+    assert card["tokens"] == kind and card["vocab_size"] == len(m.vocab)
+    from charrnn.beam import beam_search
+
+    assert beam["choices"][0]["text"] == beam_search(m.model, m.vocab, "ROMEO:", width=3, length=20)[0].text
+    chat = Conversation(m.model, m.vocab, ChatSettings(temperature=1.5, length=80, stop="!"), seed=3)
+    chat.read("JULIET: O Romeo\n")
+    answer = "".join(chat.reply())
+    assert answer and "\ufffd" not in answer and ("!" not in answer or answer.index("!") == len(answer) - 1)
