@@ -71,7 +71,7 @@ def stored_sources(checkpoint: str | Path) -> tuple[list[str], list[str] | None,
 
 def stored_tokens(checkpoint: str | Path, asked: str | None = None) -> tuple[str, int]:
     """How a run cut its corpus into tokens: (kind, max_vocab). `asked`, a --tokens given again, must agree."""
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint, mmap=True)  # (the weights are not read)
     vocab = Vocab.from_dict(ckpt["vocab"])
     if asked is not None and asked != vocab.kind:
         raise UsageError(f"--tokens {asked} does not fit {checkpoint}, a {vocab.kind} model: drop --tokens "

@@ -237,3 +237,21 @@ def test_the_cache_encodes_words_across_files_and_keeps_kinds_apart(tmp_path):
     assert "word tokens for" in word.describe() and "bytes for" in byte.describe()
     small = prepare_corpus(files, cache=cache, kind="word", max_vocab=len(word.vocab.chars) + 1)
     assert small.path != word.path and len(small.vocab.words) == 1
+
+
+def test_byte_ids_the_text_never_uses_start_silenced():
+    from charrnn.config import ModelConfig, TrainConfig
+    from charrnn.train import UNUSED_ID_BIAS, Trainer
+
+    text = MIXED * 20
+    cfg = TrainConfig(batch_size=2, seq_len=8, steps=1, threads=1)
+    for vocab in (ByteVocab(), Vocab.from_text(text)):
+        tokens = vocab.encode_array(text)
+        trainer = Trainer(ModelConfig(vocab_size=len(vocab), layers=1, hidden=8, embed=4), cfg, vocab, tokens, tokens[:50])
+        bias = trainer.model.head.bias.detach()
+        used = np.zeros(len(vocab), dtype=bool)
+        used[np.unique(tokens)] = True
+        if vocab.kind == "byte":
+            assert (bias[~used] == UNUSED_ID_BIAS).all() and (bias[used].abs() < 1).all()
+        else:  # every character of the vocabulary occurs: the model starts as it always did
+            assert used.all() and (bias.abs() < 1).all()
