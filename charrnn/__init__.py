@@ -30,6 +30,8 @@ _EXPORTS = {
     "load_model": "charrnn.checkpoint",
     "load_checkpoint": "charrnn.checkpoint",
     "Vocab": "charrnn.vocab",
+    "WordVocab": "charrnn.wordvocab",
+    "ByteVocab": "charrnn.bytevocab",
     "generate": "charrnn.sampling",
     "sample_text": "charrnn.sampling",
     "beam_search": "charrnn.beam",

@@ -28,6 +28,12 @@ Streaming: the winner is always either the best finished beam or a descendant of
 beam, so the prefix shared by all live beams and the best finished one can never change.
 `on_settled` receives that prefix piece by piece as it grows, and the rest of the winner when
 search ends: the pieces joined are exactly the best beam's text.
+
+Any kind of token (`tokenkind`): a step adds one token, and a beam's text is built from the
+tokens' `pieces` (for a byte model the bytes as characters chr(b), turned back into text,
+incomplete characters held back, by `vocab.surface_decoder` and `vocab.from_surface`). A byte
+model's beams may only add bytes that continue valid UTF-8 (`vocab.guard`). Stop strings are
+matched in that text, also inside a word token; --no-repeat bans repeated N-token sequences.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ from charrnn.vocab import Vocab
 @dataclass
 class Beam:
     text: str  # the continuation (the prime is not part of it)
-    logprob: float  # total log-probability of `text` after the prime, in nats (sum of per-character log p)
+    logprob: float  # total log-probability of `text` after the prime, in nats (sum of per-token log p)
     finished: bool = False  # True when it ended by producing a --stop string
     bits_per_char: float = field(init=False)  # -logprob / len(text) / ln 2 (0 for an empty text)
 
@@ -98,14 +104,36 @@ def repeat_mask(texts: list[str], n: int, ids: dict[str, int], vocab_size: int) 
     return mask
 
 
-def stop_mask(texts: list[str], stops: list[tuple[str, int]], vocab_size: int) -> torch.Tensor:
-    """(B, V) True where adding that character completes a stop string. stops: (all but last char, last id)."""
+def stop_mask(texts: list[str], stops: list[tuple[str, list[int]]], vocab_size: int) -> torch.Tensor:
+    """(B, V) True where adding that token completes a stop string. stops: (text before, ids that complete it)."""
     mask = torch.zeros(len(texts), vocab_size, dtype=torch.bool)  # (B, V)
     for b, text in enumerate(texts):
         for head, last in stops:
             if text.endswith(head):
                 mask[b, last] = True
     return mask
+
+
+def stop_targets(pieces, stops: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """For each way a token can complete a stop string s: (the text it must follow, those tokens' ids).
+
+    A token whose piece holds s follows anything (""); one whose piece starts with s[k:] must
+    follow s[:k]. For characters this is just (s[:-1], [id of s[-1]]). A stop string holding a
+    character no token has can never be produced, and gets no entries.
+    """
+    out, written = [], set().union(*pieces)
+    for s in stops:
+        if not set(s) <= written:
+            continue
+        cases = [("", [v for v, p in enumerate(pieces) if s in p])]
+        cases += [(s[:k], [v for v, p in enumerate(pieces) if p.startswith(s[k:])]) for k in range(1, len(s))]
+        out += [(head, ids) for head, ids in cases if ids]
+    return out
+
+
+def token_symbols(n: int) -> str:
+    """n distinct characters, one per token id, to spell token sequences as strings (for --no-repeat)."""
+    return "".join(chr(i if i < 0xD800 else i + 0x800) for i in range(n))  # (skipping the surrogates)
 
 
 def shared_prefix_len(texts: list[str], start: int) -> int:
@@ -136,23 +164,25 @@ def best_possible(logprob: float, cur_len: int, length: int, alpha: float) -> fl
     return max(logprob / cur_len**alpha, logprob / length**alpha)
 
 
-def pool_finished(scores: torch.Tensor, texts: list[str], stops: list, vocab: Vocab, finished: list[Beam],
-                  top: int, alpha: float) -> tuple[torch.Tensor, list[Beam]]:
+def pool_finished(scores: torch.Tensor, texts: list[str], stops: list, vocab: Vocab, finished: list[tuple[Beam, str]],
+                  top: int, alpha: float) -> tuple[torch.Tensor, list[tuple[Beam, str]]]:
     """Extensions that complete a stop string leave the search: kept in the finished pool (its
-    `top` best), their scores (B, V) set to -inf so no live beam continues past a stop."""
+    `top` best, each with its surface text), their scores (B, V) set to -inf so no live beam
+    continues past a stop."""
     ends = stop_mask(texts, stops, len(vocab))  # (B, V)
     if not ends.any():
         return scores, finished
     ends = ends.to(scores.device)
     for (b, v), lp in zip(ends.nonzero().tolist(), scores[ends].tolist()):
         if lp > float("-inf"):
-            finished.append(Beam(texts[b] + vocab.chars[v], lp, finished=True))
-    finished = sorted(finished, key=lambda x: x.score(alpha), reverse=True)[:top]
+            surface = texts[b] + vocab.pieces[v]
+            finished.append((Beam(vocab.from_surface(surface), lp, finished=True), surface))
+    finished = sorted(finished, key=lambda x: x[0].score(alpha), reverse=True)[:top]
     return scores.masked_fill(ends, float("-inf")), finished
 
 
 class BeamSearch:
-    """One search, advanced a character at a time by whoever steps the model: steps 1-7 above.
+    """One search, advanced a token at a time by whoever steps the model: steps 1-7 above.
 
     `beam_search` below drives one search alone. `charrnn serve` drives many at once, each
     search's live beams being rows of one shared batch: it hands `advance` the logits of its
@@ -164,15 +194,24 @@ class BeamSearch:
                  on_settled: Callable[[str], object] | None = None):
         check_beam_args(width, length, top, no_repeat, stop)
         self.vocab, self.width, self.length, self.top = vocab, width, length, top
-        self.alpha, self.no_repeat, self.on_settled = length_penalty, no_repeat, on_settled
-        self.ids = {c: i for i, c in enumerate(vocab.chars)}
-        # a stop string holding a character the model never saw can never be produced
-        self.stops = [(s[:-1], self.ids[s[-1]]) for s in stop if all(c in self.ids for c in s)]
-        self.texts = [""]  # live beams' continuations: ONE live beam at the start
+        self.alpha, self.no_repeat = length_penalty, no_repeat
+        self.pieces = vocab.pieces  # what each token adds to a beam's text ("surface": bytes as chr(b))
+        self.single = all(len(p) == 1 for p in self.pieces)  # one character per token: a text is its token sequence
+        self.symbols = self.pieces if self.single else token_symbols(len(self.pieces))
+        self.ids = {c: i for i, c in enumerate(self.symbols)}
+        self.stops = stop_targets(self.pieces, [vocab.surface(s) for s in stop])
+        self.longest = length if (vocab.char_counts == 1).all() else math.inf  # characters: unknown for words, bytes
+        self.guard = vocab.guard(1)  # a byte model's UTF-8 automaton, or None
+        self.on_settled = None
+        if on_settled is not None:
+            to_text = vocab.surface_decoder()
+            self.on_settled = lambda surface: on_settled(to_text(surface))
+        self.texts = [""]  # live beams' continuations, as surface text: ONE live beam at the start
+        self.seqs = self.texts  # ... as token symbols (--no-repeat): the same unless a token is several characters
         self.logprobs: torch.Tensor | None = None  # (B,) their total log-probabilities
-        self.finished: list[Beam] = []  # the `top` best finished beams, best first
-        self.settled = 0  # characters of the best text already reported to on_settled
-        self.t = 0  # characters added so far
+        self.finished: list[tuple[Beam, str]] = []  # the `top` best finished beams (and surface texts), best first
+        self.settled = 0  # surface characters of the best text already reported to on_settled
+        self.t = 0  # tokens added so far
         self.over = length == 0
 
     @property
@@ -191,11 +230,14 @@ class BeamSearch:
         if self.logprobs is None:
             self.logprobs = torch.zeros(1, device=logits.device)
         texts, finished = self.texts, self.finished
-        # 1. score every one-character extension of every live beam
+        # 1. score every one-token extension of every live beam
         scores = self.logprobs[:, None] + torch.log_softmax(logits.float(), dim=-1)  # (B, V)
-        # 2. guard: banned repeats can't be chosen; stop-completing extensions go to the pool
+        # 2. guard: invalid bytes and banned repeats can't be chosen; stop-completing extensions go to the pool
+        if self.guard is not None:
+            scores = scores.masked_fill(~torch.from_numpy(self.guard.allowed()).to(scores.device), float("-inf"))
         if self.no_repeat:
-            scores = scores.masked_fill(repeat_mask(texts, self.no_repeat, self.ids, V).to(scores.device), float("-inf"))
+            scores = scores.masked_fill(repeat_mask(self.seqs, self.no_repeat, self.ids, V).to(scores.device),
+                                        float("-inf"))
         if self.stops:
             scores, finished = pool_finished(scores, texts, self.stops, self.vocab, finished, self.top, alpha)
             self.finished = finished
@@ -208,17 +250,26 @@ class BeamSearch:
                 self.texts, self.logprobs = [], self.logprobs[:0]
             return self._end()
         best, flat = best[:alive], flat[:alive]
-        # 4. split the flat index into the beam it extends and the character it adds
+        # 4. split the flat index into the beam it extends and the token it adds
         beam_idx, tokens = flat // V, flat % V  # (B',)
-        # 5. the caller reorders the recurrent state by beam index; the texts are reordered here
-        self.texts = [texts[b] + self.vocab.chars[v] for b, v in zip(*torch.stack([beam_idx, tokens]).tolist())]
+        # 5. the caller reorders the recurrent state by beam index; the texts (and the guard) are reordered here
+        pairs = torch.stack([beam_idx, tokens]).tolist()
+        self.texts = [texts[b] + self.pieces[v] for b, v in zip(*pairs)]
+        if not self.single and self.no_repeat:
+            self.seqs = [self.seqs[b] + self.symbols[v] for b, v in zip(*pairs)]
+        else:
+            self.seqs = self.texts
+        if self.guard is not None:
+            self.guard.reorder(pairs[0])
+            self.guard.advance(pairs[1])
         self.logprobs = best
         self.t = t + 1
         # 6. finished? the top finished beams can no longer be beaten by any live one
-        if len(finished) >= self.top and finished[-1].score(alpha) >= best_possible(best_list[0], t + 1, self.length, alpha):
+        if len(finished) >= self.top and \
+                finished[-1][0].score(alpha) >= best_possible(best_list[0], t + 1, self.longest, alpha):
             return self._end()
         # 7. settle: the prefix every possible winner shares is final
-        common = shared_prefix_len(self.texts + [finished[0].text] if finished else self.texts, self.settled)
+        common = shared_prefix_len(self.texts + [finished[0][1]] if finished else self.texts, self.settled)
         if self.on_settled is not None and common > self.settled:
             if self.on_settled(self.texts[0][self.settled : common]) is False:
                 self.on_settled = None  # the caller stopped listening: return what we have
@@ -236,12 +287,12 @@ class BeamSearch:
         """The `top` best beams, best first; reports the rest of the best text to on_settled (once)."""
         self.over = True
         logprobs = self.logprobs.tolist() if self.logprobs is not None else [0.0]  # None: never advanced
-        live = [Beam(text, lp) for text, lp in zip(self.texts, logprobs)]
-        beams = sorted(self.finished + live, key=lambda x: x.score(self.alpha), reverse=True)[: self.top]
-        if self.on_settled is not None and beams and len(beams[0].text) > self.settled:
-            self.on_settled(beams[0].text[self.settled :])
-            self.settled = len(beams[0].text)
-        return beams
+        live = [(Beam(self.vocab.from_surface(text), lp), text) for text, lp in zip(self.texts, logprobs)]
+        ranked = sorted(self.finished + live, key=lambda x: x[0].score(self.alpha), reverse=True)[: self.top]
+        if self.on_settled is not None and ranked and len(ranked[0][1]) > self.settled:
+            self.on_settled(ranked[0][1][self.settled :])
+            self.settled = len(ranked[0][1])
+        return [beam for beam, _ in ranked]
 
 
 @torch.inference_mode()
@@ -259,7 +310,7 @@ def beam_search(
     on_settled: Callable[[str], object] | None = None,
     kernel: str = "fp32",
 ) -> list[Beam]:
-    """The `top` best continuations of `prime` (up to `length` characters), best first.
+    """The `top` best continuations of `prime` (up to `length` tokens: characters for a character model), best first.
 
     stop: strings that end a beam (it is kept, stop string included, in a finished pool).
     length_penalty: alpha in logprob / len**alpha for ranking beams of different lengths.

@@ -15,6 +15,12 @@ we rank units by |Pearson correlation| between the unit's activations and the fe
 no correlation (reported as 0, not NaN); a feature that never changes in the text (no comments
 in a poem) has no units ranked for it at all. Units are named `LAYER:INDEX` with layers counted
 from 1, plus the kind (h or c): `2:117 c` is unit 117 of the second layer's cell state.
+
+A word or byte model reads tokens, not characters. Its recording is made per token and then
+laid over the characters (`Recording.at`): each character shows the state after the token
+that completes it, so every character of a word shows the state after the whole word, and a
+character of several bytes the state after its last byte. Features and correlations are then
+per character, as for a character model.
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ class Recording:
     def unit(self, unit: "Unit") -> np.ndarray:
         """(N,) activations of one unit (see `check_unit`)."""
         return self.get(unit.kind)[:, unit.layer - 1, unit.index]
+
+    def at(self, index: np.ndarray) -> "Recording":
+        """The recording at positions `index` (M,): per character, from a recording per token."""
+        return Recording(self.h[index], None if self.c is None else self.c[index])
 
 
 @torch.no_grad()
@@ -245,11 +255,17 @@ class CellReport:
 
 
 def analyse(model: CharRNN, tokens: np.ndarray, text: str, syntax: str = "auto", top: int = 5,
-            kinds: list[str] | None = None) -> CellReport:
-    """Record the model reading `text` (whose ids are `tokens`) and rank its units for every feature."""
+            kinds: list[str] | None = None, token_of_char: np.ndarray | None = None) -> CellReport:
+    """Record the model reading `text` (whose ids are `tokens`) and rank its units for every feature.
+
+    `token_of_char` (len(text),): the token that completes each character, when a token is not
+    one character (`surprise.Encoded.token_of_char`).
+    """
     if syntax == "auto":
         syntax = guess_syntax(text)
     rec = record(model, tokens)
+    if token_of_char is not None:
+        rec = rec.at(token_of_char)
     feats = scan(text, syntax).as_dict()
     ranking = {name: rank_units(rec, f, top, kinds) if varies(f) else [] for name, f in feats.items()}
     return CellReport(text, rec, feats, ranking, syntax)

@@ -25,7 +25,7 @@ import torch
 
 from charrnn.beam import BeamSearch
 from charrnn.model import CharRNN, reorder_state
-from charrnn.sampling import GumbelNoise, default_prime, pick, prime_model, seeded_generator
+from charrnn.sampling import GumbelNoise, cut_at_stop, default_prime, pick, prime_model, seeded_generator
 from charrnn.vocab import Vocab
 
 
@@ -95,14 +95,23 @@ class Conversation:
     @torch.inference_mode()
     def _sampled_reply(self) -> Iterator[str]:
         s = self.settings
-        tail = ""
+        tail, decode, guard = "", self.vocab.decoder(), self.vocab.guard(1)  # guard: a byte model's UTF-8 automaton
         for _ in range(s.length):
-            ids = pick(self.logits, s.temperature, s.top_k, s.top_p, self.noise)  # (1,)
+            logits = self.logits
+            if guard is not None:
+                logits = logits.masked_fill(~torch.from_numpy(guard.allowed()).to(logits.device), float("-inf"))
+            ids = pick(logits, s.temperature, s.top_k, s.top_p, self.noise)  # (1,)
+            if guard is not None:
+                guard.advance(ids.tolist())
             self.logits, self.state = self.model.step(ids, self.state)  # the model has read what it wrote
-            ch = self.vocab.chars[int(ids[0])]
-            yield ch
-            tail = (tail + ch)[-len(s.stop):] if s.stop else ""
-            if s.stop and tail == s.stop:
+            piece = decode(int(ids[0]))  # a character, a word, or '' until a byte model's character is whole
+            stopped = False
+            if s.stop and piece:
+                piece, stopped = cut_at_stop(tail, piece, [s.stop])
+                tail = (tail + piece)[-len(s.stop):]
+            if piece:
+                yield piece
+            if stopped:
                 return
 
     @torch.inference_mode()  # (as a decorator it is entered and left around each resumption of the generator)

@@ -2,11 +2,13 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it
 loads with `torch.load(weights_only=True)`, which refuses anything that would need
-arbitrary code to unpickle. Layout (FORMAT_VERSION 1):
+arbitrary code to unpickle. Layout (FORMAT_VERSION 1, or 2 for word and byte models, so an
+older charrnn asks to be upgraded instead of misreading them):
 
     format_version   int
     model_config     ModelConfig as a dict
-    vocab            {"chars": str}
+    vocab            {"chars": str} (characters), {"kind": "word", "chars": str, "words": [str]}
+                     (version 2) or {"kind": "byte"} (version 2)
     model            state_dict (tensors)
     train_config     TrainConfig as a dict (absent in exported, inference-only files)
     optimizer        optimizer state_dict
@@ -44,7 +46,7 @@ from charrnn.config import ModelConfig
 from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this version reads and writes (see the module doc)
 SUFFIX = ".pt"
 MODEL_SUFFIXES = (SUFFIX, ".safetensors")  # files a checkpoint argument may name
 SNAPSHOT_RE = re.compile(r"^step-(\d+)\.pt$")  # periodic snapshots: step-000500.pt
@@ -54,9 +56,15 @@ class SaveError(CharrnnError):
     """A checkpoint could not be written (disk full, no permission); the previous file is intact."""
 
 
+def format_version(vocab: dict) -> int:
+    """The format a checkpoint with this vocabulary is written in: 1 for characters, 2 for words and bytes."""
+    return 1 if vocab.get("kind", "char") == "char" else 2
+
+
 def stamped(payload: dict) -> dict:
     """`payload` (see module docstring) with the format version and a checksum of all the rest."""
-    out = {"format_version": FORMAT_VERSION, **{k: v for k, v in payload.items() if k != CHECKSUM_KEY}}
+    out = {"format_version": format_version(payload.get("vocab") or {}),
+           **{k: v for k, v in payload.items() if k != CHECKSUM_KEY}}
     out[CHECKSUM_KEY] = {"blake2b": checksum(out)}
     return out
 
@@ -141,7 +149,7 @@ def run_identity(folder: str | Path) -> dict | None:
             ckpt = load_checkpoint(folder / name, mmap=True)
         except (CharrnnError, OSError):
             continue
-        return {"model_config": dict(ckpt["model_config"]), "vocab": ckpt["vocab"]["chars"]}
+        return {"model_config": dict(ckpt["model_config"]), "vocab": ckpt["vocab"]}
     try:
         import yaml
 
@@ -165,7 +173,7 @@ def belongs_to(path: str | Path, identity: dict | None) -> bool:
     mc = ckpt["model_config"]
     if any(mc.get(k) != v for k, v in identity["model_config"].items() if k != "dropout"):
         return False
-    return "vocab" not in identity or ckpt["vocab"]["chars"] == identity["vocab"]
+    return "vocab" not in identity or ckpt["vocab"] == identity["vocab"]
 
 
 def prune_snapshots(folder: str | Path, keep: int, dry_run: bool = False) -> list[Path]:

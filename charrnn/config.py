@@ -15,6 +15,7 @@ A config file is a flat YAML mapping of the same names as the flags (with `_` fo
     hidden: 256
     lr: 2.0e-3
     time: 300
+    tokens: word                 # char (default), word or byte
 
 Every run folder gets a `config.yaml` holding the effective configuration (every key,
 preset expanded), so `charrnn train --config checkpoints/x/config.yaml` repeats the run.
@@ -34,6 +35,7 @@ import yaml
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.fileio import atomic_write_text
 from charrnn.runtime import PRECISIONS
+from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
 
 CELLS = ("lstm", "gru", "rnn")  # the recurrent cells charrnn builds (model.CELLS maps them to torch modules)
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer: (i, f, g, o), (r, z, n), (h)
@@ -231,7 +233,7 @@ def fit_to_text(train: TrainConfig, n_chars: int) -> tuple[TrainConfig, str | No
 
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
-SOURCE_KEYS = ("corpus", "glob", "encoding")  # where the text comes from
+SOURCE_KEYS = ("corpus", "glob", "encoding", "tokens", "max_vocab")  # where the text comes from, how it is cut
 BUDGET_KEYS = ("steps", "epochs", "time")
 VALID_KEYS = ("preset", *SOURCE_KEYS, *MODEL_KEYS, *TRAIN_KEYS)
 
@@ -261,11 +263,14 @@ class RunConfig:
     corpus: list[str] = field(default_factory=list)  # files, folders, catalog names or '-'
     glob: list[str] = field(default_factory=list)  # patterns for files inside folders
     encoding: str = "utf-8"  # text encoding of the corpus
+    tokens: str = "char"  # token kind: char, word or byte (see tokenkind.py); the checkpoint's vocabulary records it
+    max_vocab: int = DEFAULT_MAX_VOCAB  # word models: ids in the vocabulary, its fallback characters included
     preset: str | None = None  # the preset it was built on (a note; to_dict() holds it expanded)
 
     def to_dict(self) -> dict:
         """A flat dict in the config-file format, every key present (the preset is expanded)."""
         return {"corpus": list(self.corpus), "glob": list(self.glob), "encoding": self.encoding,
+                "tokens": self.tokens, "max_vocab": self.max_vocab,
                 **self.model, **self.train.to_dict()}
 
 
@@ -297,7 +302,8 @@ _TYPES = {int: "an integer", float: "a number", str: "a string", type(None): "nu
 
 def _field_types() -> dict[str, tuple]:
     """Key -> the types its dataclass annotation allows, e.g. (float, NoneType), read with `typing`."""
-    out: dict[str, tuple] = {"preset": (str,), "corpus": (list,), "glob": (list,), "encoding": (str,)}
+    out: dict[str, tuple] = {"preset": (str,), "corpus": (list,), "glob": (list,), "encoding": (str,),
+                             "tokens": (str,), "max_vocab": (int,)}
     for cls in (ModelConfig, TrainConfig):
         for name, hint in typing.get_type_hints(cls).items():
             out[name] = typing.get_args(hint) or (hint,)
@@ -396,7 +402,15 @@ def resolve_run_config(flags: dict, preset: str | None = None, config_file: str 
     train = TrainConfig(**{k: merged[k] for k in TRAIN_KEYS if k in merged})
     defaults = {f.name: f.default for f in fields(ModelConfig) if f.name != "vocab_size"}
     return RunConfig(model={**defaults, **model}, train=train, corpus=merged.get("corpus", []),
-                     glob=merged.get("glob", []), encoding=merged.get("encoding", "utf-8"), preset=preset)
+                     glob=merged.get("glob", []), encoding=merged.get("encoding", "utf-8"), preset=preset,
+                     tokens=check_kind(merged.get("tokens", "char")), max_vocab=_check_max_vocab(merged))
+
+
+def _check_max_vocab(merged: dict) -> int:
+    n = merged.get("max_vocab", DEFAULT_MAX_VOCAB)
+    if n < 2:
+        raise UsageError("--max-vocab must be at least 2")
+    return n
 
 
 def portable_sources(sources: list[str]) -> list[str]:
@@ -410,7 +424,8 @@ def resumed_run_config(stored: dict | None, model: ModelConfig, train: TrainConf
     stored = stored or {}
     return RunConfig(model={k: getattr(model, k) for k in MODEL_KEYS}, train=train,
                      corpus=list(stored.get("corpus") or sources), glob=list(stored.get("glob") or []),
-                     encoding=stored.get("encoding") or "utf-8")
+                     encoding=stored.get("encoding") or "utf-8", tokens=stored.get("tokens") or "char",
+                     max_vocab=stored.get("max_vocab") or DEFAULT_MAX_VOCAB)
 
 
 def write_run_config(out_dir: str | Path, run: RunConfig, note: str = "") -> Path:

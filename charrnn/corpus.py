@@ -118,9 +118,43 @@ def read_text(sources: list[str], globs: list[str] | None = None, encoding: str 
     return text
 
 
-def split_train_val(tokens: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """The last `val_fraction` of the corpus is held out for validation (as nanoGPT does)."""
+BLOCK = 1 << 20  # tokens read at a time when counting characters (a memory map is never read whole)
+
+
+def count_chars(tokens: np.ndarray, char_counts: np.ndarray) -> int:
+    """Characters of text that `tokens` stand for (`char_counts[id]` each)."""
+    return sum(int(char_counts[np.asarray(tokens[a : a + BLOCK])].sum()) for a in range(0, len(tokens), BLOCK))
+
+
+def token_index_at_char(tokens: np.ndarray, char_counts: np.ndarray, n_chars: int) -> int:
+    """The first index j where tokens[:j] stand for at least `n_chars` characters and a character
+    starts at tokens[j] (len(tokens) if there is none): cutting there never splits a character."""
+    if (char_counts == 1).all():  # one character per token
+        return min(max(n_chars, 0), len(tokens))
+    done = 0
+    for a in range(0, len(tokens), BLOCK):
+        counts = char_counts[np.asarray(tokens[a : a + BLOCK])]  # (b,)
+        before = done + np.cumsum(counts) - counts  # characters before each token
+        hit = np.flatnonzero((before >= n_chars) & (counts > 0))
+        if hit.size:
+            return a + int(hit[0])
+        done += int(counts.sum())
+    return len(tokens)
+
+
+def split_train_val(tokens: np.ndarray, val_fraction: float,
+                    char_counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The last `val_fraction` of the corpus is held out for validation (as nanoGPT does).
+
+    With `char_counts` (a vocabulary's characters per token, see `tokenkind`) the fraction is
+    of the characters, cut where a character starts: a word or byte model then holds out the
+    same tail of the text as a character model of the same corpus.
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise UsageError("--val-fraction must be in [0, 1)")
+    if char_counts is not None and not (char_counts == 1).all():
+        total = count_chars(tokens, char_counts)
+        cut = token_index_at_char(tokens, char_counts, total - int(total * val_fraction))
+        return tokens[:cut], tokens[cut:]
     n_val = int(len(tokens) * val_fraction)
     return tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val :]

@@ -1,5 +1,11 @@
 """Exact negative log-likelihood of a text under a model, in nats and bits per character.
 
+Bits per character are total bits / characters of text, for every kind of token: the
+characters a predicted token stands for are `char_counts[id]` (one for a character; the
+token's length for a word; 1 for a byte that starts a character and 0 for a continuation
+byte). So a word model, a byte model and a character model of one text are on one scale;
+bits per token are reported beside them.
+
 The text is cut into B contiguous streams that run in parallel; the hidden state is
 carried through each stream from its first character to its last. Every character
 after the first is predicted exactly once, so the total is exact for that layout.
@@ -28,7 +34,12 @@ LOGITS_BUDGET = 4_000_000  # most logits one evaluation block may hold (16 MB of
 @dataclass
 class EvalResult:
     nll_nats: float  # total negative log-likelihood, nats
-    chars: int  # characters predicted
+    chars: int  # characters of text the predicted tokens stand for
+    tokens: int | None = None  # tokens predicted (None: one per character)
+
+    def __post_init__(self) -> None:
+        if self.tokens is None:
+            self.tokens = self.chars
 
     @property
     def nats_per_char(self) -> float:
@@ -39,7 +50,12 @@ class EvalResult:
         return self.nats_per_char / LN2
 
     @property
+    def bits_per_token(self) -> float:
+        return self.nll_nats / max(self.tokens, 1) / LN2
+
+    @property
     def perplexity(self) -> float:
+        """Per character (for every kind of token, like bits per character)."""
         return math.exp(self.nats_per_char)
 
     def to_dict(self) -> dict:
@@ -49,6 +65,8 @@ class EvalResult:
             "perplexity": self.perplexity,
             "chars": self.chars,
             "nll_nats": self.nll_nats,
+            "bits_per_token": self.bits_per_token,
+            "tokens": self.tokens,
         }
 
 
@@ -112,11 +130,13 @@ def evaluate(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     shard: tuple[int, int] = (0, 1),
+    char_counts: np.ndarray | None = None,
 ) -> EvalResult:
     """Total NLL of `tokens` (N,) under `model`, with the state carried through each stream.
 
     `shard=(rank, world)` evaluates only streams rank, rank + world, ... (for distributed
     training: summing the shards' results over ranks gives the whole figure).
+    `char_counts` (V,): characters each id stands for (None: one each), see the module doc.
     """
     if len(tokens) < 2:
         return EvalResult(0.0, 0)
@@ -131,7 +151,9 @@ def evaluate(
     for t0, nll in _stream_nll(model, grid_t, seq_len, device, autocast_dtype):
         total += (nll * mask_t[:, t0 : t0 + nll.shape[1]]).sum(dtype=torch.float64)
     model.train(was_training)
-    return EvalResult(float(total), int(lengths.sum()))
+    predicted = int(lengths.sum())
+    chars = predicted if char_counts is None else int(np.asarray(char_counts)[grid[:, 1:]][mask].sum())
+    return EvalResult(float(total), chars, predicted)
 
 
 @torch.no_grad()

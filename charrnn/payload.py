@@ -9,7 +9,9 @@ a memory-mapped load nothing is even read), and raises `Damaged` with what is wr
 
     format_version   int, 1 .. FORMAT_VERSION
     model_config     exactly ModelConfig's fields, each of its type and range
-    vocab            {"chars": str}: distinct characters in code-point order, as many as vocab_size
+    vocab            {"chars": str}: distinct characters in code-point order, as many as vocab_size;
+                     or a word vocabulary {"kind": "word", "chars", "words"} (format 2), or
+                     {"kind": "byte"} (format 2, 256 ids)
     model            exactly the tensors ModelConfig.param_shapes() names, of those shapes, float32
     (all tensors)    no more bytes than the file holds
     train_config     TrainConfig's checks (absent in an inference-only export)
@@ -109,13 +111,37 @@ def model_config(ckpt: dict) -> ModelConfig:
 
 def _check_vocab(ckpt: dict, mc: ModelConfig) -> None:
     v = ckpt.get("vocab")
-    _need(isinstance(v, dict) and isinstance(v.get("chars"), str), "vocab must be a mapping with a string 'chars'")
+    _need(isinstance(v, dict), f"vocab must be a mapping, not {_kind(v)}")
+    kind = v.get("kind", "char")
+    if kind != "char":
+        _check_other_vocab(v, kind, mc)
+        return
+    _need(isinstance(v.get("chars"), str), "vocab must be a mapping with a string 'chars'")
     chars = v["chars"]
     _need(len(set(chars)) == len(chars), "the vocabulary repeats characters")
     _need(all(a < b for a, b in zip(chars, chars[1:])), "the vocabulary is not in code-point order "
                                                          "(charrnn always stores it sorted): ids would mean other characters")
     _need(len(chars) == mc.vocab_size, f"the vocabulary has {len(chars):,} characters but the model "
                                        f"is built for {mc.vocab_size:,} (vocab_size and the weights)")
+
+
+def _check_other_vocab(v: dict, kind, mc: ModelConfig) -> None:
+    """A word or byte vocabulary (see `tokenkind`): well formed, and as many ids as the model has."""
+    from charrnn.vocab import Vocab
+
+    _need(kind in ("word", "byte"), f"the vocabulary's kind must be char, word or byte, not {_kind(kind)}")
+    if kind == "word":
+        chars, words = v.get("chars"), v.get("words")
+        _need(isinstance(chars, str) and isinstance(words, list) and all(isinstance(w, str) for w in words),
+              "a word vocabulary must hold a string 'chars' and a list of strings 'words'")
+        _need(all(a < b for a, b in zip(chars, chars[1:])), "the vocabulary's characters are not distinct "
+                                                             "and in code-point order")
+    try:
+        size = len(Vocab.from_dict(v))
+    except (ValueError, KeyError, TypeError) as e:
+        raise Damaged(f"the {kind} vocabulary is malformed: {e}") from None
+    _need(size == mc.vocab_size, f"the {kind} vocabulary has {size:,} ids but the model is built for "
+                                 f"{mc.vocab_size:,} (vocab_size and the weights)")
 
 
 def _check_model(ckpt: dict, mc: ModelConfig) -> None:

@@ -26,8 +26,8 @@ from charrnn.vocab import Vocab
 
 
 def encode_with_vocab(vocab: Vocab, text: str, checkpoint: str | Path) -> np.ndarray:
-    """`text` as ids of the checkpoint's vocabulary, or an error listing the characters it lacks."""
-    missing = sorted(set(text) - set(vocab.chars))
+    """`text` as ids of the checkpoint's vocabulary (of any kind), or an error listing the characters it lacks."""
+    missing = sorted(vocab.unknown(text))
     if missing:
         raise CharrnnError(
             f"the corpus has {len(missing)} character(s) that {checkpoint} was never trained on: {show_chars(missing, 30)} "
@@ -40,14 +40,17 @@ def tokens_for(vocab: Vocab, data, checkpoint: str | Path) -> np.ndarray:
     """Text, or a prepared `tokens.Corpus` (its own vocabulary + ids), as ids of the checkpoint's `vocab`.
 
     A corpus whose vocabulary is the checkpoint's is used as it is (its memory map, no copy);
-    one with a subset of those characters is re-mapped id by id.
+    a character corpus with a subset of a character vocabulary's characters is re-mapped id by
+    id; any other (another kind, or the word list of another text) is decoded and encoded again.
     """
     if isinstance(data, str):
         return encode_with_vocab(vocab, data, checkpoint)
     if data.vocab == vocab:
         return data.tokens
-    lut = encode_with_vocab(vocab, data.vocab.chars, checkpoint)  # corpus id -> checkpoint id (or an error)
-    return lut[np.asarray(data.tokens)]
+    if data.vocab.kind == vocab.kind == "char":
+        lut = encode_with_vocab(vocab, data.vocab.chars, checkpoint)  # corpus id -> checkpoint id (or an error)
+        return lut[np.asarray(data.tokens)]
+    return encode_with_vocab(vocab, data.vocab.decode(np.asarray(data.tokens).tolist()), checkpoint)
 
 
 def stored_sources(checkpoint: str | Path) -> tuple[list[str], list[str] | None, str]:
@@ -64,6 +67,17 @@ def stored_sources(checkpoint: str | Path) -> tuple[list[str], list[str] | None,
         raise CharrnnError(f"the run's corpus {gone[0]} is no longer there: name the corpus again "
                            f"(`charrnn train CORPUS --resume {Path(checkpoint).parent}`)")
     return list(sources), meta.get("glob"), meta.get("encoding", "utf-8")
+
+
+def stored_tokens(checkpoint: str | Path, asked: str | None = None) -> tuple[str, int]:
+    """How a run cut its corpus into tokens: (kind, max_vocab). `asked`, a --tokens given again, must agree."""
+    ckpt = load_checkpoint(checkpoint, mmap=True)  # (the weights are not read)
+    vocab = Vocab.from_dict(ckpt["vocab"])
+    if asked is not None and asked != vocab.kind:
+        raise UsageError(f"--tokens {asked} does not fit {checkpoint}, a {vocab.kind} model: drop --tokens "
+                         "(a model reads the tokens it was trained on)")
+    stored = ((ckpt.get("meta") or {}).get("config") or {}).get("max_vocab")
+    return vocab.kind, int(stored or len(vocab))
 
 
 def resume_training(
@@ -83,9 +97,10 @@ def resume_training(
     ckpt = load_checkpoint(checkpoint)
     overrides = dict(overrides or {})
     _reject_model_changes(ckpt["model_config"], overrides, allowed=(), checkpoint=checkpoint)
-    tokens = tokens_for(Vocab.from_dict(ckpt["vocab"]), text, checkpoint)
+    vocab = Vocab.from_dict(ckpt["vocab"])
+    tokens = tokens_for(vocab, text, checkpoint)
     val_fraction = overrides.get("val_fraction", ckpt.get("train_config", {}).get("val_fraction", 0.1))
-    train_tokens, val_tokens = split_train_val(tokens, val_fraction)
+    train_tokens, val_tokens = split_train_val(tokens, val_fraction, vocab.char_counts)
     ckpt["meta"] = {**(ckpt.get("meta") or {}), **(meta or {})}
     trainer = Trainer.resume(ckpt, train_tokens, val_tokens, out_dir or Path(checkpoint).parent, reporter, overrides)
     done = trainer.total_steps is not None and trainer.step >= trainer.total_steps
@@ -114,7 +129,7 @@ def init_from_checkpoint(
     _reject_model_changes(ckpt["model_config"], model_overrides, MODEL_FIELDS_FREE, checkpoint)
     vocab = Vocab.from_dict(ckpt["vocab"])
     tokens = tokens_for(vocab, text, checkpoint)
-    train_tokens, val_tokens = split_train_val(tokens, train_config.val_fraction)
+    train_tokens, val_tokens = split_train_val(tokens, train_config.val_fraction, vocab.char_counts)
     mcfg = ModelConfig(**{**ckpt["model_config"], **model_overrides})
     meta = {**(meta or {}), "init_from": str(checkpoint), "init_from_step": ckpt.get("step")}
     trainer = Trainer(mcfg, train_config, vocab, train_tokens, val_tokens, out_dir, reporter, meta)

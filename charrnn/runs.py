@@ -13,11 +13,12 @@ from datetime import datetime
 from pathlib import Path
 
 from charrnn.checkpoint import (
-    FORMAT_VERSION, MODEL_SUFFIXES, SUFFIX, SNAPSHOT_RE, checkpoint_bytes, is_resumable, latest_val_bpc,
+    MODEL_SUFFIXES, SUFFIX, SNAPSHOT_RE, checkpoint_bytes, format_version, is_resumable, latest_val_bpc,
     load_checkpoint, prune_snapshots, remove_stale_temps, write_checkpoint_bytes,
 )
 from charrnn.errors import CharrnnError
 from charrnn.runlock import FolderInUse, RunLock
+from charrnn.vocab import Vocab
 
 # What an inference-only export keeps: enough to rebuild the model and its vocabulary, and describe it.
 EXPORT_KEYS = ("model_config", "vocab", "model", "step", "epoch", "metrics", "best_val_bpc", "meta")
@@ -31,7 +32,9 @@ class CheckpointInfo:
     run: str  # its run folder, relative to the listed folder
     name: str  # best.pt, last.pt, step-000500.pt ...
     step: int | None  # training steps taken when it was written
-    val_bpc: float | None  # the latest validation loss it records, bits/char
+    val_bpc: float | None  # the latest validation loss it records, bits per character of text
+    val_bpt: float | None  # the same in bits per token (the same number for a character model)
+    tokens: str | None  # what the model reads: char, word or byte
     cell: str | None  # lstm | gru | rnn
     layers: int | None
     hidden: int | None
@@ -66,11 +69,15 @@ def describe(path: str | Path, root: str | Path | None = None) -> CheckpointInfo
         return CheckpointInfo(**base, step=None, val_bpc=None, cell=None, layers=None, hidden=None, params=None,
                               resumable=False, error=f"cannot read it: {e.strerror or e}")
     except CharrnnError as e:
-        return CheckpointInfo(**base, step=None, val_bpc=None, cell=None, layers=None, hidden=None, params=None,
-                              resumable=False, error=str(e).replace(str(path), path.name))
+        return CheckpointInfo(**base, step=None, val_bpc=None, val_bpt=None, tokens=None, cell=None, layers=None,
+                              hidden=None, params=None, resumable=False, error=str(e).replace(str(path), path.name))
     mc = ckpt.get("model_config", {})
     params = sum(t.numel() for t in ckpt["model"].values() if hasattr(t, "numel"))
-    return CheckpointInfo(**base, step=ckpt.get("step"), val_bpc=latest_val_bpc(ckpt), cell=mc.get("cell"),
+    kind = (ckpt.get("vocab") or {}).get("kind", "char")
+    vals = [r for r in ckpt.get("metrics") or [] if r.get("val_bpc") is not None]
+    bpt = vals[-1].get("val_bpt", vals[-1]["val_bpc"] if kind == "char" else None) if vals else None
+    return CheckpointInfo(**base, step=ckpt.get("step"), val_bpc=latest_val_bpc(ckpt), val_bpt=bpt, tokens=kind,
+                          cell=mc.get("cell"),
                           layers=mc.get("layers"), hidden=mc.get("hidden"), params=params,
                           resumable=is_resumable(ckpt))
 
@@ -190,7 +197,7 @@ def export_inference(source: str | Path, dest: str | Path, overwrite: bool = Fal
     else:
         from charrnn.safetensors_io import encode
 
-        data = encode(payload, FORMAT_VERSION)
+        data = encode(payload, format_version(payload["vocab"]))
     write_checkpoint_bytes(dest, data)
     return dest
 
@@ -199,6 +206,7 @@ def summary(path: str | Path) -> dict:
     """Everything `checkpoints show` prints, as plain data: configs, vocabulary, metrics history."""
     ckpt = load_checkpoint(path)
     info = describe(path)
+    vocab = Vocab.from_dict(ckpt["vocab"])
     return {
         "path": str(path),
         "format_version": ckpt["format_version"],
@@ -212,6 +220,8 @@ def summary(path: str | Path) -> dict:
         "model_config": ckpt.get("model_config"),
         "train_config": ckpt.get("train_config"),
         "meta": ckpt.get("meta") or {},
-        "vocab": ckpt["vocab"]["chars"],
+        "tokens": info.tokens,
+        "vocab_size": len(vocab),
+        "vocab": vocab.chars if vocab.kind == "char" else list(vocab.pieces) if vocab.kind == "word" else "UTF-8 bytes",
         "metrics": [r for r in ckpt.get("metrics") or [] if "val_bpc" in r],  # the evaluations
     }

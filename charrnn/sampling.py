@@ -1,8 +1,11 @@
 """Sampling text from a trained model: temperature, top-k, top-p (nucleus) and greedy decoding.
 
-`generate` is a generator that yields characters as they are produced, so a caller can
-stream them. Randomness comes only from the `torch.Generator` seeded here, never from
-global state: the same seed gives the same text.
+`generate` is a generator that yields text as it is produced, so a caller can stream it:
+a character per step for a character model, a word (or a character spelling one out) for a
+word model, and for a byte model each character once its last byte is drawn. A byte model
+draws only bytes that continue valid UTF-8 (`vocab.guard`), so its output always decodes.
+Randomness comes only from the `torch.Generator` seeded here, never from global state:
+the same seed gives the same text.
 """
 
 from __future__ import annotations
@@ -179,10 +182,9 @@ def prime_ids_for(vocab: Vocab, prime: str, unk: str = "error") -> list[int]:
     line break is not part of the output. Unknown prime characters follow `unk`.
     """
     start = default_prime(vocab)
-    ids = vocab.encode(prime, unk=unk)
     if prime.startswith(start):
-        return ids or vocab.encode(start)
-    return vocab.encode(start) + ids
+        return vocab.encode(prime, unk=unk) or vocab.encode(start)
+    return vocab.encode(start + prime, unk=unk)  # in one piece: word tokens may join across the line break
 
 
 def sample_ids(
@@ -197,8 +199,9 @@ def sample_ids(
     fast: bool = True,
     kernel: str = "fp32",
     watch_threads: bool = True,
+    guard=None,
 ) -> Iterator[torch.Tensor]:
-    """Yield `length` steps of (B,) next-character ids, each stream sampled independently.
+    """Yield `length` steps of (B,) next-token ids, each stream sampled independently.
 
     `fast=False` steps through `nn.LSTM` itself (the reference path); `fast=True` steps through
     a step kernel (`charrnn.stepkernels`): `kernel="fp32"` gives the same logits, bit for bit,
@@ -210,6 +213,8 @@ def sample_ids(
     Not an inference-mode generator: torch would enter and leave the mode at every `next()`
     (~5 µs a character); the kernels record no autograd graph anyway, and the nn.LSTM path
     enters the mode for its own call.
+    `guard` (from `vocab.guard(B)`, e.g. a byte model's UTF-8 automaton) masks the ids that
+    may not come next, before each draw.
     """
     check_sampling_args(length, temperature, top_k, top_p, seed)
     model.eval()
@@ -218,7 +223,11 @@ def sample_ids(
     noise = GumbelNoise(generator, tuple(logits.shape))
     stepper, watch = None, ThreadWatch(model, watch_threads)
     for i in range(length):
+        if guard is not None:
+            logits = logits.masked_fill(~torch.from_numpy(guard.allowed()).to(logits.device), float("-inf"))
         ids = pick(logits, temperature, top_k, top_p, noise)  # (B,)
+        if guard is not None:
+            guard.advance(ids.tolist())
         yield ids
         if i + 1 < length:
             if fast:
@@ -247,16 +256,15 @@ def generate(
     fast: bool = True,
     kernel: str = "fp32",
 ) -> Iterator[str]:
-    """Yield up to `length` generated characters one at a time, continuing `prime`.
+    """Yield the text of up to `length` generated tokens as it comes, continuing `prime`.
 
     Stops early after a stop string is produced (it is included). Characters of the prime
     that the model never saw raise a CharrnnError naming them (or are dropped, unk='skip').
     """
-    for chars in generate_batch(model, vocab, 1, length, prime, temperature, top_k, top_p, seed, stop, unk, fast,
-                                kernel):
-        if not chars[0]:
-            return
-        yield chars[0]
+    for pieces in generate_batch(model, vocab, 1, length, prime, temperature, top_k, top_p, seed, stop, unk, fast,
+                                 kernel):
+        if pieces[0]:
+            yield pieces[0]
 
 
 def sample_text(model: CharRNN, vocab: Vocab, length: int = 500, prime: str = "", **kwargs) -> str:
@@ -291,24 +299,39 @@ def generate_batch(
     fast: bool = True,
     kernel: str = "fp32",
 ) -> Iterator[list[str]]:
-    """Generate `n` samples together as one batch; per step, yield each one's new character.
+    """Generate `n` samples together as one batch; per step, yield each one's new text.
 
-    A sample that has produced a stop string yields '' from then on; the batch ends when
-    every sample has stopped or `length` steps are done. Sample i depends only on the
-    seed and n, never on when the others stop (every stream is drawn at every step).
+    A step's text is one token's (a character, a word), or for a byte model the character
+    its byte completes ('' while one is incomplete). A sample that has produced a stop string
+    (its text then ends right after it) yields '' from then on; the batch ends when every
+    sample has stopped or `length` steps are done. Sample i depends only on the seed and n,
+    never on when the others stop (every stream is drawn at every step).
     """
     if n < 1:
         raise UsageError("--num-samples must be at least 1")
     prime_ids = prime_ids_for(vocab, prime, unk)
     longest_stop = max((len(s) for s in stop), default=0)
     tails, done = [""] * n, [False] * n
-    for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, batch=n, fast=fast, kernel=kernel):
-        chars = []
-        for i, idx in enumerate(ids.tolist()):  # (B,) -> one character per sample
-            chars.append("" if done[i] else vocab.chars[idx])
-            if stop and not done[i]:
-                tails[i] = (tails[i] + chars[i])[-longest_stop:]
-                done[i] = any(tails[i].endswith(s) for s in stop)
-        yield chars
+    decoders = [vocab.decoder() for _ in range(n)]
+    guard = vocab.guard(n)
+    for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, batch=n, fast=fast, kernel=kernel,
+                          guard=guard):
+        pieces = []
+        for i, idx in enumerate(ids.tolist()):  # (B,) -> one piece of text per sample
+            piece = "" if done[i] else decoders[i](idx)
+            if stop and piece:
+                piece, done[i] = cut_at_stop(tails[i], piece, stop)
+                tails[i] = (tails[i] + piece)[-longest_stop:]
+            pieces.append(piece)
+        yield pieces
         if all(done):
             return
+
+
+def cut_at_stop(tail: str, piece: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """`piece` up to the end of the first stop string that ends inside it, given the text before
+    it ends with `tail`; and whether one did. (A word token can hold a stop string and more.)"""
+    ends = [at + len(s) for s in stop if (at := (tail + piece).find(s, max(0, len(tail) - len(s) + 1))) >= 0]
+    if not ends:
+        return piece, False
+    return piece[: min(ends) - len(tail)], True

@@ -10,6 +10,13 @@ input is the previous character, and there is no start-of-text symbol. It is sho
 not scored, exactly as in `evaluate` (N characters give N - 1 predictions), so the
 per-character surprisals of `score_text` add up to the total of
 `evaluate(batch_size=1)` over the same characters.
+
+Word and byte models (`tokenkind`) predict tokens, not characters. A token's surprisal is
+*spread evenly over the characters it stands for*: each character of a word token gets the
+word's bits divided by its length, and a character made of several bytes gets the sum of its
+bytes' bits (exactly its surprisal, by the chain rule). So the colours are on the same bits
+per character scale for every kind, and the per-character figures still add up to the total;
+the first token is not scored (for a byte model, the first character's lead byte).
 """
 
 from __future__ import annotations
@@ -27,27 +34,45 @@ from charrnn.vocab import Vocab
 
 @dataclass
 class Encoded:
-    tokens: np.ndarray  # (K,) ids of the characters the model knows, in order
-    known: np.ndarray  # (N,) bool over the text: True where the character is in the vocabulary
+    tokens: np.ndarray  # (K,) ids of the tokens the model reads, in order
+    known: np.ndarray  # (N,) bool over the text: True where the character can be encoded
     oov: dict[str, int]  # unknown character -> how many times it occurs (skipped)
+    starts: np.ndarray | None = None  # (K,) token k stands for text[starts[k]:ends[k]]
+    ends: np.ndarray | None = None  # (K,)
 
     @property
     def oov_count(self) -> int:
         return sum(self.oov.values())
 
+    def coverage(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions (M,), owners (M,)): every (character, token) pair where the token's span holds the character."""
+        lengths = self.ends - self.starts  # (K,)
+        first = np.repeat(self.starts - (np.cumsum(lengths) - lengths), lengths)
+        positions = np.arange(int(lengths.sum())) + first  # (M,)
+        owners = np.repeat(np.arange(len(self.tokens)), lengths)  # (M,)
+        keep = self.known[positions]
+        return positions[keep], owners[keep]
+
+    def token_of_char(self) -> np.ndarray:
+        """(number of known characters,) for each known character, the last token covering it:
+        the model has read the whole character once it has read that token."""
+        last = np.full(len(self.known), -1, dtype=np.int64)
+        positions, owners = self.coverage()
+        np.maximum.at(last, positions, owners)
+        return last[self.known]
+
 
 def encode_known(vocab: Vocab, text: str) -> Encoded:
-    """Text -> ids of its known characters, plus which characters were unknown and how often.
+    """Text -> ids of its known characters' tokens, plus which characters were unknown and how often.
 
-    Vectorised over code points, so a 100 MB text encodes in about a second.
+    Vectorised over code points for characters, so a 100 MB text encodes in about a second.
     """
-    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (N,)
-    ids = vocab.id_table(int(points.max(initial=0)) + 1, missing=-1, dtype=np.int64)[points]  # (N,) -1 where unknown
-    known = ids >= 0
-    unknown, counts = np.unique(points[~known], return_counts=True)
-    oov = {chr(int(p)): int(k) for p, k in zip(unknown, counts)}
-    oov = dict(sorted(oov.items(), key=lambda kv: -kv[1]))
-    return Encoded(ids[known].astype(vocab.dtype), known, oov)
+    ids, starts, ends, oov = vocab.encode_spans(text)
+    known = np.ones(len(text), dtype=bool)
+    if oov:
+        points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)  # (N,)
+        known = ~np.isin(points, [ord(c) for c in oov])
+    return Encoded(ids, known, oov, starts, ends)
 
 
 @dataclass
@@ -84,7 +109,7 @@ def eval_text(
     run's held-out text reproduces its validation figure.
     """
     enc = encode_known(vocab, text)
-    result = evaluate(model, enc.tokens, batch_size, seq_len, device, autocast_dtype)
+    result = evaluate(model, enc.tokens, batch_size, seq_len, device, autocast_dtype, char_counts=vocab.char_counts)
     return TextEval(result, len(text), enc.oov, batch_size, seq_len)
 
 
@@ -105,10 +130,13 @@ class Surprisal:
     text: str  # the whole text, unknown characters included
     bits: np.ndarray  # (N,) surprisal of each character in bits; NaN where not scored
     oov: dict[str, int] = field(default_factory=dict)  # unknown characters (not scored), with counts
+    chars: int | None = None  # characters the predicted tokens stand for (None: the scored ones)
+    tokens: int | None = None  # tokens predicted (None: one per scored character)
 
     @property
     def scored(self) -> int:
-        return int(np.isfinite(self.bits).sum())
+        """Characters scored: what bits per character divide by (as `evaluate` counts them)."""
+        return self.chars if self.chars is not None else int(np.isfinite(self.bits).sum())
 
     @property
     def total_bits(self) -> float:
@@ -126,6 +154,7 @@ class Surprisal:
             "bits_per_char": self.bits_per_char,
             "total_bits": self.total_bits,
             "chars": self.scored,
+            "tokens": self.tokens if self.tokens is not None else self.scored,
             "chars_read": len(self.text),
             "oov_chars": sum(self.oov.values()),
             "oov": self.oov,
@@ -144,14 +173,21 @@ def score_text(
 ) -> Surprisal:
     """Surprisal of every character, -log2 p(char | everything before it), one stream from the start.
 
-    Unknown characters and the first known character get NaN (see the module doc).
+    Unknown characters and the first token's characters get NaN; a token's bits are spread
+    over its characters (see the module doc).
     """
     enc = encode_known(vocab, text)
     bits = np.full(len(text), np.nan)
-    nll = char_nll(model, enc.tokens, seq_len, device)  # (K - 1,) nats
-    positions = np.flatnonzero(enc.known)  # (K,) where each known character sits in the text
-    bits[positions[1:]] = nll / LN2
-    return Surprisal(text, bits, enc.oov)
+    nll = char_nll(model, enc.tokens, seq_len, device)  # (K - 1,) nats, for tokens 1 .. K-1
+    positions, owners = enc.coverage()  # (M,) every known character with each token covering it
+    scored = owners > 0
+    positions, owners = positions[scored], owners[scored]
+    if len(owners):
+        share = (nll / LN2)[owners - 1] / np.bincount(owners, minlength=len(enc.tokens))[owners]  # (M,)
+        bits[np.unique(positions)] = 0.0
+        np.add.at(bits, positions, share)
+    chars = int(vocab.char_counts[np.asarray(enc.tokens[1:], dtype=np.int64)].sum())
+    return Surprisal(text, bits, enc.oov, chars, max(len(enc.tokens) - 1, 0))
 
 
 def surprising_spans(text: str, bits: np.ndarray, top: int = 10, threshold: float | None = None) -> list[Span]:

@@ -24,6 +24,9 @@ in code-point order with the dtype that fits them, the .bin's size must match, a
 must match the checksum recorded at write time - the whole file up to 64 MB, 64 evenly spaced
 blocks beyond that (a few MB of reading for any size; `verify=True` reads it all), ids below the
 vocabulary size. A bad entry is rebuilt, with a warning that says why.
+
+Word and byte models (`kind`) cache their own ids under their own key: `vocabbuild` builds
+their vocabulary (a word count between the two passes) and encodes pass 2.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ from charrnn.fileio import CHUNK, atomic_write, atomic_write_text, os_advice, sw
 from charrnn.corpus import expand_sources, some
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.textscan import iter_text, normalize_encoding
+from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
 from charrnn.vocab import Vocab
+from charrnn.vocabbuild import build_vocab, encode_tokens
 
 CACHE_FORMAT = 2  # 2: the .json records checksums of the .bin
 FULL_CHECK_BYTES = 64 << 20  # token files up to this size are verified whole on every hit
@@ -64,7 +69,7 @@ class Corpus:
     """A prepared corpus: its vocabulary and its text as token ids on disk."""
 
     name: str  # a short name: the first source's file stem, or "stdin"
-    vocab: Vocab  # the sorted distinct code points of the text
+    vocab: Vocab  # the sorted distinct code points of the text (or a word or byte vocabulary)
     tokens: np.ndarray  # (N,) ids, a read-only memory map of `path`
     path: Path  # the cached token file
     sources: list[str]  # the files read, in order (STDIN for -)
@@ -72,6 +77,7 @@ class Corpus:
     cached: bool  # True when the tokens came from the cache (nothing was decoded)
     seconds: float  # time spent preparing
     skipped: list[str] = field(default_factory=list)  # binary files found in folders and left out
+    chars: int = 0  # characters of text the tokens stand for (0: one per token)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -80,8 +86,14 @@ class Corpus:
         origin = ", ".join(self.sources) if len(self.sources) <= 3 else f"{len(self.sources)} files"
         how = "cached tokens" if self.cached else f"encoded in {self.seconds:.1f}s"
         skipped = f"; skipped {len(self.skipped)} binary file(s) in folders ({some(self.skipped)})" if self.skipped else ""
-        return (f"{len(self):,} characters ({len(self.vocab)} distinct, {self.tokens.dtype} ids) "
-                f"from {origin}; {how}{skipped}")
+        chars = self.chars or len(self)
+        what = {
+            "char": f"{len(self):,} characters ({len(self.vocab)} distinct",
+            "word": f"{len(self):,} word tokens for {chars:,} characters ({len(self.vocab):,} ids: "
+                    f"{len(self.vocab) - len(self.vocab.chars):,} tokens + {len(self.vocab.chars)} characters",
+            "byte": f"{len(self):,} bytes for {chars:,} characters (256 byte ids",
+        }[self.vocab.kind]
+        return f"{what}, {self.tokens.dtype} ids) from {origin}; {how}{skipped}"
 
 
 # ---- hashing --------------------------------------------------------------------------------------
@@ -258,8 +270,9 @@ def encode_files(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, out
 # ---- the cache ------------------------------------------------------------------------------------
 
 
-def _cache_key(shas: list[str], encoding: str) -> str:
-    return hashlib.sha256(f"charrnn-tokens {CACHE_FORMAT}\n{encoding}\n{chr(10).join(shas)}".encode()).hexdigest()
+def _cache_key(shas: list[str], encoding: str, kind: str = "char", max_vocab: int = DEFAULT_MAX_VOCAB) -> str:
+    how = {"char": "", "byte": "\nbyte", "word": f"\nword {max_vocab}"}[kind]  # char keys are as they always were
+    return hashlib.sha256(f"charrnn-tokens {CACHE_FORMAT}\n{encoding}\n{chr(10).join(shas)}{how}".encode()).hexdigest()
 
 
 def sample_starts(n: int, blocks: int = SAMPLE_BLOCKS, block: int = SAMPLE_BLOCK) -> tuple[list[int], int]:
@@ -298,18 +311,26 @@ class _HashingWriter:
         return self.f.write(data)
 
 
-def check_cached(meta_path: Path, verify: bool = False) -> tuple[Vocab, np.memmap]:
-    """A cache entry's vocabulary and token memmap, checked; raises ValueError saying what is wrong.
+def _cached_vocab(d) -> Vocab:
+    """The vocabulary a cache entry records, checked (a character one: distinct, in code-point order)."""
+    if not isinstance(d, dict) or d.get("kind", "char") == "char":
+        chars = d.get("chars") if isinstance(d, dict) else None
+        if not isinstance(chars, str) or not chars or any(a >= b for a, b in zip(chars, chars[1:])):
+            raise ValueError("its vocabulary is not a set of distinct characters in code-point order")
+        return Vocab(chars)
+    return Vocab.from_dict(d)  # a word or byte vocabulary checks itself (ValueError, KeyError, TypeError)
+
+
+def check_cached(meta_path: Path, verify: bool = False) -> tuple[Vocab, np.memmap, int]:
+    """A cache entry's vocabulary, token memmap and character count, checked; raises ValueError saying what is wrong.
 
     FileNotFoundError when there is no entry at all (a plain miss).
     """
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
         raise ValueError("it was written by another version of charrnn")
-    chars, dtype, length, sums = meta.get("vocab", {}).get("chars"), meta.get("dtype"), meta.get("length"), meta.get("checksum")
-    if not isinstance(chars, str) or not chars or any(a >= b for a, b in zip(chars, chars[1:])):
-        raise ValueError("its vocabulary is not a set of distinct characters in code-point order")
-    vocab = Vocab(chars)
+    dtype, length, sums = meta.get("dtype"), meta.get("length"), meta.get("checksum")
+    vocab = _cached_vocab(meta.get("vocab"))
     if dtype != vocab.dtype.name or not isinstance(length, int) or isinstance(length, bool) or length < 2:
         raise ValueError("its id type or length does not fit its vocabulary")
     if not isinstance(sums, dict) or not all(isinstance(sums.get(k), str) for k in ("blake2b", "sampled")):
@@ -329,12 +350,16 @@ def check_cached(meta_path: Path, verify: bool = False) -> tuple[Vocab, np.memma
         starts, n = sample_starts(length)
         top = max(int(tokens[s : s + n].max()) for s in starts)
     if top >= len(vocab):
-        raise ValueError(f"its token file holds id {top}, beyond its {len(vocab)}-character vocabulary")
-    return vocab, tokens
+        raise ValueError(f"its token file holds id {top}, beyond its {len(vocab)}-id vocabulary")
+    chars = meta.get("chars", length)
+    if not isinstance(chars, int) or isinstance(chars, bool) or chars < 1:
+        raise ValueError("its character count is not a number")
+    return vocab, tokens, chars
 
 
-def _open_cached(meta_path: Path, warn: Callable[[str], None], verify: bool) -> tuple[Vocab, np.memmap] | None:
-    """The vocabulary and token memmap of a cache entry, or None if it is absent or bad (bad: with a warning)."""
+def _open_cached(meta_path: Path, warn: Callable[[str], None], verify: bool) -> tuple[Vocab, np.memmap, int] | None:
+    """The vocabulary, token memmap and character count of a cache entry, or None if it is absent or bad
+    (bad: with a warning)."""
     try:
         return check_cached(meta_path, verify)
     except FileNotFoundError:
@@ -345,17 +370,22 @@ def _open_cached(meta_path: Path, warn: Callable[[str], None], verify: bool) -> 
         return None
 
 
-def _write_tokens(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, n: int, dest: Path, meter: _Meter) -> str:
+def _write_tokens(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, n: int, dest: Path,
+                  meter: _Meter) -> tuple[str, int]:
     """Encode into a temp file beside `dest` and rename it into place: never a half-written cache entry.
 
-    Returns the blake2b of what was written.
+    Returns the blake2b of what was written and the number of tokens (`n`, the characters, for a
+    character vocabulary).
     """
     with atomic_write(dest) as out:
         hashing = _HashingWriter(out)
-        written = encode_files(files, vocab, encoding, hashing, meter)
-        if written != n:  # raised inside the block: the temporary file is deleted
-            raise CharrnnError(f"the corpus changed while it was being read ({n:,} then {written:,} characters): try again")
-    return hashing.hash.hexdigest()
+        if vocab.kind == "char":
+            written = read = encode_files(files, vocab, encoding, hashing, meter)
+        else:
+            written, read = encode_tokens(files, vocab, encoding, hashing, meter)
+        if read != n:  # raised inside the block: the temporary file is deleted
+            raise CharrnnError(f"the corpus changed while it was being read ({n:,} then {read:,} characters): try again")
+    return hashing.hash.hexdigest(), written
 
 
 def sweep_cache(root: Path) -> None:
@@ -377,17 +407,20 @@ def _check_text(chars: str, n: int, names: list[str]) -> None:
 
 def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding: str = "utf-8",
                    cache: str | Path | None = None, progress: Progress | None = None,
-                   warn: Callable[[str], None] | None = None, verify: bool = False) -> Corpus:
+                   warn: Callable[[str], None] | None = None, verify: bool = False, kind: str = "char",
+                   max_vocab: int = DEFAULT_MAX_VOCAB) -> Corpus:
     """Files, folders (with `globs`), catalog names or '-' -> a Corpus of memory-mapped token ids.
 
     The first call on a text decodes it twice (character set, then ids) and caches the ids;
     later calls on the same bytes open the cached array without decoding anything.
     `progress(phase, done, total)` is called as bytes are hashed, checked and encoded; `warn(message)`
     when a damaged cache entry is rebuilt (default: a Python warning). `verify=True` checks a cached
-    token file whole, whatever its size.
+    token file whole, whatever its size. `kind` is the token kind (char, word or byte; `max_vocab`
+    ids for words, see `wordvocab`).
     """
     from charrnn.catalog import resolve_source
 
+    check_kind(kind)
     t0 = time.perf_counter()
     encoding = normalize_encoding(encoding)
     root = Path(cache) if cache is not None else cache_dir()
@@ -408,32 +441,33 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
         files = [(spooled, STDIN) if s == "-" else (Path(s), s) for s in expanded]
         total = sum(p.stat().st_size for p, _ in files)
         meter = _Meter(progress, "hashing", total)
-        key = _cache_key([stdin_sha if label == STDIN else file_sha256(p, root, meter) for p, label in files], encoding)
+        key = _cache_key([stdin_sha if label == STDIN else file_sha256(p, root, meter) for p, label in files], encoding,
+                         kind, max_vocab)
         names = [n for _, n in files]
         name = "stdin" if sources[0] == "-" else (Path(sources[0]).resolve().stem or "corpus")
         meta_path = root / "tokens" / f"{key}.json"
         hit = _open_cached(meta_path, warn or _python_warning, verify)
         if hit:
-            vocab, tokens = hit
+            vocab, tokens, n = hit
             return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, True,
-                          time.perf_counter() - t0, found.binary)
+                          time.perf_counter() - t0, found.binary, n)
         chars, n = scan_characters(files, encoding, _Meter(progress, "checking", total))
         _check_text(chars, n, names)
-        vocab = Vocab(chars)
+        vocab = build_vocab(kind, chars, files, encoding, max_vocab, _Meter(progress, "counting words", total))
         bin_path = meta_path.with_suffix(".bin")
         try:
             meta_path.unlink(missing_ok=True)  # a .json never describes a .bin it was not written with
-            full = _write_tokens(files, vocab, encoding, n, bin_path, _Meter(progress, "encoding", total))
-            tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(n,))
+            full, length = _write_tokens(files, vocab, encoding, n, bin_path, _Meter(progress, "encoding", total))
+            tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(length,))
             atomic_write_text(meta_path, json.dumps({
                 "format": CACHE_FORMAT, "encoding": encoding, "vocab": vocab.to_dict(), "dtype": vocab.dtype.name,
-                "length": n, "bytes": total, "sources": names,
+                "length": length, "chars": n, "bytes": total, "sources": names,
                 "checksum": {"blake2b": full, "sampled": sampled_digest(tokens)},
             }, ensure_ascii=False))
         except OSError as e:
             raise CharrnnError(f"cannot write the token cache in {root} ({e.strerror}): {os_advice(e)}, "
                                f"or set CHARRNN_CACHE to another folder") from None
-        return Corpus(name, vocab, tokens, bin_path, names, total, False, time.perf_counter() - t0, found.binary)
+        return Corpus(name, vocab, tokens, bin_path, names, total, False, time.perf_counter() - t0, found.binary, n)
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)

@@ -6,6 +6,10 @@ global gradient norm and takes an AdamW step. The state is then detached (the gr
 is cut, the values carried) and fed to the next step; it is reset only when the
 streams wrap around at the end of an epoch.
 
+Losses are reported in bits per character of the text for every kind of token (`tokenkind`):
+a step's loss in nats per token times its tokens over the characters its targets stand for
+(`vocab.char_counts`), bits per token beside them. For characters the two are the same.
+
 `Trainer` knows nothing about terminals: it reports through a `Reporter`, which the
 CLI implements with a progress bar (or log lines when stderr is not a terminal). Its
 helpers each live beside it: the budget and schedule (`budget`), what a checkpoint holds
@@ -31,7 +35,7 @@ from charrnn.batcher import StreamBatcher
 from charrnn.budget import Budget, lr_at
 from charrnn.checkpoint import SaveError, load_checkpoint
 from charrnn.config import ModelConfig, TrainConfig, fit_to_text
-from charrnn.corpus import split_train_val
+from charrnn.corpus import split_train_val, token_index_at_char
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.evaluation import LN2, evaluate
 from charrnn.model import CharRNN, detach_state
@@ -40,11 +44,14 @@ from charrnn.runfolder import RunFolder
 from charrnn.runtime import check_threads, resolve_device, resolve_precision, torch_threads
 from charrnn.sampling import sample_text
 from charrnn.stopsignals import StopSignals
+from charrnn.tokenkind import DEFAULT_MAX_VOCAB
 from charrnn.vocab import Vocab
+from charrnn.vocabbuild import vocab_for_text
 
 __all__ = ["Reporter", "TrainConfig", "TrainResult", "Trainer", "train_on_text", "train_on_tokens"]
 
 MAX_BAD_STEPS = 10  # non-finite steps in a row before a run gives up
+UNUSED_ID_BIAS = -15.0  # output bias of ids the text never uses (e^-15 each: ~0 probability, still learnable)
 LARGE_VOCAB = 4096  # distinct characters above which a run is warned what its vocabulary costs
 
 
@@ -60,7 +67,7 @@ def training_memory(m: ModelConfig, c: TrainConfig) -> int:
     return 16 * m.num_params() + 4 * c.batch_size * c.seq_len * per_char
 
 
-def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter: "Reporter") -> None:
+def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter: "Reporter", kind: str = "char") -> None:
     """Refuse a run that cannot fit in memory before building it; warn what a huge vocabulary costs."""
     from charrnn.runtime import check_memory, fmt_bytes
 
@@ -68,14 +75,14 @@ def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter: "Rep
     shape = f"a {m.cell} {m.layers}x{m.hidden} model (embed {m.embed}, vocabulary {m.vocab_size:,}, " \
             f"{m.num_params():,} parameters) trained on batch {c.batch_size} x seq {c.seq_len}"
     check_memory(need, shape, "use a smaller --hidden, --layers, --embed, --batch-size or --seq-len", device)
-    if m.vocab_size > LARGE_VOCAB:
+    if m.vocab_size > LARGE_VOCAB and kind == "char":  # (a word vocabulary is meant to be large)
         in_vocab = m.vocab_size * (m.embed + m.hidden + 1)
         reporter.on_warning(
             f"the corpus has {m.vocab_size:,} distinct characters: the embedding and output layers hold "
             f"{in_vocab:,} of the model's {m.num_params():,} parameters, each step computes {m.vocab_size:,} "
             f"logits per character, and training needs about {fmt_bytes(need)} at its peak. Most of those characters "
             f"are rare (`charrnn corpus stats` lists them): fold the rare ones into one character, or train on "
-            f"a byte-level (UTF-8) version of the text, to train many times faster")
+            f"the text's UTF-8 bytes (--tokens byte: 256 ids), to train many times faster")
 
 
 class Diverged(Exception):
@@ -118,6 +125,26 @@ def make_optimizer(model: CharRNN, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
 
+def silence_unused_ids(model: CharRNN, vocab: Vocab, *token_arrays: np.ndarray) -> int:
+    """Start the output bias of ids that never occur in the text at UNUSED_ID_BIAS; returns how many.
+
+    A byte vocabulary has all 256 ids whatever the text, and an English text uses about 80 of
+    them. From a zero bias the other 176 would take a share of every prediction that training
+    only slowly drives out (measured on War and Peace, 1x64 LSTM, 600 steps: 3.13 bits/char
+    against 2.95 with this, the character model's figure). A character or word vocabulary is
+    built from the text itself, so every id occurs and nothing changes.
+    """
+    if vocab.kind != "byte":
+        return 0
+    seen = np.zeros(len(vocab), dtype=bool)
+    for tokens in token_arrays:
+        for a in range(0, len(tokens), 1 << 22):
+            seen |= np.bincount(np.asarray(tokens[a : a + (1 << 22)]), minlength=len(vocab)) > 0
+    with torch.no_grad():
+        model.head.bias[torch.from_numpy(~seen).to(model.head.bias.device)] = UNUSED_ID_BIAS
+    return int((~seen).sum())
+
+
 class Trainer:
     """Owns the model, optimizer, data cursor and carried state of one run."""
 
@@ -146,17 +173,21 @@ class Trainer:
             check_threads(train_config.threads)
         if not self.dist.is_main:
             self.reporter, self.out_dir = Reporter(), None  # only rank 0 writes and reports
-        check_model_fits(model_config, train_config, self.device.type, self.reporter)
+        check_model_fits(model_config, train_config, self.device.type, self.reporter, vocab.kind)
         torch.manual_seed(train_config.seed)
         self.model = CharRNN(model_config).to(self.device)
+        silence_unused_ids(self.model, vocab, train_tokens, val_tokens)  # (resume and --init-from load weights over it)
         self.net = distributed.wrap(self.model, self.dist, self.device)  # what training calls: the model or its DDP wrapper
         self.optimizer = make_optimizer(self.model, train_config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.batcher = StreamBatcher(train_tokens, train_config.batch_size, train_config.seq_len, vocab_size=len(vocab))
         self.budget = Budget(train_config.steps, train_config.epochs, train_config.time, self.batcher.steps_per_epoch)
-        self.val_tokens = val_tokens[: train_config.eval_chars] if train_config.eval_chars else val_tokens
+        counts = vocab.char_counts  # (V,) characters each id stands for
+        self.char_counts = None if (counts == 1).all() else torch.from_numpy(counts)  # None: one per token
+        eval_end = token_index_at_char(val_tokens, counts, train_config.eval_chars) if train_config.eval_chars else None
+        self.val_tokens = val_tokens[:eval_end]  # the first eval_chars characters of the held-out text
         if len(self.val_tokens) and int(np.max(self.val_tokens)) >= len(vocab):
-            raise CharrnnError(f"the held-out token ids go beyond the {len(vocab)}-character vocabulary: "
+            raise CharrnnError(f"the held-out token ids go beyond the {len(vocab)}-id vocabulary: "
                                "the token cache is damaged; delete it ($CHARRNN_CACHE/tokens) and run again")
         self.rows = self.dist.shard(train_config.batch_size)  # this rank's streams
         self.local_batch = self.rows.stop - self.rows.start
@@ -166,6 +197,8 @@ class Trainer:
         self.elapsed = 0.0  # seconds of this run (training, validation, saving, samples), summed across resumes
         self.train_seconds = 0.0  # seconds spent in training steps, this session only (for chars/s)
         self.steps_this_session = 0
+        self.chars_this_session = 0  # characters of text the steps' targets stood for
+        self.val_chars_per_token = 1.0  # characters per token of the held-out text (set by `validate`)
         self.best_val_bpc: float | None = None
         self.history: list[dict] = []  # every log and eval record (written to metrics.jsonl)
         self.data = trainstate.data_fingerprint(train_tokens, self.val_tokens)
@@ -173,7 +206,7 @@ class Trainer:
         self.saved_step: int | None = None  # the step last.pt was last written at, this session
         self.good_step = 0  # the last step whose update was finite (skipped steps leave the weights as they were)
         self._until_step: int | None = None
-        self._window = [0, 0.0]  # steps and training seconds since the last log record
+        self._window = [0, 0.0, 0]  # steps, training seconds and characters since the last log record
         self._recent_steps: deque[float] = deque(maxlen=20)  # seconds of the last training steps
 
     @classmethod
@@ -217,7 +250,13 @@ class Trainer:
         return next((r["bpc"] for r in reversed(self.history) if "bpc" in r), None)
 
     def chars_per_second(self) -> float:
-        """Average training throughput of this session (training steps only)."""
+        """Average training throughput of this session in characters of text (training steps only)."""
+        if self.char_counts is None:  # one character per token
+            return self.tokens_per_second()
+        return self.chars_this_session / max(self.train_seconds, 1e-9)
+
+    def tokens_per_second(self) -> float:
+        """Average training throughput of this session in tokens (training steps only)."""
         return self.steps_this_session * self.cfg.batch_size * self.cfg.seq_len / max(self.train_seconds, 1e-9)
 
     def final_eval_reserve(self) -> float:
@@ -227,7 +266,7 @@ class Trainer:
         timed = [r["eval_seconds"] for r in self.history if r.get("eval_seconds")]
         if timed:
             return timed[-1]
-        # none yet: a forward pass over the held-out text, ~3x faster per character than a training step.
+        # none yet: a forward pass over the held-out text, ~3x faster per token than a training step.
         # The step time is the median of the recent steps, not the session's mean: the first step's one-time
         # costs, or a 2-thread step timed while another process holds a core (StepTuner), would otherwise
         # make the reserve look longer than the whole budget and stop the run after a step or two.
@@ -254,9 +293,11 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------------------
 
     def train_step(self) -> dict:
-        """One TBPTT step; returns the loss (nats/char), the pre-clip gradient norm, the lr, and whether
-        the update was taken (`finite`) or skipped as a normal fp16 overflow (`overflow`)."""
+        """One TBPTT step; returns the loss (nats/token), the characters its targets stand for, the
+        pre-clip gradient norm, the lr, and whether the update was taken (`finite`) or skipped as a
+        normal fp16 overflow (`overflow`)."""
         x, y, wrapped = self.batcher.next_batch()  # (B, T), (B, T)
+        chars = y.numel() if self.char_counts is None else int(self.char_counts[y].sum())  # all streams, every rank
         if wrapped:
             self.epoch += 1
             self.state = self.model.init_state(self.local_batch, self.device)  # the text restarts
@@ -292,7 +333,8 @@ class Trainer:
             self.state = self.model.init_state(self.local_batch, self.device)
         self.scaler.update()
         self.step += 1
-        return {"loss": loss_value, "grad_norm": grad_norm, "lr": lr, "finite": finite, "overflow": overflow}
+        return {"loss": loss_value, "chars": chars, "grad_norm": grad_norm, "lr": lr, "finite": finite,
+                "overflow": overflow}
 
     # -- validation and saving -----------------------------------------------------------------------
 
@@ -307,12 +349,17 @@ class Trainer:
         return self._eval_dtype
 
     def validate(self) -> float | None:
-        """Validation loss in nats/char over the held-out text (None if there is none)."""
+        """Validation loss in nats per character of the held-out text (None if there is none).
+
+        `val_chars_per_token` keeps the ratio that turns it into nats per token.
+        """
         if len(self.val_tokens) < 2:
             return None
         result = evaluate(self.model, self.val_tokens, batch_size=64, seq_len=256, device=self.device,
-                          autocast_dtype=self.eval_dtype(), shard=(self.dist.rank, self.dist.world))
-        nll, chars = distributed.all_reduce([result.nll_nats, result.chars], self.device, self.dist)
+                          autocast_dtype=self.eval_dtype(), shard=(self.dist.rank, self.dist.world),
+                          char_counts=self.vocab.char_counts)
+        nll, tokens, chars = distributed.all_reduce([result.nll_nats, result.tokens, result.chars], self.device, self.dist)
+        self.val_chars_per_token = chars / max(tokens, 1)
         return nll / max(chars, 1)
 
     def snapshot_name(self) -> str:
@@ -360,9 +407,11 @@ class Trainer:
         t0 = time.perf_counter()
         val = self.validate()
         self._check_finite(val)
+        per_token = None if val is None else val * self.val_chars_per_token  # nats per token
         bpc = None if val is None else val / LN2
         record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2),
-                  "val_loss": val, "val_bpc": bpc, "eval_seconds": round(time.perf_counter() - t0, 3)}
+                  "val_loss": per_token, "val_bpc": bpc, "val_bpt": None if val is None else per_token / LN2,
+                  "eval_seconds": round(time.perf_counter() - t0, 3)}
         improved = bpc is not None and (self.best_val_bpc is None or bpc < self.best_val_bpc)
         if improved:
             self.best_val_bpc = bpc
@@ -409,13 +458,15 @@ class Trainer:
     def _log(self, out: dict) -> None:
         if self.dist.enabled:  # the mean loss over all streams, as one process would see it
             out["loss"] = distributed.all_reduce([out["loss"]], self.device, self.dist)[0] / self.dist.world
-        steps, seconds = self._window
+        steps, seconds, chars = self._window
+        tokens = self.cfg.batch_size * self.cfg.seq_len  # per step
         record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2),
-                  "loss": out["loss"], "bpc": out["loss"] / LN2, "grad_norm": out["grad_norm"], "lr": out["lr"],
-                  "chars_per_sec": steps * self.cfg.batch_size * self.cfg.seq_len / max(seconds, 1e-9)}
+                  "loss": out["loss"], "bpc": out["loss"] * tokens / max(out["chars"], 1) / LN2, "bpt": out["loss"] / LN2,
+                  "grad_norm": out["grad_norm"], "lr": out["lr"], "chars_per_sec": chars / max(seconds, 1e-9),
+                  "tokens_per_sec": steps * tokens / max(seconds, 1e-9)}
         self.history.append(record)
         self.reporter.on_log(record)
-        self._window = [0, 0.0]
+        self._window = [0, 0.0, 0]
 
     def _after_step(self, out: dict) -> None:
         """Log, validate and save, and show a live sample, each when its interval comes round."""
@@ -458,7 +509,9 @@ class Trainer:
             with self._clock(training=True):
                 out = self._tuned_step()
             self.steps_this_session += 1
+            self.chars_this_session += out["chars"]
             self._window[0] += 1
+            self._window[2] += out["chars"]
             bad_steps = 0 if out["finite"] else bad_steps + 1
             if out["finite"]:
                 self.good_step = self.step
@@ -541,14 +594,17 @@ def train_on_text(
     out_dir: str | Path | None = None,
     reporter: Reporter | None = None,
     meta: dict | None = None,
+    kind: str = "char",
+    max_vocab: int = DEFAULT_MAX_VOCAB,
 ) -> tuple[Trainer, TrainResult]:
     """Build the vocabulary from `text`, hold out its tail for validation, and train.
 
     `model_config` holds ModelConfig fields other than vocab_size (cell, layers, hidden, ...).
+    `kind` is the token kind: char, word (`max_vocab` ids) or byte (see `tokenkind`).
     Returns the trainer (its `.model` is the trained model) and the result. For a corpus too
     big for memory, use `charrnn.tokens.prepare_corpus` and `train_on_tokens`.
     """
-    vocab = Vocab.from_text(text)
+    vocab = vocab_for_text(text, kind, max_vocab)
     return train_on_tokens(vocab, vocab.encode_array(text), model_config, train_config, out_dir, reporter, meta)
 
 
@@ -582,7 +638,7 @@ def new_trainer(
     train_config, refit = fit_to_text(train_config or TrainConfig(), len(tokens))
     if refit and reporter is not None:
         reporter.on_warning(refit)
-    train_tokens, val_tokens = split_train_val(tokens, train_config.val_fraction)
+    train_tokens, val_tokens = split_train_val(tokens, train_config.val_fraction, vocab.char_counts)
     try:
         mcfg = ModelConfig(vocab_size=len(vocab), **(model_config or {}))
     except ValueError as e:

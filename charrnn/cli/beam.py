@@ -25,7 +25,7 @@ leaves it out).
 def beam(
     checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
     width: int = typer.Option(5, "--width", "-w", help="Beams kept at each step (1 = greedy)."),
-    length: int = typer.Option(500, "--length", "-n", help="Characters to generate (at most, with --stop)."),
+    length: int = typer.Option(500, "--length", "-n", help="Tokens to generate, at most: characters (words or bytes for a word or byte model)."),
     prime: str = typer.Option(None, "--prime", "-p", help="Text to start from: the model reads it first, and it is printed before what the model writes.", show_default=False),
     prime_file: str = typer.Option(None, "--prime-file", help="Read the prime from a file, or - for stdin.", show_default=False),
     continuation_only: bool = typer.Option(False, "--continuation-only", help="Print only what the model writes, not the prime before it."),

@@ -55,16 +55,19 @@ def list_(
         info(f"no checkpoints under {folder}")
         return
     table = Table(title=shown(f"checkpoints in {folder}"), title_justify="left")
-    for col in ("run", "checkpoint", "step", "val bits/char", "model", "params", "size", "date"):
-        table.add_column(col, justify="right" if col in ("step", "val bits/char", "params", "size") else "left")
+    numbers = ("step", "val bits/char", "bits/token", "params", "size")
+    for col in ("run", "checkpoint", "step", "val bits/char", "bits/token", "model", "params", "size", "date"):
+        table.add_column(col, justify="right" if col in numbers else "left")
     for c in found:
         if c.error:
-            table.add_row(shown(c.run), shown(c.name), "-", "-", shown(f"unreadable: {c.error}", style="red"), "-",
+            table.add_row(shown(c.run), shown(c.name), "-", "-", "-", shown(f"unreadable: {c.error}", style="red"), "-",
                           fmt_bytes(c.bytes), c.modified)
             continue
-        model = f"{c.cell} {c.layers}x{c.hidden}" + ("" if c.resumable else " (export)")
+        model = f"{c.cell} {c.layers}x{c.hidden}" + ("" if c.tokens == "char" else f" {c.tokens}") \
+            + ("" if c.resumable else " (export)")
         table.add_row(shown(c.run), shown(c.name), str(c.step), "-" if c.val_bpc is None else f"{c.val_bpc:.3f}",
-                      shown(model), fmt_params(c.params), fmt_bytes(c.bytes), c.modified)  # every field from a file: shown
+                      "-" if c.val_bpt is None else f"{c.val_bpt:.3f}", shown(model), fmt_params(c.params),
+                      fmt_bytes(c.bytes), c.modified)  # every field from a file: shown
     out_console().print(table)
 
 
@@ -94,15 +97,23 @@ def show(
     configs = {title: cfg for title, cfg in (("model", s["model_config"]), ("training", s["train_config"]),
                                              ("run", s["meta"])) if cfg}
     con.print(shown(yaml.safe_dump(configs, sort_keys=False, allow_unicode=True, width=1000).rstrip("\n"), keep="\n"))
-    con.print(shown(f"vocabulary ({len(s['vocab'])} characters): {s['vocab']!r}"))
+    if s["tokens"] == "char":
+        con.print(shown(f"vocabulary ({len(s['vocab'])} characters): {s['vocab']!r}"))
+    elif s["tokens"] == "word":
+        words = [p for p in s["vocab"] if len(p) > 1]
+        con.print(shown(f"vocabulary ({s['vocab_size']:,} word tokens: {len(words):,} multi-character tokens, most frequent "
+                        f"first, and {s['vocab_size'] - len(words)} characters to spell the rest): {words[:30]!r} ..."))
+    else:
+        con.print(shown("vocabulary: the 256 byte values (the text as UTF-8)"))
     if s["metrics"]:
         table = Table(title="validation history", title_justify="left")
-        for col in ("step", "epoch", "time (s)", "val bits/char", "val nats/char"):
+        per_token = s["tokens"] == "char"
+        for col in ("step", "epoch", "time (s)", "val bits/char", "val nats/char" if per_token else "val bits/token"):
             table.add_column(col, justify="right")
         for r in s["metrics"]:
-            bpc, nats = r.get("val_bpc"), r.get("val_loss")
+            bpc, other = r.get("val_bpc"), r.get("val_loss") if per_token else r.get("val_bpt")
             table.add_row(str(r["step"]), f"{r.get('epoch', 0):.2f}", f"{r.get('time', 0):.0f}",
-                          "-" if bpc is None else f"{bpc:.4f}", "-" if nats is None else f"{nats:.4f}")
+                          "-" if bpc is None else f"{bpc:.4f}", "-" if other is None else f"{other:.4f}")
         con.print(table)
 
 

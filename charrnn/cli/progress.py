@@ -93,9 +93,12 @@ class ConsoleReporter(Reporter):
             threads = 0 if len(tried) > 1 else threads
             if len(tried) > 1:
                 precision += f", {' or '.join(map(str, tried))} threads (timed)"
+        kind = trainer.vocab.kind
+        unit = "chars" if kind == "char" else f"{kind} tokens"
         self.console.print(
             f"charrnn {m.cell} {m.layers}x{m.hidden} (embed {m.embed}, {trainer.model.num_params() / 1e6:.2f}M params), "
-            f"vocab {m.vocab_size}, {len(trainer.batcher.tokens):,} train / {len(trainer.val_tokens):,} val chars",
+            f"vocab {m.vocab_size:,}{'' if kind == 'char' else ' ' + kind + ' tokens'}, "
+            f"{len(trainer.batcher.tokens):,} train / {len(trainer.val_tokens):,} val {unit}",
             markup=False, highlight=False,
         )
         self.console.print(
@@ -126,6 +129,10 @@ class ConsoleReporter(Reporter):
         if self.progress is not None:
             self.progress.update(self.task, completed=1000 * min(1.0, self.trainer.progress()), **self.fields)
 
+    def _chars(self) -> bool:
+        """Whether a token is a character (then nats per token are nats per character)."""
+        return self.trainer is None or self.trainer.char_counts is None
+
     def on_step(self, trainer: Trainer) -> None:
         import time
 
@@ -142,8 +149,9 @@ class ConsoleReporter(Reporter):
             self.fields.update(step=f"step {r['step']}", rate=fmt_rate(self.trainer.chars_per_second()))
             self._show()
         else:
+            nats = "nats" if self._chars() else f"nats/token ({r['bpt']:.3f} bits/token)"
             self.console.print(
-                f"step {r['step']:>6}  epoch {r['epoch']:.2f}  loss {r['loss']:.4f} nats = {r['bpc']:.3f} bpc  "
+                f"step {r['step']:>6}  epoch {r['epoch']:.2f}  loss {r['loss']:.4f} {nats} = {r['bpc']:.3f} bpc  "
                 f"grad {r['grad_norm']:.2f}  lr {r['lr']:.2e}  {r['chars_per_sec']:.0f} chars/s  {r['time']:.0f}s",
                 markup=False, highlight=False,
             )
@@ -152,7 +160,8 @@ class ConsoleReporter(Reporter):
         if r["val_bpc"] is None:
             return
         self.fields["val"] = f"{r['val_bpc']:.3f}"
-        line = f"step {r['step']:>6}  val {r['val_loss']:.4f} nats = {r['val_bpc']:.3f} bits/char  ({r['eval_seconds']:.1f}s)"
+        nats = "nats" if self._chars() else f"nats/token ({r['val_bpt']:.3f} bits/token)"
+        line = f"step {r['step']:>6}  val {r['val_loss']:.4f} {nats} = {r['val_bpc']:.3f} bits/char  ({r['eval_seconds']:.1f}s)"
         if self.progress is not None:
             self.progress.console.print(line, markup=False, highlight=False)
             self._show()  # shown now, not at the next log
@@ -194,7 +203,8 @@ class ConsoleReporter(Reporter):
         )
 
 
-def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding: str):
+def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding: str, kind: str = "char",
+                          max_vocab: int | None = None):
     """`tokens.prepare_corpus` with a progress bar on stderr (shown only on a terminal, for big corpora)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -210,4 +220,5 @@ def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding:
                 tasks[phase] = bar.add_task(f"corpus: {phase}", total=total)
             bar.update(tasks[phase], completed=done)
 
-        return prepare_corpus(sources, globs, encoding, progress=progress, warn=warn)
+        extra = {} if max_vocab is None else {"max_vocab": max_vocab}
+        return prepare_corpus(sources, globs, encoding, progress=progress, warn=warn, kind=kind, **extra)

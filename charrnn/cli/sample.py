@@ -37,7 +37,7 @@ def unescape(text: str) -> str:
 @guarded
 def sample(
     checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
-    length: int = typer.Option(500, "--length", "-n", help="Characters to generate (per sample)."),
+    length: int = typer.Option(500, "--length", "-n", help="Tokens to generate per sample: characters (words or bytes for a word or byte model)."),
     temp: float = typer.Option(1.0, "--temp", "--temperature", help="Sampling temperature (0 = greedy argmax)."),
     prime: str = typer.Option(None, "--prime", "-p", help="Text to start from: the model reads it first, and it is printed before what the model writes.", show_default=False),
     prime_file: str = typer.Option(None, "--prime-file", help="Read the prime from a file, or - for stdin.", show_default=False),

@@ -11,6 +11,7 @@ import typer
 from charrnn.cli.common import app, guarded
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.config import ModelConfig, TrainConfig
+from charrnn.tokenkind import DEFAULT_MAX_VOCAB
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -24,6 +25,8 @@ EXAMPLES = """
   charrnn train --resume checkpoints/shakespeare
   charrnn train poems.txt --init-from checkpoints/shakespeare --steps 500
   charrnn train corpus.txt --save-every 1000 --keep 5
+  charrnn train warpeace --tokens word --max-vocab 8000 --time 300
+  charrnn train chat-logs.txt --tokens byte
 
 Settings are layered, later winning: defaults <- --preset <- --config FILE
 <- flags. Presets: tiny (seconds), small (CPU minutes), medium, large (GPU),
@@ -114,6 +117,8 @@ def train(
     out: str = typer.Option(None, "--out", "-o", help="Run folder. Default: checkpoints/<corpus name> (a new -2, -3 ... if taken).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow --out to be a folder that already holds a run."),
     encoding: str = typer.Option(None, "--encoding", help="Text encoding of the corpus.", show_default="utf-8"),
+    tokens: str = typer.Option(None, "--tokens", help="What the model reads and writes: char (one per character), word (words, numbers, punctuation, whitespace; rare words spelled by character) or byte (UTF-8 bytes, 256 ids). Losses are in bits per character either way.", show_default="char"),
+    max_vocab: int = typer.Option(None, "--max-vocab", help="--tokens word: vocabulary size, the corpus's characters included (the most frequent tokens fill the rest).", show_default=str(DEFAULT_MAX_VOCAB)),
     cell: str = opt("--cell", help="Recurrent cell: lstm, gru or rnn."),
     layers: int = opt("--layers", help="Stacked recurrent layers."),
     hidden: int = opt("--hidden", help="Hidden units per layer."),
@@ -141,7 +146,7 @@ def train(
     resume: str = typer.Option(None, "--resume", help="Continue a run exactly where it stopped: its folder (last.pt) or a checkpoint. Settings and budget come from it; options given here override.", show_default=False),
     init_from: str = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights (fine-tuning); the corpus may only use characters it knows.", show_default=False),
 ) -> None:
-    """Train a character-level model on text and save checkpoints (best.pt, last.pt)."""
+    """Train a character-level (or word- or byte-level) model on text and save checkpoints (best.pt, last.pt)."""
     from charrnn.config import portable_sources, resolve_run_config
     from charrnn.runtime import check_threads
 
@@ -158,7 +163,13 @@ def train(
         resume = resolve_resume(resume)
         if not sources:
             sources, glob, encoding = stored_sources(resume)
-    given.update(corpus=portable_sources(sources or []), glob=glob or [], encoding=encoding)
+    given.update(corpus=portable_sources(sources or []), glob=glob or [], encoding=encoding, tokens=tokens,
+                 max_vocab=max_vocab)
+    if resume is not None or init_from is not None:  # the corpus is cut into tokens as the checkpoint's was
+        from charrnn.checkpoint import resolve_checkpoint
+        from charrnn.resume import stored_tokens
+
+        given.update(zip(("tokens", "max_vocab"), stored_tokens(resume or resolve_checkpoint(init_from), tokens)))
     run = resolve_run_config(given, preset, config)
     if not run.corpus:
         raise UsageError("name a corpus to train on: a file, a folder, a catalog name, or - for stdin "
@@ -191,7 +202,7 @@ def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool
     from charrnn.tokens import STDIN
     from charrnn.train import new_trainer
 
-    corpus = prepare_with_progress(run.corpus, run.glob, run.encoding or "utf-8")  # token ids, memory-mapped from the cache
+    corpus = prepare_with_progress(run.corpus, run.glob, run.encoding or "utf-8", run.tokens, run.max_vocab)  # token ids, memory-mapped from the cache
     meta = {"corpus": name, "sources": ["-" if s == STDIN else str(s) for s in corpus.sources], "glob": run.glob or None,
             "encoding": run.encoding}
     if resume is None:  # a resumed run keeps the configuration it was started with

@@ -129,7 +129,8 @@ def create_app(loaded: Loaded, config: ServeConfig | None = None) -> RequestLog:
         m = model.config
         return {"id": cfg.model_id, "object": "model", "created": int(loaded.path.stat().st_mtime), "owned_by": "charrnn",
                 "charrnn": {"checkpoint": loaded.path.name, "cell": m.cell, "layers": m.layers, "hidden": m.hidden,
-                            "vocab_size": m.vocab_size, "vocab": vocab.chars, "max_chars": cfg.max_chars,
+                            "vocab_size": m.vocab_size, "tokens": vocab.kind, "vocab": vocab.chars,
+                            "max_chars": cfg.max_chars,
                             "max_concurrent": cfg.max_concurrent, "step": loaded.checkpoint.get("step"),
                             "precision": "bf16" if cfg.dtype == torch.bfloat16 else "fp32"}}
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
+import numpy as np
 import torch
 
 from charrnn.model import CharRNN, reorder_state
@@ -147,6 +148,10 @@ class Batcher:
             else:
                 rows = [r for job, at in members for r in range(at, at + job.rows)]
                 logits = self.logits.index_select(0, torch.tensor(rows, device=self.logits.device))  # (R, V)
+            guards = [job.guard for job, _ in members if job.guard is not None]  # one model: all or none
+            if guards:  # bytes that cannot continue valid UTF-8 are never drawn
+                allowed = torch.from_numpy(np.concatenate([g.allowed() for g in guards])).to(logits.device)  # (R, V)
+                logits = logits.masked_fill(~allowed, float("-inf"))
             ids = draw(logits, temperature, top_k, top_p, gumbel).tolist()  # (R,)
             at = 0
             for job, _ in members:

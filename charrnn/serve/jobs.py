@@ -6,7 +6,8 @@ hands it, once per shared step, what it needs for its rows, and it answers with 
 rows read next:
 
     SampleJob   n rows (OpenAI's `n`), one generator and its Gumbel noise (n, V), as
-                `charrnn sample -N n` draws; `take(ids)` gets the characters drawn for its rows
+                `charrnn sample -N n` draws; `take(ids)` gets the tokens drawn for its rows
+                (a byte model's `guard` says which bytes each row may draw next)
     BeamJob     its live beams are its rows (1 at first, up to `width`); `take(logits)` runs
                 one `BeamSearch.advance` and says how to reorder its rows
 
@@ -87,28 +88,32 @@ class SampleJob(Job):
         self.settings = (temperature, top_k, top_p)  # rows with equal settings are drawn in one call
         self.noise = GumbelNoise(seeded_generator(seed, logits.device), (self.rows, len(vocab)))
         self.scanners = [StopScanner(stop) for _ in range(self.rows)]
+        self.decoders = [vocab.decoder() for _ in range(self.rows)]  # token -> text (bytes: once a character is whole)
+        self.guard = vocab.guard(self.rows)  # a byte model's UTF-8 automaton, or None
         self.done = [False] * self.rows
         self.first_choice = first_choice
-        self.drawn = 0  # characters drawn per row so far
+        self.drawn = 0  # tokens drawn per row so far
 
     def gumbel(self) -> torch.Tensor | None:
         """This step's noise for its rows (n, V); None when greedy (no noise is drawn then, as in `pick`)."""
         return None if self.temperature == 0 else self.noise.next()
 
     def take(self, ids: list[int]) -> bool:
-        """The characters drawn for its rows this step; True while it needs another step.
+        """The tokens drawn for its rows this step; True while it needs another step.
 
         Every row is drawn at every step, even after it has stopped, so choice i is the same
         text whenever the others stop (as in `generate_batch`).
         """
         self.drawn += 1
+        if self.guard is not None:
+            self.guard.advance(ids)
         events = []
         last = self.drawn == self.length
         for i, idx in enumerate(ids):
             if self.done[i]:
                 continue
             scanner = self.scanners[i]
-            text = scanner.feed(self.vocab.chars[idx])
+            text = scanner.feed(self.decoders[i](idx))
             if last and not scanner.stopped:
                 text += scanner.flush()
             if text:
