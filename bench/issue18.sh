@@ -76,7 +76,8 @@ for corpus in corpora:
         best = min(evals, key=lambda r: r["val_bpc"])
         bpt = best.get("val_bpt", best["val_bpc"])
         logs = [json.loads(l) for l in (out / f"{corpus}-{kind}" / "metrics.jsonl").read_text().splitlines()]
-        rates = [r["chars_per_sec"] for r in logs if "chars_per_sec" in r][1:] or [0]
+        rates = [r["chars_per_sec"] for r in logs if "chars_per_sec" in r]
+        rates = rates[1:] or rates or [0]  # (the first record holds one-time costs)
         print(f"| {corpus} | {spec.replace(':', ', max ')} | {s['vocab_size']:,} | {s['params'] / 1e6:.2f}M | {s['step']:,} | "
               f"{sum(rates) / len(rates):,.0f} | **{best['val_bpc']:.3f}** | {bpt:.3f} | {bpt / best['val_bpc']:.2f} |")
         text = (out / f"{corpus}-{kind}.sample.txt").read_text(encoding="utf-8")

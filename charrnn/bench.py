@@ -323,15 +323,18 @@ def kernel_rows(cfg: BenchConfig, checkpoint: str | None, corpus: str | None, lo
 
         sources = [resolve_source(corpus)]
     text = read_text([str(s) for s in sources])
-    known = set(loaded.vocab.chars)
-    tokens = loaded.vocab.encode_array("".join(ch for ch in text if ch in known))
-    _, held_out = split_train_val(tokens, 0.1)
+    from charrnn.surprise import encode_known
+
+    vocab = loaded.vocab
+    tokens = encode_known(vocab, text).tokens  # (characters the model cannot read are left out)
+    _, held_out = split_train_val(tokens, 0.1, vocab.char_counts)
     held_out = held_out[: cfg.kernel_chars]
+    per_char = (len(held_out) - 1) / max(int(vocab.char_counts[np.asarray(held_out[1:], dtype=np.int64)].sum()), 1)
     c = loaded.model.config
     log(f"kernels: bits/char of {len(held_out):,} held-out characters through each step kernel "
         f"({c.layers}×{c.hidden} {c.cell})")
     with threads(1):
-        bpc = {k: kernel_bits_per_char(loaded.model, held_out, k) for k in kernels_for(loaded.model)}
+        bpc = {k: kernel_bits_per_char(loaded.model, held_out, k) * per_char for k in kernels_for(loaded.model)}  # (tokens -> chars)
     return [Row(f"kernel_bpc_{k}", f"{k} step kernel: bits/char cost, {c.layers}×{c.hidden} {c.cell}",
                 bpc[k] - bpc["fp32"], "bits/char", "fp32 kernel bits/char", bpc["fp32"], goal_max=0.01,
                 extra={"bits_per_char": bpc[k], "chars": len(held_out)})

@@ -36,6 +36,7 @@ import torch
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import CharrnnError
+from charrnn.vocab import Vocab
 
 CHECKSUM_KEY = "checksum"  # {"blake2b": hex digest of everything else in the payload}
 PLAIN = (str, int, float, bool, type(None))
@@ -127,8 +128,6 @@ def _check_vocab(ckpt: dict, mc: ModelConfig) -> None:
 
 def _check_other_vocab(v: dict, kind, mc: ModelConfig) -> None:
     """A word or byte vocabulary (see `tokenkind`): well formed, and as many ids as the model has."""
-    from charrnn.vocab import Vocab
-
     _need(kind in ("word", "byte"), f"the vocabulary's kind must be char, word or byte, not {_kind(kind)}")
     if kind == "word":
         chars, words = v.get("chars"), v.get("words")

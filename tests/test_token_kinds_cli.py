@@ -218,3 +218,16 @@ def test_serve_writes_what_sample_writes_and_chat_answers(runs, kind):
     chat.read("JULIET: O Romeo\n")
     answer = "".join(chat.reply())
     assert answer and "\ufffd" not in answer and ("!" not in answer or answer.index("!") == len(answer) - 1)
+
+
+def test_a_word_checkpoint_whose_vocabulary_does_not_fit_is_refused(runs, tmp_path):
+    from charrnn.checkpoint import checkpoint_bytes
+    from charrnn.errors import CharrnnError
+
+    ckpt = load_checkpoint(runs["word"][0] / "best.pt")
+    for vocab, message in [({**ckpt["vocab"], "words": ckpt["vocab"]["words"][:-1]}, "ids but the model"),
+                           ({"kind": "bpe"}, "kind must be char, word or byte"), ({"kind": "byte"}, "256 ids")]:
+        path = tmp_path / "bad.pt"
+        path.write_bytes(checkpoint_bytes({**ckpt, "vocab": vocab}))  # stamped afresh: only the vocabulary is wrong
+        with pytest.raises(CharrnnError, match=message):
+            load_checkpoint(path)
