@@ -121,7 +121,9 @@ def test_sigkill_at_random_moments_never_corrupts_checkpoints(tmp_path, server):
             assert step >= last_step, "last.pt went back in time"
             if step > last_step and stale_before:
                 # this process saved at least once: the temp files of the previous kill are gone
-                assert not (stale_before & temp_files(run)), "a killed save's temp file was not cleaned up"
+                # (a config.yaml temporary is swept when config.yaml is next written, or at a clean finish: checked below)
+                left = {f for f in stale_before & temp_files(run) if not f.name.startswith(".config.yaml.")}
+                assert not left, "a killed save's temp file was not cleaned up"
             last_step = step
             assert len(list(run.glob("step-*.pt"))) <= 3  # --keep 2, plus one a kill may catch before pruning
         stale_before = temp_files(run)
