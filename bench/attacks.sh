@@ -101,8 +101,8 @@ raw=$(grep -c -e "${ESC}]0;pwned" -e "${ESC}\[2J" -e "${ESC}]52" logs/3a.tty)
 row 3 "live sample panel (on a terminal)" "script -c 'train esc.txt --sample-every 10'" "$rc" "$(tb 3a)" \
     "none (raw OSC/clear sequences on the terminal: $raw)"
 run 3b $C score runs/esc esc.txt --max-chars 3000
-raw=$(grep -c -e "${ESC}" logs/3b.err)
-row 3 "score on stderr" "score runs/esc esc.txt" "$rc" "$(tb 3b)" "none (raw ESC bytes on stderr: $raw)"
+raw=$(cat logs/3b.err logs/3b.out | grep -c -e "${ESC}")
+row 3 "score (report on stdout, notes on stderr)" "score runs/esc esc.txt" "$rc" "$(tb 3b)" "none (raw ESC bytes on stdout+stderr: $raw)"
 py > /dev/null <<'EOF'
 import torch
 from charrnn.checkpoint import load_checkpoint
@@ -323,7 +323,7 @@ run 12 $C train wide.txt --hidden 16 --embed 8 --layers 1 --threads 1 -b 1 -t 8 
 row 12 "200,000 distinct characters" "train wide.txt …" "$rc" "$(tb 12)" "none (warned: $(grep -o 'training needs about [0-9.]* [KMG]B' logs/12.err | head -1))"
 
 # ---- 13. minor ----------------------------------------------------------------------------------------
-echo 'Zebras quietly vex.' > new.txt
+echo 'Zebras quietly vex. ☃ ☃ ☃' > new.txt
 run 13a $C train new.txt --init-from runs/m -o runs/ft --threads 1
 row 13 "refused --init-from" "train new.txt --init-from runs/m -o runs/ft" "$rc" "$(tb 13a)" "none (runs/ft exists: $([ -e runs/ft ] && echo yes || echo no))"
 touch notadir; run 13b env CHARRNN_CACHE=$W/notadir $C train small.txt $T --steps 1 -o runs/b
