@@ -78,13 +78,14 @@ class PlainRNN(nn.Module):
 
 
 class PlainTrainer:
-    """A plain fp32 loop: B contiguous streams read T characters at a time, AdamW, clip at 5."""
+    """A plain fp32 loop (cuDNN's nn.LSTM on a GPU): B contiguous streams read T characters at a time, AdamW, clip at 5."""
 
     def __init__(self, tokens: np.ndarray, vocab_size: int, layers: int, hidden: int, embed: int,
-                 batch_size: int, seq_len: int, lr: float = 4e-3, cell: str = "lstm"):
+                 batch_size: int, seq_len: int, lr: float = 4e-3, cell: str = "lstm", device: str = "cpu"):
         n = len(tokens) // batch_size
-        self.data = torch.from_numpy(np.asarray(tokens[: n * batch_size], dtype=np.int64)).view(batch_size, n)
-        self.model = PlainRNN(vocab_size, embed, hidden, layers, cell)
+        data = torch.from_numpy(np.asarray(tokens[: n * batch_size], dtype=np.int64)).view(batch_size, n)
+        self.data = data.to(device)  # (B, n): the whole text on the device, as a plain script keeps it
+        self.model = PlainRNN(vocab_size, embed, hidden, layers, cell).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr)
         self.seq_len, self.pos, self.hx = seq_len, 0, None
 

@@ -266,6 +266,7 @@ class RunConfig:
     tokens: str = "char"  # token kind: char, word or byte (see tokenkind.py); the checkpoint's vocabulary records it
     max_vocab: int = DEFAULT_MAX_VOCAB  # word models: ids in the vocabulary, its fallback characters included
     preset: str | None = None  # the preset it was built on (a note; to_dict() holds it expanded)
+    given: set = field(default_factory=set)  # keys the user set (flags, --config, --preset): never sized automatically
 
     def to_dict(self) -> dict:
         """A flat dict in the config-file format, every key present (the preset is expanded)."""
@@ -383,17 +384,19 @@ def layer(*layers: dict) -> dict:
     return merged
 
 
-def resolve_run_config(flags: dict, preset: str | None = None, config_file: str | Path | None = None) -> RunConfig:
-    """defaults <- preset <- config file <- flags -> a checked RunConfig.
+def resolve_run_config(flags: dict, preset: str | None = None, config_file: str | Path | None = None,
+                       base: dict | None = None) -> RunConfig:
+    """defaults <- base <- preset <- config file <- flags -> a checked RunConfig.
 
     `flags` holds only the options the user gave (None values are dropped). The preset is
-    `preset` if given, else the config file's `preset:` key.
+    `preset` if given, else the config file's `preset:` key. `base`: the automatic sizing's
+    choice (`charrnn.sizing`), under everything the user named.
     """
     file_layer = load_config_file(config_file) if config_file else {}
     preset = preset or file_layer.pop("preset", None)
     file_layer.pop("preset", None)
     preset_layer = get_preset(preset) if preset else {}
-    merged = layer(preset_layer, file_layer, {k: v for k, v in flags.items() if v is not None and v != []})
+    merged = layer(base or {}, preset_layer, file_layer, {k: v for k, v in flags.items() if v is not None and v != []})
     model = {k: merged[k] for k in MODEL_KEYS if k in merged}
     try:
         ModelConfig(vocab_size=1, **model)  # check the model keys now, not after reading the corpus
@@ -403,6 +406,7 @@ def resolve_run_config(flags: dict, preset: str | None = None, config_file: str 
     defaults = {f.name: f.default for f in fields(ModelConfig) if f.name != "vocab_size"}
     return RunConfig(model={**defaults, **model}, train=train, corpus=merged.get("corpus", []),
                      glob=merged.get("glob", []), encoding=merged.get("encoding", "utf-8"), preset=preset,
+                     given=set(preset_layer) | set(file_layer) | {k for k, v in flags.items() if v is not None},
                      tokens=check_kind(merged.get("tokens", "char")), max_vocab=_check_max_vocab(merged))
 
 

@@ -30,10 +30,11 @@ class DistInfo:
     rank: int = 0  # this process's global rank
     world: int = 1  # number of processes
     local_rank: int = 0  # rank on this machine (selects the GPU)
+    joined: bool = False  # in a process group (torchrun started us, even as its only process)
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1
+        return self.joined or self.world > 1
 
     @property
     def is_main(self) -> bool:
@@ -46,14 +47,17 @@ class DistInfo:
 
 
 def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    """torchrun sets RANK, WORLD_SIZE and MASTER_ADDR; one process (--nproc_per_node 1) still joins a group of one."""
+    env = os.environ
+    return "RANK" in env and "WORLD_SIZE" in env and (int(env["WORLD_SIZE"]) > 1 or "MASTER_ADDR" in env)
 
 
 def setup(device: torch.device, batch_size: int) -> DistInfo:
     """Join the process group if torchrun started us (NCCL on CUDA, gloo on CPU); else a 1-process DistInfo."""
     if not launched_by_torchrun():
         return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)),
+                    joined=True)
     if batch_size % info.world:
         raise CharrnnError(
             f"--batch-size {batch_size} (the global number of streams) is not divisible by the "

@@ -182,7 +182,8 @@ def train(
     else:
         out, lock, clear = out or (resume.parent if resume is not None else default_out_dir(name, lock=False)[0]), None, False
     try:
-        result = _train(run, resume, init_from, given, out, name, main, clear)
+        resize = lambda base: resolve_run_config(given, preset, config, base)  # noqa: E731
+        result = _train(run, resume, init_from, given, out, name, main, clear, resize)
     finally:
         if lock is not None:
             lock.release()
@@ -194,8 +195,9 @@ def train(
         raise typer.Exit(1)
 
 
-def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool, clear: bool):
-    """Prepare the corpus, build the trainer, clear an old run (--overwrite), write config.yaml, train: the result."""
+def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool, clear: bool, resize):
+    """Prepare the corpus, size the model (no shape flags: `charrnn.sizing`), build the trainer, clear
+    an old run (--overwrite), write config.yaml, train: the result."""
     from charrnn.cli.progress import ConsoleReporter, prepare_with_progress
     from charrnn.config import MODEL_KEYS, fit_to_text, resumed_run_config, write_run_config
     from charrnn.console import info, warn
@@ -205,6 +207,13 @@ def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool
     corpus = prepare_with_progress(run.corpus, run.glob, run.encoding or "utf-8", run.tokens, run.max_vocab)  # token ids, memory-mapped from the cache
     meta = {"corpus": name, "sources": ["-" if s == STDIN else str(s) for s in corpus.sources], "glob": run.glob or None,
             "encoding": run.encoding}
+    if resume is None and init_from is None:  # a resumed or fine-tuned run keeps its checkpoint's shape
+        from charrnn.sizing import right_size
+
+        run, sizing = right_size(run, len(corpus.tokens), len(corpus.vocab), resize)
+        if sizing is not None and main:
+            unit = "characters" if run.tokens == "char" else "tokens"
+            info(sizing.describe(run.model, len(corpus.vocab), run.given, unit))
     if resume is None:  # a resumed run keeps the configuration it was started with
         run.train, refit = fit_to_text(run.train, len(corpus.tokens))
         if refit and main:

@@ -1,0 +1,182 @@
+"""The shape sweep behind `charrnn train`'s automatic sizing (issue 17): shapes x budgets x corpora.
+
+    .venv/bin/python bench/sweep.py                    # every row not yet in the results file (~60 min)
+    .venv/bin/python bench/sweep.py --only shakespeare-60 --dry-run
+    .venv/bin/python bench/sweep.py --auto             # the comparison table: auto vs defaults vs the sweep's best
+
+Each row is one `charrnn train CORPUS --time T` run with every shape setting given as a flag, on
+an idle machine, one at a time. Its result (steps, chars/s, best validation bits/char, the CPU)
+is appended to bench/sweep/results.jsonl, which is kept in the repository: `charrnn.sizing`'s
+rule was fitted to it (bench/sweep/README.md says how). A row already in the file is skipped, so
+an interrupted sweep continues where it stopped.
+
+`--auto` runs `charrnn train CORPUS --time T` with no shape flag at all (the automatic choice)
+for each group and prints the table the issue asks for, the sweep's rows beside it.
+
+The corpora: Tiny Shakespeare (1.1 MB) and the Linux kernel corpus (8 MB) from the catalog
+(CHARRNN_MIRROR or a download), and the first 100,000 characters of War and Peace (a small text).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "sweep" / "results.jsonl"
+RUNS = Path(os.environ.get("SWEEP_RUNS", "/tmp/charrnn-sweep"))
+os.environ.setdefault("CHARRNN_CACHE", str(RUNS / "cache"))  # verdicts measured during the sweep, not remembered from before
+CHARRNN = [sys.executable, "-m", "charrnn"]
+
+# today's fixed defaults (before automatic sizing): LSTM 2x384, embed 128, B32 x T64, lr 6e-3, no dropout
+DEFAULTS = dict(layers=2, hidden=384, embed=128, batch_size=32, seq_len=64, lr=6e-3, dropout=0.0)
+
+
+def shape(layers: int, hidden: int, embed: int, dropout: float = 0.0, lr: float = 6e-3) -> dict:
+    return dict(layers=layers, hidden=hidden, embed=embed, batch_size=32, seq_len=64, lr=lr, dropout=dropout)
+
+
+S128, S256, S384, S512, S768 = (shape(2, 128, 32), shape(2, 256, 64), shape(2, 384, 128), shape(2, 512, 128),
+                                shape(2, 768, 128))
+GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
+    "small-60": ("small", 60, [S128, S256, S384, shape(2, 256, 64, 0.2), shape(2, 384, 128, 0.2)]),
+    "shakespeare-60": ("shakespeare", 60, [S128, S256, S384, S512]),
+    "shakespeare-300": ("shakespeare", 300, [S256, S384, S512, shape(2, 512, 128, lr=3e-3), S768]),
+    "linux-300": ("linux", 300, [S256, S384, S512]),
+}
+FLAGS = {"layers": "--layers", "hidden": "--hidden", "embed": "--embed", "batch_size": "--batch-size",
+         "seq_len": "--seq-len", "lr": "--lr", "dropout": "--dropout"}
+
+
+def cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def small_text() -> Path:
+    """The first 100,000 characters of War and Peace, cut on a line break, written once."""
+    path = RUNS / "small.txt"
+    if not path.exists():
+        from charrnn.catalog import fetch
+
+        text = Path(fetch("warpeace")).read_text(encoding="utf-8")
+        cut = text.rfind("\n", 0, 100_000) + 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text[:cut], encoding="utf-8")
+    return path
+
+
+def corpus_arg(name: str) -> str:
+    return str(small_text()) if name == "small" else name
+
+
+def key(group: str, settings: dict | None) -> str:
+    if settings is None:
+        return f"{group}:auto"
+    return f"{group}:" + ",".join(f"{k}={settings[k]}" for k in FLAGS)
+
+
+def done() -> dict[str, dict]:
+    if not RESULTS.exists():
+        return {}
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    return {r["key"]: r for r in rows}
+
+
+def summary(folder: Path) -> dict:
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    vals = [r["val_bpc"] for r in records if r.get("val_bpc") is not None]
+    rates = [r["chars_per_sec"] for r in records if r.get("chars_per_sec")]
+    import yaml
+
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    return {"steps": max(r["step"] for r in records), "best_val_bpc": min(vals), "final_val_bpc": vals[-1],
+            "chars_per_sec": sorted(rates)[len(rates) // 2] if rates else None,
+            "config": {k: config[k] for k in ("cell", "layers", "hidden", "embed", "dropout", "batch_size", "seq_len",
+                                              "lr", "weight_decay")}}
+
+
+def run_one(group: str, settings: dict | None, dry: bool) -> dict | None:
+    corpus, seconds, _ = GROUPS[group]
+    folder = RUNS / key(group, settings).replace(":", "_").replace(",", "_").replace("=", "")
+    cmd = [*CHARRNN, "train", corpus_arg(corpus), "--time", str(seconds), "-o", str(folder), "--overwrite",
+           "--sample-every", "0"]
+    for k, flag in FLAGS.items():
+        if settings is not None:
+            cmd += [flag, str(settings[k])]
+    print("$", " ".join(cmd[2:]), flush=True)
+    if dry:
+        return None
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = next((line for line in proc.stderr.splitlines() if line.startswith("model:")), "")
+    if proc.returncode != 0:
+        print(proc.stderr[-2000:], file=sys.stderr)
+        raise SystemExit(f"run failed: {' '.join(cmd)}")
+    row = {"key": key(group, settings), "group": group, "corpus": corpus, "seconds": seconds,
+           "auto": settings is None, **summary(folder), "model_line": first or None, "cpu": cpu(),
+           "load_before": os.getloadavg()[0], "date": dt.datetime.now().isoformat(timespec="seconds"),
+           "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip()}
+    print(f"  -> {row['steps']} steps, {row['chars_per_sec'] or 0:,.0f} chars/s, best val {row['best_val_bpc']:.3f} "
+          f"bits/char", flush=True)
+    return row
+
+
+def append(row: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def shape_name(c: dict) -> str:
+    s = f"{c['layers']}×{c['hidden']} e{c['embed']}"
+    if c.get("dropout"):
+        s += f" d{c['dropout']:g}"
+    if c.get("lr") != 6e-3:
+        s += f" lr{c['lr']:g}"
+    return s
+
+
+def table(rows: dict[str, dict]) -> None:
+    print("\n| corpus | budget | auto-chosen shape | val bits/char | today's fixed defaults | best fixed shape of the sweep |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for group, (corpus, seconds, shapes) in GROUPS.items():
+        fixed = [rows[key(group, s)] for s in shapes if key(group, s) in rows]
+        auto = rows.get(key(group, None))
+        default = rows.get(key(group, DEFAULTS))
+        best = min(fixed, key=lambda r: r["best_val_bpc"]) if fixed else None
+        cell = lambda r: f"{r['best_val_bpc']:.3f}" if r else "–"  # noqa: E731
+        print(f"| {corpus} | {seconds} s | {shape_name(auto['config']) if auto else '–'} | {cell(auto)} | "
+              f"{cell(default)} | {shape_name(best['config']) + ': ' + cell(best) if best else '–'} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", action="append", choices=list(GROUPS))
+    ap.add_argument("--auto", action="store_true", help="run the automatic choice for each group, then the table")
+    ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--table", action="store_true", help="only print the table from the results file")
+    args = ap.parse_args()
+    groups = args.only or list(GROUPS)
+    if not args.table:
+        have = done()
+        for group in groups:
+            for settings in ([None] if args.auto else GROUPS[group][2]):
+                if key(group, settings) in have:
+                    continue
+                row = run_one(group, settings, args.dry_run)
+                if row:
+                    append(row)
+    table(done())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Right-sizing: the model `charrnn train` builds when no shape flag is given.
+
+A character model trained for a few minutes is limited by how many characters it gets to
+see, not by its size: a bigger model learns more per character but sees fewer of them in the
+same time. The sweep in `bench/sweep.py` (shapes x budgets x corpora, results kept in
+bench/sweep/results.jsonl) found the best model at each budget and fitted one rule to it:
+
+    take the largest shape of the ladder that still sees CHARS_PER_PARAM characters
+    per parameter in the budget,
+
+where "characters seen" is the chars/s this machine trains that shape at (timed here, a
+few steps each, cached like the precision verdict) times the seconds of `--time`, or
+steps x B x T for `--steps`, or epochs x the training text for `--epochs` -- counting a
+character read again on a later pass only up to USEFUL_EPOCHS passes: past that a small
+text stops teaching a bigger model anything new. Dropout follows the number of passes the
+run will make over its text (DROPOUT_BY_EPOCHS): a text seen many times is memorised.
+
+    sizing = choose_size(n_train=1_003_854, train=TrainConfig(time=300), vocab_size=65, rate=probe)
+    sizing.settings()   # {'layers': 2, 'hidden': 512, 'embed': 128, 'dropout': 0.0}
+    sizing.describe()   # 'model: LSTM 2×512, 3.5M parameters, no dropout — for 1.0M training ...'
+
+Flags the user gives override the part of the choice they name (`--hidden 256` keeps the
+chosen layers and dropout); `--preset`, `--config`, `--resume` and `--init-from` skip it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from charrnn.budget import DEFAULT_EPOCHS
+from charrnn.config import ModelConfig, TrainConfig
+
+SHAPE_KEYS = ("layers", "hidden", "embed", "dropout")  # what the choice sets (cell, B, T and lr keep their defaults)
+
+
+@dataclass(frozen=True)
+class Shape:
+    layers: int
+    hidden: int
+    embed: int
+
+    def config(self, vocab_size: int, cell: str = "lstm", dropout: float = 0.0) -> ModelConfig:
+        return ModelConfig(vocab_size=vocab_size, cell=cell, layers=self.layers, hidden=self.hidden,
+                           embed=self.embed, dropout=dropout)
+
+    def __str__(self) -> str:
+        return f"{self.layers}×{self.hidden}"
+
+
+# The shapes tried, smallest first (the sweep's shapes). Past 2×768, ask for a shape (--preset large).
+LADDER = (Shape(2, 128, 32), Shape(2, 256, 64), Shape(2, 384, 128), Shape(2, 512, 128), Shape(2, 768, 128))
+# Fitted to bench/sweep/results.jsonl (bench/sweep/README.md): see the module docstring.
+CHARS_PER_PARAM = 1.0
+USEFUL_EPOCHS = 4.0
+DROPOUT_BY_EPOCHS = ((20.0, 0.2), (8.0, 0.1))  # (passes at least, dropout), the first that applies
+PROBE_STEPS = 3  # timed training steps per shape (after one untimed), at the run's B and T
+
+
+@dataclass(frozen=True)
+class Sizing:
+    shape: Shape
+    dropout: float
+    params: int
+    n_train: int  # training characters (tokens)
+    chars_seen: float  # characters the run will train on (every pass counted)
+    budget: str  # '300 s', '2,000 steps', '10 epochs'
+    rate: float | None  # chars/s of this shape here (None: not needed, the budget is steps or epochs)
+
+    @property
+    def epochs(self) -> float:
+        return self.chars_seen / max(1, self.n_train)
+
+    def settings(self) -> dict:
+        return {"layers": self.shape.layers, "hidden": self.shape.hidden, "embed": self.shape.embed,
+                "dropout": self.dropout}
+
+    def describe(self, model: dict | None = None, vocab_size: int = 0, given: set = frozenset(),
+                 unit: str = "characters") -> str:
+        """The first log line: what was chosen and why. `model`: the settings the run ends up with
+        (the choice under the user's own flags, which `given` names)."""
+        m = {"cell": "lstm", **self.settings(), **(model or {})}
+        params = ModelConfig(vocab_size=vocab_size, **{k: m[k] for k in ("cell", *SHAPE_KEYS)}).num_params() \
+            if vocab_size else self.params
+        drop = f"dropout {m['dropout']:g}" if m["dropout"] else "no dropout"
+        speed = f" at ~{_short(self.rate)} chars/s here" if self.rate else ""
+        yours = [k for k in SHAPE_KEYS if k in given]
+        kept = f"; yours: {', '.join('--' + k for k in yours)}" if yours else ""
+        return (f"model: {m['cell'].upper()} {m['layers']}×{m['hidden']} (embed {m['embed']}), {_short(params)} "
+                f"parameters, {drop} — for {_short(self.n_train)} training {unit} and {self.budget}{speed}, "
+                f"~{self.epochs:.2g} passes over the text{kept} (shape flags override it)")
+
+
+def _short(n: float) -> str:
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}" if n < 10 * size else f"{n / size:.0f}{unit}"
+    return f"{n:.0f}"
+
+
+def budget_words(train: TrainConfig) -> str:
+    parts = []
+    if train.time:
+        parts.append(f"{train.time:g} s")
+    if train.steps:
+        parts.append(f"{train.steps:,} steps")
+    if train.epochs:
+        parts.append(f"{train.epochs:g} epochs")
+    return " or ".join(parts) or f"{DEFAULT_EPOCHS} epochs (no budget given)"
+
+
+def chars_seen(train: TrainConfig, n_train: int, rate: float | None) -> float:
+    """Characters a run with this budget trains on: the smallest of what each part of the budget allows."""
+    per_step = train.batch_size * train.seq_len
+    limits = []
+    if train.steps:
+        limits.append(train.steps * per_step)
+    if train.epochs:
+        limits.append(train.epochs * n_train)
+    if train.time and rate:
+        limits.append(train.time * rate)
+    if not limits:
+        limits.append(DEFAULT_EPOCHS * n_train)
+    return float(min(limits))
+
+
+def useful_chars(seen: float, n_train: int) -> float:
+    """Characters that still teach: passes beyond USEFUL_EPOCHS count for nothing more."""
+    return min(seen, USEFUL_EPOCHS * n_train)
+
+
+def dropout_for(epochs: float) -> float:
+    for at_least, dropout in DROPOUT_BY_EPOCHS:
+        if epochs >= at_least:
+            return dropout
+    return 0.0
+
+
+def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callable[[Shape], float] | None = None,
+                cell: str = "lstm", ladder: tuple[Shape, ...] = LADDER) -> Sizing:
+    """The largest shape of `ladder` that sees CHARS_PER_PARAM useful characters per parameter.
+
+    `rate(shape)` -> training chars/s of that shape on this machine; needed only for a time
+    budget, and called for the shapes the walk reaches (smallest first), so a slow probe stops early.
+    """
+    needs_rate = bool(train.time) and rate is not None
+    chosen = None
+    for shape in ladder:
+        r = rate(shape) if needs_rate else None
+        seen = chars_seen(train, n_train, r)
+        params = shape.config(vocab_size, cell).num_params()
+        candidate = Sizing(shape, 0.0, params, n_train, seen, budget_words(train), r)
+        if chosen is not None and useful_chars(seen, n_train) < CHARS_PER_PARAM * params:
+            break
+        chosen = candidate
+    return Sizing(chosen.shape, dropout_for(chosen.epochs), chosen.params, n_train, chosen.chars_seen, chosen.budget,
+                  chosen.rate)
+
+
+# ---- the probe: this machine's training speed for a shape --------------------------------------------
+
+
+def step_rate(mcfg: ModelConfig, batch: int, seq_len: int, device: str = "cpu", steps: int = PROBE_STEPS) -> float:
+    """Training chars/s of `mcfg` at B x T, fp32: one untimed step, then `steps` timed ones
+    (forward, backward, clip, AdamW), on random characters. A throwaway model; costs ~0.1-1 s."""
+    import torch
+    import torch.nn.functional as F
+
+    from charrnn.model import CharRNN
+
+    gen = torch.Generator().manual_seed(0)
+    model = CharRNN(mcfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randint(mcfg.vocab_size, (batch, seq_len + 1), generator=gen).to(device)  # (B, T+1)
+
+    def step() -> None:
+        logits, _ = model(x[:, :-1])  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(-1, mcfg.vocab_size), x[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        float(loss.detach())  # waits for a GPU
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch * seq_len / (time.perf_counter() - t0)
+
+
+def probe(vocab_size: int, train: TrainConfig, device: str, threads: int, cell: str = "lstm",
+          cache=None) -> Callable[[Shape], float]:
+    """`rate(shape)`: chars/s measured once per shape, machine, threads, B and T, then cached (tune.json)."""
+    import torch
+
+    from charrnn.autotune import TuneCache, cache_disabled
+    from charrnn.runtime import torch_threads
+
+    cache = cache or TuneCache()
+    seen: dict[Shape, float] = {}
+
+    def rate(shape: Shape) -> float:
+        if shape not in seen:
+            mcfg = shape.config(vocab_size, cell)
+            key = TuneCache.key({"what": "sizing probe", "device": device, "cell": cell, "layers": shape.layers,
+                                 "hidden": shape.hidden, "embed": shape.embed, "vocab": vocab_size,
+                                 "batch": train.batch_size, "seq_len": train.seq_len, "threads": threads},
+                                torch.__version__)
+            hit = None if cache_disabled() else cache.get(key)
+            if hit and isinstance(hit.get("rate"), (int, float)) and math.isfinite(hit["rate"]) and hit["rate"] > 0:
+                seen[shape] = float(hit["rate"])
+            else:
+                with torch_threads(threads):
+                    seen[shape] = step_rate(mcfg, train.batch_size, train.seq_len, device)
+                cache.put(key, {"rate": seen[shape]})
+        return seen[shape]
+
+    return rate
+
+
+# ---- the run: the choice under the user's own settings ---------------------------------------------
+
+
+def right_size(run, n_tokens: int, vocab_size: int, resolve: Callable[[dict], object]):
+    """(the run with the automatic shape under what the user set, the Sizing) -- or (run, None)
+    when nothing is left to choose: a --preset, every shape key given, or torchrun (its processes
+    would each time the shapes and could disagree).
+
+    `run`: a `config.RunConfig`; `resolve(base)` builds it again with `base` as its lowest layer.
+    """
+    from charrnn.config import fit_to_text
+    from charrnn.distributed import launched_by_torchrun
+    from charrnn.runtime import default_threads, resolve_device
+
+    if run.preset or all(k in run.given for k in SHAPE_KEYS) or launched_by_torchrun():
+        return run, None
+    train, _ = fit_to_text(run.train, n_tokens)  # a short text's smaller B and T are what will be timed
+    n_train = n_tokens - int(n_tokens * train.val_fraction)
+    device = resolve_device(train.device)
+    rate = probe(vocab_size, train, str(device), train.threads or default_threads(), run.model["cell"]) \
+        if device.type != "mps" else None
+    sizing = choose_size(n_train, train, vocab_size, rate, run.model["cell"])
+    return resolve({k: v for k, v in sizing.settings().items() if k not in run.given}), sizing

@@ -1,0 +1,147 @@
+"""Automatic sizing (issue 17): the rule with injected speeds, the probe's cache, and the CLI's choice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from charrnn import sizing
+from charrnn.autotune import TuneCache
+from charrnn.cli import app
+from charrnn.config import TrainConfig
+from charrnn.sizing import LADDER, Shape, choose_size, right_size
+
+from .conftest import TINY_TEXT
+
+V = 65
+
+
+def flops_rate(base: float):
+    """A machine where chars/s falls with the parameter count (as it does), `base` for 2x384; counts calls."""
+    calls = []
+
+    def rate(shape: Shape) -> float:
+        calls.append(shape)
+        ref = Shape(2, 384, 128).config(V).num_params()
+        return base * ref / shape.config(V).num_params()
+
+    rate.calls = calls
+    return rate
+
+
+def test_a_bigger_time_budget_never_gets_a_smaller_model():
+    sizes = [choose_size(1_000_000, TrainConfig(time=t), V, flops_rate(40_000)).params for t in (10, 60, 120, 300, 900, 3600)]
+    assert sizes == sorted(sizes)
+    assert sizes[0] < sizes[-1]  # the range of budgets spans more than one shape
+
+
+def test_a_faster_machine_gets_a_bigger_model_for_the_same_seconds():
+    slow = choose_size(1_000_000, TrainConfig(time=120), V, flops_rate(10_000))
+    fast = choose_size(1_000_000, TrainConfig(time=120), V, flops_rate(400_000))
+    assert slow.params < fast.params
+    assert fast.rate > slow.rate
+
+
+def test_the_choice_is_the_largest_shape_that_sees_enough_characters_per_parameter():
+    rate, train = flops_rate(40_000), TrainConfig(time=300)
+    got = choose_size(10_000_000, train, V, rate)
+    i = LADDER.index(got.shape)
+    assert i == 0 or sizing.useful_chars(got.chars_seen, got.n_train) >= sizing.CHARS_PER_PARAM * got.params
+    if i + 1 < len(LADDER):  # the next one up was refused
+        nxt = LADDER[i + 1]
+        seen = sizing.chars_seen(train, got.n_train, rate(nxt))
+        assert sizing.useful_chars(seen, got.n_train) < sizing.CHARS_PER_PARAM * nxt.config(V).num_params()
+
+
+def test_a_step_or_epoch_budget_needs_no_timing():
+    never = flops_rate(1.0)
+    choose_size(1_000_000, TrainConfig(steps=2000), V, never)
+    choose_size(1_000_000, TrainConfig(epochs=3), V, never)
+    assert never.calls == []
+
+
+def test_the_probe_stops_at_the_first_shape_too_big():
+    rate = flops_rate(40_000)
+    got = choose_size(1_000_000, TrainConfig(time=60), V, rate)
+    assert rate.calls == list(LADDER[: LADDER.index(got.shape) + 2])[: len(LADDER)]
+
+
+def test_a_small_text_seen_many_times_gets_dropout_and_a_small_model():
+    small = choose_size(20_000, TrainConfig(time=300), V, flops_rate(40_000))
+    assert small.epochs > 50 and small.dropout > 0
+    big = choose_size(10_000_000, TrainConfig(time=300), V, flops_rate(40_000))
+    assert big.dropout == 0 and small.params <= big.params
+
+
+def test_the_log_line_says_what_and_why():
+    s = choose_size(1_000_000, TrainConfig(time=300), V, flops_rate(40_000))
+    line = s.describe(vocab_size=V)
+    assert line.startswith(f"model: LSTM {s.shape.layers}×{s.shape.hidden}")
+    assert "parameters" in line and "1.0M training characters" in line and "300 s" in line and "chars/s here" in line
+    assert "yours: --hidden" in s.describe({"hidden": 64}, V, {"hidden"})
+
+
+def test_the_probe_is_cached_and_a_corrupt_cache_is_ignored(tmp_path, monkeypatch):
+    timed = []
+    monkeypatch.setattr(sizing, "step_rate", lambda mcfg, b, t, device: timed.append(mcfg.hidden) or 1000.0 * mcfg.hidden)
+    cache = TuneCache(tmp_path / "tune.json")
+    rate = sizing.probe(V, TrainConfig(), "cpu", 1, cache=cache)
+    assert rate(Shape(2, 128, 32)) == 128_000 and rate(Shape(2, 128, 32)) == 128_000
+    assert timed == [128]
+    again = sizing.probe(V, TrainConfig(), "cpu", 1, cache=cache)  # a later run on this machine
+    assert again(Shape(2, 128, 32)) == 128_000 and timed == [128]
+    other = sizing.probe(V, TrainConfig(), "cpu", 2, cache=cache)  # another thread count is another verdict
+    other(Shape(2, 128, 32))
+    assert timed == [128, 128]
+    (tmp_path / "tune.json").write_text("{not json")
+    assert sizing.probe(V, TrainConfig(), "cpu", 1, cache=cache)(Shape(2, 128, 32)) == 128_000
+    assert timed == [128, 128, 128]
+
+
+def test_step_rate_measures_a_real_step():
+    assert sizing.step_rate(Shape(1, 16, 8).config(V), 2, 8, "cpu", steps=1) > 0
+
+
+class _Run:
+    def __init__(self, given=(), preset=None):
+        self.preset, self.given, self.train, self.model = preset, set(given), TrainConfig(steps=100), {"cell": "lstm"}
+
+
+def test_what_the_user_named_is_never_sized():
+    assert right_size(_Run(preset="small"), 10_000, V, lambda base: pytest.fail("resized"))[1] is None
+    assert right_size(_Run(given=sizing.SHAPE_KEYS), 10_000, V, lambda base: pytest.fail("resized"))[1] is None
+    bases = []
+    _, s = right_size(_Run(given={"hidden"}), 10_000, V, lambda base: bases.append(base))
+    assert s is not None and bases and "hidden" not in bases[0] and {"layers", "embed", "dropout"} <= set(bases[0])
+
+
+runner = CliRunner()
+
+
+def test_train_without_shape_flags_says_what_it_chose_and_records_it(in_tmp):
+    (in_tmp / "poem.txt").write_text(TINY_TEXT)
+    r = runner.invoke(app, ["train", "poem.txt", "--steps", "3", "--threads", "1", "-o", "run", "--sample-every", "0"])
+    assert r.exit_code == 0, r.stderr
+    first = next(line for line in r.stderr.splitlines() if line.strip())
+    assert first.startswith("model: LSTM ") and "passes over the text" in first
+    cfg = yaml.safe_load((in_tmp / "run" / "config.yaml").read_text())
+    assert f"{cfg['layers']}×{cfg['hidden']} (embed {cfg['embed']})" in first  # the record matches the line
+    again = runner.invoke(app, ["train", "--config", "run/config.yaml", "-o", "run2", "--threads", "1"])
+    assert again.exit_code == 0, again.stderr
+    assert "model: LSTM" not in again.stderr  # a recorded configuration is repeated as it is
+    assert yaml.safe_load((in_tmp / "run2" / "config.yaml").read_text())["hidden"] == cfg["hidden"]
+
+
+def test_a_shape_flag_overrides_its_part_of_the_choice(in_tmp):
+    (in_tmp / "poem.txt").write_text(TINY_TEXT)
+    r = runner.invoke(app, ["train", "poem.txt", "--steps", "2", "--hidden", "24", "--threads", "1", "-o", "run",
+                            "--sample-every", "0"])
+    assert r.exit_code == 0, r.stderr
+    assert "yours: --hidden" in r.stderr
+    assert yaml.safe_load((in_tmp / "run" / "config.yaml").read_text())["hidden"] == 24
+    preset = runner.invoke(app, ["train", "poem.txt", "--preset", "tiny", "--steps", "2", "-o", "p", "--threads", "1"])
+    assert preset.exit_code == 0 and "model: LSTM" not in preset.stderr
+    assert json.loads(json.dumps(yaml.safe_load((in_tmp / "p" / "config.yaml").read_text())))["hidden"] == 64
