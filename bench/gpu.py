@@ -58,7 +58,7 @@ def main() -> None:
     p = PRESETS[args.preset]
     B, T = p["batch_size"], p["seq_len"]
     mcfg = ModelConfig(vocab_size=len(vocab), cell="lstm", layers=p["layers"], hidden=p["hidden"], embed=p["embed"],
-                       dropout=p["dropout"])
+                       dropout=p.get("dropout", 0.0))
     ours = {prec: Trainer(mcfg, TrainConfig(batch_size=B, seq_len=T, device=dev, precision=prec), vocab, tokens,
                           tokens[:2]) for prec in ("auto", "fp32")}
     print(f"charrnn auto precision on this GPU: {ours['auto'].amp_dtype}")

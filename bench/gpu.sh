@@ -58,8 +58,8 @@ PY
 python3 -c 'import torch.distributed as d; print("NCCL available:", d.is_nccl_available())'
 
 step "5. the test suite"
-timeout 200 python3 -m pytest -q -x -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | tail -15
+timeout 180 python3 -m pytest -q -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | tail -15
 
 step "6. charrnn bench --quick (CPU paths, this machine's CPU)"
-timeout 90 "${CH[@]}" bench --quick --only train --only sample 2>&1 | tail -25
+timeout 60 "${CH[@]}" bench --quick --only train --only sample 2>&1 | tail -25
 } 2>&1 | tee "$LOG"
