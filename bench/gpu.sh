@@ -27,6 +27,12 @@ fi
 CH=(python3 -m charrnn)
 R=/tmp/gpu-runs
 step() { echo; echo "==== $* ===="; }
+timed() {  # timed LABEL command...: the command's wall time on stderr
+  local label=$1 t0=$EPOCHREALTIME; shift
+  "$@"; local rc=$?
+  awk -v a="$t0" -v b="$EPOCHREALTIME" -v l="$label" 'BEGIN { printf "%s: wall %.2f s\n", l, b - a }' >&2
+  return $rc
+}
 {
 step "1. machine"
 nvidia-smi -L
@@ -38,13 +44,13 @@ timeout 150 python3 bench/gpu.py .gpu/shakespeare.txt --window 2 --repeats 3
 
 step "3. train --preset large on cuda, sample and beam on cuda, sample the GPU checkpoint on the CPU"
 "${CH[@]}" corpus get shakespeare
-/usr/bin/time -f "train wall %e s" timeout 120 "${CH[@]}" train shakespeare --preset large --time 45 --device cuda -o $R/large --overwrite
+timed "train" timeout 120 "${CH[@]}" train shakespeare --preset large --time 45 --device cuda -o $R/large --overwrite
 for dev in cuda cpu; do
-  /usr/bin/time -f "sample -n 3000 on $dev: wall %e s" "${CH[@]}" sample $R/large -n 3000 --device $dev --seed 1 --temp 0.8 --prime "ROMEO:" > $R/sample-$dev.txt
+  timed "sample -n 3000 on $dev" "${CH[@]}" sample $R/large -n 3000 --device $dev --seed 1 --temp 0.8 --prime "ROMEO:" > $R/sample-$dev.txt
   head -c 300 $R/sample-$dev.txt; echo; echo "--- ($(wc -c < $R/sample-$dev.txt) bytes)"
 done
 cmp -s $R/sample-cuda.txt $R/sample-cpu.txt && echo "cuda and cpu samples: identical" || echo "cuda and cpu samples differ (different generators/arithmetic)"
-/usr/bin/time -f "beam --width 5 -n 400 on cuda: wall %e s" "${CH[@]}" beam $R/large --width 5 -n 400 --device cuda --prime "ROMEO:" | head -c 300; echo
+timed "beam --width 5 -n 400 on cuda" "${CH[@]}" beam $R/large --width 5 -n 400 --device cuda --prime "ROMEO:" | head -c 300; echo
 "${CH[@]}" eval $R/large --device cuda 2>&1 | tail -3
 "${CH[@]}" eval $R/large --device cpu 2>&1 | tail -3
 
