@@ -51,8 +51,8 @@ for dev in cuda cpu; do
 done
 cmp -s $R/sample-cuda.txt $R/sample-cpu.txt && echo "cuda and cpu samples: identical" || echo "cuda and cpu samples differ (different generators/arithmetic)"
 timed "beam --width 5 -n 400 on cuda" "${CH[@]}" beam $R/large --width 5 -n 400 --device cuda --prime "ROMEO:" | head -c 300; echo
-"${CH[@]}" eval $R/large --device cuda 2>&1 | tail -3
-"${CH[@]}" eval $R/large --device cpu 2>&1 | tail -3
+"${CH[@]}" eval $R/large .gpu/shakespeare.txt --device cuda 2>&1 | tail -3
+"${CH[@]}" eval $R/large .gpu/shakespeare.txt --device cpu 2>&1 | tail -3
 
 step "4. torchrun, one process, NCCL"
 NCCL_DEBUG=VERSION timeout 120 torchrun --standalone --nproc_per_node 1 -m charrnn train shakespeare --preset large --steps 60 --device cuda -o $R/ddp --overwrite 2>&1 | tail -8

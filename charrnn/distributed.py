@@ -68,6 +68,10 @@ def setup(device: torch.device, batch_size: int) -> DistInfo:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
+            if info.local_rank >= torch.cuda.device_count():
+                raise CharrnnError(f"torchrun started process {info.local_rank + 1} on this machine, which has "
+                                   f"{torch.cuda.device_count()} GPU(s): use --nproc_per_node "
+                                   f"{torch.cuda.device_count()} or fewer, or --device cpu")
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend=backend)
     return info

@@ -30,7 +30,8 @@ def tiny_run(tmp_path_factory) -> Path:
     from charrnn.train import TrainConfig, train_on_text
 
     out = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(steps=80, batch_size=4, seq_len=32, lr=1e-2, eval_every=40, threads=1, precision="fp32")
+    cfg = TrainConfig(steps=80, batch_size=4, seq_len=32, lr=1e-2, eval_every=40, threads=1, precision="fp32",
+                      device="cpu")
     train_on_text(TINY_TEXT, {"hidden": 32, "embed": 8}, cfg, out)
     return out
 
@@ -61,6 +62,6 @@ def parrot_run(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("parrot")
     cfg = TrainConfig(steps=200, batch_size=8, seq_len=48, lr=2e-2, eval_every=200, sample_every=0, threads=1,
-                      precision="fp32")
+                      precision="fp32", device="cpu")
     train_on_text(PARROT_TEXT, {"hidden": 48, "embed": 16, "layers": 1}, cfg, out)
     return out

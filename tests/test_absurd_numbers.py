@@ -81,7 +81,7 @@ def test_the_python_api_checks_the_same_ranges():
     (["sample", "--temp", "inf"], ["--temp must be a number >= 0"]),
     (["sample", "--seed", HUGE], ["--seed"]),
     (["sample", "--threads", "100000"], ["is more than the"]),
-    (["sample", "-N", "10000000"], ["--num-samples 10,000,000", "memory"]),
+    (["sample", "-N", "10000000000"], ["--num-samples 10,000,000,000", "memory"]),  # ~57 TB: more than any machine
     (["beam", "--width", "100000000"], ["--width 100,000,000", "memory"]),
     (["beam", "--length-penalty", "nan"], ["--length-penalty must be a number"]),
     (["beam", "--top", "0"], ["--top must be between 1 and --width"]),

@@ -10,7 +10,8 @@ from tests.conftest import TINY_TEXT
 
 
 def test_a_saved_model_loads_back_with_the_same_logits(tmp_path):
-    cfg = TrainConfig(steps=12, batch_size=4, seq_len=16, eval_every=12, threads=1, precision="fp32", sample_every=0)
+    cfg = TrainConfig(steps=12, batch_size=4, seq_len=16, eval_every=12, threads=1, precision="fp32", sample_every=0,
+                      device="cpu")
     trainer, _ = train_on_text(TINY_TEXT, {"hidden": 16, "embed": 8}, cfg, tmp_path)
     loaded = load_model(tmp_path / "last.pt")  # last.pt: the state training ended in
     x = torch.randint(0, len(loaded.vocab), (2, 30))

@@ -150,7 +150,7 @@ def test_resume_a_stdin_run_needs_the_text_again(in_tmp):
 
 
 def test_init_from_starts_a_new_run_from_the_weights(tmp_path, tiny_run):
-    cfg = TrainConfig(steps=4, batch_size=2, seq_len=8, threads=1, precision="fp32")
+    cfg = TrainConfig(steps=4, batch_size=2, seq_len=8, threads=1, precision="fp32", device="cpu")
     text = "the lazy dog jumps over the quick brown fox.\n" * 10  # only characters the checkpoint knows
     trainer = init_from_checkpoint(tiny_run / "best.pt", text, {"dropout": 0.1}, cfg, tmp_path / "ft")
     source = load_checkpoint(tiny_run / "best.pt")

@@ -11,7 +11,7 @@ from charrnn.errors import CharrnnError
 
 from .conftest import env_without_threads
 
-ARGS = ["--steps", "24", "--hidden", "32", "--embed", "8", "-b", "4", "-t", "16", "--threads", "1",
+ARGS = ["--steps", "24", "--hidden", "32", "--embed", "8", "-b", "4", "-t", "16", "--threads", "1", "--device", "cpu",
         "--precision", "fp32", "--eval-every", "12", "--lr", "1e-2"]
 
 

@@ -139,7 +139,7 @@ def run_json(*args, input=None) -> dict:
 
 def test_eval_reproduces_the_training_validation_figure(tiny_run, val_file):
     stored = load_checkpoint(tiny_run / "best.pt")["best_val_bpc"]
-    out = run_json("eval", str(tiny_run / "best.pt"), str(val_file))
+    out = run_json("eval", str(tiny_run / "best.pt"), str(val_file), "--device", "cpu")  # where it was trained
     assert out["bits_per_char"] == pytest.approx(stored, rel=1e-6)
     assert out["chars"] == len(val_file.read_text()) - 1 and out["oov_chars"] == 0
     assert out["nats_per_char"] == pytest.approx(out["bits_per_char"] * math.log(2))

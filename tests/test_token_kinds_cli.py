@@ -169,7 +169,7 @@ def test_two_processes_train_a_word_model_like_one(tmp_path):
 
     (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
     args = ["t.txt", "--tokens", "word", "--steps", "12", "--hidden", "16", "--embed", "8", "-b", "4", "-t", "8",
-            "--threads", "1", "--precision", "fp32", "--eval-every", "6", "--sample-every", "0"]
+            "--threads", "1", "--precision", "fp32", "--eval-every", "6", "--sample-every", "0", "--device", "cpu"]
     run = lambda *cmd: subprocess.run([*cmd], cwd=tmp_path, capture_output=True, text=True,  # noqa: E731
                                       env=env_without_threads(), timeout=180)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
