@@ -168,6 +168,8 @@ class Trainer:
         self.amp_dtype = resolve_precision(train_config.precision, self.device)  # CPU `auto`: fp32 until measured
         # CPU precision and threads chosen by timing the first steps (None: nothing to choose, see trainspeed)
         self.tuner = trainspeed.make_tuner(model_config, train_config, self.device, self.dist.enabled)
+        if self.tuner is None and self.amp_dtype is None:  # --threads given and its verdict cached: keep it
+            self.amp_dtype = trainspeed.cached_precision(model_config, train_config, self.device, self.dist.enabled)
         self._eval_dtype: torch.dtype | None | str = "undecided"  # validation's autocast dtype, see eval_dtype()
         if self.device.type == "cpu":
             check_threads(train_config.threads)

@@ -60,10 +60,22 @@ def remember(tuner: StepTuner, mcfg: ModelConfig, cfg: TrainConfig, cache: TuneC
     """Keep the precision verdicts measured in this run (per thread count) for the next one.
 
     Only firm ones: a verdict where a precision was dropped after one slow step may be a fluke."""
+    if cfg.precision != "auto":  # a forced precision was never compared: it is no verdict
+        return
     cache = cache or TuneCache()
     for t, verdict in tuner.precision_verdicts.items():
         if verdict.firm and not verdict.cached:
             cache.put(train_key(mcfg, cfg, t), verdict.to_dict())
+
+
+def cached_precision(mcfg: ModelConfig, cfg: TrainConfig, device: torch.device, distributed: bool,
+                     cache: TuneCache | None = None) -> torch.dtype | None:
+    """The autocast dtype of a CPU `auto` run with nothing left to time (its --threads given, its
+    precision verdict for them cached): the verdict, not fp32. None (fp32) otherwise."""
+    if device.type != "cpu" or distributed or cfg.precision != "auto" or not cfg.threads or cache_disabled():
+        return None
+    hit = (cache or TuneCache()).get(train_key(mcfg, cfg, cfg.threads))
+    return DTYPES.get(hit.get("choice")) if hit else None
 
 
 def fixed_setting(cfg: TrainConfig) -> tuple[str, int]:

@@ -46,6 +46,22 @@ def test_auto_times_its_first_steps_and_remembers_the_precision():
         assert again is None
 
 
+def test_a_forced_precision_leaves_the_cached_verdict_alone():
+    """`--precision fp32` compares nothing: the verdict an auto run measured stays for the next auto run."""
+    cfg = TrainConfig(steps=40, batch_size=4, seq_len=16, eval_every=40, sample_every=0, device="cpu",
+                      precision="fp32", threads=0)
+    mcfg = ModelConfig(vocab_size=len(set(TINY_TEXT)), **MODEL)
+    auto = TrainConfig(**{**cfg.to_dict(), "precision": "auto"})
+    for t in sorted({1, default_threads()}):
+        TuneCache().put(train_key(mcfg, auto, t), {"choice": "bf16", "rates": {"fp32": 1.0, "bf16": 2.0}})
+    train_on_text(TINY_TEXT, MODEL, cfg)
+    for t in sorted({1, default_threads()}):
+        assert TuneCache().get(train_key(mcfg, auto, t))["choice"] == "bf16"
+    # ... and a later auto run with --threads given, nothing left to time, trains in that verdict, not fp32
+    trainer, _ = train_on_text(TINY_TEXT, MODEL, TrainConfig(**{**auto.to_dict(), "threads": 1}))
+    assert trainer.tuner is None and trainer.amp_dtype == torch.bfloat16
+
+
 def test_nothing_is_timed_when_nothing_is_left_to_choose():
     mcfg = ModelConfig(vocab_size=10, **MODEL)
     cpu = torch.device("cpu")
