@@ -24,7 +24,7 @@ from charrnn.beam import beam_search
 from charrnn.bench import PlainTrainer, rate
 from charrnn.config import PRESETS, TrainConfig
 from charrnn.corpus import read_text
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.model import ModelConfig
 from charrnn.sampling import sample_ids
 from charrnn.train import Trainer
 from charrnn.vocab import Vocab
@@ -61,7 +61,7 @@ def main() -> None:
                        dropout=p.get("dropout", 0.0))
     ours = {prec: Trainer(mcfg, TrainConfig(batch_size=B, seq_len=T, device=dev, precision=prec), vocab, tokens,
                           tokens[:2]) for prec in ("auto", "fp32")}
-    print(f"charrnn auto precision on this GPU: {ours['auto'].amp_dtype}")
+    print(f"charrnn auto precision on this GPU: {ours['auto'].speed.amp_dtype}")
 
     class AmpPlain(PlainTrainer):
         def step(self) -> float:

@@ -19,10 +19,8 @@ and what may change on resume (`trainstate`), Ctrl-C handling (`stopsignals`).
 from __future__ import annotations
 
 import math
-import statistics
 import time
-from collections import deque
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +38,9 @@ from charrnn.errors import CharrnnError, UsageError
 from charrnn.evaluation import LN2, evaluate
 from charrnn.model import CharRNN, detach_state
 from charrnn.overfit import OverfitWatch
+from charrnn.runclock import RunClock
 from charrnn.runfolder import RunFolder
-from charrnn.runtime import check_threads, resolve_device, resolve_precision, torch_threads
+from charrnn.runtime import check_threads, resolve_device, torch_threads
 from charrnn.sampling import sample_text
 from charrnn.stopsignals import StopSignals
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB
@@ -165,12 +164,9 @@ class Trainer:
         self.meta = meta or {}  # e.g. corpus name, stored in checkpoints
         self.dist = distributed.setup(resolve_device(train_config.device), train_config.batch_size)
         self.device = distributed.device_for(self.dist, resolve_device(train_config.device))
-        self.amp_dtype = resolve_precision(train_config.precision, self.device)  # CPU `auto`: fp32 until measured
-        # CPU precision and threads chosen by timing the first steps (None: nothing to choose, see trainspeed)
-        self.tuner = trainspeed.make_tuner(model_config, train_config, self.device, self.dist.enabled)
-        if self.tuner is None and self.amp_dtype is None:  # --threads given and its verdict cached: keep it
-            self.amp_dtype = trainspeed.cached_precision(model_config, train_config, self.device, self.dist.enabled)
-        self._eval_dtype: torch.dtype | None | str = "undecided"  # validation's autocast dtype, see eval_dtype()
+        # precision and CPU threads: chosen by timing the first steps where there is a choice (trainspeed)
+        self.speed = trainspeed.SpeedPlan(model_config, train_config, self.device, self.dist.enabled,
+                                          on_tune=lambda message: self.reporter.on_tune(message))
         if self.device.type == "cpu":
             check_threads(train_config.threads)
         if not self.dist.is_main:
@@ -181,7 +177,7 @@ class Trainer:
         silence_unused_ids(self.model, vocab, train_tokens, val_tokens)  # (resume and --init-from load weights over it)
         self.net = distributed.wrap(self.model, self.dist, self.device)  # what training calls: the model or its DDP wrapper
         self.optimizer = make_optimizer(self.model, train_config)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.speed.amp_dtype == torch.float16)
         self.batcher = StreamBatcher(train_tokens, train_config.batch_size, train_config.seq_len, vocab_size=len(vocab))
         self.budget = Budget(train_config.steps, train_config.epochs, train_config.time, self.batcher.steps_per_epoch)
         counts = vocab.char_counts  # (V,) characters each id stands for
@@ -196,10 +192,7 @@ class Trainer:
         self.state = self.model.init_state(self.local_batch, self.device)
         self.step = 0
         self.epoch = 0
-        self.elapsed = 0.0  # seconds of this run (training, validation, saving, samples), summed across resumes
-        self.train_seconds = 0.0  # seconds spent in training steps, this session only (for chars/s)
-        self.steps_this_session = 0
-        self.chars_this_session = 0  # characters of text the steps' targets stood for
+        self.clock = RunClock()  # the budget's seconds, and chars/s (runclock)
         self.val_chars_per_token = 1.0  # characters per token of the held-out text (set by `validate`)
         self.best_val_bpc: float | None = None
         self.history: list[dict] = []  # every log and eval record (written to metrics.jsonl)
@@ -208,8 +201,6 @@ class Trainer:
         self.saved_step: int | None = None  # the step last.pt was last written at, this session
         self.good_step = 0  # the last step whose update was finite (skipped steps leave the weights as they were)
         self._until_step: int | None = None
-        self._window = [0, 0.0, 0]  # steps, training seconds and characters since the last log record
-        self._recent_steps: deque[float] = deque(maxlen=20)  # seconds of the last training steps
 
     @classmethod
     def resume(cls, checkpoint: str | Path | dict, train_tokens: np.ndarray, val_tokens: np.ndarray,
@@ -251,15 +242,18 @@ class Trainer:
         """The newest training-loss record, in bits/char (None before the first)."""
         return next((r["bpc"] for r in reversed(self.history) if "bpc" in r), None)
 
+    @property
+    def elapsed(self) -> float:
+        """Seconds of this run (training, validation, saving, samples), summed across resumes."""
+        return self.clock.elapsed
+
+    @elapsed.setter
+    def elapsed(self, seconds: float) -> None:
+        self.clock.elapsed = seconds
+
     def chars_per_second(self) -> float:
         """Average training throughput of this session in characters of text (training steps only)."""
-        if self.char_counts is None:  # one character per token
-            return self.tokens_per_second()
-        return self.chars_this_session / max(self.train_seconds, 1e-9)
-
-    def tokens_per_second(self) -> float:
-        """Average training throughput of this session in tokens (training steps only)."""
-        return self.steps_this_session * self.cfg.batch_size * self.cfg.seq_len / max(self.train_seconds, 1e-9)
+        return self.clock.chars_per_second()
 
     def final_eval_reserve(self) -> float:
         """Seconds a time budget keeps back for the validation at the end: the last one's duration."""
@@ -274,9 +268,10 @@ class Trainer:
         # make the reserve look longer than the whole budget and stop the run after a step or two.
         # At most a quarter of the budget: a guess above that comes from a first step that is still all
         # one-time costs (or a machine so busy that the last validation may as well run over).
-        if not self._recent_steps:
+        step = self.clock.median_step()
+        if step is None:
             return 0.0
-        rate = self.cfg.batch_size * self.cfg.seq_len / max(statistics.median(self._recent_steps), 1e-9)
+        rate = self.cfg.batch_size * self.cfg.seq_len / max(step, 1e-9)
         return min(len(self.val_tokens) / max(3 * rate, 1.0), 0.25 * self.cfg.time)
 
     def _stop_reason(self, signals: StopSignals) -> str | None:
@@ -310,7 +305,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        amp = self.speed.amp_dtype
+        with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits, state = self.net(x, self.state)  # (B, T, V)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
         self.state = detach_state(tuple(s.float() for s in state))
@@ -340,16 +336,6 @@ class Trainer:
 
     # -- validation and saving -----------------------------------------------------------------------
 
-    def eval_dtype(self) -> torch.dtype | None:
-        """Validation's autocast dtype: as training's, except that CPU `auto` measures its own (once, cached)."""
-        if self.device.type != "cpu" or self.cfg.precision != "auto" or self.dist.enabled:
-            return self.amp_dtype
-        if self._eval_dtype == "undecided":
-            verdict = trainspeed.eval_precision(self.model, self.val_tokens, batch_size=64, seq_len=256)
-            self._eval_dtype = trainspeed.DTYPES[verdict.choice]
-            self.reporter.on_tune(f"validation precision: {verdict.describe()}")
-        return self._eval_dtype
-
     def validate(self) -> float | None:
         """Validation loss in nats per character of the held-out text (None if there is none).
 
@@ -358,7 +344,7 @@ class Trainer:
         if len(self.val_tokens) < 2:
             return None
         result = evaluate(self.model, self.val_tokens, batch_size=64, seq_len=256, device=self.device,
-                          autocast_dtype=self.eval_dtype(), shard=(self.dist.rank, self.dist.world),
+                          autocast_dtype=self.speed.eval_dtype(self.model, self.val_tokens), shard=(self.dist.rank, self.dist.world),
                           char_counts=self.vocab.char_counts)
         nll, tokens, chars = distributed.all_reduce([result.nll_nats, result.tokens, result.chars], self.device, self.dist)
         self.val_chars_per_token = chars / max(tokens, 1)
@@ -385,12 +371,6 @@ class Trainer:
             self.reporter.on_save(path)
         return paths
 
-    def _steady_threads(self) -> None:
-        """Validation and samples run at the tuner's best thread count so far, never in a trial setting
-        (a 2-thread validation while another process holds a core can take minutes)."""
-        if self.tuner is not None and torch.get_num_threads() != self.tuner.steady.threads:
-            torch.set_num_threads(self.tuner.steady.threads)
-
     def _check_finite(self, val: float | None = None) -> None:
         """Raise Diverged if a weight, or the validation loss `val`, is NaN or infinite: never saved as good."""
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
@@ -405,7 +385,7 @@ class Trainer:
 
     def _eval_and_save(self, snapshot: bool = False) -> float | None:
         """Validate, record it, save last.pt (and best.pt when it improved); the bits/char or None."""
-        self._steady_threads()
+        self.speed.steady()
         t0 = time.perf_counter()
         val = self.validate()
         self._check_finite(val)
@@ -433,7 +413,7 @@ class Trainer:
         training mode, so training takes exactly the same path with or without it.
         """
         c = self.cfg
-        self._steady_threads()
+        self.speed.steady()
         text = sample_text(self.model, self.vocab, c.sample_length, prime=c.sample_prime,
                            temperature=c.sample_temp, seed=c.seed, unk="skip")
         self.model.train()  # (sampling put it in eval mode)
@@ -443,32 +423,17 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _clock(self, training: bool = False):
-        """Add the block's wall time to `elapsed` (the budget's clock), and to the chars/s figures if `training`."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            dt = time.perf_counter() - t0
-            self.elapsed += dt
-            if training:
-                self.train_seconds += dt
-                self._window[1] += dt
-                self._recent_steps.append(dt)
-
     def _log(self, out: dict) -> None:
         if self.dist.enabled:  # the mean loss over all streams, as one process would see it
             out["loss"] = distributed.all_reduce([out["loss"]], self.device, self.dist)[0] / self.dist.world
-        steps, seconds, chars = self._window
+        _, seconds, chars, tokens_seen = self.clock.take_window()
         tokens = self.cfg.batch_size * self.cfg.seq_len  # per step
         record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2),
                   "loss": out["loss"], "bpc": out["loss"] * tokens / max(out["chars"], 1) / LN2, "bpt": out["loss"] / LN2,
                   "grad_norm": out["grad_norm"], "lr": out["lr"], "chars_per_sec": chars / max(seconds, 1e-9),
-                  "tokens_per_sec": steps * tokens / max(seconds, 1e-9)}
+                  "tokens_per_sec": tokens_seen / max(seconds, 1e-9)}
         self.history.append(record)
         self.reporter.on_log(record)
-        self._window = [0, 0.0, 0]
 
     def _after_step(self, out: dict) -> None:
         """Log, validate and save, and show a live sample, each when its interval comes round."""
@@ -477,43 +442,22 @@ class Trainer:
             self._log(out)
         snapshot = bool(c.save_every) and self.step % c.save_every == 0
         if self.step % c.eval_every == 0 or snapshot:
-            with self._clock():
+            with self.clock.timed():
                 if self.step % c.eval_every == 0:
                     self.last_val = self._eval_and_save(snapshot)
                 else:
                     self.save("last.pt", self.snapshot_name())
         if c.sample_every and self.step % c.sample_every == 0:
-            with self._clock():
+            with self.clock.timed():
                 self.live_sample()
-
-    def _tuned_step(self) -> dict:
-        """`train_step` in the precision and thread count the tuner asks for, its time reported back to it."""
-        if self.tuner is None:
-            return self.train_step()
-        setting = self.tuner.setting
-        self.amp_dtype = trainspeed.DTYPES[setting.precision]
-        if torch.get_num_threads() != setting.threads:
-            torch.set_num_threads(setting.threads)
-        t0 = time.perf_counter()
-        out = self.train_step()
-        message = self.tuner.record(time.perf_counter() - t0)
-        if message:
-            if not self._tune_saved:
-                trainspeed.remember(self.tuner, self.mcfg, self.cfg)
-                self._tune_saved = True
-            self.reporter.on_tune(message)
-        return out
 
     def _loop(self, signals: StopSignals) -> str:
         """Train step after step until the budget is spent or a signal arrives; why it stopped."""
         bad_steps = 0
         while (stopped_by := self._stop_reason(signals)) is None:
-            with self._clock(training=True):
-                out = self._tuned_step()
-            self.steps_this_session += 1
-            self.chars_this_session += out["chars"]
-            self._window[0] += 1
-            self._window[2] += out["chars"]
+            with self.clock.timed(training=True):
+                out = self.speed.step(self.train_step)
+            self.clock.count(out["chars"], self.cfg.batch_size * self.cfg.seq_len)
             bad_steps = 0 if out["finite"] else bad_steps + 1
             if out["finite"]:
                 self.good_step = self.step
@@ -561,7 +505,6 @@ class Trainer:
         if self.out_dir is not None:  # fail before training, not after an hour of it
             RunFolder(self.out_dir, self.cfg.keep).check_writable(prune=bool(self.cfg.save_every))
         self._until_step = until_step
-        self._tune_saved = False
         self.last_val: float | None = None
         error = None
         self.reporter.on_start(self)

@@ -14,13 +14,16 @@ torchrun's processes keep fp32 and their thread count (they would have to agree)
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from charrnn.autotune import StepTuner, TuneCache, Verdict, cache_disabled, cached_or_measured, interleaved_rates
 from charrnn.autotune import precision_verdict
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.runtime import default_threads
+from charrnn.runtime import default_threads, resolve_precision
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -112,3 +115,58 @@ def eval_precision(model, tokens: np.ndarray, batch_size: int = 64, seq_len: int
     if len(tokens) < 65:
         return Verdict("fp32")
     return cached_or_measured(cache or TuneCache(), key, measure, DTYPES)
+
+
+class SpeedPlan:
+    """A run's precision and CPU thread count, as its steps go.
+
+    `amp_dtype`: the autocast dtype training steps run in now (None: fp32); `tuner`: the
+    `StepTuner` trying settings on the first steps, None when nothing is left to choose.
+    `step(fn)` runs one training step in the setting the tuner asks for and reports its time;
+    `steady()` puts the best thread count so far back for work that is no trial (validation,
+    samples); `eval_dtype(...)` is validation's own precision, measured once (a forward pass
+    is not a training step).
+    """
+
+    def __init__(self, mcfg: ModelConfig, cfg: TrainConfig, device: torch.device, distributed: bool,
+                 on_tune: Callable[[str], None] = lambda message: None):
+        self.mcfg, self.cfg, self.device, self.distributed, self.on_tune = mcfg, cfg, device, distributed, on_tune
+        self.amp_dtype = resolve_precision(cfg.precision, device)  # CPU `auto`: fp32 until measured
+        self.tuner = make_tuner(mcfg, cfg, device, distributed)
+        if self.tuner is None and self.amp_dtype is None:  # --threads given and its verdict cached: keep it
+            self.amp_dtype = cached_precision(mcfg, cfg, device, distributed)
+        self._eval_dtype: torch.dtype | None | str = "undecided"
+        self._remembered = False
+
+    def step(self, train_step: Callable[[], dict]) -> dict:
+        if self.tuner is None:
+            return train_step()
+        setting = self.tuner.setting
+        self.amp_dtype = DTYPES[setting.precision]
+        if torch.get_num_threads() != setting.threads:
+            torch.set_num_threads(setting.threads)
+        t0 = time.perf_counter()
+        out = train_step()
+        message = self.tuner.record(time.perf_counter() - t0)
+        if message:
+            if not self._remembered:
+                remember(self.tuner, self.mcfg, self.cfg)
+                self._remembered = True
+            self.on_tune(message)
+        return out
+
+    def steady(self) -> None:
+        """Validation and samples run at the best thread count so far, never in a trial setting
+        (a 2-thread validation while another process holds a core can take minutes)."""
+        if self.tuner is not None and torch.get_num_threads() != self.tuner.steady.threads:
+            torch.set_num_threads(self.tuner.steady.threads)
+
+    def eval_dtype(self, model, val_tokens: np.ndarray) -> torch.dtype | None:
+        """Validation's autocast dtype: as training's, except that CPU `auto` measures its own (once, cached)."""
+        if self.device.type != "cpu" or self.cfg.precision != "auto" or self.distributed:
+            return self.amp_dtype
+        if self._eval_dtype == "undecided":
+            verdict = eval_precision(model, val_tokens, batch_size=64, seq_len=256)
+            self._eval_dtype = DTYPES[verdict.choice]
+            self.on_tune(f"validation precision: {verdict.describe()}")
+        return self._eval_dtype

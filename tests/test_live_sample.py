@@ -82,7 +82,8 @@ def test_the_progress_bar_starts_at_the_resumed_step_and_shows_the_average_rate(
     reporter = ConsoleReporter(Console(file=io.StringIO(), force_terminal=True, width=120), live=True)
     reporter.on_start(trainer)
     assert reporter.fields["step"] == "step 140"
-    trainer.step, trainer.steps_this_session, trainer.train_seconds = 141, 1, 0.5  # one slow step: 128 chars/s
+    trainer.step, trainer.clock.train_seconds = 141, 0.5
+    trainer.clock.count(chars=64, tokens=64)  # one slow step: 128 chars/s
     reporter._shown_at -= REFRESH_SECONDS  # the refresh interval has passed
     reporter.on_step(trainer)
     assert reporter.fields["step"] == "step 141" and reporter.fields["rate"] == "128"

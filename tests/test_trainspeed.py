@@ -31,7 +31,7 @@ def test_auto_times_its_first_steps_and_remembers_the_precision():
     chosen = [m for m in reporter.tune if m.startswith("precision: ")]
     assert len(chosen) == 1 and "threads: " in chosen[0]
     assert any(m.startswith("validation precision: ") for m in reporter.tune)
-    verdicts = trainer.tuner.precision_verdicts
+    verdicts = trainer.speed.tuner.precision_verdicts
     assert verdicts  # fp32 and bf16 were compared at some thread count
     for t, verdict in verdicts.items():  # a firm verdict is cached (one cut short by a slow step is not)
         assert (TuneCache().get(train_key(trainer.mcfg, cfg, t)) is not None) == verdict.firm
@@ -59,7 +59,7 @@ def test_a_forced_precision_leaves_the_cached_verdict_alone():
         assert TuneCache().get(train_key(mcfg, auto, t))["choice"] == "bf16"
     # ... and a later auto run with --threads given, nothing left to time, trains in that verdict, not fp32
     trainer, _ = train_on_text(TINY_TEXT, MODEL, TrainConfig(**{**auto.to_dict(), "threads": 1}))
-    assert trainer.tuner is None and trainer.amp_dtype == torch.bfloat16
+    assert trainer.speed.tuner is None and trainer.speed.amp_dtype == torch.bfloat16
 
 
 def test_nothing_is_timed_when_nothing_is_left_to_choose():
@@ -84,7 +84,7 @@ def test_a_slow_first_step_does_not_end_a_timed_run():
     cfg = TrainConfig(time=20, batch_size=4, seq_len=16, precision="fp32", threads=1, device="cpu")
     trainer = Trainer(ModelConfig(vocab_size=len(vocab), **MODEL), cfg, vocab, tokens[:1500], tokens[1500:])
     assert trainer.final_eval_reserve() == 0.0  # nothing measured yet
-    trainer._recent_steps.append(30.0)  # one step, all one-time costs: the guess is capped at a quarter of the budget
+    trainer.clock._recent.append(30.0)  # one step, all one-time costs: the guess is capped at a quarter of the budget
     assert trainer.final_eval_reserve() == 5.0
-    trainer._recent_steps.extend([25.0] + [0.002] * 6)  # two very slow steps among fast ones
+    trainer.clock._recent.extend([25.0] + [0.002] * 6)  # two very slow steps among fast ones
     assert trainer.final_eval_reserve() < 1.0

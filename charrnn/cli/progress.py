@@ -84,10 +84,10 @@ class ConsoleReporter(Reporter):
     def on_start(self, trainer: Trainer) -> None:
         self.trainer = trainer
         m, c = trainer.mcfg, trainer.cfg
-        precision = {None: "fp32"}.get(trainer.amp_dtype, str(trainer.amp_dtype).replace("torch.", "") + " autocast")
+        precision = {None: "fp32"}.get(trainer.speed.amp_dtype, str(trainer.speed.amp_dtype).replace("torch.", "") + " autocast")
         threads = c.threads or default_threads() if trainer.device.type == "cpu" else 0
-        if trainer.tuner is not None:  # chosen by timing the first steps: say what is tried
-            tried = trainer.tuner.candidates
+        if trainer.speed.tuner is not None:  # chosen by timing the first steps: say what is tried
+            tried = trainer.speed.tuner.candidates
             precisions = sorted({p for ps in tried.values() for p in ps})
             precision = "/".join(precisions) + (" (timing the first steps)" if len(precisions) > 1 else "")
             threads = 0 if len(tried) > 1 else threads

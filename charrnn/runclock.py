@@ -1,0 +1,72 @@
+"""A training run's clocks: the budget's seconds, and the throughput figures users read.
+
+    clock = RunClock()
+    with clock.timed(training=True):   # a training step: counts toward chars/s
+        ...
+    clock.count(chars=2048)            # the characters that step's targets stood for
+    with clock.timed():                # validation, a save, a live sample: budget time only
+        ...
+    clock.chars_per_second()           # this session's training throughput
+    clock.take_window()                # (steps, seconds, characters) since the last log record
+
+`elapsed` is the budget's clock: every second of the run (training, validation, saving,
+samples), summed across resumes (a checkpoint stores it). The throughput figures count
+training steps of this session only, so a resumed run reports its own speed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class RunClock:
+    def __init__(self, elapsed: float = 0.0):
+        self.elapsed = elapsed  # seconds of the whole run, summed across resumes
+        self.train_seconds = 0.0  # seconds in training steps, this session
+        self.steps = 0  # training steps this session
+        self.chars = 0  # characters of text those steps' targets stood for
+        self.tokens = 0  # ... and tokens
+        self._window = [0, 0.0, 0, 0]  # steps, training seconds, characters, tokens since the last log record
+        self._recent: deque[float] = deque(maxlen=20)  # seconds of the last training steps
+
+    @contextmanager
+    def timed(self, training: bool = False) -> Iterator[None]:
+        """Add the block's wall time to `elapsed`, and to the throughput figures if `training`."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            dt = time.perf_counter() - t0
+            self.elapsed += dt
+            if training:
+                self.train_seconds += dt
+                self._window[1] += dt
+                self._recent.append(dt)
+
+    def count(self, chars: int, tokens: int) -> None:
+        """One training step done: the characters and tokens its targets stood for."""
+        self.steps += 1
+        self.chars += chars
+        self.tokens += tokens
+        self._window[0] += 1
+        self._window[2] += chars
+        self._window[3] += tokens
+
+    def chars_per_second(self) -> float:
+        return self.chars / max(self.train_seconds, 1e-9)
+
+    def tokens_per_second(self) -> float:
+        return self.tokens / max(self.train_seconds, 1e-9)
+
+    def median_step(self) -> float | None:
+        """The median of the last training steps' seconds (None before the first)."""
+        return statistics.median(self._recent) if self._recent else None
+
+    def take_window(self) -> tuple[int, float, int, int]:
+        """(steps, training seconds, characters, tokens) since the last call."""
+        window, self._window = tuple(self._window), [0, 0.0, 0, 0]
+        return window
