@@ -113,85 +113,69 @@ async def until_disconnected(request: Request) -> None:
         pass
 
 
-def create_app(loaded: Loaded, config: ServeConfig | None = None) -> RequestLog:
-    """The ASGI app serving `loaded` (run it with uvicorn; `charrnn serve` does); `.state` holds its
-    batcher, slots and config."""
-    cfg = config or ServeConfig()
-    model, vocab = loaded.model.eval(), loaded.vocab
-    batcher, slots = Batcher(model, cfg.dtype), Slots(cfg.max_concurrent)
+class Api:
+    """The routes' handlers, over one model, its batcher and the request slots (`create_app` mounts them)."""
 
-    def check_model(name: str | None) -> None:
-        if name is not None and name != cfg.model_id:
-            raise ApiError(404, f"model {name[:80]!r} does not exist: this server serves {cfg.model_id!r} "
+    def __init__(self, loaded: Loaded, cfg: ServeConfig):
+        self.loaded, self.cfg = loaded, cfg
+        self.model, self.vocab = loaded.model.eval(), loaded.vocab
+        self.batcher, self.slots = Batcher(self.model, cfg.dtype), Slots(cfg.max_concurrent)
+
+    def check_model(self, name: str | None) -> None:
+        if name is not None and name != self.cfg.model_id:
+            raise ApiError(404, f"model {name[:80]!r} does not exist: this server serves {self.cfg.model_id!r} "
                                 "(GET /v1/models)", "model", code="model_not_found")
 
-    def model_card() -> dict:
-        m = model.config
-        return {"id": cfg.model_id, "object": "model", "created": int(loaded.path.stat().st_mtime), "owned_by": "charrnn",
-                "charrnn": {"checkpoint": loaded.path.name, "cell": m.cell, "layers": m.layers, "hidden": m.hidden,
-                            "vocab_size": m.vocab_size, "tokens": vocab.kind, "vocab": vocab.chars,
-                            "max_chars": cfg.max_chars,
-                            "max_concurrent": cfg.max_concurrent, "step": loaded.checkpoint.get("step"),
-                            "precision": "bf16" if cfg.dtype == torch.bfloat16 else "fp32"}}
+    def model_card(self) -> dict:
+        m = self.model.config
+        return {"id": self.cfg.model_id, "object": "model", "created": int(self.loaded.path.stat().st_mtime), "owned_by": "charrnn",
+                "charrnn": {"checkpoint": self.loaded.path.name, "cell": m.cell, "layers": m.layers, "hidden": m.hidden,
+                            "vocab_size": m.vocab_size, "tokens": self.vocab.kind, "vocab": self.vocab.chars,
+                            "max_chars": self.cfg.max_chars,
+                            "max_concurrent": self.cfg.max_concurrent, "step": self.loaded.checkpoint.get("step"),
+                            "precision": "bf16" if self.cfg.dtype == torch.bfloat16 else "fp32"}}
 
     @torch.inference_mode()
-    def make_jobs(req: Completion, prompt_ids: list[list[int]], outbox: Outbox) -> list:
+    def make_jobs(self, req: Completion, prompt_ids: list[list[int]], outbox: Outbox) -> list:
         """Read each prompt in (a worker thread: the batch keeps stepping meanwhile) and make its job."""
         jobs, per = [], req.choices_per_prompt
         for p, ids in enumerate(prompt_ids):
-            logits, state = prime_model(model, ids, 1 if req.beam else req.n)  # (rows, V), as `charrnn sample`
+            logits, state = prime_model(self.model, ids, 1 if req.beam else req.n)  # (rows, V), as `charrnn sample`
             if req.beam:
-                jobs.append(BeamJob(logits, state, vocab, outbox, req.max_tokens, req.width, req.top, req.stop,
+                jobs.append(BeamJob(logits, state, self.vocab, outbox, req.max_tokens, req.width, req.top, req.stop,
                                     req.length_penalty, req.no_repeat, first_choice=p * per))
             else:
-                jobs.append(SampleJob(logits, state, vocab, outbox, req.max_tokens, req.temperature, req.top_k,
+                jobs.append(SampleJob(logits, state, self.vocab, outbox, req.max_tokens, req.temperature, req.top_k,
                                       req.top_p, req.seed, req.stop, first_choice=p * per))
         return jobs
 
-    async def completions(request: Request) -> Response:
-        req = parse_completion(await read_body(request, cfg.max_body), cfg.max_chars)
-        check_model(req.model)
-        prompt_ids = [encode_prompt(vocab, p, req.unk) for p in req.prompts]
-        give_back = slots.take()
+    async def completions(self, request: Request) -> Response:
+        req = parse_completion(await read_body(request, self.cfg.max_body), self.cfg.max_chars)
+        self.check_model(req.model)
+        prompt_ids = [encode_prompt(self.vocab, p, req.unk) for p in req.prompts]
+        give_back = self.slots.take()
         try:
             outbox = Outbox(asyncio.get_running_loop())
-            jobs = await run_in_threadpool(make_jobs, req, prompt_ids, outbox)
+            jobs = await run_in_threadpool(self.make_jobs, req, prompt_ids, outbox)
         except BaseException:
             give_back()
             raise
         for job in jobs:
-            batcher.submit(job)
+            self.batcher.submit(job)
 
         def close() -> None:
             for job in jobs:
-                batcher.cancel(job)  # (a finished job has left already: nothing happens)
+                self.batcher.cancel(job)  # (a finished job has left already: nothing happens)
             give_back()
 
-        head, n = Head(cfg.model_id), len(req.prompts) * req.choices_per_prompt
+        head, n = Head(self.cfg.model_id), len(req.prompts) * req.choices_per_prompt
         prompt_of = [p for p in req.prompts for _ in range(req.choices_per_prompt)]
         prompt_chars = sum(map(len, req.prompts))
         written = request.state.chars = [0]  # for the log line
         if req.stream:
-            return EventStream(stream(req, head, outbox, n, prompt_of, prompt_chars, written), close)
-        texts, ends, failed = [""] * n, [None] * n, []
+            return EventStream(self.stream(req, head, outbox, n, prompt_of, prompt_chars, written), close)
         try:
-            async with anyio.create_task_group() as tasks:  # the client may leave while we wait: then stop
-
-                async def watch() -> None:
-                    await until_disconnected(request)
-                    tasks.cancel_scope.cancel()
-
-                tasks.start_soon(watch)
-                while None in ends and not failed:
-                    for event in await outbox.get():
-                        if event[0] == "error":
-                            failed.append(event[1])
-                        elif event[0] == "text":
-                            texts[event[1]] += event[2]
-                            written[0] += len(event[2])
-                        else:
-                            ends[event[1]] = event
-                tasks.cancel_scope.cancel()
+            texts, ends, failed = await self.collect(request, outbox, n, written)
         finally:
             close()
         if failed:
@@ -201,7 +185,30 @@ def create_app(loaded: Loaded, config: ServeConfig | None = None) -> RequestLog:
         choices = [choice(i, (prompt_of[i] if req.echo else "") + texts[i], ends[i][2], ends[i][3]) for i in range(n)]
         return JSONResponse(head.chunk(choices, usage=usage(prompt_chars, written[0])))
 
-    async def stream(req: Completion, head: Head, outbox: Outbox, n: int, prompt_of: list[str],
+    async def collect(self, request: Request, outbox: Outbox, n: int, written: list[int]) -> tuple[list, list, list]:
+        """(texts, ends, errors) of a completion that is not streamed, gathered as the engine writes
+        them; stops waiting if the client leaves (then some ends stay None)."""
+        texts, ends, failed = [""] * n, [None] * n, []
+        async with anyio.create_task_group() as tasks:
+
+            async def watch() -> None:
+                await until_disconnected(request)
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(watch)
+            while None in ends and not failed:
+                for event in await outbox.get():
+                    if event[0] == "error":
+                        failed.append(event[1])
+                    elif event[0] == "text":
+                        texts[event[1]] += event[2]
+                        written[0] += len(event[2])
+                    else:
+                        ends[event[1]] = event
+            tasks.cancel_scope.cancel()
+        return texts, ends, failed
+
+    async def stream(self, req: Completion, head: Head, outbox: Outbox, n: int, prompt_of: list[str],
                      prompt_chars: int, written: list[int]):
         if req.echo:
             for i in range(n):
@@ -210,7 +217,7 @@ def create_app(loaded: Loaded, config: ServeConfig | None = None) -> RequestLog:
         while open_choices:
             # At most one event per choice per interval: a person sees no difference, but a character
             # per event would make the HTTP side, not the model, what limits many users.
-            await asyncio.sleep(max(0.0, sent + cfg.stream_interval - time.perf_counter()))
+            await asyncio.sleep(max(0.0, sent + self.cfg.stream_interval - time.perf_counter()))
             events = await outbox.get()
             sent = time.perf_counter()
             failed = [e for e in events if e[0] == "error"]
@@ -225,66 +232,72 @@ def create_app(loaded: Loaded, config: ServeConfig | None = None) -> RequestLog:
             yield sse(head.chunk([], usage=usage(prompt_chars, written[0])))
         yield sse("[DONE]")
 
-    async def score(request: Request) -> Response:
+    async def score(self, request: Request) -> Response:
         from charrnn.surprise import score_text
 
-        req = parse_score(await read_body(request, cfg.max_body), cfg.max_chars)
-        check_model(req.model)
-        give_back = slots.take()
+        req = parse_score(await read_body(request, self.cfg.max_body), self.cfg.max_chars)
+        self.check_model(req.model)
+        give_back = self.slots.take()
         try:
-            result = await run_in_threadpool(score_text, model, vocab, req.text)
+            result = await run_in_threadpool(score_text, self.model, self.vocab, req.text)
         finally:
             give_back()
         if result.scored == 0:
             raise ApiError(400, "text has fewer than 2 characters the model knows: there is nothing to predict", "text")
-        return JSONResponse({"object": "score", "model": cfg.model_id, **result.to_dict(req.top)})
+        return JSONResponse({"object": "score", "model": self.cfg.model_id, **result.to_dict(req.top)})
 
-    async def models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [model_card()]})
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [self.model_card()]})
 
-    async def one_model(request: Request) -> Response:
-        check_model(request.path_params["name"])
-        return JSONResponse(model_card())
+    async def one_model(self, request: Request) -> Response:
+        self.check_model(request.path_params["name"])
+        return JSONResponse(self.model_card())
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "model": cfg.model_id, "requests": slots.busy,
-                             "max_concurrent": cfg.max_concurrent, "rows": batcher.rows, "steps": batcher.steps})
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "model": self.cfg.model_id, "requests": self.slots.busy,
+                             "max_concurrent": self.cfg.max_concurrent, "rows": self.batcher.rows, "steps": self.batcher.steps})
 
-    async def playground(request: Request) -> Response:
+    async def playground(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
-    async def api_error(request: Request, exc: ApiError) -> Response:
+    async def api_error(self, request: Request, exc: ApiError) -> Response:
         headers = {"Retry-After": "1"} if exc.status == 429 else None
         return JSONResponse(exc.to_dict(), exc.status, headers=headers)
 
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    async def http_error(self, request: Request, exc: HTTPException) -> Response:
         what = {404: f"no such route: {request.method} {request.url.path[:200]}",
                 405: f"{request.method} is not allowed on {request.url.path[:200]}"}.get(exc.status_code, str(exc.detail))
         return JSONResponse(ApiError(exc.status_code, what, kind="invalid_request_error").to_dict(), exc.status_code)
 
-    async def server_error(request: Request, exc: Exception) -> Response:
-        cfg.log(f"error: {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        self.cfg.log(f"error: {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
         return JSONResponse(ApiError(500, "internal server error", kind="server_error").to_dict(), 500)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(self, app: Starlette):
         with torch.inference_mode():  # build the step's weight layout before the first request
-            model.step(torch.zeros(1, dtype=torch.long, device=model.head.weight.device), model.init_state(1), cfg.dtype)
-        batcher.start()
+            first = torch.zeros(1, dtype=torch.long, device=self.model.head.weight.device)  # (1,)
+            self.model.step(first, self.model.init_state(1), self.cfg.dtype)
+        self.batcher.start()
         try:
             yield
         finally:
-            await run_in_threadpool(batcher.stop)
+            await run_in_threadpool(self.batcher.stop)
 
+
+def create_app(loaded: Loaded, config: ServeConfig | None = None) -> RequestLog:
+    """The ASGI app serving `loaded` (run it with uvicorn; `charrnn serve` does); `.state` holds its
+    batcher, slots and config."""
+    api = Api(loaded, config or ServeConfig())
     app = Starlette(
         routes=[
-            Route("/", playground), Mount("/static", StaticFiles(directory=STATIC), name="static"),
-            Route("/v1/models", models), Route("/v1/models/{name:path}", one_model),
-            Route("/v1/completions", completions, methods=["POST"]), Route("/v1/score", score, methods=["POST"]),
-            Route("/health", health),
+            Route("/", api.playground), Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Route("/v1/models", api.models), Route("/v1/models/{name:path}", api.one_model),
+            Route("/v1/completions", api.completions, methods=["POST"]),
+            Route("/v1/score", api.score, methods=["POST"]), Route("/health", api.health),
         ],
-        exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error},
-        lifespan=lifespan,
+        exception_handlers={ApiError: api.api_error, HTTPException: api.http_error, Exception: api.server_error},
+        lifespan=api.lifespan,
     )
-    app.state.batcher, app.state.slots, app.state.config = batcher, slots, cfg
-    return RequestLog(app, cfg.log)
+    app.state.batcher, app.state.slots, app.state.config = api.batcher, api.slots, api.cfg
+    return RequestLog(app, api.cfg.log)
