@@ -451,23 +451,33 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
             vocab, tokens, n = hit
             return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, True,
                           time.perf_counter() - t0, found.binary, n)
-        chars, n = scan_characters(files, encoding, _Meter(progress, "checking", total))
-        _check_text(chars, n, names)
-        vocab = build_vocab(kind, chars, files, encoding, max_vocab, _Meter(progress, "counting words", total))
-        bin_path = meta_path.with_suffix(".bin")
-        try:
-            meta_path.unlink(missing_ok=True)  # a .json never describes a .bin it was not written with
-            full, length = _write_tokens(files, vocab, encoding, n, bin_path, _Meter(progress, "encoding", total))
-            tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(length,))
-            atomic_write_text(meta_path, json.dumps({
-                "format": CACHE_FORMAT, "encoding": encoding, "vocab": vocab.to_dict(), "dtype": vocab.dtype.name,
-                "length": length, "chars": n, "bytes": total, "sources": names,
-                "checksum": {"blake2b": full, "sampled": sampled_digest(tokens)},
-            }, ensure_ascii=False))
-        except OSError as e:
-            raise CharrnnError(f"cannot write the token cache in {root} ({e.strerror}): {os_advice(e)}, "
-                               f"or set CHARRNN_CACHE to another folder") from None
-        return Corpus(name, vocab, tokens, bin_path, names, total, False, time.perf_counter() - t0, found.binary, n)
+        vocab, tokens, n = _encode_to_cache(files, meta_path, encoding, kind, max_vocab, total, progress)
+        return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, False, time.perf_counter() - t0,
+                      found.binary, n)
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
+
+
+def _encode_to_cache(files: list, meta_path: Path, encoding: str, kind: str, max_vocab: int, total: int,
+                     progress: Progress | None) -> tuple:
+    """A text not in the cache: check it, build its vocabulary, write its ids beside `meta_path`
+    (the .bin, then the .json that vouches for it). Returns (vocab, memory-mapped ids, characters)."""
+    chars, n = scan_characters(files, encoding, _Meter(progress, "checking", total))
+    _check_text(chars, n, [label for _, label in files])
+    vocab = build_vocab(kind, chars, files, encoding, max_vocab, _Meter(progress, "counting words", total))
+    bin_path = meta_path.with_suffix(".bin")
+    try:
+        meta_path.unlink(missing_ok=True)  # a .json never describes a .bin it was not written with
+        full, length = _write_tokens(files, vocab, encoding, n, bin_path, _Meter(progress, "encoding", total))
+        tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(length,))
+        atomic_write_text(meta_path, json.dumps({
+            "format": CACHE_FORMAT, "encoding": encoding, "vocab": vocab.to_dict(), "dtype": vocab.dtype.name,
+            "length": length, "chars": n, "bytes": total, "sources": [label for _, label in files],
+            "checksum": {"blake2b": full, "sampled": sampled_digest(tokens)},
+        }, ensure_ascii=False))
+    except OSError as e:
+        root = meta_path.parent.parent
+        raise CharrnnError(f"cannot write the token cache in {root} ({e.strerror}): {os_advice(e)}, "
+                           f"or set CHARRNN_CACHE to another folder") from None
+    return vocab, tokens, n

@@ -213,13 +213,11 @@ def cells(
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
 ) -> None:
     """Find the units that track quotes, comments, bracket depth, line position and word starts, and show them."""
-    from rich.text import Text
-
-    from charrnn.cells import analyse, best_window, check_kind, check_unit, parse_unit
+    from charrnn.cells import analyse, check_kind, check_unit, parse_unit
     from charrnn.console import info
-    from charrnn.features import DESCRIPTIONS, SYNTAX_NAMES, SYNTAXES
+    from charrnn.features import SYNTAX_NAMES, SYNTAXES
     from charrnn.fileio import atomic_write_text
-    from charrnn.render import Section, activation_rgb, colours_for, html_page, rich_text
+    from charrnn.render import html_page
     from charrnn.surprise import encode_known
 
     if syntax not in SYNTAXES:
@@ -241,41 +239,7 @@ def cells(
     legend = "background: blue = -1, white = 0, red = +1 (h, or tanh(c) for cell states)"
     console.print(f"{len(known):,} characters read, with {SYNTAX_NAMES[report.syntax]}; "
                   f"{oov_note(enc.oov)}; {legend}", style="dim", highlight=False, markup=False)
-    sections = []
-
-    def show(u, heading: str, note: str, window_of, terminal: bool) -> None:
-        """Add unit `u` over the window where `window_of` varies most to the page (and the terminal)."""
-        values = report.values(u)
-        start, end = best_window(window_of, show_chars, known)
-        colours = colours_for(values[start:end], activation_rgb)
-        sections.append(Section(heading, known[start:end], colours, [f"{v:+.2f}" for v in values[start:end]], note))
-        if terminal:
-            console.print(Text(heading, style="bold"))
-            if note:
-                console.print(Text(note, style="dim"))
-            console.print(rich_text(known[start:end], colours))
-            console.print()
-
-    if chosen:
-        corr = report.correlations_of(chosen)
-        shown = [f"{n} {r:+.2f}" for n, r in corr.items() if r is not None]
-        still = [n for n, r in corr.items() if r is None]
-        note = "r with " + ", ".join(shown) + (f"; never changes in this text: {', '.join(still)}" if still else "")
-        show(chosen, f"unit {chosen}", note, report.values(chosen), not as_json)
-    else:
-        for name, scores in report.ranking.items():
-            if not scores:  # a constant feature: any unit's r would be 0 and mean nothing
-                if not as_json:
-                    console.print(Text(f"{name} ({DESCRIPTIONS[name]}): never changes in this text, "
-                                       "so no unit can track it", style="dim"))
-                    console.print()
-                continue
-            best, feature = scores[0], report.features[name]
-            others = ", ".join(f"{s.unit} r={s.r:+.2f}" for s in scores[1:])
-            heading = f"{name} ({DESCRIPTIONS[name]}): unit {best.unit}, r = {best.r:+.3f}"
-            show(best.unit, heading, f"next best: {others}" if others else "", feature, not as_json)
-            for s in scores[1:]:  # the runners-up go to the HTML page only
-                show(s.unit, f"{name}: unit {s.unit}, r = {s.r:+.3f}", "", feature, False)
+    sections, corr = _unit_sections(report, known, chosen, show_chars, None if as_json else console)
     if as_json:
         data = {"checkpoint": str(loaded.path), "source": source, "oov_chars": enc.oov_count, "oov": enc.oov,
                 **report.to_dict()}
@@ -289,3 +253,51 @@ def cells(
             intro += f" Never changes in this text, so no unit can track it: {', '.join(constant)}."
         atomic_write_text(html, html_page(f"charrnn cells: {source}", sections, intro))
         info(f"wrote {html}")
+
+
+def _unit_sections(report, known: str, chosen, show_chars: int, console) -> tuple[list, dict | None]:
+    """The sections of `charrnn cells`' page: `chosen` unit, or each feature's best units (the
+    runners-up on the page only); each shown on `console` too, unless it is None (--json).
+    Returns (sections, the chosen unit's correlations or None)."""
+    from rich.text import Text
+
+    from charrnn.cells import best_window
+    from charrnn.features import DESCRIPTIONS
+    from charrnn.render import Section, activation_rgb, colours_for, rich_text
+
+    sections = []
+
+    def show(u, heading: str, note: str, window_of, terminal: bool) -> None:
+        """Add unit `u` over the window where `window_of` varies most to the page (and the terminal)."""
+        values = report.values(u)
+        start, end = best_window(window_of, show_chars, known)
+        colours = colours_for(values[start:end], activation_rgb)
+        sections.append(Section(heading, known[start:end], colours, [f"{v:+.2f}" for v in values[start:end]], note))
+        if terminal and console is not None:
+            console.print(Text(heading, style="bold"))
+            if note:
+                console.print(Text(note, style="dim"))
+            console.print(rich_text(known[start:end], colours))
+            console.print()
+
+    if chosen:
+        corr = report.correlations_of(chosen)
+        shown = [f"{n} {r:+.2f}" for n, r in corr.items() if r is not None]
+        still = [n for n, r in corr.items() if r is None]
+        note = "r with " + ", ".join(shown) + (f"; never changes in this text: {', '.join(still)}" if still else "")
+        show(chosen, f"unit {chosen}", note, report.values(chosen), True)
+        return sections, corr
+    for name, scores in report.ranking.items():
+        if not scores:  # a constant feature: any unit's r would be 0 and mean nothing
+            if console is not None:
+                console.print(Text(f"{name} ({DESCRIPTIONS[name]}): never changes in this text, "
+                                   "so no unit can track it", style="dim"))
+                console.print()
+            continue
+        best, feature = scores[0], report.features[name]
+        others = ", ".join(f"{s.unit} r={s.r:+.2f}" for s in scores[1:])
+        heading = f"{name} ({DESCRIPTIONS[name]}): unit {best.unit}, r = {best.r:+.3f}"
+        show(best.unit, heading, f"next best: {others}" if others else "", feature, True)
+        for s in scores[1:]:  # the runners-up go to the HTML page only
+            show(s.unit, f"{name}: unit {s.unit}, r = {s.r:+.3f}", "", feature, False)
+    return sections, None

@@ -147,7 +147,7 @@ def train(
     init_from: str = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights (fine-tuning); the corpus may only use characters it knows.", show_default=False),
 ) -> None:
     """Train a character-level (or word- or byte-level) model on text and save checkpoints (best.pt, last.pt)."""
-    from charrnn.config import portable_sources, resolve_run_config
+    from charrnn.config import resolve_run_config
     from charrnn.runtime import check_threads
 
     given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
@@ -156,20 +156,7 @@ def train(
     out = check_out(out)
     if threads is not None:
         check_threads(threads)
-    if resume is not None:
-        from charrnn.checkpoint import resolve_resume
-        from charrnn.resume import stored_sources
-
-        resume = resolve_resume(resume)
-        if not sources:
-            sources, glob, encoding = stored_sources(resume)
-    given.update(corpus=portable_sources(sources or []), glob=glob or [], encoding=encoding, tokens=tokens,
-                 max_vocab=max_vocab)
-    if resume is not None or init_from is not None:  # the corpus is cut into tokens as the checkpoint's was
-        from charrnn.checkpoint import resolve_checkpoint
-        from charrnn.resume import stored_tokens
-
-        given.update(zip(("tokens", "max_vocab"), stored_tokens(resume or resolve_checkpoint(init_from), tokens)))
+    sources, resume = _sources(given, sources, glob, encoding, tokens, max_vocab, resume, init_from)
     run = resolve_run_config(given, preset, config)
     if not run.corpus:
         raise UsageError("name a corpus to train on: a file, a folder, a catalog name, or - for stdin "
@@ -193,6 +180,29 @@ def train(
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
     if result.stopped_by == "nan":
         raise typer.Exit(1)
+
+
+def _sources(given: dict, sources, glob, encoding, tokens, max_vocab, resume, init_from):
+    """Put where the text comes from, and how it is cut into tokens, into `given`: from the flags, or
+    from the checkpoint of --resume (its own corpus unless one is named) and --init-from.
+    Returns (the sources named, the checkpoint --resume names, resolved)."""
+    from charrnn.config import portable_sources
+
+    if resume is not None:
+        from charrnn.checkpoint import resolve_resume
+        from charrnn.resume import stored_sources
+
+        resume = resolve_resume(resume)
+        if not sources:
+            sources, glob, encoding = stored_sources(resume)
+    given.update(corpus=portable_sources(sources or []), glob=glob or [], encoding=encoding, tokens=tokens,
+                 max_vocab=max_vocab)
+    if resume is not None or init_from is not None:  # the corpus is cut into tokens as the checkpoint's was
+        from charrnn.checkpoint import resolve_checkpoint
+        from charrnn.resume import stored_tokens
+
+        given.update(zip(("tokens", "max_vocab"), stored_tokens(resume or resolve_checkpoint(init_from), tokens)))
+    return sources, resume
 
 
 def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool, clear: bool, resize):
