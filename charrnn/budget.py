@@ -90,3 +90,15 @@ def lr_at(lr: float, warmup: int, min_lr_ratio: float, step: int, progress: floa
     p = min(max(progress, 0.0), 1.0)
     decay = min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
     return lr * warm * decay
+
+
+def describe(steps: int | None, epochs: float | None, seconds: float | None, time_note: str = "") -> str:
+    """'2000 steps or 300 s': the parts of a budget that are set ('' if none)."""
+    parts = []
+    if steps:
+        parts.append(f"{steps} steps")
+    if epochs:
+        parts.append(f"{epochs:g} epochs")
+    if seconds:
+        parts.append(f"{seconds:g} s{time_note}")
+    return " or ".join(parts)

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from charrnn.budget import DEFAULT_EPOCHS
+from charrnn.budget import DEFAULT_EPOCHS, describe
 from charrnn.config import ModelConfig, TrainConfig
 
 SHAPE_KEYS = ("layers", "hidden", "embed", "dropout")  # what the choice sets (cell, B, T and lr keep their defaults)
@@ -101,14 +101,7 @@ def _short(n: float) -> str:
 
 
 def budget_words(train: TrainConfig) -> str:
-    parts = []
-    if train.time:
-        parts.append(f"{train.time:g} s")
-    if train.steps:
-        parts.append(f"{train.steps:,} steps")
-    if train.epochs:
-        parts.append(f"{train.epochs:g} epochs")
-    return " or ".join(parts) or f"{DEFAULT_EPOCHS} epochs (no budget given)"
+    return describe(train.steps, train.epochs, train.time) or f"{DEFAULT_EPOCHS} epochs (no budget given)"
 
 
 def chars_seen(train: TrainConfig, n_train: int, rate: float | None) -> float:

@@ -52,3 +52,24 @@ def check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise UsageError(f"--tokens must be one of {', '.join(KINDS)}, not {kind!r}")
     return kind
+
+
+class TextAsIs:
+    """What a vocabulary whose pieces spell the text directly (characters, words) shares: the text
+    is its own surface, and any id may follow any other. (A byte vocabulary has neither.)"""
+
+    def surface(self, text: str) -> str:
+        """Text as the string of `pieces` that spells it: the text itself."""
+        return text
+
+    def from_surface(self, surface: str) -> str:
+        """The text a string of `pieces` spells (the inverse of `surface`)."""
+        return surface
+
+    def surface_decoder(self):
+        """`from_surface` for a string that arrives in pieces: call it with each piece, get its text."""
+        return str
+
+    def guard(self, n: int) -> None:
+        """Constraints on the next id of `n` streams: none."""
+        return None

@@ -19,12 +19,12 @@ from typing import ClassVar
 import numpy as np
 
 from charrnn.bytevocab import ByteVocab
-from charrnn.tokenkind import UNK_POLICIES, check_unk, id_dtype, unknown_error  # noqa: F401  (UNK_POLICIES: re-exported)
+from charrnn.tokenkind import UNK_POLICIES, TextAsIs, check_unk, id_dtype, unknown_error  # noqa: F401  (UNK_POLICIES: re-exported)
 from charrnn.wordvocab import WordVocab
 
 
 @dataclass(frozen=True)
-class Vocab:
+class Vocab(TextAsIs):
     """An ordered tuple of characters; a character's id is its index."""
 
     chars: str
@@ -114,22 +114,6 @@ class Vocab:
     def decoder(self):
         """A streaming decoder: call it with each id as it comes, get the text it completes."""
         return self.chars.__getitem__
-
-    def surface(self, text: str) -> str:
-        """Text as the string of `pieces` that spells it (for characters, the text itself)."""
-        return text
-
-    def from_surface(self, surface: str) -> str:
-        """The text a string of `pieces` spells (the inverse of `surface`)."""
-        return surface
-
-    def surface_decoder(self):
-        """`from_surface` for a string that arrives in pieces: call it with each piece, get its text."""
-        return str
-
-    def guard(self, n: int) -> None:
-        """Constraints on the next id of `n` streams: none, any character may follow any other."""
-        return None
 
     def to_dict(self) -> dict:
         return {"chars": self.chars}  # no "kind": exactly what every older charrnn wrote and reads

@@ -33,7 +33,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_unk, id_dtype, unknown_error
+from charrnn.tokenkind import DEFAULT_MAX_VOCAB, TextAsIs, check_unk, id_dtype, unknown_error
 
 # letters with inner apostrophes | digits | one mark | underscore | a whitespace run; an optional
 # leading space on the first four. The last `.` is never reached (the others cover every character).
@@ -84,7 +84,7 @@ def count_tokens(chunks: Iterable[str]) -> Counter:
 
 
 @dataclass(frozen=True)
-class WordVocab:
+class WordVocab(TextAsIs):
     """Characters (ids 0 .. C-1) and multi-character tokens (ids C ..); see the module doc."""
 
     chars: str  # every character it can spell, sorted
@@ -191,18 +191,6 @@ class WordVocab:
     def decoder(self):
         """A streaming decoder: each id gives its text at once."""
         return self._pieces.__getitem__
-
-    def surface(self, text: str) -> str:
-        return text
-
-    def from_surface(self, surface: str) -> str:
-        return surface
-
-    def surface_decoder(self):
-        return str
-
-    def guard(self, n: int) -> None:
-        return None
 
     def to_dict(self) -> dict:
         return {"kind": "word", "chars": self.chars, "words": list(self.words)}

@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from charrnn.budget import describe
 from charrnn.console import err_console, warn
 from charrnn.runtime import default_threads
 from charrnn.showtext import visible
@@ -51,17 +52,12 @@ class SampleProgress(Progress):
 
 
 def describe_budget(trainer: Trainer) -> str:
-    c, budget = trainer.cfg, []
-    if c.steps:
-        budget.append(f"{c.steps} steps")
-    if c.epochs:
-        budget.append(f"{c.epochs:g} epochs")
-    if c.time:
-        budget.append(f"{c.time:g} s (final validation included)")
+    c = trainer.cfg
+    budget = describe(c.steps, c.epochs, c.time, " (final validation included)")
     if not budget:
         per_epoch = max(1, trainer.batcher.steps_per_epoch)
-        budget.append(f"{trainer.total_steps} steps (default {trainer.total_steps // per_epoch} epochs)")
-    return " or ".join(budget)
+        budget = f"{trainer.total_steps} steps (default {trainer.total_steps // per_epoch} epochs)"
+    return budget
 
 
 class ConsoleReporter(Reporter):
