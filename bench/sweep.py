@@ -45,7 +45,8 @@ def shape(layers: int, hidden: int, embed: int, dropout: float = 0.0, lr: float 
 S128, S256, S384, S512, S768 = (shape(2, 128, 32), shape(2, 256, 64), shape(2, 384, 128), shape(2, 512, 128),
                                 shape(2, 768, 128))
 GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
-    "small-60": ("small", 60, [S128, S256, S384, shape(2, 256, 64, 0.2), shape(2, 384, 128, 0.2)]),
+    "small-60": ("small", 60, [S128, S256, S384, shape(2, 256, 64, 0.2), shape(2, 384, 128, 0.2),
+                               shape(2, 512, 128, 0.2)]),
     "shakespeare-60": ("shakespeare", 60, [S128, S256, S384, S512]),
     "shakespeare-300": ("shakespeare", 300, [S256, S384, S512, shape(2, 512, 128, lr=3e-3), S768]),
     "linux-300": ("linux", 300, [S256, S384, S512]),

@@ -281,8 +281,9 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     Python callable is refused before it can run. `map_location="cpu"` lets a checkpoint written
     on a GPU (cuda or mps) load anywhere. Every field is checked (`payload.check`) on a memory-mapped
     load first, which reads no tensor data, so a file whose config claims more than it holds costs
-    nothing; only then is it read, and its weights and checksum checked. `mmap=True` stops after the
-    first look (for listing: configs and shapes, tensor data unread).
+    nothing; only then is its tensor data read (through that mapping, copy-on-write: the file is
+    loaded once, and never changed), and its weights and checksum checked. `mmap=True` stops after
+    the first look (for listing: configs and shapes, tensor data unread).
     A .safetensors file is read by `safetensors_io.read` (JSON and raw bytes: nothing to refuse),
     then checked the same way.
     """
@@ -304,7 +305,12 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
         return ckpt
     size = _check_container(path)
     ckpt = _validated(path, size, mmap=True)
-    return ckpt if mmap else _validated(path, size, mmap=False)
+    if not mmap:  # the tensors are read (through the mapping, copy-on-write: the file is never changed)
+        try:
+            payload.check_contents(ckpt)
+        except payload.Damaged as e:
+            raise CharrnnError(f"{path} is damaged: {e}") from None
+    return ckpt
 
 
 @dataclass

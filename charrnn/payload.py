@@ -345,7 +345,7 @@ def _check_extra(ckpt: dict, mc: ModelConfig, tc: TrainConfig | None) -> None:
         _check_metrics({"metrics": extra["history"]})
 
 
-def _check_full(ckpt: dict) -> None:
+def check_contents(ckpt: dict) -> None:
     """Read the tensor data: the weights must be finite, and match the checksum written with them."""
     for name, t in ckpt["model"].items():
         _need(bool(torch.isfinite(t).all()), f"model weight {name} holds NaN or infinite values")
@@ -379,5 +379,5 @@ def check(ckpt: dict, file_bytes: int | None = None, full: bool = True) -> Model
     _check_meta(ckpt)
     _check_extra(ckpt, mc, tc)
     if full:
-        _check_full(ckpt)
+        check_contents(ckpt)
     return mc

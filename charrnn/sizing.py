@@ -5,22 +5,23 @@ see, not by its size: a bigger model learns more per character but sees fewer of
 same time. The sweep in `bench/sweep.py` (shapes x budgets x corpora, results kept in
 bench/sweep/results.jsonl) found the best model at each budget and fitted one rule to it:
 
-    take the largest shape of the ladder that still sees CHARS_PER_PARAM characters
+    take the largest shape of the ladder that still sees CHARS_PER_PARAM (2) characters
     per parameter in the budget,
 
 where "characters seen" is the chars/s this machine trains that shape at (timed here, a
-few steps each, cached like the precision verdict) times the seconds of `--time`, or
-steps x B x T for `--steps`, or epochs x the training text for `--epochs` -- counting a
-character read again on a later pass only up to USEFUL_EPOCHS passes: past that a small
-text stops teaching a bigger model anything new. Dropout follows the number of passes the
-run will make over its text (DROPOUT_BY_EPOCHS): a text seen many times is memorised.
+few steps each in fp32 and bf16 as the run would choose, cached like the precision verdict)
+times the seconds of `--time`, or steps x B x T for `--steps`, or epochs x the training
+text for `--epochs`. A run that reads its text MANY_PASSES (15) times or more is limited by
+the text, not the time: there the larger model with dropout MANY_PASSES_DROPOUT (0.2) won,
+and the bar is MANY_PASSES_CHARS_PER_PARAM (0.5) characters per parameter.
 
     sizing = choose_size(n_train=1_003_854, train=TrainConfig(time=300), vocab_size=65, rate=probe)
-    sizing.settings()   # {'layers': 2, 'hidden': 512, 'embed': 128, 'dropout': 0.0}
-    sizing.describe()   # 'model: LSTM 2×512, 3.5M parameters, no dropout — for 1.0M training ...'
+    sizing.settings()   # {'layers': 2, 'hidden': 384, 'embed': 128, 'dropout': 0.0} here (AMD EPYC, 2 cores)
+    sizing.describe()   # 'model: LSTM 2×384 (embed 128), 2.0M parameters, no dropout — for 1.0M training ...'
 
 Flags the user gives override the part of the choice they name (`--hidden 256` keeps the
-chosen layers and dropout); `--preset`, `--config`, `--resume` and `--init-from` skip it.
+chosen layers and dropout; a `--config` file, what it names); `--preset`, `--resume` and
+`--init-from` skip it, and so does torchrun (its processes would each time the shapes).
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ class Shape:
 # The shapes tried, smallest first (the sweep's shapes). Past 2×768, ask for a shape (--preset large).
 LADDER = (Shape(2, 128, 32), Shape(2, 256, 64), Shape(2, 384, 128), Shape(2, 512, 128), Shape(2, 768, 128))
 # Fitted to bench/sweep/results.jsonl (bench/sweep/README.md): see the module docstring.
-CHARS_PER_PARAM = 1.0
-USEFUL_EPOCHS = 4.0
-DROPOUT_BY_EPOCHS = ((20.0, 0.2), (8.0, 0.1))  # (passes at least, dropout), the first that applies
+CHARS_PER_PARAM = 2.0  # the best shapes saw 4.8-6 characters per parameter, the next larger ones 1.0-1.6
+MANY_PASSES = 15.0  # a run that reads its text this many times or more is limited by the text, not the time:
+MANY_PASSES_CHARS_PER_PARAM = 0.5  # ... there the larger model with dropout won (0.9 chars/param at 20 passes)
+MANY_PASSES_DROPOUT = 0.2
 PROBE_STEPS = 3  # timed training steps per shape (after one untimed), at the run's B and T
 
 
@@ -119,21 +121,20 @@ def chars_seen(train: TrainConfig, n_train: int, rate: float | None) -> float:
     return float(min(limits))
 
 
-def useful_chars(seen: float, n_train: int) -> float:
-    """Characters that still teach: passes beyond USEFUL_EPOCHS count for nothing more."""
-    return min(seen, USEFUL_EPOCHS * n_train)
+def enough(seen: float, params: int, n_train: int) -> bool:
+    """Does a shape with `params` parameters see enough characters? (CHARS_PER_PARAM, or
+    MANY_PASSES_CHARS_PER_PARAM when the run reads its text MANY_PASSES times or more)."""
+    many = seen >= MANY_PASSES * max(1, n_train)
+    return seen >= params * (MANY_PASSES_CHARS_PER_PARAM if many else CHARS_PER_PARAM)
 
 
 def dropout_for(epochs: float) -> float:
-    for at_least, dropout in DROPOUT_BY_EPOCHS:
-        if epochs >= at_least:
-            return dropout
-    return 0.0
+    return MANY_PASSES_DROPOUT if epochs >= MANY_PASSES else 0.0
 
 
 def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callable[[Shape], float] | None = None,
                 cell: str = "lstm", ladder: tuple[Shape, ...] = LADDER) -> Sizing:
-    """The largest shape of `ladder` that sees CHARS_PER_PARAM useful characters per parameter.
+    """The largest shape of `ladder` that sees enough characters per parameter (`enough`).
 
     `rate(shape)` -> training chars/s of that shape on this machine; needed only for a time
     budget, and called for the shapes the walk reaches (smallest first), so a slow probe stops early.
@@ -145,7 +146,7 @@ def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callabl
         seen = chars_seen(train, n_train, r)
         params = shape.config(vocab_size, cell).num_params()
         candidate = Sizing(shape, 0.0, params, n_train, seen, budget_words(train), r)
-        if chosen is not None and useful_chars(seen, n_train) < CHARS_PER_PARAM * params:
+        if chosen is not None and not enough(seen, params, n_train):
             break
         chosen = candidate
     return Sizing(chosen.shape, dropout_for(chosen.epochs), chosen.params, n_train, chosen.chars_seen, chosen.budget,
@@ -155,9 +156,11 @@ def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callabl
 # ---- the probe: this machine's training speed for a shape --------------------------------------------
 
 
-def step_rate(mcfg: ModelConfig, batch: int, seq_len: int, device: str = "cpu", steps: int = PROBE_STEPS) -> float:
-    """Training chars/s of `mcfg` at B x T, fp32: one untimed step, then `steps` timed ones
-    (forward, backward, clip, AdamW), on random characters. A throwaway model; costs ~0.1-1 s."""
+def step_rate(mcfg: ModelConfig, batch: int, seq_len: int, device: str = "cpu", steps: int = PROBE_STEPS,
+              dtype=None) -> float:
+    """Training chars/s of `mcfg` at B x T (in `dtype` autocast, None: fp32): one untimed step, then
+    `steps` timed ones (forward, backward, clip, AdamW), on random characters. A throwaway model;
+    costs ~0.1-1 s."""
     import torch
     import torch.nn.functional as F
 
@@ -169,8 +172,9 @@ def step_rate(mcfg: ModelConfig, batch: int, seq_len: int, device: str = "cpu", 
     x = torch.randint(mcfg.vocab_size, (batch, seq_len + 1), generator=gen).to(device)  # (B, T+1)
 
     def step() -> None:
-        logits, _ = model(x[:, :-1])  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, mcfg.vocab_size), x[:, 1:].reshape(-1))
+        with torch.autocast(torch.device(device).type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits, _ = model(x[:, :-1])  # (B, T, V)
+        loss = F.cross_entropy(logits.float().reshape(-1, mcfg.vocab_size), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -189,9 +193,16 @@ def probe(vocab_size: int, train: TrainConfig, device: str, threads: int, cell: 
     """`rate(shape)`: chars/s measured once per shape, machine, threads, B and T, then cached (tune.json)."""
     import torch
 
-    from charrnn.autotune import TuneCache, cache_disabled
-    from charrnn.runtime import torch_threads
+    from charrnn.autotune import LOW_PRECISION_MARGIN, TuneCache, cache_disabled, choose
+    from charrnn.runtime import resolve_precision, torch_threads
 
+    DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    dev = torch.device(device)
+    if dev.type == "cpu" and train.precision == "auto":  # the run times fp32 and bf16 and keeps the faster: so do we
+        precisions = ["fp32", "bf16"]
+    else:  # what the run will train in (a GPU's autocast, or the precision asked for)
+        fixed = resolve_precision(train.precision, dev)
+        precisions = [next((k for k, v in DTYPES.items() if v == fixed), "fp32")]
     cache = cache or TuneCache()
     seen: dict[Shape, float] = {}
 
@@ -200,15 +211,17 @@ def probe(vocab_size: int, train: TrainConfig, device: str, threads: int, cell: 
             mcfg = shape.config(vocab_size, cell)
             key = TuneCache.key({"what": "sizing probe", "device": device, "cell": cell, "layers": shape.layers,
                                  "hidden": shape.hidden, "embed": shape.embed, "vocab": vocab_size,
-                                 "batch": train.batch_size, "seq_len": train.seq_len, "threads": threads},
+                                 "batch": train.batch_size, "seq_len": train.seq_len, "threads": threads,
+                                 "precisions": precisions},
                                 torch.__version__)
             hit = None if cache_disabled() else cache.get(key)
             if hit and isinstance(hit.get("rate"), (int, float)) and math.isfinite(hit["rate"]) and hit["rate"] > 0:
                 seen[shape] = float(hit["rate"])
             else:
                 with torch_threads(threads):
-                    seen[shape] = step_rate(mcfg, train.batch_size, train.seq_len, device)
-                cache.put(key, {"rate": seen[shape]})
+                    rates = {p: step_rate(mcfg, train.batch_size, train.seq_len, device, dtype=DTYPES[p]) for p in precisions}
+                seen[shape] = rates[choose(rates, "fp32", LOW_PRECISION_MARGIN)]  # as the run will choose
+                cache.put(key, {"rate": seen[shape], "rates": rates})
         return seen[shape]
 
     return rate
