@@ -4,6 +4,7 @@
 #
 #   bench/issue13.sh                 # the real thing: about 30 minutes
 #   QUICK=1 bench/issue13.sh         # every step with small budgets (~8 min): checks that the script works
+#   SECTIONS="2 5" bench/issue13.sh  # only those sections (5 needs 2's default run)
 #
 # The log goes to /tmp/issue13-<date>/issue13.log (OUT=folder to choose), beside the bench JSON and
 # one log per run. In order:
@@ -39,6 +40,7 @@ fi
 
 log() { echo "$@" | tee -a "$LOG"; }
 section() { log; log "==== $* ===="; }
+want() { [ -z "${SECTIONS:-}" ] || [[ " $SECTIONS " == *" $1 "* ]]; }  # SECTIONS="2 5": only those
 run_to() {  # run_to FILE command...: the output kept in FILE and appended to the log; a failure is logged
   local file=$1; shift
   log "\$ $*"
@@ -58,6 +60,7 @@ lscpu | grep -E "^(Model name|CPU\(s\)|Thread|Core|L2|L3|Hypervisor)" | tee -a "
 log "flags that matter: $(grep -m1 -E '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -x -E 'avx2|avx512f|avx512_bf16|avx512_fp16|avx512_vnni|amx_tile|amx_bf16|amx_int8' | tr '\n' ' ')"
 grep -q -w amx_tile /proc/cpuinfo || log "(no AMX)"
 
+if want 2; then
 section "2. charrnn train shakespeare --time $TIME, back to back"
 run_to "$OUT/logs/corpus.log" "$BIN/charrnn" corpus get shakespeare
 CORPUS=$("$BIN/python" -c 'from charrnn.catalog import fetch; print(fetch("shakespeare"))')
@@ -86,15 +89,24 @@ PY
 done
 log "  plain script (bf16 autocast, as written): $(grep -h '^plain nn.LSTM script' "$OUT/logs/plain.log")"
 log "  plain script --fp32:                      $(grep -h '^plain nn.LSTM script' "$OUT/logs/plain-fp32.log")"
-log "  the default run chose: $(grep -h -E '^(precision|validation precision|threads):' "$OUT/logs/defaults.log" | tr '\n' ' ')"
+log "  the default run chose: $(grep -h -E '^(model|precision|validation precision|threads):' "$OUT/logs/defaults.log" | tr '\n' ' ')"
+for name in fp32 bf16 threads1 threads2; do
+  log "  $name: $(grep -h -E '^(model|precision|threads):' "$OUT/logs/$name.log" | tr '\n' ' ')"
+done
+fi
 
+if want 3; then
 section "3. bits/char cost of each reduced-precision step kernel (held-out Tiny Shakespeare)"
 run_to "$OUT/logs/kernels.log" "$BIN/charrnn" bench --only kernels --checkpoint "$OUT/runs/defaults" "${KQUICK[@]}" \
   --json "$OUT/kernels.json"
+fi
 
+if want 4; then
 section "4. charrnn bench (after)"
 run_to "$OUT/logs/bench.log" "$BIN/charrnn" bench "${BENCH[@]}" --json "$OUT/bench.json"
+fi
 
+if want 5; then
 section "5. start-up: charrnn sample RUN -n 1 vs import torch (wall seconds, alternating)"
 "$BIN/python" - "$BIN" "$OUT/runs/defaults" <<'PY' | tee -a "$LOG"
 import statistics, subprocess, sys, time
@@ -112,7 +124,9 @@ for name, ts in times.items():
 extra = statistics.median(times["charrnn sample RUN -n 1"]) - statistics.median(times["import torch"])
 print(f"  charrnn sample -n 1 costs {extra:+.2f} s beyond importing torch (goal: at most +0.30 s)")
 PY
+fi
 
+if want 6; then
 section "6. make demo while another process keeps one core busy"
 python3 -c 'while 1: pass' &
 BUSY=$!
@@ -125,5 +139,7 @@ log "  the sample's first lines:"
 sed -n '/charrnn sample checkpoints\/demo/,$p' "$OUT/logs/demo.log" | sed -n '2,9p' | sed 's/^/    /' | tee -a "$LOG"
 
 log
+fi
+
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 log "done: $LOG (bench JSON: $OUT/bench.json, kernels: $OUT/kernels.json, one log per step in $OUT/logs/)"
