@@ -159,12 +159,22 @@ def table(rows: dict[str, dict]) -> None:
               f"{cell(default)} | {shape_name(best['config']) + ': ' + cell(best) if best else '–'} |")
 
 
+def all_rows(rows: dict[str, dict]) -> None:
+    """Every row of the results file, grouped, best first."""
+    print("| group | shape | steps | chars/s | best val bits/char | auto |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for group in GROUPS:
+        for r in sorted((r for r in rows.values() if r["group"] == group), key=lambda r: r["best_val_bpc"]):
+            print(f"| {group} | {shape_name(r['config'])} | {r['steps']:,} | {r['chars_per_sec']:,.0f} | "
+                  f"{r['best_val_bpc']:.3f} | {'auto' if r['auto'] else ''} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", action="append", choices=list(GROUPS))
     ap.add_argument("--auto", action="store_true", help="run the automatic choice for each group, then the table")
     ap.add_argument("--dry-run", action="store_true")
-    ap.add_argument("--table", action="store_true", help="only print the table from the results file")
+    ap.add_argument("--table", action="store_true", help="only print the tables from the results file")
     args = ap.parse_args()
     groups = args.only or list(GROUPS)
     if not args.table:
@@ -177,6 +187,9 @@ def main() -> None:
                 if row:
                     append(row)
     table(done())
+    if args.table:
+        print()
+        all_rows(done())
 
 
 if __name__ == "__main__":

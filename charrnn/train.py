@@ -257,22 +257,8 @@ class Trainer:
 
     def final_eval_reserve(self) -> float:
         """Seconds a time budget keeps back for the validation at the end: the last one's duration."""
-        if not self.cfg.time or len(self.val_tokens) < 2:
-            return 0.0
-        timed = [r["eval_seconds"] for r in self.history if r.get("eval_seconds")]
-        if timed:
-            return timed[-1]
-        # none yet: a forward pass over the held-out text, ~3x faster per token than a training step.
-        # The step time is the median of the recent steps, not the session's mean: the first step's one-time
-        # costs, or a 2-thread step timed while another process holds a core (StepTuner), would otherwise
-        # make the reserve look longer than the whole budget and stop the run after a step or two.
-        # At most a quarter of the budget: a guess above that comes from a first step that is still all
-        # one-time costs (or a machine so busy that the last validation may as well run over).
-        step = self.clock.median_step()
-        if step is None:
-            return 0.0
-        rate = self.cfg.batch_size * self.cfg.seq_len / max(step, 1e-9)
-        return min(len(self.val_tokens) / max(3 * rate, 1.0), 0.25 * self.cfg.time)
+        last = next((r["eval_seconds"] for r in reversed(self.history) if r.get("eval_seconds")), None)
+        return self.clock.eval_reserve(self.cfg.time, len(self.val_tokens), self.cfg.batch_size * self.cfg.seq_len, last)
 
     def _stop_reason(self, signals: StopSignals) -> str | None:
         sig = signals.signum or 0

@@ -56,8 +56,7 @@ class ServeConfig:
     max_chars: int = 10_000  # per request: prompt characters, characters written (max_tokens x n), text scored
     max_body: int = 1_000_000  # bytes in a request body (413 above)
     dtype: torch.dtype = torch.float32  # matrices of the shared step; fp32 writes what `charrnn sample` writes
-    stream_interval: float = 0.02  # a stream sends at most one event per this many seconds (the first at once),
-    #                                 times (requests running / 8) when more than 8 run
+    stream_interval: float = 0.02  # a stream sends at most one event per this many seconds (the first at once)
     log: Callable[[str], None] = field(default=stderr_line)  # one line per request
 
 
@@ -217,11 +216,8 @@ class Api:
         open_choices, sent = n, 0.0
         while open_choices:
             # At most one event per choice per interval: a person sees no difference, but a character
-            # per event would make the HTTP side, not the model, what limits many users. The interval
-            # grows with the requests running (8 or fewer: 20 ms; 32: 80 ms), so the events the
-            # server sends per second stay about the same however many users share it.
-            interval = self.cfg.stream_interval * max(1.0, self.slots.busy / 8)
-            await asyncio.sleep(max(0.0, sent + interval - time.perf_counter()))
+            # per event would make the HTTP side, not the model, what limits many users.
+            await asyncio.sleep(max(0.0, sent + self.cfg.stream_interval - time.perf_counter()))
             events = await outbox.get()
             sent = time.perf_counter()
             failed = [e for e in events if e[0] == "error"]
