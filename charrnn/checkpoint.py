@@ -258,11 +258,12 @@ def _check_header(ckpt, path: Path) -> None:
         )
 
 
-def _validated(path: Path, size: int, mmap: bool) -> dict:
-    ckpt = _torch_load(path, mmap)
+def _validated(path: Path, size: int) -> dict:
+    """The memory-mapped load, every field checked (no tensor data read yet)."""
+    ckpt = _torch_load(path, mmap=True)
     _check_header(ckpt, path)
     try:
-        payload.check(ckpt, size, full=not mmap)
+        payload.check(ckpt, size, full=False)
     except payload.Damaged as e:
         raise CharrnnError(f"{path} is damaged: {e}") from None
     return ckpt
@@ -304,7 +305,7 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
             raise CharrnnError(f"{path} is damaged: {e}") from None
         return ckpt
     size = _check_container(path)
-    ckpt = _validated(path, size, mmap=True)
+    ckpt = _validated(path, size)
     if not mmap:  # the tensors are read (through the mapping, copy-on-write: the file is never changed)
         try:
             payload.check_contents(ckpt)
