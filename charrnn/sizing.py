@@ -196,7 +196,9 @@ def probe(vocab_size: int, train: TrainConfig, device: str, threads: int, cell: 
     from charrnn.autotune import LOW_PRECISION_MARGIN, TuneCache, cache_disabled, choose
     from charrnn.runtime import resolve_precision, torch_threads
 
-    DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    from charrnn.trainspeed import DTYPES as CPU_DTYPES
+
+    DTYPES = {**CPU_DTYPES, "fp16": torch.float16}  # the CPU's two, and a GPU's fp16
     dev = torch.device(device)
     if dev.type == "cpu" and train.precision == "auto":  # the run times fp32 and bf16 and keeps the faster: so do we
         precisions = ["fp32", "bf16"]
