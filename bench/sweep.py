@@ -38,8 +38,10 @@ CHARRNN = [sys.executable, "-m", "charrnn"]
 DEFAULTS = dict(layers=2, hidden=384, embed=128, batch_size=32, seq_len=64, lr=6e-3, dropout=0.0)
 
 
-def shape(layers: int, hidden: int, embed: int, dropout: float = 0.0, lr: float = 6e-3) -> dict:
-    return dict(layers=layers, hidden=hidden, embed=embed, batch_size=32, seq_len=64, lr=lr, dropout=dropout)
+def shape(layers: int, hidden: int, embed: int, dropout: float = 0.0, lr: float = 6e-3, batch_size: int = 32,
+          seq_len: int = 64) -> dict:
+    return dict(layers=layers, hidden=hidden, embed=embed, batch_size=batch_size, seq_len=seq_len, lr=lr,
+                dropout=dropout)
 
 
 S128, S256, S384, S512, S768 = (shape(2, 128, 32), shape(2, 256, 64), shape(2, 384, 128), shape(2, 512, 128),
@@ -47,9 +49,15 @@ S128, S256, S384, S512, S768 = (shape(2, 128, 32), shape(2, 256, 64), shape(2, 3
 GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
     "small-60": ("small", 60, [S128, S256, S384, shape(2, 256, 64, 0.2), shape(2, 384, 128, 0.2),
                                shape(2, 512, 128, 0.2)]),
-    "shakespeare-60": ("shakespeare", 60, [S128, S256, S384, S512]),
+    "shakespeare-60": ("shakespeare", 60, [S128, S256, S384, S512,
+                                           # the schedule around the best shape: lr, batch, sequence length
+                                           shape(2, 256, 64, lr=1e-2), shape(2, 256, 64, lr=3e-3),
+                                           shape(2, 256, 64, batch_size=16), shape(2, 256, 64, batch_size=64),
+                                           shape(2, 256, 64, batch_size=64, seq_len=32),
+                                           shape(2, 256, 64, batch_size=16, seq_len=128)]),
     "shakespeare-300": ("shakespeare", 300, [S256, S384, S512, shape(2, 512, 128, lr=3e-3), S768]),
     "linux-300": ("linux", 300, [S256, S384, S512]),
+    "shakespeare-900": ("shakespeare", 900, [S384, shape(2, 512, 128, 0.2)]),
 }
 FLAGS = {"layers": "--layers", "hidden": "--hidden", "embed": "--embed", "batch_size": "--batch-size",
          "seq_len": "--seq-len", "lr": "--lr", "dropout": "--dropout"}
@@ -143,6 +151,8 @@ def shape_name(c: dict) -> str:
         s += f" d{c['dropout']:g}"
     if c.get("lr") != 6e-3:
         s += f" lr{c['lr']:g}"
+    if (c.get("batch_size"), c.get("seq_len")) != (32, 64):
+        s += f" B{c['batch_size']}×T{c['seq_len']}"
     return s
 
 
