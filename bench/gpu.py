@@ -21,7 +21,7 @@ import argparse
 import torch
 
 from charrnn.beam import beam_search
-from charrnn.bench import PlainTrainer, rate
+from charrnn.benchmark.suite import PlainTrainer, rate
 from charrnn.config import PRESETS, TrainConfig
 from charrnn.corpus import read_text
 from charrnn.model import ModelConfig

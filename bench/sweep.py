@@ -48,14 +48,17 @@ S128, S256, S384, S512, S768 = (shape(2, 128, 32), shape(2, 256, 64), shape(2, 3
                                 shape(2, 768, 128))
 GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
     "small-60": ("small", 60, [S128, S256, S384, shape(2, 256, 64, 0.2), shape(2, 384, 128, 0.2),
-                               shape(2, 512, 128, 0.2)]),
+                               shape(2, 512, 128, 0.2), shape(2, 384, 128, 0.2, lr=1e-2)]),
     "shakespeare-60": ("shakespeare", 60, [S128, S256, S384, S512,
                                            # the schedule around the best shape: lr, batch, sequence length
                                            shape(2, 256, 64, lr=1e-2), shape(2, 256, 64, lr=3e-3),
+                                           shape(2, 256, 64, lr=1.5e-2), shape(2, 256, 64, lr=2e-2),
+                                           shape(2, 384, 128, lr=1e-2),
                                            shape(2, 256, 64, batch_size=16), shape(2, 256, 64, batch_size=64),
                                            shape(2, 256, 64, batch_size=64, seq_len=32),
                                            shape(2, 256, 64, batch_size=16, seq_len=128)]),
-    "shakespeare-300": ("shakespeare", 300, [S256, S384, S512, shape(2, 512, 128, lr=3e-3), S768]),
+    "shakespeare-300": ("shakespeare", 300, [S256, S384, S512, shape(2, 512, 128, lr=3e-3), S768,
+                                             shape(2, 384, 128, lr=1e-2)]),
     "linux-300": ("linux", 300, [S256, S384, S512]),
     "shakespeare-900": ("shakespeare", 900, [S384, shape(2, 512, 128, 0.2)]),
 }

@@ -246,7 +246,7 @@ def _check_train_config(ckpt: dict) -> TrainConfig | None:
 
 
 def _param_groups(mc: ModelConfig) -> list[list[tuple[int, ...]]]:
-    """The shapes of the parameters in each of the trainer's two AdamW groups, in order (see Trainer._make_optimizer)."""
+    """The shapes of the parameters in each of the trainer's two AdamW groups, in order (see optim.make_optimizer)."""
     shapes = mc.param_shapes()
     decays = [s for n, s in shapes.items() if len(s) >= 2 and DECAY_SPLIT not in n]
     rest = [s for n, s in shapes.items() if not (len(s) >= 2 and DECAY_SPLIT not in n)]

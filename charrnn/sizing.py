@@ -22,6 +22,9 @@ and the bar is MANY_PASSES_CHARS_PER_PARAM (0.5) characters per parameter.
 Flags the user gives override the part of the choice they name (`--hidden 256` keeps the
 chosen layers and dropout; a `--config` file, what it names); `--preset`, `--resume` and
 `--init-from` skip it, and so does torchrun (its processes would each time the shapes).
+
+Whatever chose the shape, `check_model_fits` refuses one that cannot fit in memory before
+a run builds it (`training_memory` estimates the peak from the configs alone).
 """
 
 from __future__ import annotations
@@ -52,6 +55,39 @@ class Shape:
 
 
 # The shapes tried, smallest first (the sweep's shapes). Past 2×768, ask for a shape (--preset large).
+LARGE_VOCAB = 4096  # distinct characters above which a run is warned what its vocabulary costs
+
+
+def training_memory(m: ModelConfig, c: TrainConfig) -> int:
+    """Bytes a training run needs at its peak, estimated from the configs alone (fp32).
+
+    Weights, gradients and AdamW's two moments (16 bytes per parameter), plus what one step
+    keeps for back-propagation: per character of the (B, T) block its embedding, every layer's
+    gates and states, and the logits with their softmax and gradient (3 x V).
+    """
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[m.cell]
+    per_char = m.embed + m.layers * (gates + 2) * m.hidden + 3 * m.vocab_size
+    return 16 * m.num_params() + 4 * c.batch_size * c.seq_len * per_char
+
+
+def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter, kind: str = "char") -> None:
+    """Refuse a run that cannot fit in memory before building it; warn what a huge vocabulary costs."""
+    from charrnn.runtime import check_memory, fmt_bytes
+
+    need = training_memory(m, c)
+    shape = f"a {m.cell} {m.layers}x{m.hidden} model (embed {m.embed}, vocabulary {m.vocab_size:,}, " \
+            f"{m.num_params():,} parameters) trained on batch {c.batch_size} x seq {c.seq_len}"
+    check_memory(need, shape, "use a smaller --hidden, --layers, --embed, --batch-size or --seq-len", device)
+    if m.vocab_size > LARGE_VOCAB and kind == "char":  # (a word vocabulary is meant to be large)
+        in_vocab = m.vocab_size * (m.embed + m.hidden + 1)
+        reporter.on_warning(
+            f"the corpus has {m.vocab_size:,} distinct characters: the embedding and output layers hold "
+            f"{in_vocab:,} of the model's {m.num_params():,} parameters, each step computes {m.vocab_size:,} "
+            f"logits per character, and training needs about {fmt_bytes(need)} at its peak. Most of those characters "
+            f"are rare (`charrnn corpus stats` lists them): fold the rare ones into one character, or train on "
+            f"the text's UTF-8 bytes (--tokens byte: 256 ids), to train many times faster")
+
+
 LADDER = (Shape(2, 128, 32), Shape(2, 256, 64), Shape(2, 384, 128), Shape(2, 512, 128), Shape(2, 768, 128))
 # Fitted to bench/sweep/results.jsonl (bench/sweep/README.md): see the module docstring.
 CHARS_PER_PARAM = 2.0  # the best shapes saw 4.8-6 characters per parameter, the next larger ones 1.0-1.6

@@ -12,26 +12,25 @@ a step's loss in nats per token times its tokens over the characters its targets
 
 `Trainer` knows nothing about terminals: it reports through a `Reporter`, which the
 CLI implements with a progress bar (or log lines when stderr is not a terminal). Its
-helpers each live beside it: the budget and schedule (`budget`), what a checkpoint holds
-and what may change on resume (`trainstate`), Ctrl-C handling (`stopsignals`).
+helpers each live beside it: the order of events in a run, logging, validating, saving and
+stopping (`trainloop`), the optimizer and one clipped update (`optim`), the budget and
+schedule (`budget`), what a checkpoint holds and what may change on resume (`trainstate`),
+the precision and threads (`trainspeed`), whether the model fits in memory (`sizing`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn import distributed, trainspeed, trainstate
+from charrnn import distributed, optim, trainspeed, trainstate
 from charrnn.batcher import StreamBatcher
 from charrnn.budget import Budget, lr_at
-from charrnn.checkpoint import SaveError, load_checkpoint
 from charrnn.config import ModelConfig, TrainConfig, fit_to_text
 from charrnn.corpus import split_train_val, token_index_at_char
 from charrnn.errors import CharrnnError, UsageError
@@ -40,88 +39,17 @@ from charrnn.model import CharRNN, detach_state
 from charrnn.overfit import OverfitWatch
 from charrnn.runclock import RunClock
 from charrnn.runfolder import RunFolder
-from charrnn.runtime import check_threads, resolve_device, torch_threads
+from charrnn.runtime import check_threads, resolve_device
 from charrnn.sampling import sample_text
-from charrnn.stopsignals import StopSignals
+from charrnn.sizing import check_model_fits
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB
+from charrnn.trainloop import Diverged, Reporter, TrainingRun, TrainResult
 from charrnn.vocab import Vocab
 from charrnn.vocabbuild import vocab_for_text
 
 __all__ = ["Reporter", "TrainConfig", "TrainResult", "Trainer", "train_on_text", "train_on_tokens"]
 
-MAX_BAD_STEPS = 10  # non-finite steps in a row before a run gives up
 UNUSED_ID_BIAS = -15.0  # output bias of ids the text never uses (e^-15 each: ~0 probability, still learnable)
-LARGE_VOCAB = 4096  # distinct characters above which a run is warned what its vocabulary costs
-
-
-def training_memory(m: ModelConfig, c: TrainConfig) -> int:
-    """Bytes a training run needs at its peak, estimated from the configs alone (fp32).
-
-    Weights, gradients and AdamW's two moments (16 bytes per parameter), plus what one step
-    keeps for back-propagation: per character of the (B, T) block its embedding, every layer's
-    gates and states, and the logits with their softmax and gradient (3 x V).
-    """
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[m.cell]
-    per_char = m.embed + m.layers * (gates + 2) * m.hidden + 3 * m.vocab_size
-    return 16 * m.num_params() + 4 * c.batch_size * c.seq_len * per_char
-
-
-def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter: "Reporter", kind: str = "char") -> None:
-    """Refuse a run that cannot fit in memory before building it; warn what a huge vocabulary costs."""
-    from charrnn.runtime import check_memory, fmt_bytes
-
-    need = training_memory(m, c)
-    shape = f"a {m.cell} {m.layers}x{m.hidden} model (embed {m.embed}, vocabulary {m.vocab_size:,}, " \
-            f"{m.num_params():,} parameters) trained on batch {c.batch_size} x seq {c.seq_len}"
-    check_memory(need, shape, "use a smaller --hidden, --layers, --embed, --batch-size or --seq-len", device)
-    if m.vocab_size > LARGE_VOCAB and kind == "char":  # (a word vocabulary is meant to be large)
-        in_vocab = m.vocab_size * (m.embed + m.hidden + 1)
-        reporter.on_warning(
-            f"the corpus has {m.vocab_size:,} distinct characters: the embedding and output layers hold "
-            f"{in_vocab:,} of the model's {m.num_params():,} parameters, each step computes {m.vocab_size:,} "
-            f"logits per character, and training needs about {fmt_bytes(need)} at its peak. Most of those characters "
-            f"are rare (`charrnn corpus stats` lists them): fold the rare ones into one character, or train on "
-            f"the text's UTF-8 bytes (--tokens byte: 256 ids), to train many times faster")
-
-
-class Diverged(Exception):
-    """The weights (or their validation loss) are no longer finite: they must not be saved."""
-
-
-class Reporter:
-    """What the trainer tells the outside world. Subclass and override what you need."""
-
-    def on_start(self, trainer: "Trainer") -> None: ...
-    def on_step(self, trainer: "Trainer") -> None: ...  # after every step: keep it cheap
-    def on_log(self, record: dict) -> None: ...
-    def on_eval(self, record: dict) -> None: ...
-    def on_save(self, path: Path) -> None: ...
-    def on_sample(self, record: dict) -> None: ...
-    def on_warning(self, message: str) -> None: ...
-    def on_tune(self, message: str) -> None: ...  # what precision / thread count was chosen, and why
-    def on_end(self, result: "TrainResult") -> None: ...
-
-
-@dataclass
-class TrainResult:
-    steps: int
-    epoch: float
-    seconds: float
-    best_val_bpc: float | None
-    last_val_bpc: float | None
-    stopped_by: str  # "steps" | "epochs" | "time" | "patience" | "SIGINT" | "SIGTERM" | "nan" | "until_step" | "save_error"
-    out_dir: Path | None
-    history: list[dict] = field(default_factory=list)
-    error: str | None = None  # what went wrong when stopped_by is "save_error"
-
-
-def make_optimizer(model: CharRNN, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW, with weight decay on the weight matrices only (not biases, not the embedding)."""
-    params = dict(model.named_parameters())
-    decays = {n: p.dim() >= 2 and "embedding" not in n for n, p in params.items()}
-    groups = [{"params": [params[n] for n, d in decays.items() if d], "weight_decay": cfg.weight_decay},
-              {"params": [params[n] for n, d in decays.items() if not d], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
 
 def silence_unused_ids(model: CharRNN, vocab: Vocab, *token_arrays: np.ndarray) -> int:
@@ -145,7 +73,11 @@ def silence_unused_ids(model: CharRNN, vocab: Vocab, *token_arrays: np.ndarray) 
 
 
 class Trainer:
-    """Owns the model, optimizer, data cursor and carried state of one run."""
+    """Owns the model, optimizer, data cursor and carried state of one run, and what one step does.
+
+    `run()` trains until the budget is spent; the order of events around the steps (logging,
+    validation, saving, stopping) is `trainloop.TrainingRun`'s.
+    """
 
     def __init__(
         self,
@@ -176,7 +108,7 @@ class Trainer:
         self.model = CharRNN(model_config).to(self.device)
         silence_unused_ids(self.model, vocab, train_tokens, val_tokens)  # (resume and --init-from load weights over it)
         self.net = distributed.wrap(self.model, self.dist, self.device)  # what training calls: the model or its DDP wrapper
-        self.optimizer = make_optimizer(self.model, train_config)
+        self.optimizer = optim.make_optimizer(self.model, train_config.lr, train_config.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.speed.amp_dtype == torch.float16)
         self.batcher = StreamBatcher(train_tokens, train_config.batch_size, train_config.seq_len, vocab_size=len(vocab))
         self.budget = Budget(train_config.steps, train_config.epochs, train_config.time, self.batcher.steps_per_epoch)
@@ -200,7 +132,6 @@ class Trainer:
         self.watch = OverfitWatch(train_config.patience)
         self.saved_step: int | None = None  # the step last.pt was last written at, this session
         self.good_step = 0  # the last step whose update was finite (skipped steps leave the weights as they were)
-        self._until_step: int | None = None
 
     @classmethod
     def resume(cls, checkpoint: str | Path | dict, train_tokens: np.ndarray, val_tokens: np.ndarray,
@@ -208,20 +139,21 @@ class Trainer:
                overrides: dict | None = None) -> "Trainer":
         """A trainer that continues a checkpoint's run exactly (tokens encoded with its vocabulary).
 
-        The training settings, the budget included, come from the checkpoint, so the schedule
-        carries on unchanged; `overrides` replaces some of them (e.g. {"steps": 20000} to train
-        longer: the schedule then goes on from where it was, see `budget.Budget.extend`).
-        `out_dir` defaults to the checkpoint's own folder.
+        `overrides` replaces some training settings (e.g. {"steps": 20000} to train longer);
+        `out_dir` defaults to the checkpoint's own folder. See `trainstate.resume_trainer`.
         """
-        path = None if isinstance(checkpoint, dict) else Path(checkpoint)
-        ckpt = load_checkpoint(path) if path is not None else checkpoint
-        cfg = trainstate.resume_config(ckpt, overrides)
-        if out_dir is None and path is not None:
-            out_dir = path.parent
-        trainer = cls(ModelConfig(**ckpt["model_config"]), cfg, Vocab.from_dict(ckpt["vocab"]),
-                      train_tokens, val_tokens, out_dir, reporter, meta=ckpt.get("meta"))
-        trainstate.restore(trainer, ckpt)
-        return trainer
+        return trainstate.resume_trainer(cls, checkpoint, train_tokens, val_tokens, out_dir, reporter, overrides)
+
+    def run(self, until_step: int | None = None) -> TrainResult:
+        """Train until the budget is spent or a signal arrives; save best.pt and last.pt.
+
+        `until_step` pauses the run at that step (saving last.pt) without changing the budget or
+        the learning-rate schedule, so that `Trainer.resume` can carry on from there.
+        A failed save (disk full, folder unwritable) stops training: stopped_by "save_error",
+        the message in `result.error`, the checkpoints written before it intact.
+        CPU threads are set to `threads` for the run and put back after it.
+        """
+        return TrainingRun(self, until_step)()
 
     # -- where the run is ----------------------------------------------------------------------------
 
@@ -237,10 +169,6 @@ class Trainer:
     @property
     def epoch_float(self) -> float:
         return self.epoch + self.batcher.cursor / max(1, self.batcher.stream_len - 1)
-
-    def last_train_bpc(self) -> float | None:
-        """The newest training-loss record, in bits/char (None before the first)."""
-        return next((r["bpc"] for r in reversed(self.history) if "bpc" in r), None)
 
     @property
     def elapsed(self) -> float:
@@ -260,19 +188,6 @@ class Trainer:
         last = next((r["eval_seconds"] for r in reversed(self.history) if r.get("eval_seconds")), None)
         return self.clock.eval_reserve(self.cfg.time, len(self.val_tokens), self.cfg.batch_size * self.cfg.seq_len, last)
 
-    def _stop_reason(self, signals: StopSignals) -> str | None:
-        sig = signals.signum or 0
-        if self.dist.enabled:  # every rank sees the same signal and the same elapsed time
-            sig, self.elapsed = distributed.all_reduce([sig, self.elapsed], self.device, self.dist, op="max")
-            signals.signum = int(sig) or None
-        if signals.received:
-            return signals.received
-        if self._until_step is not None and self.step >= self._until_step:
-            return "until_step"
-        if self.watch.patience and self.watch.since_best >= self.watch.patience:
-            return "patience"
-        return self.budget.spent(self.step, self.elapsed, self.final_eval_reserve())
-
     # -- one step ------------------------------------------------------------------------------------
 
     def train_step(self) -> dict:
@@ -288,39 +203,22 @@ class Trainer:
         y = y[self.rows].to(self.device, non_blocking=True)
         lr = lr_at(self.cfg.lr, self.cfg.warmup, self.cfg.min_lr_ratio, self.step,
                    self.budget.schedule_progress(self.step, self.elapsed))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        optim.set_lr(self.optimizer, lr)
         self.model.train()
         amp = self.speed.amp_dtype
         with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits, state = self.net(x, self.state)  # (B, T, V)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
         self.state = detach_state(tuple(s.float() for s in state))
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        max_norm = self.cfg.clip if self.cfg.clip > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
-        loss_value = float(loss.detach())
-        # the gradient norm is the same on every rank after DDP's all-reduce, so all ranks agree
-        finite_loss = self.dist.enabled or math.isfinite(loss_value)
-        overflow = False
-        if self.scaler.is_enabled():  # fp16: the scaler skips an overflowing update itself and lowers its scale
-            finite = finite_loss
-            overflow = finite and not math.isfinite(grad_norm)
-            self.scaler.step(self.optimizer)
-        else:
-            finite = finite_loss and math.isfinite(grad_norm)
-            if finite:
-                self.optimizer.step()
-        if not finite:  # a non-finite carried state would poison every following step: start the streams afresh
+        # (under DDP every rank decides on the all-reduced gradient norm, the same everywhere)
+        done = optim.update(loss, self.model, self.optimizer, self.scaler, self.cfg.clip, trust_loss=self.dist.enabled)
+        if not done.finite:  # a non-finite carried state would poison every following step: start the streams afresh
             self.state = self.model.init_state(self.local_batch, self.device)
-        self.scaler.update()
         self.step += 1
-        return {"loss": loss_value, "chars": chars, "grad_norm": grad_norm, "lr": lr, "finite": finite,
-                "overflow": overflow}
+        return {"loss": done.loss, "chars": chars, "grad_norm": done.grad_norm, "lr": lr, "finite": done.finite,
+                "overflow": done.overflow}
 
-    # -- validation and saving -----------------------------------------------------------------------
+    # -- validation, saving, samples --------------------------------------------------------------------
 
     def validate(self) -> float | None:
         """Validation loss in nats per character of the held-out text (None if there is none).
@@ -346,7 +244,7 @@ class Trainer:
         """
         if not names:
             return []
-        self._check_finite()
+        self.check_finite()
         payload = trainstate.payload(self)  # under torchrun every rank joins the gather of the carried state
         if self.out_dir is None:
             return []
@@ -357,24 +255,19 @@ class Trainer:
             self.reporter.on_save(path)
         return paths
 
-    def _check_finite(self, val: float | None = None) -> None:
+    def check_finite(self, val: float | None = None) -> None:
         """Raise Diverged if a weight, or the validation loss `val`, is NaN or infinite: never saved as good."""
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             raise Diverged(f"the weights are no longer finite (NaN or Inf) at step {self.step}")
         if val is not None and not math.isfinite(val):
             raise Diverged(f"the validation loss is {val} at step {self.step}: the weights no longer predict anything")
 
-    def _diverged_message(self, reason: str) -> str:
-        kept = (f"last.pt holds step {self.saved_step}, the last state saved" if self.saved_step is not None
-                else "nothing was saved in this session (the folder's checkpoints are as they were)")
-        return f"training stopped: {reason}; these weights were not saved: {kept}. Try a lower --lr"
-
-    def _eval_and_save(self, snapshot: bool = False) -> float | None:
-        """Validate, record it, save last.pt (and best.pt when it improved); the bits/char or None."""
+    def validate_and_save(self, snapshot: bool = False) -> float | None:
+        """Validate, record it, save last.pt (best.pt when it improved, step-N.pt for `snapshot`); the bits/char."""
         self.speed.steady()
         t0 = time.perf_counter()
         val = self.validate()
-        self._check_finite(val)
+        self.check_finite(val)
         per_token = None if val is None else val * self.val_chars_per_token  # nats per token
         bpc = None if val is None else val / LN2
         record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2),
@@ -385,11 +278,11 @@ class Trainer:
             self.best_val_bpc = bpc
         self.history.append(record)
         self.reporter.on_eval(record)
-        warning, _ = self.watch.update(self.step, bpc, self.last_train_bpc())
+        last_train = next((r["bpc"] for r in reversed(self.history) if "bpc" in r), None)
+        warning, _ = self.watch.update(self.step, bpc, last_train)
         if warning:
             self.reporter.on_warning(warning)
-        names = (["best.pt"] if improved or bpc is None else []) + ["last.pt"]
-        self.save(*names, *([self.snapshot_name()] if snapshot else []))
+        self.save(*(["best.pt"] if improved or bpc is None else []), "last.pt", *([self.snapshot_name()] if snapshot else []))
         return bpc
 
     def live_sample(self) -> dict:
@@ -406,113 +299,6 @@ class Trainer:
         record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2), "sample": text}
         self.reporter.on_sample(record)
         return record
-
-    # -- the loop ------------------------------------------------------------------------------------
-
-    def _log(self, out: dict) -> None:
-        if self.dist.enabled:  # the mean loss over all streams, as one process would see it
-            out["loss"] = distributed.all_reduce([out["loss"]], self.device, self.dist)[0] / self.dist.world
-        _, seconds, chars, tokens_seen = self.clock.take_window()
-        tokens = self.cfg.batch_size * self.cfg.seq_len  # per step
-        record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2),
-                  "loss": out["loss"], "bpc": out["loss"] * tokens / max(out["chars"], 1) / LN2, "bpt": out["loss"] / LN2,
-                  "grad_norm": out["grad_norm"], "lr": out["lr"], "chars_per_sec": chars / max(seconds, 1e-9),
-                  "tokens_per_sec": tokens_seen / max(seconds, 1e-9)}
-        self.history.append(record)
-        self.reporter.on_log(record)
-
-    def _after_step(self, out: dict) -> None:
-        """Log, validate and save, and show a live sample, each when its interval comes round."""
-        c = self.cfg
-        if self.step % c.log_every == 0 or self.step == 1:
-            self._log(out)
-        snapshot = bool(c.save_every) and self.step % c.save_every == 0
-        if self.step % c.eval_every == 0 or snapshot:
-            with self.clock.timed():
-                if self.step % c.eval_every == 0:
-                    self.last_val = self._eval_and_save(snapshot)
-                else:
-                    self.save("last.pt", self.snapshot_name())
-        if c.sample_every and self.step % c.sample_every == 0:
-            with self.clock.timed():
-                self.live_sample()
-
-    def _loop(self, signals: StopSignals) -> str:
-        """Train step after step until the budget is spent or a signal arrives; why it stopped."""
-        bad_steps = 0
-        while (stopped_by := self._stop_reason(signals)) is None:
-            with self.clock.timed(training=True):
-                out = self.speed.step(self.train_step)
-            self.clock.count(out["chars"], self.cfg.batch_size * self.cfg.seq_len)
-            bad_steps = 0 if out["finite"] else bad_steps + 1
-            if out["finite"]:
-                self.good_step = self.step
-            if not out["finite"]:
-                self.reporter.on_warning(f"step {self.step}: loss or gradient is not finite; update skipped")
-                if bad_steps >= MAX_BAD_STEPS:
-                    return "nan"
-            self.reporter.on_step(self)
-            self._after_step(out)
-        return stopped_by
-
-    def _finish(self, stopped_by: str) -> None:
-        """The saves that end a run: last.pt always; a validation (and best.pt) if the run has none yet."""
-        if stopped_by == "nan":
-            # every bad update was skipped, so the weights in memory are those after the last finite one;
-            # they are saved only if they still validate to a finite loss
-            self._check_finite(self.validate())
-            self.save("last.pt")
-            self.reporter.on_warning(f"training stopped: {MAX_BAD_STEPS} non-finite steps in a row; last.pt holds "
-                                     f"the weights after step {self.good_step}, the last finite update (try a lower --lr)")
-        elif stopped_by.startswith("SIG") or stopped_by == "until_step":
-            self.save("last.pt")  # first, so a second Ctrl-C during the validation below loses nothing
-            if stopped_by.startswith("SIG") and self.best_val_bpc is None and len(self.val_tokens) >= 2:
-                self.last_val = self._eval_and_save()  # stopped before the first validation: make best.pt
-        elif self.step % self.cfg.eval_every != 0:
-            self.last_val = self._eval_and_save()
-
-    def run(self, until_step: int | None = None) -> TrainResult:
-        """Train until the budget is spent or a signal arrives; save best.pt and last.pt.
-
-        `until_step` pauses the run at that step (saving last.pt) without changing the budget or
-        the learning-rate schedule, so that `Trainer.resume` can carry on from there.
-        A failed save (disk full, folder unwritable) stops training: stopped_by "save_error",
-        the message in `result.error`, the checkpoints written before it intact.
-        CPU threads are set to `threads` for the run and put back after it.
-        """
-        lock = RunFolder(self.out_dir).lock() if self.out_dir is not None else None  # one writer per folder
-        try:
-            return self._run_locked(until_step)
-        finally:
-            if lock is not None:
-                lock.release()
-
-    def _run_locked(self, until_step: int | None) -> TrainResult:
-        if self.out_dir is not None:  # fail before training, not after an hour of it
-            RunFolder(self.out_dir, self.cfg.keep).check_writable(prune=bool(self.cfg.save_every))
-        self._until_step = until_step
-        self.last_val: float | None = None
-        error = None
-        self.reporter.on_start(self)
-        threads = torch_threads(self.cfg.threads) if self.device.type == "cpu" else nullcontext()
-        with StopSignals() as signals, threads:
-            try:
-                stopped_by = self._loop(signals)
-                self._finish(stopped_by)
-            except SaveError as e:
-                stopped_by, error = "save_error", (
-                    f"{e}; training stopped at step {self.step}: once that is fixed, "
-                    f"continue with `charrnn train --resume {self.out_dir}`")
-            except Diverged as e:
-                stopped_by, error = "nan", self._diverged_message(str(e))
-            finally:
-                distributed.cleanup(self.dist)
-        result = TrainResult(
-            steps=self.step, epoch=self.epoch_float, seconds=self.elapsed, best_val_bpc=self.best_val_bpc,
-            last_val_bpc=self.last_val, stopped_by=stopped_by, out_dir=self.out_dir, history=self.history, error=error,
-        )
-        self.reporter.on_end(result)
-        return result
 
 
 # ---- the whole thing in one call -----------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 `payload(trainer)` is everything needed to continue a run bit for bit: the weights, the
 optimizer, the counters the schedule is computed from, every random-number generator, the
-data cursor and the carried hidden state. `restore(trainer, ckpt)` puts it back.
+data cursor and the carried hidden state. `restore(trainer, ckpt)` puts it back, and
+`resume_trainer` builds the trainer that carries a checkpoint's run on (`Trainer.resume`).
 The rules for carrying on live here too, in one place:
 
     FIXED_ON_RESUME     training settings a resumed run cannot change (the data layout and
@@ -17,13 +18,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from charrnn import distributed
-from charrnn.config import TrainConfig
+from charrnn.checkpoint import load_checkpoint
+from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.tokens import sample_starts  # sampled, so a 1 GB corpus costs a few MB of reading
+from charrnn.vocab import Vocab
 
 FIXED_ON_RESUME = ("batch_size", "seq_len", "val_fraction")
 MODEL_FIELDS_FREE = ("dropout",)
@@ -65,6 +70,26 @@ def resume_config(ckpt: dict, overrides: dict | None) -> TrainConfig:
     if any(k in overrides for k in BUDGET_FIELDS):  # a new budget replaces the whole old one
         base = {k: v for k, v in base.items() if k not in BUDGET_FIELDS}
     return TrainConfig.from_dict({**base, **overrides})
+
+
+def resume_trainer(cls, checkpoint, train_tokens: np.ndarray, val_tokens: np.ndarray, out_dir=None, reporter=None,
+                   overrides: dict | None = None):
+    """A `cls` (a `train.Trainer`) that continues `checkpoint` (a path or a loaded dict) exactly.
+
+    The training settings, the budget included, come from the checkpoint, so the schedule
+    carries on unchanged; `overrides` replaces some of them (e.g. {"steps": 20000} to train
+    longer: the schedule then goes on from where it was, see `budget.Budget.extend`).
+    `out_dir` defaults to the checkpoint's own folder.
+    """
+    path = None if isinstance(checkpoint, dict) else Path(checkpoint)
+    ckpt = load_checkpoint(path) if path is not None else checkpoint
+    cfg = resume_config(ckpt, overrides)
+    if out_dir is None and path is not None:
+        out_dir = path.parent
+    trainer = cls(ModelConfig(**ckpt["model_config"]), cfg, Vocab.from_dict(ckpt["vocab"]),
+                  train_tokens, val_tokens, out_dir, reporter, meta=ckpt.get("meta"))
+    restore(trainer, ckpt)
+    return trainer
 
 
 def payload(t) -> dict:

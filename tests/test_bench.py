@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.bench import BenchConfig, PlainTrainer, Row, flops_per_char, run_bench, synthetic_text
+from charrnn.benchmark.suite import BenchConfig, PlainTrainer, Row, flops_per_char, run_bench, synthetic_text
 from charrnn.stepkernels import KERNELS
 from charrnn.vocab import Vocab
 from tests.conftest import TINY_TEXT
@@ -103,8 +103,8 @@ def test_bench_command_prints_the_table_and_writes_json(tmp_path, monkeypatch):
 
 
 def test_memory_rows_cover_every_preset_and_the_defaults():
-    from charrnn.bench import BenchConfig
-    from charrnn.bench_memory import memory_setup
+    from charrnn.benchmark.suite import BenchConfig
+    from charrnn.benchmark.memory import memory_setup
     from charrnn.config import PRESETS
 
     cfg = BenchConfig()

@@ -73,7 +73,7 @@ def bench(
     import json
     from dataclasses import replace
 
-    from charrnn.bench import SECTIONS, BenchConfig, run_bench
+    from charrnn.benchmark.suite import SECTIONS, BenchConfig, run_bench
     from charrnn.fileio import atomic_write_text
     from charrnn.console import err_console, info
     from charrnn.errors import UsageError

@@ -14,12 +14,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from charrnn.benchrows import BenchConfig, Row, synthetic_text
+from charrnn.benchmark.rows import BenchConfig, Row, synthetic_text
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.train import Trainer
 from charrnn.vocab import Vocab
 
-RSS_CHILD = "import sys, json; from charrnn.bench_memory import rss_child; print(json.dumps(rss_child(*map(int, sys.argv[1:]))))"
+RSS_CHILD = "import sys, json; from charrnn.benchmark.memory import rss_child; print(json.dumps(rss_child(*map(int, sys.argv[1:]))))"
 
 
 def peak_rss_mb() -> float:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from charrnn.benchrows import BenchConfig, Row
+from charrnn.benchmark.rows import BenchConfig, Row
 from charrnn.checkpoint import checkpoint_bytes, write_checkpoint_bytes
 from charrnn.config import ModelConfig
 from charrnn.model import CharRNN

@@ -18,7 +18,7 @@ Each figure is the best of `repeats` timed windows.
     kernel_*   bits/char of held-out text through a     the fp32 kernel's (needs --checkpoint)
                reduced-precision step kernel
     memory_*   peak RSS of a training subprocess, MB    the same subprocess after `import torch`
-    serve_*    `charrnn serve` under N streaming         the same with one client (bench_serve.py)
+    serve_*    `charrnn serve` under N streaming         the same with one client (serving.py)
                clients, total chars/s
 
 The choices are made with the same rules as `charrnn train`, `sample` and `beam` make them
@@ -49,8 +49,8 @@ from charrnn.autotune import SAMPLE_THREAD_MARGIN, thread_verdict
 from charrnn.evaluation import evaluate
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.beam import beam_search
-from charrnn.bench_memory import memory_rows
-from charrnn.benchrows import SECTIONS, BenchConfig, Row, flops_per_char, synthetic_text  # noqa: F401  (SECTIONS: for the CLI)
+from charrnn.benchmark.memory import memory_rows
+from charrnn.benchmark.rows import SECTIONS, BenchConfig, Row, flops_per_char, synthetic_text  # noqa: F401  (SECTIONS: for the CLI)
 from charrnn.sampling import sample_ids
 from charrnn.config import TrainConfig
 from charrnn.runtime import cpu_has_fast_bf16, default_threads
@@ -381,7 +381,7 @@ def run_bench(cfg: BenchConfig, corpus: str | None = None, log: Callable[[str], 
     if "memory" in cfg.sections:
         rows += memory_rows(cfg, log)
     if "serve" in cfg.sections:
-        from charrnn.bench_serve import serve_rows  # (it needs the serve extra, which the other rows do not)
+        from charrnn.benchmark.serving import serve_rows  # (it needs the serve extra, which the other rows do not)
 
         rows += serve_rows(cfg, vocab, log)
     return {"machine": machine(), "config": asdict(cfg), "corpus": {"name": name, "chars": len(text)},
