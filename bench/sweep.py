@@ -53,7 +53,7 @@ GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
                                            # the schedule around the best shape: lr, batch, sequence length
                                            shape(2, 256, 64, lr=1e-2), shape(2, 256, 64, lr=3e-3),
                                            shape(2, 256, 64, lr=1.5e-2), shape(2, 256, 64, lr=2e-2),
-                                           shape(2, 384, 128, lr=1e-2),
+                                           shape(2, 384, 128, lr=1e-2), shape(2, 128, 32, lr=2e-2),
                                            shape(2, 256, 64, batch_size=16), shape(2, 256, 64, batch_size=64),
                                            shape(2, 256, 64, batch_size=64, seq_len=32),
                                            shape(2, 256, 64, batch_size=16, seq_len=128)]),

@@ -13,14 +13,17 @@ few steps each in fp32 and bf16 as the run would choose, cached like the precisi
 times the seconds of `--time`, or steps x B x T for `--steps`, or epochs x the training
 text for `--epochs`. A run that reads its text MANY_PASSES (15) times or more is limited by
 the text, not the time: there the larger model with dropout MANY_PASSES_DROPOUT (0.2) won,
-and the bar is MANY_PASSES_CHARS_PER_PARAM (0.5) characters per parameter.
+and the bar is MANY_PASSES_CHARS_PER_PARAM (0.5) characters per parameter. Each shape of
+the ladder comes with the peak learning rate the sweep found best for it: the narrow ones
+(2×128, 2×256) learn fastest at 2e-2, the wider ones at charrnn's 6e-3.
 
     sizing = choose_size(n_train=1_003_854, train=TrainConfig(time=300), vocab_size=65, rate=probe)
-    sizing.settings()   # {'layers': 2, 'hidden': 384, 'embed': 128, 'dropout': 0.0} here (AMD EPYC, 2 cores)
+    sizing.settings()   # {'layers': 2, 'hidden': 384, 'embed': 128, 'dropout': 0.0, 'lr': 0.006} here (AMD EPYC, 2 cores)
     sizing.describe()   # 'model: LSTM 2×384 (embed 128), 2.0M parameters, no dropout — for 1.0M training ...'
 
 Flags the user gives override the part of the choice they name (`--hidden 256` keeps the
-chosen layers and dropout; a `--config` file, what it names); `--preset`, `--resume` and
+chosen layers and dropout, and the default lr, which goes with the chosen shape only; a
+`--config` file, what it names); `--preset`, `--resume` and
 `--init-from` skip it, and so does torchrun (its processes would each time the shapes).
 
 Whatever chose the shape, `check_model_fits` refuses one that cannot fit in memory before
@@ -37,7 +40,8 @@ from dataclasses import dataclass
 from charrnn.budget import DEFAULT_EPOCHS, describe
 from charrnn.config import ModelConfig, TrainConfig
 
-SHAPE_KEYS = ("layers", "hidden", "embed", "dropout")  # what the choice sets (cell, B, T and lr keep their defaults)
+SHAPE_KEYS = ("layers", "hidden", "embed", "dropout")  # what the choice sets, and the shape's lr (cell, B, T keep theirs)
+DEFAULT_LR = TrainConfig.lr
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Shape:
     layers: int
     hidden: int
     embed: int
+    lr: float = DEFAULT_LR  # the peak learning rate the sweep found best for this shape at short budgets
 
     def config(self, vocab_size: int, cell: str = "lstm", dropout: float = 0.0) -> ModelConfig:
         return ModelConfig(vocab_size=vocab_size, cell=cell, layers=self.layers, hidden=self.hidden,
@@ -54,7 +59,6 @@ class Shape:
         return f"{self.layers}×{self.hidden}"
 
 
-# The shapes tried, smallest first (the sweep's shapes). Past 2×768, ask for a shape (--preset large).
 LARGE_VOCAB = 4096  # distinct characters above which a run is warned what its vocabulary costs
 
 
@@ -88,7 +92,11 @@ def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter, kind
             f"the text's UTF-8 bytes (--tokens byte: 256 ids), to train many times faster")
 
 
-LADDER = (Shape(2, 128, 32), Shape(2, 256, 64), Shape(2, 384, 128), Shape(2, 512, 128), Shape(2, 768, 128))
+# The shapes tried, smallest first (the sweep's shapes). Past 2×768, ask for a shape (--preset large).
+# The narrow ones learn fastest with a higher lr (Shakespeare 60 s, 2×256: 2.140 bits/char at 2e-2, 2.176 at
+# 1.5e-2, 2.205 at 1e-2, 2.227 at 6e-3); 2×384 does not (2.360 at 1e-2, 2.239 at 6e-3).
+LADDER = (Shape(2, 128, 32, 2e-2), Shape(2, 256, 64, 2e-2), Shape(2, 384, 128), Shape(2, 512, 128),
+          Shape(2, 768, 128))
 # Fitted to bench/sweep/results.jsonl (bench/sweep/README.md): see the module docstring.
 CHARS_PER_PARAM = 2.0  # the best shapes saw 4.8-6 characters per parameter, the next larger ones 1.0-1.6
 MANY_PASSES = 15.0  # a run that reads its text this many times or more is limited by the text, not the time:
@@ -112,17 +120,19 @@ class Sizing:
         return self.chars_seen / max(1, self.n_train)
 
     def settings(self) -> dict:
+        """What the run takes from the choice: the shape, its dropout and its lr."""
         return {"layers": self.shape.layers, "hidden": self.shape.hidden, "embed": self.shape.embed,
-                "dropout": self.dropout}
+                "dropout": self.dropout, "lr": self.shape.lr}
 
     def describe(self, model: dict | None = None, vocab_size: int = 0, given: set = frozenset(),
-                 unit: str = "characters") -> str:
+                 unit: str = "characters", lr: float | None = None) -> str:
         """The first log line: what was chosen and why. `model`: the settings the run ends up with
         (the choice under the user's own flags, which `given` names)."""
         m = {"cell": "lstm", **self.settings(), **(model or {})}
+        lr = m["lr"] if lr is None else lr
         params = ModelConfig(vocab_size=vocab_size, **{k: m[k] for k in ("cell", *SHAPE_KEYS)}).num_params() \
             if vocab_size else self.params
-        drop = f"dropout {m['dropout']:g}" if m["dropout"] else "no dropout"
+        drop = (f"dropout {m['dropout']:g}" if m["dropout"] else "no dropout") + f", lr {lr:g}"
         speed = f" at ~{_short(self.rate)} chars/s here" if self.rate else ""
         yours = [k for k in SHAPE_KEYS if k in given]
         kept = f"; yours: {', '.join('--' + k for k in yours)}" if yours else ""
@@ -287,4 +297,7 @@ def right_size(run, n_tokens: int, vocab_size: int, resolve: Callable[[dict], ob
     rate = probe(vocab_size, train, str(device), train.threads or default_threads(), run.model["cell"]) \
         if device.type != "mps" else None
     sizing = choose_size(n_train, train, vocab_size, rate, run.model["cell"])
-    return resolve({k: v for k, v in sizing.settings().items() if k not in run.given}), sizing
+    chosen = sizing.settings()
+    if {"layers", "hidden"} & run.given:  # the lr goes with the chosen shape, not with one the user named
+        del chosen["lr"]
+    return resolve({k: v for k, v in chosen.items() if k not in run.given}), sizing

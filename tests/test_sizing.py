@@ -123,6 +123,19 @@ def test_what_the_user_named_is_never_sized():
     bases = []
     _, s = right_size(_Run(given={"hidden"}), 10_000, V, lambda base: bases.append(base))
     assert s is not None and bases and "hidden" not in bases[0] and {"layers", "embed", "dropout"} <= set(bases[0])
+    assert "lr" not in bases[0]  # the chosen shape's lr is not forced on a shape the user named
+    _, s = right_size(_Run(given={"dropout"}), 10_000, V, lambda base: bases.append(base))
+    assert bases[-1]["lr"] == s.shape.lr and "dropout" not in bases[-1]
+    _, s = right_size(_Run(given={"lr"}), 10_000, V, lambda base: bases.append(base))
+    assert "lr" not in bases[-1]  # --lr wins
+
+
+def test_each_shape_comes_with_its_learning_rate_and_the_line_says_it():
+    lrs = {shape.hidden: shape.lr for shape in sizing.LADDER}
+    assert lrs[256] > lrs[384] == TrainConfig().lr  # the sweep: 2x256 best at 2e-2, 2x384 at 6e-3
+    s = choose_size(1_000_000, TrainConfig(time=300), V, flops_rate(40_000))
+    assert s.settings()["lr"] == s.shape.lr and f"lr {s.shape.lr:g}" in s.describe(vocab_size=V)
+    assert "lr 0.001 —" in s.describe(vocab_size=V, lr=1e-3)  # the lr the run ends up with (--lr)
 
 
 runner = CliRunner()
@@ -136,6 +149,7 @@ def test_train_without_shape_flags_says_what_it_chose_and_records_it(in_tmp):
     assert first.startswith("model: LSTM ") and "passes over the text" in first
     cfg = yaml.safe_load((in_tmp / "run" / "config.yaml").read_text())
     assert f"{cfg['layers']}×{cfg['hidden']} (embed {cfg['embed']})" in first  # the record matches the line
+    assert f"lr {cfg['lr']:g} —" in first
     again = runner.invoke(app, ["train", "--config", "run/config.yaml", "-o", "run2", "--threads", "1"])
     assert again.exit_code == 0, again.stderr
     assert "model: LSTM" not in again.stderr  # a recorded configuration is repeated as it is
@@ -148,7 +162,8 @@ def test_a_shape_flag_overrides_its_part_of_the_choice(in_tmp):
                             "--sample-every", "0"])
     assert r.exit_code == 0, r.stderr
     assert "yours: --hidden" in r.stderr
-    assert yaml.safe_load((in_tmp / "run" / "config.yaml").read_text())["hidden"] == 24
+    recorded = yaml.safe_load((in_tmp / "run" / "config.yaml").read_text())
+    assert recorded["hidden"] == 24 and recorded["lr"] == TrainConfig().lr  # no lr of a shape it is not
     preset = runner.invoke(app, ["train", "poem.txt", "--preset", "tiny", "--steps", "2", "-o", "p", "--threads", "1"])
     assert preset.exit_code == 0 and "model: LSTM" not in preset.stderr
     assert json.loads(json.dumps(yaml.safe_load((in_tmp / "p" / "config.yaml").read_text())))["hidden"] == 64
