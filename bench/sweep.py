@@ -172,6 +172,12 @@ def table(rows: dict[str, dict]) -> None:
               f"{cell(default)} | {shape_name(best['config']) + ': ' + cell(best) if best else '–'} |")
 
 
+def auto_label(row: dict) -> str:
+    if not row["auto"]:
+        return ""
+    return "auto (before the lr rule)" if row["key"].endswith("before-lr") else "auto"
+
+
 def all_rows(rows: dict[str, dict]) -> None:
     """Every row of the results file, grouped, best first."""
     print("| group | shape | steps | chars/s | best val bits/char | auto |")
@@ -179,7 +185,7 @@ def all_rows(rows: dict[str, dict]) -> None:
     for group in GROUPS:
         for r in sorted((r for r in rows.values() if r["group"] == group), key=lambda r: r["best_val_bpc"]):
             print(f"| {group} | {shape_name(r['config'])} | {r['steps']:,} | {r['chars_per_sec']:,.0f} | "
-                  f"{r['best_val_bpc']:.3f} | {'auto' if r['auto'] else ''} |")
+                  f"{r['best_val_bpc']:.3f} | {auto_label(r)} |")
 
 
 def main() -> None:

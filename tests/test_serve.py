@@ -47,7 +47,12 @@ def test_the_openai_client_streams_what_charrnn_sample_writes(served, loaded):
     stream = client.completions.create(model="parrot", prompt="the quick", max_tokens=120, stream=True, **settings)
     chunks = [c.choices[0].text for c in stream if c.choices]
     expected = sample_text(loaded.model, loaded.vocab, 120, "the quick", **settings)
-    assert "".join(chunks) == expected and len(chunks) > 1  # streamed in pieces
+    assert "".join(chunks) == expected
+    # streamed in pieces: a text long enough to take several of the server's 20 ms stream intervals
+    # (120 characters of this tiny model can all be written before the first event goes out)
+    long = client.completions.create(model="parrot", prompt="the quick", max_tokens=3000, stream=True, **settings)
+    pieces = [c.choices[0].text for c in long if c.choices]
+    assert len(pieces) > 1 and "".join(pieces).startswith(expected)
     whole = client.completions.create(model="parrot", prompt="the quick", max_tokens=120, **settings)
     assert whole.choices[0].text == expected and whole.choices[0].finish_reason == "length"
     assert (whole.usage.prompt_tokens, whole.usage.completion_tokens) == (9, 120)
