@@ -58,7 +58,8 @@ GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
                                            shape(2, 256, 64, batch_size=64, seq_len=32),
                                            shape(2, 256, 64, batch_size=16, seq_len=128)]),
     "shakespeare-300": ("shakespeare", 300, [S256, S384, S512, shape(2, 512, 128, lr=3e-3), S768,
-                                             shape(2, 384, 128, lr=1e-2)]),
+                                             shape(2, 384, 128, lr=1e-2), shape(2, 256, 64, lr=2e-2),
+                                             shape(2, 512, 128, 0.1)]),
     "linux-300": ("linux", 300, [S256, S384, S512]),
     "shakespeare-900": ("shakespeare", 900, [S384, shape(2, 512, 128, 0.2)]),
 }
