@@ -16,6 +16,8 @@ divides B.
 
 from __future__ import annotations
 
+import gc
+
 import os
 from dataclasses import dataclass
 
@@ -115,6 +117,13 @@ def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.
 
 
 def cleanup(info: DistInfo) -> None:
+    """End the process group: after every rank got here, and after the caller dropped its DDP wrapper.
+
+    A DDP wrapper left alive holds gloo work (and tensors) that its worker threads would destroy
+    during interpreter shutdown, which aborts the process ("terminate called without an active
+    exception"; 1 run of ~14 of the two-process test); so `gc.collect()` first, while the interpreter is whole.
+    """
     if info.enabled and dist.is_initialized():
         dist.barrier()  # no rank tears down its connections while another still talks (gloo aborts otherwise)
+        gc.collect()
         dist.destroy_process_group()

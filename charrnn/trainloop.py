@@ -103,6 +103,7 @@ class TrainingRun:
                         else "nothing was saved in this session (the folder's checkpoints are as they were)")
                 return "nan", f"training stopped: {e}; these weights were not saved: {kept}. Try a lower --lr"
             finally:
+                t.net = t.model  # the DDP wrapper (and its reducer's gloo work) goes before the group does
                 distributed.cleanup(t.dist)
 
     def _loop(self, signals: StopSignals) -> str:
