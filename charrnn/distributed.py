@@ -17,7 +17,6 @@ divides B.
 from __future__ import annotations
 
 import gc
-
 import os
 from dataclasses import dataclass
 

@@ -241,7 +241,6 @@ def probe(vocab_size: int, train: TrainConfig, device: str, threads: int, cell: 
 
     from charrnn.autotune import LOW_PRECISION_MARGIN, TuneCache, cache_disabled, choose
     from charrnn.runtime import resolve_precision, torch_threads
-
     from charrnn.trainspeed import DTYPES as CPU_DTYPES
 
     DTYPES = {**CPU_DTYPES, "fp16": torch.float16}  # the CPU's two, and a GPU's fp16
