@@ -33,6 +33,7 @@ import pickle
 import re
 import shutil
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,20 +192,40 @@ def prune_snapshots(folder: str | Path, keep: int, dry_run: bool = False) -> lis
     return old
 
 
-def _check_container(path: Path) -> int:
-    """Tell apart, before unpickling anything, the ways a file can fail to be a torch checkpoint; its size."""
-    size = path.stat().st_size
+@contextmanager
+def _one_version(path: Path):
+    """A name for the file at `path` as it is now, that stays that file while the load lasts.
+
+    A training run replaces last.pt every few steps (a new file renamed over the old one), and a
+    load opens its file more than once: torch.load(mmap=True) reads the pickle through one open
+    and maps the tensor data through a second. A save landing between the two would pair one
+    checkpoint's fields with another's tensors (seen as "the optimizer's step count is malformed"
+    when resuming or sampling from a run that is training). So the file is opened once, here, and
+    every later open goes through that descriptor's /dev/fd name (Linux, macOS): whatever is
+    renamed over `path` meanwhile, the load reads one save. Without /dev/fd the path itself is used.
+    """
+    with open(path, "rb") as f:
+        pinned = Path(f"/dev/fd/{f.fileno()}")
+        yield pinned if pinned.exists() else path
+
+
+def _check_container(path: Path, source: Path) -> int:
+    """Tell apart, before unpickling anything, the ways a file can fail to be a torch checkpoint; its size.
+
+    `source` is where to read it (`_one_version`'s name for `path`); messages name `path`.
+    """
+    size = source.stat().st_size
     if size == 0:
         raise CharrnnError(f"{path} is empty (0 bytes): it was never written completely; use another checkpoint")
-    with open(path, "rb") as f:
+    with open(source, "rb") as f:
         head = f.read(4)
     if head != b"PK\x03\x04":
         raise CharrnnError(f"{path} is not a charrnn checkpoint (not a torch zip archive)")
-    if not zipfile.is_zipfile(path):
+    if not zipfile.is_zipfile(source):
         raise CharrnnError(f"{path} is truncated or corrupted (its zip directory is missing): "
                            "use another checkpoint (best.pt, last.pt or a step-*.pt snapshot)")
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(source) as z:
             entries = z.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise CharrnnError(f"{path} is corrupted ({e}): use another checkpoint") from None
@@ -224,10 +245,10 @@ def _refused_global(message: str) -> str:
     return m.group(1) if m else message.splitlines()[0][:160]
 
 
-def _torch_load(path: Path, mmap: bool) -> dict:
-    """torch's safe loader, its failures turned into one clear CharrnnError each."""
+def _torch_load(path: Path, source: Path, mmap: bool) -> dict:
+    """torch's safe loader reading `source` (see `_check_container`), its failures turned into one clear CharrnnError each."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise CharrnnError(
             f"refused to load {path}: it asks to run Python code ({_refused_global(str(e))}), which a checkpoint "
@@ -237,7 +258,7 @@ def _torch_load(path: Path, mmap: bool) -> dict:
             IndexError, AttributeError, OverflowError, MemoryError) as e:
         msg = str(e)
         if "zip archive" in msg or "central directory" in msg or isinstance(e, (EOFError, zipfile.BadZipFile)):
-            if zipfile.is_zipfile(path):
+            if zipfile.is_zipfile(source):
                 raise CharrnnError(f"{path} is truncated or corrupted: use another checkpoint (e.g. best.pt or last.pt)") from None
             raise CharrnnError(f"{path} is not a charrnn checkpoint (not a torch zip file), or it is truncated") from None
         first = msg.splitlines()[0][:160] if msg else type(e).__name__
@@ -258,9 +279,9 @@ def _check_header(ckpt, path: Path) -> None:
         )
 
 
-def _validated(path: Path, size: int) -> dict:
+def _validated(path: Path, source: Path, size: int) -> dict:
     """The memory-mapped load, every field checked (no tensor data read yet)."""
-    ckpt = _torch_load(path, mmap=True)
+    ckpt = _torch_load(path, source, mmap=True)
     _check_header(ckpt, path)
     try:
         payload.check(ckpt, size, full=False)
@@ -297,15 +318,16 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     if path.suffix == ".safetensors":
         from charrnn.safetensors_io import read
 
-        ckpt = read(path)
+        ckpt, size = read(path)
         _check_header(ckpt, path)
         try:
-            payload.check(ckpt, path.stat().st_size, full=True)
+            payload.check(ckpt, size, full=True)
         except payload.Damaged as e:
             raise CharrnnError(f"{path} is damaged: {e}") from None
         return ckpt
-    size = _check_container(path)
-    ckpt = _validated(path, size)
+    with _one_version(path) as source:  # a run saving over `path` meanwhile cannot mix two saves
+        size = _check_container(path, source)
+        ckpt = _validated(path, source, size)
     if not mmap:  # the tensors are read (through the mapping, copy-on-write: the file is never changed)
         try:
             payload.check_contents(ckpt)

@@ -43,8 +43,9 @@ def encode(payload: dict, format_version: int) -> bytes:
     return save(tensors, metadata)
 
 
-def read(path: str | Path) -> dict:
-    """A charrnn .safetensors file -> the checkpoint dict, or a one-line CharrnnError saying what is wrong."""
+def read(path: str | Path) -> tuple[dict, int]:
+    """A charrnn .safetensors file -> (the checkpoint dict, the file's size in bytes), or a one-line
+    CharrnnError saying what is wrong. The file is read once: the size is that of the bytes parsed."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -71,7 +72,7 @@ def read(path: str | Path) -> dict:
         raise CharrnnError(f"{path} has a damaged header: its charrnn metadata is not valid JSON") from None
     if not isinstance(ckpt["model_config"], dict) or not isinstance(ckpt["vocab"], dict):
         raise CharrnnError(f"{path} has a damaged header: model_config and vocab must be JSON objects")
-    return ckpt
+    return ckpt, len(data)
 
 
 def _header(data: bytes) -> dict:
