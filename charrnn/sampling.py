@@ -95,25 +95,38 @@ class GumbelNoise:
     """Random noise for `pick`, drawn from one generator a block of steps at a time.
 
     A draw from softmax(l / T) is the index of the largest l / T + G, where each G is
-    independent Gumbel noise, G = -log(E) with E ~ Exp(1) (the Gumbel-max trick). Drawing the
-    noise for `block` steps in one call replaces a softmax and a `multinomial` per character:
-    at batch 1, where a step of a small model takes ~100 µs, that is a tenth of the time.
-    Same generator state, same noise, whichever path computes the logits.
+    independent Gumbel noise (the Gumbel-max trick). Drawing the noise for a block of steps in
+    one call replaces a softmax and a `multinomial` per character: at batch 1, where a step of
+    a small model takes ~100 µs, that is a tenth of the time.
+
+    G = -log(-log U) for U uniform on (0, 1): torch's `uniform_` draws ~7x faster than its
+    `exponential_` (2 against 15 ns a value on a Zen 4 core), which matters to `charrnn serve`,
+    where every request draws its own noise on the batch's thread. The float32 U is clamped
+    away from 0, so G lies in [-4.5, 16.6]: every G finite.
+
+    Blocks start small and double up to `block` steps (8, 16, ..., 256), so a request that just
+    arrived draws 8 steps of noise, not 256, before its first character. The schedule depends
+    on nothing but the shape: same generator state, same noise, whichever path computes the
+    logits and however long the sample is.
     """
+
+    FIRST_BLOCK = 8
 
     def __init__(self, generator: torch.Generator, shape: tuple[int, int], block: int = 256):
         self.generator = generator
         self.shape = shape  # (B, V)
         self.block = max(1, min(block, (1 << 20) // max(1, shape[0] * shape[1])))  # <= ~4 MB of noise
+        self.size = min(self.FIRST_BLOCK, self.block)  # steps in the next block drawn
         self.rows: list[torch.Tensor] = []  # the block's (B, V) slices, made in one call when it is drawn
         self.used = 0
 
     def next(self) -> torch.Tensor:
         """Noise for one step: (B, V)."""
         if self.used == len(self.rows):
-            e = torch.empty(self.block, *self.shape, device=self.generator.device)
-            e.exponential_(generator=self.generator).clamp_(min=torch.finfo(e.dtype).tiny)  # E > 0: G finite
-            self.rows, self.used = e.log_().neg_().unbind(0), 0  # (block, B, V) -> block x (B, V)
+            u = torch.empty(self.size, *self.shape, device=self.generator.device)  # (steps, B, V)
+            u.uniform_(generator=self.generator).clamp_(min=torch.finfo(u.dtype).tiny)  # U in (0, 1)
+            self.rows, self.used = u.log_().neg_().log_().neg_().unbind(0), 0  # G = -log(-log U): steps x (B, V)
+            self.size = min(2 * self.size, self.block)
         self.used += 1
         return self.rows[self.used - 1]
 

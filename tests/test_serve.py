@@ -129,7 +129,9 @@ def test_many_requests_share_one_step_and_each_gets_its_own_text(served, loaded)
     batcher = app.state.batcher
     asks = [{"prompt": p, "max_tokens": 1500, "seed": s, "temperature": t, "top_p": tp}
             for p, s, t, tp in [("the", 1, 1.0, 1.0), ("the quick", 2, 0.5, 1.0), ("dog", 3, 1.5, 0.9), ("the", 4, 1.0, 1.0),
-                                ("lazy", 5, 0.0, 1.0), ("fox", 6, 2.0, 0.5)]]
+                                ("lazy", 5, 0.0, 1.0), ("fox", 6, 2.0, 0.5),
+                                ("the quick brown fox jumps over the lazy dog the quick brown", 7, 0.9, 1.0)]]
+    # (short prompts are read in by the batcher as they join, a long one by its request's thread)
     results, steps_before = [None] * len(asks), batcher.steps
     barrier = threading.Barrier(len(asks))
 

@@ -6,6 +6,8 @@ stays fast and works without the serve extra.
 
 from __future__ import annotations
 
+import gc
+
 import typer
 
 from charrnn.cli.common import app, guarded, show_path
@@ -105,6 +107,10 @@ def serve(
         warn(f"listening on {host}: other machines can reach this server, and it has no authentication")
     server = uvicorn.Server(uvicorn.Config(create_app(loaded, config), log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=3))
+    # Everything made so far (torch, the app, the model) lives as long as the server: out of the
+    # collector's sight, a full collection takes ~3 ms instead of ~80 ms (2x384 LSTM), and every
+    # stream stood still for those 80 ms every few seconds under load.
+    gc.freeze()
     server.run(sockets=[sock])
     stopped_by = getattr(server, "_captured_signals", None) or []  # the signals that stopped uvicorn, if any
     if stopped_by:

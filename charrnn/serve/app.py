@@ -37,7 +37,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from charrnn.checkpoint import Loaded
-from charrnn.sampling import prime_ids_for, prime_model
+from charrnn.sampling import STEP_PRIME, prime_ids_for
 from charrnn.serve.batcher import Batcher
 from charrnn.serve.jobs import BeamJob, Outbox, SampleJob
 from charrnn.serve.requestlog import RequestLog, stderr_line
@@ -119,6 +119,7 @@ class Api:
     def __init__(self, loaded: Loaded, cfg: ServeConfig):
         self.loaded, self.cfg = loaded, cfg
         self.model, self.vocab = loaded.model.eval(), loaded.vocab
+        self.device = self.model.head.weight.device
         self.batcher, self.slots = Batcher(self.model, cfg.dtype), Slots(cfg.max_concurrent)
 
     def check_model(self, name: str | None) -> None:
@@ -135,19 +136,23 @@ class Api:
                             "max_concurrent": self.cfg.max_concurrent, "step": self.loaded.checkpoint.get("step"),
                             "precision": "bf16" if self.cfg.dtype == torch.bfloat16 else "fp32"}}
 
-    @torch.inference_mode()
     def make_jobs(self, req: Completion, prompt_ids: list[list[int]], outbox: Outbox) -> list:
-        """Read each prompt in (a worker thread: the batch keeps stepping meanwhile) and make its job."""
+        """A job for each prompt, its prompt not read in yet (`Job.read_prompt`)."""
         jobs, per = [], req.choices_per_prompt
         for p, ids in enumerate(prompt_ids):
-            logits, state = prime_model(self.model, ids, 1 if req.beam else req.n)  # (rows, V), as `charrnn sample`
             if req.beam:
-                jobs.append(BeamJob(logits, state, self.vocab, outbox, req.max_tokens, req.width, req.top, req.stop,
+                jobs.append(BeamJob(ids, self.vocab, outbox, req.max_tokens, req.width, req.top, req.stop,
                                     req.length_penalty, req.no_repeat, first_choice=p * per))
             else:
-                jobs.append(SampleJob(logits, state, self.vocab, outbox, req.max_tokens, req.temperature, req.top_k,
-                                      req.top_p, req.seed, req.stop, first_choice=p * per))
+                jobs.append(SampleJob(ids, req.n, self.vocab, outbox, req.max_tokens, req.temperature, req.top_k,
+                                      req.top_p, req.seed, req.stop, first_choice=p * per, device=self.device))
         return jobs
+
+    @torch.inference_mode()
+    def read_prompts(self, jobs: list) -> None:
+        """Read long prompts in here (a worker thread: the batch keeps stepping meanwhile)."""
+        for job in jobs:
+            job.read_prompt(self.model)
 
     async def completions(self, request: Request) -> Response:
         req = parse_completion(await read_body(request, self.cfg.max_body), self.cfg.max_chars)
@@ -155,8 +160,9 @@ class Api:
         prompt_ids = [encode_prompt(self.vocab, p, req.unk) for p in req.prompts]
         give_back = self.slots.take()
         try:
-            outbox = Outbox(asyncio.get_running_loop())
-            jobs = await run_in_threadpool(self.make_jobs, req, prompt_ids, outbox)
+            jobs = self.make_jobs(req, prompt_ids, outbox := Outbox(asyncio.get_running_loop()))
+            if sum(map(len, prompt_ids)) > STEP_PRIME:  # short prompts are read in by the batcher as they join
+                await run_in_threadpool(self.read_prompts, jobs)
         except BaseException:
             give_back()
             raise
@@ -276,7 +282,7 @@ class Api:
     @asynccontextmanager
     async def lifespan(self, app: Starlette):
         with torch.inference_mode():  # build the step's weight layout before the first request
-            first = torch.zeros(1, dtype=torch.long, device=self.model.head.weight.device)  # (1,)
+            first = torch.zeros(1, dtype=torch.long, device=self.device)  # (1,)
             self.model.step(first, self.model.init_state(1), self.cfg.dtype)
         self.batcher.start()
         try:

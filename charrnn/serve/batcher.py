@@ -8,7 +8,8 @@ search's live beams) are rows of one recurrent state, laid out job after job:
 
 and each turn of the engine loop is:
 
-    1. admit   jobs that arrived: their rows (prompt already read in) are appended
+    1. admit   jobs that arrived: their prompts are read in (if their request has not done it)
+               and their rows appended
     2. drop    jobs whose client went away: their rows are cut out at once
     3. draw    for the sampling jobs, grouped by (temperature, top_k, top_p): one `draw` per
                group, each row with the Gumbel noise of its own request's generator
@@ -105,6 +106,7 @@ class Batcher:
         for job in arrived:
             if job.cancelled:
                 continue
+            job.read_prompt(self.model)  # a short prompt: a few single-row steps (a long one was read already)
             if self.logits is None:
                 self.state, self.logits = job.state, job.logits
             else:

@@ -1,9 +1,12 @@
 """What one request does with its rows of the shared batch: draw samples, or search beams.
 
-A job arrives with the logits and state its prompt left (the request read its prompt in
-itself, `sampling.prime_model`, exactly as `charrnn sample` does). From then on the batcher
-hands it, once per shared step, what it needs for its rows, and it answers with what those
-rows read next:
+A job is made with its prompt's ids; `read_prompt` runs them through the model
+(`sampling.prime_model`, exactly as `charrnn sample` does) and leaves the logits and state the
+batch continues from. A short prompt is read in by the batcher as the job joins (a few
+single-row steps: no thread hop, which under a burst of requests cost more than the reading);
+a long one by the request's worker thread, so that it never holds up the batch. From then on
+the batcher hands the job, once per shared step, what it needs for its rows, and it answers
+with what those rows read next:
 
     SampleJob   n rows (OpenAI's `n`), one generator and its Gumbel noise (n, V), as
                 `charrnn sample -N n` draws; `take(ids)` gets the tokens drawn for its rows
@@ -27,7 +30,8 @@ from collections.abc import Sequence
 import torch
 
 from charrnn.beam import BeamSearch
-from charrnn.sampling import GumbelNoise, seeded_generator
+from charrnn.model import CharRNN
+from charrnn.sampling import GumbelNoise, prime_model, seeded_generator
 from charrnn.stops import StopScanner
 from charrnn.vocab import Vocab
 
@@ -69,8 +73,14 @@ class Job:
 
     rows: int  # rows of the batch it holds now
     cancelled: bool = False  # set by the request (its client went away); the batcher drops it at the next step
-    logits: torch.Tensor  # (rows, V) next-character logits when it joins
-    state: tuple  # (L, rows, H) tensors when it joins
+    prompt: list[int]  # the ids its rows read before the first draw
+    logits: torch.Tensor | None = None  # (rows, V) next-character logits when it joins (None: prompt not read yet)
+    state: tuple | None = None  # (L, rows, H) tensors when it joins
+
+    def read_prompt(self, model: CharRNN) -> None:
+        """Run the prompt through `model` (once): the logits and state its rows join the batch with."""
+        if self.logits is None:
+            self.logits, self.state = prime_model(model, self.prompt, self.rows)  # (rows, V), as `charrnn sample`
 
     def fail(self, message: str) -> None:
         self.outbox.put([("error", message)])
@@ -79,14 +89,13 @@ class Job:
 class SampleJob(Job):
     """n samples of one prompt, drawn as `charrnn sample -N n --seed S` draws them."""
 
-    def __init__(self, logits: torch.Tensor, state: tuple, vocab: Vocab, outbox: Outbox, length: int,
+    def __init__(self, prompt: Sequence[int], rows: int, vocab: Vocab, outbox: Outbox, length: int,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
-                 stop: Sequence[str] = (), first_choice: int = 0):
-        self.logits, self.state, self.vocab, self.outbox = logits, state, vocab, outbox
-        self.rows = logits.shape[0]
+                 stop: Sequence[str] = (), first_choice: int = 0, device: torch.device | str = "cpu"):
+        self.prompt, self.rows, self.vocab, self.outbox = list(prompt), rows, vocab, outbox
         self.length, self.temperature, self.top_k, self.top_p = length, temperature, top_k, top_p
         self.settings = (temperature, top_k, top_p)  # rows with equal settings are drawn in one call
-        self.noise = GumbelNoise(seeded_generator(seed, logits.device), (self.rows, len(vocab)))
+        self.noise = GumbelNoise(seeded_generator(seed, device), (self.rows, len(vocab)))
         self.scanners = [StopScanner(stop) for _ in range(self.rows)]
         self.decoders = [vocab.decoder() for _ in range(self.rows)]  # token -> text (bytes: once a character is whole)
         self.guard = vocab.guard(self.rows)  # a byte model's UTF-8 automaton, or None
@@ -129,10 +138,10 @@ class SampleJob(Job):
 class BeamJob(Job):
     """One beam search; its live beams are its rows. The best beam's settled text streams as choice 0."""
 
-    def __init__(self, logits: torch.Tensor, state: tuple, vocab: Vocab, outbox: Outbox, length: int,
+    def __init__(self, prompt: Sequence[int], vocab: Vocab, outbox: Outbox, length: int,
                  width: int = 5, top: int = 1, stop: Sequence[str] = (), length_penalty: float = 0.0,
                  no_repeat: int = 0, first_choice: int = 0):
-        self.logits, self.state, self.outbox = logits, state, outbox
+        self.prompt, self.outbox = list(prompt), outbox
         self.stop = [s for s in stop if s]
         self.scanner = StopScanner(self.stop)  # a finished beam ends with its stop string: never shown
         self.search = BeamSearch(vocab, width, length, self.stop, length_penalty, no_repeat, top, self._settled)
