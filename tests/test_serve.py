@@ -152,6 +152,29 @@ def test_many_requests_share_one_step_and_each_gets_its_own_text(served, loaded)
     assert steps < 0.5 * 1500 * len(asks)  # alone, each would take ~1500 steps: they shared them
 
 
+def test_beam_searches_and_samples_in_one_batch_each_get_what_they_get_alone(served):
+    """Beams come and go (their rows reordered every step) between sampling rows of two settings,
+    one request with n = 2: whatever shares its steps, each request's text is its text alone."""
+    url, _, _ = served
+    asks = [{"prompt": "the lazy", "max_tokens": 300, "width": 4, "top": 2, "no_repeat": 0},
+            {"prompt": "the", "max_tokens": 400, "n": 2, "seed": 3, "temperature": 1.2},
+            {"prompt": "dog", "max_tokens": 200, "width": 2},
+            {"prompt": "the quick", "max_tokens": 500, "seed": 8, "temperature": 0.7, "top_p": 0.9}]
+    alone = [[c["text"] for c in post(url, body).json()["choices"]] for body in asks]
+    together, barrier = [None] * len(asks), threading.Barrier(len(asks))
+
+    def ask(i: int) -> None:
+        barrier.wait()
+        together[i] = [c["text"] for c in post(url, asks[i]).json()["choices"]]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(asks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == alone
+
+
 def test_a_client_that_leaves_frees_its_slot_at_once(parrot_run):
     with live_server(parrot_run / "best.pt", max_concurrent=1) as (url, app, lines):
         slots, batcher = app.state.slots, app.state.batcher
