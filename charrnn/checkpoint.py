@@ -279,12 +279,12 @@ def _check_header(ckpt, path: Path) -> None:
         )
 
 
-def _validated(path: Path, source: Path, size: int) -> dict:
-    """The memory-mapped load, every field checked (no tensor data read yet)."""
-    ckpt = _torch_load(path, source, mmap=True)
+def _checked(ckpt, path: Path, size: int, full: bool) -> dict:
+    """`ckpt`, loaded from the `size`-byte file `path`, once its header and every field are checked
+    (`full`: its tensors' values too)."""
     _check_header(ckpt, path)
     try:
-        payload.check(ckpt, size, full=False)
+        payload.check(ckpt, size, full=full)
     except payload.Damaged as e:
         raise CharrnnError(f"{path} is damaged: {e}") from None
     return ckpt
@@ -319,15 +319,11 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
         from charrnn.safetensors_io import read
 
         ckpt, size = read(path)
-        _check_header(ckpt, path)
-        try:
-            payload.check(ckpt, size, full=True)
-        except payload.Damaged as e:
-            raise CharrnnError(f"{path} is damaged: {e}") from None
-        return ckpt
+        return _checked(ckpt, path, size, full=True)
     with _one_version(path) as source:  # a run saving over `path` meanwhile cannot mix two saves
         size = _check_container(path, source)
-        ckpt = _validated(path, source, size)
+        # the memory-mapped load, every field checked before any tensor data is read
+        ckpt = _checked(_torch_load(path, source, mmap=True), path, size, full=False)
     if not mmap:  # the tensors are read (through the mapping, copy-on-write: the file is never changed)
         try:
             payload.check_contents(ckpt)
