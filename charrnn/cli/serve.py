@@ -107,10 +107,7 @@ def serve(
         warn(f"listening on {host}: other machines can reach this server, and it has no authentication")
     server = uvicorn.Server(uvicorn.Config(create_app(loaded, config), log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=3))
-    # Everything made so far (torch, the app, the model) lives as long as the server: out of the
-    # collector's sight, a full collection takes ~3 ms instead of ~80 ms (2x384 LSTM), and every
-    # stream stood still for those 80 ms every few seconds under load.
-    gc.freeze()
+    gc.freeze()  # what lives as long as the server, out of the collector's sight: a full collection ~3 ms, not ~80
     server.run(sockets=[sock])
     stopped_by = getattr(server, "_captured_signals", None) or []  # the signals that stopped uvicorn, if any
     if stopped_by:
