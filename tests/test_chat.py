@@ -86,6 +86,7 @@ def test_chat_through_a_pipe(parrot_run):
     for note in ("temperature 0.0", "length 10", "beam 2", "top-p must be in (0, 1]", "unknown command /bogus",
                  "/top-p P"):  # ... and the /help list
         assert note in result.stderr, note
+    assert "\n  /top-p P" in result.stderr and "\\x0a" not in result.stderr  # the /help list: a command a line
     assert not result.stderr.startswith(">")  # no prompts when stdin is not a terminal
 
 

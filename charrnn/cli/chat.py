@@ -140,7 +140,8 @@ def converse(conversation) -> None:
             note = command(conversation, line)
             if note is None:
                 break
-            info(note)
+            for note_line in note.splitlines():  # (each shown as text: control characters escaped)
+                info(note_line)
             continue
         dropped = conversation.read((line[1:] if line.startswith("//") else line) + "\n")
         if dropped:
