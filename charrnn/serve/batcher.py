@@ -50,7 +50,6 @@ class Group:
 @dataclass
 class Plan:
     offsets: list[int]  # each job's first row
-    beams: bool  # a beam search is in the batch
     groups: list[Group]
 
 
@@ -152,7 +151,7 @@ class Batcher:
                 beams = True
             at += job.rows
         device = self.logits.device
-        plan = Plan(offsets, beams, [
+        plan = Plan(offsets, [
             Group(settings, members, None if len(members) == len(self.jobs) else  # every row, in order: no gathering
                   torch.tensor([r for job, at in members for r in range(at, at + job.rows)], device=device))
             for settings, members in groups.items()])
