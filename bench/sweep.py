@@ -57,7 +57,9 @@ GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
                                            shape(2, 384, 128, lr=1e-2), shape(2, 128, 32, lr=2e-2),
                                            shape(2, 256, 64, batch_size=16), shape(2, 256, 64, batch_size=64),
                                            shape(2, 256, 64, batch_size=64, seq_len=32),
-                                           shape(2, 256, 64, batch_size=16, seq_len=128)]),
+                                           shape(2, 256, 64, batch_size=16, seq_len=128),
+                                           # dropout where 2×256 reads the text ~6 times
+                                           shape(2, 256, 64, 0.1, lr=2e-2)]),
     "shakespeare-300": ("shakespeare", 300, [S256, S384, S512, shape(2, 512, 128, lr=3e-3), S768,
                                              shape(2, 384, 128, lr=1e-2), shape(2, 256, 64, lr=2e-2),
                                              shape(2, 512, 128, 0.1),
