@@ -110,6 +110,8 @@ def test_stats_counts_and_oddities(tmp_path):
     assert list(s["commonest"])[:2] == ["\n", "z"] and s["commonest"]["z"] == 3  # ties: code point order
     human = runner.invoke(app, ["corpus", "stats", "-"], input="[bold]x[/]\n")
     assert human.exit_code == 0 and human.stderr == "" and "'['" in human.stdout  # no markup eaten
+    commonest = next(line for line in human.stdout.splitlines() if line.startswith("commonest"))
+    assert "'[' 2  ']' 2" in commonest and "\\x" not in commonest  # its own separators are not escaped as data
 
 
 def test_tables_go_to_stdout_plain_one_line_per_row():

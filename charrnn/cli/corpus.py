@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from charrnn.cli.common import App, app, guarded, out_console
@@ -132,9 +134,13 @@ def _print_stats(s, top: int) -> None:
     table.add_column()
     rows = [("files", f"{s.files:,}"), ("bytes", f"{s.bytes:,}"), ("characters", f"{s.characters:,}"),
             ("lines", f"{s.lines:,}"), ("vocabulary", f"{s.vocabulary:,} distinct characters")]
+    rows = [(label, visible(value)) for label, value in rows]
     for label, chars in (("commonest", s.commonest(top)), ("rarest", s.rarest(top))):
-        rows.append((label, "  ".join(f"{show_char(c)}\u00a0{n:,}" for c, n in chars)))  # no break inside a pair
-    rows.append(("oddities", "\n".join(s.oddities()) or "none"))
+        # show_char makes a character visible ('e', space, U+202E); on a terminal a no-break space keeps each
+        # pair on one line when the row wraps (piped, rows never wrap)
+        joint = "\u00a0" if sys.stdout.isatty() else " "
+        rows.append((label, "  ".join(f"{show_char(c)}{joint}{n:,}" for c, n in chars)))
+    rows.append(("oddities", visible("\n".join(s.oddities()), keep="\n") or "none"))
     for label, value in rows:
-        table.add_row(label, Text(visible(value, keep="\n")))  # Text: "[" is shown, never read as markup; escapes visible
+        table.add_row(label, Text(value))  # Text: "[" is shown, never read as markup
     out_console().print(table)
