@@ -165,6 +165,9 @@ def test_get_from_a_mirror_and_train_by_name(tiny_catalog, in_tmp, monkeypatch):
     monkeypatch.setenv("CHARRNN_MIRROR", str(mirror))  # the name alone fetches it, as `train tiny` does
     assert runner.invoke(app, ["train", "tiny", *TINY_ARGS]).exit_code == 0
     assert (in_tmp / "checkpoints" / "tiny" / "best.pt").is_file()
+    for command in ("eval", "score", "cells"):  # and every command that reads a text takes the name too
+        result = runner.invoke(app, [command, "checkpoints/tiny", "tiny"])
+        assert result.exit_code == 0, (command, result.stderr)
 
 
 def test_sha256_mismatch_is_refused_and_nothing_is_left(tiny_catalog):

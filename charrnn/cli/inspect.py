@@ -40,7 +40,7 @@ CELLS_EXAMPLES = """
 """
 
 CKPT_HELP = "Checkpoint file or run folder."
-TEXT_HELP = "Text file, or - for stdin."
+TEXT_HELP = "Text file, a catalog name (charrnn corpus list), or - for stdin."
 
 
 def torch_threads(n: int):
@@ -52,10 +52,12 @@ def torch_threads(n: int):
 
 def load(checkpoint: str, source: str, encoding: str, device: str):
     """(loaded model, its device, the text) for the commands below."""
+    from charrnn.catalog import resolve_source
     from charrnn.checkpoint import load_model
     from charrnn.corpus import read_text
     from charrnn.runtime import resolve_device
 
+    source = resolve_source(source)  # a catalog name is its fetched file
     if source != "-" and not Path(source).is_file():
         raise CharrnnError(f"no such file: {source}")
     dev = resolve_device(device)
