@@ -93,7 +93,8 @@ class TrainingRun:
         with StopSignals() as signals, threads:
             try:
                 stopped_by = self._loop(signals)
-                self._finish(stopped_by)
+                with t.clock.timed():  # the final validation and saves count toward the run's seconds
+                    self._finish(stopped_by)
                 return stopped_by, None
             except SaveError as e:
                 return "save_error", (f"{e}; training stopped at step {t.step}: once that is fixed, "

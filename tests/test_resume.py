@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -160,6 +162,21 @@ def test_a_time_budget_keeps_back_the_final_validation():
     trainer = make_trainer(None, steps=None, time=20)
     trainer.history = [{"step": 5, "val_bpc": 3.0, "eval_seconds": 1.5}]
     assert trainer.final_eval_reserve() == 1.5  # the last validation's measured duration
+
+
+def test_the_final_validation_counts_in_the_runs_seconds(tmp_path):
+    """`done: ... in Ns` includes the validation that ends the run."""
+    trainer = make_trainer(tmp_path / "r", steps=3, eval_every=1000)
+    validate = trainer.validate
+
+    def slow_validate():
+        time.sleep(0.4)
+        return validate()
+
+    trainer.validate = slow_validate
+    result = trainer.run()
+    assert [r["step"] for r in trainer.history if "val_bpc" in r] == [3]  # one validation: the final one
+    assert result.seconds >= 0.4
 
 
 def test_patience_ends_the_run_and_best_pt_holds_the_minimum(tmp_path):
