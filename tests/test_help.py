@@ -67,3 +67,14 @@ def test_every_help_page_reads_like_a_well_kept_cli():
         for flag in flags:
             line = next(line for line in lines if flag.opts[0] in line.split())
             assert not re.search(r"\b(BOOLEAN|bool)\b", line), f"{where}: {line}"
+
+
+def test_train_help_says_which_defaults_the_sizing_chooses():
+    """`--hidden` has no one default: with no shape flag the run sizes the model (charrnn.sizing)."""
+    out = runner.invoke(app, ["train", "-h"], env={"COLUMNS": "400"}).stdout
+    lines = {flag: next(line for line in out.splitlines() if f" {flag} " in line)
+             for flag in ("--layers", "--hidden", "--embed", "--dropout", "--lr", "--batch-size")}
+    for flag in ("--layers", "--hidden", "--embed", "--dropout"):
+        assert "[default: sized for the text, budget and machine]" in lines[flag], lines[flag]
+    assert "0.006; 0.02 when the sizing picks 2×128 or 2×256" in lines["--lr"]
+    assert "[default: 32]" in lines["--batch-size"]

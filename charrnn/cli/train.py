@@ -9,8 +9,9 @@ from pathlib import Path
 import typer
 
 from charrnn.cli.common import app, guarded
-from charrnn.errors import CharrnnError, UsageError
 from charrnn.config import ModelConfig, TrainConfig
+from charrnn.errors import CharrnnError, UsageError
+from charrnn.sizing import LADDER
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB
 
 EXAMPLES = """
@@ -37,11 +38,19 @@ config.yaml with every setting: pass it to --config to repeat the run.
 _DEFAULTS = {f.name: f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
 
 
-def opt(*names: str, help: str, field: str | None = None):
-    """A Typer option whose default is None (so we can tell given from not given), showing the config default."""
+def opt(*names: str, help: str, field: str | None = None, shown: str | None = None):
+    """A Typer option whose default is None (so we can tell given from not given), showing the config
+    default, or `shown` where the default is not one number (a sized shape)."""
     field = field or names[0].lstrip("-").replace("-", "_")
     default = _DEFAULTS.get(field)
-    return typer.Option(None, *names, help=help, show_default=str(default) if default is not None else False)
+    return typer.Option(None, *names, help=help,
+                        show_default=shown or (str(default) if default is not None else False))
+
+
+SIZED = "sized for the text, budget and machine"
+LR_SHOWN = f"{_DEFAULTS['lr']:g}; " + "; ".join(
+    f"{lr:g} when the sizing picks {' or '.join(str(s) for s in LADDER if s.lr == lr)}"
+    for lr in dict.fromkeys(s.lr for s in LADDER) if lr != _DEFAULTS["lr"])
 
 
 def corpus_name(sources: list[str]) -> str:
@@ -120,13 +129,14 @@ def train(
     tokens: str = typer.Option(None, "--tokens", help="What the model reads and writes: char (one per character), word (words, numbers, punctuation, whitespace; rare words spelled by character) or byte (UTF-8 bytes, 256 ids). Losses are in bits per character either way.", show_default="char"),
     max_vocab: int = typer.Option(None, "--max-vocab", help="--tokens word: vocabulary size, the corpus's characters included (the most frequent tokens fill the rest).", show_default=str(DEFAULT_MAX_VOCAB)),
     cell: str = opt("--cell", help="Recurrent cell: lstm, gru or rnn."),
-    layers: int = opt("--layers", help="Stacked recurrent layers."),
-    hidden: int = opt("--hidden", help="Hidden units per layer."),
-    embed: int = opt("--embed", help="Character embedding size."),
-    dropout: float = opt("--dropout", help="Dropout between layers and before the output."),
+    layers: int = opt("--layers", help="Stacked recurrent layers.", shown=SIZED),
+    hidden: int = opt("--hidden", help="Hidden units per layer.", shown=SIZED),
+    embed: int = opt("--embed", help="Character embedding size.", shown=SIZED),
+    dropout: float = opt("--dropout", help="Dropout between layers and before the output.", shown=SIZED),
     batch_size: int = opt("--batch-size", "-b", help="Parallel streams per step."),
     seq_len: int = opt("--seq-len", "-t", help="Characters per step to back-propagate through."),
-    lr: float = opt("--lr", help="Peak learning rate (AdamW, warm-up then cosine decay)."),
+    lr: float = opt("--lr", help="Peak learning rate (AdamW, warm-up then cosine decay).",
+                   shown=LR_SHOWN),
     steps: int = opt("--steps", help="Stop after this many steps."),
     epochs: float = opt("--epochs", help="Stop after this many passes over the text (default 10 if no budget is given)."),
     time: float = opt("--time", help="Stop after this many seconds, the final validation included; the learning-rate schedule fits the budget."),
