@@ -129,3 +129,16 @@ def test_sample_puts_the_thread_setting_back(tiny_run):
         assert torch.get_num_threads() == 1  # the command's choice did not leak into the process
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["sample", "--bogus"], "No such option: --bogus (see charrnn sample -h)"),
+    (["train", "x.txt", "--hidden", "big"], "Invalid value for '--hidden'"),
+    (["nosuch"], "No such command 'nosuch' (see charrnn -h)"),
+    (["checkpoints", "nosuch"], "(see charrnn checkpoints -h)"),
+    (["sample", "--tem", "1"], "Possible options: --temp"),
+])
+def test_a_mistake_in_the_command_line_is_one_line_and_exit_2(args, says):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and says in result.stderr

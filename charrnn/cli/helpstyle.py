@@ -21,9 +21,15 @@ keep their lines. Commands are declared as usual: `@app.command(...)`.
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+try:
+    from typer._click.exceptions import ClickException  # Typer 0.2x parses with its own copy of click
+except ImportError:  # older Typer: click itself
+    from click.exceptions import ClickException
 
 
 CLICK_NAMES = {"int": "INTEGER", "float": "FLOAT", "str": "TEXT", "path": "PATH"}  # Typer's label -> click's
@@ -103,6 +109,32 @@ class Group(TyperGroup):
 
     def get_params(self, ctx) -> list:
         return restyle(super().get_params(ctx))
+
+    # The command line is parsed in these two (a subcommand's options inside `invoke`)
+    def make_context(self, *args, **kwargs):
+        with one_line_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with one_line_errors():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def one_line_errors():
+    """A mistake in the command line as one line, like every other error, instead of Typer's usage
+    box: `error: No such option: --bogus (see charrnn sample -h)`, exit status 2."""
+    try:
+        yield
+    except ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `charrnn` alone: the help was shown
+            raise
+        from charrnn.console import error
+
+        ctx = getattr(e, "ctx", None)
+        message = e.format_message()
+        error(message.rstrip(".") + f" (see {ctx.command_path} -h)" if ctx is not None else message)
+        raise typer.Exit(e.exit_code) from None
 
 
 class App(typer.Typer):
