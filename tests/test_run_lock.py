@@ -76,7 +76,9 @@ def test_a_live_run_has_one_writer_and_a_killed_ones_lock_is_taken_over(holder, 
     one_error_line(runner.invoke(app, ["train", "other.txt", "-o", str(run), *TINY]), "in use", pid, "charrnn train")
     one_error_line(runner.invoke(app, ["train", "other.txt", "-o", str(run), "--overwrite", *TINY]), "in use", pid)
     one_error_line(runner.invoke(app, ["train", "--resume", str(run), "--steps", "999", *TINY]), "in use", pid)
-    one_error_line(runner.invoke(app, ["checkpoints", "prune", str(run), "--keep", "0"]), "in use", pid)
+    pruned = runner.invoke(app, ["checkpoints", "prune", str(run), "--keep", "0"])
+    one_error_line(pruned, "in use", pid)
+    assert pruned.stderr.count("\n") == 1  # only the error: no "deleted 0 snapshot(s)" for a run it never looked in
     assert (run / "config.yaml").read_text() == before
 
     # a second run on the same corpus without -o picks the next free folder, not the live one

@@ -139,7 +139,8 @@ def prune(
         info(f"{verb} {f}")
     if not report.runs:
         warn(f"no run folders under {folder} (a run folder holds config.yaml or metrics.jsonl): nothing to prune")
-    info(f"{verb} {len(report.deleted)} snapshot(s)")
+    if len(report.busy) < report.runs:  # (a run in use was not looked at: no count to give for it)
+        info(f"{verb} {len(report.deleted)} snapshot(s)")
     if report.busy:
         for message in report.busy[1:]:
             warn(message)
