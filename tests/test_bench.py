@@ -100,6 +100,8 @@ def test_bench_command_prints_the_table_and_writes_json(tmp_path, monkeypatch):
     assert "eager nn.LSTM step" in result.stdout
     saved = json.loads(out.read_text())
     assert [r["key"] for r in saved["rows"]] == ["sample_lstm_1x16", "sample_lstm_1x16_t2"]
+    lines = result.stdout.splitlines()  # piped: the title, the header, one line per row, however long its note
+    assert len(lines) == 2 + 2 and all(line.startswith("sample 1×16 LSTM") for line in lines[2:])
 
 
 def test_memory_rows_cover_every_preset_and_the_defaults():

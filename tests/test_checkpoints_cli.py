@@ -47,6 +47,10 @@ def test_list_table_on_stdout(runs):
     assert " 80 " in alpha_best  # the step
     assert "unreadable" in next(line for line in lines if "gamma" in line)
     assert ".tmp" not in result.stdout  # a killed save's temp file is no checkpoint
+    # piped: bare columns: the title, the header, then one line per checkpoint: alpha 2, beta 6, gamma 1
+    assert not set("┏┃━│└─") & set(result.stdout)
+    assert len(lines) == 2 + (2 + 6 + 1) and lines[1].split()[:3] == ["run", "checkpoint", "step"]
+    assert alpha_best.split()[:3] == ["alpha", "best.pt", "80"]
 
 
 def test_list_json(runs):

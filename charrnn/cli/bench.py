@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, guarded
+from charrnn.cli.common import app, guarded, out_console, result_table
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -31,11 +31,10 @@ def fmt(x: float | None, unit: str = "") -> str:
 
 def results_table(result: dict):
     """The rows as a rich Table: figure, baseline, ratio, goal."""
-    from rich.table import Table
     from rich.text import Text
 
     m = result["machine"]
-    table = Table(title=f"charrnn bench — {m.get('cpu_summary', m['cpu'])}, {m['cores']} cores, torch {m['torch']}, "
+    table = result_table(title=f"charrnn bench — {m.get('cpu_summary', m['cpu'])}, {m['cores']} cores, torch {m['torch']}, "
                         f"corpus: {result['corpus']['name']}", title_justify="left")
     for name, justify in (("row", "left"), ("figure", "right"), ("unit", "left"), ("baseline", "right"),
                           ("baseline is", "left"), ("ratio", "right"), ("goal", "left"), ("", "left"), ("note", "left")):
@@ -78,7 +77,6 @@ def bench(
     from charrnn.console import err_console, info
     from charrnn.errors import UsageError
     from charrnn.runtime import check_threads
-    from rich.console import Console
 
     unknown = sorted(set(only or ()) - set(SECTIONS))
     if unknown:
@@ -87,10 +85,7 @@ def bench(
     cfg = BenchConfig.quick() if quick else BenchConfig()
     cfg = replace(cfg, threads=threads, sections=tuple(only) if only else SECTIONS)
     result = run_bench(cfg, corpus, log=lambda s: info(f"bench: {s}"), checkpoint=checkpoint)
-    out = Console(highlight=False)
-    if not out.is_terminal:
-        out.width = 180  # a file or a pipe: keep each row on one line
-    out.print(results_table(result))
+    out_console().print(results_table(result))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from charrnn.cli.common import App, app, guarded, out_console
+from charrnn.cli.common import App, app, guarded, out_console, result_table
 
 ckpt_app = App(help="Checkpoints: list runs, show one, prune snapshots, export for inference.",
                        no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
@@ -40,7 +40,6 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
     """Table of every checkpoint: run, step, val bits/char, model shape, params, size, date."""
-    from rich.table import Table
 
     from charrnn.console import shown
     from charrnn.runs import list_checkpoints
@@ -54,7 +53,7 @@ def list_(
 
         info(f"no checkpoints under {folder}")
         return
-    table = Table(title=shown(f"checkpoints in {folder}"), title_justify="left")
+    table = result_table(title=shown(f"checkpoints in {folder}"), title_justify="left")
     numbers = ("step", "val bits/char", "bits/token", "params", "size")
     for col in ("run", "checkpoint", "step", "val bits/char", "bits/token", "model", "params", "size", "date"):
         table.add_column(col, justify="right" if col in numbers else "left")
@@ -79,7 +78,6 @@ def show(
 ) -> None:
     """A checkpoint's model and training configuration (as YAML), vocabulary and validation history."""
     import yaml
-    from rich.table import Table
 
     from charrnn.checkpoint import resolve_checkpoint
     from charrnn.console import shown
@@ -106,7 +104,7 @@ def show(
     else:
         con.print(shown("vocabulary: the 256 byte values (the text as UTF-8)"))
     if s["metrics"]:
-        table = Table(title="validation history", title_justify="left")
+        table = result_table(title="validation history", title_justify="left")
         per_token = s["tokens"] == "char"
         for col in ("step", "epoch", "time (s)", "val bits/char", "val nats/char" if per_token else "val bits/token"):
             table.add_column(col, justify="right")

@@ -63,6 +63,16 @@ def out_console():
     return Console(file=sys.stdout, highlight=False, width=None if tty else PIPED_WIDTH, soft_wrap=not tty)
 
 
+def result_table(**kwargs):
+    """A rich Table for a command's result on stdout: boxed on a terminal; piped, bare aligned columns
+    (the title, a header line, then one line per row), for grep, awk and cut."""
+    from rich.table import Table
+
+    if not sys.stdout.isatty():
+        kwargs.update(box=None, pad_edge=False)
+    return Table(**kwargs)
+
+
 OUT_OF_MEMORY = ("out of memory: the model, batch or text is too big for the memory this process may use "
                  "(see `ulimit -v` and free memory); use a smaller model, batch or --length")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, guarded, out_console
+from charrnn.cli.common import app, guarded, out_console, result_table
 from charrnn.errors import CharrnnError, UsageError
 
 EVAL_EXAMPLES = """
@@ -152,7 +152,6 @@ def score(
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
 ) -> None:
     """Show a text coloured by how surprised the model is by each character, with the most surprising spans."""
-    from rich.table import Table
 
     from charrnn.console import info, shown
     from charrnn.fileio import atomic_write_text
@@ -182,7 +181,7 @@ def score(
     span_table = TableSection("most surprising spans", ["bits", "line:col", "text"],
                               [[f"{sp.bits:.1f}", f"{sp.line}:{sp.column}", repr(sp.text)] for sp in spans], numeric=(0,))
     if spans:
-        table = Table(title=span_table.title, title_justify="left")
+        table = result_table(title=span_table.title, title_justify="left")
         for i, col in enumerate(span_table.columns):
             table.add_column(col, justify="right" if i in span_table.numeric else "left")
         for row in span_table.rows:
