@@ -62,7 +62,7 @@ def serve(
     max_concurrent: int = typer.Option(64, "--max-concurrent", help="Requests generating or scoring at once; more are answered 429."),
     max_chars: int = typer.Option(10_000, "--max-chars", help="Per request: the most prompt characters, characters written (max_tokens x n) and characters scored."),
     name: str = typer.Option(None, "--name", help="The model's name in the API. Default: the run folder's (or the file's) name.", show_default=False),
-    precision: str = typer.Option("fp32", "--precision", help="The shared step's matrices: fp32 (the text `charrnn sample` writes) or bf16 (faster under load on CPUs with AVX512-BF16/AMX; the text of `charrnn sample --precision bf16`)."),
+    precision: str = typer.Option("fp32", "--precision", help="The shared step's matrices: fp32 (the text of `charrnn sample --precision fp32`) or bf16 (faster under load on CPUs with AVX512-BF16/AMX; the text of `charrnn sample --precision bf16`)."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for the model (one leaves a core to the HTTP side)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
 ) -> None:
