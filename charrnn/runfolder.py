@@ -40,9 +40,17 @@ class RunFolder:
         """Take the folder's lock (creating the folder), or raise `runlock.FolderInUse` naming its holder."""
         return RunLock(self.path).acquire()
 
+    def run_files(self) -> list[str]:
+        """The names of the files here a run would write (or replace): checkpoints, metrics.jsonl, config.yaml."""
+        if not self.path.is_dir():
+            return []
+        names = sorted(f.name for f in self.path.glob(f"*{SUFFIX}") if f.is_file())
+        return names + [n for n in RUN_FILES if not n.endswith(SUFFIX) and (self.path / n).is_file()]
+
     def holds_run(self) -> bool:
-        """True if a run has saved a checkpoint here."""
-        return self.path.is_dir() and any(f.is_file() for f in self.path.glob(f"*{SUFFIX}"))
+        """True if a run's files are here: a new run must not write over them (even a config.yaml or
+        metrics.jsonl of the user's own, in a folder with no checkpoint) unless told to (--overwrite)."""
+        return bool(self.run_files())
 
     def clear(self) -> list[Path]:
         """Delete a previous run's files (best.pt, last.pt, snapshots, metrics.jsonl, config.yaml, its temporaries).

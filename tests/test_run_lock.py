@@ -141,6 +141,19 @@ def test_overwrite_clears_the_old_run_before_the_new_one_writes(in_tmp, monkeypa
     assert max(r["step"] for r in map(eval_json, (in_tmp / "run" / "metrics.jsonl").read_text().splitlines())) == 1
 
 
+def test_a_folder_with_a_config_or_metrics_file_but_no_checkpoint_is_not_written_over(in_tmp):
+    """`-o proj` where proj holds the user's own config.yaml or metrics.jsonl (no *.pt): refused without
+    --overwrite, and the files are as they were."""
+    (in_tmp / "small.txt").write_text(TINY_TEXT)
+    for name in ("config.yaml", "metrics.jsonl"):
+        folder = in_tmp / name.split(".")[0]
+        folder.mkdir()
+        (folder / name).write_text("mine\n")
+        result = runner.invoke(app, ["train", "small.txt", "-o", str(folder), "--steps", "1", *TINY])
+        assert one_error_line(result, "already holds", name, "--overwrite")
+        assert (folder / name).read_text() == "mine\n" and not (folder / "last.pt").exists()
+
+
 def eval_json(line: str) -> dict:
     import json
 

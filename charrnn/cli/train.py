@@ -112,7 +112,9 @@ def claim_out_dir(out: Path | None, name: str, resume: Path | None, overwrite: b
     same = resume is not None and folder.path.resolve() == resume.parent.resolve()
     if not same and folder.holds_run() and not overwrite:
         lock.release()
-        raise CharrnnError(f"{folder} already holds a run: choose another --out, or pass --overwrite")
+        files = folder.run_files()
+        raise CharrnnError(f"{folder} already holds a run's files ({', '.join(files[:4])}{', ...' if len(files) > 4 else ''}): "
+                           f"choose another --out, or pass --overwrite to replace them")
     return folder.path, lock, overwrite and not same
 
 
