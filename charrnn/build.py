@@ -47,8 +47,13 @@ def is_utf8(path: Path) -> bool:
         return False
 
 
-def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str, follow_symlinks: bool = False) -> BuildReport:
-    """Concatenate the text files of `src_dir` matching `globs` into `out` ('-' = stdout)."""
+def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str, follow_symlinks: bool = False,
+                 force: bool = False) -> BuildReport:
+    """Concatenate the text files of `src_dir` matching `globs` into `out` ('-' = stdout).
+
+    An existing `out` is replaced only with `force` (it may be a file of the user's, even one of
+    the tree's own files: the output is left out of the inputs, so it would hold the others' text).
+    """
     src = Path(src_dir)
     if not src.is_dir():
         raise CharrnnError(f"no such folder: {src_dir} (corpus build reads a folder of files)")
@@ -56,6 +61,8 @@ def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str, follow_
         raise UsageError("pass -o FILE (or -o - for stdout)")
     globs = globs or ["**/*"]
     dest = None if out == "-" else Path(out)
+    if dest is not None and dest.is_file() and not force:  # (a device or pipe, -o /dev/stderr, is written to)
+        raise CharrnnError(f"{out} already exists: choose another -o, or pass --force to replace it")
     report = BuildReport()
     files = find_files(src, globs, dest.resolve() if dest else None, follow_symlinks, report.outside)
     if not files:

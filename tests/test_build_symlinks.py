@@ -30,5 +30,5 @@ def test_symlinks_out_of_the_tree_are_skipped_and_counted(tmp_path):
     assert "symlinks out of the tree" in result.stderr and "a/passwd.c" in result.stderr
 
     followed = runner.invoke(app, ["corpus", "build", str(tmp_path / "src"), "--glob", "**/*.c", "-o", str(out),
-                                   "--follow-symlinks"])
+                                   "--follow-symlinks", "--force"])
     assert followed.exit_code == 0 and "root:x:0:0:secret" in out.read_text()

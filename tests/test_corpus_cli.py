@@ -88,10 +88,14 @@ def test_build_is_sorted_skips_binary_and_non_utf8(tmp_path):
     (src / "old.c").write_bytes("/* caf\xe9 */\n".encode("latin-1"))
     (src / "notes.txt").write_text("not matched\n")
     out = src / "corpus.c"  # inside the tree and matching the glob: never read into itself
-    for _ in range(2):
-        result = runner.invoke(app, ["corpus", "build", str(src), "--glob", "**/*.c", "--glob", "**/*.h", "-o", str(out)])
+    for again in ([], ["--force"]):  # a second build replaces its output only with --force
+        result = runner.invoke(app, ["corpus", "build", str(src), "--glob", "**/*.c", "--glob", "**/*.h", "-o", str(out),
+                                     *again])
         assert result.exit_code == 0, result.stderr
         assert out.read_text() == "int a;\nint b;\n/* ü */\n"
+    refused = runner.invoke(app, ["corpus", "build", str(src), "--glob", "**/*.c", "-o", str(src / "b.c")])
+    assert refused.exit_code == 1 and "b.c already exists" in refused.stderr and "--force" in refused.stderr
+    assert (src / "b.c").read_text() == "int b;\n"  # one of its own sources: not replaced by the others' text
     assert "3 files" in result.stderr and "1 binary (blob.c)" in result.stderr and "1 not UTF-8 (old.c)" in result.stderr
     assert sorted(p.name for p in src.iterdir()) == ["a.h", "b.c", "blob.c", "corpus.c", "notes.txt", "old.c", "sub"]
     piped = runner.invoke(app, ["corpus", "build", str(src), "--glob", "*.h", "-o", "-"])

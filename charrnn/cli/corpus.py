@@ -84,12 +84,13 @@ def build(
     glob: list[str] = typer.Option(None, "--glob", help="File pattern, repeatable (default '**/*').", show_default=False),
     out: str = typer.Option(..., "--out", "-o", help="Corpus file to write (atomically), or - for stdout.", show_default=False),
     follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Include files that symbolic links lead to outside the folder (skipped and counted by default)."),
+    force: bool = typer.Option(False, "--force", help="Replace the --out file if it exists."),
 ) -> None:
     """Concatenate a tree's text files in sorted order into one corpus; binary and non-UTF-8 files are skipped."""
     from charrnn.build import build_corpus
     from charrnn.console import info
 
-    report = build_corpus(src_dir, glob, out, follow_symlinks)
+    report = build_corpus(src_dir, glob, out, follow_symlinks, force)
     info(report.summary("stdout" if out == "-" else out))
 
 
