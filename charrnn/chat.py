@@ -18,12 +18,14 @@ into the state from where the answer started.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import torch
 
 from charrnn.beam import BeamSearch
+from charrnn.config import MAX_TEMP
 from charrnn.model import CharRNN, reorder_state
 from charrnn.sampling import GumbelNoise, cut_at_stop, default_prime, pick, prime_model, seeded_generator
 from charrnn.vocab import Vocab
@@ -40,8 +42,8 @@ class ChatSettings:
 
     def check(self) -> None:
         """Raise ValueError naming the setting that is out of range."""
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0 (0 = greedy)")
+        if not (math.isfinite(self.temperature) and 0 <= self.temperature <= MAX_TEMP):
+            raise ValueError(f"temperature must be a number from 0 (greedy) to {MAX_TEMP:g}")
         if self.top_k < 0:
             raise ValueError("top-k must be >= 0 (0 = off)")
         if not 0.0 < self.top_p <= 1.0:

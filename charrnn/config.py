@@ -44,6 +44,7 @@ MAX_WIDTH = 1 << 20  # hidden or embedding units
 MAX_VOCAB = 0x110000  # every Unicode code point
 MAX_SEED = 2**64 - 1  # torch's generators take 64-bit seeds
 MAX_LR = 10.0  # AdamW above this only diverges
+MAX_TEMP = 100.0  # sampling temperature: at 100 every character is already near-uniform; above, logits/T underflows
 MAX_THREADS = 4096  # a static bound; the cores this process may use are checked where it runs
 
 
@@ -182,7 +183,7 @@ class TrainConfig:
             (self.log_every >= 1, "log_every must be at least 1"),
             (self.sample_every >= 0, "--sample-every must be >= 0 (0 turns live samples off)"),
             (1 <= self.sample_length <= 100_000, "sample_length must be between 1 and 100,000"),
-            (_finite(self.sample_temp) and self.sample_temp >= 0, "sample_temp must be a number >= 0"),
+            (_finite(self.sample_temp) and 0 <= self.sample_temp <= MAX_TEMP, f"sample_temp must be a number from 0 to {MAX_TEMP:g}"),
             (self.save_every >= 0, "--save-every must be >= 0 (0 turns snapshots off)"),
             (self.keep >= 0, "--keep must be >= 0"),
             (0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from charrnn.autotune import SlowdownWatch
-from charrnn.config import MAX_SEED
+from charrnn.config import MAX_SEED, MAX_TEMP
 from charrnn.errors import UsageError
 from charrnn.model import CharRNN, State
 from charrnn.stepkernels import make_kernel
@@ -49,8 +49,8 @@ class ThreadWatch:
 def check_sampling_args(length: int, temperature: float, top_k: int, top_p: float, seed: int | None = None) -> None:
     if length < 0:
         raise UsageError("--length must be >= 0")
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise UsageError("--temp must be a number >= 0 (0 = greedy)")
+    if not (math.isfinite(temperature) and 0 <= temperature <= MAX_TEMP):
+        raise UsageError(f"--temp must be a number from 0 (greedy) to {MAX_TEMP:g}")
     if top_k < 0:
         raise UsageError("--top-k must be >= 0 (0 = off)")
     if not 0.0 < top_p <= 1.0:

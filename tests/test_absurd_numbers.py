@@ -60,6 +60,8 @@ def test_yaml_numbers_are_checked_too(in_tmp):
     (in_tmp / "c.txt").write_text(TINY_TEXT)
     (in_tmp / "bad.yaml").write_text("corpus: c.txt\nlog_every: 0\n")
     usage_error(runner.invoke(app, ["train", "--config", "bad.yaml", *TINY, "--threads", "1"]), "log_every must be at least 1")
+    (in_tmp / "bad.yaml").write_text("corpus: c.txt\nsample_temp: 1e300\nsample_every: 1\n")  # not at step 1: now
+    usage_error(runner.invoke(app, ["train", "--config", "bad.yaml", *TINY, "--threads", "1"]), "sample_temp must be")
     (in_tmp / "bad.yaml").write_text("corpus: c.txt\nseed: 99999999999999999999\n")
     usage_error(runner.invoke(app, ["train", "--config", "bad.yaml", *TINY, "--threads", "1"]), "--seed")
 
@@ -77,8 +79,10 @@ def test_the_python_api_checks_the_same_ranges():
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["sample", "--temp", "nan"], ["--temp must be a number >= 0"]),
-    (["sample", "--temp", "inf"], ["--temp must be a number >= 0"]),
+    (["sample", "--temp", "nan"], ["--temp must be a number from 0 (greedy) to 100"]),
+    (["sample", "--temp", "inf"], ["--temp must be a number from 0 (greedy) to 100"]),
+    (["sample", "--temp", "1e39"], ["--temp must be a number from 0 (greedy) to 100"]),  # overflowed float32
+    (["chat", "--temp", "1e308"], ["temperature must be a number from 0 (greedy) to 100"]),
     (["sample", "--seed", HUGE], ["--seed"]),
     (["sample", "--threads", "100000"], ["is more than the"]),
     (["sample", "-N", "10000000000"], ["--num-samples 10,000,000,000", "memory"]),  # ~57 TB: more than any machine

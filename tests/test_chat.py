@@ -74,7 +74,7 @@ def run_chat(tiny_run, lines: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_chat_through_a_pipe(parrot_run):
     lines = ("the quick brown fox\n/temp 0\nthe quick brown fox\n/length 10\nthe quick\n/length 100\n/beam 2\n"
-             "the quick brown fox\n/top-p 2\n/bogus\n/reset\n/help\n")
+             "the quick brown fox\n/top-p 2\n/temp 1e308\n/temp nan\n/bogus\n/reset\n/help\n")
     result = run_chat(parrot_run, lines, "--seed", "1", "--stop", "dog.", "--temp", "0.5")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -83,6 +83,7 @@ def test_chat_through_a_pipe(parrot_run):
     assert answers[1] == " jumps over the lazy "  # greedy after /temp 0, ended before the stop string
     assert 0 < len(answers[2]) <= 10  # /length 10
     assert answers[3] == " jumps over the lazy "  # /beam 2
+    assert result.stderr.count("temperature must be a number from 0 (greedy) to 100") == 2  # 1e308, nan: refused
     for note in ("temperature 0.0", "length 10", "beam 2", "top-p must be in (0, 1]", "unknown command /bogus",
                  "/top-p P"):  # ... and the /help list
         assert note in result.stderr, note

@@ -19,6 +19,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from charrnn.config import MAX_TEMP
+
 MAX_CHOICES = 16  # prompts x n (or x top) per request
 MAX_WIDTH = 32  # beams per search
 MAX_STOPS, MAX_STOP_CHARS = 4, 64
@@ -201,7 +203,7 @@ def parse_completion(body: dict, max_chars: int) -> Completion:
         prompts=prompts,
         model=f.string("model", None),
         max_tokens=f.integer("max_tokens", 16, 1, max_chars),
-        temperature=f.number("temperature", 1.0, 0.0, 100.0),
+        temperature=f.number("temperature", 1.0, 0.0, MAX_TEMP),
         top_p=f.number("top_p", 1.0, 0.0, 1.0, lo_open=True),
         top_k=f.integer("top_k", 0, 0, 2**31 - 1),
         n=f.integer("n", 1, 1, MAX_CHOICES),
