@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from charrnn.config import MAX_LENGTH_PENALTY
 from charrnn.errors import UsageError
 from charrnn.evaluation import LN2
 from charrnn.model import CharRNN
@@ -78,8 +79,9 @@ def check_beam_args(width: int, length: int, top: int, no_repeat: int, stop: Seq
         raise UsageError("--width must be >= 1")
     if length < 0:
         raise UsageError("--length must be >= 0")
-    if not math.isfinite(length_penalty):
-        raise UsageError("--length-penalty must be a number (0 = total log-prob, 1 = per character)")
+    if not (math.isfinite(length_penalty) and abs(length_penalty) <= MAX_LENGTH_PENALTY):
+        raise UsageError(f"--length-penalty must be a number from -{MAX_LENGTH_PENALTY:g} to {MAX_LENGTH_PENALTY:g} "
+                         f"(0 = total log-prob, 1 = per character)")
     if not 1 <= top <= width:
         raise UsageError(f"--top must be between 1 and --width ({width}): search only keeps --width beams")
     if no_repeat < 0:

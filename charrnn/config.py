@@ -44,6 +44,7 @@ MAX_WIDTH = 1 << 20  # hidden or embedding units
 MAX_VOCAB = 0x110000  # every Unicode code point
 MAX_SEED = 2**64 - 1  # torch's generators take 64-bit seeds
 MAX_LR = 10.0  # AdamW above this only diverges
+MAX_LENGTH_PENALTY = 10.0  # beam ranking logprob / len**alpha: beyond +-10, len**alpha overflows or underflows
 MAX_TEMP = 100.0  # sampling temperature: at 100 every character is already near-uniform; above, logits/T underflows
 MAX_THREADS = 4096  # a static bound; the cores this process may use are checked where it runs
 

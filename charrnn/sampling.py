@@ -68,9 +68,11 @@ def check_batch_memory(model: CharRNN, batch: int, length: int, flag: str) -> No
     from charrnn.runtime import check_memory
 
     c = model.config
-    per_stream = 16 * c.layers * c.hidden * model.n_state + 24 * c.vocab_size + 8 * length
-    check_memory(batch * per_stream, f"{flag} {batch:,} with this model", f"lower {flag}",
-                 model.head.weight.device.type)
+    per_step = 16 * c.layers * c.hidden * model.n_state + 24 * c.vocab_size
+    text = 8 * length
+    what, hint = (f"{flag} {batch:,} with --length {length:,}", f"lower --length or {flag}") if text > per_step else \
+        (f"{flag} {batch:,} with this model", f"lower {flag}")
+    check_memory(batch * (per_step + text), what, hint, model.head.weight.device.type)
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

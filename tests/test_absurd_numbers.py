@@ -88,6 +88,9 @@ def test_the_python_api_checks_the_same_ranges():
     (["sample", "-N", "10000000000"], ["--num-samples 10,000,000,000", "memory"]),  # ~57 TB: more than any machine
     (["beam", "--width", "100000000"], ["--width 100,000,000", "memory"]),
     (["beam", "--length-penalty", "nan"], ["--length-penalty must be a number"]),
+    (["beam", "--length-penalty", "300"], ["--length-penalty must be a number from -10 to 10"]),  # overflowed
+    (["beam", "--length-penalty", "-300"], ["--length-penalty must be a number from -10 to 10"]),  # divided by 0
+    (["beam", "-n", "99999999999"], ["--width 5 with --length 99,999,999,999", "lower --length or --width"]),
     (["beam", "--top", "0"], ["--top must be between 1 and --width"]),
     (["beam", "--threads", "100000"], ["is more than the"]),
     (["eval", "TEXT", "--threads", "100000"], ["is more than the"]),

@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from charrnn.config import MAX_TEMP
+from charrnn.config import MAX_LENGTH_PENALTY, MAX_TEMP
 
 MAX_CHOICES = 16  # prompts x n (or x top) per request
 MAX_WIDTH = 32  # beams per search
@@ -215,7 +215,7 @@ def parse_completion(body: dict, max_chars: int) -> Completion:
         unk=f.string("unk", "error", ("error", "skip")),
         width=f.integer("width", None, 1, MAX_WIDTH),
         no_repeat=f.integer("no_repeat", 0, 0, 10_000),
-        length_penalty=f.number("length_penalty", 0.0, -10.0, 10.0),
+        length_penalty=f.number("length_penalty", 0.0, -MAX_LENGTH_PENALTY, MAX_LENGTH_PENALTY),
     )
     f.string("user", None)
     if options is not None and not req.stream:
