@@ -119,11 +119,22 @@ def _check_vocab(ckpt: dict, mc: ModelConfig) -> None:
         return
     _need(isinstance(v.get("chars"), str), "vocab must be a mapping with a string 'chars'")
     chars = v["chars"]
+    _check_encodable(chars)
     _need(len(set(chars)) == len(chars), "the vocabulary repeats characters")
     _need(all(a < b for a, b in zip(chars, chars[1:])), "the vocabulary is not in code-point order "
                                                          "(charrnn always stores it sorted): ids would mean other characters")
     _need(len(chars) == mc.vocab_size, f"the vocabulary has {len(chars):,} characters but the model "
                                        f"is built for {mc.vocab_size:,} (vocab_size and the weights)")
+
+
+def _check_encodable(text: str) -> None:
+    """Every character of a vocabulary must be one UTF-8 can write: a lone surrogate (U+D800-U+DFFF,
+    never in decoded text) would pass every other check, then fail the first time it is printed."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise Damaged(f"the vocabulary holds a lone surrogate U+{ord(text[e.start]):04X}, which is not a character") \
+            from None
 
 
 def _check_other_vocab(v: dict, kind, mc: ModelConfig) -> None:
@@ -135,6 +146,7 @@ def _check_other_vocab(v: dict, kind, mc: ModelConfig) -> None:
               "a word vocabulary must hold a string 'chars' and a list of strings 'words'")
         _need(all(a < b for a, b in zip(chars, chars[1:])), "the vocabulary's characters are not distinct "
                                                              "and in code-point order")
+        _check_encodable(chars + "".join(words))
     try:
         size = len(Vocab.from_dict(v))
     except (ValueError, KeyError, TypeError) as e:

@@ -134,6 +134,9 @@ def targeted(payload: dict) -> list[tuple[dict, str]]:
     with_("vocab shorter than the weights", lambda p: p["vocab"].__setitem__("chars", p["vocab"]["chars"][:-3]))
     with_("500-character vocabulary", lambda p: p["vocab"].__setitem__("chars", "".join(map(chr, range(256, 756)))))
     with_("vocab reversed", lambda p: p["vocab"].__setitem__("chars", p["vocab"]["chars"][::-1]))
+    with_("a lone surrogate in the vocabulary, and the model writes it", lambda p: (
+        p["vocab"].__setitem__("chars", p["vocab"]["chars"][:-1] + "\udfff"), p["model"]["head.bias"].fill_(-50.0),
+        p["model"]["head.bias"].__setitem__(-1, 50.0)))
     with_("metrics [1,2,3]", lambda p: p.__setitem__("metrics", [1, 2, 3]))
     with_("model [1]", lambda p: p.__setitem__("model", [1]))
     with_("hidden 16000", lambda p: p["model_config"].__setitem__("hidden", 16000))
