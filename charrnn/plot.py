@@ -5,6 +5,10 @@ Every run folder holds `metrics.jsonl`, one JSON record per line: training recor
 evaluation records (`step`, `epoch`, `time`, `val_loss`, `val_bpc`). Both are plotted in
 bits per character against steps or training seconds (`time`).
 
+Only plottable points are drawn: a step that training skipped as non-finite is logged with
+`"bpc": NaN`, and a line that is not a metrics record (hand-edited, cut short, another
+program's) is passed over, so one bad line never hides the rest of a run.
+
 The PNG needs matplotlib (`pip install 'charrnn[plot]'`); the terminal plot needs nothing.
 """
 
@@ -25,6 +29,8 @@ MARKERS = ["●", "■", "▲", "◆", "✚", "✖"]  # each run's validation po
 TRAIN_MARKERS = ["○", "□", "△", "◇", "+", "×"]  # every few columns along its train line, the same shape hollow
 TRAIN_MARKER_EVERY = 8  # columns between markers on a train line
 
+MAX_VALUE = 1e15  # beyond any step, training second or bits/char a run logs; keeps the plot's arithmetic finite
+
 MISSING_MATPLOTLIB = "matplotlib is not installed, so no PNG was written: pip install 'charrnn[plot]'"
 
 
@@ -38,7 +44,16 @@ class RunMetrics:
     def curve(self, which: str, x: str) -> tuple[list[float], list[float]]:
         """(xs, bits/char) of the 'train' or 'val' curve against 'step' or 'time'."""
         records, key = (self.train, "bpc") if which == "train" else (self.val, "val_bpc")
-        return [r[x] for r in records], [r[key] for r in records]
+        xs = [plottable(r.get(x)) for r in records]  # None where a record has no usable `time`
+        return [v for v in xs if v is not None], [r[key] for v, r in zip(xs, records) if v is not None]
+
+
+def plottable(value) -> float | None:
+    """A metrics value as a float, or None when it cannot be drawn: not a number (a string, true,
+    null), NaN or infinite (a skipped non-finite step), or so big that no run could have logged it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if abs(value) < MAX_VALUE else None  # NaN and infinities fail the comparison too
 
 
 def metrics_path(run: str | Path) -> Path:
@@ -56,16 +71,16 @@ def metrics_path(run: str | Path) -> Path:
 def load_metrics(run: str | Path, name: str | None = None) -> RunMetrics:
     path = metrics_path(run)
     out = RunMetrics(name or path.parent.name, path)
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past Python's limit
             continue  # a hand-edited or foreign line: skip it, keep the rest
-        if not isinstance(record, dict) or "step" not in record:
+        if not isinstance(record, dict) or plottable(record.get("step")) is None:
             continue
-        if record.get("bpc") is not None:
+        if plottable(record.get("bpc")) is not None:
             out.train.append(record)
-        if record.get("val_bpc") is not None:
+        if plottable(record.get("val_bpc")) is not None:
             out.val.append(record)
     if not out.train and not out.val:
         raise CharrnnError(f"{path} holds no loss records yet")

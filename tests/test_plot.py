@@ -122,3 +122,29 @@ def test_plot_says_which_run_it_took(two_runs, in_tmp):
     result = runner.invoke(app, ["plot", "--no-png"])
     assert result.exit_code == 0 and "small train" in result.stdout
     assert result.stderr == "plotting checkpoints/small (the newest run)\n"
+
+
+def test_lines_that_cannot_be_plotted_are_skipped(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    good = [{"step": s, "time": s / 10, "bpc": 5 - s / 10} for s in (1, 10, 20)] + [{"step": 20, "time": 2.0, "val_bpc": 3.5}]
+    bad = [
+        '{"step": 30, "time": 3.0, "loss": NaN, "bpc": NaN}',  # what training logs for a skipped non-finite step
+        '{"step": 31, "time": 3.1, "bpc": Infinity, "val_bpc": -Infinity}',
+        '{"step": "x", "bpc": "[bold]z"}',
+        '{"step": true, "time": 1, "bpc": 1}',
+        '{"step": 32, "bpc": 1.0}',  # no time: on the step axis only
+        '{"step": 1e308, "time": 1, "bpc": 1}',
+        '{"step": 1, "time": 1, "bpc": ' + "9" * 400 + "}",
+        "[" * 100_000,
+    ]
+    lines = [json.dumps(r).encode() for r in good] + [b.encode() for b in bad] + [b'{"step": 33, "bpc": "\xff"}']
+    (run / "metrics.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    metrics = load_metrics(run)
+    assert metrics.curve("train", "step") == ([1, 10, 20, 32], [4.9, 4.0, 3.0, 1.0])
+    assert metrics.curve("train", "time") == ([0.1, 1.0, 2.0], [4.9, 4.0, 3.0])
+    assert metrics.curve("val", "step") == ([20], [3.5])
+    for x in ("step", "time"):
+        result = runner.invoke(app, ["plot", str(run), "--no-png", "--x", x])
+        assert result.exit_code == 0 and result.exception is None, result.stderr
+        assert "run train" in result.stdout
