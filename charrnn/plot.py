@@ -29,6 +29,7 @@ MARKERS = ["●", "■", "▲", "◆", "✚", "✖"]  # each run's validation po
 TRAIN_MARKERS = ["○", "□", "△", "◇", "+", "×"]  # every few columns along its train line, the same shape hollow
 TRAIN_MARKER_EVERY = 8  # columns between markers on a train line
 
+MAX_HEIGHT = 500  # rows of the terminal plot: taller than any screen, small enough to draw at once
 MAX_VALUE = 1e15  # beyond any step, training second or bits/char a run logs; keeps the plot's arithmetic finite
 
 MISSING_MATPLOTLIB = "matplotlib is not installed, so no PNG was written: pip install 'charrnn[plot]'"
@@ -120,6 +121,12 @@ def load_runs(runs: list[str]) -> tuple[list[RunMetrics], list[str]]:
 def check_x(x: str) -> None:
     if x not in X_AXES:
         raise UsageError(f"--x must be one of {', '.join(X_AXES)}")
+
+
+def check_height(height: int) -> None:
+    """The terminal plot has at least 4 rows (a tick at the top, middle and bottom) and at most MAX_HEIGHT."""
+    if not 4 <= height <= MAX_HEIGHT:
+        raise UsageError(f"--height must be between 4 and {MAX_HEIGHT} (rows of the terminal plot)")
 
 
 def terminal_plot(runs: list[RunMetrics], x: str = "step", width: int = 80, height: int = 16):

@@ -148,3 +148,9 @@ def test_lines_that_cannot_be_plotted_are_skipped(tmp_path):
         result = runner.invoke(app, ["plot", str(run), "--no-png", "--x", x])
         assert result.exit_code == 0 and result.exception is None, result.stderr
         assert "run train" in result.stdout
+
+
+def test_height_is_range_checked_before_anything_is_read(tmp_path):
+    for height in ("0", "-1", "3", "501", "99999999"):
+        result = runner.invoke(app, ["plot", str(tmp_path), "--no-png", "--height", height])
+        assert result.exit_code == 2 and result.stderr == "error: --height must be between 4 and 500 (rows of the terminal plot)\n"

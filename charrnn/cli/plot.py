@@ -28,7 +28,7 @@ def plot(
     x: str = typer.Option("step", "--x", help="x axis: step or time (training seconds)."),
     png: bool = typer.Option(True, "--png/--no-png", help="Write the PNG (needs matplotlib)."),
     terminal: bool = typer.Option(True, "--terminal/--no-terminal", help="Draw the plot on stdout."),
-    height: int = typer.Option(16, "--height", help="Rows of the terminal plot."),
+    height: int = typer.Option(16, "--height", help="Rows of the terminal plot (4 to 500)."),
 ) -> None:
     """Plot train and validation bits/char against steps or time, for one run or several."""
     import shutil
@@ -38,9 +38,10 @@ def plot(
     from charrnn.checkpoint import newest_checkpoint
     from charrnn.console import TextWriter, err_console, info, warn
     from charrnn.errors import CharrnnError
-    from charrnn.plot import MISSING_MATPLOTLIB, check_x, load_runs, save_png, terminal_plot
+    from charrnn.plot import MISSING_MATPLOTLIB, check_height, check_x, load_runs, save_png, terminal_plot
 
     check_x(x)
+    check_height(height)
     if not runs:
         runs = [str(newest_checkpoint().parent)]
         info(f"plotting {show_path(runs[0])} (the newest run)")
