@@ -67,6 +67,23 @@ def test_an_answer_ends_at_the_stop_string_and_beam_answers_too(parrot_run):
     assert chat.read("é and ü") == ["é", "ü"]  # characters it never saw are dropped and named
 
 
+def test_a_beam_too_big_for_memory_is_refused_and_the_chat_goes_on(tiny_run):
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+    from charrnn.cli.chat import command
+
+    result = CliRunner().invoke(app, ["chat", str(tiny_run), "--threads", "1", "--beam", str(10**20)], input="")
+    assert result.exit_code == 2 and result.stderr.startswith("error: --beam 100,000,000,000,000,000,000 with this model")
+    assert result.stderr.endswith("lower --beam\n") and result.stderr.count("\n") == 1
+    loaded = load_model(tiny_run)
+    chat = Conversation(loaded.model, loaded.vocab, ChatSettings(), seed=1)
+    note = command(chat, f"/beam {10**20}")
+    assert note.startswith("/beam 100,000,000,000,000,000,000 with this model needs about") and chat.settings.beam == 0
+    assert command(chat, "/beam 3") == "beam 3"
+    assert "lower /beam" in command(chat, f"/length {10**20}") and chat.settings.length == 500  # 3 beams that long
+
+
 def run_chat(tiny_run, lines: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "charrnn", "chat", str(tiny_run), "--threads", "1", *args],
                           input=lines, capture_output=True, text=True, timeout=120, cwd=REPO)

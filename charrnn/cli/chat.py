@@ -65,6 +65,7 @@ def command(conversation, line: str) -> str | None:
     from dataclasses import replace
 
     from charrnn.cli.sample import unescape
+    from charrnn.errors import CharrnnError
 
     name, _, arg = line.strip().partition(" ")
     arg = arg.strip()
@@ -86,10 +87,22 @@ def command(conversation, line: str) -> str | None:
     try:
         changed = replace(conversation.settings, **{field: kind(arg)})
         changed.check()
+        check_beam_memory(conversation.model, changed, "/beam")
+    except CharrnnError as e:
+        return str(e)
     except ValueError as e:
         return f"{name} needs a number" if not arg or "invalid literal" in str(e) or "could not convert" in str(e) else str(e)
     conversation.settings = changed
     return f"{field.replace('_', '-')} {getattr(changed, field)}" + (" (beam search off: sampling)" if field == "beam" and not changed.beam else "")
+
+
+def check_beam_memory(model, settings, flag: str) -> None:
+    """Refuse a beam search that could not fit in memory (`flag` N beams, each keeping `length`
+    characters) before it starts, as `charrnn beam --width` does; sampling needs no such check."""
+    from charrnn.sampling import check_batch_memory
+
+    if settings.beam:
+        check_batch_memory(model, settings.beam, settings.length, flag)
 
 
 @app.command(epilog=EXAMPLES)
@@ -118,6 +131,7 @@ def chat(
     except ValueError as e:
         raise UsageError(str(e)) from None
     with inference(checkpoint, device, threads, "", "skip", precision="fp32") as (loaded, _):  # chat steps CharRNN.step
+        check_beam_memory(loaded.model, settings, "--beam")
         conversation = Conversation(loaded.model, loaded.vocab, settings, seed)
         if sys.stdin.isatty():
             m = loaded.model.config
