@@ -60,6 +60,13 @@ def test_stop_applies_to_each_sample(tiny_run):
         assert p[-1] in "oe" and "o" not in p[:-1] and "e" not in p[:-1]
 
 
+def test_an_empty_stop_string_is_refused_as_beam_refuses_it(tiny_run):
+    for command in ("sample", "beam"):
+        result = runner.invoke(app, [command, str(tiny_run), "--stop", "x", "--stop", "", "--prime", "the"])
+        assert result.exit_code == 2 and result.stdout == "", command  # before anything, the prime included, is written
+        assert result.stderr == "error: --stop strings must not be empty\n", command
+
+
 def test_piped_output_is_never_highlighted(tiny_run):
     plain = sample(tiny_run, "-n", "200", "--seed", "4", "--highlight", "none")
     for choice in ("c", "latex", "auto"):

@@ -62,6 +62,8 @@ def sample(
     check_sampling_args(length, temp, top_k, top_p, seed)
     if num_samples < 1:
         raise UsageError("--num-samples must be at least 1")
+    if "" in (stop or ()):  # found at once: it would end every sample after its first character
+        raise UsageError("--stop strings must not be empty")
     language_for(highlight)  # check the value before loading anything
     prime_text = read_prime(prime, prime_file)
     with inference(checkpoint, device, threads, prime_text, unk, batch=num_samples, precision=precision,
