@@ -118,6 +118,13 @@ def test_stats_counts_and_oddities(tmp_path):
     assert "'[' 2  ']' 2" in commonest and "\\x" not in commonest  # its own separators are not escaped as data
 
 
+def test_stats_top_must_be_at_least_1(tmp_path):
+    (tmp_path / "x.txt").write_text("abc\n")
+    for top in ("0", "-1"):
+        result = runner.invoke(app, ["corpus", "stats", str(tmp_path / "x.txt"), "--top", top, "--json"])
+        assert result.exit_code == 2 and result.stdout == "" and result.stderr == "error: --top must be at least 1\n"
+
+
 def test_tables_go_to_stdout_plain_one_line_per_row():
     """`charrnn corpus list | grep war` finds the row: the table is the result, on stdout, without colour."""
     result = runner.invoke(app, ["corpus", "list"])

@@ -115,8 +115,11 @@ def stats(
     import json
 
     from charrnn.catalog import resolve_source
+    from charrnn.errors import UsageError
     from charrnn.textstats import text_stats
 
+    if top < 1:
+        raise UsageError("--top must be at least 1")
     s = text_stats([resolve_source(x) for x in sources], glob, encoding)
     if as_json:
         typer.echo(json.dumps(s.to_dict(top), ensure_ascii=False, indent=2))
