@@ -5,6 +5,7 @@ Generated text on stdout is the product and stays raw."""
 from __future__ import annotations
 
 import copy
+import json
 
 import torch
 from typer.testing import CliRunner
@@ -100,3 +101,22 @@ def test_generated_text_on_stdout_stays_raw(tmp_path):
     result = runner.invoke(app, ["sample", str(tmp_path / "run"), "-n", "40", "--temp", "0", "--prime", "ab",
                                  "--threads", "1"])
     assert result.exit_code == 0 and "\x1b" in result.stdout  # the product, byte for byte
+
+
+def test_every_json_output_escapes_what_a_terminal_would_act_on(tmp_path, tiny_run):
+    hostile = "\x9b31m\u202e\x7f"  # C1 CSI, a bidi override, DEL: json.dumps leaves them raw unless told
+    path = tmp_path / f"na{hostile}mé.txt"
+    path.write_text(f"the quick {hostile} brown fox é\n")
+    cpu = ["--threads", "1", "--device", "cpu"]
+    commands = [["corpus", "stats", str(path), "--top", "30"], ["eval", str(tiny_run), str(path), *cpu],
+                ["score", str(tiny_run), str(path), *cpu], ["cells", str(tiny_run), str(path), *cpu],
+                ["beam", str(tiny_run), "-n", "3", "--prime", f"the{hostile}é", "--unk", "skip", "--threads", "1"],
+                ["checkpoints", "list", str(tiny_run)], ["checkpoints", "show", str(tiny_run)]]
+    for args in commands:
+        result = runner.invoke(app, [*args, "--json"])
+        assert result.exit_code == 0, (args, result.stderr)
+        assert not {"\x9b", "\u202e", "\x7f"} & set(result.stdout), args
+        data = json.loads(result.stdout)  # the same strings come back
+        if args[0] != "checkpoints":
+            assert all(e in result.stdout for e in ("\\u009b", "\\u202e", "\\u007f")), args
+            assert data.get("source", str(path)) == str(path) and "é" in result.stdout, args  # letters stay letters

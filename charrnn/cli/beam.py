@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import app, guarded, inference, read_prime
+from charrnn.cli.common import app, emit_json, guarded, inference, read_prime
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -60,7 +60,7 @@ def beam(
         )
     if json_:
         settings = dict(width=width, length=length, stop=stop or [], length_penalty=length_penalty, no_repeat=no_repeat)
-        writer.write(beams_json(loaded, prime_text, settings, kernel, beams))
+        emit_json(beams_report(loaded, prime_text, settings, kernel, beams), indent=2)
     elif (writer.tty or top) and not (echo + (beams[0].text if beams else "")).endswith("\n"):
         writer.write("\n")  # end the last line: the prompt, or the ranking that follows, starts on its own
     writer.finish()
@@ -68,15 +68,12 @@ def beam(
         show_ranking(beams, echo)
 
 
-def beams_json(loaded, prime: str, settings: dict, kernel: str, beams) -> str:
-    import json
-
-    report = {
+def beams_report(loaded, prime: str, settings: dict, kernel: str, beams) -> dict:
+    return {
         "checkpoint": str(loaded.path), "prime": prime, **settings,
         "precision": kernel,
         "beams": [{**b.to_dict(), "score": b.score(settings["length_penalty"])} for b in beams],
     }
-    return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
 
 
 def show_ranking(beams, echo: str) -> None:

@@ -6,12 +6,9 @@ The table or report a command exists to produce goes to stdout (so it can be pip
 
 from __future__ import annotations
 
-import json
-import sys
-
 import typer
 
-from charrnn.cli.common import App, app, guarded, out_console, result_table
+from charrnn.cli.common import App, app, emit_json, guarded, out_console, result_table
 
 ckpt_app = App(help="Checkpoints: list runs, show one, prune snapshots, export for inference.",
                        no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
@@ -46,7 +43,7 @@ def list_(
 
     found = list_checkpoints(folder)
     if as_json:
-        sys.stdout.write(json.dumps([c.to_dict() for c in found], indent=2) + "\n")
+        emit_json([c.to_dict() for c in found], indent=2)
         return
     if not found:
         from charrnn.console import info
@@ -85,7 +82,7 @@ def show(
 
     s = summary(resolve_checkpoint(checkpoint))
     if as_json:
-        sys.stdout.write(json.dumps(s, indent=2) + "\n")
+        emit_json(s, indent=2)
         return
     con = out_console()
     kind = "resumable training checkpoint" if s["resumable"] else "inference-only checkpoint"

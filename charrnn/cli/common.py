@@ -63,6 +63,27 @@ def out_console():
     return Console(file=sys.stdout, highlight=False, width=None if tty else PIPED_WIDTH, soft_wrap=not tty)
 
 
+def emit_json(data, indent: int | None = None) -> None:
+    """Write a command's --json result on stdout: one JSON document and a line break.
+
+    Letters of any script are written as they are; every character a terminal could act on
+    is a \\u escape. json.dumps escapes only those below U+0020, so here the rest that come
+    from a corpus, a checkpoint or a file name are escaped too: DEL, C1 controls (U+009B is
+    CSI to some terminals), bidi overrides (U+202E) and other invisible characters. A JSON
+    reader gets the same strings back. A closed pipe (`... --json | head`) ends quietly.
+    """
+    import json
+
+    from charrnn.console import TextWriter
+
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    if not text.replace("\n", "").isprintable():  # (raw line breaks are indent's: those in strings are escaped)
+        text = "".join(c if c.isprintable() or c == "\n" else json.dumps(c)[1:-1] for c in text)
+    writer = TextWriter()
+    writer.write(text + "\n")
+    writer.finish()
+
+
 def result_table(**kwargs):
     """A rich Table for a command's result on stdout: boxed on a terminal; piped, bare aligned columns
     (the title, a header line, then one line per row), for grep, awk and cut."""

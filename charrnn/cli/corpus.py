@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from charrnn.cli.common import App, app, guarded, out_console
+from charrnn.cli.common import App, app, emit_json, guarded, out_console
 
 corpus_app = App(help="Corpora: list and fetch the named ones, build your own, look inside.", no_args_is_help=True,
                          context_settings={"help_option_names": ["-h", "--help"]},
@@ -112,8 +112,6 @@ def stats(
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON on stdout."),
 ) -> None:
     """Sizes, characters and oddities (BOM, CRLF, NUL, invalid bytes) of a corpus, in one streaming pass."""
-    import json
-
     from charrnn.catalog import resolve_source
     from charrnn.errors import UsageError
     from charrnn.textstats import text_stats
@@ -122,7 +120,7 @@ def stats(
         raise UsageError("--top must be at least 1")
     s = text_stats([resolve_source(x) for x in sources], glob, encoding)
     if as_json:
-        typer.echo(json.dumps(s.to_dict(top), ensure_ascii=False, indent=2))
+        emit_json(s.to_dict(top), indent=2)
         return
     _print_stats(s, top)
 

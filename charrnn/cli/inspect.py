@@ -6,13 +6,12 @@ piped); with `--json` the JSON is the result on stdout and the report is shown o
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, guarded, out_console, result_table
+from charrnn.cli.common import app, emit_json, guarded, out_console, result_table
 from charrnn.errors import CharrnnError, UsageError
 
 EVAL_EXAMPLES = """
@@ -85,14 +84,6 @@ def report_console(as_json: bool):
     from charrnn.console import err_console
 
     return err_console() if as_json else out_console()
-
-
-def emit_json(data: dict) -> None:
-    from charrnn.console import TextWriter
-
-    writer = TextWriter()
-    writer.write(json.dumps(data, ensure_ascii=False) + "\n")
-    writer.finish()
 
 
 @app.command("eval", epilog=EVAL_EXAMPLES)
