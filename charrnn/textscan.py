@@ -36,11 +36,20 @@ MAGIC = {
 
 
 def normalize_encoding(encoding: str) -> str:
-    """'UTF8', 'latin1' ... -> Python's canonical codec name, or a UsageError."""
+    """'UTF8', 'latin1' ... -> Python's canonical codec name, or a UsageError.
+
+    Only text encodings (bytes -> str) are codecs a file can be read with: Python also registers
+    bytes -> bytes codecs (hex, base64, zlib, uu ...) and rot13 (str -> str), which the `codecs`
+    machinery flags with `_is_text_encoding = False` and which would fail deep inside decoding.
+    """
     try:
-        return codecs.lookup(encoding).name
+        info = codecs.lookup(encoding)
     except LookupError:
         raise UsageError(f"unknown encoding {encoding!r}: pass a codec name such as utf-8, latin-1 or utf-16") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise UsageError(f"{encoding!r} is not a text encoding (it does not turn bytes into text): "
+                         f"pass a codec name such as utf-8, latin-1 or utf-16")
+    return info.name
 
 
 def is_byte_oriented(encoding: str) -> bool:
@@ -89,16 +98,37 @@ def looks_binary(path: str | Path, encoding: str = "utf-8") -> bool:
     return not_text(head, str(path), encoding) is not None
 
 
+def _label(encoding: str) -> str:
+    return encoding.upper() if encoding.startswith("utf") else encoding
+
+
 def _bad_bytes_message(name: str, encoding: str, offset: int, line: int | None, bad: bytes, at_end: bool) -> str:
     where = f"byte offset {offset:,}" + (f", line {line:,}" if line is not None else "")
     shown = " ".join(f"0x{b:02x}" for b in bad[:4])
-    label = encoding.upper() if encoding.startswith("utf") else encoding
+    label = _label(encoding)
     if at_end:
         return (f"{name} ends in the middle of a {label} character ({shown} at {where}): the file looks "
                 f"cut short; copy it again, or remove the incomplete last bytes")
     hint = "if it is Latin-1 text pass --encoding latin-1, or convert it to UTF-8" if encoding == "utf-8" \
         else "check --encoding, or convert the file to UTF-8"
     return f"{name} is not valid {label}: {shown} at {where} does not decode; {hint}"
+
+
+def _check_no_surrogates(text: str, name: str, encoding: str, before: int) -> None:
+    """Refuse decoded text holding a lone surrogate (U+D800-U+DFFF), which is not a character.
+
+    Strict UTF-8, UTF-16 and Latin-1 never produce one, but unicode_escape decodes the six
+    characters `\\udfff` to one, and utf-7 can too; nothing after decoding could store it.
+    `before`: characters of the file before `text` (for the position in the message).
+    """
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")  # a scan for surrogates: ~3× faster than a regular expression
+    except UnicodeEncodeError as e:
+        raise CharrnnError(f"{name} is not valid {_label(encoding)}: it decodes to U+{ord(text[e.start]):04X} "
+                           f"(character {before + e.start:,}), a lone surrogate that is not a character; "
+                           f"check --encoding, or convert the file to UTF-8") from None
 
 
 def iter_text(path: str | Path | BinaryIO, name: str | None = None, encoding: str = "utf-8",
@@ -114,7 +144,7 @@ def iter_text(path: str | Path | BinaryIO, name: str | None = None, encoding: st
     encoding = normalize_encoding(encoding)
     count_lines = is_byte_oriented(encoding)
     decoder = codecs.getincrementaldecoder(encoding)("strict")
-    offset, lines, started = 0, 0, False  # bytes read, b"\n" read, text yielded
+    offset, lines, chars, started = 0, 0, 0, False  # bytes read, b"\n" read, characters yielded, text yielded
     try:
         opened = nullcontext(path) if hasattr(path, "read") else open(path, "rb")
     except OSError as e:
@@ -141,7 +171,11 @@ def iter_text(path: str | Path | BinaryIO, name: str | None = None, encoding: st
                     decoder.setstate((b"", flag))
                     parts.append(decoder.decode(data[: e.start]))  # everything before the bad bytes is valid
                     raw, base = data[e.end :], at + (e.end - e.start)
+                except UnicodeError as e:  # a codec that cannot say where (punycode, a UTF-16 stream with no BOM)
+                    raise CharrnnError(f"{name} is not valid {_label(encoding)}: {e}; "
+                                       f"check --encoding, or convert the file to UTF-8") from None
             text = "".join(parts)
+            _check_no_surrogates(text, name, encoding, chars)
             if not started and text:
                 started = True
                 if encoding == "utf-8" and text.startswith(BOM):
@@ -152,6 +186,7 @@ def iter_text(path: str | Path | BinaryIO, name: str | None = None, encoding: st
             if on_bytes and chunk:
                 on_bytes(len(chunk))
             if text:
+                chars += len(text)
                 yield text
             if final:
                 return

@@ -68,6 +68,21 @@ def test_other_encodings_train_with_encoding_option(in_tmp):
     assert bad.exit_code == 2 and "unknown encoding 'klingon'" in bad.stderr
 
 
+@pytest.mark.parametrize("command", [["train", *TINY_ARGS], ["corpus", "stats"]], ids=["train", "stats"])
+def test_codecs_that_do_not_decode_text_are_one_line_errors(in_tmp, command):
+    """hex, rot13 ... are codecs Python knows but not text encodings; unicode_escape can decode to a
+    lone surrogate, which is no character; punycode fails without saying where."""
+    (in_tmp / "c.txt").write_bytes(b"ab\\udfffcd and some more text.\n" * 4)
+    cases = [("hex", 2, "'hex' is not a text encoding"), ("rot13", 2, "'rot13' is not a text encoding"),
+             ("unicode_escape", 1, "c.txt is not valid unicode-escape: it decodes to U+DFFF (character 2)"),
+             ("punycode", 1, "c.txt is not valid punycode: ")]
+    for encoding, code, message in cases:
+        result = runner.invoke(app, [*command, "c.txt", "--encoding", encoding])
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == code and len(lines) == 1 and message in lines[0], (encoding, result.stderr)
+        assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
+
+
 def test_emoji_cjk_and_combining_characters_train_and_sample(in_tmp):
     (in_tmp / "u.txt").write_text("猫が🙂好き。e\u0301\n" * 60, encoding="utf-8")
     args = ["--steps", "150", "--hidden", "32", "--embed", "8", "-b", "4", "-t", "16", "--lr", "1e-2",
