@@ -35,6 +35,7 @@ import yaml
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.fileio import atomic_write_text
 from charrnn.runtime import PRECISIONS
+from charrnn.showtext import visible
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
 
 CELLS = ("lstm", "gru", "rnn")  # the recurrent cells charrnn builds (model.CELLS maps them to torch modules)
@@ -435,12 +436,17 @@ def resumed_run_config(stored: dict | None, model: ModelConfig, train: TrainConf
 
 
 def write_run_config(out_dir: str | Path, run: RunConfig, note: str = "") -> Path:
-    """Write the effective configuration to `out_dir/config.yaml` (atomically); `note` adds a comment line."""
+    """Write the effective configuration to `out_dir/config.yaml` (atomically); `note` adds a comment line.
+
+    The file is UTF-8. A path that is not (a name with byte 0xff holds the surrogate U+DCFF in
+    Python) is escaped in the comments, which have no escapes of their own; YAML's
+    double-quoted strings escape it in the settings (`"\\uDCFF"`), and read it back as it was.
+    """
     path = Path(out_dir) / "config.yaml"
     header = (
         "# charrnn run configuration: the effective settings of this run\n"
         "# (dataclass defaults <- preset <- --config file <- flags, preset expanded).\n"
-        f"# Repeat it:  charrnn train --config {path}\n"
+        f"# Repeat it:  charrnn train --config {visible(str(path))}\n"
         + (f"# Built on preset: {run.preset}\n" if run.preset else "")
         + (f"# {note}\n" if note else "")
     )

@@ -174,6 +174,24 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(data, indent: int | None = None) -> str:
+    """`data` as JSON text that is always valid UTF-8 and safe on a terminal; letters of any script as they are.
+
+    json.dumps escapes only the characters below U+0020. Here every other character that is not
+    printable is a JSON escape too: lone surrogates (a file name whose bytes are not UTF-8 holds
+    them in Python: byte 0xff is U+DCFF, which has no UTF-8 form), DEL, C1 controls (U+009B is
+    CSI to some terminals), bidi overrides (U+202E) and other invisible characters. Any JSON
+    reader gets the same strings back.
+    """
+    import json
+
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    if text.replace("\n", "").isprintable():  # (raw line breaks are indent's: those in strings are escaped)
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else f"\\u{ord(c):04x}" if ord(c) < 0x10000
+                   else json.dumps(c)[1:-1] for c in text)
+
+
 # ---- what a killed writer left behind -------------------------------------------------------------
 
 PROCESS_START = time.time()  # temporaries older than this, whose writer is gone, are stale

@@ -107,7 +107,13 @@ class TableSection:
 
 
 def html_page(title: str, sections: list[Section], intro: str = "", tables: list[TableSection] = ()) -> str:
-    """A self-contained HTML page (inline CSS, no scripts): each section's coloured text, then the tables."""
+    """A self-contained HTML page (inline CSS, no scripts): each section's coloured text, then the tables.
+
+    The title, intro, headings and notes name files: they are shown with escapes visible
+    (`showtext.visible`), so a name whose bytes are not UTF-8 (byte 0xff is U+DCFF in Python) reads
+    `\\udcff` instead of making the page impossible to write as UTF-8.
+    """
+    title, intro = visible(title), visible(intro)
     parts = [
         "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n",
         f"<title>{html.escape(title)}</title>\n<style>\n",
@@ -123,9 +129,9 @@ def html_page(title: str, sections: list[Section], intro: str = "", tables: list
     if intro:
         parts.append(f"<p class='note'>{html.escape(intro)}</p>\n")
     for s in sections:
-        parts.append(f"<h2>{html.escape(s.heading)}</h2>\n")
+        parts.append(f"<h2>{html.escape(visible(s.heading))}</h2>\n")
         if s.note:
-            parts.append(f"<p class='note'>{html.escape(s.note)}</p>\n")
+            parts.append(f"<p class='note'>{html.escape(visible(s.note))}</p>\n")
         parts.append("<pre>")
         for i, (ch, rgb) in enumerate(zip(s.text, s.colours)):
             tip = f" title='{html.escape(s.tooltips[i])}'" if s.tooltips else ""

@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 
 from charrnn.errors import CharrnnError
+from charrnn.fileio import json_text
 
 SUFFIX = ".safetensors"
 FORMAT = "charrnn"
@@ -38,7 +39,7 @@ def encode(payload: dict, format_version: int) -> bytes:
     from safetensors.torch import save
 
     metadata = {"format": FORMAT, "format_version": str(format_version)}
-    metadata.update({k: json.dumps(payload[k], ensure_ascii=False) for k in JSON_KEYS if k in payload})
+    metadata.update({k: json_text(payload[k]) for k in JSON_KEYS if k in payload})  # a corpus name that is not UTF-8: see json_text
     tensors = {name: t.detach().cpu().contiguous() for name, t in payload["model"].items()}
     return save(tensors, metadata)
 

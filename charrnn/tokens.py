@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.fileio import CHUNK, atomic_write, atomic_write_text, os_advice, sweep_stale_temps, temp_path
+from charrnn.fileio import CHUNK, atomic_write, atomic_write_text, json_text, os_advice, sweep_stale_temps, temp_path
 from charrnn.corpus import expand_sources, some
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.textscan import iter_text, normalize_encoding
@@ -129,7 +129,7 @@ def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
     """
     st = path.stat()
     stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]  # ctime: no tool can set it back
-    entry = root / "hashes" / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32] + ".json")
+    entry = root / "hashes" / (hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:32] + ".json")
     try:
         known = json.loads(entry.read_text())
         if known["stat"] == stamp and st.st_mtime_ns < known["hashed_at_ns"] - 2_000_000_000:
@@ -471,11 +471,11 @@ def _encode_to_cache(files: list, meta_path: Path, encoding: str, kind: str, max
         meta_path.unlink(missing_ok=True)  # a .json never describes a .bin it was not written with
         full, length = _write_tokens(files, vocab, encoding, n, bin_path, _Meter(progress, "encoding", total))
         tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(length,))
-        atomic_write_text(meta_path, json.dumps({
+        atomic_write_text(meta_path, json_text({
             "format": CACHE_FORMAT, "encoding": encoding, "vocab": vocab.to_dict(), "dtype": vocab.dtype.name,
             "length": length, "chars": n, "bytes": total, "sources": [label for _, label in files],
             "checksum": {"blake2b": full, "sampled": sampled_digest(tokens)},
-        }, ensure_ascii=False))
+        }))
     except OSError as e:
         root = meta_path.parent.parent
         raise CharrnnError(f"cannot write the token cache in {root} ({e.strerror}): {os_advice(e)}, "

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -81,6 +82,25 @@ def test_codecs_that_do_not_decode_text_are_one_line_errors(in_tmp, command):
         lines = result.stderr.strip().splitlines()
         assert result.exit_code == code and len(lines) == 1 and message in lines[0], (encoding, result.stderr)
         assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_names_that_are_not_utf8_train_and_are_written_escaped(in_tmp):
+    """A name with byte 0xff (U+DCFF in Python) is a file like any other: it trains, its run folder
+    holds a config.yaml, the token cache and an export record it; messages show it as \\udcff."""
+    corpus, out = os.fsdecode(b"bad\xffname.txt"), os.fsdecode(b"run\xff")
+    try:
+        (in_tmp / corpus).write_text("a corpus whose name is not UTF-8\n" * 40)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system only takes UTF-8 names")
+    result = runner.invoke(app, ["train", corpus, "-o", out, *TINY_ARGS])
+    assert result.exit_code == 0, result.stderr
+    assert "/bad\\udcffname.txt; encoded" in result.stderr
+    assert "--config run\\udcff/config.yaml" in (in_tmp / out / "config.yaml").read_text(encoding="utf-8")
+    export = runner.invoke(app, ["checkpoints", "export", out, "-o", "small.safetensors"])
+    assert export.exit_code == 0, export.stderr
+    (in_tmp / corpus).write_bytes(b"\xef\xbb\xbf" + (in_tmp / corpus).read_bytes())  # a BOM: stats lists the name
+    stats = runner.invoke(app, ["corpus", "stats", corpus, "--json"])
+    assert stats.exit_code == 0 and json.loads(stats.stdout_bytes.decode("utf-8"))["bom"] == [corpus]
 
 
 def test_emoji_cjk_and_combining_characters_train_and_sample(in_tmp):

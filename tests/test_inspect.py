@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -243,6 +244,23 @@ def test_eval_errors_are_one_line(tiny_run, tmp_path):
     assert result.exit_code == 1 and "no such file" in result.stderr and "Traceback" not in result.stderr
     result = runner.invoke(app, ["eval", str(tiny_run), "-", *CPU], input="ÉÉÉ")
     assert result.exit_code == 1 and "nothing to predict" in result.stderr
+
+
+def test_a_name_that_is_not_utf8_is_escaped_in_json_and_html(tiny_run, tmp_path):
+    """Byte 0xff in a file name is U+DCFF in Python: written raw, the JSON would not be UTF-8."""
+    path = tmp_path / os.fsdecode(b"bad\xffname.txt")
+    try:
+        path.write_text(TINY_TEXT[:300], encoding="utf-8")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system only takes UTF-8 names")
+    for command in ("eval", "score", "cells"):
+        result = runner.invoke(app, [command, str(tiny_run), str(path), "--json", *CPU])
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout_bytes.decode("utf-8"))["source"] == str(path)  # the same name read back
+    page = tmp_path / "page.html"
+    result = runner.invoke(app, ["score", str(tiny_run), str(path), "--html", str(page), *CPU])
+    assert result.exit_code == 0, result.stderr
+    assert "bad\\udcffname.txt</title>" in page.read_text(encoding="utf-8")
 
 
 def test_evaluation_blocks_are_bounded_for_large_vocabularies(monkeypatch):

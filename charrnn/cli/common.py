@@ -64,23 +64,13 @@ def out_console():
 
 
 def emit_json(data, indent: int | None = None) -> None:
-    """Write a command's --json result on stdout: one JSON document and a line break.
-
-    Letters of any script are written as they are; every character a terminal could act on
-    is a \\u escape. json.dumps escapes only those below U+0020, so here the rest that come
-    from a corpus, a checkpoint or a file name are escaped too: DEL, C1 controls (U+009B is
-    CSI to some terminals), bidi overrides (U+202E) and other invisible characters. A JSON
-    reader gets the same strings back. A closed pipe (`... --json | head`) ends quietly.
-    """
-    import json
-
+    """Write a command's --json result on stdout: one JSON document (`fileio.json_text`: valid UTF-8,
+    control and bidi characters escaped) and a line break. A closed pipe (`... --json | head`) ends quietly."""
     from charrnn.console import TextWriter
+    from charrnn.fileio import json_text
 
-    text = json.dumps(data, ensure_ascii=False, indent=indent)
-    if not text.replace("\n", "").isprintable():  # (raw line breaks are indent's: those in strings are escaped)
-        text = "".join(c if c.isprintable() or c == "\n" else json.dumps(c)[1:-1] for c in text)
     writer = TextWriter()
-    writer.write(text + "\n")
+    writer.write(json_text(data, indent) + "\n")
     writer.finish()
 
 
