@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -31,13 +31,34 @@ def decode_bytes(data: bytes, name: str, encoding: str = "utf-8") -> str:
     return text
 
 
+def check_glob(pattern: str) -> None:
+    """Refuse a --glob that could select files outside the folder (absolute, or with a `..` part), or none.
+
+    A glob is matched inside the folder it comes with (`Path.glob`), and selects files in that
+    tree, whichever command reads them (`train`, `corpus stats`, `corpus build`). `..` could only
+    lead out of it (`sub/../a.txt` is `a.txt`), so such a pattern is a mistake to point out,
+    before any file is read, not a set of files to read or to skip.
+    """
+    parts = PurePosixPath(pattern).parts  # "./" and "." parts are dropped
+    if pattern.startswith("/"):
+        raise UsageError(f"--glob {pattern!r} must be relative to the folder, e.g. '**/*.txt'")
+    if ".." in parts:
+        raise UsageError(f"--glob {pattern!r} must stay inside the folder (no '..'): pass the folder that "
+                         f"holds the files instead, with a glob such as '**/*.txt'")
+    if not parts:
+        raise UsageError(f"--glob {pattern!r} names no files: pass a pattern such as '**/*.txt'")
+
+
 def find_files(folder: Path, globs: list[str], exclude: Path | None = None, follow_symlinks: bool = True,
                outside: list[str] | None = None) -> list[Path]:
     """Files under `folder` matching any glob, sorted by their path relative to it (the same tree, the same order).
 
-    With `follow_symlinks=False` a file whose real path is outside `folder` (a symlink to it, or
-    into a linked folder) is left out, and its name appended to `outside`.
+    Each glob must select inside the folder (`check_glob`). With `follow_symlinks=False` a file
+    whose real path is outside `folder` (a symlink to it, or into a linked folder) is left out,
+    and its name appended to `outside`.
     """
+    for g in globs:
+        check_glob(g)
     found = {p for g in globs for p in folder.glob(g) if p.is_file()}
     if exclude is not None:
         found = {p for p in found if p.resolve() != exclude}

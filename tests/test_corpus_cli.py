@@ -137,6 +137,25 @@ def test_build_is_sorted_skips_binary_and_non_utf8(tmp_path):
     assert piped.stdout == "int a;\n"
 
 
+@pytest.mark.parametrize("command", [["train", *TINY_ARGS], ["corpus", "stats"], ["corpus", "build", "-o", "-"]],
+                         ids=["train", "stats", "build"])
+def test_a_glob_selects_inside_the_folder_only(in_tmp, command):
+    """The same rule in all three commands: an absolute glob or one with '..' is a usage error,
+    never a traceback, nor a way to read files beside or above the folder."""
+    (in_tmp / "src").mkdir()
+    (in_tmp / "src" / "a.txt").write_text("inside the folder\n" * 40)
+    (in_tmp / "secret.txt").write_text("outside the folder\n" * 40)
+    for glob, message in [("/etc/*", "--glob '/etc/*' must be relative to the folder, e.g. '**/*.txt'"),
+                          ("../*.txt", "--glob '../*.txt' must stay inside the folder (no '..')"),
+                          ("", "--glob '' names no files")]:
+        result = runner.invoke(app, [*command, "src", "--glob", glob])
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        assert message in lines[0] and "outside the folder" not in result.stdout
+    assert not (in_tmp / "checkpoints").exists()
+    assert runner.invoke(app, [*command, "src", "--glob", "./*.txt"]).exit_code == 0
+
+
 def test_stats_counts_and_oddities(tmp_path):
     f = tmp_path / "x.txt"
     f.write_bytes(b"\xef\xbb\xbfab\r\nab\r\nzz\xffz\n")
