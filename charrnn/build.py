@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charrnn.corpus import find_files, some
-from charrnn.fileio import atomic_write
+from charrnn.fileio import atomic_write, path_kind
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.textscan import iter_text, looks_binary
 
@@ -55,8 +55,11 @@ def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str, follow_
     the tree's own files: the output is left out of the inputs, so it would hold the others' text).
     """
     src = Path(src_dir)
-    if not src.is_dir():
+    kind = path_kind(src)
+    if kind == "missing":
         raise CharrnnError(f"no such folder: {src_dir} (corpus build reads a folder of files)")
+    if kind != "folder":
+        raise CharrnnError(f"{src_dir} is not a folder: corpus build reads a folder of files (train reads files as they are)")
     if not out:
         raise UsageError("pass -o FILE (or -o - for stdout)")
     globs = globs or ["**/*"]

@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from charrnn.errors import CharrnnError, UsageError
-from charrnn.fileio import atomic_write_text
+from charrnn.fileio import atomic_write_text, path_kind
 from charrnn.runtime import PRECISIONS
 from charrnn.showtext import visible
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
@@ -356,7 +356,9 @@ def validate(data: dict, where: str) -> dict:
 def load_config_file(path: str | Path) -> dict:
     """Read and validate a YAML config file (keys as in `VALID_KEYS`)."""
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise CharrnnError(f"{path} is a folder: --config reads one YAML file")
+    if not p.exists():  # a pipe (-c <(cmd)) is read like a file
         raise CharrnnError(f"no such config file: {path}")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
@@ -421,8 +423,9 @@ def _check_max_vocab(merged: dict) -> int:
 
 
 def portable_sources(sources: list[str]) -> list[str]:
-    """Sources as a config file should keep them: paths made absolute, catalog names and '-' as given."""
-    return [s if s == "-" or not Path(s).exists() else str(Path(s).resolve()) for s in sources]
+    """Sources as a config file should keep them: paths made absolute, catalog names, '-' and pipes as given
+    (/dev/fd/63, from bash's `<(cmd)`, resolves to a name no folder holds)."""
+    return [s if s == "-" or path_kind(s) in ("missing", "stream") else str(Path(s).resolve()) for s in sources]
 
 
 def resumed_run_config(stored: dict | None, model: ModelConfig, train: TrainConfig, sources: list[str]) -> RunConfig:

@@ -1,7 +1,9 @@
 """Reading training text: files, folders, standard input; the train/validation split.
 
-Sources are files, folders (with glob patterns) or `-` for standard input. Text is
-decoded strictly (UTF-8 by default); anything that is not text gets a clear error.
+Sources are files, folders (with glob patterns), `-` for standard input, or streams: a FIFO
+(a named pipe, or bash's process substitution `<(cmd)`, which names one as /dev/fd/63) or
+a character device, read once, front to back, as standard input is. Text is decoded
+strictly (UTF-8 by default); anything that is not text gets a clear error.
 The layout for truncated back-propagation through time (B parallel streams) is
 `batcher.StreamBatcher`; big corpora go through the token cache in `tokens`.
 """
@@ -16,6 +18,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from charrnn.errors import CharrnnError, UsageError
+from charrnn.fileio import path_kind
 from charrnn.textscan import iter_text, looks_binary
 
 
@@ -49,6 +52,31 @@ def check_glob(pattern: str) -> None:
         raise UsageError(f"--glob {pattern!r} names no files: pass a pattern such as '**/*.txt'")
 
 
+def check_text_file(src: str, reader: str, missing: str = "no such file") -> None:
+    """Refuse a path that `reader` (a command, an option) cannot read one text from, saying what it is.
+
+    '-' (standard input), files and streams pass; `missing` starts the message for a path that
+    does not exist, and only for that: an existing folder is never called missing.
+    """
+    kind = "stream" if src == "-" else path_kind(src)
+    if kind == "missing":
+        raise CharrnnError(f"{missing}: {src}")
+    if kind == "folder":
+        raise CharrnnError(f"{src} is a folder: {reader} reads one text file")
+    if kind == "other":
+        raise CharrnnError(f"{src} is neither a file nor a pipe (a socket or a block device): {reader} reads one text file")
+
+
+def source_name(src: str) -> str:
+    """A short name for a corpus source: its file or folder name without suffix, 'stdin' for '-', or
+    'pipe' for a stream (bash's `<(cmd)` is /dev/fd/63, a link to a pipe named 'pipe:[81234]')."""
+    if src == "-":
+        return "stdin"
+    if path_kind(src) == "stream":
+        return "pipe"
+    return Path(src).resolve().stem or "corpus"
+
+
 def find_files(folder: Path, globs: list[str], exclude: Path | None = None, follow_symlinks: bool = True,
                outside: list[str] | None = None) -> list[Path]:
     """Files under `folder` matching any glob, sorted by their path relative to it (the same tree, the same order).
@@ -80,12 +108,12 @@ def some(names: list[str], shown: int = 3) -> str:
 class Sources:
     """What a corpus argument list names: the files to read, in order, and what was left out."""
 
-    files: list[str]  # files and '-' (stdin)
+    files: list[str]  # files, streams and '-' (stdin)
     binary: list[str]  # files found in folders that are not text, skipped (a file named on its own is never skipped)
 
 
 def expand_sources(sources: list[str], globs: list[str] | None = None, encoding: str | None = None) -> Sources:
-    """Files, folders (searched with `globs`, sorted) and '-' -> the files to read and '-'.
+    """Files, folders (searched with `globs`, sorted), streams and '-' -> the files and streams to read, and '-'.
 
     With an `encoding`, files inside folders whose first bytes show they are not text in it
     (`textscan.looks_binary`: a .pyc, an image, NUL bytes) are left out and listed in
@@ -97,8 +125,8 @@ def expand_sources(sources: list[str], globs: list[str] | None = None, encoding:
         if src == "-":
             out.files.append(src)
             continue
-        p = Path(src)
-        if p.is_dir():
+        p, kind = Path(src), path_kind(src)
+        if kind == "folder":
             patterns = globs or ["**/*"]
             found = [str(f) for f in find_files(p, patterns)]
             if not found:
@@ -110,8 +138,11 @@ def expand_sources(sources: list[str], globs: list[str] | None = None, encoding:
             skip = set(binary)
             out.files += [f for f in found if f not in skip]
             out.binary += binary
-        elif p.is_file():
+        elif kind in ("file", "stream"):
             out.files.append(src)
+        elif kind == "other":
+            raise CharrnnError(f"{src} is neither a file, a folder nor a pipe (a socket or a block device): "
+                               f"pass text files, folders, or - for stdin")
         else:
             raise CharrnnError(f"no such file or folder: {src}")
     if not out.files:

@@ -101,6 +101,25 @@ def write_target(path: str | Path) -> tuple[Path, bool]:
     return path, True
 
 
+def path_kind(path: str | Path) -> str:
+    """What a path names, for a reader: 'file', 'folder', 'stream', 'missing', or 'other' (a socket,
+    a block device); links are followed.
+
+    A stream is a FIFO or a character device: it can be read only once, front to back, as standard
+    input is. A named pipe is one, and so is bash's `<(cmd)`: /dev/fd/63, a link to a pipe that no
+    folder holds. Other errors than a missing path (no permission) are raised.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "stream" if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) else "other"
+
+
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file to write; when the block ends it replaces `path` in one step (see module doc).

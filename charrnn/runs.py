@@ -17,6 +17,7 @@ from charrnn.checkpoint import (
     load_checkpoint, prune_snapshots, remove_stale_temps, write_checkpoint_bytes,
 )
 from charrnn.errors import CharrnnError
+from charrnn.fileio import path_kind
 from charrnn.runlock import FolderInUse, RunLock
 from charrnn.vocab import Vocab
 
@@ -82,11 +83,18 @@ def describe(path: str | Path, root: str | Path | None = None) -> CheckpointInfo
                           resumable=is_resumable(ckpt))
 
 
+def check_folder(root: Path) -> None:
+    """Refuse a `root` that is not a folder, saying which it is: missing, or there but no folder (a checkpoint)."""
+    if path_kind(root) == "missing":
+        raise CharrnnError(f"no such folder: {root}")
+    if not root.is_dir():
+        raise CharrnnError(f"{root} is not a folder: name a run folder, or a folder of runs such as ./checkpoints")
+
+
 def run_folders(root: str | Path) -> list[Path]:
     """`root` itself if it holds checkpoints, else every folder under it that does (sorted)."""
     root = Path(root)
-    if not root.is_dir():
-        raise CharrnnError(f"no such folder: {root}")
+    check_folder(root)
     return sorted({f.parent for f in root.glob("**/*") if f.suffix in MODEL_SUFFIXES and f.is_file()})
 
 
@@ -116,8 +124,7 @@ def prunable_runs(root: str | Path) -> list[Path]:
     prune deletes files, and only inside folders a charrnn run has written.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise CharrnnError(f"no such folder: {root}")
+    check_folder(root)
     real = root.resolve()
     if real == Path(real.anchor) or real == Path.home().resolve():
         raise CharrnnError(f"refusing to prune {root}: name a run folder, or a folder of runs such as ./checkpoints")

@@ -17,7 +17,8 @@ ids in the smallest unsigned type that fits the vocabulary (`Vocab.dtype`), and
 it. The key is the sha256 of every file's sha256 plus the encoding, so the same text under
 another name is a hit, and an edited file a miss (a remembered hash is trusted only while the
 file's size, mtime, ctime and inode are unchanged: restoring an edited file's mtime changes
-its ctime). Standard input is spooled to a temporary file once, then read like any file.
+its ctime). Standard input, and a pipe named as a file (`<(cmd)`), is spooled to a temporary file
+once, then read like any file.
 
 A cache entry is not trusted blindly (`check_cached`): its vocabulary must be distinct characters
 in code-point order with the dtype that fits them, the .bin's size must match, and its content
@@ -44,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.fileio import CHUNK, atomic_write, atomic_write_text, json_text, os_advice, sweep_stale_temps, temp_path
-from charrnn.corpus import expand_sources, some
+from charrnn.fileio import CHUNK, atomic_write, atomic_write_text, json_text, os_advice, path_kind, sweep_stale_temps, temp_path
+from charrnn.corpus import expand_sources, some, source_name
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.textscan import iter_text, normalize_encoding
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
@@ -68,7 +69,7 @@ def cache_dir() -> Path:
 class Corpus:
     """A prepared corpus: its vocabulary and its text as token ids on disk."""
 
-    name: str  # a short name: the first source's file stem, or "stdin"
+    name: str  # a short name: the first source's file stem, "stdin" or "pipe" (`corpus.source_name`)
     vocab: Vocab  # the sorted distinct code points of the text (or a word or byte vocabulary)
     tokens: np.ndarray  # (N,) ids, a read-only memory map of `path`
     path: Path  # the cached token file
@@ -154,8 +155,8 @@ def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
     return sha
 
 
-def _stdin_chunks(stream):
-    """Standard input a chunk at a time, waking up every 0.25 s while it waits for more.
+def _stream_chunks(stream):
+    """Standard input or a pipe, a chunk at a time, waking up every 0.25 s while it waits for more.
 
     A signal meant for the process (SIGTERM, Ctrl-C) may be delivered to another thread (a progress
     bar's); Python then runs its handler only when the main thread next runs bytecode. A plain read
@@ -178,8 +179,9 @@ def _stdin_chunks(stream):
             yield chunk
 
 
-def spool_stdin(root: Path) -> tuple[Path, str]:
-    """Copy standard input to a temporary file under `root` (the caller deletes it); return it and its sha256.
+def spool_stream(root: Path, stream) -> tuple[Path, str]:
+    """Copy a binary stream (standard input, a pipe) to a temporary file under `root` (the caller deletes
+    it); return it and its sha256. A stream can be read only once; the two passes read the copy.
 
     The file is named after this process (`fileio.temp_path`), so one left by a killed run is swept
     by the next (`sweep_cache`).
@@ -190,7 +192,7 @@ def spool_stdin(root: Path) -> tuple[Path, str]:
     digest = hashlib.sha256()
     try:
         with open(tmp, "wb") as out:
-            for chunk in _stdin_chunks(sys.stdin.buffer):
+            for chunk in _stream_chunks(stream):
                 out.write(chunk)
                 digest.update(chunk)
     except BaseException:
@@ -428,23 +430,27 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
     expanded = found.files
     if expanded.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
-    spooled = None
+    spooled: dict[str, tuple[Path, str]] = {}  # '-' or a pipe -> its copy on disk, and the copy's sha256
     try:
         try:
             root.mkdir(parents=True, exist_ok=True)
             sweep_cache(root)
-            if "-" in expanded:
-                spooled, stdin_sha = spool_stdin(root)
+            for s in expanded:
+                if s == "-":
+                    spooled[s] = spool_stream(root, sys.stdin.buffer)
+                elif s not in spooled and path_kind(s) == "stream":
+                    with open(s, "rb") as f:
+                        spooled[s] = spool_stream(root, f)
         except OSError as e:
             raise CharrnnError(f"cannot use the token cache in {root} ({e.strerror}): {os_advice(e)}, "
                                f"or set CHARRNN_CACHE to a writable folder") from None
-        files = [(spooled, STDIN) if s == "-" else (Path(s), s) for s in expanded]
+        files = [(spooled[s][0] if s in spooled else Path(s), STDIN if s == "-" else s) for s in expanded]
         total = sum(p.stat().st_size for p, _ in files)
         meter = _Meter(progress, "hashing", total)
-        key = _cache_key([stdin_sha if label == STDIN else file_sha256(p, root, meter) for p, label in files], encoding,
-                         kind, max_vocab)
+        key = _cache_key([spooled[s][1] if s in spooled else file_sha256(p, root, meter) for s, (p, _) in zip(expanded, files)],
+                         encoding, kind, max_vocab)
         names = [n for _, n in files]
-        name = "stdin" if sources[0] == "-" else (Path(sources[0]).resolve().stem or "corpus")
+        name = source_name(sources[0])
         meta_path = root / "tokens" / f"{key}.json"
         hit = _open_cached(meta_path, warn or _python_warning, verify)
         if hit:
@@ -455,8 +461,8 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
         return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, False, time.perf_counter() - t0,
                       found.binary, n)
     finally:
-        if spooled is not None:
-            spooled.unlink(missing_ok=True)
+        for copy, _ in spooled.values():
+            copy.unlink(missing_ok=True)
 
 
 def _encode_to_cache(files: list, meta_path: Path, encoding: str, kind: str, max_vocab: int, total: int,

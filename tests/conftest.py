@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,21 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     """Run a test from an empty working folder (so ./checkpoints is its own)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def fifo_with(path: Path, data: bytes) -> Path:
+    """A named pipe at `path` that gives `data` once, to its first reader: what bash's `<(cmd)` hands a
+    command (as /dev/fd/63). A thread writes it; it waits, harmlessly, if nothing ever reads."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes on this system")
+    os.mkfifo(path)
+
+    def write() -> None:
+        with open(path, "wb") as f:
+            f.write(data)
+
+    threading.Thread(target=write, daemon=True).start()
+    return path
 
 
 def env_without_threads() -> dict:

@@ -176,3 +176,9 @@ def test_init_from_through_the_cli(in_tmp, tiny_run):
     assert load_checkpoint(in_tmp / "ft" / "last.pt")["step"] == 3
     both = runner.invoke(app, ["train", "poem.txt", "--init-from", str(tiny_run), "--resume", "ft"])
     assert both.exit_code == 2 and "not both" in both.stderr
+
+
+def test_a_file_named_as_a_folder_of_runs_is_not_called_missing(tiny_run):
+    for command in (["list"], ["prune", "--keep", "1"]):
+        result = runner.invoke(app, ["checkpoints", *command, str(tiny_run / "best.pt")])
+        assert result.exit_code == 1 and "best.pt is not a folder: name a run folder" in result.stderr, result.stderr

@@ -8,7 +8,7 @@ from charrnn.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.sampling import sample_text
 
-from .conftest import TINY_TEXT, env_without_threads
+from .conftest import TINY_TEXT, env_without_threads, fifo_with
 
 runner = CliRunner()
 
@@ -142,3 +142,12 @@ def test_a_mistake_in_the_command_line_is_one_line_and_exit_2(args, says):
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and says in result.stderr
+
+
+def test_a_prime_file_may_be_a_pipe_but_not_a_folder(tiny_run, tmp_path):
+    """`--prime-file <(printf the)` names a pipe (/dev/fd/63): it is read, never called missing."""
+    pipe = fifo_with(tmp_path / "prime", b"the ")
+    result = runner.invoke(app, ["sample", str(tiny_run), "--prime-file", str(pipe), "-n", "5", "--seed", "1"])
+    assert result.exit_code == 0 and result.stdout.startswith("the "), result.stderr
+    folder = runner.invoke(app, ["sample", str(tiny_run), "--prime-file", str(tmp_path), "-n", "5"])
+    assert folder.exit_code == 1 and folder.stderr == f"error: {tmp_path} is a folder: --prime-file reads one text file\n"

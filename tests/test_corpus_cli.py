@@ -5,13 +5,14 @@ import json
 import os
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import charrnn.catalog
 from charrnn.catalog import CorpusEntry
 from charrnn.cli import app
 
-from .conftest import SHARED
+from .conftest import SHARED, fifo_with
 
 runner = CliRunner()
 
@@ -154,6 +155,21 @@ def test_a_glob_selects_inside_the_folder_only(in_tmp, command):
         assert message in lines[0] and "outside the folder" not in result.stdout
     assert not (in_tmp / "checkpoints").exists()
     assert runner.invoke(app, [*command, "src", "--glob", "./*.txt"]).exit_code == 0
+
+
+def test_a_pipe_trains_like_stdin_and_is_never_called_missing(in_tmp):
+    """`charrnn train <(cmd)`: the pipe (/dev/fd/63, a link to 'pipe:[81234]') is read once, spooled
+    like stdin, named 'pipe', and kept in config.yaml as it was given; stats reads one too."""
+    pipe = fifo_with(in_tmp / "pipe", ("read from a pipe\n" * 40).encode())
+    result = runner.invoke(app, ["train", str(pipe), *TINY_ARGS])
+    assert result.exit_code == 0, result.stderr
+    assert f"from {pipe}; encoded" in result.stderr and "checkpoints in checkpoints/pipe/" in result.stderr
+    assert yaml.safe_load((in_tmp / "checkpoints" / "pipe" / "config.yaml").read_text())["corpus"] == [str(pipe)]
+    again = fifo_with(in_tmp / "again", b"ab\n" * 5)
+    stats = runner.invoke(app, ["corpus", "stats", str(again), "--json"])
+    assert stats.exit_code == 0 and json.loads(stats.stdout)["characters"] == 15
+    build = runner.invoke(app, ["corpus", "build", str(in_tmp / "checkpoints" / "pipe" / "config.yaml"), "-o", "-"])
+    assert build.exit_code == 1 and "config.yaml is not a folder: corpus build reads a folder of files" in build.stderr
 
 
 def test_stats_counts_and_oddities(tmp_path):

@@ -18,7 +18,7 @@ from charrnn.model import CharRNN, ModelConfig
 from charrnn.surprise import encode_known
 from charrnn.vocab import Vocab
 
-from .conftest import TINY_TEXT
+from .conftest import TINY_TEXT, fifo_with
 
 runner = CliRunner()
 CPU = ["--threads", "1", "--device", "cpu"]
@@ -261,6 +261,15 @@ def test_a_name_that_is_not_utf8_is_escaped_in_json_and_html(tiny_run, tmp_path)
     result = runner.invoke(app, ["score", str(tiny_run), str(path), "--html", str(page), *CPU])
     assert result.exit_code == 0, result.stderr
     assert "bad\\udcffname.txt</title>" in page.read_text(encoding="utf-8")
+
+
+def test_a_pipe_is_read_and_a_folder_is_called_a_folder(tiny_run, tmp_path):
+    """`charrnn eval RUN <(cmd)` reads the pipe as it reads -; neither a pipe nor a folder is 'no such file'."""
+    pipe = fifo_with(tmp_path / "pipe", TINY_TEXT[:300].encode())
+    assert run_json("eval", str(tiny_run), str(pipe))["chars"] == 299  # 300 characters, 299 predicted
+    for command in ("eval", "score", "cells"):
+        result = runner.invoke(app, [command, str(tiny_run), str(tmp_path), *CPU])
+        assert result.exit_code == 1 and result.stderr == f"error: {tmp_path} is a folder: {command} reads one text file\n"
 
 
 def test_evaluation_blocks_are_bounded_for_large_vocabularies(monkeypatch):

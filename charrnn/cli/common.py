@@ -189,11 +189,9 @@ def read_prime(prime: str | None, prime_file: str | None) -> str:
         raise UsageError("pass --prime or --prime-file, not both")
     if prime_file is None:
         return prime or ""
-    from charrnn.corpus import decode_bytes
+    from charrnn.corpus import check_text_file, decode_bytes
 
     if prime_file == "-":
         return decode_bytes(sys.stdin.buffer.read(), "standard input")
-    p = Path(prime_file)
-    if not p.is_file():
-        raise CharrnnError(f"no such prime file: {prime_file}")
-    return decode_bytes(p.read_bytes(), prime_file)
+    check_text_file(prime_file, "--prime-file", "no such prime file")  # a pipe (<(cmd)) is read like -
+    return decode_bytes(Path(prime_file).read_bytes(), prime_file)

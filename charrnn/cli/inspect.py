@@ -7,7 +7,6 @@ piped); with `--json` the JSON is the result on stdout and the report is shown o
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import typer
 
@@ -49,16 +48,15 @@ def torch_threads(n: int):
     return threads(check_threads(n))
 
 
-def load(checkpoint: str, source: str, encoding: str, device: str):
-    """(loaded model, its device, the text) for the commands below."""
+def load(command: str, checkpoint: str, source: str, encoding: str, device: str):
+    """(loaded model, its device, the text) for the commands below (`command` names the one asking)."""
     from charrnn.catalog import resolve_source
     from charrnn.checkpoint import load_model
-    from charrnn.corpus import read_text
+    from charrnn.corpus import check_text_file, read_text
     from charrnn.runtime import resolve_device
 
     source = resolve_source(source)  # a catalog name is its fetched file
-    if source != "-" and not Path(source).is_file():
-        raise CharrnnError(f"no such file: {source}")
+    check_text_file(source, command)  # a pipe (<(cmd)) is read like -, a folder is not a file
     dev = resolve_device(device)
     loaded = load_model(checkpoint, dev)
     return loaded, dev, read_text([source], encoding=encoding)
@@ -104,7 +102,7 @@ def eval_(
     if batch_size < 1 or seq_len < 1:
         raise UsageError("--batch-size and --seq-len must be at least 1")
     with torch_threads(threads):
-        loaded, dev, text = load(checkpoint, source, encoding, device)
+        loaded, dev, text = load("eval", checkpoint, source, encoding, device)
         t0 = time.perf_counter()
         ev = eval_text(loaded.model, loaded.vocab, text, batch_size, seq_len, dev)
         seconds = time.perf_counter() - t0
@@ -152,7 +150,7 @@ def score(
     if top < 0 or max_chars < 0 or seq_len < 1:
         raise UsageError("--top and --max-chars must be >= 0 and --seq-len at least 1")
     with torch_threads(threads):
-        loaded, dev, text = load(checkpoint, source, encoding, device)
+        loaded, dev, text = load("score", checkpoint, source, encoding, device)
         text = text[:max_chars] if max_chars else text
         s = score_text(loaded.model, loaded.vocab, text, seq_len, dev)
     need_chars(s.scored + 1, source)
@@ -217,7 +215,7 @@ def cells(
     if top < 1 or max_chars < 2 or show_chars < 1:
         raise UsageError("--top and --show-chars must be at least 1, --max-chars at least 2")
     with torch_threads(threads):
-        loaded, dev, text = load(checkpoint, source, encoding, device)
+        loaded, dev, text = load("cells", checkpoint, source, encoding, device)
         enc = encode_known(loaded.vocab, text[:max_chars])
         known = "".join(ch for ch, k in zip(text[:max_chars], enc.known) if k)
         need_chars(len(known), source)

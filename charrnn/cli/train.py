@@ -54,11 +54,10 @@ LR_SHOWN = f"{_DEFAULTS['lr']:g}; " + "; ".join(
 
 
 def corpus_name(sources: list[str]) -> str:
-    """A run name from the corpus: the file or folder name (without suffix), or 'stdin'."""
-    first = sources[0]
-    if first == "-":
-        return "stdin"
-    return Path(first).resolve().stem or "corpus"
+    """A run name from the corpus: the file or folder name (without suffix), 'stdin' or 'pipe'."""
+    from charrnn.corpus import source_name
+
+    return source_name(sources[0])
 
 
 def default_out_dir(name: str, root: Path = Path("checkpoints"), lock: bool = True):
