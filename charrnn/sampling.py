@@ -59,7 +59,7 @@ def check_sampling_args(length: int, temperature: float, top_k: int, top_p: floa
         raise UsageError("--seed must be between 0 and 2**64 - 1")
 
 
-def check_batch_memory(model: CharRNN, batch: int, length: int, flag: str) -> None:
+def check_batch_memory(model: CharRNN, batch: int, length: int, flag: str, length_flag: str = "--length") -> None:
     """Refuse a batch of streams (samples or beams) that would not fit in memory, before generating.
 
     Per stream: the recurrent state and its copies during a step, the logits, noise and filters
@@ -68,11 +68,11 @@ def check_batch_memory(model: CharRNN, batch: int, length: int, flag: str) -> No
     from charrnn.runtime import check_memory
 
     c = model.config
+    device = model.head.weight.device.type
     per_step = 16 * c.layers * c.hidden * model.n_state + 24 * c.vocab_size
-    text = 8 * length
-    what, hint = (f"{flag} {batch:,} with --length {length:,}", f"lower --length or {flag}") if text > per_step else \
-        (f"{flag} {batch:,} with this model", f"lower {flag}")
-    check_memory(batch * (per_step + text), what, hint, model.head.weight.device.type)
+    check_memory(batch * per_step, f"{flag} {batch:,} with this model", f"lower {flag}", device)  # too many streams
+    check_memory(batch * (per_step + 8 * length), f"{flag} {batch:,} with {length_flag} {length:,}",  # or too long
+                 f"lower {length_flag} or {flag}", device)
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

@@ -102,7 +102,7 @@ def check_beam_memory(model, settings, flag: str) -> None:
     from charrnn.sampling import check_batch_memory
 
     if settings.beam:
-        check_batch_memory(model, settings.beam, settings.length, flag)
+        check_batch_memory(model, settings.beam, settings.length, flag, "/length" if flag.startswith("/") else "--length")
 
 
 @app.command(epilog=EXAMPLES)
