@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
 from charrnn import __version__
 from charrnn.cli.helpstyle import App
@@ -53,14 +55,21 @@ def root(
 PIPED_WIDTH = 1000  # a table written to a pipe or file is laid out this wide: one line per row, for grep
 
 
+class OutConsole(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away (`charrnn checkpoints show | head`): stop quietly with status 0, as
+        `charrnn sample | head` does (rich's own choice is status 1)."""
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0)
+
+
 def out_console():
     """The console for a command's result on stdout (a table, a report): coloured and fitted to a
     terminal; plain, one line per row, when piped. Made when needed, so test runners that swap
     sys.stdout capture it."""
-    from rich.console import Console
-
     tty = sys.stdout.isatty()
-    return Console(file=sys.stdout, highlight=False, width=None if tty else PIPED_WIDTH, soft_wrap=not tty)
+    return OutConsole(file=sys.stdout, highlight=False, width=None if tty else PIPED_WIDTH, soft_wrap=not tty)
 
 
 def emit_json(data, indent: int | None = None) -> None:
