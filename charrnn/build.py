@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charrnn.corpus import find_files, some
-from charrnn.fileio import atomic_write, path_kind
+from charrnn.fileio import atomic_write, path_kind, write_target
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.textscan import iter_text, looks_binary
 
@@ -64,7 +64,7 @@ def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str, follow_
         raise UsageError("pass -o FILE (or -o - for stdout)")
     globs = globs or ["**/*"]
     dest = None if out == "-" else Path(out)
-    if dest is not None and dest.is_file() and not force:  # (a device or pipe, -o /dev/stderr, is written to)
+    if dest is not None and not force and replaces_a_file(dest):
         raise CharrnnError(f"{out} already exists: choose another -o, or pass --force to replace it")
     report = BuildReport()
     files = find_files(src, globs, dest.resolve() if dest else None, follow_symlinks, report.outside)
@@ -78,6 +78,13 @@ def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str, follow_
     with atomic_write(dest) as f:
         concatenate(files, src, f, report)
     return report
+
+
+def replaces_a_file(dest: Path) -> bool:
+    """Would writing `dest` replace a file that is there? Not for what is written through in place
+    (`fileio.write_target`): a device, a pipe, or /dev/stdout redirected to a file by the shell."""
+    target, atomic = write_target(dest)
+    return atomic and target.is_file()
 
 
 def concatenate(files: list[Path], src: Path, f, report: BuildReport) -> None:

@@ -109,3 +109,22 @@ def test_dev_stdout_redirected_to_a_file_continues_after_what_is_there(tmp_path)
         subprocess.run([sys.executable, "-c", code], stderr=log, check=True, cwd=REPO, timeout=60)
     assert (tmp_path / "log").read_text() == "before\ncorpus\nafter\n"
     assert os.path.islink("/dev/stderr")
+
+
+def test_corpus_build_to_dev_stdout_redirected_to_a_file_needs_no_force(tmp_path):
+    """`corpus build src -o /dev/stdout > corpus.txt`: the shell opened the file, the build writes through it;
+    only a file the build would replace needs --force."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a text\n")
+    out = tmp_path / "corpus.txt"
+    out.write_text("")  # the shell creates it before the command runs
+    with open(out, "w") as f:
+        proc = subprocess.run([sys.executable, "-m", "charrnn", "corpus", "build", str(tmp_path / "src"), "-o",
+                               "/dev/stdout"], stdout=f, stderr=subprocess.PIPE, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert out.read_text() == "a text\n"
