@@ -20,11 +20,23 @@ _console: Console | None = None
 _console_stream = None
 
 
+class ErrConsole(Console):
+    def on_broken_pipe(self) -> None:
+        """Whoever read the log went away (`charrnn train ... 2>&1 | head`): the log goes to /dev/null
+        from now on and the command carries on, so a training run still finishes and saves (rich's
+        own choice is to exit at once, status 1, which lost the run)."""
+        self.quiet = True
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def err_console() -> Console:
     """The stderr console (rebuilt if sys.stderr was replaced, e.g. by a test runner)."""
     global _console, _console_stream
     if _console is None or _console_stream is not sys.stderr:
-        _console = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+        _console = ErrConsole(file=sys.stderr, highlight=False, soft_wrap=True)
         _console_stream = sys.stderr
     return _console
 

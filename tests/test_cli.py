@@ -4,7 +4,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_model
+from charrnn.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
 from charrnn.sampling import sample_text
 
@@ -154,3 +154,13 @@ def test_a_prime_file_may_be_a_pipe_but_not_a_folder(tiny_run, tmp_path):
     assert result.exit_code == 0 and result.stdout.startswith("the "), result.stderr
     folder = runner.invoke(app, ["sample", str(tiny_run), "--prime-file", str(tmp_path), "-n", "5"])
     assert folder.exit_code == 1 and folder.stderr == f"error: {tmp_path} is a folder: --prime-file reads one text file\n"
+
+
+def test_a_log_reader_that_goes_away_does_not_stop_training(tmp_path):
+    """`charrnn train ... 2>&1 | head -4`: the log is dropped from then on; the run finishes and saves."""
+    (tmp_path / "c.txt").write_text(TINY_TEXT * 20)
+    cmd = (f'set -o pipefail; "{sys.executable}" -m charrnn train c.txt -o run --steps 200 --hidden 16 --embed 8 '
+           f'--layers 1 -b 4 -t 16 --threads 1 --precision fp32 2>&1 | head -4')
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, cwd=tmp_path, env=env_without_threads(), timeout=120)
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 4, proc.stdout.decode()
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 200
