@@ -164,3 +164,12 @@ def test_a_log_reader_that_goes_away_does_not_stop_training(tmp_path):
     proc = subprocess.run(["bash", "-c", cmd], capture_output=True, cwd=tmp_path, env=env_without_threads(), timeout=120)
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 4, proc.stdout.decode()
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 200
+
+
+@pytest.mark.parametrize("out", ["-", "/dev/stdout"])
+def test_corpus_build_into_head_ends_quietly(tmp_path, out):
+    for i in range(40):  # more than a pipe holds (64 KB), so the build is still writing when head leaves
+        (tmp_path / f"f{i}.txt").write_text(TINY_TEXT * 20)
+    cmd = f'set -o pipefail; "{sys.executable}" -m charrnn corpus build "{tmp_path}" -o {out} | head -c 5'
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, env=env_without_threads(), timeout=120)
+    assert proc.returncode == 0 and len(proc.stdout) == 5 and proc.stderr == b"", proc.stderr.decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -90,7 +91,11 @@ def build(
     from charrnn.build import build_corpus
     from charrnn.console import info
 
-    report = build_corpus(src_dir, glob, out, follow_symlinks, force)
+    try:
+        report = build_corpus(src_dir, glob, out, follow_symlinks, force)
+    except BrokenPipeError:  # `corpus build src -o - | head`: the reader has what it wanted; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (and Python's last flush goes nowhere)
+        return
     info(report.summary("stdout" if out == "-" else out))
 
 
