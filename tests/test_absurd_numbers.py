@@ -82,7 +82,8 @@ def test_the_python_api_checks_the_same_ranges():
     (["sample", "--temp", "nan"], ["--temp must be a number from 0 (greedy) to 100"]),
     (["sample", "--temp", "inf"], ["--temp must be a number from 0 (greedy) to 100"]),
     (["sample", "--temp", "1e39"], ["--temp must be a number from 0 (greedy) to 100"]),  # overflowed float32
-    (["chat", "--temp", "1e308"], ["temperature must be a number from 0 (greedy) to 100"]),
+    (["chat", "--temp", "1e308"], ["--temp must be a number from 0 (greedy) to 100"]),
+    (["chat", "--top-p", "2"], ["--top-p must be in (0, 1]"]),
     (["sample", "--seed", HUGE], ["--seed"]),
     (["sample", "--threads", "100000"], ["is more than the"]),
     (["sample", "-N", "10000000000"], ["--num-samples 10,000,000,000", "memory"]),  # ~57 TB: more than any machine

@@ -96,6 +96,9 @@ def command(conversation, line: str) -> str | None:
     return f"{field.replace('_', '-')} {getattr(changed, field)}" + (" (beam search off: sampling)" if field == "beam" and not changed.beam else "")
 
 
+FLAGS = {"temperature": "--temp", "top-k": "--top-k", "top-p": "--top-p", "length": "--length", "beam": "--beam"}
+
+
 def check_beam_memory(model, settings, flag: str) -> None:
     """Refuse a beam search that could not fit in memory (`flag` N beams, each keeping `length`
     characters) before it starts, as `charrnn beam --width` does; sampling needs no such check."""
@@ -128,8 +131,9 @@ def chat(
     settings = ChatSettings(temp, top_k, top_p, length, unescape(stop), beam)
     try:
         settings.check()
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    except ValueError as e:  # "temperature must be ..." -> "--temp must be ...": the flag the user typed
+        setting, _, rest = str(e).partition(" ")
+        raise UsageError(f"{FLAGS.get(setting, setting)} {rest}") from None
     with inference(checkpoint, device, threads, "", "skip", precision="fp32") as (loaded, _):  # chat steps CharRNN.step
         check_beam_memory(loaded.model, settings, "--beam")
         conversation = Conversation(loaded.model, loaded.vocab, settings, seed)
