@@ -87,6 +87,8 @@ def find_files(folder: Path, globs: list[str], exclude: Path | None = None, foll
     """
     for g in globs:
         check_glob(g)
+    # a pattern ending in '**' selects folders only (pathlib): its files are what a user means by it
+    globs = [g + "/*" if PurePosixPath(g).name == "**" else g for g in globs]
     found = {p for g in globs for p in folder.glob(g) if p.is_file()}
     if exclude is not None:
         found = {p for p in found if p.resolve() != exclude}

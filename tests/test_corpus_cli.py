@@ -155,6 +155,7 @@ def test_a_glob_selects_inside_the_folder_only(in_tmp, command):
         assert message in lines[0] and "outside the folder" not in result.stdout
     assert not (in_tmp / "checkpoints").exists()
     assert runner.invoke(app, [*command, "src", "--glob", "./*.txt"]).exit_code == 0
+    assert runner.invoke(app, [*command, "src", "--glob", "**"]).exit_code == 0  # '**': every file, not folders only
 
 
 def test_a_pipe_trains_like_stdin_and_is_never_called_missing(in_tmp):
