@@ -36,6 +36,7 @@ import torch
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import CharrnnError
+from charrnn.showtext import lone_surrogate
 from charrnn.vocab import Vocab
 
 CHECKSUM_KEY = "checksum"  # {"blake2b": hex digest of everything else in the payload}
@@ -128,13 +129,11 @@ def _check_vocab(ckpt: dict, mc: ModelConfig) -> None:
 
 
 def _check_encodable(text: str) -> None:
-    """Every character of a vocabulary must be one UTF-8 can write: a lone surrogate (U+D800-U+DFFF,
-    never in decoded text) would pass every other check, then fail the first time it is printed."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise Damaged(f"the vocabulary holds a lone surrogate U+{ord(text[e.start]):04X}, which is not a character") \
-            from None
+    """Every character of a vocabulary must be one UTF-8 can write: a lone surrogate (never in
+    decoded text) would pass every other check, then fail the first time it is printed."""
+    at = lone_surrogate(text)
+    if at is not None:
+        raise Damaged(f"the vocabulary holds a lone surrogate U+{ord(text[at]):04X}, which is not a character")
 
 
 def _check_other_vocab(v: dict, kind, mc: ModelConfig) -> None:

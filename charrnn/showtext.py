@@ -33,6 +33,19 @@ def counter_text(counts: dict[str, int], limit: int = 8) -> str:
     return ", ".join(shown) + (", ..." if len(counts) > limit else "")
 
 
+def lone_surrogate(text: str) -> int | None:
+    """The index of the first lone surrogate (U+D800-U+DFFF) in `text`, or None. A surrogate is no
+    character and has no UTF-8 form: undecodable bytes in a file name or a command line become
+    one, and so can a few codecs (unicode_escape decodes the six characters \\udfff to one)."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")  # a scan for surrogates: ~3x faster than a regular expression
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
+
+
 def _escape(ch: str) -> str:
     o = ord(ch)
     return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.fileio import BOM, CHUNK
+from charrnn.showtext import lone_surrogate
 
 SNIFF = 8000  # bytes looked at to tell binary from text (as git does)
 
@@ -121,14 +122,11 @@ def _check_no_surrogates(text: str, name: str, encoding: str, before: int) -> No
     characters `\\udfff` to one, and utf-7 can too; nothing after decoding could store it.
     `before`: characters of the file before `text` (for the position in the message).
     """
-    if text.isascii():
-        return
-    try:
-        text.encode("utf-8")  # a scan for surrogates: ~3× faster than a regular expression
-    except UnicodeEncodeError as e:
-        raise CharrnnError(f"{name} is not valid {_label(encoding)}: it decodes to U+{ord(text[e.start]):04X} "
-                           f"(character {before + e.start:,}), a lone surrogate that is not a character; "
-                           f"check --encoding, or convert the file to UTF-8") from None
+    at = lone_surrogate(text)
+    if at is not None:
+        raise CharrnnError(f"{name} is not valid {_label(encoding)}: it decodes to U+{ord(text[at]):04X} "
+                           f"(character {before + at:,}), a lone surrogate that is not a character; "
+                           f"check --encoding, or convert the file to UTF-8")
 
 
 def iter_text(path: str | Path | BinaryIO, name: str | None = None, encoding: str = "utf-8",
