@@ -20,16 +20,24 @@ _console: Console | None = None
 _console_stream = None
 
 
+def to_devnull(stream) -> None:
+    """The reader of `stream` went away (a closed pipe): its descriptor writes to /dev/null from now on,
+    so later writes, and Python's last flush at exit, cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 class ErrConsole(Console):
     def on_broken_pipe(self) -> None:
         """Whoever read the log went away (`charrnn train ... 2>&1 | head`): the log goes to /dev/null
         from now on and the command carries on, so a training run still finishes and saves (rich's
         own choice is to exit at once, status 1, which lost the run)."""
         self.quiet = True
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
+        to_devnull(self.file)
 
 
 def err_console() -> Console:
@@ -93,9 +101,4 @@ class TextWriter:
 
     def _close_quietly(self) -> None:
         self.closed = True
-        # Python would complain again when it flushes stdout at exit: point fd 1 at /dev/null.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.stream.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
+        to_devnull(self.stream)  # (Python would complain again when it flushes stdout at exit)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from rich.console import Console
 
 from charrnn import __version__
 from charrnn.cli.helpstyle import App
-from charrnn.console import error
+from charrnn.console import error, to_devnull
 from charrnn.errors import CharrnnError, UsageError
 
 EXAMPLES = """
@@ -60,7 +59,7 @@ class OutConsole(Console):
         """The reader went away (`charrnn checkpoints show | head`): stop quietly with status 0, as
         `charrnn sample | head` does (rich's own choice is status 1)."""
         self.quiet = True
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        to_devnull(sys.stdout)
         raise SystemExit(0)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
@@ -94,7 +93,9 @@ def build(
     try:
         report = build_corpus(src_dir, glob, out, follow_symlinks, force)
     except BrokenPipeError:  # `corpus build src -o - | head`: the reader has what it wanted; end quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (and Python's last flush goes nowhere)
+        from charrnn.console import to_devnull
+
+        to_devnull(sys.stdout)
         return
     info(report.summary("stdout" if out == "-" else out))
 
