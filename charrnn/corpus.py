@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -69,10 +69,11 @@ def check_text_file(src: str, reader: str, missing: str = "no such file") -> Non
 
 def source_name(src: str) -> str:
     """A short name for a corpus source: its file or folder name without suffix, 'stdin' for '-', or
-    'pipe' for a stream (bash's `<(cmd)` is /dev/fd/63, a link to a pipe named 'pipe:[81234]')."""
+    'pipe' for a stream no folder names (bash's `<(cmd)` is /dev/fd/63, a link to 'pipe:[81234]');
+    a named pipe (`mkfifo poems.fifo`) is named as a file is."""
     if src == "-":
         return "stdin"
-    if path_kind(src) == "stream":
+    if path_kind(src) == "stream" and Path(src).absolute().parts[1:2] in (("dev",), ("proc",)):
         return "pipe"
     return Path(src).resolve().stem or "corpus"
 
@@ -112,6 +113,7 @@ class Sources:
 
     files: list[str]  # files, streams and '-' (stdin)
     binary: list[str]  # files found in folders that are not text, skipped (a file named on its own is never skipped)
+    outside: list[str] = field(default_factory=list)  # files in folders that symbolic links lead out of the folder to, skipped
 
 
 def expand_sources(sources: list[str], globs: list[str] | None = None, encoding: str | None = None) -> Sources:
@@ -120,7 +122,9 @@ def expand_sources(sources: list[str], globs: list[str] | None = None, encoding:
     With an `encoding`, files inside folders whose first bytes show they are not text in it
     (`textscan.looks_binary`: a .pyc, an image, NUL bytes) are left out and listed in
     `binary`, as `corpus build` does; a file named on its own is always kept, so that
-    reading it says why it is not text.
+    reading it says why it is not text. A folder holds its own tree: a file in it that a
+    symbolic link leads out of the folder to (a link to ~/.ssh/id_rsa in a downloaded tree) is
+    left out and listed in `outside`, as `corpus build` does; naming that file on its own reads it.
     """
     out = Sources([], [])
     for src in sources:
@@ -130,7 +134,12 @@ def expand_sources(sources: list[str], globs: list[str] | None = None, encoding:
         p, kind = Path(src), path_kind(src)
         if kind == "folder":
             patterns = globs or ["**/*"]
-            found = [str(f) for f in find_files(p, patterns)]
+            outside: list[str] = []
+            found = [str(f) for f in find_files(p, patterns, follow_symlinks=False, outside=outside)]
+            out.outside += [str(p / name) for name in outside]
+            if not found and outside:
+                raise CharrnnError(f"every file in folder {src} matching {' '.join(patterns)} is a symbolic link out of "
+                                   f"it ({some(outside)}): name the files themselves to read them")
             if not found:
                 raise CharrnnError(f"no files in folder {src} match {' '.join(patterns)}: pass --glob '*.txt'")
             binary = [f for f in found if encoding is not None and looks_binary(f, encoding)]

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from charrnn.corpus import expand_sources
+from charrnn.corpus import expand_sources, some
 from charrnn.errors import CharrnnError
 from charrnn.textscan import SNIFF, iter_text, normalize_encoding, sniff
 
@@ -35,6 +35,7 @@ class TextStats:
     invalid: int = 0  # undecodable byte sequences (skipped)
     invalid_at: list[tuple[str, int]] = field(default_factory=list)  # (file, byte offset), the first few
     binary: list[str] = field(default_factory=list)  # why a file looks binary, one line each
+    outside: list[str] = field(default_factory=list)  # files in folders behind symbolic links out of them (not read)
 
     @property
     def vocabulary(self) -> int:
@@ -49,6 +50,9 @@ class TextStats:
     def oddities(self) -> list[str]:
         """One readable line per problem found; empty when the text is clean."""
         out = list(self.binary)
+        if self.outside:
+            out.append(f"{len(self.outside):,} symbolic link(s) out of their folder not read ({some(self.outside)}): "
+                       "name a file to read it")
         if self.bom:
             out.append(f"byte-order mark at the start of {', '.join(self.bom[:3])}{' ...' if len(self.bom) > 3 else ''} (dropped when training)")
         if self.crlf:
@@ -99,7 +103,9 @@ def text_stats(sources: list[str], globs: list[str] | None = None, encoding: str
     """Stream every source once ('-' = stdin) and gather `TextStats`."""
     encoding = normalize_encoding(encoding)
     stats, counter = TextStats(), _Counter()
-    for src in expand_sources(sources, globs).files:  # binary files too: stats reports them
+    found = expand_sources(sources, globs)
+    stats.outside = found.outside
+    for src in found.files:  # binary files too: stats reports them
         name = "standard input" if src == "-" else src
         try:
             f = sys.stdin.buffer if src == "-" else open(src, "rb")

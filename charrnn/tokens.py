@@ -79,6 +79,7 @@ class Corpus:
     seconds: float  # time spent preparing
     skipped: list[str] = field(default_factory=list)  # binary files found in folders and left out
     chars: int = 0  # characters of text the tokens stand for (0: one per token)
+    outside: list[str] = field(default_factory=list)  # files in folders reached by symbolic links out of them, left out
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -87,6 +88,9 @@ class Corpus:
         origin = ", ".join(self.sources) if len(self.sources) <= 3 else f"{len(self.sources)} files"
         how = "cached tokens" if self.cached else f"encoded in {self.seconds:.1f}s"
         skipped = f"; skipped {len(self.skipped)} binary file(s) in folders ({some(self.skipped)})" if self.skipped else ""
+        if self.outside:
+            skipped += (f"; skipped {len(self.outside)} symbolic link(s) out of their folder ({some(self.outside)}): "
+                        "name a file to read it")
         chars = self.chars or len(self)
         what = {
             "char": f"{len(self):,} characters ({len(self.vocab)} distinct",
@@ -456,10 +460,10 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
         if hit:
             vocab, tokens, n = hit
             return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, True,
-                          time.perf_counter() - t0, found.binary, n)
+                          time.perf_counter() - t0, found.binary, n, found.outside)
         vocab, tokens, n = _encode_to_cache(files, meta_path, encoding, kind, max_vocab, total, progress)
         return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, False, time.perf_counter() - t0,
-                      found.binary, n)
+                      found.binary, n, found.outside)
     finally:
         for copy, _ in spooled.values():
             copy.unlink(missing_ok=True)

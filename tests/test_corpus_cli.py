@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import charrnn.catalog
 from charrnn.catalog import CorpusEntry
 from charrnn.cli import app
+from charrnn.corpus import source_name
 
 from .conftest import SHARED, fifo_with
 
@@ -159,17 +160,17 @@ def test_a_glob_selects_inside_the_folder_only(in_tmp, command):
 
 
 def test_a_pipe_trains_like_stdin_and_is_never_called_missing(in_tmp):
-    """`charrnn train <(cmd)`: the pipe (/dev/fd/63, a link to 'pipe:[81234]') is read once, spooled
-    like stdin, named 'pipe', and kept in config.yaml as it was given; stats reads one too."""
-    pipe = fifo_with(in_tmp / "pipe", ("read from a pipe\n" * 40).encode())
+    """`charrnn train poems.fifo` (a named pipe): read once, spooled like stdin, its run named after
+    it, and kept in config.yaml as it was given; stats reads one too."""
+    pipe = fifo_with(in_tmp / "poems.fifo", ("read from a pipe\n" * 40).encode())
     result = runner.invoke(app, ["train", str(pipe), *TINY_ARGS])
     assert result.exit_code == 0, result.stderr
-    assert f"from {pipe}; encoded" in result.stderr and "checkpoints in checkpoints/pipe/" in result.stderr
-    assert yaml.safe_load((in_tmp / "checkpoints" / "pipe" / "config.yaml").read_text())["corpus"] == [str(pipe)]
+    assert f"from {pipe}; encoded" in result.stderr and "checkpoints in checkpoints/poems/" in result.stderr
+    assert yaml.safe_load((in_tmp / "checkpoints" / "poems" / "config.yaml").read_text())["corpus"] == [str(pipe)]
     again = fifo_with(in_tmp / "again", b"ab\n" * 5)
     stats = runner.invoke(app, ["corpus", "stats", str(again), "--json"])
     assert stats.exit_code == 0 and json.loads(stats.stdout)["characters"] == 15
-    build = runner.invoke(app, ["corpus", "build", str(in_tmp / "checkpoints" / "pipe" / "config.yaml"), "-o", "-"])
+    build = runner.invoke(app, ["corpus", "build", str(in_tmp / "checkpoints" / "poems" / "config.yaml"), "-o", "-"])
     assert build.exit_code == 1 and "config.yaml is not a folder: corpus build reads a folder of files" in build.stderr
 
 
@@ -276,3 +277,38 @@ def test_stdin_is_spooled_once_and_cached_like_a_file(in_tmp, monkeypatch):
     assert first.exit_code == second.exit_code == 0
     assert "encoded in" in first.stderr and "cached tokens" in second.stderr
     assert list((in_tmp / "cache" / "spool").iterdir()) == []  # the spooled copy is removed
+
+
+def test_bash_process_substitution_is_named_pipe():
+    """bash's `<(cmd)` hands a command /dev/fd/63, a link to 'pipe:[81234]': no name to take."""
+    read, write = os.pipe()
+    try:
+        assert source_name(f"/dev/fd/{read}") == "pipe"
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_a_folder_leaves_out_links_out_of_it(in_tmp):
+    """A downloaded tree with a link to a private file: `train` and `corpus stats` on the folder
+    read the tree, not the file the link leads to, and say which they left out; named on its own
+    the file is read."""
+    secret = in_tmp / "secret.txt"
+    secret.write_text("PRIVATE KEY " * 50 + "\n")
+    tree = in_tmp / "tree"
+    tree.mkdir()
+    (tree / "poem.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 30)
+    (tree / "notes.txt").symlink_to(secret)
+    result = runner.invoke(app, ["train", "tree", *TINY_ARGS])
+    assert result.exit_code == 0, result.stderr
+    line = next(line for line in result.stderr.splitlines() if line.startswith("corpus:"))
+    assert "tree/poem.txt; " in line and "skipped 1 symbolic link(s) out of their folder (" in line
+    assert line.endswith("tree/notes.txt): name a file to read it") and "secret" not in line
+    stats = json.loads(runner.invoke(app, ["corpus", "stats", "tree", "--json"]).stdout)
+    assert stats["characters"] == 44 * 30 and [p.endswith("tree/notes.txt") for p in stats["outside"]] == [True]
+    assert any("symbolic link(s) out of their folder" in o for o in stats["oddities"])
+    alone = json.loads(runner.invoke(app, ["corpus", "stats", "tree/notes.txt", "--json"]).stdout)
+    assert alone["characters"] == 12 * 50 + 1
+    (tree / "poem.txt").unlink()
+    only_link = runner.invoke(app, ["train", "tree", *TINY_ARGS])
+    assert only_link.exit_code == 1 and "tree matching **/* is a symbolic link out of it (notes.txt)" in only_link.stderr
