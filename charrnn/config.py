@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from charrnn.errors import CharrnnError, UsageError
-from charrnn.fileio import atomic_write_text, path_kind
+from charrnn.fileio import atomic_write_text, os_advice, path_kind
 from charrnn.runtime import PRECISIONS
 from charrnn.showtext import visible
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
@@ -456,5 +456,5 @@ def write_run_config(out_dir: str | Path, run: RunConfig, note: str = "") -> Pat
     try:
         atomic_write_text(path, header + yaml.safe_dump(run.to_dict(), sort_keys=False, allow_unicode=True))
     except OSError as e:
-        raise CharrnnError(f"cannot write {path}: {e.strerror or e}: free some space or choose another --out") from None
+        raise CharrnnError(f"cannot write {path}: {e.strerror or e}; {os_advice(e)}") from None
     return path

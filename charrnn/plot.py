@@ -64,6 +64,8 @@ def metrics_path(run: str | Path) -> Path:
         p = p / "metrics.jsonl"
     elif p.suffix == ".pt":
         p = p.parent / "metrics.jsonl"
+    if p.exists() and not p.is_file():
+        raise CharrnnError(f"{p} is not a file: pass a run folder written by `charrnn train`")
     if not p.is_file():
         raise CharrnnError(f"no metrics.jsonl for {run}: pass a run folder written by `charrnn train`")
     return p

@@ -82,6 +82,11 @@ class RunFolder:
                 prune_snapshots(self.path, self.keep)
         except OSError as e:
             raise CharrnnError(f"cannot write to the run folder {self.path}: {e.strerror or e}; {os_advice(e)}") from None
+        for name in RUN_FILES:  # a folder (or a socket) by the name of a file the run writes
+            f = self.path / name
+            if f.exists() and not f.is_file():
+                raise CharrnnError(f"{f} is not a file, and a run writes a file there: move it, or choose another "
+                                   "folder with -o")
 
     def save(self, names: tuple[str, ...], payload: dict, history: list[dict]) -> list[Path]:
         """Write `payload` under each name (serialised once, then copied), then `history` as metrics.jsonl."""

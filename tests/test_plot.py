@@ -105,6 +105,9 @@ def test_png_of_two_runs(two_runs, tmp_path):
 def test_not_a_run(tmp_path, two_runs):
     result = runner.invoke(app, ["plot", str(tmp_path)])
     assert result.exit_code == 1 and "no metrics.jsonl" in result.stderr
+    (tmp_path / "odd" / "metrics.jsonl").mkdir(parents=True)
+    odd = runner.invoke(app, ["plot", str(tmp_path / "odd")])
+    assert odd.exit_code == 1 and "odd/metrics.jsonl is not a file" in odd.stderr
     (tmp_path / "README.md").write_text("x")
     (tmp_path / "empty").mkdir()
     glob = [str(two_runs / "small"), str(tmp_path / "README.md"), str(tmp_path / "empty")]  # as checkpoints/* matches

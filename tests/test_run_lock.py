@@ -158,3 +158,15 @@ def eval_json(line: str) -> dict:
     import json
 
     return json.loads(line)
+
+
+def test_a_folder_by_the_name_of_a_run_file_is_refused_before_training(in_tmp):
+    """`-o proj` where proj/config.yaml or proj/metrics.jsonl is a folder: one line naming it and what to
+    do, before training (metrics.jsonl is first written at the first save), and nothing written."""
+    (in_tmp / "small.txt").write_text(TINY_TEXT)
+    for name in ("config.yaml", "metrics.jsonl"):
+        folder = in_tmp / name.split(".")[0]
+        (folder / name).mkdir(parents=True)
+        result = runner.invoke(app, ["train", "small.txt", "-o", str(folder), "--steps", "1", *TINY])
+        assert one_error_line(result, name, "move it"), result.stderr
+        assert "space" not in result.stderr and not (folder / "last.pt").exists()
