@@ -59,7 +59,8 @@ GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
                                            shape(2, 256, 64, batch_size=64, seq_len=32),
                                            shape(2, 256, 64, batch_size=16, seq_len=128),
                                            # dropout where 2×256 reads the text ~6 times
-                                           shape(2, 256, 64, 0.1, lr=2e-2)]),
+                                           shape(2, 256, 64, 0.1, lr=2e-2), shape(2, 256, 64, lr=3e-2),
+                                           shape(2, 256, 64, lr=4e-2)]),
     "shakespeare-300": ("shakespeare", 300, [S256, S384, S512, shape(2, 512, 128, lr=3e-3), S768,
                                              shape(2, 384, 128, lr=1e-2), shape(2, 256, 64, lr=2e-2),
                                              shape(2, 512, 128, 0.1),
@@ -67,7 +68,14 @@ GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
                                              # but validates at 2.07 (overfit)
                                              shape(2, 512, 128, 0.2), shape(2, 384, 128, 0.1), shape(2, 384, 128, 0.2),
                                              shape(2, 512, 128, 0.1, lr=1e-2),
-                                             shape(2, 384, 128, 0.1, weight_decay=0.3)]),
+                                             shape(2, 384, 128, 0.1, weight_decay=0.3),
+                                             # depth, and a wider batch at a higher lr (more chars/s per core)
+                                             shape(3, 384, 128, 0.1), shape(2, 512, 128, 0.2, 1e-2, batch_size=64),
+                                             # 2×256 at lr 2e-2 reads the text ~22 times in 300 s: dropout there
+                                             shape(2, 256, 64, 0.1, lr=2e-2), shape(2, 256, 64, 0.2, lr=2e-2),
+                                             shape(2, 256, 64, 0.1, lr=3e-2), shape(2, 256, 64, 0.1, lr=4e-2)]),
+    # where the rule's step down to a shape read many times (with dropout) would land on 2×128
+    "shakespeare-120": ("shakespeare", 120, [S384, shape(2, 256, 64, lr=3e-2), shape(2, 128, 32, 0.1, lr=2e-2)]),
     "linux-300": ("linux", 300, [S256, S384, S512]),
     "shakespeare-900": ("shakespeare", 900, [S384, shape(2, 512, 128, 0.2)]),
 }
@@ -188,7 +196,9 @@ def table(rows: dict[str, dict]) -> None:
 def auto_label(row: dict) -> str:
     if not row["auto"]:
         return ""
-    return "auto (before the lr rule)" if row["key"].endswith("before-lr") else "auto"
+    if row["key"].endswith("before-lr"):
+        return "auto (before the lr rule)"
+    return "auto (before the step-down rule)" if row["key"].endswith("before-step-down") else "auto"
 
 
 def all_rows(rows: dict[str, dict]) -> None:

@@ -5,17 +5,21 @@ see, not by its size: a bigger model learns more per character but sees fewer of
 same time. The sweep in `bench/sweep.py` (shapes x budgets x corpora, results kept in
 bench/sweep/results.jsonl) found the best model at each budget and fitted one rule to it:
 
-    take the largest shape of the ladder that still sees CHARS_PER_PARAM (2) characters
+    take the largest shape of the ladder that still sees CHARS_PER_PARAM (3) characters
     per parameter in the budget,
 
 where "characters seen" is the chars/s this machine trains that shape at (timed here, a
 few steps each in fp32 and bf16 as the run would choose, cached like the precision verdict)
 times the seconds of `--time`, or steps x B x T for `--steps`, or epochs x the training
 text for `--epochs`. A run that reads its text MANY_PASSES (15) times or more is limited by
-the text, not the time: there the larger model with dropout MANY_PASSES_DROPOUT (0.2) won,
-and the bar is MANY_PASSES_CHARS_PER_PARAM (0.5) characters per parameter. Each shape of
-the ladder comes with the peak learning rate the sweep found best for it: the narrow ones
-(2×128, 2×256) learn fastest at 2e-2, the wider ones at charrnn's 6e-3.
+the text, not the time: there the larger model with dropout won, and the bar is
+MANY_PASSES_CHARS_PER_PARAM (0.5) characters per parameter. For the same reason, when the
+shape so chosen reads the text fewer than 15 times but the one below it reads it 15 times or
+more, the one below is taken (never the ladder's smallest), with dropout: regularized, it
+learns more from the text it reads again. Each shape of the ladder comes with the peak
+learning rate the sweep found best for it (2e-2 for 2×128, 3e-2 for 2×256, charrnn's 6e-3 for
+the wider ones) and its dropout for a text read many times (0.1 for the narrow ones, 0.2 for
+the wider).
 
     sizing = choose_size(n_train=1_003_854, train=TrainConfig(time=300), vocab_size=65, rate=probe)
     sizing.settings()   # {'layers': 2, 'hidden': 384, 'embed': 128, 'dropout': 0.0, 'lr': 0.006} here (AMD EPYC, 2 cores)
@@ -50,6 +54,7 @@ class Shape:
     hidden: int
     embed: int
     lr: float = DEFAULT_LR  # the peak learning rate the sweep found best for this shape at short budgets
+    dropout: float = 0.2  # its dropout when the run reads the text MANY_PASSES times or more
 
     def config(self, vocab_size: int, cell: str = "lstm", dropout: float = 0.0) -> ModelConfig:
         return ModelConfig(vocab_size=vocab_size, cell=cell, layers=self.layers, hidden=self.hidden,
@@ -93,15 +98,17 @@ def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter, kind
 
 
 # The shapes tried, smallest first (the sweep's shapes). Past 2×768, ask for a shape (--preset large).
-# The narrow ones learn fastest with a higher lr (Shakespeare 60 s, 2×256: 2.140 bits/char at 2e-2, 2.176 at
-# 1.5e-2, 2.205 at 1e-2, 2.227 at 6e-3); 2×384 does not (2.360 at 1e-2, 2.239 at 6e-3).
-LADDER = (Shape(2, 128, 32, 2e-2), Shape(2, 256, 64, 2e-2), Shape(2, 384, 128), Shape(2, 512, 128),
+# The narrow ones learn fastest with a higher lr (Shakespeare 60 s, 2×256: 2.130 bits/char at 3e-2, 2.137 at 4e-2,
+# 2.140 at 2e-2, 2.205 at 1e-2, 2.227 at 6e-3; 300 s with dropout 0.1: 2.020 at 4e-2, 2.024 at 3e-2, 2.030 at
+# 2e-2); 2×384 does not (2.360 at 1e-2, 2.239 at 6e-3).
+# Read many times, 2×256 did best with dropout 0.1 (Shakespeare 300 s: 2.030, against 2.039 at 0.2), the
+# wider ones with 0.2 (2×384 on the small text, 2×512 at 900 s).
+LADDER = (Shape(2, 128, 32, 2e-2, 0.1), Shape(2, 256, 64, 3e-2, 0.1), Shape(2, 384, 128), Shape(2, 512, 128),
           Shape(2, 768, 128))
 # Fitted to bench/sweep/results.jsonl (bench/sweep/README.md): see the module docstring.
-CHARS_PER_PARAM = 2.0  # the best shapes saw 4.8-6 characters per parameter, the next larger ones 1.0-1.6
+CHARS_PER_PARAM = 3.0  # the best shapes saw 4.5-6 characters per parameter, the next larger ones 1.0-2.0
 MANY_PASSES = 15.0  # a run that reads its text this many times or more is limited by the text, not the time:
 MANY_PASSES_CHARS_PER_PARAM = 0.5  # ... there the larger model with dropout won (0.9 chars/param at 20 passes)
-MANY_PASSES_DROPOUT = 0.2
 PROBE_STEPS = 3  # timed training steps per shape (after one untimed), at the run's B and T
 
 
@@ -174,29 +181,33 @@ def enough(seen: float, params: int, n_train: int) -> bool:
     return seen >= params * (MANY_PASSES_CHARS_PER_PARAM if many else CHARS_PER_PARAM)
 
 
-def dropout_for(epochs: float) -> float:
-    return MANY_PASSES_DROPOUT if epochs >= MANY_PASSES else 0.0
-
-
 def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callable[[Shape], float] | None = None,
                 cell: str = "lstm", ladder: tuple[Shape, ...] = LADDER) -> Sizing:
-    """The largest shape of `ladder` that sees enough characters per parameter (`enough`).
+    """The largest shape of `ladder` that sees enough characters per parameter (`enough`), or the
+    shape below it (never the smallest) when that one reads the text MANY_PASSES times and the
+    largest does not; a shape that reads the text MANY_PASSES times gets its dropout.
 
     `rate(shape)` -> training chars/s of that shape on this machine; needed only for a time
     budget, and called for the shapes the walk reaches (smallest first), so a slow probe stops early.
     """
     needs_rate = bool(train.time) and rate is not None
-    chosen = None
+    walked: list[Sizing] = []
     for shape in ladder:
         r = rate(shape) if needs_rate else None
         seen = chars_seen(train, n_train, r)
         params = shape.config(vocab_size, cell).num_params()
-        candidate = Sizing(shape, 0.0, params, n_train, seen, budget_words(train), r)
-        if chosen is not None and not enough(seen, params, n_train):
+        if walked and not enough(seen, params, n_train):
             break
-        chosen = candidate
-    return Sizing(chosen.shape, dropout_for(chosen.epochs), chosen.params, n_train, chosen.chars_seen, chosen.budget,
-                  chosen.rate)
+        walked.append(Sizing(shape, 0.0, params, n_train, seen, budget_words(train), r))
+    chosen = walked[-1]
+    if chosen.epochs < MANY_PASSES and len(walked) > 2 and walked[-2].epochs >= MANY_PASSES:
+        # the text, not the time, limits the shape below: with dropout it learns more than the larger one
+        # without (Shakespeare 300 s: 2×256 reading it 24 times, dropout 0.1: 2.024; 2×384, 10 times: 2.074).
+        # Never down to the smallest shape: at 120 s 2×128 reads it 19 times, and with dropout did worse
+        # than 2×256 without (2.198 against 2.084).
+        chosen = walked[-2]
+    dropout = chosen.shape.dropout if chosen.epochs >= MANY_PASSES else 0.0
+    return Sizing(chosen.shape, dropout, chosen.params, n_train, chosen.chars_seen, chosen.budget, chosen.rate)
 
 
 # ---- the probe: this machine's training speed for a shape --------------------------------------------

@@ -72,9 +72,28 @@ def test_the_probe_stops_at_the_first_shape_too_big():
 
 def test_a_text_read_many_times_gets_dropout():
     small = choose_size(100_000, TrainConfig(time=60), V, flops_rate(40_000))
-    assert small.epochs >= sizing.MANY_PASSES and small.dropout == sizing.MANY_PASSES_DROPOUT
+    assert small.epochs >= sizing.MANY_PASSES and small.dropout == small.shape.dropout > 0
     big = choose_size(10_000_000, TrainConfig(time=60), V, flops_rate(40_000))
     assert big.epochs < 1 and big.dropout == 0
+
+
+def measured_rate(shape: Shape) -> float:
+    """chars/s of each ladder shape as measured on a 2-core AMD EPYC (bench/sweep/results.jsonl)."""
+    return {128: 170_000, 256: 90_000, 384: 33_000, 512: 20_000, 768: 7_800}[shape.hidden]
+
+
+def test_a_shape_that_reads_the_text_many_times_is_preferred_to_a_larger_one_that_does_not():
+    """Shakespeare (1.0M characters) at 300 s: 2×384 reads it ~10 times, 2×256 ~27 times; 2×256 with
+    dropout won (2.024 bits/char against 2.074). At 120 s 2×128 reads it ~20 times, but the step down
+    never goes to the smallest shape (2×128 with dropout: 2.198; 2×256 without: 2.084)."""
+    at_300 = choose_size(1_003_854, TrainConfig(time=300), V, measured_rate)
+    assert (str(at_300.shape), at_300.dropout, at_300.shape.lr) == ("2×256", 0.1, 3e-2)
+    at_120 = choose_size(1_003_854, TrainConfig(time=120), V, measured_rate)
+    assert (str(at_120.shape), at_120.dropout) == ("2×256", 0.0)
+    at_900 = choose_size(1_003_854, TrainConfig(time=900), V, measured_rate)  # the larger one reads it 18 times
+    assert (str(at_900.shape), at_900.dropout) == ("2×512", 0.2)
+    linux = choose_size(7_200_000, TrainConfig(time=300), V, measured_rate)  # read ~1.4 times: no step down
+    assert (str(linux.shape), linux.dropout) == ("2×384", 0.0)
 
 
 def test_the_log_line_says_what_and_why():
