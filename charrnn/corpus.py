@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import io
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from charrnn.errors import CharrnnError, UsageError
-from charrnn.fileio import path_kind
-from charrnn.textscan import iter_text, looks_binary
+from charrnn.fileio import path_kind, stream_chunks
+from charrnn.textscan import iter_text, looks_binary, sniffed
 
 
 def decode_bytes(data: bytes, name: str, encoding: str = "utf-8") -> str:
@@ -32,6 +33,20 @@ def decode_bytes(data: bytes, name: str, encoding: str = "utf-8") -> str:
     if "\x00" in text:
         raise CharrnnError(f"{name} contains NUL characters and looks binary, not text: pass a text file")
     return text
+
+
+def read_source(src: str, encoding: str = "utf-8") -> bytes:
+    """The bytes of a file, a stream or '-' (standard input), whole. A stream is refused as soon as
+    its first bytes show it is not text (`textscan.sniffed`), never read to its end first: it may
+    have none (/dev/zero)."""
+    name = "standard input" if src == "-" else src
+    try:
+        if src != "-" and path_kind(src) != "stream":
+            return Path(src).read_bytes()
+        with nullcontext(sys.stdin.buffer) if src == "-" else open(src, "rb") as f:
+            return b"".join(sniffed(stream_chunks(f), name, encoding))
+    except OSError as e:
+        raise CharrnnError(f"cannot read {name}: {e.strerror}") from None
 
 
 def check_glob(pattern: str) -> None:
@@ -165,14 +180,7 @@ def read_text(sources: list[str], globs: list[str] | None = None, encoding: str 
     """Read and concatenate every source as text (a folder contributes its matching files, sorted)."""
     parts = []
     for src in expand_sources(sources, globs, encoding).files:
-        if src == "-":
-            parts.append(decode_bytes(sys.stdin.buffer.read(), "standard input", encoding))
-        else:
-            try:
-                data = Path(src).read_bytes()
-            except OSError as e:
-                raise CharrnnError(f"cannot read {src}: {e.strerror}") from None
-            parts.append(decode_bytes(data, src, encoding))
+        parts.append(decode_bytes(read_source(src, encoding), "standard input" if src == "-" else src, encoding))
     text = "".join(parts)
     if not text:
         raise CharrnnError("the corpus is empty: give it some text to learn from")

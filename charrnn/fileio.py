@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import errno
 import glob
+import io
 import os
 import re
+import select
 import stat
 import sys
 import tempfile
@@ -118,6 +120,30 @@ def path_kind(path: str | Path) -> str:
     if stat.S_ISDIR(mode):
         return "folder"
     return "stream" if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) else "other"
+
+
+def stream_chunks(stream: BinaryIO) -> Iterator[bytes]:
+    """Standard input or a pipe, a chunk at a time, waking up every 0.25 s while it waits for more.
+
+    A signal meant for the process (SIGTERM, Ctrl-C) may be delivered to another thread (a progress
+    bar's); Python then runs its handler only when the main thread next runs bytecode. A plain read
+    of an idle pipe would block until the writer writes or closes it, so the clean-up would wait too.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        fd = None
+    if fd is None or os.name == "nt":
+        while chunk := stream.read(CHUNK):
+            yield chunk
+        return
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.25)
+        if ready:
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                return
+            yield chunk
 
 
 @contextmanager

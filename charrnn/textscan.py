@@ -12,7 +12,7 @@ file or UTF-16 text read as UTF-8 would otherwise fail with a confusing decode e
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from typing import BinaryIO
 from pathlib import Path
@@ -86,6 +86,20 @@ def sniff(head: bytes, name: str, encoding: str) -> None:
     reason = not_text(head, name, encoding)
     if reason:
         raise CharrnnError(reason)
+
+
+def sniffed(chunks: Iterable[bytes], name: str, encoding: str) -> Iterator[bytes]:
+    """`chunks` of a stream, passed on once its first SNIFF bytes (or all of it, if shorter) are seen
+    to be text: `sniff` refuses one that is not before the rest is read (a stream may never end)."""
+    head, it = b"", iter(chunks)
+    for chunk in it:
+        head += chunk
+        if len(head) >= SNIFF:
+            break
+    sniff(head, name, encoding)
+    if head:
+        yield head
+    yield from it
 
 
 def looks_binary(path: str | Path, encoding: str = "utf-8") -> bool:

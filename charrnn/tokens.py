@@ -33,10 +33,8 @@ their vocabulary (a word count between the two passes) and encodes pass 2.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import select
 import sys
 import time
 from collections.abc import Callable
@@ -45,10 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.fileio import CHUNK, atomic_write, atomic_write_text, json_text, os_advice, path_kind, sweep_stale_temps, temp_path
+from charrnn.fileio import (CHUNK, atomic_write, atomic_write_text, json_text, os_advice, path_kind, stream_chunks,
+                            sweep_stale_temps, temp_path)
 from charrnn.corpus import expand_sources, some, source_name
 from charrnn.errors import CharrnnError, UsageError
-from charrnn.textscan import iter_text, normalize_encoding
+from charrnn.textscan import iter_text, normalize_encoding, sniffed
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
 from charrnn.vocab import Vocab
 from charrnn.vocabbuild import build_vocab, encode_tokens
@@ -159,33 +158,11 @@ def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
     return sha
 
 
-def _stream_chunks(stream):
-    """Standard input or a pipe, a chunk at a time, waking up every 0.25 s while it waits for more.
-
-    A signal meant for the process (SIGTERM, Ctrl-C) may be delivered to another thread (a progress
-    bar's); Python then runs its handler only when the main thread next runs bytecode. A plain read
-    of an idle pipe would block until the writer writes or closes it, so the clean-up would wait too.
-    """
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        fd = None
-    if fd is None or os.name == "nt":
-        while chunk := stream.read(CHUNK):
-            yield chunk
-        return
-    while True:
-        ready, _, _ = select.select([fd], [], [], 0.25)
-        if ready:
-            chunk = os.read(fd, CHUNK)
-            if not chunk:
-                return
-            yield chunk
-
-
-def spool_stream(root: Path, stream) -> tuple[Path, str]:
+def spool_stream(root: Path, stream, name: str, encoding: str) -> tuple[Path, str]:
     """Copy a binary stream (standard input, a pipe) to a temporary file under `root` (the caller deletes
     it); return it and its sha256. A stream can be read only once; the two passes read the copy.
+    One whose first bytes show it is not text (`textscan.sniffed`) is refused then, not copied whole
+    (`train - < /dev/zero` would fill the disk).
 
     The file is named after this process (`fileio.temp_path`), so one left by a killed run is swept
     by the next (`sweep_cache`).
@@ -196,7 +173,7 @@ def spool_stream(root: Path, stream) -> tuple[Path, str]:
     digest = hashlib.sha256()
     try:
         with open(tmp, "wb") as out:
-            for chunk in _stream_chunks(stream):
+            for chunk in sniffed(stream_chunks(stream), name, encoding):
                 out.write(chunk)
                 digest.update(chunk)
     except BaseException:
@@ -441,10 +418,10 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
             sweep_cache(root)
             for s in expanded:
                 if s == "-":
-                    spooled[s] = spool_stream(root, sys.stdin.buffer)
+                    spooled[s] = spool_stream(root, sys.stdin.buffer, "standard input", encoding)
                 elif s not in spooled and path_kind(s) == "stream":
                     with open(s, "rb") as f:
-                        spooled[s] = spool_stream(root, f)
+                        spooled[s] = spool_stream(root, f, s, encoding)
         except OSError as e:
             raise CharrnnError(f"cannot use the token cache in {root} ({e.strerror}): {os_advice(e)}, "
                                f"or set CHARRNN_CACHE to a writable folder") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 
 import pytest
 import torch
@@ -94,3 +95,34 @@ def test_out_of_memory_is_one_line_not_a_traceback(tiny_run, monkeypatch):
     monkeypatch.setattr(torch.nn.Module, "load_state_dict", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
     result = runner.invoke(app, ["sample", str(tiny_run), "-n", "5", "--threads", "1"])
     assert result.exit_code == 1 and "out of memory" in error_line(result)
+
+
+def zeros_fifo(path, cap: int = 64 << 20) -> dict:
+    """A named pipe giving NUL bytes, as /dev/zero does, but ending after `cap` (so a regression fails, not
+    hangs); the returned dict counts what its reader took."""
+    os.mkfifo(path)
+    sent = {"bytes": 0}
+
+    def write() -> None:
+        try:
+            with open(path, "wb", buffering=0) as f:
+                while sent["bytes"] < cap:
+                    sent["bytes"] += f.write(bytes(1 << 16))
+        except BrokenPipeError:  # the reader stopped early: what it should do
+            pass
+
+    threading.Thread(target=write, daemon=True).start()
+    return sent
+
+
+@pytest.mark.parametrize("command", [["train", "ZEROS", "--steps", "1", "--threads", "1"],
+                                     ["eval", "RUN", "ZEROS", "--threads", "1"],
+                                     ["sample", "RUN", "--prime-file", "ZEROS", "-n", "5", "--threads", "1"]])
+def test_an_endless_binary_stream_is_refused_at_its_first_bytes(command, in_tmp, tiny_run):
+    """`charrnn train /dev/zero` (or `- < /dev/zero`) filled the disk before saying "binary", and `eval RUN
+    /dev/zero` or a --prime-file the memory: a stream is looked at first, then read."""
+    sent = zeros_fifo(in_tmp / "zeros")
+    args = {"RUN": str(tiny_run), "ZEROS": str(in_tmp / "zeros")}
+    result = runner.invoke(app, [args.get(a, a) for a in command])
+    assert "has NUL bytes" in error_line(result)
+    assert sent["bytes"] < 1 << 20, sent  # ~8 KB read, not the 64 MB the stream holds

@@ -197,9 +197,8 @@ def read_prime(prime: str | None, prime_file: str | None) -> str:
         raise UsageError("pass --prime or --prime-file, not both")
     if prime_file is None:
         return prime or ""
-    from charrnn.corpus import check_text_file, decode_bytes
+    from charrnn.corpus import check_text_file, decode_bytes, read_source
 
-    if prime_file == "-":
-        return decode_bytes(sys.stdin.buffer.read(), "standard input")
-    check_text_file(prime_file, "--prime-file", "no such prime file")  # a pipe (<(cmd)) is read like -
-    return decode_bytes(Path(prime_file).read_bytes(), prime_file)
+    if prime_file != "-":
+        check_text_file(prime_file, "--prime-file", "no such prime file")  # a pipe (<(cmd)) is read like -
+    return decode_bytes(read_source(prime_file), "standard input" if prime_file == "-" else prime_file)
