@@ -76,5 +76,5 @@ def test_train_help_says_which_defaults_the_sizing_chooses():
              for flag in ("--layers", "--hidden", "--embed", "--dropout", "--lr", "--batch-size")}
     for flag in ("--layers", "--hidden", "--embed", "--dropout"):
         assert "[default: sized for the text, budget and machine]" in lines[flag], lines[flag]
-    assert "0.006; 0.02 when the sizing picks 2×128 or 2×256" in lines["--lr"]
+    assert "[default: 0.006; when sized: 0.02 for 2×128, 0.03 for 2×256]" in lines["--lr"]
     assert "[default: 32]" in lines["--batch-size"]

@@ -48,8 +48,8 @@ def opt(*names: str, help: str, field: str | None = None, shown: str | None = No
 
 
 SIZED = "sized for the text, budget and machine"
-LR_SHOWN = f"{_DEFAULTS['lr']:g}; " + "; ".join(
-    f"{lr:g} when the sizing picks {' or '.join(str(s) for s in LADDER if s.lr == lr)}"
+LR_SHOWN = f"{_DEFAULTS['lr']:g}; when sized: " + ", ".join(
+    f"{lr:g} for {' and '.join(str(s) for s in LADDER if s.lr == lr)}"
     for lr in dict.fromkeys(s.lr for s in LADDER) if lr != _DEFAULTS["lr"])
 
 
