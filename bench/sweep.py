@@ -73,7 +73,10 @@ GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
                                              shape(3, 384, 128, 0.1), shape(2, 512, 128, 0.2, 1e-2, batch_size=64),
                                              # 2×256 at lr 2e-2 reads the text ~22 times in 300 s: dropout there
                                              shape(2, 256, 64, 0.1, lr=2e-2), shape(2, 256, 64, 0.2, lr=2e-2),
-                                             shape(2, 256, 64, 0.1, lr=3e-2), shape(2, 256, 64, 0.1, lr=4e-2)]),
+                                             shape(2, 256, 64, 0.1, lr=3e-2), shape(2, 256, 64, 0.1, lr=4e-2),
+                                             # around the step-down's choice (2×256, dropout 0.1, lr 3e-2)
+                                             shape(2, 256, 64, 0.15, lr=3e-2), shape(2, 256, 128, 0.1, lr=3e-2),
+                                             shape(2, 256, 64, 0.1, lr=3e-2, batch_size=16)]),
     # where the rule's step down to a shape read many times (with dropout) would land on 2×128
     "shakespeare-120": ("shakespeare", 120, [S384, shape(2, 256, 64, lr=3e-2), shape(2, 128, 32, 0.1, lr=2e-2)]),
     "linux-300": ("linux", 300, [S256, S384, S512]),
@@ -82,6 +85,7 @@ GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
 FLAGS = {"layers": "--layers", "hidden": "--hidden", "embed": "--embed", "batch_size": "--batch-size",
          "seq_len": "--seq-len", "lr": "--lr", "dropout": "--dropout"}
 EXTRA_FLAGS = {"weight_decay": "--weight-decay"}  # in a row's key and command only where the row sets it
+REPEAT = ""  # '#N' for `--repeat N`: the same rows again, kept beside the first runs
 
 
 def cpu() -> str:
@@ -137,7 +141,7 @@ def summary(folder: Path) -> dict:
 
 def run_one(group: str, settings: dict | None, dry: bool) -> dict | None:
     corpus, seconds, _ = GROUPS[group]
-    folder = RUNS / key(group, settings).replace(":", "_").replace(",", "_").replace("=", "")
+    folder = RUNS / (key(group, settings) + REPEAT).replace(":", "_").replace(",", "_").replace("=", "").replace("#", "_")
     cmd = [*CHARRNN, "train", corpus_arg(corpus), "--time", str(seconds), "-o", str(folder), "--overwrite",
            "--sample-every", "0"]
     for k, flag in {**FLAGS, **EXTRA_FLAGS}.items():
@@ -151,7 +155,7 @@ def run_one(group: str, settings: dict | None, dry: bool) -> dict | None:
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
         raise SystemExit(f"run failed: {' '.join(cmd)}")
-    row = {"key": key(group, settings), "group": group, "corpus": corpus, "seconds": seconds,
+    row = {"key": key(group, settings) + REPEAT, "group": group, "corpus": corpus, "seconds": seconds,
            "auto": settings is None, **summary(folder), "model_line": first or None, "cpu": cpu(),
            "load_before": os.getloadavg()[0], "date": dt.datetime.now().isoformat(timespec="seconds"),
            "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -194,6 +198,8 @@ def table(rows: dict[str, dict]) -> None:
 
 
 def auto_label(row: dict) -> str:
+    if "#" in row["key"]:
+        return f"repeat {row['key'].rsplit('#', 1)[1]}" + (" (auto)" if row["auto"] else "")
     if not row["auto"]:
         return ""
     if row["key"].endswith("before-lr"):
@@ -217,13 +223,16 @@ def main() -> None:
     ap.add_argument("--auto", action="store_true", help="run the automatic choice for each group, then the table")
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--table", action="store_true", help="only print the tables from the results file")
+    ap.add_argument("--repeat", type=int, default=0, help="run the rows again, as repeat N (key suffix #N): noise")
     args = ap.parse_args()
+    global REPEAT
+    REPEAT = f"#{args.repeat}" if args.repeat else ""
     groups = args.only or list(GROUPS)
     if not args.table:
         have = done()
         for group in groups:
             for settings in ([None] if args.auto else GROUPS[group][2]):
-                if key(group, settings) in have:
+                if key(group, settings) + REPEAT in have:
                     continue
                 row = run_one(group, settings, args.dry_run)
                 if row:
