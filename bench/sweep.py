@@ -197,14 +197,15 @@ def table(rows: dict[str, dict]) -> None:
               f"{cell(default)} | {shape_name(best['config']) + ': ' + cell(best) if best else '–'} |")
 
 
+BEFORE = {"lr": "the lr rule", "step-down": "the step-down rule", "embed-128": "2×256 took embed 128"}
+
+
 def auto_label(row: dict) -> str:
-    if "#" in row["key"]:
-        return f"repeat {row['key'].rsplit('#', 1)[1]}" + (" (auto)" if row["auto"] else "")
-    if not row["auto"]:
-        return ""
-    if row["key"].endswith("before-lr"):
-        return "auto (before the lr rule)"
-    return "auto (before the step-down rule)" if row["key"].endswith("before-step-down") else "auto"
+    """'auto', or when the rule has changed since the row ran (its key ends '-before-TAG'), which change."""
+    base, _, repeat = row["key"].partition("#")
+    label = ("auto" + next((f" (before {what})" for tag, what in BEFORE.items() if base.endswith("-before-" + tag)), "")
+             if row["auto"] else "")
+    return f"{label}, repeat {repeat}".lstrip(", ") if repeat else label
 
 
 def all_rows(rows: dict[str, dict]) -> None:
