@@ -190,20 +190,25 @@ def table(rows: dict[str, dict]) -> None:
     for group, (corpus, seconds, shapes) in GROUPS.items():
         fixed = [rows[key(group, s)] for s in shapes if key(group, s) in rows]
         auto = rows.get(key(group, None))
-        default = rows.get(key(group, DEFAULTS))
         best = min(fixed, key=lambda r: r["best_val_bpc"]) if fixed else None
         cell = lambda r: f"{r['best_val_bpc']:.3f}" if r else "–"  # noqa: E731
-        print(f"| {corpus} | {seconds} s | {shape_name(auto['config']) if auto else '–'} | {cell(auto)} | "
-              f"{cell(default)} | {shape_name(best['config']) + ': ' + cell(best) if best else '–'} |")
+
+        def runs(k: str) -> str:  # the first run, then its repeats (`--repeat N`) in brackets
+            again = [rows[r] for r in sorted(rows) if r.startswith(k + "#")]
+            return cell(rows.get(k)) + (f" ({', '.join(cell(r) for r in again)} again)" if again else "")
+
+        print(f"| {corpus} | {seconds} s | {shape_name(auto['config']) if auto else '–'} | {runs(key(group, None))} | "
+              f"{runs(key(group, DEFAULTS))} | {shape_name(best['config']) + ': ' + cell(best) if best else '–'} |")
 
 
-BEFORE = {"lr": "the lr rule", "step-down": "the step-down rule", "embed-128": "2×256 took embed 128"}
+OTHER_RULES = {"-before-lr": "before the lr rule", "-before-step-down": "before the step-down rule",
+               "-embed-128-tried": "2×256 with embed 128, tried and given up"}
 
 
 def auto_label(row: dict) -> str:
-    """'auto', or when the rule has changed since the row ran (its key ends '-before-TAG'), which change."""
+    """'auto', or, for a rule other than today's (the key ends with one of OTHER_RULES), which."""
     base, _, repeat = row["key"].partition("#")
-    label = ("auto" + next((f" (before {what})" for tag, what in BEFORE.items() if base.endswith("-before-" + tag)), "")
+    label = ("auto" + next((f" ({what})" for tag, what in OTHER_RULES.items() if base.endswith(tag)), "")
              if row["auto"] else "")
     return f"{label}, repeat {repeat}".lstrip(", ") if repeat else label
 
