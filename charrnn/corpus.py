@@ -35,18 +35,20 @@ def decode_bytes(data: bytes, name: str, encoding: str = "utf-8") -> str:
     return text
 
 
-def read_source(src: str, encoding: str = "utf-8") -> bytes:
-    """The bytes of a file, a stream or '-' (standard input), whole. A stream is refused as soon as
-    its first bytes show it is not text (`textscan.sniffed`), never read to its end first: it may
-    have none (/dev/zero)."""
+def read_source(src: str, encoding: str = "utf-8") -> str:
+    """The text of a file, a stream or '-' (standard input), whole (`decode_bytes`). A stream is
+    refused as soon as its first bytes show it is not text (`textscan.sniffed`), never read to its
+    end first: it may have none (/dev/zero)."""
     name = "standard input" if src == "-" else src
     try:
         if src != "-" and path_kind(src) != "stream":
-            return Path(src).read_bytes()
-        with nullcontext(sys.stdin.buffer) if src == "-" else open(src, "rb") as f:
-            return b"".join(sniffed(stream_chunks(f), name, encoding))
+            data = Path(src).read_bytes()
+        else:
+            with nullcontext(sys.stdin.buffer) if src == "-" else open(src, "rb") as f:
+                data = b"".join(sniffed(stream_chunks(f), name, encoding))
     except OSError as e:
         raise CharrnnError(f"cannot read {name}: {e.strerror}") from None
+    return decode_bytes(data, name, encoding)
 
 
 def check_glob(pattern: str) -> None:
@@ -180,7 +182,7 @@ def read_text(sources: list[str], globs: list[str] | None = None, encoding: str 
     """Read and concatenate every source as text (a folder contributes its matching files, sorted)."""
     parts = []
     for src in expand_sources(sources, globs, encoding).files:
-        parts.append(decode_bytes(read_source(src, encoding), "standard input" if src == "-" else src, encoding))
+        parts.append(read_source(src, encoding))
     text = "".join(parts)
     if not text:
         raise CharrnnError("the corpus is empty: give it some text to learn from")

@@ -197,8 +197,8 @@ def read_prime(prime: str | None, prime_file: str | None) -> str:
         raise UsageError("pass --prime or --prime-file, not both")
     if prime_file is None:
         return prime or ""
-    from charrnn.corpus import check_text_file, decode_bytes, read_source
+    from charrnn.corpus import check_text_file, read_source
 
     if prime_file != "-":
         check_text_file(prime_file, "--prime-file", "no such prime file")  # a pipe (<(cmd)) is read like -
-    return decode_bytes(read_source(prime_file), "standard input" if prime_file == "-" else prime_file)
+    return read_source(prime_file)
