@@ -11,15 +11,13 @@ The layout for truncated back-propagation through time (B parallel streams) is
 from __future__ import annotations
 
 import io
-import sys
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from charrnn.errors import CharrnnError, UsageError
-from charrnn.fileio import path_kind, stream_chunks
+from charrnn.fileio import open_source, path_kind, source_label, stream_chunks
 from charrnn.textscan import iter_text, looks_binary, sniffed
 
 
@@ -39,12 +37,12 @@ def read_source(src: str, encoding: str = "utf-8") -> str:
     """The text of a file, a stream or '-' (standard input), whole (`decode_bytes`). A stream is
     refused as soon as its first bytes show it is not text (`textscan.sniffed`), never read to its
     end first: it may have none (/dev/zero)."""
-    name = "standard input" if src == "-" else src
+    name = source_label(src)
     try:
         if src != "-" and path_kind(src) != "stream":
             data = Path(src).read_bytes()
         else:
-            with nullcontext(sys.stdin.buffer) if src == "-" else open(src, "rb") as f:
+            with open_source(src) as f:
                 data = b"".join(sniffed(stream_chunks(f), name, encoding))
     except OSError as e:
         raise CharrnnError(f"cannot read {name}: {e.strerror}") from None

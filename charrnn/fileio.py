@@ -122,6 +122,24 @@ def path_kind(path: str | Path) -> str:
     return "stream" if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) else "other"
 
 
+STDIN_NAME = "standard input"  # what messages and run records call the source '-'
+
+
+def source_label(src: str) -> str:
+    """A source as messages name it: the path, or 'standard input' for '-'."""
+    return STDIN_NAME if src == "-" else src
+
+
+@contextmanager
+def open_source(src: str) -> Iterator[BinaryIO]:
+    """A source opened to read bytes: a path, or '-' for standard input (which is left open)."""
+    if src == "-":
+        yield sys.stdin.buffer
+    else:
+        with open(src, "rb") as f:
+            yield f
+
+
 def stream_chunks(stream: BinaryIO) -> Iterator[bytes]:
     """Standard input or a pipe, a chunk at a time, waking up every 0.25 s while it waits for more.
 

@@ -8,13 +8,13 @@ problem it counts them (invalid bytes, NUL characters, a BOM, CRLF line ends), s
 from __future__ import annotations
 
 import io
-import sys
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from charrnn.corpus import expand_sources, some
 from charrnn.errors import CharrnnError
+from charrnn.fileio import open_source, source_label
 from charrnn.textscan import SNIFF, iter_text, normalize_encoding, sniff
 
 MAX_POSITIONS = 10  # invalid-byte offsets listed (all are counted)
@@ -99,6 +99,28 @@ class _Counter:
         return {chr(i): int(self.counts[i]) for i in np.flatnonzero(self.counts)}
 
 
+def _count_source(f, name: str, encoding: str, stats: TextStats, counter: _Counter) -> None:
+    """Add one source (`f`, a buffered binary stream) to `stats` and `counter`: its first bytes looked
+    at (a binary file is reported, not refused), then its text counted."""
+    head = f.peek(SNIFF)
+    try:
+        sniff(head, name, encoding)
+    except CharrnnError as e:
+        stats.binary.append(str(e).split(":")[0])
+    if head.startswith(b"\xef\xbb\xbf") and encoding == "utf-8":
+        stats.bom.append(name)
+    bad: list[int] = []
+    previous = ""
+    for text in iter_text(f, name, encoding, bad=bad, on_bytes=lambda n: setattr(stats, "bytes", stats.bytes + n)):
+        counter.add(text)
+        stats.characters += len(text)
+        stats.crlf += text.count("\r\n") + (previous == "\r" and text[0] == "\n")
+        previous = text[-1]
+    stats.invalid += len(bad)
+    stats.invalid_at += [(name, o) for o in bad[: MAX_POSITIONS - len(stats.invalid_at)]]
+    stats.files += 1
+
+
 def text_stats(sources: list[str], globs: list[str] | None = None, encoding: str = "utf-8") -> TextStats:
     """Stream every source once ('-' = stdin) and gather `TextStats`."""
     encoding = normalize_encoding(encoding)
@@ -106,34 +128,12 @@ def text_stats(sources: list[str], globs: list[str] | None = None, encoding: str
     found = expand_sources(sources, globs)
     stats.outside = found.outside
     for src in found.files:  # binary files too: stats reports them
-        name = "standard input" if src == "-" else src
+        name = source_label(src)
         try:
-            f = sys.stdin.buffer if src == "-" else open(src, "rb")
+            with open_source(src) as f:
+                _count_source(f if hasattr(f, "peek") else io.BufferedReader(f), name, encoding, stats, counter)
         except OSError as e:
             raise CharrnnError(f"cannot read {src}: {e.strerror}") from None
-        if not hasattr(f, "peek"):
-            f = io.BufferedReader(f)  # so the first bytes can be looked at without consuming them
-        try:
-            head = f.peek(SNIFF)
-            try:
-                sniff(head, name, encoding)
-            except CharrnnError as e:
-                stats.binary.append(str(e).split(":")[0])
-            if head.startswith(b"\xef\xbb\xbf") and encoding == "utf-8":
-                stats.bom.append(name)
-            bad: list[int] = []
-            previous = ""
-            for text in iter_text(f, name, encoding, bad=bad, on_bytes=lambda n: setattr(stats, "bytes", stats.bytes + n)):
-                counter.add(text)
-                stats.characters += len(text)
-                stats.crlf += text.count("\r\n") + (previous == "\r" and text[0] == "\n")
-                previous = text[-1]
-            stats.invalid += len(bad)
-            stats.invalid_at += [(name, o) for o in bad[: MAX_POSITIONS - len(stats.invalid_at)]]
-            stats.files += 1
-        finally:
-            if src != "-":
-                f.close()
     stats.counts = counter.to_dict()
     stats.lines = stats.counts.get("\n", 0)
     stats.lone_cr = stats.counts.get("\r", 0) - stats.crlf

@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.fileio import (CHUNK, atomic_write, atomic_write_text, json_text, os_advice, path_kind, stream_chunks,
-                            sweep_stale_temps, temp_path)
+from charrnn.fileio import (CHUNK, atomic_write, atomic_write_text, json_text, open_source, os_advice, path_kind,
+                            source_label, stream_chunks, sweep_stale_temps, temp_path)
 from charrnn.corpus import expand_sources, some, source_name
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.textscan import iter_text, normalize_encoding, sniffed
@@ -55,7 +54,6 @@ from charrnn.vocabbuild import build_vocab, encode_tokens
 CACHE_FORMAT = 2  # 2: the .json records checksums of the .bin
 FULL_CHECK_BYTES = 64 << 20  # token files up to this size are verified whole on every hit
 SAMPLE_BLOCKS, SAMPLE_BLOCK = 64, 1 << 16  # larger ones by this many evenly spaced blocks of this many ids
-STDIN = "standard input"
 Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes total)
 
 
@@ -72,7 +70,7 @@ class Corpus:
     vocab: Vocab  # the sorted distinct code points of the text (or a word or byte vocabulary)
     tokens: np.ndarray  # (N,) ids, a read-only memory map of `path`
     path: Path  # the cached token file
-    sources: list[str]  # the files read, in order (STDIN for -)
+    sources: list[str]  # the files read, in order (STDIN_NAME for -)
     bytes: int  # bytes of input
     cached: bool  # True when the tokens came from the cache (nothing was decoded)
     seconds: float  # time spent preparing
@@ -417,15 +415,13 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
             root.mkdir(parents=True, exist_ok=True)
             sweep_cache(root)
             for s in expanded:
-                if s == "-":
-                    spooled[s] = spool_stream(root, sys.stdin.buffer, "standard input", encoding)
-                elif s not in spooled and path_kind(s) == "stream":
-                    with open(s, "rb") as f:
-                        spooled[s] = spool_stream(root, f, s, encoding)
+                if s not in spooled and (s == "-" or path_kind(s) == "stream"):
+                    with open_source(s) as f:
+                        spooled[s] = spool_stream(root, f, source_label(s), encoding)
         except OSError as e:
             raise CharrnnError(f"cannot use the token cache in {root} ({e.strerror}): {os_advice(e)}, "
                                f"or set CHARRNN_CACHE to a writable folder") from None
-        files = [(spooled[s][0] if s in spooled else Path(s), STDIN if s == "-" else s) for s in expanded]
+        files = [(spooled[s][0] if s in spooled else Path(s), source_label(s)) for s in expanded]
         total = sum(p.stat().st_size for p, _ in files)
         meter = _Meter(progress, "hashing", total)
         key = _cache_key([spooled[s][1] if s in spooled else file_sha256(p, root, meter) for s, (p, _) in zip(expanded, files)],

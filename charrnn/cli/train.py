@@ -222,11 +222,11 @@ def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool
     from charrnn.cli.progress import ConsoleReporter, prepare_with_progress
     from charrnn.config import MODEL_KEYS, fit_to_text, resumed_run_config, write_run_config
     from charrnn.console import info, warn
-    from charrnn.tokens import STDIN
+    from charrnn.fileio import STDIN_NAME
     from charrnn.train import new_trainer
 
     corpus = prepare_with_progress(run.corpus, run.glob, run.encoding or "utf-8", run.tokens, run.max_vocab)  # token ids, memory-mapped from the cache
-    meta = {"corpus": name, "sources": ["-" if s == STDIN else str(s) for s in corpus.sources], "glob": run.glob or None,
+    meta = {"corpus": name, "sources": ["-" if s == STDIN_NAME else str(s) for s in corpus.sources], "glob": run.glob or None,
             "encoding": run.encoding}
     if resume is None and init_from is None:  # a resumed or fine-tuned run keeps its checkpoint's shape
         from charrnn.sizing import right_size
