@@ -26,6 +26,7 @@ import os
 import platform
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,15 +77,29 @@ GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
                                              shape(2, 256, 64, 0.1, lr=3e-2), shape(2, 256, 64, 0.1, lr=4e-2),
                                              # around the step-down's choice (2×256, dropout 0.1, lr 3e-2)
                                              shape(2, 256, 64, 0.15, lr=3e-2), shape(2, 256, 128, 0.1, lr=3e-2),
-                                             shape(2, 256, 64, 0.1, lr=3e-2, batch_size=16)]),
+                                             shape(2, 256, 64, 0.1, lr=3e-2, batch_size=16),
+                                             # the old defaults with the automatic choice's schedule (floor 1%)
+                                             shape(2, 384, 128, min_lr_ratio=0.01)]),
     # where the rule's step down to a shape read many times (with dropout) would land on 2×128
     "shakespeare-120": ("shakespeare", 120, [S384, shape(2, 256, 64, lr=3e-2), shape(2, 128, 32, 0.1, lr=2e-2)]),
     "linux-300": ("linux", 300, [S256, S384, S512]),
     "shakespeare-900": ("shakespeare", 900, [S384, shape(2, 512, 128, 0.2)]),
 }
+# The schedule around the 300 s choice, at a fixed number of steps (what 300 s gives that shape here): a step
+# budget trains the same steps whatever this VM's throughput does meanwhile, so two rows differ only by their
+# settings (and, for two seeds, by chance). One thread and bf16 for every row (the 300 s runs chose bf16 and
+# two threads), so two rows can run at once (`--jobs 2`) without changing what they compute.
+B256 = dict(layers=2, hidden=256, embed=64, dropout=0.1, lr=3e-2)
+STEP_GROUPS = {  # name: (corpus, steps, the settings tried)
+    "shakespeare-10500-steps": ("shakespeare", 10500, [
+        shape(**B256), shape(**{**B256, "lr": 4e-2}), shape(**{**B256, "dropout": 0.2}),
+        shape(**B256, min_lr_ratio=0.0), shape(**B256, min_lr_ratio=0.01),
+        shape(**B256, seed=2), shape(**B256, min_lr_ratio=0.01, seed=2)]),
+}
 FLAGS = {"layers": "--layers", "hidden": "--hidden", "embed": "--embed", "batch_size": "--batch-size",
          "seq_len": "--seq-len", "lr": "--lr", "dropout": "--dropout"}
-EXTRA_FLAGS = {"weight_decay": "--weight-decay"}  # in a row's key and command only where the row sets it
+EXTRA_FLAGS = {"weight_decay": "--weight-decay", "seed": "--seed"}  # in a row's key and command only where it sets them
+CONFIG_ONLY = ("min_lr_ratio",)  # ... likewise, but with no flag: given in a --config file written beside the run
 REPEAT = ""  # '#N' for `--repeat N`: the same rows again, kept beside the first runs
 
 
@@ -115,7 +130,7 @@ def corpus_arg(name: str) -> str:
 def key(group: str, settings: dict | None) -> str:
     if settings is None:
         return f"{group}:auto"
-    flags = [*FLAGS, *(k for k in EXTRA_FLAGS if k in settings)]
+    flags = [*FLAGS, *(k for k in (*EXTRA_FLAGS, *CONFIG_ONLY) if k in settings)]
     return f"{group}:" + ",".join(f"{k}={settings[k]}" for k in flags)
 
 
@@ -136,17 +151,25 @@ def summary(folder: Path) -> dict:
     return {"steps": max(r["step"] for r in records), "best_val_bpc": min(vals), "final_val_bpc": vals[-1],
             "chars_per_sec": sorted(rates)[len(rates) // 2] if rates else None,
             "config": {k: config[k] for k in ("cell", "layers", "hidden", "embed", "dropout", "batch_size", "seq_len",
-                                              "lr", "weight_decay")}}
+                                              "lr", "weight_decay", "min_lr_ratio", "seed")}}
 
 
 def run_one(group: str, settings: dict | None, dry: bool) -> dict | None:
-    corpus, seconds, _ = GROUPS[group]
+    by_steps = group in STEP_GROUPS
+    corpus, budget, _ = (STEP_GROUPS if by_steps else GROUPS)[group]
     folder = RUNS / (key(group, settings) + REPEAT).replace(":", "_").replace(",", "_").replace("=", "").replace("#", "_")
-    cmd = [*CHARRNN, "train", corpus_arg(corpus), "--time", str(seconds), "-o", str(folder), "--overwrite",
-           "--sample-every", "0"]
+    cmd = [*CHARRNN, "train", corpus_arg(corpus), "--steps" if by_steps else "--time", str(budget), "-o", str(folder),
+           "--overwrite", "--sample-every", "0", *(["--threads", "1", "--precision", "bf16"] if by_steps else [])]
     for k, flag in {**FLAGS, **EXTRA_FLAGS}.items():
         if settings is not None and k in settings:
             cmd += [flag, str(settings[k])]
+    config_only = {k: settings[k] for k in CONFIG_ONLY if settings is not None and k in settings}
+    if config_only:
+        extra = folder.with_name(folder.name + ".yaml")
+        if not dry:
+            extra.parent.mkdir(parents=True, exist_ok=True)
+            extra.write_text("".join(f"{k}: {v}\n" for k, v in config_only.items()))
+        cmd += ["--config", str(extra)]
     print("$", " ".join(cmd[2:]), flush=True)
     if dry:
         return None
@@ -155,7 +178,8 @@ def run_one(group: str, settings: dict | None, dry: bool) -> dict | None:
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
         raise SystemExit(f"run failed: {' '.join(cmd)}")
-    row = {"key": key(group, settings) + REPEAT, "group": group, "corpus": corpus, "seconds": seconds,
+    row = {"key": key(group, settings) + REPEAT, "group": group, "corpus": corpus,
+           **({"step_budget": budget} if by_steps else {"seconds": budget}),
            "auto": settings is None, **summary(folder), "model_line": first or None, "cpu": cpu(),
            "load_before": os.getloadavg()[0], "date": dt.datetime.now().isoformat(timespec="seconds"),
            "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -181,6 +205,10 @@ def shape_name(c: dict) -> str:
         s += f" B{c['batch_size']}×T{c['seq_len']}"
     if c.get("weight_decay", 0.1) != 0.1:
         s += f" wd{c['weight_decay']:g}"
+    if c.get("min_lr_ratio", 0.05) != 0.05:
+        s += f" floor {c['min_lr_ratio']:g}"
+    if c.get("seed", 1337) != 1337:
+        s += f" seed {c['seed']}"
     return s
 
 
@@ -202,7 +230,8 @@ def table(rows: dict[str, dict]) -> None:
 
 
 OTHER_RULES = {"-before-lr": "before the lr rule", "-before-step-down": "before the step-down rule",
-               "-embed-128-tried": "2×256 with embed 128, tried and given up"}
+               "-embed-128-tried": "2×256 with embed 128, tried and given up",
+               "-before-floor": "before the 1% floor"}
 
 
 def auto_label(row: dict) -> str:
@@ -217,7 +246,7 @@ def all_rows(rows: dict[str, dict]) -> None:
     """Every row of the results file, grouped, best first."""
     print("| group | shape | steps | chars/s | best val bits/char | auto |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for group in GROUPS:
+    for group in [*GROUPS, *STEP_GROUPS]:
         for r in sorted((r for r in rows.values() if r["group"] == group), key=lambda r: r["best_val_bpc"]):
             print(f"| {group} | {shape_name(r['config'])} | {r['steps']:,} | {r['chars_per_sec']:,.0f} | "
                   f"{r['best_val_bpc']:.3f} | {auto_label(r)} |")
@@ -225,11 +254,13 @@ def all_rows(rows: dict[str, dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", action="append", choices=list(GROUPS))
+    ap.add_argument("--only", action="append", choices=[*GROUPS, *STEP_GROUPS],
+                    help="these groups (default: every time-budget group; a step group only by name)")
     ap.add_argument("--auto", action="store_true", help="run the automatic choice for each group, then the table")
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--table", action="store_true", help="only print the tables from the results file")
     ap.add_argument("--repeat", type=int, default=0, help="run the rows again, as repeat N (key suffix #N): noise")
+    ap.add_argument("--jobs", type=int, default=1, help="rows of a step group run at once (1 thread each)")
     args = ap.parse_args()
     global REPEAT
     REPEAT = f"#{args.repeat}" if args.repeat else ""
@@ -237,12 +268,15 @@ def main() -> None:
     if not args.table:
         have = done()
         for group in groups:
-            for settings in ([None] if args.auto else GROUPS[group][2]):
-                if key(group, settings) + REPEAT in have:
-                    continue
-                row = run_one(group, settings, args.dry_run)
-                if row:
-                    append(row)
+            if args.auto and group in STEP_GROUPS:
+                raise SystemExit(f"--auto is for the time-budget groups: {group} is a step group")
+            todo = [s for s in ([None] if args.auto else {**GROUPS, **STEP_GROUPS}[group][2])
+                    if key(group, s) + REPEAT not in have]
+            jobs = args.jobs if group in STEP_GROUPS else 1  # a timed row needs the idle machine to itself
+            with ThreadPoolExecutor(jobs) as pool:  # (rows appended as they end)
+                for row in pool.map(lambda s: run_one(group, s, args.dry_run), todo):
+                    if row:
+                        append(row)
     table(done())
     if args.table:
         print()

@@ -19,11 +19,12 @@ more, the one below is taken (never the ladder's smallest), with dropout: regula
 learns more from the text it reads again. Each shape of the ladder comes with the peak
 learning rate the sweep found best for it (2e-2 for 2×128, 3e-2 for 2×256, charrnn's 6e-3 for
 the wider ones) and its dropout for a text read many times (0.1 for the narrow ones, 0.2 for
-the wider).
+the wider). Whatever the shape, the learning rate decays to DECAY_TO (1%) of its peak by the end
+of the budget, lower than a fixed shape's 5%.
 
     sizing = choose_size(n_train=1_003_854, train=TrainConfig(time=300), vocab_size=65, rate=probe)
-    sizing.settings()   # {'layers': 2, 'hidden': 256, 'embed': 64, 'dropout': 0.1, 'lr': 0.03} here (AMD EPYC, 2 cores)
-    sizing.describe()   # 'model: LSTM 2×256 (embed 64), 877k parameters, dropout 0.1, lr 0.03 — for 1.0M training ...'
+    sizing.settings()   # {'layers': 2, 'hidden': 256, 'embed': 64, 'dropout': 0.1, 'lr': 0.03, 'min_lr_ratio': 0.01} (300 s here)
+    sizing.describe()   # 'model: LSTM 2×256 (embed 64), 877k parameters, dropout 0.1, lr 0.03 decaying to 0.0003 — for ...'
 
 Flags the user gives override the part of the choice they name (`--hidden 256` keeps the
 chosen layers and dropout, and the default lr, which goes with the chosen shape only; a
@@ -112,6 +113,9 @@ CHARS_PER_PARAM = 3.0  # the best shapes saw 4.5-6 characters per parameter, the
 MANY_PASSES = 15.0  # a run that reads its text this many times or more is limited by the text, not the time:
 MANY_PASSES_CHARS_PER_PARAM = 0.5  # ... there the larger model with dropout won (0.9 chars/param at 20 passes)
 PROBE_STEPS = 3  # timed training steps per shape (after one untimed), at the run's B and T
+# The schedule: the cosine decays to 1% of the peak lr, not charrnn's 5% (TrainConfig.min_lr_ratio). At a fixed
+# 10,500 steps (what 300 s gives 2×256 here) it ended 0.03 lower on Shakespeare (bench/sweep/README.md).
+DECAY_TO = 0.01
 
 
 @dataclass(frozen=True)
@@ -129,19 +133,21 @@ class Sizing:
         return self.chars_seen / max(1, self.n_train)
 
     def settings(self) -> dict:
-        """What the run takes from the choice: the shape, its dropout and its lr."""
+        """What the run takes from the choice: the shape, its dropout, its lr and the schedule's floor."""
         return {"layers": self.shape.layers, "hidden": self.shape.hidden, "embed": self.shape.embed,
-                "dropout": self.dropout, "lr": self.shape.lr}
+                "dropout": self.dropout, "lr": self.shape.lr, "min_lr_ratio": DECAY_TO}
 
     def describe(self, model: dict | None = None, vocab_size: int = 0, given: set = frozenset(),
-                 unit: str = "characters", lr: float | None = None) -> str:
+                 unit: str = "characters", lr: float | None = None, floor: float | None = None) -> str:
         """The first log line: what was chosen and why. `model`: the settings the run ends up with
-        (the choice under the user's own flags, which `given` names)."""
+        (the choice under the user's own flags, which `given` names); `lr`, `floor`: its peak lr and
+        min_lr_ratio, where they are not the choice's."""
         m = {"cell": "lstm", **self.settings(), **(model or {})}
         lr = m["lr"] if lr is None else lr
+        floor = m["min_lr_ratio"] if floor is None else floor
         params = ModelConfig(vocab_size=vocab_size, **{k: m[k] for k in ("cell", *SHAPE_KEYS)}).num_params() \
             if vocab_size else self.params
-        drop = (f"dropout {m['dropout']:g}" if m["dropout"] else "no dropout") + f", lr {lr:g}"
+        drop = (f"dropout {m['dropout']:g}" if m["dropout"] else "no dropout") + f", lr {lr:g} decaying to {lr * floor:.2g}"
         speed = f" at ~{_short(self.rate)} chars/s here" if self.rate else ""
         yours = [k for k in SHAPE_KEYS if k in given]
         kept = f"; yours: {', '.join('--' + k for k in yours)}" if yours else ""

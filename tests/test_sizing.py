@@ -147,14 +147,22 @@ def test_what_the_user_named_is_never_sized():
     assert bases[-1]["lr"] == s.shape.lr and "dropout" not in bases[-1]
     _, s = right_size(_Run(given={"lr"}), 10_000, V, lambda base: bases.append(base))
     assert "lr" not in bases[-1]  # --lr wins
+    _, s = right_size(_Run(given={"min_lr_ratio"}), 10_000, V, lambda base: bases.append(base))
+    assert "min_lr_ratio" not in bases[-1]  # and so does a --config file's floor
 
 
 def test_each_shape_comes_with_its_learning_rate_and_the_line_says_it():
     lrs = {shape.hidden: shape.lr for shape in sizing.LADDER}
     assert lrs[256] > lrs[384] == TrainConfig().lr  # the sweep: 2x256 best at 2e-2, 2x384 at 6e-3
     s = choose_size(1_000_000, TrainConfig(time=300), V, flops_rate(40_000))
-    assert s.settings()["lr"] == s.shape.lr and f"lr {s.shape.lr:g}" in s.describe(vocab_size=V)
-    assert "lr 0.001 —" in s.describe(vocab_size=V, lr=1e-3)  # the lr the run ends up with (--lr)
+    assert s.settings()["lr"] == s.shape.lr and f"lr {s.shape.lr:g} decaying to" in s.describe(vocab_size=V)
+    assert "lr 0.001 decaying to 1e-05 —" in s.describe(vocab_size=V, lr=1e-3)  # the lr the run ends up with (--lr)
+    assert "decaying to 5e-05 —" in s.describe(vocab_size=V, lr=1e-3, floor=0.05)  # ... and its floor
+
+
+def test_the_chosen_schedule_decays_lower_than_a_fixed_shapes():
+    s = choose_size(1_000_000, TrainConfig(time=300), V, flops_rate(40_000))
+    assert s.settings()["min_lr_ratio"] == sizing.DECAY_TO < TrainConfig().min_lr_ratio
 
 
 runner = CliRunner()
@@ -168,7 +176,8 @@ def test_train_without_shape_flags_says_what_it_chose_and_records_it(in_tmp):
     assert first.startswith("model: LSTM ") and "passes over the text" in first
     cfg = yaml.safe_load((in_tmp / "run" / "config.yaml").read_text())
     assert f"{cfg['layers']}×{cfg['hidden']} (embed {cfg['embed']})" in first  # the record matches the line
-    assert f"lr {cfg['lr']:g} —" in first
+    assert f"lr {cfg['lr']:g} decaying to {cfg['lr'] * cfg['min_lr_ratio']:.2g} —" in first
+    assert cfg["min_lr_ratio"] == sizing.DECAY_TO  # the schedule is part of the choice, and of the record
     again = runner.invoke(app, ["train", "--config", "run/config.yaml", "-o", "run2", "--threads", "1"])
     assert again.exit_code == 0, again.stderr
     assert "model: LSTM" not in again.stderr  # a recorded configuration is repeated as it is
@@ -183,6 +192,7 @@ def test_a_shape_flag_overrides_its_part_of_the_choice(in_tmp):
     assert "yours: --hidden" in r.stderr
     recorded = yaml.safe_load((in_tmp / "run" / "config.yaml").read_text())
     assert recorded["hidden"] == 24 and recorded["lr"] == TrainConfig().lr  # no lr of a shape it is not
+    assert recorded["min_lr_ratio"] == sizing.DECAY_TO  # but the rest of the choice, the schedule's floor too
     preset = runner.invoke(app, ["train", "poem.txt", "--preset", "tiny", "--steps", "2", "-o", "p", "--threads", "1"])
     assert preset.exit_code == 0 and "model: LSTM" not in preset.stderr
     assert json.loads(json.dumps(yaml.safe_load((in_tmp / "p" / "config.yaml").read_text())))["hidden"] == 64

@@ -234,7 +234,7 @@ def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool
         run, sizing = right_size(run, len(corpus.tokens), len(corpus.vocab), resize)
         if sizing is not None and main:
             unit = "characters" if run.tokens == "char" else "tokens"
-            info(sizing.describe(run.model, len(corpus.vocab), run.given, unit, run.train.lr))
+            info(sizing.describe(run.model, len(corpus.vocab), run.given, unit, run.train.lr, run.train.min_lr_ratio))
     if resume is None:  # a resumed run keeps the configuration it was started with
         run.train, refit = fit_to_text(run.train, len(corpus.tokens))
         if refit and main:
