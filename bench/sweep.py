@@ -95,6 +95,8 @@ STEP_GROUPS = {  # name: (corpus, steps, the settings tried)
         shape(**B256), shape(**{**B256, "lr": 4e-2}), shape(**{**B256, "dropout": 0.2}),
         shape(**B256, min_lr_ratio=0.0), shape(**B256, min_lr_ratio=0.01),
         shape(**B256, seed=2), shape(**B256, min_lr_ratio=0.01, seed=2)]),
+    # the same floors where the text is read less than twice (what 300 s gives 2×384 on the Linux corpus)
+    "linux-4400-steps": ("linux", 4400, [S384, shape(2, 384, 128, min_lr_ratio=0.01)]),
 }
 FLAGS = {"layers": "--layers", "hidden": "--hidden", "embed": "--embed", "batch_size": "--batch-size",
          "seq_len": "--seq-len", "lr": "--lr", "dropout": "--dropout"}
