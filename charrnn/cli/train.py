@@ -136,7 +136,7 @@ def train(
     dropout: float = opt("--dropout", help="Dropout between layers and before the output.", shown=SIZED),
     batch_size: int = opt("--batch-size", "-b", help="Parallel streams per step."),
     seq_len: int = opt("--seq-len", "-t", help="Characters per step to back-propagate through."),
-    lr: float = opt("--lr", help="Peak learning rate (AdamW, warm-up then cosine decay).",
+    lr: float = opt("--lr", help="Peak learning rate (AdamW, warm-up then cosine decay to 5% of it; 1% when sized).",
                    shown=LR_SHOWN),
     steps: int = opt("--steps", help="Stop after this many steps."),
     epochs: float = opt("--epochs", help="Stop after this many passes over the text (default 10 if no budget is given)."),
