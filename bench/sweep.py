@@ -223,9 +223,12 @@ def table(rows: dict[str, dict]) -> None:
         best = min(fixed, key=lambda r: r["best_val_bpc"]) if fixed else None
         cell = lambda r: f"{r['best_val_bpc']:.3f}" if r else "–"  # noqa: E731
 
-        def runs(k: str) -> str:  # the first run, then its repeats (`--repeat N`) in brackets
+        def runs(k: str) -> str:  # the first run, then its repeats (`--repeat N`) and the mean of all in brackets
             again = [rows[r] for r in sorted(rows) if r.startswith(k + "#")]
-            return cell(rows.get(k)) + (f" ({', '.join(cell(r) for r in again)} again)" if again else "")
+            if not again or k not in rows:
+                return cell(rows.get(k))
+            mean = sum(r["best_val_bpc"] for r in [rows[k], *again]) / (1 + len(again))
+            return f"{cell(rows[k])} ({', '.join(cell(r) for r in again)} again; mean {mean:.3f})"
 
         print(f"| {corpus} | {seconds} s | {shape_name(auto['config']) if auto else '–'} | {runs(key(group, None))} | "
               f"{runs(key(group, DEFAULTS))} | {shape_name(best['config']) + ': ' + cell(best) if best else '–'} |")

@@ -19,15 +19,15 @@ more, the one below is taken (never the ladder's smallest), with dropout: regula
 learns more from the text it reads again. Each shape of the ladder comes with the peak
 learning rate the sweep found best for it (2e-2 for 2×128, 3e-2 for 2×256, charrnn's 6e-3 for
 the wider ones) and its dropout for a text read many times (0.1 for the narrow ones, 0.2 for
-the wider). Whatever the shape, the learning rate decays to DECAY_TO (1%) of its peak by the end
-of the budget, lower than a fixed shape's 5%.
+the wider), and its learning rate decays to DECAY_TO (1%) of that peak by the end of the
+budget, lower than charrnn's 5% for a shape the user names.
 
     sizing = choose_size(n_train=1_003_854, train=TrainConfig(time=300), vocab_size=65, rate=probe)
     sizing.settings()   # {'layers': 2, 'hidden': 256, 'embed': 64, 'dropout': 0.1, 'lr': 0.03, 'min_lr_ratio': 0.01} (300 s here)
     sizing.describe()   # 'model: LSTM 2×256 (embed 64), 877k parameters, dropout 0.1, lr 0.03 decaying to 0.0003 — for ...'
 
 Flags the user gives override the part of the choice they name (`--hidden 256` keeps the
-chosen layers and dropout, and the default lr, which goes with the chosen shape only; a
+chosen layers and dropout, and the default lr and floor, which go with the chosen shape only; a
 `--config` file, what it names); `--preset`, `--resume` and
 `--init-from` skip it, and so does torchrun (its processes would each time the shapes).
 
@@ -316,6 +316,6 @@ def right_size(run, n_tokens: int, vocab_size: int, resolve: Callable[[dict], ob
         if device.type != "mps" else None
     sizing = choose_size(n_train, train, vocab_size, rate, run.model["cell"])
     chosen = sizing.settings()
-    if {"layers", "hidden"} & run.given:  # the lr goes with the chosen shape, not with one the user named
-        del chosen["lr"]
+    if {"layers", "hidden"} & run.given:  # the lr and its floor go with the chosen shape, not with one the user named
+        del chosen["lr"], chosen["min_lr_ratio"]
     return resolve({k: v for k, v in chosen.items() if k not in run.given}), sizing

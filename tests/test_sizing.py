@@ -142,9 +142,10 @@ def test_what_the_user_named_is_never_sized():
     bases = []
     _, s = right_size(_Run(given={"hidden"}), 10_000, V, lambda base: bases.append(base))
     assert s is not None and bases and "hidden" not in bases[0] and {"layers", "embed", "dropout"} <= set(bases[0])
-    assert "lr" not in bases[0]  # the chosen shape's lr is not forced on a shape the user named
+    assert "lr" not in bases[0] and "min_lr_ratio" not in bases[0]  # the chosen shape's lr and floor are not
+    # forced on a shape the user named
     _, s = right_size(_Run(given={"dropout"}), 10_000, V, lambda base: bases.append(base))
-    assert bases[-1]["lr"] == s.shape.lr and "dropout" not in bases[-1]
+    assert bases[-1]["lr"] == s.shape.lr and bases[-1]["min_lr_ratio"] == sizing.DECAY_TO and "dropout" not in bases[-1]
     _, s = right_size(_Run(given={"lr"}), 10_000, V, lambda base: bases.append(base))
     assert "lr" not in bases[-1]  # --lr wins
     _, s = right_size(_Run(given={"min_lr_ratio"}), 10_000, V, lambda base: bases.append(base))
@@ -192,7 +193,7 @@ def test_a_shape_flag_overrides_its_part_of_the_choice(in_tmp):
     assert "yours: --hidden" in r.stderr
     recorded = yaml.safe_load((in_tmp / "run" / "config.yaml").read_text())
     assert recorded["hidden"] == 24 and recorded["lr"] == TrainConfig().lr  # no lr of a shape it is not
-    assert recorded["min_lr_ratio"] == sizing.DECAY_TO  # but the rest of the choice, the schedule's floor too
+    assert recorded["min_lr_ratio"] == TrainConfig().min_lr_ratio  # nor its floor
     preset = runner.invoke(app, ["train", "poem.txt", "--preset", "tiny", "--steps", "2", "-o", "p", "--threads", "1"])
     assert preset.exit_code == 0 and "model: LSTM" not in preset.stderr
     assert json.loads(json.dumps(yaml.safe_load((in_tmp / "p" / "config.yaml").read_text())))["hidden"] == 64
