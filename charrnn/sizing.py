@@ -114,7 +114,8 @@ MANY_PASSES = 15.0  # a run that reads its text this many times or more is limit
 MANY_PASSES_CHARS_PER_PARAM = 0.5  # ... there the larger model with dropout won (0.9 chars/param at 20 passes)
 PROBE_STEPS = 3  # timed training steps per shape (after one untimed), at the run's B and T
 # The schedule: the cosine decays to 1% of the peak lr, not charrnn's 5% (TrainConfig.min_lr_ratio). At a fixed
-# 10,500 steps (what 300 s gives 2×256 here) it ended 0.03 lower on Shakespeare (bench/sweep/README.md).
+# 10,500 steps (what 300 s gives 2×256 here) it ended 0.032 and 0.017 lower on Shakespeare (two seeds), and at
+# 4,400 steps of 2×384 on Linux 0.016 lower (bench/sweep/README.md).
 DECAY_TO = 0.01
 
 
