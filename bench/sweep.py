@@ -266,6 +266,7 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="only print the tables from the results file")
     ap.add_argument("--repeat", type=int, default=0, help="run the rows again, as repeat N (key suffix #N): noise")
     ap.add_argument("--jobs", type=int, default=1, help="rows of a step group run at once (1 thread each)")
+    ap.add_argument("--rows", help="only the rows whose key contains this text (e.g. hidden=384)")
     args = ap.parse_args()
     global REPEAT
     REPEAT = f"#{args.repeat}" if args.repeat else ""
@@ -276,7 +277,7 @@ def main() -> None:
             if args.auto and group in STEP_GROUPS:
                 raise SystemExit(f"--auto is for the time-budget groups: {group} is a step group")
             todo = [s for s in ([None] if args.auto else {**GROUPS, **STEP_GROUPS}[group][2])
-                    if key(group, s) + REPEAT not in have]
+                    if key(group, s) + REPEAT not in have and (not args.rows or args.rows in key(group, s))]
             jobs = args.jobs if group in STEP_GROUPS else 1  # a timed row needs the idle machine to itself
             with ThreadPoolExecutor(jobs) as pool:  # (rows appended as they end)
                 for row in pool.map(lambda s: run_one(group, s, args.dry_run), todo):
