@@ -82,7 +82,8 @@ GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
                                              shape(2, 384, 128, min_lr_ratio=0.01)]),
     # where the rule's step down to a shape read many times (with dropout) would land on 2×128
     "shakespeare-120": ("shakespeare", 120, [S384, shape(2, 256, 64, lr=3e-2), shape(2, 128, 32, 0.1, lr=2e-2)]),
-    "linux-300": ("linux", 300, [S256, S384, S512]),
+    "linux-300": ("linux", 300, [S256, S384, S512,
+                                 shape(2, 384, 128, min_lr_ratio=0.01)]),  # the automatic choice, as a fixed row
     "shakespeare-900": ("shakespeare", 900, [S384, shape(2, 512, 128, 0.2)]),
 }
 # The schedule around the 300 s choice, at a fixed number of steps (what 300 s gives that shape here): a step
