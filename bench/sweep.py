@@ -29,6 +29,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
+from charrnn.config import TrainConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "sweep" / "results.jsonl"
 RUNS = Path(os.environ.get("SWEEP_RUNS", "/tmp/charrnn-sweep"))
@@ -99,6 +103,7 @@ STEP_GROUPS = {  # name: (corpus, steps, the settings tried)
     # the same floors where the text is read less than twice (what 300 s gives 2×384 on the Linux corpus)
     "linux-4400-steps": ("linux", 4400, [S384, shape(2, 384, 128, min_lr_ratio=0.01)]),
 }
+ALL_GROUPS = {**GROUPS, **STEP_GROUPS}
 FLAGS = {"layers": "--layers", "hidden": "--hidden", "embed": "--embed", "batch_size": "--batch-size",
          "seq_len": "--seq-len", "lr": "--lr", "dropout": "--dropout"}
 EXTRA_FLAGS = {"weight_decay": "--weight-decay", "seed": "--seed"}  # in a row's key and command only where it sets them
@@ -148,8 +153,6 @@ def summary(folder: Path) -> dict:
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
     vals = [r["val_bpc"] for r in records if r.get("val_bpc") is not None]
     rates = [r["chars_per_sec"] for r in records if r.get("chars_per_sec")]
-    import yaml
-
     config = yaml.safe_load((folder / "config.yaml").read_text())
     return {"steps": max(r["step"] for r in records), "best_val_bpc": min(vals), "final_val_bpc": vals[-1],
             "chars_per_sec": sorted(rates)[len(rates) // 2] if rates else None,
@@ -159,7 +162,7 @@ def summary(folder: Path) -> dict:
 
 def run_one(group: str, settings: dict | None, dry: bool) -> dict | None:
     by_steps = group in STEP_GROUPS
-    corpus, budget, _ = (STEP_GROUPS if by_steps else GROUPS)[group]
+    corpus, budget, _ = ALL_GROUPS[group]
     folder = RUNS / (key(group, settings) + REPEAT).replace(":", "_").replace(",", "_").replace("=", "").replace("#", "_")
     cmd = [*CHARRNN, "train", corpus_arg(corpus), "--steps" if by_steps else "--time", str(budget), "-o", str(folder),
            "--overwrite", "--sample-every", "0", *(["--threads", "1", "--precision", "bf16"] if by_steps else [])]
@@ -171,7 +174,7 @@ def run_one(group: str, settings: dict | None, dry: bool) -> dict | None:
         extra = folder.with_name(folder.name + ".yaml")
         if not dry:
             extra.parent.mkdir(parents=True, exist_ok=True)
-            extra.write_text("".join(f"{k}: {v}\n" for k, v in config_only.items()))
+            extra.write_text(yaml.safe_dump(config_only))
         cmd += ["--config", str(extra)]
     print("$", " ".join(cmd[2:]), flush=True)
     if dry:
@@ -206,11 +209,11 @@ def shape_name(c: dict) -> str:
         s += f" lr{c['lr']:g}"
     if (c.get("batch_size"), c.get("seq_len")) != (32, 64):
         s += f" B{c['batch_size']}×T{c['seq_len']}"
-    if c.get("weight_decay", 0.1) != 0.1:
+    if c.get("weight_decay", TrainConfig.weight_decay) != TrainConfig.weight_decay:
         s += f" wd{c['weight_decay']:g}"
-    if c.get("min_lr_ratio", 0.05) != 0.05:
+    if c.get("min_lr_ratio", TrainConfig.min_lr_ratio) != TrainConfig.min_lr_ratio:
         s += f" floor {c['min_lr_ratio']:g}"
-    if c.get("seed", 1337) != 1337:
+    if c.get("seed", TrainConfig.seed) != TrainConfig.seed:
         s += f" seed {c['seed']}"
     return s
 
@@ -252,7 +255,7 @@ def all_rows(rows: dict[str, dict]) -> None:
     """Every row of the results file, grouped, best first."""
     print("| group | shape | steps | chars/s | best val bits/char | auto |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for group in [*GROUPS, *STEP_GROUPS]:
+    for group in ALL_GROUPS:
         for r in sorted((r for r in rows.values() if r["group"] == group), key=lambda r: r["best_val_bpc"]):
             print(f"| {group} | {shape_name(r['config'])} | {r['steps']:,} | {r['chars_per_sec']:,.0f} | "
                   f"{r['best_val_bpc']:.3f} | {auto_label(r)} |")
@@ -260,7 +263,7 @@ def all_rows(rows: dict[str, dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", action="append", choices=[*GROUPS, *STEP_GROUPS],
+    ap.add_argument("--only", action="append", choices=list(ALL_GROUPS),
                     help="these groups (default: every time-budget group; a step group only by name)")
     ap.add_argument("--auto", action="store_true", help="run the automatic choice for each group, then the table")
     ap.add_argument("--dry-run", action="store_true")
@@ -277,7 +280,7 @@ def main() -> None:
         for group in groups:
             if args.auto and group in STEP_GROUPS:
                 raise SystemExit(f"--auto is for the time-budget groups: {group} is a step group")
-            todo = [s for s in ([None] if args.auto else {**GROUPS, **STEP_GROUPS}[group][2])
+            todo = [s for s in ([None] if args.auto else ALL_GROUPS[group][2])
                     if key(group, s) + REPEAT not in have and (not args.rows or args.rows in key(group, s))]
             jobs = args.jobs if group in STEP_GROUPS else 1  # a timed row needs the idle machine to itself
             with ThreadPoolExecutor(jobs) as pool:  # (rows appended as they end)
