@@ -20,7 +20,8 @@ learns more from the text it reads again. Each shape of the ladder comes with th
 learning rate the sweep found best for it (2e-2 for 2×128, 3e-2 for 2×256, charrnn's 6e-3 for
 the wider ones) and its dropout for a text read many times (0.1 for the narrow ones, 0.2 for
 the wider), and its learning rate decays to DECAY_TO (1%) of that peak by the end of the
-budget, lower than charrnn's 5% for a shape the user names.
+budget, lower than charrnn's 5% for a shape the user names. Under a `--time` budget its
+validations are spaced to take about EVAL_SHARE (5%) of the seconds (`eval_spacing`).
 
     sizing = choose_size(n_train=1_003_854, train=TrainConfig(time=300), vocab_size=65, rate=probe)
     sizing.settings()   # {'layers': 2, 'hidden': 256, 'embed': 64, 'dropout': 0.1, 'lr': 0.03, 'min_lr_ratio': 0.01} (300 s here)
@@ -40,7 +41,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from charrnn.budget import DEFAULT_EPOCHS, describe
 from charrnn.config import ModelConfig, TrainConfig
@@ -117,6 +118,14 @@ PROBE_STEPS = 3  # timed training steps per shape (after one untimed), at the ru
 # 10,500 steps (what 300 s gives 2×256 here) it ended 0.032 and 0.017 lower on Shakespeare (two seeds), and at
 # 4,400 steps of 2×384 on Linux 0.016 lower (bench/sweep/README.md).
 DECAY_TO = 0.01
+# Validation: a `--time` budget spends about EVAL_SHARE of its seconds validating, not more. With charrnn's
+# validation every 200 steps, Linux at 300 s read its 250k held-out characters 22 times: 33 s of the 300 (11%)
+# that training did not get. A validation reads ~EVAL_SPEEDUP times faster than training trains (forward only,
+# no optimizer; the run's own timings here, bf16: 5.4x for 2×384, 6x for 2×256 and 2×512, 8x for 2×128).
+EVAL_SHARE = 0.05
+EVAL_SPEEDUP = 5.0
+MIN_EVALS = 5  # but at least this many validations in a run, for best.pt and the overfitting watch
+EVAL_ROUND = 100  # steps between validations are a multiple of this
 
 
 @dataclass(frozen=True)
@@ -128,15 +137,18 @@ class Sizing:
     chars_seen: float  # characters the run will train on (every pass counted)
     budget: str  # '300 s', '2,000 steps', '10 epochs'
     rate: float | None  # chars/s of this shape here (None: not needed, the budget is steps or epochs)
+    eval_every: int | None = None  # steps between validations, where the choice spaces them (`eval_spacing`)
 
     @property
     def epochs(self) -> float:
         return self.chars_seen / max(1, self.n_train)
 
     def settings(self) -> dict:
-        """What the run takes from the choice: the shape, its dropout, its lr and the schedule's floor."""
+        """What the run takes from the choice: the shape, its dropout, its lr, the schedule's floor and
+        (when spaced) the steps between validations."""
         return {"layers": self.shape.layers, "hidden": self.shape.hidden, "embed": self.shape.embed,
-                "dropout": self.dropout, "lr": self.shape.lr, "min_lr_ratio": DECAY_TO}
+                "dropout": self.dropout, "lr": self.shape.lr, "min_lr_ratio": DECAY_TO,
+                **({"eval_every": self.eval_every} if self.eval_every else {})}
 
     def describe(self, model: dict | None = None, vocab_size: int = 0, given: set = frozenset(),
                  unit: str = "characters", lr: float | None = None, floor: float | None = None) -> str:
@@ -150,11 +162,12 @@ class Sizing:
             if vocab_size else self.params
         drop = (f"dropout {m['dropout']:g}" if m["dropout"] else "no dropout") + f", lr {lr:g} decaying to {lr * floor:.2g}"
         speed = f" at ~{_short(self.rate)} chars/s here" if self.rate else ""
+        evals = f", validating every {self.eval_every} steps" if self.eval_every else ""
         yours = [k for k in SHAPE_KEYS if k in given]
         kept = f"; yours: {', '.join('--' + k for k in yours)}" if yours else ""
         return (f"model: {m['cell'].upper()} {m['layers']}×{m['hidden']} (embed {m['embed']}), {_short(params)} "
                 f"parameters, {drop} — for {_short(self.n_train)} training {unit} and {self.budget}{speed}, "
-                f"~{self.epochs:.2g} passes over the text{kept} (shape flags override it)")
+                f"~{self.epochs:.2g} passes over the text{evals}{kept} (shape flags override it)")
 
 
 def _short(n: float) -> str:
@@ -217,6 +230,23 @@ def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callabl
         chosen = walked[-2]
     dropout = chosen.shape.dropout if chosen.epochs >= MANY_PASSES else 0.0
     return Sizing(chosen.shape, dropout, chosen.params, n_train, chosen.chars_seen, chosen.budget, chosen.rate)
+
+
+def eval_spacing(sizing: Sizing, train: TrainConfig, val_chars: int) -> int | None:
+    """Steps between validations so that they take about EVAL_SHARE of a `--time` budget (at
+    least MIN_EVALS in the run, a multiple of EVAL_ROUND), or None where `train.eval_every` already
+    validates that seldom, or there is no time budget to spend.
+
+    Linux at 300 s (2×384 at ~37k chars/s, 250k held-out characters): a validation costs ~1.4 s,
+    so ~11 fit in 15 s, one every ~500 of the ~5,400 steps.
+    """
+    if not (train.time and sizing.rate) or val_chars <= 0:
+        return None
+    steps = sizing.chars_seen / (train.batch_size * train.seq_len)
+    seconds_each = val_chars / (EVAL_SPEEDUP * sizing.rate)
+    evals = max(float(MIN_EVALS), EVAL_SHARE * train.time / seconds_each)
+    every = int(math.ceil(steps / evals / EVAL_ROUND)) * EVAL_ROUND
+    return every if every > train.eval_every else None
 
 
 # ---- the probe: this machine's training speed for a shape --------------------------------------------
@@ -316,7 +346,11 @@ def right_size(run, n_tokens: int, vocab_size: int, resolve: Callable[[dict], ob
     rate = probe(vocab_size, train, str(device), train.threads or default_threads(), run.model["cell"]) \
         if device.type != "mps" else None
     sizing = choose_size(n_train, train, vocab_size, rate, run.model["cell"])
+    named = bool({"layers", "hidden"} & run.given)
+    if not named and "eval_every" not in run.given:  # spaced for the chosen shape's speed
+        val_chars = n_tokens - n_train
+        sizing = replace(sizing, eval_every=eval_spacing(sizing, train, min(val_chars, train.eval_chars or val_chars)))
     chosen = sizing.settings()
-    if {"layers", "hidden"} & run.given:  # the lr and its floor go with the chosen shape, not with one the user named
+    if named:  # the lr and its floor go with the chosen shape, not with one the user named
         del chosen["lr"], chosen["min_lr_ratio"]
     return resolve({k: v for k, v in chosen.items() if k not in run.given}), sizing

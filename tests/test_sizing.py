@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -150,6 +151,38 @@ def test_what_the_user_named_is_never_sized():
     assert "lr" not in bases[-1]  # --lr wins
     _, s = right_size(_Run(given={"min_lr_ratio"}), 10_000, V, lambda base: bases.append(base))
     assert "min_lr_ratio" not in bases[-1]  # and so does a --config file's floor
+
+
+def test_a_time_budget_spends_about_a_twentieth_of_itself_validating():
+    train = TrainConfig(time=300)  # Linux at 300 s: 250k held-out characters read every 200 steps took 11% of it
+    s = choose_size(7_200_000, train, V, flops_rate(37_000))
+    every = sizing.eval_spacing(s, train, 250_000)
+    assert every > train.eval_every and every % sizing.EVAL_ROUND == 0
+    steps = s.chars_seen / (train.batch_size * train.seq_len)
+    seconds = steps // every * 250_000 / (sizing.EVAL_SPEEDUP * s.rate)  # what its validations cost
+    assert 0.6 * sizing.EVAL_SHARE * train.time < seconds <= sizing.EVAL_SHARE * train.time
+    assert sizing.eval_spacing(s, train, 10_000) is None  # cheap enough every 200 steps: unchanged
+    by_steps = TrainConfig(steps=5_000)  # a step budget loses no training to its validations
+    assert sizing.eval_spacing(choose_size(7_200_000, by_steps, V), by_steps, 250_000) is None
+    short = TrainConfig(time=20)  # however dear, a run still validates MIN_EVALS times or so
+    s = choose_size(7_200_000, short, V, flops_rate(37_000))
+    every = sizing.eval_spacing(s, short, 5_000_000)
+    assert s.chars_seen / (short.batch_size * short.seq_len) / every > sizing.MIN_EVALS - 1
+    assert f"validating every {every} steps" in replace(s, eval_every=every).describe(vocab_size=V)
+    assert "validating" not in s.describe(vocab_size=V)
+
+
+def test_validations_are_spaced_for_the_chosen_shape_unless_the_user_set_them(monkeypatch):
+    monkeypatch.setattr(sizing, "probe", lambda *a, **k: flops_rate(37_000))
+    timed = _Run()
+    timed.train = TrainConfig(time=300)
+    bases = []
+    _, s = right_size(timed, 8_000_000, V, lambda base: bases.append(base))
+    assert bases[-1]["eval_every"] == s.eval_every > TrainConfig().eval_every
+    for given in ({"eval_every"}, {"hidden"}):  # theirs; or a shape they named, whose speed was not measured
+        timed.given = given
+        _, s = right_size(timed, 8_000_000, V, lambda base: bases.append(base))
+        assert "eval_every" not in bases[-1] and s.eval_every is None
 
 
 def test_each_shape_comes_with_its_learning_rate_and_the_line_says_it():

@@ -143,7 +143,7 @@ def train(
     time: float = opt("--time", help="Stop after this many seconds, the final validation included; the learning-rate schedule fits the budget."),
     clip: float = opt("--clip", help="Global gradient-norm clip (0 = off)."),
     weight_decay: float = opt("--weight-decay", help="AdamW decoupled weight decay on the weight matrices."),
-    eval_every: int = opt("--eval-every", help="Steps between validation passes and saves."),
+    eval_every: int = opt("--eval-every", help="Steps between validation passes and saves (200; when sized for --time, spaced to ~5% of the budget)."),
     patience: int = opt("--patience", help="Stop early after this many validations without a new best (0 = never)."),
     eval_chars: int = opt("--eval-chars", help="Validate on the first this-many held-out characters (0 = all)."),
     sample_every: int = opt("--sample-every", help="Steps between live samples shown while training (0 = off)."),
