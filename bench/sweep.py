@@ -222,20 +222,24 @@ def table(rows: dict[str, dict]) -> None:
     print("\n| corpus | budget | auto-chosen shape | val bits/char | today's fixed defaults | best fixed shape of the sweep |")
     print("| --- | --- | --- | --- | --- | --- |")
     for group, (corpus, seconds, shapes) in GROUPS.items():
-        fixed = [rows[key(group, s)] for s in shapes if key(group, s) in rows]
         auto = rows.get(key(group, None))
-        best = min(fixed, key=lambda r: r["best_val_bpc"]) if fixed else None
         cell = lambda r: f"{r['best_val_bpc']:.3f}" if r else "–"  # noqa: E731
 
-        def runs(k: str) -> str:  # the first run, then its repeats (`--repeat N`) and the mean of all in brackets
-            again = [rows[r] for r in sorted(rows) if r.startswith(k + "#")]
-            if not again or k not in rows:
-                return cell(rows.get(k))
-            mean = sum(r["best_val_bpc"] for r in [rows[k], *again]) / (1 + len(again))
-            return f"{cell(rows[k])} ({', '.join(cell(r) for r in again)} again; mean {mean:.3f})"
+        def again(k: str) -> list[dict]:  # its repeats (`--repeat N`)
+            return [rows[r] for r in sorted(rows) if r.startswith(k + "#")]
 
+        def mean(k: str) -> float:  # of the first run and its repeats
+            return sum(r["best_val_bpc"] for r in [rows[k], *again(k)]) / (1 + len(again(k)))
+
+        def runs(k: str) -> str:  # the first run, then its repeats and the mean of all in brackets
+            if not again(k) or k not in rows:
+                return cell(rows.get(k))
+            return f"{cell(rows[k])} ({', '.join(cell(r) for r in again(k))} again; mean {mean(k):.3f})"
+
+        fixed = [key(group, s) for s in shapes if key(group, s) in rows]
+        best = min(fixed, key=mean) if fixed else None  # a repeated row by its mean
         print(f"| {corpus} | {seconds} s | {shape_name(auto['config']) if auto else '–'} | {runs(key(group, None))} | "
-              f"{runs(key(group, DEFAULTS))} | {shape_name(best['config']) + ': ' + cell(best) if best else '–'} |")
+              f"{runs(key(group, DEFAULTS))} | {shape_name(rows[best]['config']) + ': ' + runs(best) if best else '–'} |")
 
 
 OTHER_RULES = {"-before-lr": "before the lr rule", "-before-step-down": "before the step-down rule",
