@@ -16,7 +16,9 @@ the text, not the time: there the larger model with dropout won, and the bar is
 MANY_PASSES_CHARS_PER_PARAM (0.5) characters per parameter. For the same reason, when the
 shape so chosen reads the text fewer than 15 times but the one below it reads it 15 times or
 more, the one below is taken (never the ladder's smallest), with dropout: regularized, it
-learns more from the text it reads again. Each shape of the ladder comes with the peak
+learns more from the text it reads again. And however fast the machine, no shape with more than
+MAX_PARAMS_PER_CHAR (30) parameters per training character is taken: on a 20 KB text it would
+learn the text by heart. Each shape of the ladder comes with the peak
 learning rate the sweep found best for it (2e-2 for 2×128, 3e-2 for 2×256, charrnn's 6e-3 for
 the wider ones) and its dropout for a text read many times (0.1 for the narrow ones, 0.2 for
 the wider), and its learning rate decays to DECAY_TO (1%) of that peak by the end of the
@@ -113,6 +115,11 @@ LADDER = (Shape(2, 128, 32, 2e-2, 0.1), Shape(2, 256, 64, 3e-2, 0.1), Shape(2, 3
 CHARS_PER_PARAM = 3.0  # the best shapes saw 4.5-6 characters per parameter, the next larger ones 1.0-2.0
 MANY_PASSES = 15.0  # a run that reads its text this many times or more is limited by the text, not the time:
 MANY_PASSES_CHARS_PER_PARAM = 0.5  # ... there the larger model with dropout won (0.9 chars/param at 20 passes)
+# However fast the machine, a shape with more than MAX_PARAMS_PER_CHAR parameters per training character is not
+# taken (the smallest always can be): it learns the text by heart. 20 KB of Shakespeare in 30 s: 2×128 dropout 0.1
+# 2.764 bits/char (12 per character), 2×256 dropout 0.1 3.045 (48; 0.3 2.801). 50 KB of War and Peace in 30 s:
+# 2×256 2.389 (19), 2×384 2.388 (45). 100 KB in 60 s: 2×384 2.305 (22), 2×512 2.314 (38).
+MAX_PARAMS_PER_CHAR = 30.0
 PROBE_STEPS = 3  # timed training steps per shape (after one untimed), at the run's B and T
 # The schedule: the cosine decays to 1% of the peak lr, not charrnn's 5% (TrainConfig.min_lr_ratio). At a fixed
 # 10,500 steps (what 300 s gives 2×256 here) it ended 0.032 and 0.017 lower on Shakespeare (two seeds), and at
@@ -162,12 +169,13 @@ class Sizing:
             if vocab_size else self.params
         drop = (f"dropout {m['dropout']:g}" if m["dropout"] else "no dropout") + f", lr {lr:g} decaying to {lr * floor:.2g}"
         speed = f" at ~{_short(self.rate)} chars/s here" if self.rate else ""
+        passes = f"{self.epochs:.2g}" if self.epochs < 100 else f"{self.epochs:,.0f}"  # not '3.3e+02'
         evals = f", validating every {self.eval_every} steps" if self.eval_every else ""
         yours = [k for k in SHAPE_KEYS if k in given]
         kept = f"; yours: {', '.join('--' + k for k in yours)}" if yours else ""
         return (f"model: {m['cell'].upper()} {m['layers']}×{m['hidden']} (embed {m['embed']}), {_short(params)} "
                 f"parameters, {drop} — for {_short(self.n_train)} training {unit} and {self.budget}{speed}, "
-                f"~{self.epochs:.2g} passes over the text{evals}{kept} (shape flags override it)")
+                f"~{passes} passes over the text{evals}{kept} (shape flags override it)")
 
 
 def _short(n: float) -> str:
@@ -205,7 +213,8 @@ def enough(seen: float, params: int, n_train: int) -> bool:
 
 def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callable[[Shape], float] | None = None,
                 cell: str = "lstm", ladder: tuple[Shape, ...] = LADDER) -> Sizing:
-    """The largest shape of `ladder` that sees enough characters per parameter (`enough`), or the
+    """The largest shape of `ladder` that sees enough characters per parameter (`enough`) and has
+    at most MAX_PARAMS_PER_CHAR parameters per training character, or the
     shape below it (never the smallest) when that one reads the text MANY_PASSES times and the
     largest does not; a shape that reads the text MANY_PASSES times gets its dropout.
 
@@ -218,7 +227,7 @@ def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callabl
         r = rate(shape) if needs_rate else None
         seen = chars_seen(train, n_train, r)
         params = shape.config(vocab_size, cell).num_params()
-        if walked and not enough(seen, params, n_train):
+        if walked and (not enough(seen, params, n_train) or params > MAX_PARAMS_PER_CHAR * n_train):
             break
         walked.append(Sizing(shape, 0.0, params, n_train, seen, budget_words(train), r))
     chosen = walked[-1]

@@ -83,6 +83,15 @@ def measured_rate(shape: Shape) -> float:
     return {128: 170_000, 256: 90_000, 384: 33_000, 512: 20_000, 768: 7_800}[shape.hidden]
 
 
+def test_a_tiny_text_gets_a_model_it_cannot_learn_by_heart():
+    for n_train in (18_000, 45_000, 90_000):  # 20 KB, 50 KB and 100 KB of text, on a very fast machine
+        s = choose_size(n_train, TrainConfig(time=300), V, flops_rate(10_000_000))
+        assert s.params <= sizing.MAX_PARAMS_PER_CHAR * n_train and s.dropout > 0
+    assert choose_size(18_000, TrainConfig(time=300), V, flops_rate(10_000_000)).shape == LADDER[0]
+    assert choose_size(1_000, TrainConfig(time=300), V, flops_rate(10_000_000)).shape == LADDER[0]  # never none
+    assert "e+" not in choose_size(18_000, TrainConfig(time=30), V, flops_rate(200_000)).describe(vocab_size=V)
+
+
 def test_a_shape_that_reads_the_text_many_times_is_preferred_to_a_larger_one_that_does_not():
     """Shakespeare (1.0M characters) at 300 s: 2×384 reads it ~10 times, 2×256 ~27 times; 2×256 with
     dropout won (2.024 bits/char against 2.074). At 120 s 2×128 reads it ~20 times, but the step down
