@@ -224,10 +224,12 @@ def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callabl
     needs_rate = bool(train.time) and rate is not None
     walked: list[Sizing] = []
     for shape in ladder:
+        params = shape.config(vocab_size, cell).num_params()
+        if walked and params > MAX_PARAMS_PER_CHAR * n_train:  # too big for the text: not worth timing
+            break
         r = rate(shape) if needs_rate else None
         seen = chars_seen(train, n_train, r)
-        params = shape.config(vocab_size, cell).num_params()
-        if walked and (not enough(seen, params, n_train) or params > MAX_PARAMS_PER_CHAR * n_train):
+        if walked and not enough(seen, params, n_train):
             break
         walked.append(Sizing(shape, 0.0, params, n_train, seen, budget_words(train), r))
     chosen = walked[-1]
