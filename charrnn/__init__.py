@@ -40,7 +40,7 @@ _EXPORTS = {
     "ChatSettings": "charrnn.chat",
     "evaluate": "charrnn.evaluation",
     "prepare_corpus": "charrnn.tokens",
-    "CharrnnError": "charrnn.errors",
+    "CharrnnError": "charrnn.util.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -395,7 +395,7 @@ class TuneCache:
 
     def put(self, key: str, value: dict) -> None:
         """Store a verdict (best effort: a cache that cannot be written is no error)."""
-        from charrnn.fileio import atomic_write_text
+        from charrnn.util.files import atomic_write_text
 
         entries = self._read()
         entries[key] = value

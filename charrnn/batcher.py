@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from charrnn.errors import CharrnnError
+from charrnn.util.errors import CharrnnError
 
 
 @dataclass

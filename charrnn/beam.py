@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from charrnn.config import MAX_LENGTH_PENALTY
-from charrnn.errors import UsageError
+from charrnn.util.errors import UsageError
 from charrnn.evaluation import LN2
 from charrnn.model import CharRNN
 from charrnn.sampling import ThreadWatch, prime_ids_for, prime_model

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charrnn.corpus import find_files, some
-from charrnn.fileio import atomic_write, path_kind, write_target
-from charrnn.errors import CharrnnError, UsageError
+from charrnn.util.files import atomic_write, path_kind, write_target
+from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.textscan import iter_text, looks_binary
 
 

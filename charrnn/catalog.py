@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from charrnn.fileio import CHUNK, atomic_write
-from charrnn.errors import CharrnnError
+from charrnn.util.files import CHUNK, atomic_write
+from charrnn.util.errors import CharrnnError
 
 
 

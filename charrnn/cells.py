@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from charrnn.errors import UsageError
+from charrnn.util.errors import UsageError
 from charrnn.features import DESCRIPTIONS, guess_syntax, scan
 from charrnn.model import CharRNN
 

@@ -40,8 +40,8 @@ from pathlib import Path
 import torch
 
 from charrnn import payload
-from charrnn.errors import CharrnnError
-from charrnn.fileio import CHUNK, atomic_write, atomic_write_bytes, os_advice, sweep_stale_temps
+from charrnn.util.errors import CharrnnError
+from charrnn.util.files import CHUNK, atomic_write, atomic_write_bytes, os_advice, sweep_stale_temps
 from charrnn.payload import CHECKSUM_KEY, checksum
 from charrnn.config import ModelConfig
 from charrnn.model import CharRNN

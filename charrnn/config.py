@@ -32,10 +32,10 @@ from pathlib import Path
 
 import yaml
 
-from charrnn.errors import CharrnnError, UsageError
-from charrnn.fileio import atomic_write_text, os_advice, path_kind
+from charrnn.util.errors import CharrnnError, UsageError
+from charrnn.util.files import atomic_write_text, os_advice, path_kind
 from charrnn.runtime import PRECISIONS
-from charrnn.showtext import visible
+from charrnn.util.showtext import visible
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
 
 CELLS = ("lstm", "gru", "rnn")  # the recurrent cells charrnn builds (model.CELLS maps them to torch modules)

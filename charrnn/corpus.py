@@ -16,8 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from charrnn.errors import CharrnnError, UsageError
-from charrnn.fileio import open_source, path_kind, source_label, stream_chunks
+from charrnn.util.errors import CharrnnError, UsageError
+from charrnn.util.files import open_source, path_kind, source_label, stream_chunks
 from charrnn.textscan import iter_text, looks_binary, sniffed
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from charrnn.errors import CharrnnError
+from charrnn.util.errors import CharrnnError
 
 
 @dataclass(frozen=True)

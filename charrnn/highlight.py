@@ -24,8 +24,8 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.syntax import Syntax
 
-from charrnn.console import TextWriter
-from charrnn.errors import UsageError
+from charrnn.util.console import TextWriter
+from charrnn.util.errors import UsageError
 
 CHOICES = ("auto", "c", "latex", "none")  # --highlight values; c and latex are pygments lexer names
 CORPUS_LANGUAGE = {"linux": "c", "latex": "latex"}  # catalog corpus -> language

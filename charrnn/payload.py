@@ -35,8 +35,8 @@ from dataclasses import fields
 import torch
 
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.errors import CharrnnError
-from charrnn.showtext import lone_surrogate
+from charrnn.util.errors import CharrnnError
+from charrnn.util.showtext import lone_surrogate
 from charrnn.vocab import Vocab
 
 CHECKSUM_KEY = "checksum"  # {"blake2b": hex digest of everything else in the payload}

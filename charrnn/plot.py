@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charrnn.fileio import atomic_write_bytes
-from charrnn.errors import CharrnnError, UsageError
+from charrnn.util.files import atomic_write_bytes
+from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.termplot import Series, render
 
 X_AXES = {"step": "step", "time": "training time (s)"}

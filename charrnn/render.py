@@ -22,7 +22,7 @@ import numpy as np
 from rich.style import Style
 from rich.text import Text
 
-from charrnn.showtext import visible
+from charrnn.util.showtext import visible
 
 SURPRISE_CAP = 8.0  # bits at which the surprise colour is fully red
 

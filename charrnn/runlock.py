@@ -29,8 +29,8 @@ try:
 except ImportError:  # Windows: no advisory locks; one writer per folder is then up to the user
     fcntl = None
 
-from charrnn.errors import CharrnnError
-from charrnn.showtext import visible
+from charrnn.util.errors import CharrnnError
+from charrnn.util.showtext import visible
 
 LOCK_NAME = ".lock"
 

@@ -16,8 +16,8 @@ from charrnn.checkpoint import (
     MODEL_SUFFIXES, SUFFIX, SNAPSHOT_RE, checkpoint_bytes, format_version, is_resumable, latest_val_bpc,
     load_checkpoint, prune_snapshots, remove_stale_temps, write_checkpoint_bytes,
 )
-from charrnn.errors import CharrnnError
-from charrnn.fileio import path_kind
+from charrnn.util.errors import CharrnnError
+from charrnn.util.files import path_kind
 from charrnn.runlock import FolderInUse, RunLock
 from charrnn.vocab import Vocab
 

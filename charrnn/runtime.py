@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from charrnn.errors import CharrnnError, UsageError
+from charrnn.util.errors import CharrnnError, UsageError
 
 if TYPE_CHECKING:
     import torch

@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from charrnn.errors import CharrnnError
-from charrnn.fileio import json_text
+from charrnn.util.errors import CharrnnError
+from charrnn.util.files import json_text
 
 SUFFIX = ".safetensors"
 FORMAT = "charrnn"

@@ -18,7 +18,7 @@ import torch
 
 from charrnn.autotune import SlowdownWatch
 from charrnn.config import MAX_SEED, MAX_TEMP
-from charrnn.errors import UsageError
+from charrnn.util.errors import UsageError
 from charrnn.model import CharRNN, State
 from charrnn.stepkernels import make_kernel
 from charrnn.vocab import Vocab

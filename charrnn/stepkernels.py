@@ -304,7 +304,7 @@ def choose_kernel(model: CharRNN, batch: int = 1, precision: str = "auto", threa
 
     names = kernels_for(model)
     if precision != "auto" and precision not in names:
-        from charrnn.errors import UsageError
+        from charrnn.util.errors import UsageError
 
         raise UsageError(f"--precision {precision} is not available for this model here; use one of auto, "
                          + ", ".join(names))

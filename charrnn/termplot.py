@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from charrnn.showtext import visible
+from charrnn.util.showtext import visible
 
 BRAILLE = 0x2800
 DOT_BITS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))  # [x][y] within a cell

@@ -17,9 +17,9 @@ from contextlib import nullcontext
 from typing import BinaryIO
 from pathlib import Path
 
-from charrnn.errors import CharrnnError, UsageError
-from charrnn.fileio import BOM, CHUNK
-from charrnn.showtext import lone_surrogate
+from charrnn.util.errors import CharrnnError, UsageError
+from charrnn.util.files import BOM, CHUNK
+from charrnn.util.showtext import lone_surrogate
 
 SNIFF = 8000  # bytes looked at to tell binary from text (as git does)
 

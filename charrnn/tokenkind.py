@@ -21,8 +21,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from charrnn.errors import CharrnnError, UsageError
-from charrnn.showtext import show_chars
+from charrnn.util.errors import CharrnnError, UsageError
+from charrnn.util.showtext import show_chars
 
 KINDS = ("char", "word", "byte")
 UNK_POLICIES = ("error", "skip")

@@ -42,10 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.fileio import (CHUNK, atomic_write, atomic_write_text, json_text, open_source, os_advice, path_kind,
+from charrnn.util.files import (CHUNK, atomic_write, atomic_write_text, json_text, open_source, os_advice, path_kind,
                             source_label, stream_chunks, sweep_stale_temps, temp_path)
 from charrnn.corpus import expand_sources, some, source_name
-from charrnn.errors import CharrnnError, UsageError
+from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.textscan import iter_text, normalize_encoding, sniffed
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
 from charrnn.vocab import Vocab

@@ -33,7 +33,7 @@ from charrnn.batcher import StreamBatcher
 from charrnn.budget import Budget, lr_at
 from charrnn.config import ModelConfig, TrainConfig, fit_to_text
 from charrnn.corpus import split_train_val, token_index_at_char
-from charrnn.errors import CharrnnError, UsageError
+from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.evaluation import LN2, evaluate
 from charrnn.model import CharRNN, detach_state
 from charrnn.overfit import OverfitWatch

@@ -25,7 +25,7 @@ from charrnn.checkpoint import SaveError
 from charrnn.evaluation import LN2
 from charrnn.runfolder import RunFolder
 from charrnn.runtime import torch_threads
-from charrnn.stopsignals import StopSignals
+from charrnn.util.signals import StopSignals
 
 MAX_BAD_STEPS = 10  # non-finite steps in a row before a run gives up
 

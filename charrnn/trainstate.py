@@ -26,7 +26,7 @@ import torch
 from charrnn import distributed
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.errors import CharrnnError, UsageError
+from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.tokens import sample_starts  # sampled, so a 1 GB corpus costs a few MB of reading
 from charrnn.vocab import Vocab
 

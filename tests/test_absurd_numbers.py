@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import app
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.errors import UsageError
+from charrnn.util.errors import UsageError
 from charrnn.runtime import default_threads
 from charrnn.train import Trainer, train_on_text
 

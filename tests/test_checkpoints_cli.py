@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
-from charrnn.errors import CharrnnError
+from charrnn.util.errors import CharrnnError
 from charrnn.resume import init_from_checkpoint
 from charrnn.sampling import sample_text
 from charrnn.train import TrainConfig

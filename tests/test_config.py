@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import app
 from charrnn.config import layer, load_config_file, resolve_run_config
-from charrnn.errors import UsageError
+from charrnn.util.errors import UsageError
 
 from .conftest import TINY_TEXT
 

@@ -31,7 +31,7 @@ KILLS = int(os.environ.get("CHARRNN_TEST_KILLS", "24"))
 # killed from outside with SIGKILL exactly like any other process.
 FORK_SERVER = r"""
 import json, os, sys
-import charrnn.cli, charrnn.console, charrnn.resume, charrnn.train, rich.progress, torch._dynamo
+import charrnn.cli, charrnn.util.console, charrnn.resume, charrnn.train, rich.progress, torch._dynamo
 for line in sys.stdin:
     cmd = json.loads(line)
     if "wait" in cmd:
@@ -209,7 +209,7 @@ def test_unwritable_run_folder_fails_before_training(in_tmp, monkeypatch):
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     cfg = TrainConfig(steps=5, batch_size=4, seq_len=16, threads=1)
-    from charrnn.errors import CharrnnError
+    from charrnn.util.errors import CharrnnError
 
     with pytest.raises(CharrnnError, match="cannot write to the run folder .*Permission denied"):
         train_on_text(TINY_TEXT, {"hidden": 16, "embed": 8}, cfg, in_tmp / "run")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from charrnn.distributed import DistInfo, setup
-from charrnn.errors import CharrnnError
+from charrnn.util.errors import CharrnnError
 
 from .conftest import env_without_threads
 

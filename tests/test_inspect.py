@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from charrnn.cells import check_kind, correlations, record, record_by_steps
 from charrnn.checkpoint import load_checkpoint
-from charrnn.errors import UsageError
+from charrnn.util.errors import UsageError
 from charrnn.cli import app
 from charrnn.features import guess_syntax, line_position, scan, word_start
 from charrnn.model import CharRNN, ModelConfig

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from charrnn.cli import app
-from charrnn.fileio import atomic_write_text
+from charrnn.util.files import atomic_write_text
 
 from .conftest import TINY_TEXT
 
@@ -103,7 +103,7 @@ def test_dev_stdout_redirected_to_a_file_continues_after_what_is_there(tmp_path)
 
     from .conftest import REPO
 
-    code = ("import sys; from charrnn.fileio import atomic_write_text; sys.stderr.write('before\\n'); "
+    code = ("import sys; from charrnn.util.files import atomic_write_text; sys.stderr.write('before\\n'); "
             "atomic_write_text('/dev/stderr', 'corpus\\n'); sys.stderr.write('after\\n')")
     with open(tmp_path / "log", "w") as log:
         subprocess.run([sys.executable, "-c", code], stderr=log, check=True, cwd=REPO, timeout=60)

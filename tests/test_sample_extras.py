@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from charrnn.checkpoint import load_model
 from charrnn.cli import app
-from charrnn.errors import UsageError
+from charrnn.util.errors import UsageError
 from charrnn.highlight import HighlightWriter, language_for, make_writer
 from charrnn.sampling import generate_batch, separator_after
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import charrnn.catalog
 from charrnn.catalog import CorpusEntry, fetch
 from charrnn.cli import app
-from charrnn.stopsignals import terminate_cleanly
+from charrnn.util.signals import terminate_cleanly
 from charrnn.tokens import prepare_corpus
 
 from .conftest import REPO, TINY_TEXT, env_without_threads

@@ -222,7 +222,7 @@ def test_serve_writes_what_sample_writes_and_chat_answers(runs, kind):
 
 def test_a_word_checkpoint_whose_vocabulary_does_not_fit_is_refused(runs, tmp_path):
     from charrnn.checkpoint import checkpoint_bytes
-    from charrnn.errors import CharrnnError
+    from charrnn.util.errors import CharrnnError
 
     ckpt = load_checkpoint(runs["word"][0] / "best.pt")
     for vocab, message in [({**ckpt["vocab"], "words": ckpt["vocab"]["words"][:-1]}, "ids but the model"),

@@ -9,7 +9,7 @@ import pytest
 import charrnn.textscan
 import charrnn.tokens
 from charrnn.corpus import read_text
-from charrnn.errors import CharrnnError
+from charrnn.util.errors import CharrnnError
 from charrnn.textscan import iter_text
 from charrnn.tokens import prepare_corpus
 from charrnn.train import TrainConfig, train_on_tokens

@@ -3,7 +3,7 @@ import pytest
 
 from charrnn.batcher import StreamBatcher
 from charrnn.corpus import decode_bytes, read_text
-from charrnn.errors import CharrnnError
+from charrnn.util.errors import CharrnnError
 from charrnn.vocab import Vocab
 
 

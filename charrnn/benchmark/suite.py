@@ -142,7 +142,7 @@ def bench_text(corpus: str | None) -> tuple[str, str]:
     """(name, text): the corpus asked for; else Tiny Shakespeare if fetched or mirrored; else random text."""
     from charrnn.catalog import fetch, is_fetched, load_catalog, resolve_source
     from charrnn.corpus import read_text
-    from charrnn.errors import CharrnnError
+    from charrnn.util.errors import CharrnnError
 
     if corpus:
         return corpus, read_text([resolve_source(corpus)])

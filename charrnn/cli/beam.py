@@ -44,7 +44,7 @@ def beam(
     The text all beams already agree on is printed at once; the rest when search ends.
     """
     from charrnn.beam import beam_search, check_beam_args
-    from charrnn.console import TextWriter
+    from charrnn.util.console import TextWriter
 
     check_beam_args(width, length, 1 if top is None else top, no_repeat, stop or (), length_penalty)
     prime_text = read_prime(prime, prime_file)
@@ -78,7 +78,7 @@ def beams_report(loaded, prime: str, settings: dict, kernel: str, beams) -> dict
 
 def show_ranking(beams, echo: str) -> None:
     """The --top beams with their scores, on stderr."""
-    from charrnn.console import err_console, shown
+    from charrnn.util.console import err_console, shown
 
     for rank, b in enumerate(beams, 1):
         end = "stopped" if b.finished else f"{len(b.text)} chars"

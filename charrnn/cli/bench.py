@@ -73,9 +73,9 @@ def bench(
     from dataclasses import replace
 
     from charrnn.benchmark.suite import SECTIONS, BenchConfig, run_bench
-    from charrnn.fileio import atomic_write_text
-    from charrnn.console import err_console, info
-    from charrnn.errors import UsageError
+    from charrnn.util.files import atomic_write_text
+    from charrnn.util.console import err_console, info
+    from charrnn.util.errors import UsageError
     from charrnn.runtime import check_threads
 
     unknown = sorted(set(only or ()) - set(SECTIONS))

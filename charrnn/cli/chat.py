@@ -65,7 +65,7 @@ def command(conversation, line: str) -> str | None:
     from dataclasses import replace
 
     from charrnn.cli.sample import unescape
-    from charrnn.errors import CharrnnError
+    from charrnn.util.errors import CharrnnError
 
     name, _, arg = line.strip().partition(" ")
     arg = arg.strip()
@@ -125,8 +125,8 @@ def chat(
     """Talk with a model: each line you type is read into it, and it answers; the state carries on."""
     from charrnn.chat import ChatSettings, Conversation
     from charrnn.cli.sample import unescape
-    from charrnn.console import info
-    from charrnn.errors import UsageError
+    from charrnn.util.console import info
+    from charrnn.util.errors import UsageError
 
     settings = ChatSettings(temp, top_k, top_p, length, unescape(stop), beam)
     try:
@@ -146,8 +146,8 @@ def chat(
 
 def converse(conversation) -> None:
     """The prompt loop: a /command changes settings, any other line is read in and answered, until Ctrl-D."""
-    from charrnn.console import TextWriter, info, warn
-    from charrnn.showtext import show_chars
+    from charrnn.util.console import TextWriter, info, warn
+    from charrnn.util.showtext import show_chars
 
     writer = TextWriter()
     while not writer.closed:
@@ -170,7 +170,7 @@ def converse(conversation) -> None:
 
 def answer(conversation, writer) -> None:
     """Stream the model's answer, without its stop string, then a blank line; Ctrl-C cuts it short."""
-    from charrnn.console import info
+    from charrnn.util.console import info
     from charrnn.stops import StopScanner
 
     scanner, last = StopScanner([conversation.settings.stop]), ""

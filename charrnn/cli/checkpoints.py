@@ -38,7 +38,7 @@ def list_(
 ) -> None:
     """Table of every checkpoint: run, step, val bits/char, model shape, params, size, date."""
 
-    from charrnn.console import shown
+    from charrnn.util.console import shown
     from charrnn.runs import list_checkpoints
 
     found = list_checkpoints(folder)
@@ -46,7 +46,7 @@ def list_(
         emit_json([c.to_dict() for c in found], indent=2)
         return
     if not found:
-        from charrnn.console import info
+        from charrnn.util.console import info
 
         info(f"no checkpoints under {folder}")
         return
@@ -77,7 +77,7 @@ def show(
     import yaml
 
     from charrnn.checkpoint import resolve_checkpoint
-    from charrnn.console import shown
+    from charrnn.util.console import shown
     from charrnn.runs import summary
 
     s = summary(resolve_checkpoint(checkpoint))
@@ -124,8 +124,8 @@ def prune(
     Only inside run folders (those holding config.yaml or metrics.jsonl), only files that load as
     checkpoints of that run, and never in a run another process is writing.
     """
-    from charrnn.console import info, warn
-    from charrnn.errors import CharrnnError
+    from charrnn.util.console import info, warn
+    from charrnn.util.errors import CharrnnError
     from charrnn.runs import prune as prune_runs
 
     report = prune_runs(folder, keep, dry_run)
@@ -157,7 +157,7 @@ def export(
     config in its metadata). Every command that takes a checkpoint reads both.
     """
     from charrnn.checkpoint import resolve_checkpoint
-    from charrnn.console import info
+    from charrnn.util.console import info
     from charrnn.runs import export_inference
 
     source = resolve_checkpoint(checkpoint)

@@ -12,8 +12,8 @@ from rich.console import Console
 
 from charrnn import __version__
 from charrnn.cli.helpstyle import App
-from charrnn.console import error, to_devnull
-from charrnn.errors import CharrnnError, UsageError
+from charrnn.util.console import error, to_devnull
+from charrnn.util.errors import CharrnnError, UsageError
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -74,8 +74,8 @@ def out_console():
 def emit_json(data, indent: int | None = None) -> None:
     """Write a command's --json result on stdout: one JSON document (`fileio.json_text`: valid UTF-8,
     control and bidi characters escaped) and a line break. A closed pipe (`... --json | head`) ends quietly."""
-    from charrnn.console import TextWriter
-    from charrnn.fileio import json_text
+    from charrnn.util.console import TextWriter
+    from charrnn.util.files import json_text
 
     writer = TextWriter()
     writer.write(json_text(data, indent) + "\n")
@@ -106,7 +106,7 @@ def guarded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from charrnn.stopsignals import terminate_cleanly
+        from charrnn.util.signals import terminate_cleanly
 
         try:
             with terminate_cleanly():  # SIGTERM cleans up like Ctrl-C, then exits 143
@@ -117,7 +117,7 @@ def guarded(fn):
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except OSError as e:  # a file-system problem nothing more specific caught: still one line
-            from charrnn.fileio import os_advice
+            from charrnn.util.files import os_advice
 
             where = f" ({e.filename})" if e.filename else ""
             error(f"{e.strerror or e}{where}: {os_advice(e)}")
@@ -136,7 +136,7 @@ def guarded(fn):
 
 def show_path(path: str | Path) -> str:
     """A path as a message shows it: relative to the working folder when inside it, escapes visible."""
-    from charrnn.showtext import visible
+    from charrnn.util.showtext import visible
 
     p = Path(path)
     try:
@@ -148,7 +148,7 @@ def show_path(path: str | Path) -> str:
 
 def say_which_model(loaded) -> None:
     """When the newest run was taken because no checkpoint was named, say which one on stderr."""
-    from charrnn.console import info
+    from charrnn.util.console import info
 
     if loaded.chosen:
         info(f"using {show_path(loaded.path)} ({loaded.facts()})")
@@ -169,7 +169,7 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk
     setting is put back afterwards. Yields (the loaded model, the kernel's name).
     """
     from charrnn.checkpoint import load_model
-    from charrnn.console import err_console
+    from charrnn.util.console import err_console
     from charrnn.runtime import check_threads, resolve_device, torch_threads
     from charrnn.sampling import check_batch_memory, prime_ids_for
     from charrnn.stepkernels import KERNELS, choose_kernel

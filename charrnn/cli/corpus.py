@@ -54,9 +54,9 @@ def get(
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from charrnn.catalog import fetch, load_catalog
-    from charrnn.console import err_console, shown
-    from charrnn.errors import UsageError
-    from charrnn.showtext import visible
+    from charrnn.util.console import err_console, shown
+    from charrnn.util.errors import UsageError
+    from charrnn.util.showtext import visible
 
     names = list(load_catalog()) if all_ else (names or [])
     if not names:
@@ -88,12 +88,12 @@ def build(
 ) -> None:
     """Concatenate a tree's text files in sorted order into one corpus; binary and non-UTF-8 files are skipped."""
     from charrnn.build import build_corpus
-    from charrnn.console import info
+    from charrnn.util.console import info
 
     try:
         report = build_corpus(src_dir, glob, out, follow_symlinks, force)
     except BrokenPipeError:  # `corpus build src -o - | head`: the reader has what it wanted; end quietly
-        from charrnn.console import to_devnull
+        from charrnn.util.console import to_devnull
 
         to_devnull(sys.stdout)
         return
@@ -119,7 +119,7 @@ def stats(
 ) -> None:
     """Sizes, characters and oddities (BOM, CRLF, NUL, invalid bytes) of a corpus, in one streaming pass."""
     from charrnn.catalog import resolve_source
-    from charrnn.errors import UsageError
+    from charrnn.util.errors import UsageError
     from charrnn.textstats import text_stats
 
     if top < 1:
@@ -135,7 +135,7 @@ def _print_stats(s, top: int) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from charrnn.showtext import show_char, visible
+    from charrnn.util.showtext import show_char, visible
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")

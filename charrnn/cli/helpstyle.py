@@ -129,7 +129,7 @@ def one_line_errors():
     except ClickException as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # `charrnn` alone: the help was shown
             raise
-        from charrnn.console import error
+        from charrnn.util.console import error
 
         ctx = getattr(e, "ctx", None)
         message = e.format_message()

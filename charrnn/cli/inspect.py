@@ -11,7 +11,7 @@ import time
 import typer
 
 from charrnn.cli.common import app, emit_json, guarded, out_console, result_table
-from charrnn.errors import CharrnnError, UsageError
+from charrnn.util.errors import CharrnnError, UsageError
 
 EVAL_EXAMPLES = """
 [bold]Examples[/]
@@ -63,7 +63,7 @@ def load(command: str, checkpoint: str, source: str, encoding: str, device: str)
 
 
 def oov_note(oov: dict[str, int]) -> str:
-    from charrnn.showtext import counter_text
+    from charrnn.util.showtext import counter_text
 
     if not oov:
         return "every character is in the model's vocabulary"
@@ -79,7 +79,7 @@ def need_chars(count: int, source: str) -> None:
 
 def report_console(as_json: bool):
     """Where the human-readable report goes: stdout, or stderr when stdout carries --json."""
-    from charrnn.console import err_console
+    from charrnn.util.console import err_console
 
     return err_console() if as_json else out_console()
 
@@ -142,8 +142,8 @@ def score(
 ) -> None:
     """Show a text coloured by how surprised the model is by each character, with the most surprising spans."""
 
-    from charrnn.console import info, shown
-    from charrnn.fileio import atomic_write_text
+    from charrnn.util.console import info, shown
+    from charrnn.util.files import atomic_write_text
     from charrnn.render import Section, TableSection, colours_for, html_page, rich_text, surprise_rgb
     from charrnn.surprise import score_text
 
@@ -204,9 +204,9 @@ def cells(
 ) -> None:
     """Find the units that track quotes, comments, bracket depth, line position and word starts, and show them."""
     from charrnn.cells import analyse, check_kind, check_unit, parse_unit
-    from charrnn.console import info
+    from charrnn.util.console import info
     from charrnn.features import SYNTAX_NAMES, SYNTAXES
-    from charrnn.fileio import atomic_write_text
+    from charrnn.util.files import atomic_write_text
     from charrnn.render import html_page
     from charrnn.surprise import encode_known
 

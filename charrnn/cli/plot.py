@@ -36,8 +36,8 @@ def plot(
     from rich.console import Console
 
     from charrnn.checkpoint import newest_checkpoint
-    from charrnn.console import TextWriter, err_console, info, warn
-    from charrnn.errors import CharrnnError
+    from charrnn.util.console import TextWriter, err_console, info, warn
+    from charrnn.util.errors import CharrnnError
     from charrnn.plot import MISSING_MATPLOTLIB, check_height, check_x, load_runs, save_png, terminal_plot
 
     check_x(x)
@@ -67,6 +67,6 @@ def plot(
             warn(MISSING_MATPLOTLIB)  # the PNG was not asked for by name: the terminal plot is enough
             return
         raise
-    from charrnn.console import shown
+    from charrnn.util.console import shown
 
     err_console().print(shown(f"wrote {target}"))

@@ -11,9 +11,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.text import Text
 
 from charrnn.budget import describe
-from charrnn.console import err_console, warn
+from charrnn.util.console import err_console, warn
 from charrnn.runtime import default_threads
-from charrnn.showtext import visible
+from charrnn.util.showtext import visible
 from charrnn.train import Reporter, Trainer, TrainResult
 
 
@@ -204,7 +204,7 @@ def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding:
     """`tokens.prepare_corpus` with a progress bar on stderr (shown only on a terminal, for big corpora)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from charrnn.console import err_console, warn
+    from charrnn.util.console import err_console, warn
     from charrnn.tokens import prepare_corpus
 
     with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),

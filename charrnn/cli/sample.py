@@ -55,7 +55,7 @@ def sample(
     precision: str = typer.Option("auto", "--precision", help="Matrices while stepping: auto (the fastest kernel measured on this machine, remembered), fp32 (exact: what `charrnn serve` writes), bf16 (what `charrnn serve --precision bf16` writes), bf16-packed or int8."),
 ) -> None:
     """Generate text from a trained model, streamed to stdout as it is written."""
-    from charrnn.errors import UsageError
+    from charrnn.util.errors import UsageError
     from charrnn.highlight import language_for, make_writer
     from charrnn.sampling import check_sampling_args
 
@@ -104,7 +104,7 @@ def write_many(loaded, writer, echo: str, n: int, separator: str, settings: dict
     """Draw n samples in lockstep: the first is streamed, the others are kept and written after it."""
     import sys
 
-    from charrnn.console import err_console
+    from charrnn.util.console import err_console
     from charrnn.sampling import generate_batch, separator_after
 
     def header(i: int) -> None:  # on a terminal only: a rule on stderr, between the samples on stdout

@@ -39,7 +39,7 @@ def listen(host: str, port: int):
     """A listening socket, or a one-line error saying why not."""
     import socket
 
-    from charrnn.errors import CharrnnError
+    from charrnn.util.errors import CharrnnError
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -69,8 +69,8 @@ def serve(
     """Serve a model over HTTP: OpenAI-compatible completions, scoring, and a web playground at /."""
     import sys
 
-    from charrnn.console import info, warn
-    from charrnn.errors import CharrnnError, UsageError
+    from charrnn.util.console import info, warn
+    from charrnn.util.errors import CharrnnError, UsageError
 
     try:
         import starlette  # noqa: F401

@@ -10,7 +10,7 @@ import typer
 
 from charrnn.cli.common import app, guarded
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.errors import CharrnnError, UsageError
+from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.sizing import LADDER
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB
 
@@ -221,8 +221,8 @@ def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool
     an old run (--overwrite), write config.yaml, train: the result."""
     from charrnn.cli.progress import ConsoleReporter, prepare_with_progress
     from charrnn.config import MODEL_KEYS, fit_to_text, resumed_run_config, write_run_config
-    from charrnn.console import info, warn
-    from charrnn.fileio import STDIN_NAME
+    from charrnn.util.console import info, warn
+    from charrnn.util.files import STDIN_NAME
     from charrnn.train import new_trainer
 
     corpus = prepare_with_progress(run.corpus, run.glob, run.encoding or "utf-8", run.tokens, run.max_vocab)  # token ids, memory-mapped from the cache

@@ -14,7 +14,7 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
-from charrnn.showtext import visible
+from charrnn.util.showtext import visible
 
 _console: Console | None = None
 _console_stream = None
