@@ -52,7 +52,7 @@ def measure(model, vocab, widths=(1, 5, 10), length: int = 500, prime: str = "",
 
 def main() -> None:
     from charrnn.checkpoint import load_model
-    from charrnn.runtime import resolve_device
+    from charrnn.runtime.device import resolve_device
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", nargs="?", default=None, help="checkpoint or run folder (default: newest under ./checkpoints)")

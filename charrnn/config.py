@@ -34,7 +34,7 @@ import yaml
 
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.util.files import atomic_write_text, os_advice, path_kind
-from charrnn.runtime import PRECISIONS
+from charrnn.runtime.device import PRECISIONS
 from charrnn.util.showtext import visible
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from charrnn.autotune import SlowdownWatch
+from charrnn.runtime.timing import SlowdownWatch
 from charrnn.config import MAX_SEED, MAX_TEMP
 from charrnn.util.errors import UsageError
 from charrnn.model import CharRNN, State
@@ -65,7 +65,7 @@ def check_batch_memory(model: CharRNN, batch: int, length: int, flag: str, lengt
     Per stream: the recurrent state and its copies during a step, the logits, noise and filters
     (~24 bytes per vocabulary entry), and the text kept until it is written.
     """
-    from charrnn.runtime import check_memory
+    from charrnn.runtime.memory import check_memory
 
     c = model.config
     device = model.head.weight.device.type

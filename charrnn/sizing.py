@@ -85,7 +85,7 @@ def training_memory(m: ModelConfig, c: TrainConfig) -> int:
 
 def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter, kind: str = "char") -> None:
     """Refuse a run that cannot fit in memory before building it; warn what a huge vocabulary costs."""
-    from charrnn.runtime import check_memory, fmt_bytes
+    from charrnn.runtime.memory import check_memory, fmt_bytes
 
     need = training_memory(m, c)
     shape = f"a {m.cell} {m.layers}x{m.hidden} model (embed {m.embed}, vocabulary {m.vocab_size:,}, " \
@@ -300,8 +300,10 @@ def probe(vocab_size: int, train: TrainConfig, device: str, threads: int, cell: 
     """`rate(shape)`: chars/s measured once per shape, machine, threads, B and T, then cached (tune.json)."""
     import torch
 
-    from charrnn.autotune import LOW_PRECISION_MARGIN, TuneCache, cache_disabled, choose
-    from charrnn.runtime import resolve_precision, torch_threads
+    from charrnn.runtime.timing import LOW_PRECISION_MARGIN, choose
+    from charrnn.runtime.cache import TuneCache, cache_disabled
+    from charrnn.runtime.device import resolve_precision
+    from charrnn.runtime.threads import torch_threads
     from charrnn.trainspeed import DTYPES as CPU_DTYPES
 
     DTYPES = {**CPU_DTYPES, "fp16": torch.float16}  # the CPU's two, and a GPU's fp16
@@ -347,7 +349,8 @@ def right_size(run, n_tokens: int, vocab_size: int, resolve: Callable[[dict], ob
     """
     from charrnn.config import fit_to_text
     from charrnn.distributed import launched_by_torchrun
-    from charrnn.runtime import default_threads, resolve_device
+    from charrnn.runtime.threads import default_threads
+    from charrnn.runtime.device import resolve_device
 
     if run.preset or all(k in run.given for k in SHAPE_KEYS) or launched_by_torchrun():
         return run, None

@@ -39,8 +39,9 @@ from dataclasses import dataclass
 
 import torch
 
-from charrnn.autotune import Verdict, cached_or_measured, choose, interleaved_rates, thread_verdict, TuneCache
-from charrnn.autotune import LOW_PRECISION_MARGIN, SAMPLE_THREAD_MARGIN
+from charrnn.runtime.timing import Verdict, choose, interleaved_rates, thread_verdict
+from charrnn.runtime.cache import cached_or_measured, TuneCache
+from charrnn.runtime.timing import LOW_PRECISION_MARGIN, SAMPLE_THREAD_MARGIN
 from charrnn.model import CharRNN, State, reorder_state
 
 KERNELS = ("fp32", "bf16", "bf16-packed", "int8")  # every kernel name
@@ -268,7 +269,7 @@ class KernelChoice:
 
 
 def kernel_key(model: CharRNN, batch: int) -> str:
-    from charrnn.runtime import default_threads
+    from charrnn.runtime.threads import default_threads
 
     c = model.config
     workload = {"what": "step kernel", "cell": c.cell, "layers": c.layers, "hidden": c.hidden,
@@ -300,7 +301,7 @@ def choose_kernel(model: CharRNN, batch: int = 1, precision: str = "auto", threa
     the cache. threads: 0 times 1 thread and one per core for the kernel, unless the output is too
     short for it to pay (threads change the speed, never the text).
     """
-    from charrnn.runtime import default_threads
+    from charrnn.runtime.threads import default_threads
 
     names = kernels_for(model)
     if precision != "auto" and precision not in names:

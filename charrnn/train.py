@@ -39,7 +39,8 @@ from charrnn.model import CharRNN, detach_state
 from charrnn.overfit import OverfitWatch
 from charrnn.runclock import RunClock
 from charrnn.runfolder import RunFolder
-from charrnn.runtime import check_threads, resolve_device
+from charrnn.runtime.threads import check_threads
+from charrnn.runtime.device import resolve_device
 from charrnn.sampling import sample_text
 from charrnn.sizing import check_model_fits
 from charrnn.tokenkind import DEFAULT_MAX_VOCAB

@@ -24,7 +24,7 @@ from charrnn import distributed
 from charrnn.checkpoint import SaveError
 from charrnn.evaluation import LN2
 from charrnn.runfolder import RunFolder
-from charrnn.runtime import torch_threads
+from charrnn.runtime.threads import torch_threads
 from charrnn.util.signals import StopSignals
 
 MAX_BAD_STEPS = 10  # non-finite steps in a row before a run gives up

@@ -20,10 +20,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from charrnn.autotune import StepTuner, TuneCache, Verdict, cache_disabled, cached_or_measured, interleaved_rates
-from charrnn.autotune import precision_verdict
+from charrnn.runtime.timing import StepTuner, Verdict, interleaved_rates
+from charrnn.runtime.cache import TuneCache, cache_disabled, cached_or_measured
+from charrnn.runtime.timing import precision_verdict
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.runtime import default_threads, resolve_precision
+from charrnn.runtime.threads import default_threads
+from charrnn.runtime.device import resolve_precision
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 

@@ -14,7 +14,7 @@ from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import app
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.util.errors import UsageError
-from charrnn.runtime import default_threads
+from charrnn.runtime.threads import default_threads
 from charrnn.train import Trainer, train_on_text
 
 from .conftest import TINY_TEXT

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from charrnn.autotune import (SlowdownWatch, StepTuner, TuneCache, Verdict, cached_or_measured, choose,
-                              precision_verdict, thread_verdict)
+from charrnn.runtime.timing import SlowdownWatch, StepTuner, Verdict, choose, precision_verdict, thread_verdict
+from charrnn.runtime.cache import TuneCache, cached_or_measured
 
 
 # ---- choosing from rates -------------------------------------------------------------------------

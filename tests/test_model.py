@@ -155,7 +155,7 @@ def test_bf16_step_stays_close_to_fp32(cell):
 
 
 def test_more_threads_only_for_a_clear_gain():
-    from charrnn.autotune import SAMPLE_THREAD_MARGIN, thread_verdict
+    from charrnn.runtime.timing import SAMPLE_THREAD_MARGIN, thread_verdict
 
     assert thread_verdict({1: 1000.0, 2: 1500.0}, SAMPLE_THREAD_MARGIN) == 2
     assert thread_verdict({1: 1000.0, 2: 1100.0}, SAMPLE_THREAD_MARGIN) == 1  # 10%: not worth a core that may be busy

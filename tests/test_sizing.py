@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from charrnn import sizing
-from charrnn.autotune import TuneCache
+from charrnn.runtime.cache import TuneCache
 from charrnn.cli import app
 from charrnn.config import TrainConfig
 from charrnn.sizing import LADDER, Shape, choose_size, right_size

@@ -7,7 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.autotune import TuneCache
+from charrnn.runtime.cache import TuneCache
 from charrnn.cli import app
 from charrnn.checkpoint import load_model
 from charrnn.evaluation import evaluate

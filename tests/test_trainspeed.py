@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from charrnn.autotune import TuneCache
+from charrnn.runtime.cache import TuneCache
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.runtime import default_threads, resolve_precision
+from charrnn.runtime.threads import default_threads
+from charrnn.runtime.device import resolve_precision
 from charrnn.train import Reporter, train_on_text
 from charrnn.trainspeed import make_tuner, train_key
 from tests.conftest import TINY_TEXT

@@ -81,7 +81,7 @@ def serve_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> li
     except ImportError:
         return [Row("serve", "serve: needs the serve extra", None, "chars/s", note="skipped: pip install 'charrnn[serve]'")]
     from charrnn.serve.loadtest import measure
-    from charrnn.runtime import cpu_has_fast_bf16
+    from charrnn.runtime.device import cpu_has_fast_bf16
 
     layers, hidden = cfg.serve_shape
     torch.manual_seed(0)

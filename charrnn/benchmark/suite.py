@@ -22,7 +22,7 @@ Each figure is the best of `repeats` timed windows.
                clients, total chars/s
 
 The choices are made with the same rules as `charrnn train`, `sample` and `beam` make them
-(`charrnn.autotune`), from the rates measured here, never from the cache.
+(`charrnn.runtime.timing`), from the rates measured here, never from the cache.
 
 FLOPs per character, counting only the matrix products: a layer with G gates (LSTM 4,
 GRU 3, RNN 1), input width I and H units multiplies a (G*H, I + H) matrix forward, costing
@@ -44,8 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charrnn.autotune import LOW_PRECISION_MARGIN, TuneCache, choose, cpu_info, cpu_summary, precision_verdict
-from charrnn.autotune import SAMPLE_THREAD_MARGIN, thread_verdict
+from charrnn.runtime.timing import LOW_PRECISION_MARGIN, choose, precision_verdict
+from charrnn.runtime.cache import TuneCache, cpu_info, cpu_summary
+from charrnn.runtime.timing import SAMPLE_THREAD_MARGIN, thread_verdict
 from charrnn.evaluation import evaluate
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.beam import beam_search
@@ -53,8 +54,9 @@ from charrnn.benchmark.memory import memory_rows
 from charrnn.benchmark.rows import SECTIONS, BenchConfig, Row, flops_per_char, synthetic_text  # noqa: F401  (SECTIONS: for the CLI)
 from charrnn.sampling import sample_ids
 from charrnn.config import TrainConfig
-from charrnn.runtime import cpu_has_fast_bf16, default_threads
-from charrnn.runtime import torch_threads as threads
+from charrnn.runtime.device import cpu_has_fast_bf16
+from charrnn.runtime.threads import default_threads
+from charrnn.runtime.threads import torch_threads as threads
 from charrnn.stepkernels import choose_kernel, kernel_bits_per_char, kernels_for
 from charrnn.train import Trainer
 from charrnn.trainspeed import DTYPES, eval_precision

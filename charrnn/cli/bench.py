@@ -76,7 +76,7 @@ def bench(
     from charrnn.util.files import atomic_write_text
     from charrnn.util.console import err_console, info
     from charrnn.util.errors import UsageError
-    from charrnn.runtime import check_threads
+    from charrnn.runtime.threads import check_threads
 
     unknown = sorted(set(only or ()) - set(SECTIONS))
     if unknown:

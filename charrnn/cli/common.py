@@ -170,7 +170,8 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk
     """
     from charrnn.checkpoint import load_model
     from charrnn.util.console import err_console
-    from charrnn.runtime import check_threads, resolve_device, torch_threads
+    from charrnn.runtime.threads import check_threads, torch_threads
+    from charrnn.runtime.device import resolve_device
     from charrnn.sampling import check_batch_memory, prime_ids_for
     from charrnn.stepkernels import KERNELS, choose_kernel
 

@@ -43,7 +43,7 @@ TEXT_HELP = "Text file, a catalog name (charrnn corpus list), or - for stdin."
 
 def torch_threads(n: int):
     """Use n CPU threads (0 = one per core) inside the block, then restore the previous setting."""
-    from charrnn.runtime import check_threads, torch_threads as threads
+    from charrnn.runtime.threads import check_threads, torch_threads as threads
 
     return threads(check_threads(n))
 
@@ -53,7 +53,7 @@ def load(command: str, checkpoint: str, source: str, encoding: str, device: str)
     from charrnn.catalog import resolve_source
     from charrnn.checkpoint import load_model
     from charrnn.corpus import check_text_file, read_text
-    from charrnn.runtime import resolve_device
+    from charrnn.runtime.device import resolve_device
 
     source = resolve_source(source)  # a catalog name is its fetched file
     check_text_file(source, command)  # a pipe (<(cmd)) is read like -, a folder is not a file

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from charrnn.budget import describe
 from charrnn.util.console import err_console, warn
-from charrnn.runtime import default_threads
+from charrnn.runtime.threads import default_threads
 from charrnn.util.showtext import visible
 from charrnn.train import Reporter, Trainer, TrainResult
 

@@ -87,7 +87,7 @@ def serve(
 
     from charrnn.checkpoint import load_model
     from charrnn.serve.app import ServeConfig, create_app
-    from charrnn.runtime import resolve_device
+    from charrnn.runtime.device import resolve_device
 
     torch.set_num_threads(threads)
     # The batcher thread steps the model without pause; the event loop thread needs the GIL to send

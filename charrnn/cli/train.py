@@ -159,7 +159,7 @@ def train(
 ) -> None:
     """Train a character-level (or word- or byte-level) model on text and save checkpoints (best.pt, last.pt)."""
     from charrnn.config import resolve_run_config
-    from charrnn.runtime import check_threads
+    from charrnn.runtime.threads import check_threads
 
     given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
     if resume is not None and init_from is not None:

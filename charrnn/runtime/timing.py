@@ -11,30 +11,22 @@ parts that need no torch, so tests can feed them timings:
   of a run take turns in every candidate setting (real updates: no time is thrown away), the
   fastest is kept, and its step time is watched: when it jumps (another process took a core),
   or every so often, the thread counts are tried again.
-* `TuneCache`: verdicts kept in the cache folder, keyed by the CPU (model and the flags that
-  matter), the torch version and the workload, so later runs skip the probe. A corrupt file is
-  ignored; another torch version misses.
+* `SlowdownWatch`: notices, once, when steps chosen at the start slow down (a core got busy).
 
-    candidate timings --> choose / StepTuner --> Verdict --> TuneCache (cache_dir()/tune.json)
+    candidate timings --> choose / StepTuner --> Verdict --> runtime.cache.TuneCache (cache_dir()/tune.json)
 """
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 LOW_PRECISION_MARGIN = 1.10  # bf16 (or int8) must run >= 10% faster than fp32 to be chosen
 THREAD_MARGIN = 1.05  # more threads must run >= 5% faster than one (training, re-checked as it goes)
 SAMPLE_THREAD_MARGIN = 1.15  # ... >= 15% for sampling and beam search, chosen once at the start
-IMPORTANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
-CACHE_VERSION = 1
 
 
 # ---- choosing ------------------------------------------------------------------------------------
@@ -334,89 +326,3 @@ class SlowdownWatch:
             return False
         self.fired = statistics.median(self.recent) > self.jump * self.baseline
         return self.fired
-
-
-# ---- the machine and the cache -------------------------------------------------------------------
-
-
-def cpu_info() -> dict:
-    """{"model": "AMD EPYC ...", "flags": [the IMPORTANT_FLAGS this CPU reports]} (Linux; elsewhere the model only)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name" and model in (platform.processor(), platform.machine()):
-                model = value.strip()
-            elif key in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model, "flags": [f for f in IMPORTANT_FLAGS if f in flags]}
-
-
-def cpu_summary() -> str:
-    """'AMD EPYC (avx512_bf16, no amx)' for logs and the benchmark title."""
-    info = cpu_info()
-    flags = [f for f in info["flags"] if f in ("avx512_bf16", "avx512_fp16", "amx_bf16")]
-    if not any(f.startswith("amx") for f in flags):
-        flags.append("no amx")
-    return f"{info['model']} ({', '.join(flags)})"
-
-
-def default_cache_path() -> Path:
-    from charrnn.tokens import cache_dir
-
-    return cache_dir() / "tune.json"
-
-
-class TuneCache:
-    """Verdicts on disk: key (a dict) -> value (a dict). Missing, unreadable or corrupt means empty."""
-
-    def __init__(self, path: Path | None = None):
-        self.path = Path(path) if path is not None else default_cache_path()
-
-    @staticmethod
-    def key(workload: dict, torch_version: str, cpu: dict | None = None) -> str:
-        """The CPU (model and flags), the torch version and the workload, as one string."""
-        return json.dumps({"cpu": cpu or cpu_info(), "torch": torch_version, **workload}, sort_keys=True)
-
-    def _read(self) -> dict:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        ok = isinstance(data, dict) and data.get("version") == CACHE_VERSION and isinstance(data.get("entries"), dict)
-        return data["entries"] if ok else {}
-
-    def get(self, key: str) -> dict | None:
-        value = self._read().get(key)
-        return value if isinstance(value, dict) else None
-
-    def put(self, key: str, value: dict) -> None:
-        """Store a verdict (best effort: a cache that cannot be written is no error)."""
-        from charrnn.util.files import atomic_write_text
-
-        entries = self._read()
-        entries[key] = value
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1) + "\n")
-        except OSError:
-            pass
-
-
-def cache_disabled() -> bool:
-    """CHARRNN_NO_TUNE_CACHE=1 measures every time (benchmarks use it)."""
-    return os.environ.get("CHARRNN_NO_TUNE_CACHE", "") not in ("", "0")
-
-
-def cached_or_measured(cache: TuneCache, key: str, measure: Callable[[], Verdict],
-                       valid: Iterable[str]) -> Verdict:
-    """The cached verdict for `key` when there is a usable one, else `measure()` (then cached)."""
-    hit = None if cache_disabled() else cache.get(key)
-    if hit and hit.get("choice") in set(valid):
-        return Verdict(hit["choice"], dict(hit.get("rates") or {}), cached=True)
-    verdict = measure()
-    cache.put(key, verdict.to_dict())
-    return verdict
