@@ -154,7 +154,7 @@ row 5 "--html /dev/stdout, build -o /dev/stderr (root)" "score … --html /dev/s
 # ---- 6. the token cache trusts its files -------------------------------------------------------------
 binof() { py "$1" <<'EOF'
 import sys
-from charrnn.tokens import prepare_corpus
+from charrnn.text.tokens import prepare_corpus
 print(prepare_corpus([sys.argv[1]], warn=lambda m: None).path)
 EOF
 }

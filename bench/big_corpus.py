@@ -36,7 +36,7 @@ SOURCES = [("/usr/lib", ["python3*/**/*.py"]), ("/usr/include", ["**/*.h"])]
 
 ENCODE = """
 import json, sys, time
-from charrnn.tokens import prepare_corpus
+from charrnn.text.tokens import prepare_corpus
 marks = {}
 def progress(phase, done, total):
     marks.setdefault(phase, time.perf_counter())
@@ -58,8 +58,8 @@ def parse_size(s: str) -> int:
 
 def make_corpus(work: Path, size: int) -> Path:
     """Concatenate source files found on this machine (sorted), repeated up to `size` bytes."""
-    from charrnn.build import BuildReport, concatenate
-    from charrnn.corpus import find_files
+    from charrnn.text.build import BuildReport, concatenate
+    from charrnn.text.corpus import find_files
 
     base = work / "base.txt"
     report = BuildReport()
@@ -142,7 +142,7 @@ def main() -> None:
             os.unlink(f)  # a cold cache: the first run really encodes
     time.sleep(2.1)  # file hashes are remembered only for files last changed > 2 s before hashing
     py = sys.executable
-    baseline = measured([py, "-c", "import torch, charrnn.train, charrnn.tokens"], env, work)
+    baseline = measured([py, "-c", "import torch, charrnn.train, charrnn.text.tokens"], env, work)
     print("encoding (cold cache) ...", file=sys.stderr)
     enc = measured([py, "-c", ENCODE, str(big)], env, work)
     enc_out = json.loads(enc["stdout"])

@@ -23,11 +23,11 @@ import torch
 from charrnn.beam import beam_search
 from charrnn.benchmark.suite import PlainTrainer, rate
 from charrnn.config import PRESETS, TrainConfig
-from charrnn.corpus import read_text
+from charrnn.text.corpus import read_text
 from charrnn.model import ModelConfig
 from charrnn.sampling import sample_ids
 from charrnn.train import Trainer
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 
 def interleaved(contenders: dict, window: float, repeats: int) -> dict:

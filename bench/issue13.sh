@@ -63,7 +63,7 @@ grep -q -w amx_tile /proc/cpuinfo || log "(no AMX)"
 if want 2; then
 section "2. charrnn train shakespeare --time $TIME, back to back"
 run_to "$OUT/logs/corpus.log" "$BIN/charrnn" corpus get shakespeare
-CORPUS=$("$BIN/python" -c 'from charrnn.catalog import fetch; print(fetch("shakespeare"))')
+CORPUS=$("$BIN/python" -c 'from charrnn.text.catalog import fetch; print(fetch("shakespeare"))')
 declare -A FLAGS=([defaults]="" [fp32]="--precision fp32" [bf16]="--precision bf16" [threads1]="--threads 1" [threads2]="--threads 2")
 for name in defaults fp32 bf16 threads1 threads2; do
   # shellcheck disable=SC2086

@@ -122,7 +122,7 @@ def small_text() -> Path:
     """The first 100,000 characters of War and Peace, cut on a line break, written once."""
     path = RUNS / "small.txt"
     if not path.exists():
-        from charrnn.catalog import fetch
+        from charrnn.text.catalog import fetch
 
         text = Path(fetch("warpeace")).read_text(encoding="utf-8")
         cut = text.rfind("\n", 0, 100_000) + 1

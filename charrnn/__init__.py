@@ -29,9 +29,9 @@ _EXPORTS = {
     "train_on_tokens": "charrnn.train",
     "load_model": "charrnn.checkpoint",
     "load_checkpoint": "charrnn.checkpoint",
-    "Vocab": "charrnn.vocab",
-    "WordVocab": "charrnn.wordvocab",
-    "ByteVocab": "charrnn.bytevocab",
+    "Vocab": "charrnn.text.vocab",
+    "WordVocab": "charrnn.text.wordvocab",
+    "ByteVocab": "charrnn.text.bytevocab",
     "generate": "charrnn.sampling",
     "sample_text": "charrnn.sampling",
     "beam_search": "charrnn.beam",
@@ -39,7 +39,7 @@ _EXPORTS = {
     "Conversation": "charrnn.chat",
     "ChatSettings": "charrnn.chat",
     "evaluate": "charrnn.evaluation",
-    "prepare_corpus": "charrnn.tokens",
+    "prepare_corpus": "charrnn.text.tokens",
     "CharrnnError": "charrnn.util.errors",
 }
 

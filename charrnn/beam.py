@@ -51,7 +51,7 @@ from charrnn.evaluation import LN2
 from charrnn.model import CharRNN
 from charrnn.sampling import ThreadWatch, prime_ids_for, prime_model
 from charrnn.stepkernels import make_kernel
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 
 

@@ -28,7 +28,7 @@ from charrnn.beam import BeamSearch
 from charrnn.config import MAX_TEMP
 from charrnn.model import CharRNN, reorder_state
 from charrnn.sampling import GumbelNoise, cut_at_stop, default_prime, pick, prime_model, seeded_generator
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 
 @dataclass

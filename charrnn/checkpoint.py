@@ -45,7 +45,7 @@ from charrnn.util.files import CHUNK, atomic_write, atomic_write_bytes, os_advic
 from charrnn.payload import CHECKSUM_KEY, checksum
 from charrnn.config import ModelConfig
 from charrnn.model import CharRNN
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 FORMAT_VERSION = 2  # the newest this version reads and writes (see the module doc)
 SUFFIX = ".pt"

@@ -36,7 +36,7 @@ from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.util.files import atomic_write_text, os_advice, path_kind
 from charrnn.runtime.device import PRECISIONS
 from charrnn.util.showtext import visible
-from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB, check_kind
 
 CELLS = ("lstm", "gru", "rnn")  # the recurrent cells charrnn builds (model.CELLS maps them to torch modules)
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer: (i, f, g, o), (r, z, n), (h)
@@ -282,7 +282,7 @@ class RunConfig:
 
 
 def preset_names() -> list[str]:
-    from charrnn.catalog import load_catalog
+    from charrnn.text.catalog import load_catalog
 
     return [*PRESETS, *(name for name, e in load_catalog().items() if e.preset)]
 
@@ -291,7 +291,7 @@ def get_preset(name: str) -> dict:
     """A built-in preset, or the recommended setup of a catalog corpus (`--preset linux`)."""
     if name in PRESETS:
         return dict(PRESETS[name])
-    from charrnn.catalog import load_catalog
+    from charrnn.text.catalog import load_catalog
 
     entry = load_catalog().get(name)
     if entry is None or not entry.preset:

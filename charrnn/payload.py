@@ -37,7 +37,7 @@ import torch
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.util.errors import CharrnnError
 from charrnn.util.showtext import lone_surrogate
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 CHECKSUM_KEY = "checksum"  # {"blake2b": hex digest of everything else in the payload}
 PLAIN = (str, int, float, bool, type(None))

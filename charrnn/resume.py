@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.corpus import split_train_val
+from charrnn.text.corpus import split_train_val
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.train import Reporter, Trainer
 from charrnn.trainstate import MODEL_FIELDS_FREE
 from charrnn.util.showtext import show_chars
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 
 

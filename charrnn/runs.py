@@ -19,7 +19,7 @@ from charrnn.checkpoint import (
 from charrnn.util.errors import CharrnnError
 from charrnn.util.files import path_kind
 from charrnn.runlock import FolderInUse, RunLock
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 # What an inference-only export keeps: enough to rebuild the model and its vocabulary, and describe it.
 EXPORT_KEYS = ("model_config", "vocab", "model", "step", "epoch", "metrics", "best_val_bpc", "meta")

@@ -21,7 +21,7 @@ from charrnn.config import MAX_SEED, MAX_TEMP
 from charrnn.util.errors import UsageError
 from charrnn.model import CharRNN, State
 from charrnn.stepkernels import make_kernel
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 
 class ThreadWatch:

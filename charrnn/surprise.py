@@ -29,7 +29,7 @@ import torch
 
 from charrnn.evaluation import LN2, EvalResult, char_nll, evaluate
 from charrnn.model import CharRNN
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 
 @dataclass

@@ -32,7 +32,7 @@ from charrnn import distributed, optim, trainspeed, trainstate
 from charrnn.batcher import StreamBatcher
 from charrnn.budget import Budget, lr_at
 from charrnn.config import ModelConfig, TrainConfig, fit_to_text
-from charrnn.corpus import split_train_val, token_index_at_char
+from charrnn.text.corpus import split_train_val, token_index_at_char
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.evaluation import LN2, evaluate
 from charrnn.model import CharRNN, detach_state
@@ -43,10 +43,10 @@ from charrnn.runtime.threads import check_threads
 from charrnn.runtime.device import resolve_device
 from charrnn.sampling import sample_text
 from charrnn.sizing import check_model_fits
-from charrnn.tokenkind import DEFAULT_MAX_VOCAB
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 from charrnn.trainloop import Diverged, Reporter, TrainingRun, TrainResult
-from charrnn.vocab import Vocab
-from charrnn.vocabbuild import vocab_for_text
+from charrnn.text.vocab import Vocab
+from charrnn.text.vocabbuild import vocab_for_text
 
 __all__ = ["Reporter", "TrainConfig", "TrainResult", "Trainer", "train_on_text", "train_on_tokens"]
 
@@ -320,7 +320,7 @@ def train_on_text(
     `model_config` holds ModelConfig fields other than vocab_size (cell, layers, hidden, ...).
     `kind` is the token kind: char, word (`max_vocab` ids) or byte (see `tokenkind`).
     Returns the trainer (its `.model` is the trained model) and the result. For a corpus too
-    big for memory, use `charrnn.tokens.prepare_corpus` and `train_on_tokens`.
+    big for memory, use `charrnn.text.tokens.prepare_corpus` and `train_on_tokens`.
     """
     vocab = vocab_for_text(text, kind, max_vocab)
     return train_on_tokens(vocab, vocab.encode_array(text), model_config, train_config, out_dir, reporter, meta)

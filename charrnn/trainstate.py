@@ -27,8 +27,8 @@ from charrnn import distributed
 from charrnn.checkpoint import load_checkpoint
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.util.errors import CharrnnError, UsageError
-from charrnn.tokens import sample_starts  # sampled, so a 1 GB corpus costs a few MB of reading
-from charrnn.vocab import Vocab
+from charrnn.text.tokens import sample_starts  # sampled, so a 1 GB corpus costs a few MB of reading
+from charrnn.text.vocab import Vocab
 
 FIXED_ON_RESUME = ("batch_size", "seq_len", "val_fraction")
 MODEL_FIELDS_FREE = ("dropout",)

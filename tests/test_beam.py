@@ -16,7 +16,7 @@ from charrnn.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.sampling import sample_text
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 from .conftest import REPO, env_without_threads
 

@@ -10,7 +10,7 @@ import torch
 
 from charrnn.benchmark.suite import BenchConfig, PlainTrainer, Row, flops_per_char, run_bench, synthetic_text
 from charrnn.stepkernels import KERNELS
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 from tests.conftest import TINY_TEXT
 
 TINY = BenchConfig(window=0.02, sample_window=0.02, repeats=1, threads=1, batch_size=4, seq_len=16, embed=8,

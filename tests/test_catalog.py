@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import fields
 from importlib import resources
 
-from charrnn.catalog import CorpusEntry, load_catalog
+from charrnn.text.catalog import CorpusEntry, load_catalog
 
 
 def raw_fields() -> dict[str, dict[str, str]]:
     """`name -> field -> the text after "field: "` on that field's line of catalog.yaml."""
-    text = resources.files("charrnn").joinpath("catalog.yaml").read_text(encoding="utf-8")
+    text = resources.files("charrnn.text").joinpath("catalog.yaml").read_text(encoding="utf-8")
     raw: dict[str, dict[str, str]] = {}
     for line in text.splitlines():
         if line and not line.startswith((" ", "#")):

@@ -41,7 +41,7 @@ def test_budget_keys_replace_each_other_as_a_group():
 
 
 def test_catalog_presets():
-    from charrnn.catalog import load_catalog
+    from charrnn.text.catalog import load_catalog
 
     run = resolve_run_config({}, preset="linux")
     expected = load_catalog()["linux"].preset

@@ -8,10 +8,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import charrnn.catalog
-from charrnn.catalog import CorpusEntry
+import charrnn.text.catalog
+from charrnn.text.catalog import CorpusEntry
 from charrnn.cli import app
-from charrnn.corpus import source_name
+from charrnn.text.corpus import source_name
 
 from .conftest import SHARED, fifo_with
 
@@ -215,7 +215,7 @@ def tiny_catalog(tmp_path, monkeypatch):
     data = b"a tiny corpus for tests\n" * 20
     (mirror / "tiny.txt").write_bytes(data)
     entry = CorpusEntry("tiny", "test", "https://invalid.example/tiny.txt", hashlib.sha256(data).hexdigest(), len(data), "CC0")
-    monkeypatch.setattr(charrnn.catalog, "load_catalog", lambda: {"tiny": entry})
+    monkeypatch.setattr(charrnn.text.catalog, "load_catalog", lambda: {"tiny": entry})
     monkeypatch.setenv("CHARRNN_CORPORA", str(tmp_path / "corpora"))
     return mirror, entry
 
@@ -230,7 +230,7 @@ def test_list_at_80_columns_shows_the_fetched_path_whole(tiny_catalog, in_tmp, m
     mirror, entry = tiny_catalog
     long = CorpusEntry("tiny", "a corpus for tests with a description long enough to need wrapping " * 2,
                        entry.url, entry.sha256, entry.bytes, "public domain")
-    monkeypatch.setattr(charrnn.catalog, "load_catalog", lambda: {"tiny": long})
+    monkeypatch.setattr(charrnn.text.catalog, "load_catalog", lambda: {"tiny": long})
     monkeypatch.setenv("CHARRNN_CORPORA", "corpora")
     assert runner.invoke(app, ["corpus", "get", "tiny", "--mirror", str(mirror)]).exit_code == 0
     screen = io.StringIO()
@@ -243,8 +243,8 @@ def test_get_from_a_mirror_and_train_by_name(tiny_catalog, in_tmp, monkeypatch):
     mirror, entry = tiny_catalog
     result = runner.invoke(app, ["corpus", "get", "tiny", "--mirror", str(mirror)])
     assert result.exit_code == 0 and "sha256 verified" in result.stderr
-    assert charrnn.catalog.local_path("tiny").read_bytes() == (mirror / "tiny.txt").read_bytes()
-    charrnn.catalog.local_path("tiny").unlink()
+    assert charrnn.text.catalog.local_path("tiny").read_bytes() == (mirror / "tiny.txt").read_bytes()
+    charrnn.text.catalog.local_path("tiny").unlink()
     monkeypatch.setenv("CHARRNN_MIRROR", str(mirror))  # the name alone fetches it, as `train tiny` does
     assert runner.invoke(app, ["train", "tiny", *TINY_ARGS]).exit_code == 0
     assert (in_tmp / "checkpoints" / "tiny" / "best.pt").is_file()
@@ -258,7 +258,7 @@ def test_sha256_mismatch_is_refused_and_nothing_is_left(tiny_catalog):
     (mirror / "tiny.txt").write_bytes(b"tampered with, for test\n" * 20)  # the catalog's size, other bytes
     result = runner.invoke(app, ["corpus", "get", "tiny", "--mirror", str(mirror)])
     assert result.exit_code == 1 and "sha256 mismatch" in result.stderr and "Traceback" not in result.stderr
-    folder = charrnn.catalog.corpora_dir()
+    folder = charrnn.text.catalog.corpora_dir()
     assert not folder.exists() or list(folder.iterdir()) == []  # no file, no .part
 
 

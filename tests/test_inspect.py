@@ -16,7 +16,7 @@ from charrnn.cli import app
 from charrnn.features import guess_syntax, line_position, scan, word_start
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.surprise import encode_known
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 from .conftest import TINY_TEXT, fifo_with
 

@@ -72,7 +72,7 @@ def test_the_progress_bar_starts_at_the_resumed_step_and_shows_the_average_rate(
     from charrnn.cli.progress import REFRESH_SECONDS, ConsoleReporter
     from charrnn.model import ModelConfig
     from charrnn.train import Trainer
-    from charrnn.vocab import Vocab
+    from charrnn.text.vocab import Vocab
 
     vocab = Vocab.from_text(TINY_TEXT)
     ids = vocab.encode_array(TINY_TEXT)

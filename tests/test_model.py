@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from charrnn.model import CharRNN, ModelConfig, detach_state
 from charrnn.sampling import sample_ids, sample_text
 from charrnn.train import TrainConfig, train_on_text
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 from tests.conftest import TINY_TEXT
 

@@ -10,7 +10,7 @@ import torch
 from charrnn.checkpoint import load_checkpoint
 from charrnn.model import ModelConfig
 from charrnn.train import Trainer, TrainConfig
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 from .conftest import TINY_TEXT
 

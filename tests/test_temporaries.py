@@ -13,11 +13,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-import charrnn.catalog
-from charrnn.catalog import CorpusEntry, fetch
+import charrnn.text.catalog
+from charrnn.text.catalog import CorpusEntry, fetch
 from charrnn.cli import app
 from charrnn.util.signals import terminate_cleanly
-from charrnn.tokens import prepare_corpus
+from charrnn.text.tokens import prepare_corpus
 
 from .conftest import REPO, TINY_TEXT, env_without_threads
 
@@ -32,8 +32,8 @@ def catalog(tmp_path, monkeypatch):
     (mirror / "small.txt").write_bytes(data)
     entry = CorpusEntry("small", "test", "https://invalid.example/small.txt", hashlib.sha256(data).hexdigest(),
                         len(data), "CC0")
-    monkeypatch.setattr(charrnn.catalog, "load_catalog", lambda: {"small": entry})
-    monkeypatch.setattr(charrnn.catalog, "CHUNK", 256)
+    monkeypatch.setattr(charrnn.text.catalog, "load_catalog", lambda: {"small": entry})
+    monkeypatch.setattr(charrnn.text.catalog, "CHUNK", 256)
     monkeypatch.setenv("CHARRNN_CORPORA", str(tmp_path / "corpora"))
     return mirror
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import charrnn.tokens
+import charrnn.text.tokens
 from charrnn.cli import app
-from charrnn.tokens import prepare_corpus, sampled_digest
+from charrnn.text.tokens import prepare_corpus, sampled_digest
 
 from .conftest import TINY_TEXT
 
@@ -54,7 +54,7 @@ def test_ids_beyond_the_vocabulary_are_rebuilt_even_with_a_matching_checksum(tmp
     corpus.path.write_bytes(bad.tobytes())
     meta_path = corpus.path.with_suffix(".json")
     meta = json.loads(meta_path.read_text())
-    meta["checksum"] = {"blake2b": charrnn.tokens._file_digest(corpus.path), "sampled": sampled_digest(bad)}
+    meta["checksum"] = {"blake2b": charrnn.text.tokens._file_digest(corpus.path), "sampled": sampled_digest(bad)}
     meta_path.write_text(json.dumps(meta))  # a crafted entry: the checksums agree with the bad file
     rebuilt(tmp_path, f, good, "beyond its")
 
@@ -70,7 +70,7 @@ def test_a_reversed_vocabulary_is_rebuilt(tmp_path, cached):
 
 def test_a_big_token_file_is_checked_by_sampled_blocks(tmp_path, cached, monkeypatch):
     f, corpus = cached
-    monkeypatch.setattr(charrnn.tokens, "FULL_CHECK_BYTES", 0)  # as if it were larger than 64 MB
+    monkeypatch.setattr(charrnn.text.tokens, "FULL_CHECK_BYTES", 0)  # as if it were larger than 64 MB
     good = np.array(corpus.tokens)
     bad = good.copy()
     bad[0] = (bad[0] + 1) % len(corpus.vocab)  # inside the first sampled block, still a valid id

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from charrnn.beam import beam_search, stop_targets
-from charrnn.bytevocab import NEXT, ByteVocab, Utf8Guard
-from charrnn.corpus import split_train_val
+from charrnn.text.bytevocab import NEXT, ByteVocab, Utf8Guard
+from charrnn.text.corpus import split_train_val
 from charrnn.evaluation import evaluate
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.sampling import cut_at_stop, prime_ids_for, sample_ids, sample_text
 from charrnn.surprise import encode_known, score_text
-from charrnn.tokens import prepare_corpus
-from charrnn.vocab import Vocab
-from charrnn.wordvocab import WordVocab, split_words, token_chunks
+from charrnn.text.tokens import prepare_corpus
+from charrnn.text.vocab import Vocab
+from charrnn.text.wordvocab import WordVocab, split_words, token_chunks
 
 from .conftest import SHARED
 

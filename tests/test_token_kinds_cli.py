@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
-from charrnn.corpus import split_train_val
+from charrnn.text.corpus import split_train_val
 from charrnn.sampling import sample_text
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 runner = CliRunner()
 KINDS = ["char", "word", "byte"]

@@ -6,14 +6,14 @@ import time
 import numpy as np
 import pytest
 
-import charrnn.textscan
-import charrnn.tokens
-from charrnn.corpus import read_text
+import charrnn.text.scan
+import charrnn.text.tokens
+from charrnn.text.corpus import read_text
 from charrnn.util.errors import CharrnnError
-from charrnn.textscan import iter_text
-from charrnn.tokens import prepare_corpus
+from charrnn.text.scan import iter_text
+from charrnn.text.tokens import prepare_corpus
 from charrnn.train import TrainConfig, train_on_tokens
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 UNICODE = "Hello, wörld! 你好 🙂 e\u0301 ﬁ\n"  # CJK, an emoji (astral), a combining accent, a ligature
 
@@ -43,7 +43,7 @@ def test_second_run_is_a_cache_hit_without_reading_the_text(tmp_path, monkeypatc
         raise AssertionError("the corpus was read again")
 
     for name in ("scan_characters", "encode_files", "_hash_stream"):
-        monkeypatch.setattr(charrnn.tokens, name, boom)
+        monkeypatch.setattr(charrnn.text.tokens, name, boom)
     second = prepare_corpus([str(f)], cache=tmp_path / "cache")
     assert second.cached and second.path == first.path
     assert np.array_equal(second.tokens, first.tokens)
@@ -84,7 +84,7 @@ def test_encodings_give_the_same_tokens_as_utf8(tmp_path, encoding, data):
 
 
 def test_chunk_boundaries_split_characters_and_offsets_stay_exact(tmp_path, monkeypatch):
-    monkeypatch.setattr(charrnn.textscan, "CHUNK", 7)  # cut multi-byte characters everywhere
+    monkeypatch.setattr(charrnn.text.scan, "CHUNK", 7)  # cut multi-byte characters everywhere
     text = UNICODE * 20
     f = tmp_path / "x.txt"
     f.write_bytes(text.encode())
@@ -115,7 +115,7 @@ def test_failed_encoding_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
         out.write(b"\x01" * 100)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(charrnn.tokens, "encode_files", half_then_fail)
+    monkeypatch.setattr(charrnn.text.tokens, "encode_files", half_then_fail)
     with pytest.raises(KeyboardInterrupt):
         prepare_corpus([str(f)], cache=tmp_path / "cache")
     assert list((tmp_path / "cache" / "tokens").iterdir()) == []

@@ -78,7 +78,7 @@ def test_a_slow_first_step_does_not_end_a_timed_run():
     """The final validation's reserve comes from recent steps' median: a first step slowed by one-time
     costs, or a 2-thread step timed while another process holds a core, must not stop the run at once."""
     from charrnn.train import Trainer
-    from charrnn.vocab import Vocab
+    from charrnn.text.vocab import Vocab
 
     vocab = Vocab.from_text(TINY_TEXT)
     tokens = vocab.encode_array(TINY_TEXT)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from charrnn.batcher import StreamBatcher
-from charrnn.corpus import decode_bytes, read_text
+from charrnn.text.corpus import decode_bytes, read_text
 from charrnn.util.errors import CharrnnError
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 
 def test_vocab_round_trip_unicode():

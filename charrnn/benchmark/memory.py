@@ -17,7 +17,7 @@ from pathlib import Path
 from charrnn.benchmark.rows import BenchConfig, Row, synthetic_text
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.train import Trainer
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 RSS_CHILD = "import sys, json; from charrnn.benchmark.memory import rss_child; print(json.dumps(rss_child(*map(int, sys.argv[1:]))))"
 

@@ -60,7 +60,7 @@ from charrnn.runtime.threads import torch_threads as threads
 from charrnn.stepkernels import choose_kernel, kernel_bits_per_char, kernels_for
 from charrnn.train import Trainer
 from charrnn.trainspeed import DTYPES, eval_precision
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 # ---- the plain baseline: what a PyTorch user writes without charrnn ----------------------------
 
@@ -142,8 +142,8 @@ def best_rates(contenders: dict, cfg: BenchConfig, before: dict | None = None) -
 
 def bench_text(corpus: str | None) -> tuple[str, str]:
     """(name, text): the corpus asked for; else Tiny Shakespeare if fetched or mirrored; else random text."""
-    from charrnn.catalog import fetch, is_fetched, load_catalog, resolve_source
-    from charrnn.corpus import read_text
+    from charrnn.text.catalog import fetch, is_fetched, load_catalog, resolve_source
+    from charrnn.text.corpus import read_text
     from charrnn.util.errors import CharrnnError
 
     if corpus:
@@ -311,7 +311,7 @@ def kernel_rows(cfg: BenchConfig, checkpoint: str | None, corpus: str | None, lo
     --corpus names another), its first `cfg.kernel_chars` characters, stepped one at a time.
     """
     from charrnn.checkpoint import load_model
-    from charrnn.corpus import read_text, split_train_val
+    from charrnn.text.corpus import read_text, split_train_val
 
     if not checkpoint:
         log("kernels: skipped (pass --checkpoint RUN to measure what each step kernel costs in bits/char)")
@@ -322,7 +322,7 @@ def kernel_rows(cfg: BenchConfig, checkpoint: str | None, corpus: str | None, lo
         log("kernels: skipped (the checkpoint names no corpus: pass --corpus)")
         return []
     if corpus:
-        from charrnn.catalog import resolve_source
+        from charrnn.text.catalog import resolve_source
 
         sources = [resolve_source(corpus)]
     text = read_text([str(s) for s in sources])

@@ -198,7 +198,7 @@ def read_prime(prime: str | None, prime_file: str | None) -> str:
         raise UsageError("pass --prime or --prime-file, not both")
     if prime_file is None:
         return prime or ""
-    from charrnn.corpus import check_text_file, read_source
+    from charrnn.text.corpus import check_text_file, read_source
 
     if prime_file != "-":
         check_text_file(prime_file, "--prime-file", "no such prime file")  # a pipe (<(cmd)) is read like -

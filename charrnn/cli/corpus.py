@@ -27,7 +27,7 @@ def catalog_table():
     from rich.table import Table
     from rich.text import Text
 
-    from charrnn.catalog import is_fetched, load_catalog, local_path
+    from charrnn.text.catalog import is_fetched, load_catalog, local_path
 
     rows = [(e.name, f"{e.bytes / 1e6:.1f} MB", e.license, str(local_path(e.name)) if is_fetched(e) else "-",
              e.description) for e in load_catalog().values()]
@@ -53,7 +53,7 @@ def get(
     from rich.markup import escape
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from charrnn.catalog import fetch, load_catalog
+    from charrnn.text.catalog import fetch, load_catalog
     from charrnn.util.console import err_console, shown
     from charrnn.util.errors import UsageError
     from charrnn.util.showtext import visible
@@ -87,7 +87,7 @@ def build(
     force: bool = typer.Option(False, "--force", help="Replace the --out file if it exists."),
 ) -> None:
     """Concatenate a tree's text files in sorted order into one corpus; binary and non-UTF-8 files are skipped."""
-    from charrnn.build import build_corpus
+    from charrnn.text.build import build_corpus
     from charrnn.util.console import info
 
     try:
@@ -118,9 +118,9 @@ def stats(
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON on stdout."),
 ) -> None:
     """Sizes, characters and oddities (BOM, CRLF, NUL, invalid bytes) of a corpus, in one streaming pass."""
-    from charrnn.catalog import resolve_source
+    from charrnn.text.catalog import resolve_source
     from charrnn.util.errors import UsageError
-    from charrnn.textstats import text_stats
+    from charrnn.text.stats import text_stats
 
     if top < 1:
         raise UsageError("--top must be at least 1")

@@ -50,9 +50,9 @@ def torch_threads(n: int):
 
 def load(command: str, checkpoint: str, source: str, encoding: str, device: str):
     """(loaded model, its device, the text) for the commands below (`command` names the one asking)."""
-    from charrnn.catalog import resolve_source
+    from charrnn.text.catalog import resolve_source
     from charrnn.checkpoint import load_model
-    from charrnn.corpus import check_text_file, read_text
+    from charrnn.text.corpus import check_text_file, read_text
     from charrnn.runtime.device import resolve_device
 
     source = resolve_source(source)  # a catalog name is its fetched file

@@ -205,7 +205,7 @@ def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from charrnn.util.console import err_console, warn
-    from charrnn.tokens import prepare_corpus
+    from charrnn.text.tokens import prepare_corpus
 
     with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=err_console(), transient=True) as bar:

@@ -12,7 +12,7 @@ from charrnn.cli.common import app, guarded
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.sizing import LADDER
-from charrnn.tokenkind import DEFAULT_MAX_VOCAB
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 
 EXAMPLES = """
 [bold]Examples[/]
@@ -55,7 +55,7 @@ LR_SHOWN = f"{_DEFAULTS['lr']:g}; when sized: " + ", ".join(
 
 def corpus_name(sources: list[str]) -> str:
     """A run name from the corpus: the file or folder name (without suffix), 'stdin' or 'pipe'."""
-    from charrnn.corpus import source_name
+    from charrnn.text.corpus import source_name
 
     return source_name(sources[0])
 

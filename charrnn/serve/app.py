@@ -44,7 +44,7 @@ from charrnn.serve.requestlog import RequestLog, stderr_line
 from charrnn.serve.responses import EventStream, Head, choice, group, sse, usage
 from charrnn.serve.schema import ApiError, Completion, parse_completion, parse_json, parse_score
 from charrnn.util.showtext import show_chars
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 STATIC = Path(__file__).parent / "static"
 

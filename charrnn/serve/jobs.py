@@ -33,7 +33,7 @@ from charrnn.beam import BeamSearch
 from charrnn.model import CharRNN
 from charrnn.sampling import GumbelNoise, prime_model, seeded_generator
 from charrnn.stops import StopScanner
-from charrnn.vocab import Vocab
+from charrnn.text.vocab import Vocab
 
 
 class Outbox:

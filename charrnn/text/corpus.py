@@ -18,7 +18,7 @@ import numpy as np
 
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.util.files import open_source, path_kind, source_label, stream_chunks
-from charrnn.textscan import iter_text, looks_binary, sniffed
+from charrnn.text.scan import iter_text, looks_binary, sniffed
 
 
 def decode_bytes(data: bytes, name: str, encoding: str = "utf-8") -> str:

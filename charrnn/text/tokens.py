@@ -44,12 +44,12 @@ import numpy as np
 
 from charrnn.util.files import (CHUNK, atomic_write, atomic_write_text, json_text, open_source, os_advice, path_kind,
                             source_label, stream_chunks, sweep_stale_temps, temp_path)
-from charrnn.corpus import expand_sources, some, source_name
+from charrnn.text.corpus import expand_sources, some, source_name
 from charrnn.util.errors import CharrnnError, UsageError
-from charrnn.textscan import iter_text, normalize_encoding, sniffed
-from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
-from charrnn.vocab import Vocab
-from charrnn.vocabbuild import build_vocab, encode_tokens
+from charrnn.text.scan import iter_text, normalize_encoding, sniffed
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB, check_kind
+from charrnn.text.vocab import Vocab
+from charrnn.text.vocabbuild import build_vocab, encode_tokens
 
 CACHE_FORMAT = 2  # 2: the .json records checksums of the .bin
 FULL_CHECK_BYTES = 64 << 20  # token files up to this size are verified whole on every hit
@@ -399,7 +399,7 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
     token file whole, whatever its size. `kind` is the token kind (char, word or byte; `max_vocab`
     ids for words, see `wordvocab`).
     """
-    from charrnn.catalog import resolve_source
+    from charrnn.text.catalog import resolve_source
 
     check_kind(kind)
     t0 = time.perf_counter()

@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from charrnn.bytevocab import ByteVocab
-from charrnn.textscan import iter_text
-from charrnn.tokenkind import DEFAULT_MAX_VOCAB, check_kind
-from charrnn.vocab import Vocab
-from charrnn.wordvocab import WordVocab, count_tokens, token_chunks
+from charrnn.text.bytevocab import ByteVocab
+from charrnn.text.scan import iter_text
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB, check_kind
+from charrnn.text.vocab import Vocab
+from charrnn.text.wordvocab import WordVocab, count_tokens, token_chunks
 
 Files = list[tuple[Path, str]]  # (path, name shown in messages)
 

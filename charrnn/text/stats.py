@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from charrnn.corpus import expand_sources, some
+from charrnn.text.corpus import expand_sources, some
 from charrnn.util.errors import CharrnnError
 from charrnn.util.files import open_source, source_label
-from charrnn.textscan import SNIFF, iter_text, normalize_encoding, sniff
+from charrnn.text.scan import SNIFF, iter_text, normalize_encoding, sniff
 
 MAX_POSITIONS = 10  # invalid-byte offsets listed (all are counted)
 

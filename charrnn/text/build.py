@@ -14,10 +14,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charrnn.corpus import find_files, some
+from charrnn.text.corpus import find_files, some
 from charrnn.util.files import atomic_write, path_kind, write_target
 from charrnn.util.errors import CharrnnError, UsageError
-from charrnn.textscan import iter_text, looks_binary
+from charrnn.text.scan import iter_text, looks_binary
 
 
 @dataclass

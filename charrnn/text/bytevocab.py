@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from charrnn.tokenkind import check_unk, unknown_error
+from charrnn.text.kinds import check_unk, unknown_error
 
 # ---- the UTF-8 automaton --------------------------------------------------------------------------
 # States: 0 between characters; 1, 2, 3 expecting that many more bytes 80..BF; 4 after E0 (next

@@ -37,7 +37,7 @@ class CorpusEntry:
 
 
 def load_catalog() -> dict[str, CorpusEntry]:
-    data = yaml.safe_load(resources.files("charrnn").joinpath("catalog.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load(resources.files("charrnn.text").joinpath("catalog.yaml").read_text(encoding="utf-8"))
     return {name: CorpusEntry(name=name, **entry) for name, entry in data.items()}
 
 

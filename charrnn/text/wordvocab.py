@@ -33,7 +33,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from charrnn.tokenkind import DEFAULT_MAX_VOCAB, TextAsIs, check_unk, id_dtype, unknown_error
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB, TextAsIs, check_unk, id_dtype, unknown_error
 
 # letters with inner apostrophes | digits | one mark | underscore | a whitespace run; an optional
 # leading space on the first four. The last `.` is never reached (the others cover every character).

@@ -18,9 +18,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from charrnn.bytevocab import ByteVocab
-from charrnn.tokenkind import UNK_POLICIES, TextAsIs, check_unk, id_dtype, unknown_error  # noqa: F401  (UNK_POLICIES: re-exported)
-from charrnn.wordvocab import WordVocab
+from charrnn.text.bytevocab import ByteVocab
+from charrnn.text.kinds import UNK_POLICIES, TextAsIs, check_unk, id_dtype, unknown_error  # noqa: F401  (UNK_POLICIES: re-exported)
+from charrnn.text.wordvocab import WordVocab
 
 
 @dataclass(frozen=True)
