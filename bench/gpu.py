@@ -22,9 +22,9 @@ import torch
 
 from charrnn.beam import beam_search
 from charrnn.benchmark.suite import PlainTrainer, rate
-from charrnn.config import PRESETS, TrainConfig
+from charrnn.training.config import PRESETS, TrainConfig
 from charrnn.text.corpus import read_text
-from charrnn.model import ModelConfig
+from charrnn.model.rnn import ModelConfig
 from charrnn.sampling import sample_ids
 from charrnn.train import Trainer
 from charrnn.text.vocab import Vocab

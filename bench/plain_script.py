@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.evaluation import evaluate
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.model.rnn import CharRNN, ModelConfig
 
 
 def main() -> None:

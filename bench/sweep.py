@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from charrnn.config import TrainConfig
+from charrnn.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "sweep" / "results.jsonl"

@@ -19,9 +19,9 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "CharRNN": "charrnn.model",
-    "ModelConfig": "charrnn.config",
-    "TrainConfig": "charrnn.config",
+    "CharRNN": "charrnn.model.rnn",
+    "ModelConfig": "charrnn.model.config",
+    "TrainConfig": "charrnn.training.config",
     "Trainer": "charrnn.train",
     "TrainResult": "charrnn.train",
     "Reporter": "charrnn.train",

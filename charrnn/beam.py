@@ -45,12 +45,12 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from charrnn.config import MAX_LENGTH_PENALTY
+from charrnn.generation.settings import MAX_LENGTH_PENALTY
 from charrnn.util.errors import UsageError
 from charrnn.evaluation import LN2
-from charrnn.model import CharRNN
+from charrnn.model.rnn import CharRNN
 from charrnn.sampling import ThreadWatch, prime_ids_for, prime_model
-from charrnn.stepkernels import make_kernel
+from charrnn.model.kernels import make_kernel
 from charrnn.text.vocab import Vocab
 
 
@@ -319,7 +319,7 @@ def beam_search(
     no_repeat: if N > 0, a beam may not write any N-character sequence twice (guards loops).
     on_settled: called with each newly certain piece of the best text (see module docstring);
         returning False stops the search early (e.g. the reader of a pipe went away).
-    kernel: the step kernel (`charrnn.stepkernels`): fp32 scores exactly as `CharRNN.step`;
+    kernel: the step kernel (`charrnn.model.kernels`): fp32 scores exactly as `CharRNN.step`;
         bf16 and int8 store the matrices smaller, faster where the CPU is good at them
         (`choose_kernel` measures which), their scores ~1e-3 nats per character off fp32's,
         which can reorder near-ties.

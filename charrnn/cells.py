@@ -33,7 +33,7 @@ import torch
 
 from charrnn.util.errors import UsageError
 from charrnn.features import DESCRIPTIONS, guess_syntax, scan
-from charrnn.model import CharRNN
+from charrnn.model.rnn import CharRNN
 
 
 @dataclass

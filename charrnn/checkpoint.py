@@ -43,8 +43,8 @@ from charrnn import payload
 from charrnn.util.errors import CharrnnError
 from charrnn.util.files import CHUNK, atomic_write, atomic_write_bytes, os_advice, sweep_stale_temps
 from charrnn.payload import CHECKSUM_KEY, checksum
-from charrnn.config import ModelConfig
-from charrnn.model import CharRNN
+from charrnn.model.config import ModelConfig
+from charrnn.model.rnn import CharRNN
 from charrnn.text.vocab import Vocab
 
 FORMAT_VERSION = 2  # the newest this version reads and writes (see the module doc)

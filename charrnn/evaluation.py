@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.model import CharRNN
+from charrnn.model.rnn import CharRNN
 
 LN2 = math.log(2.0)
 LOGITS_BUDGET = 4_000_000  # most logits one evaluation block may hold (16 MB of fp32)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import torch
 
-from charrnn.model import CharRNN
+from charrnn.model.rnn import CharRNN
 
 
 def make_optimizer(model: CharRNN, lr: float, weight_decay: float) -> torch.optim.Optimizer:

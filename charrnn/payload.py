@@ -34,7 +34,8 @@ from dataclasses import fields
 
 import torch
 
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.model.config import ModelConfig
+from charrnn.training.config import TrainConfig
 from charrnn.util.errors import CharrnnError
 from charrnn.util.showtext import lone_surrogate
 from charrnn.text.vocab import Vocab

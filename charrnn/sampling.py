@@ -17,10 +17,10 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from charrnn.runtime.timing import SlowdownWatch
-from charrnn.config import MAX_SEED, MAX_TEMP
+from charrnn.generation.settings import MAX_SEED, MAX_TEMP
 from charrnn.util.errors import UsageError
-from charrnn.model import CharRNN, State
-from charrnn.stepkernels import make_kernel
+from charrnn.model.rnn import CharRNN, State
+from charrnn.model.kernels import make_kernel
 from charrnn.text.vocab import Vocab
 
 
@@ -219,7 +219,7 @@ def sample_ids(
     """Yield `length` steps of (B,) next-token ids, each stream sampled independently.
 
     `fast=False` steps through `nn.LSTM` itself (the reference path); `fast=True` steps through
-    a step kernel (`charrnn.stepkernels`): `kernel="fp32"` gives the same logits, bit for bit,
+    a step kernel (`charrnn.model.kernels`): `kernel="fp32"` gives the same logits, bit for bit,
     as `CharRNN.step`, many times faster than nn.LSTM at small B; `bf16` and `int8` store the
     matrices smaller (faster where memory is the limit; their cost in bits/char is measured).
     `watch_threads`: fall back to one thread if steps on several slow down (see `ThreadWatch`);

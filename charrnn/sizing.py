@@ -46,7 +46,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from charrnn.budget import DEFAULT_EPOCHS, describe
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.model.config import ModelConfig
+from charrnn.training.config import TrainConfig
 
 SHAPE_KEYS = ("layers", "hidden", "embed", "dropout")  # what the choice sets, and the shape's lr (cell, B, T keep theirs)
 DEFAULT_LR = TrainConfig.lr
@@ -271,7 +272,7 @@ def step_rate(mcfg: ModelConfig, batch: int, seq_len: int, device: str = "cpu", 
     import torch
     import torch.nn.functional as F
 
-    from charrnn.model import CharRNN
+    from charrnn.model.rnn import CharRNN
 
     gen = torch.Generator().manual_seed(0)
     model = CharRNN(mcfg).to(device)
@@ -347,7 +348,7 @@ def right_size(run, n_tokens: int, vocab_size: int, resolve: Callable[[dict], ob
 
     `run`: a `config.RunConfig`; `resolve(base)` builds it again with `base` as its lowest layer.
     """
-    from charrnn.config import fit_to_text
+    from charrnn.training.config import fit_to_text
     from charrnn.distributed import launched_by_torchrun
     from charrnn.runtime.threads import default_threads
     from charrnn.runtime.device import resolve_device

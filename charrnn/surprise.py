@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from charrnn.evaluation import LN2, EvalResult, char_nll, evaluate
-from charrnn.model import CharRNN
+from charrnn.model.rnn import CharRNN
 from charrnn.text.vocab import Vocab
 
 

@@ -31,11 +31,12 @@ import torch.nn.functional as F
 from charrnn import distributed, optim, trainspeed, trainstate
 from charrnn.batcher import StreamBatcher
 from charrnn.budget import Budget, lr_at
-from charrnn.config import ModelConfig, TrainConfig, fit_to_text
+from charrnn.model.config import ModelConfig
+from charrnn.training.config import TrainConfig, fit_to_text
 from charrnn.text.corpus import split_train_val, token_index_at_char
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.evaluation import LN2, evaluate
-from charrnn.model import CharRNN, detach_state
+from charrnn.model.rnn import CharRNN, detach_state
 from charrnn.overfit import OverfitWatch
 from charrnn.runclock import RunClock
 from charrnn.runfolder import RunFolder

@@ -23,7 +23,8 @@ import torch
 from charrnn.runtime.timing import StepTuner, Verdict, interleaved_rates
 from charrnn.runtime.cache import TuneCache, cache_disabled, cached_or_measured
 from charrnn.runtime.timing import precision_verdict
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.model.config import ModelConfig
+from charrnn.training.config import TrainConfig
 from charrnn.runtime.threads import default_threads
 from charrnn.runtime.device import resolve_precision
 

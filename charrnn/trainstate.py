@@ -25,7 +25,8 @@ import torch
 
 from charrnn import distributed
 from charrnn.checkpoint import load_checkpoint
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.model.config import ModelConfig
+from charrnn.training.config import TrainConfig
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.text.tokens import sample_starts  # sampled, so a 1 GB corpus costs a few MB of reading
 from charrnn.text.vocab import Vocab

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import app
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.model.config import ModelConfig
+from charrnn.training.config import TrainConfig
 from charrnn.util.errors import UsageError
 from charrnn.runtime.threads import default_threads
 from charrnn.train import Trainer, train_on_text

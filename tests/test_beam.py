@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from charrnn.sampling import prime_ids_for
 from charrnn.beam import beam_search
-from charrnn.stepkernels import choose_kernel
+from charrnn.model.kernels import choose_kernel
 from charrnn.checkpoint import load_model
 from charrnn.cli import app
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.sampling import sample_text
 from charrnn.text.vocab import Vocab
 

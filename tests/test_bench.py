@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from charrnn.benchmark.suite import BenchConfig, PlainTrainer, Row, flops_per_char, run_bench, synthetic_text
-from charrnn.stepkernels import KERNELS
+from charrnn.model.kernels import KERNELS
 from charrnn.text.vocab import Vocab
 from tests.conftest import TINY_TEXT
 
@@ -107,7 +107,7 @@ def test_bench_command_prints_the_table_and_writes_json(tmp_path, monkeypatch):
 def test_memory_rows_cover_every_preset_and_the_defaults():
     from charrnn.benchmark.suite import BenchConfig
     from charrnn.benchmark.memory import memory_setup
-    from charrnn.config import PRESETS
+    from charrnn.training.config import PRESETS
 
     cfg = BenchConfig()
     assert set(PRESETS) | {"default"} <= set(cfg.memory_shapes)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.cli import app
-from charrnn.config import layer, load_config_file, resolve_run_config
+from charrnn.training.config import layer, load_config_file, resolve_run_config
 from charrnn.util.errors import UsageError
 
 from .conftest import TINY_TEXT
@@ -113,7 +113,7 @@ def test_repeat_a_run_from_its_config_yaml(in_tmp):
 
 
 def test_a_short_text_shrinks_the_batch_to_fit_and_says_so():
-    from charrnn.config import TrainConfig, fit_to_text
+    from charrnn.training.config import TrainConfig, fit_to_text
 
     cfg = TrainConfig(batch_size=32, seq_len=64)
     same, message = fit_to_text(cfg, 200_000)

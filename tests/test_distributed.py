@@ -69,7 +69,7 @@ def test_sharded_validation_sums_to_the_whole():
     import numpy as np
 
     from charrnn.evaluation import evaluate
-    from charrnn.model import CharRNN, ModelConfig
+    from charrnn.model.rnn import CharRNN, ModelConfig
 
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=10, hidden=16, embed=4))

@@ -14,7 +14,7 @@ from charrnn.checkpoint import load_checkpoint
 from charrnn.util.errors import UsageError
 from charrnn.cli import app
 from charrnn.features import guess_syntax, line_position, scan, word_start
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.surprise import encode_known
 from charrnn.text.vocab import Vocab
 
@@ -278,7 +278,7 @@ def test_evaluation_blocks_are_bounded_for_large_vocabularies(monkeypatch):
     import torch
 
     from charrnn import evaluation as ev
-    from charrnn.model import CharRNN, ModelConfig
+    from charrnn.model.rnn import CharRNN, ModelConfig
 
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=3000, hidden=16, embed=8))

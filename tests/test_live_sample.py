@@ -70,7 +70,7 @@ def test_the_progress_bar_starts_at_the_resumed_step_and_shows_the_average_rate(
     from rich.console import Console
 
     from charrnn.cli.progress import REFRESH_SECONDS, ConsoleReporter
-    from charrnn.model import ModelConfig
+    from charrnn.model.rnn import ModelConfig
     from charrnn.train import Trainer
     from charrnn.text.vocab import Vocab
 

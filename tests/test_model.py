@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charrnn.model import CharRNN, ModelConfig, detach_state
+from charrnn.model.rnn import CharRNN, ModelConfig, detach_state
 from charrnn.sampling import sample_ids, sample_text
 from charrnn.train import TrainConfig, train_on_text
 from charrnn.text.vocab import Vocab
@@ -64,7 +64,7 @@ def test_fast_sampling_matches_reference_path(cell):
 
 
 def test_training_steps_with_clipped_gradients_and_logs_the_norm_before_clipping():
-    from charrnn.model import ModelConfig as MC
+    from charrnn.model.rnn import ModelConfig as MC
     from charrnn.train import Trainer
 
     vocab = Vocab.from_text(TINY_TEXT)
@@ -164,7 +164,7 @@ def test_more_threads_only_for_a_clear_gain():
 
 
 def test_sampling_is_the_same_with_one_or_two_threads():
-    from charrnn.stepkernels import choose_kernel
+    from charrnn.model.kernels import choose_kernel
 
     model = make("lstm", V=40)
     before = torch.get_num_threads()
@@ -184,7 +184,7 @@ def test_sampling_is_the_same_with_one_or_two_threads():
 def test_an_fp16_overflow_is_the_scalers_business_not_a_bad_step():
     """With fp16 the GradScaler skips an overflowing update and lowers its scale: a normal event.
     It must not count as a non-finite step, warn, or reset the carried state."""
-    from charrnn.model import ModelConfig as MC
+    from charrnn.model.rnn import ModelConfig as MC
     from charrnn.train import Trainer
 
     class OverflowingScaler:  # what torch.amp.GradScaler does on a step whose scaled gradients overflow

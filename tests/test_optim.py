@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from charrnn.config import ModelConfig
-from charrnn.model import CharRNN
+from charrnn.model.config import ModelConfig
+from charrnn.model.rnn import CharRNN
 from charrnn.optim import make_optimizer, set_lr, update
 
 

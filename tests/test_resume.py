@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.model import ModelConfig
+from charrnn.model.rnn import ModelConfig
 from charrnn.train import Trainer, TrainConfig
 from charrnn.text.vocab import Vocab
 

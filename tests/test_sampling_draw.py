@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.sampling import GumbelNoise, pick, sample_ids
 
 

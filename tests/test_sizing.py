@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from charrnn import sizing
 from charrnn.runtime.cache import TuneCache
 from charrnn.cli import app
-from charrnn.config import TrainConfig
+from charrnn.training.config import TrainConfig
 from charrnn.sizing import LADDER, Shape, choose_size, right_size
 
 from .conftest import TINY_TEXT

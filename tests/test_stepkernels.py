@@ -11,9 +11,9 @@ from charrnn.runtime.cache import TuneCache
 from charrnn.cli import app
 from charrnn.checkpoint import load_model
 from charrnn.evaluation import evaluate
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.sampling import GumbelNoise, pick, prime_ids_for, prime_model, sample_ids, sample_text
-from charrnn.stepkernels import KERNELS, choose_kernel, kernel_bits_per_char, kernels_for, make_kernel
+from charrnn.model.kernels import KERNELS, choose_kernel, kernel_bits_per_char, kernels_for, make_kernel
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ from charrnn.beam import beam_search, stop_targets
 from charrnn.text.bytevocab import NEXT, ByteVocab, Utf8Guard
 from charrnn.text.corpus import split_train_val
 from charrnn.evaluation import evaluate
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.sampling import cut_at_stop, prime_ids_for, sample_ids, sample_text
 from charrnn.surprise import encode_known, score_text
 from charrnn.text.tokens import prepare_corpus
@@ -240,7 +240,8 @@ def test_the_cache_encodes_words_across_files_and_keeps_kinds_apart(tmp_path):
 
 
 def test_byte_ids_the_text_never_uses_start_silenced():
-    from charrnn.config import ModelConfig, TrainConfig
+    from charrnn.model.config import ModelConfig
+    from charrnn.training.config import TrainConfig
     from charrnn.train import UNUSED_ID_BIAS, Trainer
 
     text = MIXED * 20

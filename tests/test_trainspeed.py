@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from charrnn.runtime.cache import TuneCache
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.model.config import ModelConfig
+from charrnn.training.config import TrainConfig
 from charrnn.runtime.threads import default_threads
 from charrnn.runtime.device import resolve_precision
 from charrnn.train import Reporter, train_on_text

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from charrnn.benchmark.rows import BenchConfig, Row, synthetic_text
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.model.config import ModelConfig
+from charrnn.training.config import TrainConfig
 from charrnn.train import Trainer
 from charrnn.text.vocab import Vocab
 
@@ -61,7 +62,7 @@ def rss_child(layers: int, hidden: int, embed: int, batch: int, seq_len: int, st
 def memory_setup(item, cfg: BenchConfig) -> tuple[str, str, list[int]]:
     """A preset name ("default" = the dataclass defaults) or (layers, hidden) -> key, label, rss_child args."""
     if isinstance(item, str):
-        from charrnn.config import get_preset
+        from charrnn.training.config import get_preset
 
         p = {} if item == "default" else get_preset(item)
         m, t = ModelConfig(vocab_size=1), TrainConfig()

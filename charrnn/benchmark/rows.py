@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from charrnn.config import TrainConfig
+from charrnn.training.config import TrainConfig
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 SECTIONS = ("train", "sample", "beam", "eval", "kernels", "memory", "serve")

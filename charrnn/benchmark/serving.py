@@ -31,8 +31,8 @@ import torch
 
 from charrnn.benchmark.rows import BenchConfig, Row
 from charrnn.checkpoint import checkpoint_bytes, write_checkpoint_bytes
-from charrnn.config import ModelConfig
-from charrnn.model import CharRNN
+from charrnn.model.config import ModelConfig
+from charrnn.model.rnn import CharRNN
 from charrnn.text.vocab import Vocab
 
 SERVE_GOAL = (32, 8.0)  # 32 clients: >= 8x the total chars/s of one

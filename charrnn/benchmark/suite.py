@@ -48,16 +48,16 @@ from charrnn.runtime.timing import LOW_PRECISION_MARGIN, choose, precision_verdi
 from charrnn.runtime.cache import TuneCache, cpu_info, cpu_summary
 from charrnn.runtime.timing import SAMPLE_THREAD_MARGIN, thread_verdict
 from charrnn.evaluation import evaluate
-from charrnn.model import CharRNN, ModelConfig
+from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.beam import beam_search
 from charrnn.benchmark.memory import memory_rows
 from charrnn.benchmark.rows import SECTIONS, BenchConfig, Row, flops_per_char, synthetic_text  # noqa: F401  (SECTIONS: for the CLI)
 from charrnn.sampling import sample_ids
-from charrnn.config import TrainConfig
+from charrnn.training.config import TrainConfig
 from charrnn.runtime.device import cpu_has_fast_bf16
 from charrnn.runtime.threads import default_threads
 from charrnn.runtime.threads import torch_threads as threads
-from charrnn.stepkernels import choose_kernel, kernel_bits_per_char, kernels_for
+from charrnn.model.kernels import choose_kernel, kernel_bits_per_char, kernels_for
 from charrnn.train import Trainer
 from charrnn.trainspeed import DTYPES, eval_precision
 from charrnn.text.vocab import Vocab

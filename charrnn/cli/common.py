@@ -164,7 +164,7 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk
     streams (each keeping `keep` characters) that cannot fit in memory, before anything is
     printed. Chooses the step kernel for `batch` streams and `steps` steps (`precision`
     auto: the fastest measured on this machine, timed once per model shape and cached; see
-    `charrnn.stepkernels.choose_kernel`). The block runs with `threads` CPU threads (0 =
+    `charrnn.model.kernels.choose_kernel`). The block runs with `threads` CPU threads (0 =
     whichever of 1 and one per core steps that kernel faster right now); torch's thread
     setting is put back afterwards. Yields (the loaded model, the kernel's name).
     """
@@ -173,7 +173,7 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk
     from charrnn.runtime.threads import check_threads, torch_threads
     from charrnn.runtime.device import resolve_device
     from charrnn.sampling import check_batch_memory, prime_ids_for
-    from charrnn.stepkernels import KERNELS, choose_kernel
+    from charrnn.model.kernels import KERNELS, choose_kernel
 
     check_threads(threads)
     if unk not in ("error", "skip"):

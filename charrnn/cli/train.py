@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 
 from charrnn.cli.common import app, guarded
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.model.config import ModelConfig
+from charrnn.training.config import TrainConfig
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.sizing import LADDER
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
@@ -158,7 +159,7 @@ def train(
     init_from: str = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights (fine-tuning); the corpus may only use characters it knows.", show_default=False),
 ) -> None:
     """Train a character-level (or word- or byte-level) model on text and save checkpoints (best.pt, last.pt)."""
-    from charrnn.config import resolve_run_config
+    from charrnn.training.config import resolve_run_config
     from charrnn.runtime.threads import check_threads
 
     given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
@@ -197,7 +198,7 @@ def _sources(given: dict, sources, glob, encoding, tokens, max_vocab, resume, in
     """Put where the text comes from, and how it is cut into tokens, into `given`: from the flags, or
     from the checkpoint of --resume (its own corpus unless one is named) and --init-from.
     Returns (the sources named, the checkpoint --resume names, resolved)."""
-    from charrnn.config import portable_sources
+    from charrnn.training.config import portable_sources
 
     if resume is not None:
         from charrnn.checkpoint import resolve_resume
@@ -220,7 +221,7 @@ def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool
     """Prepare the corpus, size the model (no shape flags: `charrnn.sizing`), build the trainer, clear
     an old run (--overwrite), write config.yaml, train: the result."""
     from charrnn.cli.progress import ConsoleReporter, prepare_with_progress
-    from charrnn.config import MODEL_KEYS, fit_to_text, resumed_run_config, write_run_config
+    from charrnn.training.config import MODEL_KEYS, fit_to_text, resumed_run_config, write_run_config
     from charrnn.util.console import info, warn
     from charrnn.util.files import STDIN_NAME
     from charrnn.train import new_trainer

@@ -49,7 +49,7 @@ def resolve_precision(precision: str, device: "torch.device") -> "torch.dtype | 
     `auto` is bf16 (or fp16) autocast on a CUDA GPU and fp32 elsewhere. On the CPU that is only
     the starting point: whether bf16 pays depends on the CPU and the model, not on the flags the
     CPU reports, so the trainer measures it (`charrnn.trainspeed`), as do sampling and beam search
-    (`charrnn.stepkernels`).
+    (`charrnn.model.kernels`).
     """
     import torch
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from charrnn.model import CharRNN, reorder_state
+from charrnn.model.rnn import CharRNN, reorder_state
 from charrnn.sampling import draw
 from charrnn.serve.jobs import BeamJob, Job, SampleJob
 

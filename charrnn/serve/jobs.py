@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 
 from charrnn.beam import BeamSearch
-from charrnn.model import CharRNN
+from charrnn.model.rnn import CharRNN
 from charrnn.sampling import GumbelNoise, prime_model, seeded_generator
 from charrnn.stops import StopScanner
 from charrnn.text.vocab import Vocab

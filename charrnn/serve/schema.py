@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from charrnn.config import MAX_LENGTH_PENALTY, MAX_TEMP
+from charrnn.generation.settings import MAX_LENGTH_PENALTY, MAX_TEMP
 
 MAX_CHOICES = 16  # prompts x n (or x top) per request
 MAX_WIDTH = 32  # beams per search

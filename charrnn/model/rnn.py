@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from charrnn.config import ModelConfig  # noqa: F401  (re-exported: the config the model is built from)
+from charrnn.model.config import ModelConfig  # noqa: F401  (re-exported: the config the model is built from)
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 

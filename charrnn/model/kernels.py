@@ -42,7 +42,7 @@ import torch
 from charrnn.runtime.timing import Verdict, choose, interleaved_rates, thread_verdict
 from charrnn.runtime.cache import cached_or_measured, TuneCache
 from charrnn.runtime.timing import LOW_PRECISION_MARGIN, SAMPLE_THREAD_MARGIN
-from charrnn.model import CharRNN, State, reorder_state
+from charrnn.model.rnn import CharRNN, State, reorder_state
 
 KERNELS = ("fp32", "bf16", "bf16-packed", "int8")  # every kernel name
 FLAT = ("bf16-packed", "int8")  # the kernels working on (B, 4H) gates, one product a layer

@@ -24,116 +24,25 @@ preset expanded), so `charrnn train --config checkpoints/x/config.yaml` repeats 
 from __future__ import annotations
 
 import difflib
-import functools
-import math
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
+from charrnn.generation.settings import MAX_SEED, MAX_TEMP
+from charrnn.model.config import TYPE_NAMES, ModelConfig, _finite, _type_errors
+from charrnn.runtime.device import PRECISIONS
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB, check_kind
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.util.files import atomic_write_text, os_advice, path_kind
-from charrnn.runtime.device import PRECISIONS
 from charrnn.util.showtext import visible
-from charrnn.text.kinds import DEFAULT_MAX_VOCAB, check_kind
 
-CELLS = ("lstm", "gru", "rnn")  # the recurrent cells charrnn builds (model.CELLS maps them to torch modules)
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer: (i, f, g, o), (r, z, n), (h)
-MAX_LAYERS = 1000  # far beyond any useful depth; bounds the time spent building before a memory check
-MAX_WIDTH = 1 << 20  # hidden or embedding units
-MAX_VOCAB = 0x110000  # every Unicode code point
-MAX_SEED = 2**64 - 1  # torch's generators take 64-bit seeds
 MAX_LR = 10.0  # AdamW above this only diverges
-MAX_LENGTH_PENALTY = 10.0  # beam ranking logprob / len**alpha: beyond +-10, len**alpha overflows or underflows
-MAX_TEMP = 100.0  # sampling temperature: at 100 every character is already near-uniform; above, logits/T underflows
 MAX_THREADS = 4096  # a static bound; the cores this process may use are checked where it runs
 
 
-@functools.cache
-def _hints(cls) -> dict[str, tuple]:
-    """Field -> the types its annotation allows, e.g. (float, NoneType)."""
-    return {name: typing.get_args(hint) or (hint,) for name, hint in typing.get_type_hints(cls).items()}
-
-
-def _type_errors(obj) -> list[str]:
-    """Fields of a config dataclass whose values do not have the annotated type (ints are not bools)."""
-    wrong = []
-    for name, allowed in _hints(type(obj)).items():
-        value = getattr(obj, name)
-        if value is None and type(None) in allowed:
-            continue
-        if float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
-            setattr(obj, name, float(value))
-        elif int in allowed and isinstance(value, int) and not isinstance(value, bool):
-            pass
-        elif str in allowed and isinstance(value, str):
-            pass
-        else:
-            expected = " or ".join(_TYPES.get(t, t.__name__) for t in allowed)
-            wrong.append(f"{name} must be {expected}, not {type(value).__name__} {_short(value)}")
-    return wrong
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-# ---- the configs stored in every checkpoint --------------------------------------------------------
-
-
-@dataclass
-class ModelConfig:
-    vocab_size: int  # number of distinct characters (V)
-    cell: str = "lstm"  # recurrent cell: lstm | gru | rnn (tanh)
-    layers: int = 2  # stacked recurrent layers (L)
-    hidden: int = 384  # hidden units per layer (H)
-    embed: int = 128  # character embedding width (E)
-    dropout: float = 0.0  # dropout between layers and before the output layer
-
-    def __post_init__(self) -> None:
-        wrong = _type_errors(self)
-        if wrong:
-            raise ValueError(wrong[0])
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {_short(self.cell)}")
-        for name, top in (("vocab_size", MAX_VOCAB), ("layers", MAX_LAYERS), ("hidden", MAX_WIDTH), ("embed", MAX_WIDTH)):
-            if not 1 <= getattr(self, name) <= top:
-                raise ValueError(f"{name} must be between 1 and {top:,}, not {getattr(self, name):,}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The shape of every tensor of the model's state_dict, in its order, from arithmetic alone.
-
-        What `model.CharRNN(self).state_dict()` holds, known without building anything, so a
-        checkpoint's tensors can be checked (and a model's memory estimated) before allocating.
-        """
-        V, E, H, G = self.vocab_size, self.embed, self.hidden, GATES[self.cell] * self.hidden
-        shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (V, E)}
-        for k in range(self.layers):
-            shapes[f"rnn.weight_ih_l{k}"] = (G, E if k == 0 else H)
-            shapes[f"rnn.weight_hh_l{k}"] = (G, H)
-            shapes[f"rnn.bias_ih_l{k}"] = (G,)
-            shapes[f"rnn.bias_hh_l{k}"] = (G,)
-        shapes["head.weight"] = (V, H)
-        shapes["head.bias"] = (V,)
-        return shapes
-
-    def num_params(self) -> int:
-        """Parameters of the model (as `CharRNN.num_params`), by arithmetic."""
-        G = GATES[self.cell] * self.hidden
-        per_layer = lambda inp: G * (inp + self.hidden + 2)  # noqa: E731
-        return (self.vocab_size * self.embed + per_layer(self.embed) + (self.layers - 1) * per_layer(self.hidden)
-                + self.vocab_size * (self.hidden + 1))
+# ---- the training settings stored in every checkpoint ----------------------------------------------
 
 
 @dataclass
@@ -301,7 +210,6 @@ def get_preset(name: str) -> dict:
 
 # ---- validation ------------------------------------------------------------------------------------
 
-_TYPES = {int: "an integer", float: "a number", str: "a string", type(None): "null"}
 
 
 def _field_types() -> dict[str, tuple]:
@@ -336,7 +244,7 @@ def _check(key: str, value, allowed: tuple, where: str):
     elif str in allowed and isinstance(value, str):
         return value
     if list not in allowed:
-        expected = " or ".join(_TYPES[t] for t in allowed)
+        expected = " or ".join(TYPE_NAMES[t] for t in allowed)
     raise UsageError(f"{where}: {key} must be {expected}, not {type(value).__name__} {value!r}")
 
 

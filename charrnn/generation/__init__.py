@@ -1,0 +1,1 @@
+"""Writing text with a model: the sampling settings, sampling, beam search, chat and stop strings."""
