@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from charrnn.beam import beam_search
-from charrnn.sampling import sample_text
+from charrnn.generation.beam import beam_search
+from charrnn.generation.sampling import sample_text
 
 
 def measure(model, vocab, widths=(1, 5, 10), length: int = 500, prime: str = "", repeats: int = 3) -> list[dict]:

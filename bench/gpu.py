@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import torch
 
-from charrnn.beam import beam_search
+from charrnn.generation.beam import beam_search
 from charrnn.benchmark.suite import PlainTrainer, rate
 from charrnn.training.config import PRESETS, TrainConfig
 from charrnn.text.corpus import read_text
 from charrnn.model.rnn import ModelConfig
-from charrnn.sampling import sample_ids
+from charrnn.generation.sampling import sample_ids
 from charrnn.train import Trainer
 from charrnn.text.vocab import Vocab
 

@@ -2,7 +2,7 @@
 
 Random windows of T characters (zero initial state each), Adam at a constant learning rate,
 bf16 autocast, gradient clipping at 5, for a fixed wall-clock budget. Its validation figure
-is measured exactly as `charrnn train` measures its own (charrnn.evaluation over the held-out
+is measured exactly as `charrnn train` measures its own (charrnn.inspect.evaluation over the held-out
 last 10%, state carried through 64 streams), so the two are comparable.
 
     python bench/plain_script.py ../shared/corpora/shakespeare.txt --time 130
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.evaluation import evaluate
+from charrnn.inspect.evaluation import evaluate
 from charrnn.model.rnn import CharRNN, ModelConfig
 
 

@@ -35,14 +35,14 @@ from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig, fit_to_text
 from charrnn.text.corpus import split_train_val, token_index_at_char
 from charrnn.util.errors import CharrnnError, UsageError
-from charrnn.evaluation import LN2, evaluate
+from charrnn.inspect.evaluation import LN2, evaluate
 from charrnn.model.rnn import CharRNN, detach_state
 from charrnn.overfit import OverfitWatch
 from charrnn.runclock import RunClock
 from charrnn.runfolder import RunFolder
 from charrnn.runtime.threads import check_threads
 from charrnn.runtime.device import resolve_device
-from charrnn.sampling import sample_text
+from charrnn.generation.sampling import sample_text
 from charrnn.sizing import check_model_fits
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 from charrnn.trainloop import Diverged, Reporter, TrainingRun, TrainResult

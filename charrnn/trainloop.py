@@ -22,7 +22,7 @@ from pathlib import Path
 
 from charrnn import distributed
 from charrnn.checkpoint import SaveError
-from charrnn.evaluation import LN2
+from charrnn.inspect.evaluation import LN2
 from charrnn.runfolder import RunFolder
 from charrnn.runtime.threads import torch_threads
 from charrnn.util.signals import StopSignals

@@ -9,13 +9,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.sampling import prime_ids_for
-from charrnn.beam import beam_search
+from charrnn.generation.sampling import prime_ids_for
+from charrnn.generation.beam import beam_search
 from charrnn.model.kernels import choose_kernel
 from charrnn.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.model.rnn import CharRNN, ModelConfig
-from charrnn.sampling import sample_text
+from charrnn.generation.sampling import sample_text
 from charrnn.text.vocab import Vocab
 
 from .conftest import REPO, env_without_threads

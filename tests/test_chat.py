@@ -12,9 +12,9 @@ import uuid
 import pytest
 import torch
 
-from charrnn.chat import ChatSettings, Conversation
+from charrnn.generation.chat import ChatSettings, Conversation
 from charrnn.checkpoint import load_model
-from charrnn.stops import StopScanner
+from charrnn.generation.stops import StopScanner
 from tests.conftest import REPO
 
 

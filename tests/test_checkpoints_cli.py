@@ -14,7 +14,7 @@ from charrnn.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
 from charrnn.util.errors import CharrnnError
 from charrnn.resume import init_from_checkpoint
-from charrnn.sampling import sample_text
+from charrnn.generation.sampling import sample_text
 from charrnn.train import TrainConfig
 
 from .conftest import TINY_TEXT

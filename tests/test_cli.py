@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
-from charrnn.sampling import sample_text
+from charrnn.generation.sampling import sample_text
 
 from .conftest import TINY_TEXT, env_without_threads, fifo_with
 

@@ -68,7 +68,7 @@ def test_shards_partition_the_streams():
 def test_sharded_validation_sums_to_the_whole():
     import numpy as np
 
-    from charrnn.evaluation import evaluate
+    from charrnn.inspect.evaluation import evaluate
     from charrnn.model.rnn import CharRNN, ModelConfig
 
     torch.manual_seed(0)

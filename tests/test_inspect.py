@@ -9,13 +9,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.cells import check_kind, correlations, record, record_by_steps
+from charrnn.inspect.cells import check_kind, correlations, record, record_by_steps
 from charrnn.checkpoint import load_checkpoint
 from charrnn.util.errors import UsageError
 from charrnn.cli import app
-from charrnn.features import guess_syntax, line_position, scan, word_start
+from charrnn.inspect.features import guess_syntax, line_position, scan, word_start
 from charrnn.model.rnn import CharRNN, ModelConfig
-from charrnn.surprise import encode_known
+from charrnn.inspect.surprise import encode_known
 from charrnn.text.vocab import Vocab
 
 from .conftest import TINY_TEXT, fifo_with
@@ -277,7 +277,7 @@ def test_evaluation_blocks_are_bounded_for_large_vocabularies(monkeypatch):
     import numpy as np
     import torch
 
-    from charrnn import evaluation as ev
+    from charrnn.inspect import evaluation as ev
     from charrnn.model.rnn import CharRNN, ModelConfig
 
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.model.rnn import CharRNN, ModelConfig, detach_state
-from charrnn.sampling import sample_ids, sample_text
+from charrnn.generation.sampling import sample_ids, sample_text
 from charrnn.train import TrainConfig, train_on_text
 from charrnn.text.vocab import Vocab
 
@@ -131,7 +131,7 @@ def test_top_k_one_is_greedy(tiny_run):
 
 def test_a_prime_is_read_as_if_it_starts_a_line():
     """Training carries state, so a cold zero state is unfamiliar: a line break is read first."""
-    from charrnn.sampling import prime_ids_for
+    from charrnn.generation.sampling import prime_ids_for
 
     v = Vocab.from_text("ab:\nROMEO")
     assert prime_ids_for(v, "ROMEO:") == v.encode("\nROMEO:")

@@ -12,7 +12,7 @@ from charrnn.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.util.errors import UsageError
 from charrnn.highlight import HighlightWriter, language_for, make_writer
-from charrnn.sampling import generate_batch, separator_after
+from charrnn.generation.sampling import generate_batch, separator_after
 
 runner = CliRunner()
 

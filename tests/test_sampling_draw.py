@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from charrnn.model.rnn import CharRNN, ModelConfig
-from charrnn.sampling import GumbelNoise, pick, sample_ids
+from charrnn.generation.sampling import GumbelNoise, pick, sample_ids
 
 
 def draws(logits: torch.Tensor, n: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

@@ -16,9 +16,9 @@ import pytest
 pytest.importorskip("starlette", reason="needs the serve extra: pip install 'charrnn[serve]'")
 httpx = pytest.importorskip("httpx")
 
-from charrnn.beam import beam_search  # noqa: E402
+from charrnn.generation.beam import beam_search  # noqa: E402
 from charrnn.checkpoint import load_model  # noqa: E402
-from charrnn.sampling import generate_batch, sample_text  # noqa: E402
+from charrnn.generation.sampling import generate_batch, sample_text  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 from tests.serving import live_server, wait_until  # noqa: E402
 
@@ -208,7 +208,7 @@ def test_unseen_characters_are_listed_or_dropped(served):
 
 
 def test_score_is_what_charrnn_score_computes(served, loaded):
-    from charrnn.surprise import score_text
+    from charrnn.inspect.surprise import score_text
 
     url, _, _ = served
     text = "the quick brown fox jumps over the lazy cat.\n"

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 from charrnn.runtime.cache import TuneCache
 from charrnn.cli import app
 from charrnn.checkpoint import load_model
-from charrnn.evaluation import evaluate
+from charrnn.inspect.evaluation import evaluate
 from charrnn.model.rnn import CharRNN, ModelConfig
-from charrnn.sampling import GumbelNoise, pick, prime_ids_for, prime_model, sample_ids, sample_text
+from charrnn.generation.sampling import GumbelNoise, pick, prime_ids_for, prime_model, sample_ids, sample_text
 from charrnn.model.kernels import KERNELS, choose_kernel, kernel_bits_per_char, kernels_for, make_kernel
 
 runner = CliRunner()

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.beam import beam_search, stop_targets
+from charrnn.generation.beam import beam_search, stop_targets
 from charrnn.text.bytevocab import NEXT, ByteVocab, Utf8Guard
 from charrnn.text.corpus import split_train_val
-from charrnn.evaluation import evaluate
+from charrnn.inspect.evaluation import evaluate
 from charrnn.model.rnn import CharRNN, ModelConfig
-from charrnn.sampling import cut_at_stop, prime_ids_for, sample_ids, sample_text
-from charrnn.surprise import encode_known, score_text
+from charrnn.generation.sampling import cut_at_stop, prime_ids_for, sample_ids, sample_text
+from charrnn.inspect.surprise import encode_known, score_text
 from charrnn.text.tokens import prepare_corpus
 from charrnn.text.vocab import Vocab
 from charrnn.text.wordvocab import WordVocab, split_words, token_chunks

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from charrnn.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
 from charrnn.text.corpus import split_train_val
-from charrnn.sampling import sample_text
+from charrnn.generation.sampling import sample_text
 from charrnn.text.vocab import Vocab
 
 runner = CliRunner()
@@ -193,8 +193,8 @@ def test_serve_writes_what_sample_writes_and_chat_answers(runs, kind):
     pytest.importorskip("starlette", reason="needs the serve extra: pip install 'charrnn[serve]'")
     import httpx
 
-    from charrnn.chat import ChatSettings, Conversation
-    from charrnn.sampling import generate_batch
+    from charrnn.generation.chat import ChatSettings, Conversation
+    from charrnn.generation.sampling import generate_batch
 
     from .serving import live_server
 
@@ -211,7 +211,7 @@ def test_serve_writes_what_sample_writes_and_chat_answers(runs, kind):
         batch = [t + p for t, p in zip(batch, pieces)]
     assert [c["text"] for c in api["choices"]] == batch and all("\ufffd" not in t for t in batch)
     assert card["tokens"] == kind and card["vocab_size"] == len(m.vocab)
-    from charrnn.beam import beam_search
+    from charrnn.generation.beam import beam_search
 
     assert beam["choices"][0]["text"] == beam_search(m.model, m.vocab, "ROMEO:", width=3, length=20)[0].text
     chat = Conversation(m.model, m.vocab, ChatSettings(temperature=1.5, length=80, stop="!"), seed=3)

@@ -47,12 +47,12 @@ from torch import nn
 from charrnn.runtime.timing import LOW_PRECISION_MARGIN, choose, precision_verdict
 from charrnn.runtime.cache import TuneCache, cpu_info, cpu_summary
 from charrnn.runtime.timing import SAMPLE_THREAD_MARGIN, thread_verdict
-from charrnn.evaluation import evaluate
+from charrnn.inspect.evaluation import evaluate
 from charrnn.model.rnn import CharRNN, ModelConfig
-from charrnn.beam import beam_search
+from charrnn.generation.beam import beam_search
 from charrnn.benchmark.memory import memory_rows
 from charrnn.benchmark.rows import SECTIONS, BenchConfig, Row, flops_per_char, synthetic_text  # noqa: F401  (SECTIONS: for the CLI)
-from charrnn.sampling import sample_ids
+from charrnn.generation.sampling import sample_ids
 from charrnn.training.config import TrainConfig
 from charrnn.runtime.device import cpu_has_fast_bf16
 from charrnn.runtime.threads import default_threads
@@ -326,7 +326,7 @@ def kernel_rows(cfg: BenchConfig, checkpoint: str | None, corpus: str | None, lo
 
         sources = [resolve_source(corpus)]
     text = read_text([str(s) for s in sources])
-    from charrnn.surprise import encode_known
+    from charrnn.inspect.surprise import encode_known
 
     vocab = loaded.vocab
     tokens = encode_known(vocab, text).tokens  # (characters the model cannot read are left out)

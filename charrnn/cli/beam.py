@@ -43,7 +43,7 @@ def beam(
 
     The text all beams already agree on is printed at once; the rest when search ends.
     """
-    from charrnn.beam import beam_search, check_beam_args
+    from charrnn.generation.beam import beam_search, check_beam_args
     from charrnn.util.console import TextWriter
 
     check_beam_args(width, length, 1 if top is None else top, no_repeat, stop or (), length_penalty)

@@ -2,7 +2,7 @@
 
 The answers go to stdout; the prompt, notes and errors to stderr, so a piped conversation
 (`printf '...' | charrnn chat > answers.txt`) keeps only the answers. The conversation itself
-(state, settings, answers) is `charrnn.chat.Conversation`; this module reads lines and
+(state, settings, answers) is `charrnn.generation.chat.Conversation`; this module reads lines and
 commands and writes what comes back.
 """
 
@@ -102,7 +102,7 @@ FLAGS = {"temperature": "--temp", "top-k": "--top-k", "top-p": "--top-p", "lengt
 def check_beam_memory(model, settings, flag: str) -> None:
     """Refuse a beam search that could not fit in memory (`flag` N beams, each keeping `length`
     characters) before it starts, as `charrnn beam --width` does; sampling needs no such check."""
-    from charrnn.sampling import check_batch_memory
+    from charrnn.generation.sampling import check_batch_memory
 
     if settings.beam:
         check_batch_memory(model, settings.beam, settings.length, flag, "/length" if flag.startswith("/") else "--length")
@@ -123,7 +123,7 @@ def chat(
     threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
 ) -> None:
     """Talk with a model: each line you type is read into it, and it answers; the state carries on."""
-    from charrnn.chat import ChatSettings, Conversation
+    from charrnn.generation.chat import ChatSettings, Conversation
     from charrnn.cli.sample import unescape
     from charrnn.util.console import info
     from charrnn.util.errors import UsageError
@@ -171,7 +171,7 @@ def converse(conversation) -> None:
 def answer(conversation, writer) -> None:
     """Stream the model's answer, without its stop string, then a blank line; Ctrl-C cuts it short."""
     from charrnn.util.console import info
-    from charrnn.stops import StopScanner
+    from charrnn.generation.stops import StopScanner
 
     scanner, last = StopScanner([conversation.settings.stop]), ""
     try:

@@ -172,7 +172,7 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk
     from charrnn.util.console import err_console
     from charrnn.runtime.threads import check_threads, torch_threads
     from charrnn.runtime.device import resolve_device
-    from charrnn.sampling import check_batch_memory, prime_ids_for
+    from charrnn.generation.sampling import check_batch_memory, prime_ids_for
     from charrnn.model.kernels import KERNELS, choose_kernel
 
     check_threads(threads)

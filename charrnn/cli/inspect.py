@@ -97,7 +97,7 @@ def eval_(
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
 ) -> None:
     """Bits per character (and nats, perplexity) of a text under a model: how good is the model on it?"""
-    from charrnn.surprise import eval_text
+    from charrnn.inspect.surprise import eval_text
 
     if batch_size < 1 or seq_len < 1:
         raise UsageError("--batch-size and --seq-len must be at least 1")
@@ -145,7 +145,7 @@ def score(
     from charrnn.util.console import info, shown
     from charrnn.util.files import atomic_write_text
     from charrnn.render import Section, TableSection, colours_for, html_page, rich_text, surprise_rgb
-    from charrnn.surprise import score_text
+    from charrnn.inspect.surprise import score_text
 
     if top < 0 or max_chars < 0 or seq_len < 1:
         raise UsageError("--top and --max-chars must be >= 0 and --seq-len at least 1")
@@ -203,12 +203,12 @@ def cells(
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
 ) -> None:
     """Find the units that track quotes, comments, bracket depth, line position and word starts, and show them."""
-    from charrnn.cells import analyse, check_kind, check_unit, parse_unit
+    from charrnn.inspect.cells import analyse, check_kind, check_unit, parse_unit
     from charrnn.util.console import info
-    from charrnn.features import SYNTAX_NAMES, SYNTAXES
+    from charrnn.inspect.features import SYNTAX_NAMES, SYNTAXES
     from charrnn.util.files import atomic_write_text
     from charrnn.render import html_page
-    from charrnn.surprise import encode_known
+    from charrnn.inspect.surprise import encode_known
 
     if syntax not in SYNTAXES:
         raise UsageError(f"--syntax must be one of {', '.join(SYNTAXES)}")
@@ -251,8 +251,8 @@ def _unit_sections(report, known: str, chosen, show_chars: int, console) -> tupl
     Returns (sections, the chosen unit's correlations or None)."""
     from rich.text import Text
 
-    from charrnn.cells import best_window
-    from charrnn.features import DESCRIPTIONS
+    from charrnn.inspect.cells import best_window
+    from charrnn.inspect.features import DESCRIPTIONS
     from charrnn.render import Section, activation_rgb, colours_for, rich_text
 
     sections = []

@@ -57,7 +57,7 @@ def sample(
     """Generate text from a trained model, streamed to stdout as it is written."""
     from charrnn.util.errors import UsageError
     from charrnn.highlight import language_for, make_writer
-    from charrnn.sampling import check_sampling_args
+    from charrnn.generation.sampling import check_sampling_args
 
     check_sampling_args(length, temp, top_k, top_p, seed)
     if num_samples < 1:
@@ -89,7 +89,7 @@ def end_sample(writer, text: str) -> None:
 
 def write_one(loaded, writer, echo: str, settings: dict) -> None:
     """Stream one sample, character by character, after the echoed prime."""
-    from charrnn.sampling import generate
+    from charrnn.generation.sampling import generate
 
     last = echo[-1:]
     writer.write(echo)
@@ -105,7 +105,7 @@ def write_many(loaded, writer, echo: str, n: int, separator: str, settings: dict
     import sys
 
     from charrnn.util.console import err_console
-    from charrnn.sampling import generate_batch, separator_after
+    from charrnn.generation.sampling import generate_batch, separator_after
 
     def header(i: int) -> None:  # on a terminal only: a rule on stderr, between the samples on stdout
         if writer.tty:

@@ -350,7 +350,7 @@ def kernel_bits_per_char(model: CharRNN, tokens, kernel: str = "fp32", streams: 
 
     import numpy as np
 
-    from charrnn.evaluation import _layout_grid
+    from charrnn.inspect.evaluation import _layout_grid
 
     grid, mask, lengths = _layout_grid(np.asarray(tokens), streams)
     grid_t, mask_t = torch.from_numpy(grid), torch.from_numpy(mask)

@@ -37,7 +37,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from charrnn.checkpoint import Loaded
-from charrnn.sampling import STEP_PRIME, prime_ids_for
+from charrnn.generation.sampling import STEP_PRIME, prime_ids_for
 from charrnn.serve.batcher import Batcher
 from charrnn.serve.jobs import BeamJob, Outbox, SampleJob
 from charrnn.serve.requestlog import RequestLog, stderr_line
@@ -239,7 +239,7 @@ class Api:
         yield sse("[DONE]")
 
     async def score(self, request: Request) -> Response:
-        from charrnn.surprise import score_text
+        from charrnn.inspect.surprise import score_text
 
         req = parse_score(await read_body(request, self.cfg.max_body), self.cfg.max_chars)
         self.check_model(req.model)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from charrnn.model.rnn import CharRNN, reorder_state
-from charrnn.sampling import draw
+from charrnn.generation.sampling import draw
 from charrnn.serve.jobs import BeamJob, Job, SampleJob
 
 

@@ -29,10 +29,10 @@ from collections.abc import Sequence
 
 import torch
 
-from charrnn.beam import BeamSearch
+from charrnn.generation.beam import BeamSearch
 from charrnn.model.rnn import CharRNN
-from charrnn.sampling import GumbelNoise, prime_model, seeded_generator
-from charrnn.stops import StopScanner
+from charrnn.generation.sampling import GumbelNoise, prime_model, seeded_generator
+from charrnn.generation.stops import StopScanner
 from charrnn.text.vocab import Vocab
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from charrnn.util.errors import UsageError
-from charrnn.features import DESCRIPTIONS, guess_syntax, scan
+from charrnn.inspect.features import DESCRIPTIONS, guess_syntax, scan
 from charrnn.model.rnn import CharRNN
 
 

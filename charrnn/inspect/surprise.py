@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from charrnn.evaluation import LN2, EvalResult, char_nll, evaluate
+from charrnn.inspect.evaluation import LN2, EvalResult, char_nll, evaluate
 from charrnn.model.rnn import CharRNN
 from charrnn.text.vocab import Vocab
 

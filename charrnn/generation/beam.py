@@ -47,9 +47,9 @@ import torch
 
 from charrnn.generation.settings import MAX_LENGTH_PENALTY
 from charrnn.util.errors import UsageError
-from charrnn.evaluation import LN2
+from charrnn.inspect.evaluation import LN2
 from charrnn.model.rnn import CharRNN
-from charrnn.sampling import ThreadWatch, prime_ids_for, prime_model
+from charrnn.generation.sampling import ThreadWatch, prime_ids_for, prime_model
 from charrnn.model.kernels import make_kernel
 from charrnn.text.vocab import Vocab
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from charrnn.beam import BeamSearch
+from charrnn.generation.beam import BeamSearch
 from charrnn.generation.settings import MAX_TEMP
 from charrnn.model.rnn import CharRNN, reorder_state
-from charrnn.sampling import GumbelNoise, cut_at_stop, default_prime, pick, prime_model, seeded_generator
+from charrnn.generation.sampling import GumbelNoise, cut_at_stop, default_prime, pick, prime_model, seeded_generator
 from charrnn.text.vocab import Vocab
 
 

@@ -1,0 +1,1 @@
+"""Looking at what a model knows: bits per character of a text, the surprise of each character, interpretable cells."""
