@@ -40,7 +40,7 @@ row() {  # row NUM ATTACK COMMAND EXITS TRACEBACK LOST
 py() { "$PY" - "$@"; }
 step_of() { py "$1" <<'EOF' 2>/dev/null || echo "unloadable"
 import sys
-from charrnn.checkpoint import load_checkpoint
+from charrnn.training.checkpoint import load_checkpoint
 c = load_checkpoint(sys.argv[1])
 print(c["step"], c.get("meta", {}).get("corpus"))
 EOF
@@ -105,8 +105,8 @@ raw=$(cat logs/3b.err logs/3b.out | grep -c -e "${ESC}")
 row 3 "score (report on stdout, notes on stderr)" "score runs/esc esc.txt" "$rc" "$(tb 3b)" "none (raw ESC bytes on stdout+stderr: $raw)"
 py > /dev/null <<'EOF'
 import torch
-from charrnn.checkpoint import load_checkpoint
-from charrnn.payload import CHECKSUM_KEY, checksum
+from charrnn.training.checkpoint import load_checkpoint
+from charrnn.training.payload import CHECKSUM_KEY, checksum
 c = load_checkpoint("runs/esc/best.pt")
 c["meta"]["corpus"] = "\x1b]0;pwned\x07\x1b[2J[/bold]"
 c[CHECKSUM_KEY] = {"blake2b": checksum(c)}
@@ -124,8 +124,8 @@ row 3 "file names in messages" "corpus build bsrc (bin\\x1b[2Jary.c); train bin\
 # ---- 4. rich markup injection ----------------------------------------------------------------------
 py > /dev/null <<'EOF'
 import os, torch
-from charrnn.checkpoint import load_checkpoint
-from charrnn.payload import CHECKSUM_KEY, checksum
+from charrnn.training.checkpoint import load_checkpoint
+from charrnn.training.payload import CHECKSUM_KEY, checksum
 for name, cell in (("link", "[link=https://evil.example/x]lstm[/link]"), ("bold", "[/bold]")):
     c = load_checkpoint("runs/esc/best.pt")
     c["model_config"]["cell"] = cell
@@ -189,8 +189,8 @@ row 6 "corpus edited in place, mtime restored" "edit in place (same inode, size)
 run 7r $C train small.txt $T --steps 20 --eval-every 10 -o runs/m
 py > /dev/null <<'EOF'
 import copy, io, os, zipfile, torch
-from charrnn.checkpoint import load_checkpoint
-from charrnn.payload import CHECKSUM_KEY, checksum
+from charrnn.training.checkpoint import load_checkpoint
+from charrnn.training.payload import CHECKSUM_KEY, checksum
 base = load_checkpoint("runs/m/last.pt")
 def save(name, edit, recompute=True):
     c = copy.deepcopy(base); edit(c)

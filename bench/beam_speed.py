@@ -51,7 +51,7 @@ def measure(model, vocab, widths=(1, 5, 10), length: int = 500, prime: str = "",
 
 
 def main() -> None:
-    from charrnn.checkpoint import load_model
+    from charrnn.training.checkpoint import load_model
     from charrnn.runtime.device import resolve_device
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

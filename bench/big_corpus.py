@@ -142,7 +142,7 @@ def main() -> None:
             os.unlink(f)  # a cold cache: the first run really encodes
     time.sleep(2.1)  # file hashes are remembered only for files last changed > 2 s before hashing
     py = sys.executable
-    baseline = measured([py, "-c", "import torch, charrnn.train, charrnn.text.tokens"], env, work)
+    baseline = measured([py, "-c", "import torch, charrnn.training.trainer, charrnn.text.tokens"], env, work)
     print("encoding (cold cache) ...", file=sys.stderr)
     enc = measured([py, "-c", ENCODE, str(big)], env, work)
     enc_out = json.loads(enc["stdout"])

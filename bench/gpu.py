@@ -26,7 +26,7 @@ from charrnn.training.config import PRESETS, TrainConfig
 from charrnn.text.corpus import read_text
 from charrnn.model.rnn import ModelConfig
 from charrnn.generation.sampling import sample_ids
-from charrnn.train import Trainer
+from charrnn.training.trainer import Trainer
 from charrnn.text.vocab import Vocab
 
 

@@ -6,7 +6,7 @@
 
 Each row is one `charrnn train CORPUS --time T` run with every shape setting given as a flag, on
 an idle machine, one at a time. Its result (steps, chars/s, best validation bits/char, the CPU)
-is appended to bench/sweep/results.jsonl, which is kept in the repository: `charrnn.sizing`'s
+is appended to bench/sweep/results.jsonl, which is kept in the repository: `charrnn.training.sizing`'s
 rule was fitted to it (bench/sweep/README.md says how). A row already in the file is skipped, so
 an interrupted sweep continues where it stopped.
 

@@ -16,7 +16,7 @@ def live_server(checkpoint: Path, **config):
     pytest.importorskip("uvicorn", reason="needs the serve extra: pip install 'charrnn[serve]'")
     import uvicorn
 
-    from charrnn.checkpoint import load_model
+    from charrnn.training.checkpoint import load_model
     from charrnn.cli.serve import listen
     from charrnn.serve.app import ServeConfig, create_app
 

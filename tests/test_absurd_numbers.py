@@ -10,13 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint
+from charrnn.training.checkpoint import load_checkpoint
 from charrnn.cli import app
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.util.errors import UsageError
 from charrnn.runtime.threads import default_threads
-from charrnn.train import Trainer, train_on_text
+from charrnn.training.trainer import Trainer, train_on_text
 
 from .conftest import TINY_TEXT
 

@@ -39,7 +39,7 @@ import json, sys
 from typer.testing import CliRunner
 from charrnn.cli import app
 result = CliRunner().invoke(app, sys.argv[1:])
-heavy = sorted(m for m in ("torch", "charrnn.train", "charrnn.model.rnn", "charrnn.checkpoint") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "charrnn.training.trainer", "charrnn.model.rnn", "charrnn.training.checkpoint") if m in sys.modules)
 print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
 """
 

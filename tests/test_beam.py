@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from charrnn.generation.sampling import prime_ids_for
 from charrnn.generation.beam import beam_search
 from charrnn.model.kernels import choose_kernel
-from charrnn.checkpoint import load_model
+from charrnn.training.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.generation.sampling import sample_text

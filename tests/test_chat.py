@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from charrnn.generation.chat import ChatSettings, Conversation
-from charrnn.checkpoint import load_model
+from charrnn.training.checkpoint import load_model
 from charrnn.generation.stops import StopScanner
 from tests.conftest import REPO
 

@@ -4,8 +4,8 @@ import time
 
 import torch
 
-from charrnn.checkpoint import load_checkpoint, load_model, newest_checkpoint
-from charrnn.train import TrainConfig, train_on_text
+from charrnn.training.checkpoint import load_checkpoint, load_model, newest_checkpoint
+from charrnn.training.trainer import TrainConfig, train_on_text
 
 from tests.conftest import TINY_TEXT
 

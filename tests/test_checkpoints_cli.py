@@ -10,12 +10,12 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint, load_model
+from charrnn.training.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
 from charrnn.util.errors import CharrnnError
-from charrnn.resume import init_from_checkpoint
+from charrnn.training.resume import init_from_checkpoint
 from charrnn.generation.sampling import sample_text
-from charrnn.train import TrainConfig
+from charrnn.training.trainer import TrainConfig
 
 from .conftest import TINY_TEXT
 

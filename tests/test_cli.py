@@ -4,7 +4,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint, load_model
+from charrnn.training.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
 from charrnn.generation.sampling import sample_text
 

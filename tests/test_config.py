@@ -7,7 +7,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint
+from charrnn.training.checkpoint import load_checkpoint
 from charrnn.cli import app
 from charrnn.training.config import layer, load_config_file, resolve_run_config
 from charrnn.util.errors import UsageError
@@ -137,7 +137,7 @@ def test_a_20_kb_poem_trains_from_the_cli_with_the_defaults(in_tmp):
 
 
 def test_patience_stops_a_run_that_stopped_improving_and_overfitting_is_said_once():
-    from charrnn.overfit import OverfitWatch
+    from charrnn.training.overfit import OverfitWatch
 
     watch = OverfitWatch(patience=4)
     seen = [watch.update(s, v, t) for s, v, t in

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint, load_model
+from charrnn.training.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
-from charrnn.train import TrainConfig, train_on_text
+from charrnn.training.trainer import TrainConfig, train_on_text
 
 from .conftest import REPO, TINY_TEXT, env_without_threads
 
@@ -31,7 +31,7 @@ KILLS = int(os.environ.get("CHARRNN_TEST_KILLS", "24"))
 # killed from outside with SIGKILL exactly like any other process.
 FORK_SERVER = r"""
 import json, os, sys
-import charrnn.cli, charrnn.util.console, charrnn.resume, charrnn.train, rich.progress, torch._dynamo
+import charrnn.cli, charrnn.util.console, charrnn.training.resume, charrnn.training.trainer, rich.progress, torch._dynamo
 for line in sys.stdin:
     cmd = json.loads(line)
     if "wait" in cmd:
@@ -224,7 +224,7 @@ def test_nan_steps_are_skipped_and_a_nan_streak_stops_with_good_checkpoints(tmp_
     import torch
     import torch.nn.functional as F
 
-    from charrnn.train import Reporter
+    from charrnn.training.trainer import Reporter
 
     bad_from = 6  # from step 6 on, every training loss is NaN
 
@@ -243,7 +243,7 @@ def test_nan_steps_are_skipped_and_a_nan_streak_stops_with_good_checkpoints(tmp_
         loss = F.cross_entropy(*args, **kwargs)
         return loss * float("nan") if rec.trainer.step + 1 >= bad_from else loss
 
-    monkeypatch.setattr("charrnn.train.F", types.SimpleNamespace(cross_entropy=nan_after))
+    monkeypatch.setattr("charrnn.training.trainer.F", types.SimpleNamespace(cross_entropy=nan_after))
     cfg = TrainConfig(steps=100, batch_size=4, seq_len=16, eval_every=5, threads=1, precision="fp32", device="cpu")
     trainer, result = train_on_text(TINY_TEXT, {"hidden": 16, "embed": 8}, cfg, tmp_path / "run", rec)
     assert result.stopped_by == "nan" and trainer.step == bad_from - 1 + 10

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from charrnn.distributed import DistInfo, setup
+from charrnn.training.distributed import DistInfo, setup
 from charrnn.util.errors import CharrnnError
 
 from .conftest import env_without_threads

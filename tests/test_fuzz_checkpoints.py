@@ -20,9 +20,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint
+from charrnn.training.checkpoint import load_checkpoint
 from charrnn.cli import app
-from charrnn.payload import CHECKSUM_KEY, checksum
+from charrnn.training.payload import CHECKSUM_KEY, checksum
 
 from .conftest import TINY_TEXT
 

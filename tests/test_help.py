@@ -70,7 +70,7 @@ def test_every_help_page_reads_like_a_well_kept_cli():
 
 
 def test_train_help_says_which_defaults_the_sizing_chooses():
-    """`--hidden` has no one default: with no shape flag the run sizes the model (charrnn.sizing)."""
+    """`--hidden` has no one default: with no shape flag the run sizes the model (charrnn.training.sizing)."""
     out = runner.invoke(app, ["train", "-h"], env={"COLUMNS": "400"}).stdout
     lines = {flag: next(line for line in out.splitlines() if f" {flag} " in line)
              for flag in ("--layers", "--hidden", "--embed", "--dropout", "--lr", "--batch-size")}

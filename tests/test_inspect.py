@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from charrnn.inspect.cells import check_kind, correlations, record, record_by_steps
-from charrnn.checkpoint import load_checkpoint
+from charrnn.training.checkpoint import load_checkpoint
 from charrnn.util.errors import UsageError
 from charrnn.cli import app
 from charrnn.inspect.features import guess_syntax, line_position, scan, word_start

@@ -6,7 +6,7 @@ import torch
 from typer.testing import CliRunner
 
 from charrnn.cli import app
-from charrnn.train import Reporter, TrainConfig, train_on_text
+from charrnn.training.trainer import Reporter, TrainConfig, train_on_text
 
 from .conftest import TINY_TEXT
 
@@ -71,7 +71,7 @@ def test_the_progress_bar_starts_at_the_resumed_step_and_shows_the_average_rate(
 
     from charrnn.cli.progress import REFRESH_SECONDS, ConsoleReporter
     from charrnn.model.rnn import ModelConfig
-    from charrnn.train import Trainer
+    from charrnn.training.trainer import Trainer
     from charrnn.text.vocab import Vocab
 
     vocab = Vocab.from_text(TINY_TEXT)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from charrnn.model.rnn import CharRNN, ModelConfig, detach_state
 from charrnn.generation.sampling import sample_ids, sample_text
-from charrnn.train import TrainConfig, train_on_text
+from charrnn.training.trainer import TrainConfig, train_on_text
 from charrnn.text.vocab import Vocab
 
 from tests.conftest import TINY_TEXT
@@ -65,7 +65,7 @@ def test_fast_sampling_matches_reference_path(cell):
 
 def test_training_steps_with_clipped_gradients_and_logs_the_norm_before_clipping():
     from charrnn.model.rnn import ModelConfig as MC
-    from charrnn.train import Trainer
+    from charrnn.training.trainer import Trainer
 
     vocab = Vocab.from_text(TINY_TEXT)
     ids = vocab.encode_array(TINY_TEXT)
@@ -111,7 +111,7 @@ def test_overfits_a_repeated_text_and_greedy_reproduces_it():
 
 
 def test_seeded_sampling_is_deterministic(tiny_run):
-    from charrnn.checkpoint import load_model
+    from charrnn.training.checkpoint import load_model
 
     m = load_model(tiny_run)
     a = sample_text(m.model, m.vocab, 100, temperature=1.0, seed=3)
@@ -121,7 +121,7 @@ def test_seeded_sampling_is_deterministic(tiny_run):
 
 
 def test_top_k_one_is_greedy(tiny_run):
-    from charrnn.checkpoint import load_model
+    from charrnn.training.checkpoint import load_model
 
     m = load_model(tiny_run)
     greedy = sample_text(m.model, m.vocab, 50, temperature=0)
@@ -185,7 +185,7 @@ def test_an_fp16_overflow_is_the_scalers_business_not_a_bad_step():
     """With fp16 the GradScaler skips an overflowing update and lowers its scale: a normal event.
     It must not count as a non-finite step, warn, or reset the carried state."""
     from charrnn.model.rnn import ModelConfig as MC
-    from charrnn.train import Trainer
+    from charrnn.training.trainer import Trainer
 
     class OverflowingScaler:  # what torch.amp.GradScaler does on a step whose scaled gradients overflow
         stepped = 0

@@ -1,4 +1,4 @@
-"""One optimizer update (charrnn.optim): decay groups, clipping, and skipped bad steps."""
+"""One optimizer update (charrnn.training.optim): decay groups, clipping, and skipped bad steps."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 
 from charrnn.model.config import ModelConfig
 from charrnn.model.rnn import CharRNN
-from charrnn.optim import make_optimizer, set_lr, update
+from charrnn.training.optim import make_optimizer, set_lr, update
 
 
 @pytest.fixture

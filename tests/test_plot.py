@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from charrnn.cli import app
 from charrnn.plot import load_metrics
 from charrnn.termplot import Series, render
-from charrnn.train import TrainConfig, train_on_text
+from charrnn.training.trainer import TrainConfig, train_on_text
 
 from .conftest import TINY_TEXT
 

@@ -7,9 +7,9 @@ import time
 import pytest
 import torch
 
-from charrnn.checkpoint import load_checkpoint
+from charrnn.training.checkpoint import load_checkpoint
 from charrnn.model.rnn import ModelConfig
-from charrnn.train import Trainer, TrainConfig
+from charrnn.training.trainer import Trainer, TrainConfig
 from charrnn.text.vocab import Vocab
 
 from .conftest import TINY_TEXT
@@ -137,7 +137,7 @@ def test_ctrl_c_before_the_first_validation_still_leaves_a_best_checkpoint(tmp_p
     import os
     import signal
 
-    from charrnn.train import Reporter
+    from charrnn.training.trainer import Reporter
 
     class InterruptAt3(Reporter):
         def on_step(self, trainer):
@@ -154,7 +154,7 @@ def test_ctrl_c_before_the_first_validation_still_leaves_a_best_checkpoint(tmp_p
 
 
 def test_a_time_budget_keeps_back_the_final_validation():
-    from charrnn.budget import Budget
+    from charrnn.training.budget import Budget
 
     b = Budget(steps=None, epochs=None, seconds=20, steps_per_epoch=100)
     assert b.spent(10, elapsed=16.0) is None

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint, remove_stale_temps
+from charrnn.training.checkpoint import load_checkpoint, remove_stale_temps
 from charrnn.cli import app
-from charrnn.runlock import RunLock
+from charrnn.training.runlock import RunLock
 
 from .conftest import REPO, TINY_TEXT, env_without_threads
 

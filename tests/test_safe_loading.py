@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint, load_model
+from charrnn.training.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
 from charrnn.util.errors import CharrnnError
 

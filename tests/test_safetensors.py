@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_model
+from charrnn.training.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.util.errors import CharrnnError
-from charrnn.runs import export_inference
+from charrnn.training.runs import export_inference
 
 runner = CliRunner()
 
@@ -104,7 +104,7 @@ def test_a_plain_safetensors_file_is_not_taken_for_a_model(tmp_path):
 def test_an_export_cannot_be_resumed_and_names_its_format(tiny_run, exported, tmp_path):
     with pytest.raises(CharrnnError, match=r"\*\.pt or \*\.safetensors"):
         export_inference(tiny_run / "best.pt", tmp_path / "model.bin")
-    from charrnn.train import Trainer
+    from charrnn.training.trainer import Trainer
 
     with pytest.raises(CharrnnError, match="inference-only"):
         Trainer.resume(exported, None, None)

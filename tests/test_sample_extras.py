@@ -8,7 +8,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_model
+from charrnn.training.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.util.errors import UsageError
 from charrnn.highlight import HighlightWriter, language_for, make_writer

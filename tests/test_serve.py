@@ -17,7 +17,7 @@ pytest.importorskip("starlette", reason="needs the serve extra: pip install 'cha
 httpx = pytest.importorskip("httpx")
 
 from charrnn.generation.beam import beam_search  # noqa: E402
-from charrnn.checkpoint import load_model  # noqa: E402
+from charrnn.training.checkpoint import load_model  # noqa: E402
 from charrnn.generation.sampling import generate_batch, sample_text  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 from tests.serving import live_server, wait_until  # noqa: E402

@@ -10,11 +10,11 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from charrnn import sizing
+from charrnn.training import sizing
 from charrnn.runtime.cache import TuneCache
 from charrnn.cli import app
 from charrnn.training.config import TrainConfig
-from charrnn.sizing import LADDER, Shape, choose_size, right_size
+from charrnn.training.sizing import LADDER, Shape, choose_size, right_size
 
 from .conftest import TINY_TEXT
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from charrnn.runtime.cache import TuneCache
 from charrnn.cli import app
-from charrnn.checkpoint import load_model
+from charrnn.training.checkpoint import load_model
 from charrnn.inspect.evaluation import evaluate
 from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.generation.sampling import GumbelNoise, pick, prime_ids_for, prime_model, sample_ids, sample_text

@@ -10,10 +10,10 @@ import json
 import torch
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint
+from charrnn.training.checkpoint import load_checkpoint
 from charrnn.cli import app
 from charrnn.cli.progress import ConsoleReporter, sample_panel
-from charrnn.payload import CHECKSUM_KEY, checksum
+from charrnn.training.payload import CHECKSUM_KEY, checksum
 from charrnn.render import rich_text
 
 
@@ -92,7 +92,7 @@ def test_the_live_sample_shows_escapes_on_a_terminal_and_in_a_log(tmp_path):
 
 
 def test_generated_text_on_stdout_stays_raw(tmp_path):
-    from charrnn.train import TrainConfig, train_on_text
+    from charrnn.training.trainer import TrainConfig, train_on_text
 
     text = ("ab\x1bc" * 200)
     cfg = TrainConfig(steps=60, batch_size=4, seq_len=16, lr=2e-2, eval_every=60, threads=1, precision="fp32",

@@ -242,7 +242,7 @@ def test_the_cache_encodes_words_across_files_and_keeps_kinds_apart(tmp_path):
 def test_byte_ids_the_text_never_uses_start_silenced():
     from charrnn.model.config import ModelConfig
     from charrnn.training.config import TrainConfig
-    from charrnn.train import UNUSED_ID_BIAS, Trainer
+    from charrnn.training.trainer import UNUSED_ID_BIAS, Trainer
 
     text = MIXED * 20
     cfg = TrainConfig(batch_size=2, seq_len=8, steps=1, threads=1)

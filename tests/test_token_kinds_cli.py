@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint, load_model
+from charrnn.training.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
 from charrnn.text.corpus import split_train_val
 from charrnn.generation.sampling import sample_text
@@ -221,7 +221,7 @@ def test_serve_writes_what_sample_writes_and_chat_answers(runs, kind):
 
 
 def test_a_word_checkpoint_whose_vocabulary_does_not_fit_is_refused(runs, tmp_path):
-    from charrnn.checkpoint import checkpoint_bytes
+    from charrnn.training.checkpoint import checkpoint_bytes
     from charrnn.util.errors import CharrnnError
 
     ckpt = load_checkpoint(runs["word"][0] / "best.pt")

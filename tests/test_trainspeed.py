@@ -9,8 +9,8 @@ from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.runtime.threads import default_threads
 from charrnn.runtime.device import resolve_precision
-from charrnn.train import Reporter, train_on_text
-from charrnn.trainspeed import make_tuner, train_key
+from charrnn.training.trainer import Reporter, train_on_text
+from charrnn.training.speed import make_tuner, train_key
 from tests.conftest import TINY_TEXT
 
 MODEL = {"hidden": 16, "embed": 8}
@@ -78,7 +78,7 @@ def test_nothing_is_timed_when_nothing_is_left_to_choose():
 def test_a_slow_first_step_does_not_end_a_timed_run():
     """The final validation's reserve comes from recent steps' median: a first step slowed by one-time
     costs, or a 2-thread step timed while another process holds a core, must not stop the run at once."""
-    from charrnn.train import Trainer
+    from charrnn.training.trainer import Trainer
     from charrnn.text.vocab import Vocab
 
     vocab = Vocab.from_text(TINY_TEXT)

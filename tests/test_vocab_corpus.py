@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from charrnn.batcher import StreamBatcher
+from charrnn.training.streams import StreamBatcher
 from charrnn.text.corpus import decode_bytes, read_text
 from charrnn.util.errors import CharrnnError
 from charrnn.text.vocab import Vocab

@@ -17,7 +17,7 @@ from pathlib import Path
 from charrnn.benchmark.rows import BenchConfig, Row, synthetic_text
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
-from charrnn.train import Trainer
+from charrnn.training.trainer import Trainer
 from charrnn.text.vocab import Vocab
 
 RSS_CHILD = "import sys, json; from charrnn.benchmark.memory import rss_child; print(json.dumps(rss_child(*map(int, sys.argv[1:]))))"
@@ -78,7 +78,7 @@ def memory_setup(item, cfg: BenchConfig) -> tuple[str, str, list[int]]:
 def memory_rows(cfg: BenchConfig, log: Callable[[str], None]) -> list[Row]:
     """Peak RSS of training each preset (or shape), each in its own subprocess (a small corpus)."""
     rows = []
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]),  # the checkout
                                                        os.environ.get("PYTHONPATH", "")]))
     for item in cfg.memory_shapes:
         key, what, shape = memory_setup(item, cfg)

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from charrnn.benchmark.rows import BenchConfig, Row
-from charrnn.checkpoint import checkpoint_bytes, write_checkpoint_bytes
+from charrnn.training.checkpoint import checkpoint_bytes, write_checkpoint_bytes
 from charrnn.model.config import ModelConfig
 from charrnn.model.rnn import CharRNN
 from charrnn.text.vocab import Vocab

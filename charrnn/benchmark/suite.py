@@ -58,8 +58,8 @@ from charrnn.runtime.device import cpu_has_fast_bf16
 from charrnn.runtime.threads import default_threads
 from charrnn.runtime.threads import torch_threads as threads
 from charrnn.model.kernels import choose_kernel, kernel_bits_per_char, kernels_for
-from charrnn.train import Trainer
-from charrnn.trainspeed import DTYPES, eval_precision
+from charrnn.training.trainer import Trainer
+from charrnn.training.speed import DTYPES, eval_precision
 from charrnn.text.vocab import Vocab
 
 # ---- the plain baseline: what a PyTorch user writes without charrnn ----------------------------
@@ -310,7 +310,7 @@ def kernel_rows(cfg: BenchConfig, checkpoint: str | None, corpus: str | None, lo
     The held-out text is the last `val_fraction` of the corpus (the checkpoint's own, unless
     --corpus names another), its first `cfg.kernel_chars` characters, stepped one at a time.
     """
-    from charrnn.checkpoint import load_model
+    from charrnn.training.checkpoint import load_model
     from charrnn.text.corpus import read_text, split_train_val
 
     if not checkpoint:

@@ -39,7 +39,7 @@ def list_(
     """Table of every checkpoint: run, step, val bits/char, model shape, params, size, date."""
 
     from charrnn.util.console import shown
-    from charrnn.runs import list_checkpoints
+    from charrnn.training.runs import list_checkpoints
 
     found = list_checkpoints(folder)
     if as_json:
@@ -76,9 +76,9 @@ def show(
     """A checkpoint's model and training configuration (as YAML), vocabulary and validation history."""
     import yaml
 
-    from charrnn.checkpoint import resolve_checkpoint
+    from charrnn.training.checkpoint import resolve_checkpoint
     from charrnn.util.console import shown
-    from charrnn.runs import summary
+    from charrnn.training.runs import summary
 
     s = summary(resolve_checkpoint(checkpoint))
     if as_json:
@@ -126,7 +126,7 @@ def prune(
     """
     from charrnn.util.console import info, warn
     from charrnn.util.errors import CharrnnError
-    from charrnn.runs import prune as prune_runs
+    from charrnn.training.runs import prune as prune_runs
 
     report = prune_runs(folder, keep, dry_run)
     verb = "would delete" if dry_run else "deleted"
@@ -156,9 +156,9 @@ def export(
     The suffix of -o picks the format: .pt, or .safetensors (weights plus the vocabulary and
     config in its metadata). Every command that takes a checkpoint reads both.
     """
-    from charrnn.checkpoint import resolve_checkpoint
+    from charrnn.training.checkpoint import resolve_checkpoint
     from charrnn.util.console import info
-    from charrnn.runs import export_inference
+    from charrnn.training.runs import export_inference
 
     source = resolve_checkpoint(checkpoint)
     dest = export_inference(source, output, force)

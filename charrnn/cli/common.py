@@ -168,7 +168,7 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk
     whichever of 1 and one per core steps that kernel faster right now); torch's thread
     setting is put back afterwards. Yields (the loaded model, the kernel's name).
     """
-    from charrnn.checkpoint import load_model
+    from charrnn.training.checkpoint import load_model
     from charrnn.util.console import err_console
     from charrnn.runtime.threads import check_threads, torch_threads
     from charrnn.runtime.device import resolve_device

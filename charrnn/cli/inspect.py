@@ -51,7 +51,7 @@ def torch_threads(n: int):
 def load(command: str, checkpoint: str, source: str, encoding: str, device: str):
     """(loaded model, its device, the text) for the commands below (`command` names the one asking)."""
     from charrnn.text.catalog import resolve_source
-    from charrnn.checkpoint import load_model
+    from charrnn.training.checkpoint import load_model
     from charrnn.text.corpus import check_text_file, read_text
     from charrnn.runtime.device import resolve_device
 

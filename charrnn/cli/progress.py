@@ -10,11 +10,11 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from charrnn.budget import describe
+from charrnn.training.budget import describe
 from charrnn.util.console import err_console, warn
 from charrnn.runtime.threads import default_threads
 from charrnn.util.showtext import visible
-from charrnn.train import Reporter, Trainer, TrainResult
+from charrnn.training.trainer import Reporter, Trainer, TrainResult
 
 
 def fmt_rate(x: float) -> str:

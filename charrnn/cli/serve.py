@@ -29,7 +29,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def model_name(path) -> str:
     """checkpoints/shakespeare/best.pt -> "shakespeare"; shared/tiny.safetensors -> "tiny"."""
-    from charrnn.checkpoint import SNAPSHOT_RE
+    from charrnn.training.checkpoint import SNAPSHOT_RE
 
     in_run = path.name in ("best.pt", "last.pt") or SNAPSHOT_RE.match(path.name)
     return path.parent.resolve().name if in_run else path.stem
@@ -85,7 +85,7 @@ def serve(
         raise UsageError("--threads must be at least 1 and --port from 0 to 65535")
     import torch
 
-    from charrnn.checkpoint import load_model
+    from charrnn.training.checkpoint import load_model
     from charrnn.serve.app import ServeConfig, create_app
     from charrnn.runtime.device import resolve_device
 

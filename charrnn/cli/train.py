@@ -12,7 +12,7 @@ from charrnn.cli.common import app, guarded
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.util.errors import CharrnnError, UsageError
-from charrnn.sizing import LADDER
+from charrnn.training.sizing import LADDER
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 
 EXAMPLES = """
@@ -67,8 +67,8 @@ def default_out_dir(name: str, root: Path = Path("checkpoints"), lock: bool = Tr
     Taking the folder's lock is what claims it, so two runs started at once on the same corpus
     get two folders. `lock=False` only names the folder (for processes that do not write).
     """
-    from charrnn.runfolder import RunFolder
-    from charrnn.runlock import FolderInUse
+    from charrnn.training.runfolder import RunFolder
+    from charrnn.training.runlock import FolderInUse
 
     n = 1
     while True:
@@ -103,7 +103,7 @@ def check_out(out: str | None) -> Path | None:
 
 def claim_out_dir(out: Path | None, name: str, resume: Path | None, overwrite: bool):
     """(the run folder, its lock, whether an old run there must be cleared first), locked before anything is written."""
-    from charrnn.runfolder import RunFolder
+    from charrnn.training.runfolder import RunFolder
 
     if out is None and resume is None:
         return *default_out_dir(name), False
@@ -201,8 +201,8 @@ def _sources(given: dict, sources, glob, encoding, tokens, max_vocab, resume, in
     from charrnn.training.config import portable_sources
 
     if resume is not None:
-        from charrnn.checkpoint import resolve_resume
-        from charrnn.resume import stored_sources
+        from charrnn.training.checkpoint import resolve_resume
+        from charrnn.training.resume import stored_sources
 
         resume = resolve_resume(resume)
         if not sources:
@@ -210,27 +210,27 @@ def _sources(given: dict, sources, glob, encoding, tokens, max_vocab, resume, in
     given.update(corpus=portable_sources(sources or []), glob=glob or [], encoding=encoding, tokens=tokens,
                  max_vocab=max_vocab)
     if resume is not None or init_from is not None:  # the corpus is cut into tokens as the checkpoint's was
-        from charrnn.checkpoint import resolve_checkpoint
-        from charrnn.resume import stored_tokens
+        from charrnn.training.checkpoint import resolve_checkpoint
+        from charrnn.training.resume import stored_tokens
 
         given.update(zip(("tokens", "max_vocab"), stored_tokens(resume or resolve_checkpoint(init_from), tokens)))
     return sources, resume
 
 
 def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool, clear: bool, resize):
-    """Prepare the corpus, size the model (no shape flags: `charrnn.sizing`), build the trainer, clear
+    """Prepare the corpus, size the model (no shape flags: `charrnn.training.sizing`), build the trainer, clear
     an old run (--overwrite), write config.yaml, train: the result."""
     from charrnn.cli.progress import ConsoleReporter, prepare_with_progress
     from charrnn.training.config import MODEL_KEYS, fit_to_text, resumed_run_config, write_run_config
     from charrnn.util.console import info, warn
     from charrnn.util.files import STDIN_NAME
-    from charrnn.train import new_trainer
+    from charrnn.training.trainer import new_trainer
 
     corpus = prepare_with_progress(run.corpus, run.glob, run.encoding or "utf-8", run.tokens, run.max_vocab)  # token ids, memory-mapped from the cache
     meta = {"corpus": name, "sources": ["-" if s == STDIN_NAME else str(s) for s in corpus.sources], "glob": run.glob or None,
             "encoding": run.encoding}
     if resume is None and init_from is None:  # a resumed or fine-tuned run keeps its checkpoint's shape
-        from charrnn.sizing import right_size
+        from charrnn.training.sizing import right_size
 
         run, sizing = right_size(run, len(corpus.tokens), len(corpus.vocab), resize)
         if sizing is not None and main:
@@ -244,7 +244,7 @@ def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool
     if main:
         info(f"corpus: {corpus.describe()}")
     if resume is not None:
-        from charrnn.resume import resume_training
+        from charrnn.training.resume import resume_training
 
         trainer = resume_training(resume, corpus, given, out, ConsoleReporter(), meta)
         if main:
@@ -255,8 +255,8 @@ def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool
                 write_run_config(trainer.out_dir, resumed, note=f"resumed at step {trainer.step} (budget: "
                                  f"steps {trainer.cfg.steps}, epochs {trainer.cfg.epochs}, time {trainer.cfg.time})")
     elif init_from is not None:
-        from charrnn.checkpoint import resolve_checkpoint
-        from charrnn.resume import init_from_checkpoint
+        from charrnn.training.checkpoint import resolve_checkpoint
+        from charrnn.training.resume import init_from_checkpoint
 
         source = resolve_checkpoint(init_from)
         explicit_model = {k: v for k, v in given.items() if k in MODEL_KEYS}
@@ -266,7 +266,7 @@ def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool
     else:
         trainer = new_trainer(corpus.vocab, corpus.tokens, run.model, run.train, out, ConsoleReporter(), meta=meta)
     if main and clear:  # the old run's files go before the new run writes any (a refused start kept them)
-        from charrnn.runfolder import RunFolder
+        from charrnn.training.runfolder import RunFolder
 
         RunFolder(out).clear()
     if main and resume is None:  # written once the run is sure to start: a refused start leaves no folder

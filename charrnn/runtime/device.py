@@ -48,7 +48,7 @@ def resolve_precision(precision: str, device: "torch.device") -> "torch.dtype | 
 
     `auto` is bf16 (or fp16) autocast on a CUDA GPU and fp32 elsewhere. On the CPU that is only
     the starting point: whether bf16 pays depends on the CPU and the model, not on the flags the
-    CPU reports, so the trainer measures it (`charrnn.trainspeed`), as do sampling and beam search
+    CPU reports, so the trainer measures it (`charrnn.training.speed`), as do sampling and beam search
     (`charrnn.model.kernels`).
     """
     import torch

@@ -36,7 +36,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from charrnn.checkpoint import Loaded
+from charrnn.training.checkpoint import Loaded
 from charrnn.generation.sampling import STEP_PRIME, prime_ids_for
 from charrnn.serve.batcher import Batcher
 from charrnn.serve.jobs import BeamJob, Outbox, SampleJob

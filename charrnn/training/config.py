@@ -303,7 +303,7 @@ def resolve_run_config(flags: dict, preset: str | None = None, config_file: str 
 
     `flags` holds only the options the user gave (None values are dropped). The preset is
     `preset` if given, else the config file's `preset:` key. `base`: the automatic sizing's
-    choice (`charrnn.sizing`), under everything the user named.
+    choice (`charrnn.training.sizing`), under everything the user named.
     """
     file_layer = load_config_file(config_file) if config_file else {}
     preset = preset or file_layer.pop("preset", None)

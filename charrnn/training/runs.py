@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from charrnn.checkpoint import (
+from charrnn.training.checkpoint import (
     MODEL_SUFFIXES, SUFFIX, SNAPSHOT_RE, checkpoint_bytes, format_version, is_resumable, latest_val_bpc,
     load_checkpoint, prune_snapshots, remove_stale_temps, write_checkpoint_bytes,
 )
 from charrnn.util.errors import CharrnnError
 from charrnn.util.files import path_kind
-from charrnn.runlock import FolderInUse, RunLock
+from charrnn.training.runlock import FolderInUse, RunLock
 from charrnn.text.vocab import Vocab
 
 # What an inference-only export keeps: enough to rebuild the model and its vocabulary, and describe it.
@@ -202,7 +202,7 @@ def export_inference(source: str | Path, dest: str | Path, overwrite: bool = Fal
     if dest.suffix == SUFFIX:
         data = checkpoint_bytes(payload)
     else:
-        from charrnn.safetensors_io import encode
+        from charrnn.training.safetensors_io import encode
 
         data = encode(payload, format_version(payload["vocab"]))
     write_checkpoint_bytes(dest, data)

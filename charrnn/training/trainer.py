@@ -28,24 +28,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn import distributed, optim, trainspeed, trainstate
-from charrnn.batcher import StreamBatcher
-from charrnn.budget import Budget, lr_at
+from charrnn.training import distributed, optim
+from charrnn.training import speed as trainspeed
+from charrnn.training import state as trainstate
+from charrnn.training.streams import StreamBatcher
+from charrnn.training.budget import Budget, lr_at
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig, fit_to_text
 from charrnn.text.corpus import split_train_val, token_index_at_char
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.inspect.evaluation import LN2, evaluate
 from charrnn.model.rnn import CharRNN, detach_state
-from charrnn.overfit import OverfitWatch
-from charrnn.runclock import RunClock
-from charrnn.runfolder import RunFolder
+from charrnn.training.overfit import OverfitWatch
+from charrnn.training.clock import RunClock
+from charrnn.training.runfolder import RunFolder
 from charrnn.runtime.threads import check_threads
 from charrnn.runtime.device import resolve_device
 from charrnn.generation.sampling import sample_text
-from charrnn.sizing import check_model_fits
+from charrnn.training.sizing import check_model_fits
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
-from charrnn.trainloop import Diverged, Reporter, TrainingRun, TrainResult
+from charrnn.training.loop import Diverged, Reporter, TrainingRun, TrainResult
 from charrnn.text.vocab import Vocab
 from charrnn.text.vocabbuild import vocab_for_text
 

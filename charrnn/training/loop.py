@@ -20,10 +20,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charrnn import distributed
-from charrnn.checkpoint import SaveError
+from charrnn.training import distributed
+from charrnn.training.checkpoint import SaveError
 from charrnn.inspect.evaluation import LN2
-from charrnn.runfolder import RunFolder
+from charrnn.training.runfolder import RunFolder
 from charrnn.runtime.threads import torch_threads
 from charrnn.util.signals import StopSignals
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charrnn import distributed
-from charrnn.checkpoint import load_checkpoint
+from charrnn.training import distributed
+from charrnn.training.checkpoint import load_checkpoint
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.util.errors import CharrnnError, UsageError

@@ -18,12 +18,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from charrnn.checkpoint import (
+from charrnn.training.checkpoint import (
     SUFFIX, SaveError, copy_checkpoint, prune_snapshots, remove_stale_temps, snapshots, write_checkpoint,
 )
 from charrnn.util.errors import CharrnnError
 from charrnn.util.files import atomic_write_text, os_advice
-from charrnn.runlock import RunLock
+from charrnn.training.runlock import RunLock
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl", "config.yaml")  # what a run writes, besides step-*.pt
 

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from charrnn.budget import DEFAULT_EPOCHS, describe
+from charrnn.training.budget import DEFAULT_EPOCHS, describe
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 
@@ -305,7 +305,7 @@ def probe(vocab_size: int, train: TrainConfig, device: str, threads: int, cell: 
     from charrnn.runtime.cache import TuneCache, cache_disabled
     from charrnn.runtime.device import resolve_precision
     from charrnn.runtime.threads import torch_threads
-    from charrnn.trainspeed import DTYPES as CPU_DTYPES
+    from charrnn.training.speed import DTYPES as CPU_DTYPES
 
     DTYPES = {**CPU_DTYPES, "fp16": torch.float16}  # the CPU's two, and a GPU's fp16
     dev = torch.device(device)
@@ -349,7 +349,7 @@ def right_size(run, n_tokens: int, vocab_size: int, resolve: Callable[[dict], ob
     `run`: a `config.RunConfig`; `resolve(base)` builds it again with `base` as its lowest layer.
     """
     from charrnn.training.config import fit_to_text
-    from charrnn.distributed import launched_by_torchrun
+    from charrnn.training.distributed import launched_by_torchrun
     from charrnn.runtime.threads import default_threads
     from charrnn.runtime.device import resolve_device
 

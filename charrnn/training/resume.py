@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.checkpoint import load_checkpoint
+from charrnn.training.checkpoint import load_checkpoint
 from charrnn.text.corpus import split_train_val
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
-from charrnn.train import Reporter, Trainer
-from charrnn.trainstate import MODEL_FIELDS_FREE
+from charrnn.training.trainer import Reporter, Trainer
+from charrnn.training.state import MODEL_FIELDS_FREE
 from charrnn.util.showtext import show_chars
 from charrnn.text.vocab import Vocab
 

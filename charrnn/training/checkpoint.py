@@ -39,10 +39,10 @@ from pathlib import Path
 
 import torch
 
-from charrnn import payload
+from charrnn.training import payload
 from charrnn.util.errors import CharrnnError
 from charrnn.util.files import CHUNK, atomic_write, atomic_write_bytes, os_advice, sweep_stale_temps
-from charrnn.payload import CHECKSUM_KEY, checksum
+from charrnn.training.payload import CHECKSUM_KEY, checksum
 from charrnn.model.config import ModelConfig
 from charrnn.model.rnn import CharRNN
 from charrnn.text.vocab import Vocab
@@ -316,7 +316,7 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
         what = "a folder" if path.is_dir() else "not a regular file (a device, FIFO or broken link)"
         raise CharrnnError(f"{path} is {what}: pass a checkpoint file (.pt) or a run folder")
     if path.suffix == ".safetensors":
-        from charrnn.safetensors_io import read
+        from charrnn.training.safetensors_io import read
 
         ckpt, size = read(path)
         return _checked(ckpt, path, size, full=True)
