@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from charrnn.cli import app
-from charrnn.plot import load_metrics
-from charrnn.termplot import Series, render
+from charrnn.cli.plots import load_metrics
+from charrnn.cli.termplot import Series, render
 from charrnn.training.trainer import TrainConfig, train_on_text
 
 from .conftest import TINY_TEXT

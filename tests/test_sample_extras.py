@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from charrnn.training.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.util.errors import UsageError
-from charrnn.highlight import HighlightWriter, language_for, make_writer
+from charrnn.cli.highlight import HighlightWriter, language_for, make_writer
 from charrnn.generation.sampling import generate_batch, separator_after
 
 runner = CliRunner()

@@ -14,7 +14,7 @@ from charrnn.training.checkpoint import load_checkpoint
 from charrnn.cli import app
 from charrnn.cli.progress import ConsoleReporter, sample_panel
 from charrnn.training.payload import CHECKSUM_KEY, checksum
-from charrnn.render import rich_text
+from charrnn.cli.render import rich_text
 
 
 runner = CliRunner()

@@ -144,7 +144,7 @@ def score(
 
     from charrnn.util.console import info, shown
     from charrnn.util.files import atomic_write_text
-    from charrnn.render import Section, TableSection, colours_for, html_page, rich_text, surprise_rgb
+    from charrnn.cli.render import Section, TableSection, colours_for, html_page, rich_text, surprise_rgb
     from charrnn.inspect.surprise import score_text
 
     if top < 0 or max_chars < 0 or seq_len < 1:
@@ -207,7 +207,7 @@ def cells(
     from charrnn.util.console import info
     from charrnn.inspect.features import SYNTAX_NAMES, SYNTAXES
     from charrnn.util.files import atomic_write_text
-    from charrnn.render import html_page
+    from charrnn.cli.render import html_page
     from charrnn.inspect.surprise import encode_known
 
     if syntax not in SYNTAXES:
@@ -253,7 +253,7 @@ def _unit_sections(report, known: str, chosen, show_chars: int, console) -> tupl
 
     from charrnn.inspect.cells import best_window
     from charrnn.inspect.features import DESCRIPTIONS
-    from charrnn.render import Section, activation_rgb, colours_for, rich_text
+    from charrnn.cli.render import Section, activation_rgb, colours_for, rich_text
 
     sections = []
 

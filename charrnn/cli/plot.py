@@ -38,7 +38,7 @@ def plot(
     from charrnn.training.checkpoint import newest_checkpoint
     from charrnn.util.console import TextWriter, err_console, info, warn
     from charrnn.util.errors import CharrnnError
-    from charrnn.plot import MISSING_MATPLOTLIB, check_height, check_x, load_runs, save_png, terminal_plot
+    from charrnn.cli.plots import MISSING_MATPLOTLIB, check_height, check_x, load_runs, save_png, terminal_plot
 
     check_x(x)
     check_height(height)

@@ -56,7 +56,7 @@ def sample(
 ) -> None:
     """Generate text from a trained model, streamed to stdout as it is written."""
     from charrnn.util.errors import UsageError
-    from charrnn.highlight import language_for, make_writer
+    from charrnn.cli.highlight import language_for, make_writer
     from charrnn.generation.sampling import check_sampling_args
 
     check_sampling_args(length, temp, top_k, top_p, seed)

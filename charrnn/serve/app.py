@@ -38,7 +38,7 @@ from starlette.staticfiles import StaticFiles
 
 from charrnn.training.checkpoint import Loaded
 from charrnn.generation.sampling import STEP_PRIME, prime_ids_for
-from charrnn.serve.batcher import Batcher
+from charrnn.serve.engine import Batcher
 from charrnn.serve.jobs import BeamJob, Outbox, SampleJob
 from charrnn.serve.requestlog import RequestLog, stderr_line
 from charrnn.serve.responses import EventStream, Head, choice, group, sse, usage

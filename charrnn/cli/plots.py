@@ -21,7 +21,7 @@ from pathlib import Path
 
 from charrnn.util.files import atomic_write_bytes
 from charrnn.util.errors import CharrnnError, UsageError
-from charrnn.termplot import Series, render
+from charrnn.cli.termplot import Series, render
 
 X_AXES = {"step": "step", "time": "training time (s)"}
 COLORS = ["cyan", "magenta", "yellow", "green", "blue", "red"]  # rich names, one per run
