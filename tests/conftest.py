@@ -28,7 +28,7 @@ def _token_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A tiny trained run folder (best.pt, last.pt) made through the library in about a second."""
-    from charrnn.training.trainer import TrainConfig, train_on_text
+    from charrnn import TrainConfig, train_on_text
 
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(steps=80, batch_size=4, seq_len=32, lr=1e-2, eval_every=40, threads=1, precision="fp32",
@@ -74,7 +74,7 @@ PARROT_TEXT = ("the quick brown fox jumps over the lazy dog.\n"
 @pytest.fixture(scope="session")
 def parrot_run(tmp_path_factory) -> Path:
     """A tiny run that knows PARROT_TEXT by heart: greedy decoding recites it (for tests that need real words)."""
-    from charrnn.training.trainer import TrainConfig, train_on_text
+    from charrnn import TrainConfig, train_on_text
 
     out = tmp_path_factory.mktemp("parrot")
     cfg = TrainConfig(steps=200, batch_size=8, seq_len=48, lr=2e-2, eval_every=200, sample_every=0, threads=1,

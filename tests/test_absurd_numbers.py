@@ -16,7 +16,7 @@ from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.util.errors import UsageError
 from charrnn.runtime.threads import default_threads
-from charrnn.training.trainer import Trainer, train_on_text
+from charrnn import Trainer, train_on_text
 
 from .conftest import TINY_TEXT
 
@@ -37,15 +37,15 @@ def usage_error(result, *words: str) -> None:
 @pytest.mark.parametrize("args, words", [
     (["--threads", "100000"], ["--threads 100000 is more than the"]),
     (["--threads", HUGE], ["--threads"]),
-    (["--seed", HUGE], ["--seed must be between 0 and 2**64 - 1"]),
+    (["--seed", HUGE], ["--seed must be an integer from 0 to 2**64 - 1"]),
     (["--epochs", "inf"], ["--epochs must be a positive number"]),
     (["--time", "nan"], ["--time must be a positive number"]),
-    (["--lr", "inf"], ["--lr must be a number in (0, 10]"]),
-    (["--lr", "1e30"], ["--lr must be a number in (0, 10]"]),
-    (["--eval-chars", "-1"], ["--eval-chars must be >= 0"]),
+    (["--lr", "inf"], ["--lr must be a number > 0 and <= 10"]),
+    (["--lr", "1e30"], ["--lr must be a number > 0 and <= 10"]),
+    (["--eval-chars", "-1"], ["--eval-chars must be an integer >= 0"]),
     (["--weight-decay", "-1"], ["--weight-decay must be a number >= 0"]),
-    (["--layers", "100000000"], ["layers must be between 1 and 1,000"]),
-    (["--embed", "100000000"], ["embed must be between 1 and"]),
+    (["--layers", "100000000"], ["--layers must be an integer from 1 to 1,000"]),
+    (["--embed", "100000000"], ["--embed must be an integer from 1 to"]),
     (["--hidden", "100000"], ["needs about", "of memory, more than the", "available"]),
     (["--layers", "1000", "--hidden", "4096"], ["needs about", "available"]),
 ], ids=lambda x: " ".join(x) if isinstance(x, list) and x and x[0].startswith("-") else None)
@@ -60,7 +60,7 @@ def test_train_refuses_absurd_numbers_before_building_anything(in_tmp, args, wor
 def test_yaml_numbers_are_checked_too(in_tmp):
     (in_tmp / "c.txt").write_text(TINY_TEXT)
     (in_tmp / "bad.yaml").write_text("corpus: c.txt\nlog_every: 0\n")
-    usage_error(runner.invoke(app, ["train", "--config", "bad.yaml", *TINY, "--threads", "1"]), "log_every must be at least 1")
+    usage_error(runner.invoke(app, ["train", "--config", "bad.yaml", *TINY, "--threads", "1"]), "log_every must be an integer >= 1")
     (in_tmp / "bad.yaml").write_text("corpus: c.txt\nsample_temp: 1e300\nsample_every: 1\n")  # not at step 1: now
     usage_error(runner.invoke(app, ["train", "--config", "bad.yaml", *TINY, "--threads", "1"]), "sample_temp must be")
     (in_tmp / "bad.yaml").write_text("corpus: c.txt\nseed: 99999999999999999999\n")

@@ -5,7 +5,7 @@ import time
 import torch
 
 from charrnn.training.checkpoint import load_checkpoint, load_model, newest_checkpoint
-from charrnn.training.trainer import TrainConfig, train_on_text
+from charrnn import TrainConfig, train_on_text
 
 from tests.conftest import TINY_TEXT
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from charrnn.training.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
 from charrnn.util.errors import CharrnnError
-from charrnn.training.resume import init_from_checkpoint
+from charrnn.training.start import init_from_checkpoint
 from charrnn.generation.sampling import sample_text
 from charrnn.training.trainer import TrainConfig
 

@@ -27,11 +27,11 @@ def write(path, text):
 def test_layers_apply_in_order_flags_last(tmp_path):
     cfg = write(tmp_path / "c.yaml", "preset: tiny\nhidden: 48\nlr: 1e-3\n")  # 1e-3: a string to YAML 1.1
     run = resolve_run_config({"hidden": 32}, config_file=cfg)
-    assert run.model["hidden"] == 32  # flag beats file
+    assert run.model.hidden == 32  # flag beats file
     assert run.train.lr == 1e-3  # file beats preset (and `1e-3` is read as a number)
-    assert run.model["embed"] == 16 and run.train.steps == 300  # from the preset
+    assert run.model.embed == 16 and run.train.steps == 300  # from the preset
     assert run.train.clip == 5.0  # dataclass default
-    assert resolve_run_config({}, preset="small", config_file=cfg).model["layers"] == 2  # --preset beats the file's
+    assert resolve_run_config({}, preset="small", config_file=cfg).model.layers == 2  # --preset beats the file's
 
 
 def test_budget_keys_replace_each_other_as_a_group():
@@ -45,8 +45,8 @@ def test_catalog_presets():
 
     run = resolve_run_config({}, preset="linux")
     expected = load_catalog()["linux"].preset
-    assert (run.model["layers"], run.model["hidden"], run.train.seq_len) == (expected["layers"], expected["hidden"], expected["seq_len"])
-    assert resolve_run_config({"hidden": 64}, preset="linux").model["hidden"] == 64  # a flag beats the preset
+    assert (run.model.layers, run.model.hidden, run.train.seq_len) == (expected["layers"], expected["hidden"], expected["seq_len"])
+    assert resolve_run_config({"hidden": 64}, preset="linux").model.hidden == 64  # a flag beats the preset
 
 
 @pytest.mark.parametrize(

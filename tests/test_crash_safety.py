@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from charrnn.training.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
-from charrnn.training.trainer import TrainConfig, train_on_text
+from charrnn import TrainConfig, train_on_text
 
 from .conftest import REPO, TINY_TEXT, env_without_threads
 
@@ -31,7 +31,7 @@ KILLS = int(os.environ.get("CHARRNN_TEST_KILLS", "24"))
 # killed from outside with SIGKILL exactly like any other process.
 FORK_SERVER = r"""
 import json, os, sys
-import charrnn.cli, charrnn.util.console, charrnn.training.resume, charrnn.training.trainer, rich.progress, torch._dynamo
+import charrnn.cli, charrnn.util.console, charrnn.training.start, charrnn.training.trainer, rich.progress, torch._dynamo
 for line in sys.stdin:
     cmd = json.loads(line)
     if "wait" in cmd:

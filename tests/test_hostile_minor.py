@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from charrnn.cli import app
-from charrnn.training.trainer import TrainConfig, train_on_text
+from charrnn import TrainConfig, train_on_text
 
 from .conftest import TINY_TEXT
 

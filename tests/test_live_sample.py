@@ -6,7 +6,7 @@ import torch
 from typer.testing import CliRunner
 
 from charrnn.cli import app
-from charrnn.training.trainer import Reporter, TrainConfig, train_on_text
+from charrnn import Reporter, TrainConfig, train_on_text
 
 from .conftest import TINY_TEXT
 

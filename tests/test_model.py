@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from charrnn.model.rnn import CharRNN, ModelConfig, detach_state
 from charrnn.generation.sampling import sample_ids, sample_text
-from charrnn.training.trainer import TrainConfig, train_on_text
+from charrnn import TrainConfig, train_on_text
 from charrnn.text.vocab import Vocab
 
 from tests.conftest import TINY_TEXT

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from charrnn.cli import app
 from charrnn.cli.plots import load_metrics
 from charrnn.cli.termplot import Series, render
-from charrnn.training.trainer import TrainConfig, train_on_text
+from charrnn import TrainConfig, train_on_text
 
 from .conftest import TINY_TEXT
 

@@ -14,6 +14,8 @@ from charrnn.training import sizing
 from charrnn.runtime.cache import TuneCache
 from charrnn.cli import app
 from charrnn.training.config import TrainConfig
+from charrnn.model.config import ModelConfig
+from charrnn.training.config import RunConfig, Source
 from charrnn.training.sizing import LADDER, Shape, choose_size, right_size
 
 from .conftest import TINY_TEXT
@@ -89,7 +91,7 @@ def test_a_tiny_text_gets_a_model_it_cannot_learn_by_heart():
         assert s.params <= sizing.MAX_PARAMS_PER_CHAR * n_train and s.dropout > 0
     assert choose_size(18_000, TrainConfig(time=300), V, flops_rate(10_000_000)).shape == LADDER[0]
     assert choose_size(1_000, TrainConfig(time=300), V, flops_rate(10_000_000)).shape == LADDER[0]  # never none
-    assert "e+" not in choose_size(18_000, TrainConfig(time=30), V, flops_rate(200_000)).describe(vocab_size=V)
+    assert "e+" not in choose_size(18_000, TrainConfig(time=30), V, flops_rate(200_000)).describe()
 
 
 def test_a_shape_that_reads_the_text_many_times_is_preferred_to_a_larger_one_that_does_not():
@@ -108,10 +110,10 @@ def test_a_shape_that_reads_the_text_many_times_is_preferred_to_a_larger_one_tha
 
 def test_the_log_line_says_what_and_why():
     s = choose_size(1_000_000, TrainConfig(time=300), V, flops_rate(40_000))
-    line = s.describe(vocab_size=V)
+    line = s.describe()
     assert line.startswith(f"model: LSTM {s.shape.layers}×{s.shape.hidden}")
     assert "parameters" in line and "1.0M training characters" in line and "300 s" in line and "chars/s here" in line
-    assert "yours: --hidden" in s.describe({"hidden": 64}, V, {"hidden"})
+    assert "yours: --hidden" in s.describe(ModelConfig(vocab_size=V, hidden=64), {"hidden"})
 
 
 def test_the_probe_is_cached_and_a_corrupt_cache_is_ignored(tmp_path, monkeypatch):
@@ -141,25 +143,27 @@ def test_step_rate_measures_a_real_step():
     assert sizing.step_rate(Shape(1, 16, 8).config(V), 2, 8, "cpu", steps=1) > 0
 
 
-class _Run:
-    def __init__(self, given=(), preset=None):
-        self.preset, self.given, self.train, self.model = preset, set(given), TrainConfig(steps=100), {"cell": "lstm"}
+def _run(given=(), preset=None, **train) -> RunConfig:
+    """A run configuration as `charrnn train` makes it, the user having set `given` (or a preset)."""
+    return RunConfig(Source(), ModelConfig(vocab_size=1), TrainConfig(**{"steps": 100, **train}), preset=preset,
+                     given=frozenset(given))
 
 
 def test_what_the_user_named_is_never_sized():
-    assert right_size(_Run(preset="small"), 10_000, V, lambda base: pytest.fail("resized"))[1] is None
-    assert right_size(_Run(given=sizing.SHAPE_KEYS), 10_000, V, lambda base: pytest.fail("resized"))[1] is None
-    bases = []
-    _, s = right_size(_Run(given={"hidden"}), 10_000, V, lambda base: bases.append(base))
-    assert s is not None and bases and "hidden" not in bases[0] and {"layers", "embed", "dropout"} <= set(bases[0])
-    assert "lr" not in bases[0] and "min_lr_ratio" not in bases[0]  # the chosen shape's lr and floor are not
-    # forced on a shape the user named
-    _, s = right_size(_Run(given={"dropout"}), 10_000, V, lambda base: bases.append(base))
-    assert bases[-1]["lr"] == s.shape.lr and bases[-1]["min_lr_ratio"] == sizing.DECAY_TO and "dropout" not in bases[-1]
-    _, s = right_size(_Run(given={"lr"}), 10_000, V, lambda base: bases.append(base))
-    assert "lr" not in bases[-1]  # --lr wins
-    _, s = right_size(_Run(given={"min_lr_ratio"}), 10_000, V, lambda base: bases.append(base))
-    assert "min_lr_ratio" not in bases[-1]  # and so does a --config file's floor
+    assert right_size(_run(preset="small"), 10_000, V)[1] is None
+    assert right_size(_run(given=sizing.SHAPE_KEYS), 10_000, V)[1] is None
+    sized, s = right_size(_run(given={"hidden"}), 10_000, V)
+    assert s is not None and sized.model.hidden == ModelConfig.hidden  # theirs (the default here) is kept
+    assert (sized.model.layers, sized.model.embed, sized.model.dropout) == (s.shape.layers, s.shape.embed, s.dropout)
+    assert sized.train.lr == TrainConfig.lr and sized.train.min_lr_ratio == TrainConfig.min_lr_ratio  # the chosen
+    # shape's lr and floor are not forced on a shape the user named
+    sized, s = right_size(_run(given={"dropout"}), 10_000, V)
+    assert sized.train.lr == s.shape.lr and sized.train.min_lr_ratio == sizing.DECAY_TO
+    assert sized.model.dropout == ModelConfig.dropout
+    sized, s = right_size(_run(given={"lr"}, lr=1e-3), 10_000, V)
+    assert sized.train.lr == 1e-3  # --lr wins
+    sized, s = right_size(_run(given={"min_lr_ratio"}, min_lr_ratio=0.5), 10_000, V)
+    assert sized.train.min_lr_ratio == 0.5  # and so does a --config file's floor
 
 
 def test_a_time_budget_spends_about_a_twentieth_of_itself_validating():
@@ -177,30 +181,26 @@ def test_a_time_budget_spends_about_a_twentieth_of_itself_validating():
     s = choose_size(7_200_000, short, V, flops_rate(37_000))
     every = sizing.eval_spacing(s, short, 5_000_000)
     assert s.chars_seen / (short.batch_size * short.seq_len) / every > sizing.MIN_EVALS - 1
-    assert f"validating every {every} steps" in replace(s, eval_every=every).describe(vocab_size=V)
-    assert "validating" not in s.describe(vocab_size=V)
+    assert f"validating every {every} steps" in replace(s, eval_every=every).describe()
+    assert "validating" not in s.describe()
 
 
 def test_validations_are_spaced_for_the_chosen_shape_unless_the_user_set_them(monkeypatch):
     monkeypatch.setattr(sizing, "probe", lambda *a, **k: flops_rate(37_000))
-    timed = _Run()
-    timed.train = TrainConfig(time=300)
-    bases = []
-    _, s = right_size(timed, 8_000_000, V, lambda base: bases.append(base))
-    assert bases[-1]["eval_every"] == s.eval_every > TrainConfig().eval_every
+    sized, s = right_size(_run(steps=None, time=300), 8_000_000, V)
+    assert sized.train.eval_every == s.eval_every > TrainConfig().eval_every
     for given in ({"eval_every"}, {"hidden"}):  # theirs; or a shape they named, whose speed was not measured
-        timed.given = given
-        _, s = right_size(timed, 8_000_000, V, lambda base: bases.append(base))
-        assert "eval_every" not in bases[-1] and s.eval_every is None
+        sized, s = right_size(_run(given=given, steps=None, time=300), 8_000_000, V)
+        assert sized.train.eval_every == TrainConfig().eval_every and s.eval_every is None
 
 
 def test_each_shape_comes_with_its_learning_rate_and_the_line_says_it():
     lrs = {shape.hidden: shape.lr for shape in sizing.LADDER}
     assert lrs[256] > lrs[384] == TrainConfig().lr  # the sweep: 2x256 best at 2e-2, 2x384 at 6e-3
     s = choose_size(1_000_000, TrainConfig(time=300), V, flops_rate(40_000))
-    assert s.settings()["lr"] == s.shape.lr and f"lr {s.shape.lr:g} decaying to" in s.describe(vocab_size=V)
-    assert "lr 0.001 decaying to 1e-05 —" in s.describe(vocab_size=V, lr=1e-3)  # the lr the run ends up with (--lr)
-    assert "decaying to 5e-05 —" in s.describe(vocab_size=V, lr=1e-3, floor=0.05)  # ... and its floor
+    assert s.settings()["lr"] == s.shape.lr and f"lr {s.shape.lr:g} decaying to" in s.describe()
+    assert "lr 0.001 decaying to 1e-05 —" in s.describe(lr=1e-3)  # the lr the run ends up with (--lr)
+    assert "decaying to 5e-05 —" in s.describe(lr=1e-3, floor=0.05)  # ... and its floor
 
 
 def test_the_chosen_schedule_decays_lower_than_a_fixed_shapes():

@@ -92,7 +92,7 @@ def test_the_live_sample_shows_escapes_on_a_terminal_and_in_a_log(tmp_path):
 
 
 def test_generated_text_on_stdout_stays_raw(tmp_path):
-    from charrnn.training.trainer import TrainConfig, train_on_text
+    from charrnn import TrainConfig, train_on_text
 
     text = ("ab\x1bc" * 200)
     cfg = TrainConfig(steps=60, batch_size=4, seq_len=16, lr=2e-2, eval_every=60, threads=1, precision="fp32",

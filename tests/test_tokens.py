@@ -12,7 +12,7 @@ from charrnn.text.corpus import read_text
 from charrnn.util.errors import CharrnnError
 from charrnn.text.scan import iter_text
 from charrnn.text.tokens import prepare_corpus
-from charrnn.training.trainer import TrainConfig, train_on_tokens
+from charrnn import TrainConfig, train_on_tokens
 from charrnn.text.vocab import Vocab
 
 UNICODE = "Hello, wörld! 你好 🙂 e\u0301 ﬁ\n"  # CJK, an emoji (astral), a combining accent, a ligature

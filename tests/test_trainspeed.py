@@ -9,7 +9,7 @@ from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.runtime.threads import default_threads
 from charrnn.runtime.device import resolve_precision
-from charrnn.training.trainer import Reporter, train_on_text
+from charrnn import Reporter, train_on_text
 from charrnn.training.speed import make_tuner, train_key
 from tests.conftest import TINY_TEXT
 

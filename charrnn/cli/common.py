@@ -101,6 +101,15 @@ def is_out_of_memory(e: BaseException) -> bool:
     return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
 
 
+def flag_names(fn) -> dict[str, str]:
+    """A command's settings -> its flags (`temperature` -> `--temp`): an option's parameter is named after
+    the setting it sets, and its first long flag is the one messages show."""
+    import inspect
+
+    return {name: next((d for d in p.default.param_decls if d.startswith("--")), name)
+            for name, p in inspect.signature(fn).parameters.items() if isinstance(p.default, typer.models.OptionInfo)}
+
+
 def guarded(fn):
     """Run a command body; print CharrnnError as one `error:` line and exit 1 (2 for usage)."""
 
@@ -112,7 +121,7 @@ def guarded(fn):
             with terminate_cleanly():  # SIGTERM cleans up like Ctrl-C, then exits 143
                 return fn(*args, **kwargs)
         except CharrnnError as e:
-            error(str(e))
+            error(e.naming(flag_names(fn)))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.text import Text
 
 from charrnn.training.budget import describe
-from charrnn.util.console import err_console, warn
+from charrnn.util.console import err_console, info, warn
 from charrnn.runtime.threads import default_threads
 from charrnn.util.showtext import visible
 from charrnn.training.trainer import Reporter, Trainer, TrainResult
@@ -76,8 +76,33 @@ class ConsoleReporter(Reporter):
         self.trainer: Trainer | None = None
         self.fields = {"step": "step 0", "bpc": "-", "val": "-", "rate": "-"}
         self._shown_at = 0.0
+        self.reading: Progress | None = None  # the corpus being read: a bar per phase (a terminal only)
+        self.phases: dict[str, int] = {}
+
+    def on_prepare(self, phase: str, done: int, total: int) -> None:
+        from rich.progress import DownloadColumn, TransferSpeedColumn
+
+        if not self.live:  # a log gets the "corpus:" line, not a bar
+            return
+        if self.reading is None:
+            self.reading = Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                    console=self.console, transient=True)
+            self.reading.start()
+        if phase not in self.phases:
+            self.phases[phase] = self.reading.add_task(f"corpus: {phase}", total=total)
+        self.reading.update(self.phases[phase], completed=done)
+
+    def on_info(self, message: str) -> None:
+        self._done_reading()
+        info(message)
+
+    def _done_reading(self) -> None:
+        if self.reading is not None:
+            self.reading.stop()
+            self.reading = None
 
     def on_start(self, trainer: Trainer) -> None:
+        self._done_reading()
         self.trainer = trainer
         m, c = trainer.mcfg, trainer.cfg
         precision = {None: "fp32"}.get(trainer.speed.amp_dtype, str(trainer.speed.amp_dtype).replace("torch.", "") + " autocast")
@@ -197,24 +222,3 @@ class ConsoleReporter(Reporter):
             f"(stopped by {result.stopped_by}); {best}{where}",
             markup=False, highlight=False,
         )
-
-
-def prepare_with_progress(sources: list[str], globs: list[str] | None, encoding: str, kind: str = "char",
-                          max_vocab: int | None = None):
-    """`tokens.prepare_corpus` with a progress bar on stderr (shown only on a terminal, for big corpora)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    from charrnn.util.console import err_console, warn
-    from charrnn.text.tokens import prepare_corpus
-
-    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=err_console(), transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(f"corpus: {phase}", total=total)
-            bar.update(tasks[phase], completed=done)
-
-        extra = {} if max_vocab is None else {"max_vocab": max_vocab}
-        return prepare_corpus(sources, globs, encoding, progress=progress, warn=warn, kind=kind, **extra)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import fields
-from pathlib import Path
 
 import typer
 
 from charrnn.cli.common import app, guarded
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
-from charrnn.util.errors import CharrnnError, UsageError
+from charrnn.util.errors import CharrnnError
 from charrnn.training.sizing import LADDER
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 
@@ -37,6 +35,7 @@ config.yaml with every setting: pass it to --config to repeat the run.
 """
 
 _DEFAULTS = {f.name: f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
+SOURCE_FLAGS = ("glob", "encoding", "tokens", "max_vocab")  # where the text comes from (the corpus is an argument)
 
 
 def opt(*names: str, help: str, field: str | None = None, shown: str | None = None):
@@ -54,73 +53,10 @@ LR_SHOWN = f"{_DEFAULTS['lr']:g}; when sized: " + ", ".join(
     for lr in dict.fromkeys(s.lr for s in LADDER) if lr != _DEFAULTS["lr"])
 
 
-def corpus_name(sources: list[str]) -> str:
-    """A run name from the corpus: the file or folder name (without suffix), 'stdin' or 'pipe'."""
-    from charrnn.text.corpus import source_name
-
-    return source_name(sources[0])
-
-
-def default_out_dir(name: str, root: Path = Path("checkpoints"), lock: bool = True):
-    """(checkpoints/<name>, its lock), or <name>-2, -3 ... if that folder holds a run or another run is using it.
-
-    Taking the folder's lock is what claims it, so two runs started at once on the same corpus
-    get two folders. `lock=False` only names the folder (for processes that do not write).
-    """
-    from charrnn.training.runfolder import RunFolder
-    from charrnn.training.runlock import FolderInUse
-
-    n = 1
-    while True:
-        folder = RunFolder(root / (name if n == 1 else f"{name}-{n}"))
-        n += 1
-        if folder.holds_run():
-            continue
-        if not lock:
-            return folder.path, None
-        try:
-            held = folder.lock()
-        except FolderInUse:
-            continue
-        if not folder.holds_run():  # nobody finished a run there between the look and the lock
-            return folder.path, held
-        held.release()
-
-
-def check_out(out: str | None) -> Path | None:
-    """The --out folder as given, refusing an empty name and the root of the file system."""
-    if out is None:
-        return None
-    if not out.strip():
-        raise UsageError("--out is empty: name a folder for the run")
-    path = Path(out)
-    if path.resolve() == Path(path.resolve().anchor):
-        raise UsageError(f"--out {out} is the root of the file system: name a folder for the run")
-    if path.exists() and not path.is_dir():
-        raise CharrnnError(f"--out {out} is a file, not a folder: name a folder for the run")
-    return path
-
-
-def claim_out_dir(out: Path | None, name: str, resume: Path | None, overwrite: bool):
-    """(the run folder, its lock, whether an old run there must be cleared first), locked before anything is written."""
-    from charrnn.training.runfolder import RunFolder
-
-    if out is None and resume is None:
-        return *default_out_dir(name), False
-    folder = RunFolder(out if out is not None else resume.parent)
-    lock = folder.lock()  # a second writer stops here, with the holder's pid
-    same = resume is not None and folder.path.resolve() == resume.parent.resolve()
-    if not same and folder.holds_run() and not overwrite:
-        lock.release()
-        files = folder.run_files()
-        raise CharrnnError(f"{folder} already holds a run's files ({', '.join(files[:4])}{', ...' if len(files) > 4 else ''}): "
-                           f"choose another --out, or pass --overwrite to replace them")
-    return folder.path, lock, overwrite and not same
-
-
 @app.command(epilog=EXAMPLES)
 @guarded
 def train(
+    ctx: typer.Context,
     sources: list[str] = typer.Argument(None, help="Text files, folders (see --glob), catalog names (shakespeare, linux, ...), or - for stdin. May be omitted with a --config file that names a corpus, or with --resume (the run's own corpus is read again).", show_default=False),
     config: str = typer.Option(None, "--config", "-c", help="YAML file of settings (keys as the flags, e.g. `hidden: 256`); flags override it.", show_default=False),
     preset: str = typer.Option(None, "--preset", help="Named settings: tiny, small, medium, large, or a catalog corpus name.", show_default=False),
@@ -159,30 +95,22 @@ def train(
     init_from: str = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights (fine-tuning); the corpus may only use characters it knows.", show_default=False),
 ) -> None:
     """Train a character-level (or word- or byte-level) model on text and save checkpoints (best.pt, last.pt)."""
-    from charrnn.training.config import resolve_run_config
+    from charrnn.cli.progress import ConsoleReporter
     from charrnn.runtime.threads import check_threads
+    from charrnn.text.corpus import source_name
+    from charrnn.training import distributed
+    from charrnn.training.runfolder import check_out, claim_out_dir
+    from charrnn.training.start import configure, start
 
-    given = {k: v for k, v in locals().items() if k in _DEFAULTS and v is not None}
-    if resume is not None and init_from is not None:
-        raise UsageError("pass --resume or --init-from, not both")
-    out = check_out(out)
     if threads is not None:
         check_threads(threads)
-    sources, resume = _sources(given, sources, glob, encoding, tokens, max_vocab, resume, init_from)
-    run = resolve_run_config(given, preset, config)
-    if not run.corpus:
-        raise UsageError("name a corpus to train on: a file, a folder, a catalog name, or - for stdin "
-                         "(or `corpus:` in a --config file)")
-    sources = sources or run.corpus
-    name = corpus_name(sources)
-    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks and writes
-    if main:
-        out, lock, clear = claim_out_dir(out, name, resume, overwrite)  # held until the run ends
-    else:
-        out, lock, clear = out or (resume.parent if resume is not None else default_out_dir(name, lock=False)[0]), None, False
-    try:
-        resize = lambda base: resolve_run_config(given, preset, config, base)  # noqa: E731
-        result = _train(run, resume, init_from, given, out, name, main, clear, resize)
+    flags = {k: v for k, v in ctx.params.items() if k in _DEFAULTS or k in SOURCE_FLAGS}
+    run, resume = configure(flags, sources, preset, config, resume, init_from)
+    out = check_out(out)
+    main = distributed.is_main_process()  # under torchrun only rank 0 talks and writes
+    out, lock, clear = claim_out_dir(out, source_name(run.source.corpus[0]), resume, overwrite, main)
+    try:  # the folder stays locked until the run ends
+        result = start(run, out, ConsoleReporter(), resume, init_from, clear)
     finally:
         if lock is not None:
             lock.release()
@@ -192,83 +120,3 @@ def train(
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
     if result.stopped_by == "nan":
         raise typer.Exit(1)
-
-
-def _sources(given: dict, sources, glob, encoding, tokens, max_vocab, resume, init_from):
-    """Put where the text comes from, and how it is cut into tokens, into `given`: from the flags, or
-    from the checkpoint of --resume (its own corpus unless one is named) and --init-from.
-    Returns (the sources named, the checkpoint --resume names, resolved)."""
-    from charrnn.training.config import portable_sources
-
-    if resume is not None:
-        from charrnn.training.checkpoint import resolve_resume
-        from charrnn.training.resume import stored_sources
-
-        resume = resolve_resume(resume)
-        if not sources:
-            sources, glob, encoding = stored_sources(resume)
-    given.update(corpus=portable_sources(sources or []), glob=glob or [], encoding=encoding, tokens=tokens,
-                 max_vocab=max_vocab)
-    if resume is not None or init_from is not None:  # the corpus is cut into tokens as the checkpoint's was
-        from charrnn.training.checkpoint import resolve_checkpoint
-        from charrnn.training.resume import stored_tokens
-
-        given.update(zip(("tokens", "max_vocab"), stored_tokens(resume or resolve_checkpoint(init_from), tokens)))
-    return sources, resume
-
-
-def _train(run, resume, init_from, given: dict, out: Path, name: str, main: bool, clear: bool, resize):
-    """Prepare the corpus, size the model (no shape flags: `charrnn.training.sizing`), build the trainer, clear
-    an old run (--overwrite), write config.yaml, train: the result."""
-    from charrnn.cli.progress import ConsoleReporter, prepare_with_progress
-    from charrnn.training.config import MODEL_KEYS, fit_to_text, resumed_run_config, write_run_config
-    from charrnn.util.console import info, warn
-    from charrnn.util.files import STDIN_NAME
-    from charrnn.training.trainer import new_trainer
-
-    corpus = prepare_with_progress(run.corpus, run.glob, run.encoding or "utf-8", run.tokens, run.max_vocab)  # token ids, memory-mapped from the cache
-    meta = {"corpus": name, "sources": ["-" if s == STDIN_NAME else str(s) for s in corpus.sources], "glob": run.glob or None,
-            "encoding": run.encoding}
-    if resume is None and init_from is None:  # a resumed or fine-tuned run keeps its checkpoint's shape
-        from charrnn.training.sizing import right_size
-
-        run, sizing = right_size(run, len(corpus.tokens), len(corpus.vocab), resize)
-        if sizing is not None and main:
-            unit = "characters" if run.tokens == "char" else "tokens"
-            info(sizing.describe(run.model, len(corpus.vocab), run.given, unit, run.train.lr, run.train.min_lr_ratio))
-    if resume is None:  # a resumed run keeps the configuration it was started with
-        run.train, refit = fit_to_text(run.train, len(corpus.tokens))
-        if refit and main:
-            warn(refit)
-        meta["config"] = run.to_dict()
-    if main:
-        info(f"corpus: {corpus.describe()}")
-    if resume is not None:
-        from charrnn.training.resume import resume_training
-
-        trainer = resume_training(resume, corpus, given, out, ConsoleReporter(), meta)
-        if main:
-            info(f"resuming {resume} at step {trainer.step}")
-            resumed = resumed_run_config(trainer.meta.get("config"), trainer.mcfg, trainer.cfg, meta["sources"])
-            trainer.meta["config"] = resumed.to_dict()
-            if trainer.out_dir is not None:
-                write_run_config(trainer.out_dir, resumed, note=f"resumed at step {trainer.step} (budget: "
-                                 f"steps {trainer.cfg.steps}, epochs {trainer.cfg.epochs}, time {trainer.cfg.time})")
-    elif init_from is not None:
-        from charrnn.training.checkpoint import resolve_checkpoint
-        from charrnn.training.resume import init_from_checkpoint
-
-        source = resolve_checkpoint(init_from)
-        explicit_model = {k: v for k, v in given.items() if k in MODEL_KEYS}
-        trainer = init_from_checkpoint(source, corpus, explicit_model, run.train, out, ConsoleReporter(), meta)
-        if main:
-            info(f"starting from the weights of {source}")
-    else:
-        trainer = new_trainer(corpus.vocab, corpus.tokens, run.model, run.train, out, ConsoleReporter(), meta=meta)
-    if main and clear:  # the old run's files go before the new run writes any (a refused start kept them)
-        from charrnn.training.runfolder import RunFolder
-
-        RunFolder(out).clear()
-    if main and resume is None:  # written once the run is sure to start: a refused start leaves no folder
-        write_run_config(out, run)
-    return trainer.run()

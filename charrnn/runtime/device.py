@@ -37,9 +37,9 @@ def resolve_device(name: str) -> "torch.device":
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CharrnnError("--device cuda was asked for but no CUDA GPU is available: use --device cpu")
+        raise CharrnnError("device cuda was asked for but no CUDA GPU is available: use device cpu", "device")
     if name == "mps" and not (mps and mps.is_available()):
-        raise CharrnnError("--device mps was asked for but MPS is not available: use --device cpu")
+        raise CharrnnError("device mps was asked for but MPS is not available: use device cpu", "device")
     return torch.device(name)
 
 
@@ -54,11 +54,11 @@ def resolve_precision(precision: str, device: "torch.device") -> "torch.dtype | 
     import torch
 
     if precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}", "precision")
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return None
     if precision == "fp16" and device.type != "cuda":
-        raise UsageError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on this device")
+        raise UsageError("precision fp16 needs a CUDA GPU; use bf16 or fp32 on this device", "precision")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

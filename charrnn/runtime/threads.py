@@ -20,14 +20,14 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def check_threads(n: int, flag: str = "--threads") -> int:
+def check_threads(n: int) -> int:
     """A thread count as given by a user: 0 (= one per core) up to the cores there are."""
     if n < 0:
-        raise UsageError(f"{flag} must be >= 0 (0 = one per core)")
+        raise UsageError("threads must be >= 0 (0 = one per core)", "threads")
     cores = default_threads()
     if n > cores:
-        raise UsageError(f"{flag} {n} is more than the {cores} core(s) this process may use: "
-                         f"pass 0 (one per core) or at most {cores}")
+        raise UsageError(f"threads {n} is more than the {cores} core(s) this process may use: "
+                         f"give 0 (one per core) or at most {cores}", "threads")
     return n
 
 

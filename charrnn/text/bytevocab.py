@@ -97,6 +97,7 @@ class ByteVocab:
     """The 256 byte values; a byte's id is its value. It holds nothing, so all are equal."""
 
     kind: ClassVar[str] = "byte"
+    unit: ClassVar[str] = "bytes"
     chars = ""  # no characters of its own: it spells every one with bytes
 
     def __eq__(self, other) -> bool:
@@ -180,6 +181,10 @@ class ByteVocab:
 
     def guard(self, n: int) -> Utf8Guard:
         return Utf8Guard(n)
+
+    def ids_of(self, other) -> None:
+        """Another vocabulary's ids as bytes: None, its text is re-encoded."""
+        return None
 
     def to_dict(self) -> dict:
         return {"kind": "byte"}

@@ -73,3 +73,7 @@ class TextAsIs:
     def guard(self, n: int) -> None:
         """Constraints on the next id of `n` streams: none."""
         return None
+
+    def ids_of(self, other) -> None:
+        """Another vocabulary's ids as this one's: None, its text is re-encoded (`Vocab.ids_of` maps characters)."""
+        return None

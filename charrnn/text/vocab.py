@@ -29,6 +29,7 @@ class Vocab(TextAsIs):
 
     chars: str
     kind: ClassVar[str] = "char"
+    unit: ClassVar[str] = "characters"  # what a token is, in words a person reads
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -110,6 +111,13 @@ class Vocab(TextAsIs):
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[i] for i in ids)
+
+    def ids_of(self, other) -> np.ndarray | None:
+        """(len(other),) this vocabulary's id of each of `other`'s ids (-1 where it has none), when both are
+        character vocabularies; None otherwise (their texts are then re-encoded)."""
+        if not isinstance(other, Vocab):
+            return None
+        return np.array([self._index.get(c, -1) for c in other.chars], dtype=np.int64)
 
     def decoder(self):
         """A streaming decoder: call it with each id as it comes, get the text it completes."""

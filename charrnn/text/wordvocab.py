@@ -90,6 +90,7 @@ class WordVocab(TextAsIs):
     chars: str  # every character it can spell, sorted
     words: tuple[str, ...]  # the multi-character tokens, most frequent first
     kind: ClassVar[str] = "word"
+    unit: ClassVar[str] = "word tokens"
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
     _pieces: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _counts: np.ndarray = field(init=False, repr=False, compare=False)

@@ -23,18 +23,17 @@ preset expanded), so `charrnn train --config checkpoints/x/config.yaml` repeats 
 
 from __future__ import annotations
 
-import difflib
-import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from charrnn.generation.settings import MAX_SEED, MAX_TEMP
-from charrnn.model.config import TYPE_NAMES, ModelConfig, _finite, _type_errors
+from charrnn.model.config import ModelConfig
 from charrnn.runtime.device import PRECISIONS
-from charrnn.text.kinds import DEFAULT_MAX_VOCAB, check_kind
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB, KINDS
 from charrnn.util.errors import CharrnnError, UsageError
+from charrnn.util.fields import check, convert, names, setting, unknown
 from charrnn.util.files import atomic_write_text, os_advice, path_kind
 from charrnn.util.showtext import visible
 
@@ -47,77 +46,46 @@ MAX_THREADS = 4096  # a static bound; the cores this process may use are checked
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 32  # B: parallel streams per step (global: split across torchrun processes)
-    seq_len: int = 64  # T: characters per step that gradients flow through
-    lr: float = 6e-3  # peak learning rate (AdamW)
-    min_lr_ratio: float = 0.05  # the cosine decay ends at lr * min_lr_ratio
-    warmup: int = 30  # steps of linear warm-up
-    weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only; 0.1: -0.005 bits/char at 130 s on Shakespeare)
-    clip: float = 5.0  # global gradient-norm clip; 0 = off
-    steps: int | None = None  # stop after this many steps
-    epochs: float | None = None  # ... or this many passes over the training text
-    time: float | None = None  # ... or this many seconds of wall-clock time
-    eval_every: int = 200  # steps between validation passes (and checkpoint saves)
-    patience: int = 0  # stop after this many validations without a new best (0 = never: train the whole budget)
-    save_every: int = 0  # steps between extra snapshots step-000500.pt (0 = none)
-    keep: int = 3  # snapshots kept; older ones are deleted (best.pt and last.pt never are)
-    eval_chars: int = 250_000  # validate on the first this-many held-out characters (0 = all; `charrnn eval` for the whole tail)
-    val_fraction: float = 0.1  # the last part of the corpus held out for validation
-    log_every: int = 10  # steps between progress records
-    sample_every: int = 200  # steps between live samples shown while training; 0 = off
-    sample_length: int = 200  # characters per live sample
+    batch_size: int = setting(32, lo=1)  # B: parallel streams per step (global: split across torchrun processes)
+    seq_len: int = setting(64, lo=1)  # T: characters per step that gradients flow through
+    lr: float = setting(6e-3, above=0, hi=MAX_LR)  # peak learning rate (AdamW)
+    min_lr_ratio: float = setting(0.05, lo=0, hi=1)  # the cosine decay ends at lr * min_lr_ratio
+    warmup: int = setting(30, lo=0)  # steps of linear warm-up
+    weight_decay: float = setting(0.1, lo=0)  # AdamW decoupled weight decay (matrices only; 0.1: -0.005 bits/char at 130 s on Shakespeare)
+    clip: float = setting(5.0, lo=0, note="0 turns clipping off")  # global gradient-norm clip
+    steps: int | None = setting(None, lo=1)  # stop after this many steps
+    epochs: float | None = setting(None, above=0)  # ... or this many passes over the training text
+    time: float | None = setting(None, above=0, note="seconds")  # ... or this many seconds of wall-clock time
+    eval_every: int = setting(200, lo=1)  # steps between validation passes (and checkpoint saves)
+    patience: int = setting(0, lo=0, note="0 = never stop early")  # stop after this many validations without a new best
+    save_every: int = setting(0, lo=0, note="0 turns snapshots off")  # steps between extra snapshots step-000500.pt
+    keep: int = setting(3, lo=0)  # snapshots kept; older ones are deleted (best.pt and last.pt never are)
+    eval_chars: int = setting(250_000, lo=0, note="0 = all the held-out text")  # validate on the first this-many held-out characters
+    val_fraction: float = setting(0.1, lo=0, below=1)  # the last part of the corpus held out for validation
+    log_every: int = setting(10, lo=1)  # steps between progress records
+    sample_every: int = setting(200, lo=0, note="0 turns live samples off")  # steps between live samples shown while training
+    sample_length: int = setting(200, lo=1, hi=100_000)  # characters per live sample
     sample_prime: str = ""  # live samples continue this text ('' = start after a line break)
-    sample_temp: float = 0.8  # live samples' temperature (their seed is `seed`, so only the model changes)
-    device: str = "auto"  # auto | cpu | cuda | mps
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: timed on the CPU, see trainspeed; autocast on a GPU)
-    threads: int = 0  # CPU threads for torch; 0 = auto: 1 or one per core, timed (see trainspeed)
-    seed: int = 1337
+    sample_temp: float = setting(0.8, lo=0, hi=MAX_TEMP)  # live samples' temperature (their seed is `seed`, so only the model changes)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = setting("auto", choices=PRECISIONS)  # auto: timed on the CPU (training/speed.py); autocast on a GPU
+    threads: int = setting(0, lo=0, hi=MAX_THREADS, note="0 = one per core")  # CPU threads for torch; 0 = auto, timed
+    seed: int = setting(1337, lo=0, hi=MAX_SEED, shown="an integer from 0 to 2**64 - 1")
 
     def __post_init__(self) -> None:
-        wrong = _type_errors(self)
-        if wrong:
-            raise UsageError(wrong[0])
-        checks = [
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
-            (self.seq_len >= 1, "--seq-len must be at least 1"),
-            (_finite(self.lr) and 0 < self.lr <= MAX_LR, f"--lr must be a number in (0, {MAX_LR:g}]"),
-            (_finite(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
-            (self.warmup >= 0, "warmup must be >= 0"),
-            (_finite(self.weight_decay) and self.weight_decay >= 0, "--weight-decay must be a number >= 0"),
-            (_finite(self.clip) and self.clip >= 0, "--clip must be a number >= 0 (0 turns clipping off)"),
-            (self.steps is None or self.steps >= 1, "--steps must be at least 1"),
-            (self.epochs is None or _finite(self.epochs) and self.epochs > 0, "--epochs must be a positive number"),
-            (self.time is None or _finite(self.time) and self.time > 0, "--time must be a positive number of seconds"),
-            (self.eval_every >= 1, "--eval-every must be at least 1"),
-            (self.patience >= 0, "--patience must be >= 0 (0 = never stop early)"),
-            (self.eval_chars >= 0, "--eval-chars must be >= 0 (0 = all the held-out text)"),
-            (self.log_every >= 1, "log_every must be at least 1"),
-            (self.sample_every >= 0, "--sample-every must be >= 0 (0 turns live samples off)"),
-            (1 <= self.sample_length <= 100_000, "sample_length must be between 1 and 100,000"),
-            (_finite(self.sample_temp) and 0 <= self.sample_temp <= MAX_TEMP, f"sample_temp must be a number from 0 to {MAX_TEMP:g}"),
-            (self.save_every >= 0, "--save-every must be >= 0 (0 turns snapshots off)"),
-            (self.keep >= 0, "--keep must be >= 0"),
-            (0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
-            (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
-             "--device must be auto, cpu, cuda or mps"),
-            (self.precision in PRECISIONS, "--precision must be auto, fp32, bf16 or fp16"),
-            (0 <= self.threads <= MAX_THREADS, f"--threads must be between 0 and {MAX_THREADS} (0 = one per core)"),
-            (0 <= self.seed <= MAX_SEED, "--seed must be between 0 and 2**64 - 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UsageError(message)
+        check(self)
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise UsageError(f"device must be auto, cpu, cuda or mps, not {self.device!r}", "device")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """From a dict (a checkpoint's, say): unknown keys are ignored, every value is checked."""
+        """From a dict (a checkpoint's, say): keys of an older or newer charrnn are ignored, every value checked."""
         if not isinstance(d, dict):
             raise UsageError(f"training settings must be a mapping, not {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{k: v for k, v in d.items() if k in names(cls)})
 
 
 def fit_to_text(train: TrainConfig, n_chars: int) -> tuple[TrainConfig, str | None]:
@@ -143,9 +111,23 @@ def fit_to_text(train: TrainConfig, n_chars: int) -> tuple[TrainConfig, str | No
 # ---- run configurations -----------------------------------------------------------------------------
 
 
-MODEL_KEYS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")
-TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
-SOURCE_KEYS = ("corpus", "glob", "encoding", "tokens", "max_vocab")  # where the text comes from, how it is cut
+@dataclass
+class Source:
+    """Where a run's text comes from, and how it is cut into tokens."""
+
+    corpus: list[str] = setting(default_factory=list)  # files, folders, catalog names or '-'
+    glob: list[str] = setting(default_factory=list)  # patterns for files inside folders
+    encoding: str = "utf-8"  # text encoding of the corpus
+    tokens: str = setting("char", choices=KINDS)  # char, word or byte (text/kinds.py); the vocabulary records it
+    max_vocab: int = setting(DEFAULT_MAX_VOCAB, lo=2)  # word models: ids in the vocabulary, its characters included
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+MODEL_KEYS = tuple(k for k in names(ModelConfig) if k != "vocab_size")  # the corpus decides vocab_size
+TRAIN_KEYS = names(TrainConfig)
+SOURCE_KEYS = names(Source)
 BUDGET_KEYS = ("steps", "epochs", "time")
 VALID_KEYS = ("preset", *SOURCE_KEYS, *MODEL_KEYS, *TRAIN_KEYS)
 
@@ -168,23 +150,35 @@ PRESETS: dict[str, dict] = {
 
 @dataclass
 class RunConfig:
-    """Everything `charrnn train` needs besides the output folder."""
+    """Everything `charrnn train` needs besides the output folder, each part checked by its own class."""
 
-    model: dict  # ModelConfig fields except vocab_size (which the corpus decides)
-    train: TrainConfig  # the training settings
-    corpus: list[str] = field(default_factory=list)  # files, folders, catalog names or '-'
-    glob: list[str] = field(default_factory=list)  # patterns for files inside folders
-    encoding: str = "utf-8"  # text encoding of the corpus
-    tokens: str = "char"  # token kind: char, word or byte (see tokenkind.py); the checkpoint's vocabulary records it
-    max_vocab: int = DEFAULT_MAX_VOCAB  # word models: ids in the vocabulary, its fallback characters included
+    source: Source
+    model: ModelConfig  # its vocab_size is the corpus's: 1 until a trainer is built
+    train: TrainConfig
     preset: str | None = None  # the preset it was built on (a note; to_dict() holds it expanded)
-    given: set = field(default_factory=set)  # keys the user set (flags, --config, --preset): never sized automatically
+    given: frozenset = frozenset()  # keys the user set (flags, --config, --preset): never sized automatically
+    flags: frozenset = frozenset()  # ... of those, the ones set on the command line (a resumed run takes these)
+
+    @classmethod
+    def from_settings(cls, merged: dict, **kwargs) -> "RunConfig":
+        """From one flat mapping of settings (the config-file form), each checked by the class it belongs to."""
+        part = lambda keys: {k: merged[k] for k in keys if k in merged}  # noqa: E731
+        return cls(Source(**part(SOURCE_KEYS)), ModelConfig(vocab_size=1, **part(MODEL_KEYS)),
+                   TrainConfig(**part(TRAIN_KEYS)), **kwargs)
 
     def to_dict(self) -> dict:
         """A flat dict in the config-file format, every key present (the preset is expanded)."""
-        return {"corpus": list(self.corpus), "glob": list(self.glob), "encoding": self.encoding,
-                "tokens": self.tokens, "max_vocab": self.max_vocab,
-                **self.model, **self.train.to_dict()}
+        model = {k: getattr(self.model, k) for k in MODEL_KEYS}
+        return {**asdict(self.source), **model, **self.train.to_dict()}
+
+    def with_train(self, train: TrainConfig) -> "RunConfig":
+        return replace(self, train=train)
+
+    def under_given(self, chosen: dict) -> "RunConfig":
+        """`chosen` settings (the sizing's) where the user set nothing: theirs always win."""
+        mine = {k: v for k, v in chosen.items() if k not in self.given}
+        return replace(self, model=replace(self.model, **{k: v for k, v in mine.items() if k in MODEL_KEYS}),
+                       train=replace(self.train, **{k: v for k, v in mine.items() if k in TRAIN_KEYS}))
 
 
 # ---- presets ---------------------------------------------------------------------------------------
@@ -211,53 +205,17 @@ def get_preset(name: str) -> dict:
 # ---- validation ------------------------------------------------------------------------------------
 
 
-
-def _field_types() -> dict[str, tuple]:
-    """Key -> the types its dataclass annotation allows, e.g. (float, NoneType), read with `typing`."""
-    out: dict[str, tuple] = {"preset": (str,), "corpus": (list,), "glob": (list,), "encoding": (str,),
-                             "tokens": (str,), "max_vocab": (int,)}
-    for cls in (ModelConfig, TrainConfig):
-        for name, hint in typing.get_type_hints(cls).items():
-            out[name] = typing.get_args(hint) or (hint,)
-    return out
-
-
-def _check(key: str, value, allowed: tuple, where: str):
-    """`value` converted to the key's type, or a UsageError naming the key and the expected type."""
-    if value is None and type(None) in allowed:
-        return None
-    if list in allowed:  # a string or a list of strings
-        if isinstance(value, str):
-            return [value]
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return list(value)
-        expected = "a string or a list of strings"
-    elif float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    elif float in allowed and isinstance(value, str):
-        try:
-            return float(value)  # YAML 1.1 reads `1e-3` (no dot) as a string
-        except ValueError:
-            pass
-    elif int in allowed and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    elif str in allowed and isinstance(value, str):
-        return value
-    if list not in allowed:
-        expected = " or ".join(TYPE_NAMES[t] for t in allowed)
-    raise UsageError(f"{where}: {key} must be {expected}, not {type(value).__name__} {value!r}")
-
-
 def validate(data: dict, where: str) -> dict:
-    """Check keys and types of a config mapping; return it with values normalised."""
-    types = _field_types()
+    """Check the keys and values of a config mapping (`util.fields`); return it with values normalised."""
     out = {}
     for key, value in data.items():
-        if key not in types:
-            close = difflib.get_close_matches(str(key), VALID_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UsageError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(VALID_KEYS)}")
-        out[key] = _check(key, value, types[key], where)
+        if key not in VALID_KEYS:
+            raise unknown(key, VALID_KEYS, where)
+        cls = Source if key in SOURCE_KEYS else ModelConfig if key in MODEL_KEYS else TrainConfig
+        try:
+            out[key] = value if key == "preset" and isinstance(value, str) else convert(cls, key, value)
+        except UsageError as e:
+            raise UsageError(f"{where}: {e}", *e.settings) from None
     return out
 
 
@@ -297,37 +255,20 @@ def layer(*layers: dict) -> dict:
     return merged
 
 
-def resolve_run_config(flags: dict, preset: str | None = None, config_file: str | Path | None = None,
-                       base: dict | None = None) -> RunConfig:
-    """defaults <- base <- preset <- config file <- flags -> a checked RunConfig.
+def resolve_run_config(flags: dict, preset: str | None = None, config_file: str | Path | None = None) -> RunConfig:
+    """defaults <- preset <- config file <- flags -> a checked RunConfig.
 
-    `flags` holds only the options the user gave (None values are dropped). The preset is
-    `preset` if given, else the config file's `preset:` key. `base`: the automatic sizing's
-    choice (`charrnn.training.sizing`), under everything the user named.
+    `flags` holds only the settings the user gave (None values are dropped). The preset is
+    `preset` if given, else the config file's `preset:` key.
     """
     file_layer = load_config_file(config_file) if config_file else {}
     preset = preset or file_layer.pop("preset", None)
     file_layer.pop("preset", None)
     preset_layer = get_preset(preset) if preset else {}
-    merged = layer(base or {}, preset_layer, file_layer, {k: v for k, v in flags.items() if v is not None and v != []})
-    model = {k: merged[k] for k in MODEL_KEYS if k in merged}
-    try:
-        ModelConfig(vocab_size=1, **model)  # check the model keys now, not after reading the corpus
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    train = TrainConfig(**{k: merged[k] for k in TRAIN_KEYS if k in merged})
-    defaults = {f.name: f.default for f in fields(ModelConfig) if f.name != "vocab_size"}
-    return RunConfig(model={**defaults, **model}, train=train, corpus=merged.get("corpus", []),
-                     glob=merged.get("glob", []), encoding=merged.get("encoding", "utf-8"), preset=preset,
-                     given=set(preset_layer) | set(file_layer) | {k for k, v in flags.items() if v is not None},
-                     tokens=check_kind(merged.get("tokens", "char")), max_vocab=_check_max_vocab(merged))
-
-
-def _check_max_vocab(merged: dict) -> int:
-    n = merged.get("max_vocab", DEFAULT_MAX_VOCAB)
-    if n < 2:
-        raise UsageError("--max-vocab must be at least 2")
-    return n
+    flags = {k: v for k, v in flags.items() if v is not None and v != []}
+    given = frozenset(preset_layer) | frozenset(file_layer) | frozenset(flags)
+    return RunConfig.from_settings(layer(preset_layer, file_layer, flags), preset=preset, given=given,
+                                   flags=frozenset(flags))
 
 
 def portable_sources(sources: list[str]) -> list[str]:
@@ -339,11 +280,8 @@ def portable_sources(sources: list[str]) -> list[str]:
 def resumed_run_config(stored: dict | None, model: ModelConfig, train: TrainConfig, sources: list[str]) -> RunConfig:
     """The configuration of a resumed run: what it was started with (`stored`, the flat config-file
     form kept in the checkpoint), with the training settings it now runs under (a new budget, say)."""
-    stored = stored or {}
-    return RunConfig(model={k: getattr(model, k) for k in MODEL_KEYS}, train=train,
-                     corpus=list(stored.get("corpus") or sources), glob=list(stored.get("glob") or []),
-                     encoding=stored.get("encoding") or "utf-8", tokens=stored.get("tokens") or "char",
-                     max_vocab=stored.get("max_vocab") or DEFAULT_MAX_VOCAB)
+    stored = {k: v for k, v in (stored or {}).items() if k in SOURCE_KEYS and v}
+    return RunConfig(Source(**{"corpus": sources, **stored}), model, train)
 
 
 def write_run_config(out_dir: str | Path, run: RunConfig, note: str = "") -> Path:

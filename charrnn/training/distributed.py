@@ -53,6 +53,11 @@ def launched_by_torchrun() -> bool:
     return "RANK" in env and "WORLD_SIZE" in env and (int(env["WORLD_SIZE"]) > 1 or "MASTER_ADDR" in env)
 
 
+def is_main_process() -> bool:
+    """Rank 0, or no torchrun at all: the process that reports and writes (known before any group is joined)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def setup(device: torch.device, batch_size: int) -> DistInfo:
     """Join the process group if torchrun started us (NCCL on CUDA, gloo on CPU); else a 1-process DistInfo."""
     if not launched_by_torchrun():

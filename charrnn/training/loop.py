@@ -33,6 +33,8 @@ MAX_BAD_STEPS = 10  # non-finite steps in a row before a run gives up
 class Reporter:
     """What the trainer tells the outside world. Subclass and override what you need."""
 
+    def on_prepare(self, phase: str, done: int, total: int) -> None: ...  # reading the corpus (long for big ones)
+    def on_info(self, message: str) -> None: ...  # a fact about the run before it starts: its model, its corpus
     def on_start(self, trainer) -> None: ...
     def on_step(self, trainer) -> None: ...  # after every step: keep it cheap
     def on_log(self, record: dict) -> None: ...

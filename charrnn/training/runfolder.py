@@ -21,9 +21,9 @@ from pathlib import Path
 from charrnn.training.checkpoint import (
     SUFFIX, SaveError, copy_checkpoint, prune_snapshots, remove_stale_temps, snapshots, write_checkpoint,
 )
-from charrnn.util.errors import CharrnnError
+from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.util.files import atomic_write_text, os_advice
-from charrnn.training.runlock import RunLock
+from charrnn.training.runlock import FolderInUse, RunLock
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl", "config.yaml")  # what a run writes, besides step-*.pt
 
@@ -103,3 +103,62 @@ class RunFolder:
         if any(n.startswith("step-") for n in names):
             prune_snapshots(self.path, self.keep)
         return paths
+
+
+# ---- which folder a new run writes to ------------------------------------------------------------------
+
+
+def default_out_dir(name: str, root: Path = Path("checkpoints"), lock: bool = True) -> tuple[Path, RunLock | None]:
+    """(checkpoints/<name>, its lock), or <name>-2, -3 ... if that folder holds a run or another run is using it.
+
+    Taking the folder's lock is what claims it, so two runs started at once on the same corpus
+    get two folders. `lock=False` only names the folder (for processes that do not write).
+    """
+    n = 1
+    while True:
+        folder = RunFolder(root / (name if n == 1 else f"{name}-{n}"))
+        n += 1
+        if folder.holds_run():
+            continue
+        if not lock:
+            return folder.path, None
+        try:
+            held = folder.lock()
+        except FolderInUse:
+            continue
+        if not folder.holds_run():  # nobody finished a run there between the look and the lock
+            return folder.path, held
+        held.release()
+
+
+def check_out(out: str | None) -> Path | None:
+    """The output folder as given, refusing an empty name and the root of the file system."""
+    if out is None:
+        return None
+    if not out.strip():
+        raise UsageError("out is empty: name a folder for the run", "out")
+    path = Path(out)
+    if path.resolve() == Path(path.resolve().anchor):
+        raise UsageError(f"out {out} is the root of the file system: name a folder for the run", "out")
+    if path.exists() and not path.is_dir():
+        raise CharrnnError(f"out {out} is a file, not a folder: name a folder for the run", "out")
+    return path
+
+
+def claim_out_dir(out: Path | None, name: str, resume: Path | None, overwrite: bool,
+                  main: bool = True) -> tuple[Path, RunLock | None, bool]:
+    """(the run folder, its lock, whether an old run there must be cleared first), locked before anything is
+    written. `main`: False for the torchrun processes that write nothing (they only name the folder)."""
+    if not main:
+        return out or (resume.parent if resume is not None else default_out_dir(name, lock=False)[0]), None, False
+    if out is None and resume is None:
+        return *default_out_dir(name), False
+    folder = RunFolder(out if out is not None else resume.parent)
+    lock = folder.lock()  # a second writer stops here, with the holder's pid
+    same = resume is not None and folder.path.resolve() == resume.parent.resolve()
+    if not same and folder.holds_run() and not overwrite:
+        lock.release()
+        files = folder.run_files()
+        raise CharrnnError(f"{folder} already holds a run's files ({', '.join(files[:4])}{', ...' if len(files) > 4 else ''}): "
+                           f"choose another out, or set overwrite to replace them", "out", "overwrite")
+    return folder.path, lock, overwrite and not same

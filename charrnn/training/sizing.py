@@ -158,16 +158,15 @@ class Sizing:
                 "dropout": self.dropout, "lr": self.shape.lr, "min_lr_ratio": DECAY_TO,
                 **({"eval_every": self.eval_every} if self.eval_every else {})}
 
-    def describe(self, model: dict | None = None, vocab_size: int = 0, given: set = frozenset(),
-                 unit: str = "characters", lr: float | None = None, floor: float | None = None) -> str:
-        """The first log line: what was chosen and why. `model`: the settings the run ends up with
-        (the choice under the user's own flags, which `given` names); `lr`, `floor`: its peak lr and
+    def describe(self, model: ModelConfig | None = None, given: set = frozenset(), unit: str = "characters",
+                 lr: float | None = None, floor: float | None = None) -> str:
+        """The first log line: what was chosen and why. `model`: the model the run ends up with (the
+        choice under the user's own settings, which `given` names); `lr`, `floor`: its peak lr and
         min_lr_ratio, where they are not the choice's."""
-        m = {"cell": "lstm", **self.settings(), **(model or {})}
+        m = {"cell": "lstm", **self.settings(), **(model.to_dict() if model else {})}
         lr = m["lr"] if lr is None else lr
         floor = m["min_lr_ratio"] if floor is None else floor
-        params = ModelConfig(vocab_size=vocab_size, **{k: m[k] for k in ("cell", *SHAPE_KEYS)}).num_params() \
-            if vocab_size else self.params
+        params = model.num_params() if model else self.params
         drop = (f"dropout {m['dropout']:g}" if m["dropout"] else "no dropout") + f", lr {lr:g} decaying to {lr * floor:.2g}"
         speed = f" at ~{_short(self.rate)} chars/s here" if self.rate else ""
         passes = f"{self.epochs:.2g}" if self.epochs < 100 else f"{self.epochs:,.0f}"  # not '3.3e+02'
@@ -341,26 +340,25 @@ def probe(vocab_size: int, train: TrainConfig, device: str, threads: int, cell: 
 # ---- the run: the choice under the user's own settings ---------------------------------------------
 
 
-def right_size(run, n_tokens: int, vocab_size: int, resolve: Callable[[dict], object]):
+def right_size(run, n_tokens: int, vocab_size: int):
     """(the run with the automatic shape under what the user set, the Sizing) -- or (run, None)
     when nothing is left to choose: a --preset, every shape key given, or torchrun (its processes
     would each time the shapes and could disagree).
 
-    `run`: a `config.RunConfig`; `resolve(base)` builds it again with `base` as its lowest layer.
+    `run`: a `config.RunConfig` whose B and T are already fitted to the text (`fit_to_text`).
     """
-    from charrnn.training.config import fit_to_text
-    from charrnn.training.distributed import launched_by_torchrun
-    from charrnn.runtime.threads import default_threads
     from charrnn.runtime.device import resolve_device
+    from charrnn.runtime.threads import default_threads
+    from charrnn.training.distributed import launched_by_torchrun
 
     if run.preset or all(k in run.given for k in SHAPE_KEYS) or launched_by_torchrun():
         return run, None
-    train, _ = fit_to_text(run.train, n_tokens)  # a short text's smaller B and T are what will be timed
+    train = run.train
     n_train = n_tokens - int(n_tokens * train.val_fraction)
     device = resolve_device(train.device)
-    rate = probe(vocab_size, train, str(device), train.threads or default_threads(), run.model["cell"]) \
+    rate = probe(vocab_size, train, str(device), train.threads or default_threads(), run.model.cell) \
         if device.type != "mps" else None
-    sizing = choose_size(n_train, train, vocab_size, rate, run.model["cell"])
+    sizing = choose_size(n_train, train, vocab_size, rate, run.model.cell)
     named = bool({"layers", "hidden"} & run.given)
     if not named and "eval_every" not in run.given:  # spaced for the chosen shape's speed
         val_chars = n_tokens - n_train
@@ -368,4 +366,4 @@ def right_size(run, n_tokens: int, vocab_size: int, resolve: Callable[[dict], ob
     chosen = sizing.settings()
     if named:  # the lr and its floor go with the chosen shape, not with one the user named
         del chosen["lr"], chosen["min_lr_ratio"]
-    return resolve({k: v for k, v in chosen.items() if k not in run.given}), sizing
+    return run.under_given(chosen), sizing

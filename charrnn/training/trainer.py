@@ -34,9 +34,9 @@ from charrnn.training import state as trainstate
 from charrnn.training.streams import StreamBatcher
 from charrnn.training.budget import Budget, lr_at
 from charrnn.model.config import ModelConfig
-from charrnn.training.config import TrainConfig, fit_to_text
+from charrnn.training.config import TrainConfig
 from charrnn.text.corpus import split_train_val, token_index_at_char
-from charrnn.util.errors import CharrnnError, UsageError
+from charrnn.util.errors import CharrnnError
 from charrnn.inspect.evaluation import LN2, evaluate
 from charrnn.model.rnn import CharRNN, detach_state
 from charrnn.training.overfit import OverfitWatch
@@ -46,12 +46,10 @@ from charrnn.runtime.threads import check_threads
 from charrnn.runtime.device import resolve_device
 from charrnn.generation.sampling import sample_text
 from charrnn.training.sizing import check_model_fits
-from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 from charrnn.training.loop import Diverged, Reporter, TrainingRun, TrainResult
 from charrnn.text.vocab import Vocab
-from charrnn.text.vocabbuild import vocab_for_text
 
-__all__ = ["Reporter", "TrainConfig", "TrainResult", "Trainer", "train_on_text", "train_on_tokens"]
+__all__ = ["Reporter", "TrainConfig", "TrainResult", "Trainer"]
 
 UNUSED_ID_BIAS = -15.0  # output bias of ids the text never uses (e^-15 each: ~0 probability, still learnable)
 
@@ -303,65 +301,3 @@ class Trainer:
         record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2), "sample": text}
         self.reporter.on_sample(record)
         return record
-
-
-# ---- the whole thing in one call -----------------------------------------------------------------
-
-
-def train_on_text(
-    text: str,
-    model_config: dict | None = None,
-    train_config: TrainConfig | None = None,
-    out_dir: str | Path | None = None,
-    reporter: Reporter | None = None,
-    meta: dict | None = None,
-    kind: str = "char",
-    max_vocab: int = DEFAULT_MAX_VOCAB,
-) -> tuple[Trainer, TrainResult]:
-    """Build the vocabulary from `text`, hold out its tail for validation, and train.
-
-    `model_config` holds ModelConfig fields other than vocab_size (cell, layers, hidden, ...).
-    `kind` is the token kind: char, word (`max_vocab` ids) or byte (see `tokenkind`).
-    Returns the trainer (its `.model` is the trained model) and the result. For a corpus too
-    big for memory, use `charrnn.text.tokens.prepare_corpus` and `train_on_tokens`.
-    """
-    vocab = vocab_for_text(text, kind, max_vocab)
-    return train_on_tokens(vocab, vocab.encode_array(text), model_config, train_config, out_dir, reporter, meta)
-
-
-def train_on_tokens(
-    vocab: Vocab,
-    tokens: np.ndarray,
-    model_config: dict | None = None,
-    train_config: TrainConfig | None = None,
-    out_dir: str | Path | None = None,
-    reporter: Reporter | None = None,
-    meta: dict | None = None,
-) -> tuple[Trainer, TrainResult]:
-    """Train on token ids `tokens` (N,), e.g. the memory map of a `Corpus`; its tail is held out for validation.
-
-    Batches are sliced from `tokens` as training goes, so a memory map is never read whole.
-    """
-    trainer = new_trainer(vocab, tokens, model_config, train_config, out_dir, reporter, meta)
-    return trainer, trainer.run()
-
-
-def new_trainer(
-    vocab: Vocab,
-    tokens: np.ndarray,
-    model_config: dict | None = None,
-    train_config: TrainConfig | None = None,
-    out_dir: str | Path | None = None,
-    reporter: Reporter | None = None,
-    meta: dict | None = None,
-) -> Trainer:
-    """The trainer `train_on_tokens` runs: model built, nothing written yet."""
-    train_config, refit = fit_to_text(train_config or TrainConfig(), len(tokens))
-    if refit and reporter is not None:
-        reporter.on_warning(refit)
-    train_tokens, val_tokens = split_train_val(tokens, train_config.val_fraction, vocab.char_counts)
-    try:
-        mcfg = ModelConfig(vocab_size=len(vocab), **(model_config or {}))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    return Trainer(mcfg, train_config, vocab, train_tokens, val_tokens, out_dir, reporter, meta)
