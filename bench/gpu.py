@@ -26,6 +26,7 @@ from charrnn.training.config import PRESETS, TrainConfig
 from charrnn.text.corpus import read_text
 from charrnn.model.rnn import ModelConfig
 from charrnn.generation.sampling import sample_ids
+from charrnn.generation.settings import Sampling
 from charrnn.training.trainer import Trainer
 from charrnn.text.vocab import Vocab
 
@@ -87,7 +88,7 @@ def main() -> None:
 
     def sampler(batch: int, fast: bool):
         def go():
-            for _ in sample_ids(model, prime, n, seed=1, batch=batch, fast=fast):
+            for _ in sample_ids(model, prime, Sampling(n, seed=1, n=batch), fast=fast):
                 pass
             sync()
         return go

@@ -37,7 +37,7 @@ _EXPORTS = {
     "beam_search": "charrnn.generation.beam",
     "BeamSearch": "charrnn.generation.beam",
     "Conversation": "charrnn.generation.chat",
-    "ChatSettings": "charrnn.generation.chat",
+    "Sampling": "charrnn.generation.settings",
     "evaluate": "charrnn.inspect.evaluation",
     "prepare_corpus": "charrnn.text.tokens",
     "CharrnnError": "charrnn.util.errors",

@@ -80,11 +80,11 @@ def test_the_python_api_checks_the_same_ranges():
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["sample", "--temp", "nan"], ["--temp must be a number from 0 (greedy) to 100"]),
-    (["sample", "--temp", "inf"], ["--temp must be a number from 0 (greedy) to 100"]),
-    (["sample", "--temp", "1e39"], ["--temp must be a number from 0 (greedy) to 100"]),  # overflowed float32
-    (["chat", "--temp", "1e308"], ["--temp must be a number from 0 (greedy) to 100"]),
-    (["chat", "--top-p", "2"], ["--top-p must be in (0, 1]"]),
+    (["sample", "--temp", "nan"], ["--temp must be a number from 0 to 100 (0 = greedy)"]),
+    (["sample", "--temp", "inf"], ["--temp must be a number from 0 to 100 (0 = greedy)"]),
+    (["sample", "--temp", "1e39"], ["--temp must be a number from 0 to 100 (0 = greedy)"]),  # overflowed float32
+    (["chat", "--temp", "1e308"], ["--temp must be a number from 0 to 100 (0 = greedy)"]),
+    (["chat", "--top-p", "2"], ["--top-p must be a number > 0 and <= 1"]),
     (["sample", "--seed", HUGE], ["--seed"]),
     (["sample", "--threads", "100000"], ["is more than the"]),
     (["sample", "-N", "10000000000"], ["--num-samples 10,000,000,000", "memory"]),  # ~57 TB: more than any machine
@@ -93,7 +93,7 @@ def test_the_python_api_checks_the_same_ranges():
     (["beam", "--length-penalty", "300"], ["--length-penalty must be a number from -10 to 10"]),  # overflowed
     (["beam", "--length-penalty", "-300"], ["--length-penalty must be a number from -10 to 10"]),  # divided by 0
     (["beam", "-n", "99999999999"], ["--width 5 with --length 99,999,999,999", "lower --length or --width"]),
-    (["beam", "--top", "0"], ["--top must be between 1 and --width"]),
+    (["beam", "--top", "0"], ["--top must be an integer >= 1"]),
     (["beam", "--threads", "100000"], ["is more than the"]),
     (["eval", "TEXT", "--threads", "100000"], ["is more than the"]),
     (["score", "TEXT", "--threads", HUGE], ["is more than the"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import uuid
 import pytest
 import torch
 
-from charrnn.generation.chat import ChatSettings, Conversation
+from charrnn.generation.chat import Conversation
+from charrnn.generation.settings import CHAT, Sampling
 from charrnn.training.checkpoint import load_model
 from charrnn.generation.stops import StopScanner
 from tests.conftest import REPO
@@ -42,7 +44,7 @@ def greedy_after(model, vocab, text: str, n: int) -> str:
 
 def test_the_state_carries_from_turn_to_turn(tiny_run):
     loaded = load_model(tiny_run)
-    chat = Conversation(loaded.model, loaded.vocab, ChatSettings(temperature=0, length=30, stop=""), seed=1)
+    chat = Conversation(loaded.model, loaded.vocab, Sampling(30, temperature=0, seed=1))
     chat.read("the quick brown\n")
     first = "".join(chat.reply())
     chat.read("the lazy\n")
@@ -56,11 +58,11 @@ def test_the_state_carries_from_turn_to_turn(tiny_run):
 
 def test_an_answer_ends_at_the_stop_string_and_beam_answers_too(parrot_run):
     loaded = load_model(parrot_run)
-    chat = Conversation(loaded.model, loaded.vocab, ChatSettings(temperature=0, length=200, stop="dog."), seed=1)
+    chat = Conversation(loaded.model, loaded.vocab, Sampling(200, temperature=0, stop=("dog.",), seed=1))
     chat.read("the quick brown fox jumps over the lazy dog.\n")
     answer = "".join(chat.reply())
     assert answer.endswith("dog.") and len(answer) < 200
-    chat.settings.beam = 3
+    chat.settings = replace(chat.settings, width=3)
     chat.read("the quick\n")
     beamed = "".join(chat.reply())
     assert beamed.endswith("dog.") and 0 < len(beamed) < 200
@@ -77,11 +79,11 @@ def test_a_beam_too_big_for_memory_is_refused_and_the_chat_goes_on(tiny_run):
     assert result.exit_code == 2 and result.stderr.startswith("error: --beam 100,000,000,000,000,000,000 with this model")
     assert result.stderr.endswith("lower --beam\n") and result.stderr.count("\n") == 1
     loaded = load_model(tiny_run)
-    chat = Conversation(loaded.model, loaded.vocab, ChatSettings(), seed=1)
+    chat = Conversation(loaded.model, loaded.vocab, replace(CHAT, seed=1))
     note = command(chat, f"/beam {10**20}")
-    assert note.startswith("/beam 100,000,000,000,000,000,000 with this model needs about") and chat.settings.beam == 0
+    assert note.startswith("/beam 100,000,000,000,000,000,000 with this model needs about") and chat.settings.width == 0
     assert command(chat, "/beam 3") == "beam 3"
-    assert "lower /length or /beam" in command(chat, f"/length {10**20}") and chat.settings.length == 500  # 3 beams that long
+    assert "lower /length or /beam" in command(chat, f"/length {10**12}") and chat.settings.length == 500  # 3 beams that long
 
 
 def run_chat(tiny_run, lines: str, *args: str) -> subprocess.CompletedProcess:
@@ -100,8 +102,8 @@ def test_chat_through_a_pipe(parrot_run):
     assert answers[1] == " jumps over the lazy "  # greedy after /temp 0, ended before the stop string
     assert 0 < len(answers[2]) <= 10  # /length 10
     assert answers[3] == " jumps over the lazy "  # /beam 2
-    assert result.stderr.count("temperature must be a number from 0 (greedy) to 100") == 2  # 1e308, nan: refused
-    for note in ("temperature 0.0", "length 10", "beam 2", "top-p must be in (0, 1]", "unknown command /bogus",
+    assert result.stderr.count("/temp must be a number from 0 to 100 (0 = greedy)") == 2  # 1e308, nan: refused
+    for note in ("temperature 0.0", "length 10", "beam 2", "/top-p must be a number > 0 and <= 1", "unknown command /bogus",
                  "/top-p P"):  # ... and the /help list
         assert note in result.stderr, note
     assert "\n  /top-p P" in result.stderr and "\\x0a" not in result.stderr  # the /help list: a command a line

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.model.rnn import CharRNN, ModelConfig, detach_state
+from charrnn.generation.settings import Sampling
 from charrnn.generation.sampling import sample_ids, sample_text
 from charrnn import TrainConfig, train_on_text
 from charrnn.text.vocab import Vocab
@@ -58,8 +59,8 @@ def test_single_step_path_equals_full_forward(cell):
 @pytest.mark.parametrize("cell", CELLS)
 def test_fast_sampling_matches_reference_path(cell):
     model = make(cell)
-    fast = torch.cat(list(sample_ids(model, [1, 2, 3], 200, temperature=0.9, seed=5, fast=True)))
-    slow = torch.cat(list(sample_ids(model, [1, 2, 3], 200, temperature=0.9, seed=5, fast=False)))
+    fast = torch.cat(list(sample_ids(model, [1, 2, 3], Sampling(200, temperature=0.9, seed=5), fast=True)))
+    slow = torch.cat(list(sample_ids(model, [1, 2, 3], Sampling(200, temperature=0.9, seed=5), fast=False)))
     assert torch.equal(fast, slow)
 
 
@@ -172,7 +173,7 @@ def test_sampling_is_the_same_with_one_or_two_threads():
         runs = []
         for n in (1, 2):
             torch.set_num_threads(n)
-            runs.append(torch.cat(list(sample_ids(model, [1, 2], 150, temperature=1.0, seed=3))))
+            runs.append(torch.cat(list(sample_ids(model, [1, 2], Sampling(150, temperature=1.0, seed=3)))))
         assert torch.equal(*runs)
         torch.set_num_threads(1)
         choose_kernel(model, 1, "fp32", steps=1000, window=0.002)

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from charrnn.training.checkpoint import load_model
+from charrnn.generation.settings import Sampling
 from charrnn.cli import app
 from charrnn.util.errors import UsageError
 from charrnn.cli.highlight import HighlightWriter, language_for, make_writer
@@ -28,7 +29,7 @@ def test_batch_samples_are_deterministic_for_a_seed(tiny_run):
 
     def batch(seed):
         texts = [""] * 4
-        for chars in generate_batch(m.model, m.vocab, 4, 60, "the ", temperature=1.0, seed=seed):
+        for chars in generate_batch(m.model, m.vocab, Sampling(n=4, length=60, temperature=1.0, seed=seed), "the "):
             texts = [t + c for t, c in zip(texts, chars)]
         return texts
 

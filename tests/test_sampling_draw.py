@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from charrnn.model.rnn import CharRNN, ModelConfig
+from charrnn.generation.settings import Sampling
 from charrnn.generation.sampling import GumbelNoise, pick, sample_ids
 
 
@@ -44,15 +45,15 @@ def test_noise_continues_across_blocks_and_repeats_for_a_seed():
 def test_a_long_sample_is_identical_on_the_fast_and_reference_paths():
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=30, layers=2, hidden=32, embed=8))
-    kwargs = dict(temperature=1.0, top_k=10, seed=11, batch=2)
-    fast = torch.stack(list(sample_ids(model, [1, 2], 600, fast=True, **kwargs)))  # (600, 2): > 2 noise blocks
-    slow = torch.stack(list(sample_ids(model, [1, 2], 600, fast=False, **kwargs)))
+    settings = Sampling(600, temperature=1.0, top_k=10, seed=11, n=2)
+    fast = torch.stack(list(sample_ids(model, [1, 2], settings, fast=True)))  # (600, 2): > 2 noise blocks
+    slow = torch.stack(list(sample_ids(model, [1, 2], settings, fast=False)))
     assert torch.equal(fast, slow)
 
 
 def test_a_shorter_sample_is_a_prefix_of_a_longer_one_with_the_same_seed():
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=30, layers=1, hidden=16, embed=8))
-    short = torch.cat(list(sample_ids(model, [1], 100, temperature=0.9, seed=4)))
-    long = torch.cat(list(sample_ids(model, [1], 700, temperature=0.9, seed=4)))
+    short = torch.cat(list(sample_ids(model, [1], Sampling(100, temperature=0.9, seed=4))))
+    long = torch.cat(list(sample_ids(model, [1], Sampling(700, temperature=0.9, seed=4))))
     assert torch.equal(long[:100], short)

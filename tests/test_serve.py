@@ -17,6 +17,7 @@ pytest.importorskip("starlette", reason="needs the serve extra: pip install 'cha
 httpx = pytest.importorskip("httpx")
 
 from charrnn.generation.beam import beam_search  # noqa: E402
+from charrnn.generation.settings import Sampling
 from charrnn.training.checkpoint import load_model  # noqa: E402
 from charrnn.generation.sampling import generate_batch, sample_text  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
@@ -75,7 +76,7 @@ def test_n_choices_and_stop_strings_as_openai_defines_them(served, loaded):
     url, _, _ = served
     r = post(url, {"prompt": "the", "max_tokens": 80, "n": 3, "seed": 11, "temperature": 1.2}).json()
     batch = ["", "", ""]
-    for chars in generate_batch(loaded.model, loaded.vocab, 3, 80, "the", 1.2, seed=11):  # charrnn sample -N 3
+    for chars in generate_batch(loaded.model, loaded.vocab, Sampling(n=3, length=80, temperature=1.2, seed=11), "the"):  # charrnn sample -N 3
         batch = [t + c for t, c in zip(batch, chars)]
     assert [c["text"] for c in r["choices"]] == batch
     r = post(url, {"prompt": "the quick", "max_tokens": 80, "temperature": 0, "stop": ["dog."]}).json()

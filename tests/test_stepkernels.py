@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from charrnn.runtime.cache import TuneCache
+from charrnn.generation.settings import Sampling
 from charrnn.cli import app
 from charrnn.training.checkpoint import load_model
 from charrnn.inspect.evaluation import evaluate
@@ -95,7 +96,7 @@ def test_same_seed_same_text_for_each_kernel_at_any_thread_count(name):
         runs = []
         for threads in (1, 2, 1):
             torch.set_num_threads(threads)
-            runs.append(torch.cat(list(sample_ids(model, [1, 2], 120, temperature=1.0, seed=5, kernel=name))))
+            runs.append(torch.cat(list(sample_ids(model, [1, 2], Sampling(120, temperature=1.0, seed=5), kernel=name))))
         assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
     finally:
         torch.set_num_threads(before)

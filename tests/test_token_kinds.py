@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from charrnn.generation.beam import beam_search, stop_targets
+from charrnn.generation.settings import Sampling
 from charrnn.text.bytevocab import NEXT, ByteVocab, Utf8Guard
 from charrnn.text.corpus import split_train_val
 from charrnn.inspect.evaluation import evaluate
@@ -138,7 +139,7 @@ def test_byte_sampling_writes_valid_utf8_for_every_seed():
         assert "\ufffd" not in text and text.encode("utf-8").decode("utf-8") == text
         assert not any(0xD800 <= ord(c) < 0xE000 for c in text)
     # without the guard the same model writes bytes that are not UTF-8: the guard is what keeps them out
-    raw = [bytes(ids.tolist()) for ids in sample_ids(model, [10], 200, temperature=1.5, seed=0, batch=8)]
+    raw = [bytes(ids.tolist()) for ids in sample_ids(model, [10], Sampling(200, temperature=1.5, seed=0, n=8))]
     streams = [bytes(col) for col in zip(*raw)]
     assert not all(walk(s) for s in streams)
 

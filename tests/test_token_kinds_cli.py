@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from charrnn.training.checkpoint import load_checkpoint, load_model
+from charrnn.generation.settings import Sampling
 from charrnn.cli import app
 from charrnn.text.corpus import split_train_val
 from charrnn.generation.sampling import sample_text
@@ -193,7 +194,8 @@ def test_serve_writes_what_sample_writes_and_chat_answers(runs, kind):
     pytest.importorskip("starlette", reason="needs the serve extra: pip install 'charrnn[serve]'")
     import httpx
 
-    from charrnn.generation.chat import ChatSettings, Conversation
+    from charrnn.generation.chat import Conversation
+    from charrnn.generation.settings import Sampling
     from charrnn.generation.sampling import generate_batch
 
     from .serving import live_server
@@ -207,14 +209,14 @@ def test_serve_writes_what_sample_writes_and_chat_answers(runs, kind):
         beam = httpx.post(url + "/v1/completions", json={"prompt": "ROMEO:", "max_tokens": 20, "width": 3},
                           timeout=60).json()
     batch = [""] * 3
-    for pieces in generate_batch(m.model, m.vocab, 3, 60, "ROMEO:", 1.5, seed=9):  # charrnn sample -N 3
+    for pieces in generate_batch(m.model, m.vocab, Sampling(n=3, length=60, temperature=1.5, seed=9), "ROMEO:"):  # charrnn sample -N 3
         batch = [t + p for t, p in zip(batch, pieces)]
     assert [c["text"] for c in api["choices"]] == batch and all("\ufffd" not in t for t in batch)
     assert card["tokens"] == kind and card["vocab_size"] == len(m.vocab)
     from charrnn.generation.beam import beam_search
 
     assert beam["choices"][0]["text"] == beam_search(m.model, m.vocab, "ROMEO:", width=3, length=20)[0].text
-    chat = Conversation(m.model, m.vocab, ChatSettings(temperature=1.5, length=80, stop="!"), seed=3)
+    chat = Conversation(m.model, m.vocab, Sampling(80, temperature=1.5, stop=("!",), seed=3))
     chat.read("JULIET: O Romeo\n")
     answer = "".join(chat.reply())
     assert answer and "\ufffd" not in answer and ("!" not in answer or answer.index("!") == len(answer) - 1)

@@ -53,6 +53,7 @@ from charrnn.generation.beam import beam_search
 from charrnn.benchmark.memory import memory_rows
 from charrnn.benchmark.rows import SECTIONS, BenchConfig, Row, flops_per_char, synthetic_text  # noqa: F401  (SECTIONS: for the CLI)
 from charrnn.generation.sampling import sample_ids
+from charrnn.generation.settings import Sampling
 from charrnn.training.config import TrainConfig
 from charrnn.runtime.device import cpu_has_fast_bf16
 from charrnn.runtime.threads import default_threads
@@ -227,9 +228,9 @@ def sample_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> l
         names = kernels_for(model)
         log(f"sampling {layers}×{hidden} LSTM at batch 1: kernels {', '.join(names)} and eager nn.LSTM, "
             f"{' and '.join(map(_threads_name, counts))}")
-        gens = {(k, n): sample_ids(model, [0], 10**12, temperature=1.0, seed=1, kernel=k, watch_threads=False)
+        gens = {(k, n): sample_ids(model, [0], Sampling(10**12, seed=1), k, watch_threads=False)
                 for k in names for n in counts}
-        gens.update({("eager", n): sample_ids(model, [0], 10**12, temperature=1.0, seed=1, fast=False) for n in counts})
+        gens.update({("eager", n): sample_ids(model, [0], Sampling(10**12, seed=1), fast=False) for n in counts})
         r = best_rates({key: (lambda g=g: next(g), 1) for key, g in gens.items()}, replace(cfg, window=cfg.sample_window),
                        before={key: (lambda n=key[1]: torch.set_num_threads(n)) for key in gens})
         torch.set_num_threads(cfg.threads or cores)

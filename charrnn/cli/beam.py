@@ -43,23 +43,20 @@ def beam(
 
     The text all beams already agree on is printed at once; the rest when search ends.
     """
-    from charrnn.generation.beam import beam_search, check_beam_args
+    from charrnn.generation.beam import beam_search
+    from charrnn.generation.settings import Sampling
     from charrnn.util.console import TextWriter
 
-    check_beam_args(width, length, 1 if top is None else top, no_repeat, stop or (), length_penalty)
+    settings = Sampling(length=length, stop=tuple(stop or ()), unk=unk, width=width, top=1 if top is None else top,
+                        no_repeat=no_repeat, length_penalty=length_penalty)
     prime_text = read_prime(prime, prime_file)
-    with inference(checkpoint, device, threads, prime_text, unk, batch=width, precision=precision,
-                   steps=length, keep=length, batch_flag="--width") as (loaded, kernel):
+    with inference(checkpoint, device, threads, prime_text, settings, precision, keep=True) as (loaded, kernel):
         writer = TextWriter()
         echo = "" if continuation_only else prime_text  # printed before the text, exactly as given
         if not json_:
             writer.write(echo)
-        beams = beam_search(
-            loaded.model, loaded.vocab, prime_text, width, length, stop or (), length_penalty, no_repeat, top or 1, unk,
-            on_settled=None if json_ else writer.write, kernel=kernel,
-        )
+        beams = beam_search(loaded.model, loaded.vocab, prime_text, settings, None if json_ else writer.write, kernel)
     if json_:
-        settings = dict(width=width, length=length, stop=stop or [], length_penalty=length_penalty, no_repeat=no_repeat)
         emit_json(beams_report(loaded, prime_text, settings, kernel, beams), indent=2)
     elif (writer.tty or top) and not (echo + (beams[0].text if beams else "")).endswith("\n"):
         writer.write("\n")  # end the last line: the prompt, or the ranking that follows, starts on its own
@@ -68,11 +65,12 @@ def beam(
         show_ranking(beams, echo)
 
 
-def beams_report(loaded, prime: str, settings: dict, kernel: str, beams) -> dict:
+def beams_report(loaded, prime: str, settings, kernel: str, beams) -> dict:
+    s = settings
     return {
-        "checkpoint": str(loaded.path), "prime": prime, **settings,
-        "precision": kernel,
-        "beams": [{**b.to_dict(), "score": b.score(settings["length_penalty"])} for b in beams],
+        "checkpoint": str(loaded.path), "prime": prime, "width": s.width, "length": s.length, "stop": list(s.stop),
+        "length_penalty": s.length_penalty, "no_repeat": s.no_repeat, "precision": kernel,
+        "beams": [{**b.to_dict(), "score": b.score(s.length_penalty)} for b in beams],
     }
 
 

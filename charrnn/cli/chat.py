@@ -9,6 +9,7 @@ commands and writes what comes back.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import typer
 
@@ -38,10 +39,14 @@ COMMANDS = """commands:
   /help         this list
   Ctrl-D or /quit leaves; Ctrl-C stops an answer. Start a line with // to type a /."""
 
-SETTINGS = {  # command -> (ChatSettings field, type)
+SETTINGS = {  # command -> (Sampling field, type)
     "/temp": ("temperature", float), "/temperature": ("temperature", float), "/top-p": ("top_p", float),
-    "/top-k": ("top_k", int), "/beam": ("beam", int), "/length": ("length", int),
+    "/top-k": ("top_k", int), "/beam": ("width", int), "/length": ("length", int),
 }
+COMMAND_OF = {"temperature": "/temp", "top_p": "/top-p", "top_k": "/top-k", "width": "/beam", "length": "/length",
+              "stop": "/stop"}  # a setting as the chat commands call it (in errors)
+SHOWN = {"temperature": "temperature", "top_p": "top-p", "top_k": "top-k", "width": "beam", "length": "length",
+         "stop": "stop"}  # ... and in the notes and /settings
 
 
 def read_line(prompt: str) -> str | None:
@@ -62,8 +67,6 @@ def read_line(prompt: str) -> str | None:
 
 def command(conversation, line: str) -> str | None:
     """Carry out a /command; the note to show, or None to leave."""
-    from dataclasses import replace
-
     from charrnn.cli.sample import unescape
     from charrnn.util.errors import CharrnnError
 
@@ -77,66 +80,62 @@ def command(conversation, line: str) -> str | None:
         conversation.reset()
         return "the conversation starts again"
     if name == "/settings":
-        return conversation.settings.describe()
+        s = conversation.settings
+        return ", ".join(f"{shown} {getattr(s, field)!r}" for field, shown in SHOWN.items())
     if name == "/stop":
-        conversation.settings.stop = unescape(line.strip()[len("/stop ") :]) if arg else ""
-        return f"answers end at {conversation.settings.stop!r}" if arg else "answers end only at /length"
+        stop = unescape(line.strip()[len("/stop ") :]) if arg else ""
+        conversation.settings = replace(conversation.settings, stop=(stop,) if stop else ())
+        return f"answers end at {stop!r}" if arg else "answers end only at /length"
     if name not in SETTINGS:
         return f"unknown command {name}: /help lists them"
     field, kind = SETTINGS[name]
     try:
-        changed = replace(conversation.settings, **{field: kind(arg)})
-        changed.check()
-        check_beam_memory(conversation.model, changed, "/beam")
+        value = kind(arg)
+    except ValueError:
+        return f"{name} needs a number"
+    try:
+        changed = replace(conversation.settings, **{field: value})
+        check_beam_memory(conversation.model, changed)
     except CharrnnError as e:
-        return str(e)
-    except ValueError as e:
-        return f"{name} needs a number" if not arg or "invalid literal" in str(e) or "could not convert" in str(e) else str(e)
+        return e.naming(COMMAND_OF)
     conversation.settings = changed
-    return f"{field.replace('_', '-')} {getattr(changed, field)}" + (" (beam search off: sampling)" if field == "beam" and not changed.beam else "")
+    return f"{SHOWN[field]} {value}" + (" (beam search off: sampling)" if field == "width" and not value else "")
 
 
-FLAGS = {"temperature": "--temp", "top-k": "--top-k", "top-p": "--top-p", "length": "--length", "beam": "--beam"}
-
-
-def check_beam_memory(model, settings, flag: str) -> None:
-    """Refuse a beam search that could not fit in memory (`flag` N beams, each keeping `length`
-    characters) before it starts, as `charrnn beam --width` does; sampling needs no such check."""
+def check_beam_memory(model, settings) -> None:
+    """Refuse a beam search that could not fit in memory (width beams, each keeping `length` characters)
+    before it starts, as `charrnn beam --width` does; sampling needs no such check."""
     from charrnn.generation.sampling import check_batch_memory
 
-    if settings.beam:
-        check_batch_memory(model, settings.beam, settings.length, flag, "/length" if flag.startswith("/") else "--length")
+    if settings.width:
+        check_batch_memory(model, settings, keep=True)
 
 
 @app.command(epilog=EXAMPLES)
 @guarded
 def chat(
     checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
-    temp: float = typer.Option(0.8, "--temp", "--temperature", help="Sampling temperature (0 = greedy)."),
+    temperature: float = typer.Option(0.8, "--temp", "--temperature", help="Sampling temperature (0 = greedy)."),
     top_k: int = typer.Option(0, "--top-k", help="Sample only from the k most likely characters (0 = off)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Sample only from the smallest set holding this much probability."),
     length: int = typer.Option(500, "--length", "-n", help="The most characters in one answer."),
     stop: str = typer.Option("\\n\\n", "--stop", help="An answer ends at this string, not shown (\\n understood; default: a blank line)."),
-    beam: int = typer.Option(0, "--beam", help="Answer with the best of a beam search of this width (0 = sample)."),
+    width: int = typer.Option(0, "--beam", help="Answer with the best of a beam search of this width (0 = sample)."),
     seed: int = typer.Option(None, "--seed", help="Random seed (the same seed and lines, the same answers).", show_default=False),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
 ) -> None:
     """Talk with a model: each line you type is read into it, and it answers; the state carries on."""
-    from charrnn.generation.chat import ChatSettings, Conversation
     from charrnn.cli.sample import unescape
+    from charrnn.generation.chat import Conversation
+    from charrnn.generation.settings import Sampling
     from charrnn.util.console import info
-    from charrnn.util.errors import UsageError
 
-    settings = ChatSettings(temp, top_k, top_p, length, unescape(stop), beam)
-    try:
-        settings.check()
-    except ValueError as e:  # "temperature must be ..." -> "--temp must be ...": the flag the user typed
-        setting, _, rest = str(e).partition(" ")
-        raise UsageError(f"{FLAGS.get(setting, setting)} {rest}") from None
-    with inference(checkpoint, device, threads, "", "skip", precision="fp32") as (loaded, _):  # chat steps CharRNN.step
-        check_beam_memory(loaded.model, settings, "--beam")
-        conversation = Conversation(loaded.model, loaded.vocab, settings, seed)
+    stops = (unescape(stop),) if stop else ()
+    settings = Sampling(length, temperature, top_k, top_p, seed, stops, width=width)
+    with inference(checkpoint, device, threads, "", replace(settings, unk="skip", width=0), "fp32") as (loaded, _):
+        check_beam_memory(loaded.model, settings)  # (chat steps CharRNN.step)
+        conversation = Conversation(loaded.model, loaded.vocab, settings)
         if sys.stdin.isatty():
             m = loaded.model.config
             info(f"chatting with {show_path(loaded.path)} ({m.cell} {m.layers}x{m.hidden}): type a line and press "
@@ -173,7 +172,7 @@ def answer(conversation, writer) -> None:
     from charrnn.util.console import info
     from charrnn.generation.stops import StopScanner
 
-    scanner, last = StopScanner([conversation.settings.stop]), ""
+    scanner, last = StopScanner(conversation.settings.stop), ""
     try:
         for piece in conversation.reply():
             text = scanner.feed(piece)

@@ -164,37 +164,36 @@ def say_which_model(loaded) -> None:
 
 
 @contextlib.contextmanager
-def inference(checkpoint: str | None, device: str, threads: int, prime: str, unk: str, batch: int = 1,
-              precision: str = "auto", steps: int = 10**9, keep: int = 0, batch_flag: str = "--num-samples"):
+def inference(checkpoint: str | None, device: str, threads: int, prime: str, settings, precision: str = "auto",
+              keep: bool = False):
     """The model that `sample`, `beam` and friends write with, and the step kernel, for the block.
 
     Loads the checkpoint (one thread: loading gains nothing from more), says which run was
-    taken if none was named, refuses a prime the model cannot read, and a batch of `batch`
-    streams (each keeping `keep` characters) that cannot fit in memory, before anything is
-    printed. Chooses the step kernel for `batch` streams and `steps` steps (`precision`
-    auto: the fastest measured on this machine, timed once per model shape and cached; see
-    `charrnn.model.kernels.choose_kernel`). The block runs with `threads` CPU threads (0 =
-    whichever of 1 and one per core steps that kernel faster right now); torch's thread
-    setting is put back afterwards. Yields (the loaded model, the kernel's name).
+    taken if none was named, refuses a prime the model cannot read, and a batch of streams
+    (`settings.n` samples or `settings.width` beams, each keeping its text where `keep`) that
+    cannot fit in memory, before anything is printed. Chooses the step kernel for that batch and
+    `settings.length` steps (`precision` auto: the fastest measured on this machine, timed once per
+    model shape and cached; see `charrnn.model.kernels.choose_kernel`). The block runs with
+    `threads` CPU threads (0 = whichever of 1 and one per core steps that kernel faster right
+    now); torch's thread setting is put back afterwards. Yields (the loaded model, the kernel's name).
     """
-    from charrnn.training.checkpoint import load_model
-    from charrnn.util.console import err_console
-    from charrnn.runtime.threads import check_threads, torch_threads
-    from charrnn.runtime.device import resolve_device
     from charrnn.generation.sampling import check_batch_memory, prime_ids_for
     from charrnn.model.kernels import KERNELS, choose_kernel
+    from charrnn.runtime.device import resolve_device
+    from charrnn.runtime.threads import check_threads, torch_threads
+    from charrnn.training.checkpoint import load_model
+    from charrnn.util.console import err_console
 
     check_threads(threads)
-    if unk not in ("error", "skip"):
-        raise UsageError("--unk must be error or skip")
     if precision not in ("auto", *KERNELS):
-        raise UsageError(f"--precision must be one of auto, {', '.join(KERNELS)}")
+        raise UsageError(f"precision must be one of auto, {', '.join(KERNELS)}", "precision")
     with torch_threads(1):
         loaded = load_model(checkpoint, resolve_device(device))
         say_which_model(loaded)
-        prime_ids_for(loaded.vocab, prime, unk)
-        check_batch_memory(loaded.model, batch, keep, batch_flag)
-        choice = choose_kernel(loaded.model, batch, precision, threads, steps=steps)
+        prime_ids_for(loaded.vocab, prime, settings.unk)
+        check_batch_memory(loaded.model, settings, keep)
+        batch = settings.width or settings.n
+        choice = choose_kernel(loaded.model, batch, precision, threads, steps=settings.length)
         if choice.verdict is not None and not choice.verdict.cached:  # measured now: say so, once per machine and shape
             err_console().print(choice.describe() + " (kept for next time)", style="dim", markup=False, highlight=False)
     with torch_threads(choice.threads):

@@ -38,7 +38,7 @@ def unescape(text: str) -> str:
 def sample(
     checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
     length: int = typer.Option(500, "--length", "-n", help="Tokens to generate per sample: characters (words or bytes for a word or byte model)."),
-    temp: float = typer.Option(1.0, "--temp", "--temperature", help="Sampling temperature (0 = greedy argmax)."),
+    temperature: float = typer.Option(1.0, "--temp", "--temperature", help="Sampling temperature (0 = greedy argmax)."),
     prime: str = typer.Option(None, "--prime", "-p", help="Text to start from: the model reads it first, and it is printed before what the model writes.", show_default=False),
     prime_file: str = typer.Option(None, "--prime-file", help="Read the prime from a file, or - for stdin.", show_default=False),
     seed: int = typer.Option(None, "--seed", help="Random seed (same seed, same text).", show_default=False),
@@ -46,7 +46,7 @@ def sample(
     top_p: float = typer.Option(1.0, "--top-p", help="Sample only from the smallest set holding this much probability."),
     stop: list[str] = typer.Option(None, "--stop", help="Stop after generating this string (repeatable; per sample).", show_default=False),
     continuation_only: bool = typer.Option(False, "--continuation-only", help="Print only what the model writes, not the prime before it."),
-    num_samples: int = typer.Option(1, "--num-samples", "-N", help="Samples to generate together in one batch."),
+    n: int = typer.Option(1, "--num-samples", "-N", help="Samples to generate together in one batch."),
     separator: str = typer.Option("\\n\\n", "--separator", help="Written between samples when stdout is not a terminal (\\n, \\t understood)."),
     highlight: str = typer.Option("auto", "--highlight", help="Colour code on a terminal: auto (from the training corpus), c, latex or none. Never when piped."),
     unk: str = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip."),
@@ -55,27 +55,19 @@ def sample(
     precision: str = typer.Option("auto", "--precision", help="Matrices while stepping: auto (the fastest kernel measured on this machine, remembered), fp32 (exact: what `charrnn serve` writes), bf16 (what `charrnn serve --precision bf16` writes), bf16-packed or int8."),
 ) -> None:
     """Generate text from a trained model, streamed to stdout as it is written."""
-    from charrnn.util.errors import UsageError
     from charrnn.cli.highlight import language_for, make_writer
-    from charrnn.generation.sampling import check_sampling_args
+    from charrnn.generation.settings import Sampling
 
-    check_sampling_args(length, temp, top_k, top_p, seed)
-    if num_samples < 1:
-        raise UsageError("--num-samples must be at least 1")
-    if "" in (stop or ()):  # found at once: it would end every sample after its first character
-        raise UsageError("--stop strings must not be empty")
+    settings = Sampling(length, temperature, top_k, top_p, seed, tuple(stop or ()), n, unk)
     language_for(highlight)  # check the value before loading anything
     prime_text = read_prime(prime, prime_file)
-    with inference(checkpoint, device, threads, prime_text, unk, batch=num_samples, precision=precision,
-                   steps=length, keep=length if num_samples > 1 else 0) as (loaded, kernel):
+    with inference(checkpoint, device, threads, prime_text, settings, precision, keep=n > 1) as (loaded, kernel):
         writer = make_writer(language_for(highlight, loaded.checkpoint))
-        settings = dict(length=length, prime=prime_text, temperature=temp, top_k=top_k, top_p=top_p, seed=seed,
-                        stop=stop or (), unk=unk, kernel=kernel)
         echo = "" if continuation_only else prime_text  # printed before each sample, exactly as given
-        if num_samples == 1:
-            write_one(loaded, writer, echo, settings)
+        if n == 1:
+            write_one(loaded, writer, echo, settings, prime_text, kernel)
         else:
-            write_many(loaded, writer, echo, num_samples, unescape(separator), settings)
+            write_many(loaded, writer, echo, unescape(separator), settings, prime_text, kernel)
         writer.finish()
 
 
@@ -87,20 +79,20 @@ def end_sample(writer, text: str) -> None:
         writer.end_sample()
 
 
-def write_one(loaded, writer, echo: str, settings: dict) -> None:
+def write_one(loaded, writer, echo: str, settings, prime: str, kernel: str) -> None:
     """Stream one sample, character by character, after the echoed prime."""
     from charrnn.generation.sampling import generate
 
     last = echo[-1:]
     writer.write(echo)
-    for last in generate(loaded.model, loaded.vocab, **settings):
+    for last in generate(loaded.model, loaded.vocab, settings, prime, kernel):
         if not writer.write(last):
             break
     if not writer.closed:
         end_sample(writer, last)
 
 
-def write_many(loaded, writer, echo: str, n: int, separator: str, settings: dict) -> None:
+def write_many(loaded, writer, echo: str, separator: str, settings, prime: str, kernel: str) -> None:
     """Draw n samples in lockstep: the first is streamed, the others are kept and written after it."""
     import sys
 
@@ -112,10 +104,11 @@ def write_many(loaded, writer, echo: str, n: int, separator: str, settings: dict
             sys.stdout.flush()
             err_console().rule(f"sample {i + 1} of {n}", style="dim")
 
+    n = settings.n
     texts = [echo] * n
     header(0)
     writer.write(echo)
-    for chars in generate_batch(loaded.model, loaded.vocab, n, **settings):
+    for chars in generate_batch(loaded.model, loaded.vocab, settings, prime, kernel):
         for i, ch in enumerate(chars):
             texts[i] += ch
         if chars[0] and not writer.write(chars[0]):

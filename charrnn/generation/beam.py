@@ -41,11 +41,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from charrnn.generation.settings import MAX_LENGTH_PENALTY
+from charrnn.generation.settings import BEAM, Sampling
 from charrnn.util.errors import UsageError
 from charrnn.inspect.evaluation import LN2
 from charrnn.model.rnn import CharRNN
@@ -71,23 +71,6 @@ class Beam:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "chars": len(self.text)}
-
-
-def check_beam_args(width: int, length: int, top: int, no_repeat: int, stop: Sequence[str],
-                    length_penalty: float = 0.0) -> None:
-    if width < 1:
-        raise UsageError("--width must be >= 1")
-    if length < 0:
-        raise UsageError("--length must be >= 0")
-    if not (math.isfinite(length_penalty) and abs(length_penalty) <= MAX_LENGTH_PENALTY):
-        raise UsageError(f"--length-penalty must be a number from -{MAX_LENGTH_PENALTY:g} to {MAX_LENGTH_PENALTY:g} "
-                         f"(0 = total log-prob, 1 = per character)")
-    if not 1 <= top <= width:
-        raise UsageError(f"--top must be between 1 and --width ({width}): search only keeps --width beams")
-    if no_repeat < 0:
-        raise UsageError("--no-repeat must be >= 0 (0 = off)")
-    if any(s == "" for s in stop):
-        raise UsageError("--stop strings must not be empty")
 
 
 def repeat_mask(texts: list[str], n: int, ids: dict[str, int], vocab_size: int) -> torch.Tensor:
@@ -191,18 +174,18 @@ class BeamSearch:
     rows and reorders those rows by the beam index it gets back.
     """
 
-    def __init__(self, vocab: Vocab, width: int = 5, length: int = 500, stop: Sequence[str] = (),
-                 length_penalty: float = 0.0, no_repeat: int = 0, top: int = 1,
-                 on_settled: Callable[[str], object] | None = None):
-        check_beam_args(width, length, top, no_repeat, stop)
-        self.vocab, self.width, self.length, self.top = vocab, width, length, top
-        self.alpha, self.no_repeat = length_penalty, no_repeat
+    def __init__(self, vocab: Vocab, settings: Sampling = BEAM, on_settled: Callable[[str], object] | None = None):
+        s = settings
+        if not s.width:
+            raise UsageError("width must be at least 1 for a beam search", "width")
+        self.vocab, self.width, self.length, self.top = vocab, s.width, s.length, s.top
+        self.alpha, self.no_repeat = s.length_penalty, s.no_repeat
         self.pieces = vocab.pieces  # what each token adds to a beam's text ("surface": bytes as chr(b))
         self.single = all(len(p) == 1 for p in self.pieces)  # one character per token: a text is its token sequence
         self.symbols = self.pieces if self.single else token_symbols(len(self.pieces))
         self.ids = {c: i for i, c in enumerate(self.symbols)}
-        self.stops = stop_targets(self.pieces, [vocab.surface(s) for s in stop])
-        self.longest = length if (vocab.char_counts == 1).all() else math.inf  # characters: unknown for words, bytes
+        self.stops = stop_targets(self.pieces, [vocab.surface(stop) for stop in s.stop])
+        self.longest = s.length if (vocab.char_counts == 1).all() else math.inf  # characters: unknown for words, bytes
         self.guard = vocab.guard(1)  # a byte model's UTF-8 automaton, or None
         self.on_settled = None
         if on_settled is not None:
@@ -214,7 +197,7 @@ class BeamSearch:
         self.finished: list[tuple[Beam, str]] = []  # the `top` best finished beams (and surface texts), best first
         self.settled = 0  # surface characters of the best text already reported to on_settled
         self.t = 0  # tokens added so far
-        self.over = length == 0
+        self.over = s.length == 0
 
     @property
     def rows(self) -> int:
@@ -298,25 +281,14 @@ class BeamSearch:
 
 
 @torch.inference_mode()
-def beam_search(
-    model: CharRNN,
-    vocab: Vocab,
-    prime: str = "",
-    width: int = 5,
-    length: int = 500,
-    stop: Sequence[str] = (),
-    length_penalty: float = 0.0,
-    no_repeat: int = 0,
-    top: int = 1,
-    unk: str = "error",
-    on_settled: Callable[[str], object] | None = None,
-    kernel: str = "fp32",
-) -> list[Beam]:
+def beam_search(model: CharRNN, vocab: Vocab, prime: str = "", settings: Sampling = BEAM,
+                on_settled: Callable[[str], object] | None = None, kernel: str = "fp32", **options) -> list[Beam]:
     """The `top` best continuations of `prime` (up to `length` tokens: characters for a character model), best first.
 
+    `settings` (with `options` of `Sampling` over it: `beam_search(model, vocab, "The ", width=8, top=3)`):
     stop: strings that end a beam (it is kept, stop string included, in a finished pool).
     length_penalty: alpha in logprob / len**alpha for ranking beams of different lengths.
-    no_repeat: if N > 0, a beam may not write any N-character sequence twice (guards loops).
+    no_repeat: if N > 0, a beam may not write any N-token sequence twice (guards loops).
     on_settled: called with each newly certain piece of the best text (see module docstring);
         returning False stops the search early (e.g. the reader of a pipe went away).
     kernel: the step kernel (`charrnn.model.kernels`): fp32 scores exactly as `CharRNN.step`;
@@ -324,9 +296,10 @@ def beam_search(
         (`choose_kernel` measures which), their scores ~1e-3 nats per character off fp32's,
         which can reorder near-ties.
     """
-    search = BeamSearch(vocab, width, length, stop, length_penalty, no_repeat, top, on_settled)
+    settings = replace(settings, **options) if options else settings
+    search = BeamSearch(vocab, settings, on_settled)
     model.eval()
-    logits, state = prime_model(model, prime_ids_for(vocab, prime, unk))  # (1, V), state of batch 1
+    logits, state = prime_model(model, prime_ids_for(vocab, prime, settings.unk))  # (1, V), state of batch 1
     stepper = make_kernel(model, kernel, 1)  # holds the live beams' state from here on
     stepper.reset(state)
     watch = ThreadWatch(model)  # one thread from the step the search slows down (a core got busy)

@@ -11,60 +11,33 @@ where the next one starts.
     you     read("JULIET:\\n")          ... and so on; reset() goes back to the start state
 
 Every character the model wrote is part of the state too (it is stepped after each draw),
-so the next line you type continues the text exactly as it stands. With `beam` > 0 an
+so the next line you type continues the text exactly as it stands. With `width` > 0 an
 answer is the beam search's best continuation instead of a draw; the winner is then read
-into the state from where the answer started.
+into the state from where the answer started. Its settings (`generation.settings.Sampling`,
+`CHAT` by default: temperature 0.8, answers end at a blank line) may change between answers.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import replace
 
 import torch
 
 from charrnn.generation.beam import BeamSearch
-from charrnn.generation.settings import MAX_TEMP
+from charrnn.generation.settings import CHAT, Sampling
 from charrnn.model.rnn import CharRNN, reorder_state
 from charrnn.generation.sampling import GumbelNoise, cut_at_stop, default_prime, pick, prime_model, seeded_generator
 from charrnn.text.vocab import Vocab
 
 
-@dataclass
-class ChatSettings:
-    temperature: float = 0.8  # sampling temperature (0 = greedy)
-    top_k: int = 0  # sample only from the k most likely characters (0 = off)
-    top_p: float = 1.0  # sample only from the smallest set holding this much probability
-    length: int = 500  # the most characters in one answer
-    stop: str = "\n\n"  # an answer ends when it writes this (not shown); "" = only `length` ends it
-    beam: int = 0  # 0: sample; N: answer with the best of a beam search of width N
-
-    def check(self) -> None:
-        """Raise ValueError naming the setting that is out of range."""
-        if not (math.isfinite(self.temperature) and 0 <= self.temperature <= MAX_TEMP):
-            raise ValueError(f"temperature must be a number from 0 (greedy) to {MAX_TEMP:g}")
-        if self.top_k < 0:
-            raise ValueError("top-k must be >= 0 (0 = off)")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError("top-p must be in (0, 1]")
-        if self.length < 1:
-            raise ValueError("length must be at least 1")
-        if self.beam < 0:
-            raise ValueError("beam must be >= 0 (0 = sample)")
-
-    def describe(self) -> str:
-        return ", ".join(f"{f.name.replace('_', '-')} {getattr(self, f.name)!r}" for f in fields(self))
-
-
 class Conversation:
     """One conversation: the model's state, its own random generator, and the settings of its answers."""
 
-    def __init__(self, model: CharRNN, vocab: Vocab, settings: ChatSettings | None = None, seed: int | None = None):
+    def __init__(self, model: CharRNN, vocab: Vocab, settings: Sampling = CHAT):
         self.model, self.vocab = model.eval(), vocab
-        self.settings = settings or ChatSettings()
-        self.settings.check()
-        self.noise = GumbelNoise(seeded_generator(seed, model.head.weight.device), (1, len(vocab)))
+        self.settings = settings  # what `reply` reads: change it between answers (`dataclasses.replace`)
+        self.noise = GumbelNoise(seeded_generator(settings.seed, model.head.weight.device), (1, len(vocab)))
         self.reset()
 
     @torch.inference_mode()
@@ -88,8 +61,7 @@ class Conversation:
 
         The state advances as the answer is written: stopping early leaves it after what was yielded.
         """
-        self.settings.check()
-        if self.settings.beam:
+        if self.settings.width:
             yield from self._beam_reply()
         else:
             yield from self._sampled_reply()
@@ -109,8 +81,8 @@ class Conversation:
             piece = decode(int(ids[0]))  # a character, a word, or '' until a byte model's character is whole
             stopped = False
             if s.stop and piece:
-                piece, stopped = cut_at_stop(tail, piece, [s.stop])
-                tail = (tail + piece)[-len(s.stop):]
+                piece, stopped = cut_at_stop(tail, piece, s.stop)
+                tail = (tail + piece)[-max(map(len, s.stop)):]
             if piece:
                 yield piece
             if stopped:
@@ -119,7 +91,7 @@ class Conversation:
     @torch.inference_mode()  # (as a decorator it is entered and left around each resumption of the generator)
     def _beam_reply(self) -> Iterator[str]:
         s, pieces = self.settings, []
-        search = BeamSearch(self.vocab, s.beam, s.length, [s.stop] if s.stop else (), on_settled=pieces.append)
+        search = BeamSearch(self.vocab, replace(s, top=1), on_settled=pieces.append)
         logits, state = self.logits, self.state
         while (chosen := search.advance(logits)) is not None:
             tokens, beam_idx = chosen

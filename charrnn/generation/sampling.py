@@ -10,15 +10,14 @@ the same seed gives the same text.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import torch
 
 from charrnn.runtime.timing import SlowdownWatch
-from charrnn.generation.settings import MAX_SEED, MAX_TEMP
-from charrnn.util.errors import UsageError
+from charrnn.generation.settings import Sampling
 from charrnn.model.rnn import CharRNN, State
 from charrnn.model.kernels import make_kernel
 from charrnn.text.vocab import Vocab
@@ -46,33 +45,22 @@ class ThreadWatch:
             self.active = False
 
 
-def check_sampling_args(length: int, temperature: float, top_k: int, top_p: float, seed: int | None = None) -> None:
-    if length < 0:
-        raise UsageError("--length must be >= 0")
-    if not (math.isfinite(temperature) and 0 <= temperature <= MAX_TEMP):
-        raise UsageError(f"--temp must be a number from 0 (greedy) to {MAX_TEMP:g}")
-    if top_k < 0:
-        raise UsageError("--top-k must be >= 0 (0 = off)")
-    if not 0.0 < top_p <= 1.0:
-        raise UsageError("--top-p must be in (0, 1]")
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise UsageError("--seed must be between 0 and 2**64 - 1")
-
-
-def check_batch_memory(model: CharRNN, batch: int, length: int, flag: str, length_flag: str = "--length") -> None:
-    """Refuse a batch of streams (samples or beams) that would not fit in memory, before generating.
+def check_batch_memory(model: CharRNN, settings: Sampling, keep: bool = True) -> None:
+    """Refuse a batch of streams (n samples, or width beams) that would not fit in memory, before generating.
 
     Per stream: the recurrent state and its copies during a step, the logits, noise and filters
-    (~24 bytes per vocabulary entry), and the text kept until it is written.
+    (~24 bytes per vocabulary entry), and, where `keep`, the text kept until it is written.
     """
     from charrnn.runtime.memory import check_memory
 
     c = model.config
     device = model.head.weight.device.type
+    batch, what = (settings.width, "width") if settings.width else (settings.n, "n")
     per_step = 16 * c.layers * c.hidden * model.n_state + 24 * c.vocab_size
-    check_memory(batch * per_step, f"{flag} {batch:,} with this model", f"lower {flag}", device)  # too many streams
-    check_memory(batch * (per_step + 8 * length), f"{flag} {batch:,} with {length_flag} {length:,}",  # or too long
-                 f"lower {length_flag} or {flag}", device)
+    check_memory(batch * per_step, f"{what} {batch:,} with this model", f"lower {what}", device, what)
+    if keep:  # too many streams, or too long
+        check_memory(batch * (per_step + 8 * settings.length), f"{what} {batch:,} with length {settings.length:,}",
+                     f"lower length or {what}", device, what, "length")
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -202,21 +190,9 @@ def prime_ids_for(vocab: Vocab, prime: str, unk: str = "error") -> list[int]:
     return vocab.encode(start + prime, unk=unk)  # in one piece: word tokens may join across the line break
 
 
-def sample_ids(
-    model: CharRNN,
-    prime_ids: Sequence[int],
-    length: int,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int | None = None,
-    batch: int = 1,
-    fast: bool = True,
-    kernel: str = "fp32",
-    watch_threads: bool = True,
-    guard=None,
-) -> Iterator[torch.Tensor]:
-    """Yield `length` steps of (B,) next-token ids, each stream sampled independently.
+def sample_ids(model: CharRNN, prime_ids: Sequence[int], settings: Sampling, kernel: str = "fp32",
+               fast: bool = True, watch_threads: bool = True, guard=None) -> Iterator[torch.Tensor]:
+    """Yield `settings.length` steps of (n,) next-token ids, each of the n streams sampled independently.
 
     `fast=False` steps through `nn.LSTM` itself (the reference path); `fast=True` steps through
     a step kernel (`charrnn.model.kernels`): `kernel="fp32"` gives the same logits, bit for bit,
@@ -228,63 +204,51 @@ def sample_ids(
     Not an inference-mode generator: torch would enter and leave the mode at every `next()`
     (~5 µs a character); the kernels record no autograd graph anyway, and the nn.LSTM path
     enters the mode for its own call.
-    `guard` (from `vocab.guard(B)`, e.g. a byte model's UTF-8 automaton) masks the ids that
+    `guard` (from `vocab.guard(n)`, e.g. a byte model's UTF-8 automaton) masks the ids that
     may not come next, before each draw.
     """
-    check_sampling_args(length, temperature, top_k, top_p, seed)
+    s = settings
     model.eval()
-    generator = seeded_generator(seed, model.head.weight.device)
-    logits, state = prime_model(model, prime_ids, batch, fast)
+    generator = seeded_generator(s.seed, model.head.weight.device)
+    logits, state = prime_model(model, prime_ids, s.n, fast)
     noise = GumbelNoise(generator, tuple(logits.shape))
     stepper, watch = None, ThreadWatch(model, watch_threads)
-    for i in range(length):
+    for i in range(s.length):
         if guard is not None:
             logits = logits.masked_fill(~torch.from_numpy(guard.allowed()).to(logits.device), float("-inf"))
-        ids = pick(logits, temperature, top_k, top_p, noise)  # (B,)
+        ids = pick(logits, s.temperature, s.top_k, s.top_p, noise)  # (n,)
         if guard is not None:
             guard.advance(ids.tolist())
         yield ids
-        if i + 1 < length:
+        if i + 1 < s.length:
             if fast:
                 if stepper is None:  # made at the first step: a 1-character sample never needs one
-                    stepper = make_kernel(model, kernel, batch)
+                    stepper = make_kernel(model, kernel, s.n)
                     stepper.reset(state)
                 with watch:
-                    logits = stepper.step(ids)  # (B, V), overwritten by the next step
+                    logits = stepper.step(ids)  # (n, V), overwritten by the next step
             else:
                 with torch.inference_mode():
-                    out, state = model(ids.unsqueeze(1), state)  # (B, 1, V)
+                    out, state = model(ids.unsqueeze(1), state)  # (n, 1, V)
                 logits = out[:, 0]
 
 
-def generate(
-    model: CharRNN,
-    vocab: Vocab,
-    length: int = 500,
-    prime: str = "",
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int | None = None,
-    stop: Sequence[str] = (),
-    unk: str = "error",
-    fast: bool = True,
-    kernel: str = "fp32",
-) -> Iterator[str]:
-    """Yield the text of up to `length` generated tokens as it comes, continuing `prime`.
+def generate(model: CharRNN, vocab: Vocab, settings: Sampling, prime: str = "", kernel: str = "fp32",
+             fast: bool = True) -> Iterator[str]:
+    """Yield the text of up to `settings.length` generated tokens as it comes, continuing `prime`.
 
     Stops early after a stop string is produced (it is included). Characters of the prime
     that the model never saw raise a CharrnnError naming them (or are dropped, unk='skip').
     """
-    for pieces in generate_batch(model, vocab, 1, length, prime, temperature, top_k, top_p, seed, stop, unk, fast,
-                                 kernel):
+    for pieces in generate_batch(model, vocab, replace(settings, n=1), prime, kernel, fast):
         if pieces[0]:
             yield pieces[0]
 
 
-def sample_text(model: CharRNN, vocab: Vocab, length: int = 500, prime: str = "", **kwargs) -> str:
-    """The whole generated text as one string (see `generate` for the options)."""
-    return "".join(generate(model, vocab, length, prime, **kwargs))
+def sample_text(model: CharRNN, vocab: Vocab, length: int = 500, prime: str = "", kernel: str = "fp32",
+                fast: bool = True, **settings) -> str:
+    """The whole generated text as one string; `settings` are `Sampling`'s (temperature, top_k, seed, ...)."""
+    return "".join(generate(model, vocab, Sampling(length=length, **settings), prime, kernel, fast))
 
 
 def separator_after(text: str, separator: str) -> str:
@@ -299,22 +263,9 @@ def separator_after(text: str, separator: str) -> str:
     return separator[min(wanted, present):]
 
 
-def generate_batch(
-    model: CharRNN,
-    vocab: Vocab,
-    n: int,
-    length: int = 500,
-    prime: str = "",
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int | None = None,
-    stop: Sequence[str] = (),
-    unk: str = "error",
-    fast: bool = True,
-    kernel: str = "fp32",
-) -> Iterator[list[str]]:
-    """Generate `n` samples together as one batch; per step, yield each one's new text.
+def generate_batch(model: CharRNN, vocab: Vocab, settings: Sampling, prime: str = "", kernel: str = "fp32",
+                   fast: bool = True) -> Iterator[list[str]]:
+    """Generate `settings.n` samples together as one batch; per step, yield each one's new text.
 
     A step's text is one token's (a character, a word), or for a byte model the character
     its byte completes ('' while one is incomplete). A sample that has produced a stop string
@@ -322,17 +273,14 @@ def generate_batch(
     sample has stopped or `length` steps are done. Sample i depends only on the seed and n,
     never on when the others stop (every stream is drawn at every step).
     """
-    if n < 1:
-        raise UsageError("--num-samples must be at least 1")
-    prime_ids = prime_ids_for(vocab, prime, unk)
+    n, stop = settings.n, settings.stop
+    prime_ids = prime_ids_for(vocab, prime, settings.unk)
     longest_stop = max((len(s) for s in stop), default=0)
     tails, done = [""] * n, [False] * n
     decoders = [vocab.decoder() for _ in range(n)]
-    guard = vocab.guard(n)
-    for ids in sample_ids(model, prime_ids, length, temperature, top_k, top_p, seed, batch=n, fast=fast, kernel=kernel,
-                          guard=guard):
+    for ids in sample_ids(model, prime_ids, settings, kernel, fast, guard=vocab.guard(n)):
         pieces = []
-        for i, idx in enumerate(ids.tolist()):  # (B,) -> one piece of text per sample
+        for i, idx in enumerate(ids.tolist()):  # (n,) -> one piece of text per sample
             piece = "" if done[i] else decoders[i](idx)
             if stop and piece:
                 piece, done[i] = cut_at_stop(tails[i], piece, stop)

@@ -62,10 +62,11 @@ def fmt_bytes(n: float) -> str:
     return f"{n:.1f} PB"
 
 
-def check_memory(need: int, what: str, hint: str, device: str = "cpu") -> None:
+def check_memory(need: int, what: str, hint: str, device: str = "cpu", *settings: str) -> None:
     """Raise a UsageError if `need` bytes (an estimate) will not fit in the memory there is now.
 
-    `device` 'cuda...' checks the GPU's free memory instead of the host's.
+    `device` 'cuda...' checks the GPU's free memory instead of the host's. `settings`: those that
+    `what` and `hint` name (see `CharrnnError.naming`).
     """
     if device.startswith("cuda"):
         import torch
@@ -78,4 +79,4 @@ def check_memory(need: int, what: str, hint: str, device: str = "cpu") -> None:
         avail = available_memory()
     if avail is not None and need > avail:
         raise UsageError(f"{what} needs about {fmt_bytes(need)} of memory, more than the {fmt_bytes(avail)} "
-                         f"available: {hint}")
+                         f"available: {hint}", *settings)

@@ -138,15 +138,10 @@ class Api:
 
     def make_jobs(self, req: Completion, prompt_ids: list[list[int]], outbox: Outbox) -> list:
         """A job for each prompt, its prompt not read in yet (`Job.read_prompt`)."""
-        jobs, per = [], req.choices_per_prompt
-        for p, ids in enumerate(prompt_ids):
-            if req.beam:
-                jobs.append(BeamJob(ids, self.vocab, outbox, req.max_tokens, req.width, req.top, req.stop,
-                                    req.length_penalty, req.no_repeat, first_choice=p * per))
-            else:
-                jobs.append(SampleJob(ids, req.n, self.vocab, outbox, req.max_tokens, req.temperature, req.top_k,
-                                      req.top_p, req.seed, req.stop, first_choice=p * per, device=self.device))
-        return jobs
+        job = BeamJob if req.settings.width else SampleJob
+        per = req.choices_per_prompt
+        return [job(ids, self.vocab, outbox, req.settings, first_choice=p * per, device=self.device)
+                for p, ids in enumerate(prompt_ids)]
 
     @torch.inference_mode()
     def read_prompts(self, jobs: list) -> None:
@@ -157,7 +152,7 @@ class Api:
     async def completions(self, request: Request) -> Response:
         req = parse_completion(await read_body(request, self.cfg.max_body), self.cfg.max_chars)
         self.check_model(req.model)
-        prompt_ids = [encode_prompt(self.vocab, p, req.unk) for p in req.prompts]
+        prompt_ids = [encode_prompt(self.vocab, p, req.settings.unk) for p in req.prompts]
         give_back = self.slots.take()
         try:
             jobs = self.make_jobs(req, prompt_ids, outbox := Outbox(asyncio.get_running_loop()))

@@ -32,6 +32,7 @@ import torch
 from charrnn.generation.beam import BeamSearch
 from charrnn.model.rnn import CharRNN
 from charrnn.generation.sampling import GumbelNoise, prime_model, seeded_generator
+from charrnn.generation.settings import Sampling
 from charrnn.generation.stops import StopScanner
 from charrnn.text.vocab import Vocab
 
@@ -89,14 +90,14 @@ class Job:
 class SampleJob(Job):
     """n samples of one prompt, drawn as `charrnn sample -N n --seed S` draws them."""
 
-    def __init__(self, prompt: Sequence[int], rows: int, vocab: Vocab, outbox: Outbox, length: int,
-                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
-                 stop: Sequence[str] = (), first_choice: int = 0, device: torch.device | str = "cpu"):
-        self.prompt, self.rows, self.vocab, self.outbox = list(prompt), rows, vocab, outbox
-        self.length, self.temperature, self.top_k, self.top_p = length, temperature, top_k, top_p
-        self.settings = (temperature, top_k, top_p)  # rows with equal settings are drawn in one call
-        self.noise = GumbelNoise(seeded_generator(seed, device), (self.rows, len(vocab)))
-        self.scanners = [StopScanner(stop) for _ in range(self.rows)]
+    def __init__(self, prompt: Sequence[int], vocab: Vocab, outbox: Outbox, settings: Sampling, first_choice: int = 0,
+                 device: torch.device | str = "cpu"):
+        s = settings
+        self.prompt, self.rows, self.vocab, self.outbox = list(prompt), s.n, vocab, outbox
+        self.length, self.temperature, self.top_k, self.top_p = s.length, s.temperature, s.top_k, s.top_p
+        self.settings = (s.temperature, s.top_k, s.top_p)  # rows with equal settings are drawn in one call
+        self.noise = GumbelNoise(seeded_generator(s.seed, device), (self.rows, len(vocab)))
+        self.scanners = [StopScanner(s.stop) for _ in range(self.rows)]
         self.decoders = [vocab.decoder() for _ in range(self.rows)]  # token -> text (bytes: once a character is whole)
         self.guard = vocab.guard(self.rows)  # a byte model's UTF-8 automaton, or None
         self.done = [False] * self.rows
@@ -138,13 +139,12 @@ class SampleJob(Job):
 class BeamJob(Job):
     """One beam search; its live beams are its rows. The best beam's settled text streams as choice 0."""
 
-    def __init__(self, prompt: Sequence[int], vocab: Vocab, outbox: Outbox, length: int,
-                 width: int = 5, top: int = 1, stop: Sequence[str] = (), length_penalty: float = 0.0,
-                 no_repeat: int = 0, first_choice: int = 0):
+    def __init__(self, prompt: Sequence[int], vocab: Vocab, outbox: Outbox, settings: Sampling, first_choice: int = 0,
+                 device: torch.device | str = "cpu"):
         self.prompt, self.outbox = list(prompt), outbox
-        self.stop = [s for s in stop if s]
+        self.stop = settings.stop
         self.scanner = StopScanner(self.stop)  # a finished beam ends with its stop string: never shown
-        self.search = BeamSearch(vocab, width, length, self.stop, length_penalty, no_repeat, top, self._settled)
+        self.search = BeamSearch(vocab, settings, self._settled)
         self.first_choice = first_choice
 
     @property

@@ -91,7 +91,8 @@ def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter, kind
     need = training_memory(m, c)
     shape = f"a {m.cell} {m.layers}x{m.hidden} model (embed {m.embed}, vocabulary {m.vocab_size:,}, " \
             f"{m.num_params():,} parameters) trained on batch {c.batch_size} x seq {c.seq_len}"
-    check_memory(need, shape, "use a smaller --hidden, --layers, --embed, --batch-size or --seq-len", device)
+    check_memory(need, shape, "use a smaller hidden, layers, embed, batch_size or seq_len", device,
+                 "hidden", "layers", "embed", "batch_size", "seq_len")
     if m.vocab_size > LARGE_VOCAB and kind == "char":  # (a word vocabulary is meant to be large)
         in_vocab = m.vocab_size * (m.embed + m.hidden + 1)
         reporter.on_warning(

@@ -139,11 +139,11 @@ def names(*classes) -> tuple[str, ...]:
     return tuple(dict.fromkeys(f.name for cls in classes for f in fields(cls) if f.init))
 
 
-def unknown(key, known, where: str = "") -> UsageError:
+def unknown(key, known, where: str = "", noun: str = "key") -> UsageError:
     """The refusal of a key no settings class has: the closest known key, and the list."""
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return UsageError(f"{where}{': ' if where else ''}unknown key {short(key)}{hint}; valid keys: {', '.join(known)}")
+    return UsageError(f"{where}{': ' if where else ''}unknown {noun} {short(key)}{hint}; valid {noun}s: {', '.join(known)}")
 
 
 def from_mapping(cls, data: Mapping, where: str = ""):
