@@ -1,0 +1,1 @@
+"""Taking a model beyond charrnn: a self-contained web page, ONNX."""
