@@ -16,9 +16,12 @@ weights and runs the network in JavaScript, so it works offline and sends nothin
             <script>  static/vocab.js    a prompt -> ids (char, word, byte), ids -> text
             <script>  static/page.js     the form: read the model, stream the text, Stop
 
-The two data blocks have types a browser never runs. Their JSON escapes "<", ">" and "&", so no
-string of the vocabulary or of a name can close the block. Nothing that names the training machine
-goes in: no paths, only a name (a file name at most) and the model's facts.
+The policy's one allowance beyond the hashes, 'wasm-unsafe-eval', lets the page compile the
+WebAssembly it holds (the kernel block); it fetches nothing. Where a browser refuses it, the page
+uses the same product in JavaScript, ~4x slower. The data blocks have types a browser never runs;
+their JSON escapes "<", ">" and "&", so no string of the vocabulary or of a name can close a block.
+Nothing that names the training machine goes in: no paths, only a name (a file name at most) and
+the model's facts.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def page_spec(checkpoint: dict, config: ModelConfig, name: str) -> dict:
 
 
 def model_facts(checkpoint: dict, config: ModelConfig, vocab) -> str:
-    """`LSTM 2×256 · 65 characters · 947,265 parameters · step 1,000 · val 2.338 bits/char`."""
+    """`LSTM 2×256 · 65 characters · 946,625 parameters · step 1,000 · val 2.338 bits/char`."""
     facts = [f"{config.cell.upper()} {config.layers}×{config.hidden}", f"{len(vocab):,} {UNITS[vocab.kind]}",
              f"{config.num_params():,} parameters"]
     if isinstance(checkpoint.get("step"), int):
