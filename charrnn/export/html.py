@@ -60,7 +60,7 @@ def export_html(checkpoint: dict, dest: str | Path, name: str = "") -> Path:
     config = ModelConfig(**checkpoint["model_config"])
     if config.num_params() > MAX_PARAMS:
         raise CharrnnError(f"the model has {config.num_params():,} parameters: too many for a web page "
-                           f"(at most {MAX_PARAMS:,}: it would take minutes to open, if a browser could hold it at all)")
+                           f"(at most {MAX_PARAMS:,}: it would take minutes to open, if a browser held it at all)")
     tensors, weights = page_weights(checkpoint)
     spec = page_spec(checkpoint, config, page_name(name, checkpoint, dest))
     spec["tensors"] = tensors
