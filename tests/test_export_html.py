@@ -42,7 +42,7 @@ STATIC = Path(__file__).resolve().parent.parent / "charrnn" / "export" / "static
 
 def train(folder: Path, text: str, model: dict, kind: str = "char", steps: int = 80) -> Path:
     """A small run trained through the library in a second or two: its best.pt."""
-    from charrnn.training.trainer import TrainConfig, train_on_text
+    from charrnn import TrainConfig, train_on_text
 
     cfg = TrainConfig(steps=steps, batch_size=8, seq_len=32, lr=1e-2, eval_every=steps, sample_every=0, threads=1,
                       precision="fp32", device="cpu")

@@ -18,7 +18,7 @@ import onnxruntime as ort  # noqa: E402
 from charrnn.export.onnx import export_onnx, metadata, onnx_matches_torch  # noqa: E402
 from charrnn.generation.sampling import sample_text  # noqa: E402
 from charrnn.training.checkpoint import load_checkpoint, load_model  # noqa: E402
-from charrnn.training.trainer import TrainConfig, train_on_text  # noqa: E402
+from charrnn import TrainConfig, train_on_text  # noqa: E402
 from charrnn.util.errors import CharrnnError  # noqa: E402
 from tests.conftest import REPO, TINY_TEXT  # noqa: E402
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from charrnn.training.checkpoint import load_model
 from charrnn.cli import app
 from charrnn.util.errors import CharrnnError
-from charrnn.training.runs import export_inference
+from charrnn.export.write import export as export_inference
 
 runner = CliRunner()
 
@@ -102,9 +102,23 @@ def test_a_plain_safetensors_file_is_not_taken_for_a_model(tmp_path):
 
 
 def test_an_export_cannot_be_resumed_and_names_its_format(tiny_run, exported, tmp_path):
-    with pytest.raises(CharrnnError, match=r"\*\.pt or \*\.safetensors"):
+    with pytest.raises(CharrnnError, match=r"\*\.pt, \*\.safetensors, \*\.html, \*\.onnx"):
         export_inference(tiny_run / "best.pt", tmp_path / "model.bin")
     from charrnn.training.trainer import Trainer
 
     with pytest.raises(CharrnnError, match="inference-only"):
         Trainer.resume(exported, None, None)
+
+
+def test_an_export_names_the_files_a_run_read_but_not_where_they_were(tiny_run, tmp_path):
+    """The corpus a model learnt from stays known by name; the folders of the machine that trained it do not."""
+    from charrnn.training.checkpoint import load_checkpoint, write_checkpoint
+
+    ckpt = load_checkpoint(tiny_run / "best.pt")
+    ckpt["meta"] = {"sources": ["/home/someone/secret/corpus.txt"], "init_from": "/home/someone/runs/x/best.pt",
+                    "config": {"corpus": ["/home/someone/secret/corpus.txt"]}}
+    write_checkpoint(tmp_path / "with-paths.pt", ckpt)
+    for suffix in (".pt", ".safetensors", ".html"):
+        dest = export_inference(tmp_path / "with-paths.pt", tmp_path / f"out{suffix}")
+        assert b"/home/someone" not in dest.read_bytes()
+        assert b"corpus.txt" in dest.read_bytes() or suffix == ".html"  # (a page names no source)

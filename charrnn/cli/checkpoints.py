@@ -142,24 +142,26 @@ def prune(
         raise CharrnnError(report.busy[0] + ("" if len(report.busy) == 1 else f" ({len(report.busy)} runs were busy)"))
 
 
-@ckpt_app.command(epilog="[bold]Examples[/]\n\n  charrnn checkpoints export checkpoints/shakespeare -o shakespeare.pt\n"
-                         "  charrnn checkpoints export checkpoints/shakespeare -o shakespeare.safetensors\n"
-                         "  charrnn sample shakespeare.safetensors --temp 0.7")
+@ckpt_app.command(epilog="[bold]Examples[/]\n\n  charrnn checkpoints export checkpoints/demo -o demo.html\n"
+                         "  charrnn checkpoints export checkpoints/demo -o demo.safetensors\n"
+                         "  charrnn checkpoints export checkpoints/demo -o demo.onnx\n"
+                         "  charrnn sample demo.safetensors --temp 0.7")
 @guarded
 def export(
     checkpoint: str = typer.Argument(..., help="A checkpoint file, or a run folder (its best.pt).", show_default=False),
-    output: str = typer.Option(..., "--output", "-o", help="Where to write the inference-only file: *.pt, or *.safetensors (a format that cannot run code, read by other tools too).", show_default=False),
+    output: str = typer.Option(..., "--output", "-o", help="The file to write; its suffix picks the form: *.pt or *.safetensors (an inference-only checkpoint), *.html (a web page that writes on its own), *.onnx (the one-step network).", show_default=False),
     force: bool = typer.Option(False, "--force", help="Overwrite the output if it exists."),
 ) -> None:
-    """Write an inference-only copy (weights, vocabulary, config; no optimizer state): smaller, for sharing.
+    """Export a model: an inference-only checkpoint (.pt, .safetensors), a web page (.html) or ONNX (.onnx).
 
-    The suffix of -o picks the format: .pt, or .safetensors (weights plus the vocabulary and
-    config in its metadata). Every command that takes a checkpoint reads both.
+    Every command that takes a checkpoint reads .pt and .safetensors. The .html page runs the
+    model in the browser, offline; the .onnx file steps it in onnxruntime (docs/onnx.md).
+    No file carries a path of the machine that trained the model.
     """
+    from charrnn.export.write import export as export_file
     from charrnn.training.checkpoint import resolve_checkpoint
     from charrnn.util.console import info
-    from charrnn.training.runs import export_inference
 
     source = resolve_checkpoint(checkpoint)
-    dest = export_inference(source, output, force)
+    dest = export_file(source, output, force)
     info(f"exported {source} ({source.stat().st_size / 1e6:.2f} MB) -> {dest} ({dest.stat().st_size / 1e6:.2f} MB)")

@@ -1,4 +1,4 @@
-"""Run folders and the checkpoints in them: describe, list, prune, export.
+"""Run folders and the checkpoints in them: describe, list, prune (export: `charrnn.export.write`).
 
 A run folder holds best.pt (lowest validation loss), last.pt (the newest state, what
 `--resume` continues from), optional snapshots step-000500.pt and metrics.jsonl. A folder
@@ -7,22 +7,16 @@ of runs (./checkpoints by default) holds one run folder per training run.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from charrnn.training.checkpoint import (
-    MODEL_SUFFIXES, SUFFIX, SNAPSHOT_RE, checkpoint_bytes, format_version, is_resumable, latest_val_bpc,
-    load_checkpoint, prune_snapshots, remove_stale_temps, write_checkpoint_bytes,
-)
+from charrnn.training.checkpoint import (MODEL_SUFFIXES, SNAPSHOT_RE, is_resumable, latest_val_bpc, load_checkpoint,
+                                        prune_snapshots, remove_stale_temps)
 from charrnn.util.errors import CharrnnError
 from charrnn.util.files import path_kind
 from charrnn.training.runlock import FolderInUse, RunLock
 from charrnn.text.vocab import Vocab
-
-# What an inference-only export keeps: enough to rebuild the model and its vocabulary, and describe it.
-EXPORT_KEYS = ("model_config", "vocab", "model", "step", "epoch", "metrics", "best_val_bpc", "meta")
 
 
 @dataclass
@@ -181,32 +175,6 @@ def prune(root: str | Path, keep: int, dry_run: bool = False) -> PruneReport:
         finally:
             lock.release()
     return report
-
-
-def export_inference(source: str | Path, dest: str | Path, overwrite: bool = False) -> Path:
-    """Write an inference-only copy of a checkpoint: weights, vocabulary, config, metrics; no optimizer.
-
-    The suffix of `dest` picks the format: .pt (torch's zip of pickled plain data, loaded with
-    weights_only) or .safetensors (raw tensors + JSON metadata, readable outside Python; see
-    `safetensors_io`). Either copy loads with `load_model` and samples exactly like the original;
-    it cannot be resumed (use it with --init-from to train further).
-    """
-    dest = Path(dest)
-    if dest.exists() and not overwrite:
-        raise CharrnnError(f"{dest} already exists: choose another -o, or pass --force")
-    if dest.suffix not in MODEL_SUFFIXES:
-        raise CharrnnError(f"name the export *.pt or *.safetensors (got {dest.name})")
-    ckpt = load_checkpoint(source)
-    payload = {k: ckpt[k] for k in EXPORT_KEYS if k in ckpt}
-    payload["meta"] = {**(ckpt.get("meta") or {}), "exported_from": os.path.abspath(source)}
-    if dest.suffix == SUFFIX:
-        data = checkpoint_bytes(payload)
-    else:
-        from charrnn.training.safetensors_io import encode
-
-        data = encode(payload, format_version(payload["vocab"]))
-    write_checkpoint_bytes(dest, data)
-    return dest
 
 
 def summary(path: str | Path) -> dict:

@@ -6,7 +6,7 @@ Reading one parses JSON and copies bytes: nothing in the file is ever executed, 
 it (a pickle can name any Python callable), and other ecosystems (Rust, JAX, Hugging Face)
 read it as it is.
 
-charrnn writes what an inference-only export holds (`runs.EXPORT_KEYS`): the weights as
+charrnn writes what an inference-only export holds (`export.write.EXPORT_KEYS`): the weights as
 tensors, everything else as JSON strings in the metadata, so the file alone rebuilds the
 model and its vocabulary:
 
