@@ -56,7 +56,7 @@ from charrnn.generation.sampling import sample_ids
 from charrnn.generation.settings import Sampling
 from charrnn.training.config import TrainConfig
 from charrnn.runtime.device import cpu_has_fast_bf16
-from charrnn.runtime.threads import default_threads
+from charrnn.runtime.threads import default_threads, set_threads
 from charrnn.runtime.threads import torch_threads as threads
 from charrnn.model.kernels import choose_kernel, kernel_bits_per_char, kernels_for
 from charrnn.training.trainer import Trainer
@@ -232,8 +232,8 @@ def sample_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> l
                 for k in names for n in counts}
         gens.update({("eager", n): sample_ids(model, [0], Sampling(10**12, seed=1), fast=False) for n in counts})
         r = best_rates({key: (lambda g=g: next(g), 1) for key, g in gens.items()}, replace(cfg, window=cfg.sample_window),
-                       before={key: (lambda n=key[1]: torch.set_num_threads(n)) for key in gens})
-        torch.set_num_threads(cfg.threads or cores)
+                       before={key: (lambda n=key[1]: set_threads(n)) for key in gens})
+        set_threads(cfg.threads or cores)
         for i, n in enumerate(cfg.sample_threads):
             tried = [n] if n else counts
             best = {k: max(r[(k, t)] for t in tried) for k in names}

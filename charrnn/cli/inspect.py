@@ -11,6 +11,7 @@ import time
 import typer
 
 from charrnn.cli.common import app, emit_json, guarded, out_console, result_table
+from charrnn.runtime.threads import check_threads
 from charrnn.util.errors import CharrnnError, UsageError
 
 EVAL_EXAMPLES = """
@@ -41,11 +42,14 @@ CKPT_HELP = "Checkpoint file or run folder."
 TEXT_HELP = "Text file, a catalog name (charrnn corpus list), or - for stdin."
 
 
-def torch_threads(n: int):
-    """Use n CPU threads (0 = one per core) inside the block, then restore the previous setting."""
-    from charrnn.runtime.threads import check_threads, torch_threads as threads
+def model_threads(n: int, loaded, batch_size: int = 1, seq_len: int = 64):
+    """n CPU threads inside the block; 0: the faster of 1 and one per core at a forward pass of this layout,
+    timed now (as `train` and `sample` choose theirs: see runtime/threads.py). Restored after."""
+    from charrnn.inspect.evaluation import forward_probe
+    from charrnn.runtime.threads import timed_threads
 
-    return threads(check_threads(n))
+    on_cpu = loaded.model.head.weight.device.type == "cpu"
+    return timed_threads(n, *(forward_probe(loaded.model, batch_size, min(seq_len, 64)) if on_cpu else (None, 1)))
 
 
 def load(command: str, checkpoint: str, source: str, encoding: str, device: str):
@@ -93,7 +97,7 @@ def eval_(
     seq_len: int = typer.Option(256, "--seq-len", "-t", help="Characters per forward call (does not change the figure)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = one per core)."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
 ) -> None:
     """Bits per character (and nats, perplexity) of a text under a model: how good is the model on it?"""
@@ -101,8 +105,9 @@ def eval_(
 
     if batch_size < 1 or seq_len < 1:
         raise UsageError("--batch-size and --seq-len must be at least 1")
-    with torch_threads(threads):
-        loaded, dev, text = load("eval", checkpoint, source, encoding, device)
+    check_threads(threads)
+    loaded, dev, text = load("eval", checkpoint, source, encoding, device)
+    with model_threads(threads, loaded, batch_size, seq_len):
         t0 = time.perf_counter()
         ev = eval_text(loaded.model, loaded.vocab, text, batch_size, seq_len, dev)
         seconds = time.perf_counter() - t0
@@ -137,7 +142,7 @@ def score(
     no_text: bool = typer.Option(False, "--no-text", help="Show only the summary and spans, not the coloured text."),
     seq_len: int = typer.Option(256, "--seq-len", "-t", help="Characters per forward call (does not change the figures)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = one per core)."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
 ) -> None:
     """Show a text coloured by how surprised the model is by each character, with the most surprising spans."""
@@ -149,9 +154,10 @@ def score(
 
     if top < 0 or max_chars < 0 or seq_len < 1:
         raise UsageError("--top and --max-chars must be >= 0 and --seq-len at least 1")
-    with torch_threads(threads):
-        loaded, dev, text = load("score", checkpoint, source, encoding, device)
-        text = text[:max_chars] if max_chars else text
+    check_threads(threads)
+    loaded, dev, text = load("score", checkpoint, source, encoding, device)
+    text = text[:max_chars] if max_chars else text
+    with model_threads(threads, loaded, 1, seq_len):
         s = score_text(loaded.model, loaded.vocab, text, seq_len, dev)
     need_chars(s.scored + 1, source)
     spans = s.spans(top)
@@ -199,7 +205,7 @@ def cells(
     html: str = typer.Option(None, "--html", help="Also write a standalone HTML page here.", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking (and --unit's correlations) as JSON on stdout (instead of the coloured text)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = one per core)."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
 ) -> None:
     """Find the units that track quotes, comments, bracket depth, line position and word starts, and show them."""
@@ -214,8 +220,9 @@ def cells(
         raise UsageError(f"--syntax must be one of {', '.join(SYNTAXES)}")
     if top < 1 or max_chars < 2 or show_chars < 1:
         raise UsageError("--top and --show-chars must be at least 1, --max-chars at least 2")
-    with torch_threads(threads):
-        loaded, dev, text = load("cells", checkpoint, source, encoding, device)
+    check_threads(threads)
+    loaded, dev, text = load("cells", checkpoint, source, encoding, device)
+    with model_threads(threads, loaded):
         enc = encode_known(loaded.vocab, text[:max_chars])
         known = "".join(ch for ch, k in zip(text[:max_chars], enc.known) if k)
         need_chars(len(known), source)

@@ -63,38 +63,60 @@ def serve(
     max_chars: int = typer.Option(10_000, "--max-chars", help="Per request: the most prompt characters, characters written (max_tokens x n) and characters scored."),
     name: str = typer.Option(None, "--name", help="The model's name in the API. Default: the run folder's (or the file's) name.", show_default=False),
     precision: str = typer.Option("fp32", "--precision", help="The shared step's matrices: fp32 (the text of `charrnn sample --precision fp32`) or bf16 (faster under load on CPUs with AVX512-BF16/AMX; the text of `charrnn sample --precision bf16`)."),
-    threads: int = typer.Option(1, "--threads", help="CPU threads for the model (one leaves a core to the HTTP side)."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads for the model (one leaves a core to the HTTP side; 0 = auto: times 1 thread and one per core on the model's step, keeps the faster)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
 ) -> None:
     """Serve a model over HTTP: OpenAI-compatible completions, scoring, and a web playground at /."""
     import sys
 
-    from charrnn.util.console import info, warn
+    from charrnn.runtime.device import resolve_device
+    from charrnn.runtime.threads import check_threads, timed_threads
+    from charrnn.training.checkpoint import load_model
     from charrnn.util.errors import CharrnnError, UsageError
 
     try:
         import starlette  # noqa: F401
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError:
         raise CharrnnError("charrnn serve needs the serve extra: pip install 'charrnn[serve]'") from None
     if max_concurrent < 1 or max_chars < 1:
         raise UsageError("--max-concurrent and --max-chars must be at least 1")
     if precision not in ("fp32", "bf16"):
         raise UsageError("--precision must be fp32 or bf16")
-    if threads < 1 or not 0 <= port <= 65535:
-        raise UsageError("--threads must be at least 1 and --port from 0 to 65535")
-    import torch
-
-    from charrnn.training.checkpoint import load_model
-    from charrnn.serve.app import ServeConfig, create_app
-    from charrnn.runtime.device import resolve_device
-
-    torch.set_num_threads(threads)
+    if not 0 <= port <= 65535:
+        raise UsageError("--port must be from 0 to 65535")
+    check_threads(threads)
     # The batcher thread steps the model without pause; the event loop thread needs the GIL to send
     # what it wrote. CPython makes a waiting thread wait up to the switch interval (5 ms): at 0.5 ms a
     # character reaches its client that much sooner, at no cost measurable here.
     sys.setswitchinterval(0.0005)
     loaded = load_model(checkpoint, resolve_device(device))
+    with timed_threads(threads, step_probe(loaded.model)):
+        run_server(loaded, host, port, name, max_concurrent, max_chars, precision)
+
+
+def step_probe(model):
+    """One step of the model at batch 1: the work a request's stream repeats (to time a thread count on)."""
+    import torch
+
+    token, state = torch.zeros(1, dtype=torch.long, device=model.head.weight.device), model.init_state(1)
+
+    @torch.inference_mode()
+    def step() -> None:
+        model.step(token, state)
+
+    return step
+
+
+def run_server(loaded, host: str, port: int, name: str | None, max_concurrent: int, max_chars: int,
+               precision: str) -> None:
+    """Serve `loaded` until Ctrl-C or SIGTERM (then exit 130 or 143)."""
+    import torch
+    import uvicorn
+
+    from charrnn.serve.app import ServeConfig, create_app
+    from charrnn.util.console import info, warn
+
     config = ServeConfig(model_id=name or model_name(loaded.path), max_concurrent=max_concurrent, max_chars=max_chars,
                          dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
     sock = listen(host, port)

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import torch
 
+from charrnn.runtime.threads import set_threads
 from charrnn.runtime.timing import SlowdownWatch
 from charrnn.generation.settings import Sampling
 from charrnn.model.rnn import CharRNN, State
@@ -41,7 +42,7 @@ class ThreadWatch:
 
     def __exit__(self, *exc) -> None:
         if self.active and self.slowdown.record(time.perf_counter() - self.t0):
-            torch.set_num_threads(1)
+            set_threads(1)
             self.active = False
 
 

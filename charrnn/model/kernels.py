@@ -43,6 +43,7 @@ from charrnn.runtime.timing import Verdict, choose, interleaved_rates, thread_ve
 from charrnn.runtime.cache import cached_or_measured, TuneCache
 from charrnn.runtime.timing import LOW_PRECISION_MARGIN, SAMPLE_THREAD_MARGIN
 from charrnn.model.rnn import CharRNN, State, reorder_state
+from charrnn.runtime.threads import candidates, default_threads, set_threads, torch_threads
 
 KERNELS = ("fp32", "bf16", "bf16-packed", "int8")  # every kernel name
 FLAT = ("bf16-packed", "int8")  # the kernels working on (B, 4H) gates, one product a layer
@@ -269,8 +270,6 @@ class KernelChoice:
 
 
 def kernel_key(model: CharRNN, batch: int) -> str:
-    from charrnn.runtime.threads import default_threads
-
     c = model.config
     workload = {"what": "step kernel", "cell": c.cell, "layers": c.layers, "hidden": c.hidden,
                 "vocab": c.vocab_size, "batch": batch, "cores": default_threads()}
@@ -284,12 +283,9 @@ def time_kernels(model: CharRNN, names, batch: int, thread_counts, window: float
     tokens = torch.zeros(batch, dtype=torch.long)
     kernels = {name: make_kernel(model, name, batch) for name in names}
     contenders = {(name, n): (lambda k=k: k.step(tokens), 1.0) for name, k in kernels.items() for n in thread_counts}
-    before = {(name, n): (lambda n=n: torch.set_num_threads(n)) for name, n in contenders}
-    saved = torch.get_num_threads()
-    try:
+    before = {(name, n): (lambda n=n: set_threads(n)) for name, n in contenders}
+    with torch_threads(thread_counts[0]):
         return interleaved_rates(contenders, window, rounds, before=before)
-    finally:
-        torch.set_num_threads(saved)
 
 
 def choose_kernel(model: CharRNN, batch: int = 1, precision: str = "auto", threads: int = 0, steps: int = 10**9,
@@ -301,8 +297,6 @@ def choose_kernel(model: CharRNN, batch: int = 1, precision: str = "auto", threa
     the cache. threads: 0 times 1 thread and one per core for the kernel, unless the output is too
     short for it to pay (threads change the speed, never the text).
     """
-    from charrnn.runtime.threads import default_threads
-
     names = kernels_for(model)
     if precision != "auto" and precision not in names:
         from charrnn.util.errors import UsageError
@@ -310,7 +304,7 @@ def choose_kernel(model: CharRNN, batch: int = 1, precision: str = "auto", threa
         raise UsageError(f"--precision {precision} is not available for this model here; use one of auto, "
                          + ", ".join(names))
     on_cpu = model.head.weight.device.type == "cpu"
-    counts = [threads] if threads else sorted({1, default_threads()}) if on_cpu else [1]
+    counts = candidates(threads) if on_cpu else [1]
     if steps <= 1:  # nothing will be stepped
         return KernelChoice(precision if precision != "auto" else "fp32", counts[0], None, {})
     time_threads = len(counts) > 1 and steps * batch >= 400  # shorter: not worth timing (the text is the same)

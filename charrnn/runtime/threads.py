@@ -1,4 +1,14 @@
-"""CPU threads: how many this process may use, a user's count checked, and torch set to one for a block.
+"""CPU threads: the one place torch's thread count is set, and the timed choice of it.
+
+    with torch_threads(n):              n threads inside the block (0 = one per core), the count before it after
+    with timed_threads(0, work):        the faster of 1 and one per core for `work`, timed now: yields it
+    set_threads(n)                      inside such a block: change it (a tuner's trial, a fallback to 1)
+
+Why time it: a second thread helps only while no other process holds the other core. On a busy
+core a 2-thread step can run 0.02x as fast as a 1-thread one, so a count fixed in advance is
+wrong on a busy machine whichever it is. Every command that runs a model chooses the same way:
+`train` times its first steps (training/speed.py), `sample`, `beam` and `chat` their step
+kernel (model/kernels.py), `eval`, `score`, `cells` and `serve` a forward pass (`timed_threads`).
 
 torch is imported inside the functions only, so light commands can import this for free.
 """
@@ -6,7 +16,7 @@ torch is imported inside the functions only, so light commands can import this f
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from charrnn.util.errors import UsageError
@@ -31,14 +41,46 @@ def check_threads(n: int) -> int:
     return n
 
 
+def candidates(n: int = 0) -> list[int]:
+    """The thread counts worth timing for a user's `n`: n itself, or 1 and one per core for 0 (auto)."""
+    return [n] if n else sorted({1, default_threads()})
+
+
+def set_threads(n: int) -> None:
+    """torch uses n CPU threads from now on (0 = one per core). Inside a `torch_threads` block, which puts
+    the count back when it ends."""
+    import torch
+
+    n = n or default_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """torch uses n CPU threads inside the block (0 = one per core), the previous count after."""
     import torch
 
     saved = torch.get_num_threads()
-    torch.set_num_threads(n or default_threads())
+    set_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(saved)
+        set_threads(saved)
+
+
+@contextmanager
+def timed_threads(n: int, work: Callable[[], object] | None, units: float = 1.0) -> Iterator[int]:
+    """Inside the block torch uses `n` threads, or for 0 the faster of 1 and one per core at `work` (one
+    call of it is `units` of work), timed now in short windows taken in turn, so a busy core is seen
+    and costs well under a second; yields the count. The previous count is put back after."""
+    from charrnn.runtime.timing import SAMPLE_THREAD_MARGIN, interleaved_rates, thread_verdict
+
+    counts = candidates(check_threads(n))
+    with torch_threads(counts[0]):
+        if len(counts) > 1 and work is not None:
+            rates = interleaved_rates({c: (work, units) for c in counts}, 0.05, 3,
+                                      before={c: (lambda c=c: set_threads(c)) for c in counts})
+            counts = [thread_verdict(rates, SAMPLE_THREAD_MARGIN)]
+        set_threads(counts[0])
+        yield counts[0]

@@ -25,7 +25,7 @@ from charrnn.runtime.cache import TuneCache, cache_disabled, cached_or_measured
 from charrnn.runtime.timing import precision_verdict
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
-from charrnn.runtime.threads import default_threads
+from charrnn.runtime import threads as cpu
 from charrnn.runtime.device import resolve_precision
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
@@ -45,7 +45,7 @@ def make_tuner(mcfg: ModelConfig, cfg: TrainConfig, device: torch.device, distri
     """The tuner for this run, or None when nothing is left to choose (forced, GPU, torchrun, one core)."""
     if device.type != "cpu" or distributed or (cfg.precision != "auto" and cfg.threads):
         return None
-    counts = [cfg.threads] if cfg.threads else sorted({1, default_threads()})
+    counts = cpu.candidates(cfg.threads)
     cache = cache or TuneCache()
     candidates, known = {}, {}
     for t in counts:
@@ -82,11 +82,6 @@ def cached_precision(mcfg: ModelConfig, cfg: TrainConfig, device: torch.device, 
         return None
     hit = (cache or TuneCache()).get(train_key(mcfg, cfg, cfg.threads))
     return DTYPES.get(hit.get("choice")) if hit else None
-
-
-def fixed_setting(cfg: TrainConfig) -> tuple[str, int]:
-    """(precision, threads) of a run that is not tuned on the CPU: auto means fp32 there."""
-    return ("fp32" if cfg.precision == "auto" else cfg.precision), (cfg.threads or default_threads())
 
 
 @torch.no_grad()
@@ -146,8 +141,7 @@ class SpeedPlan:
             return train_step()
         setting = self.tuner.setting
         self.amp_dtype = DTYPES[setting.precision]
-        if torch.get_num_threads() != setting.threads:
-            torch.set_num_threads(setting.threads)
+        cpu.set_threads(setting.threads)
         t0 = time.perf_counter()
         out = train_step()
         message = self.tuner.record(time.perf_counter() - t0)
@@ -161,8 +155,8 @@ class SpeedPlan:
     def steady(self) -> None:
         """Validation and samples run at the best thread count so far, never in a trial setting
         (a 2-thread validation while another process holds a core can take minutes)."""
-        if self.tuner is not None and torch.get_num_threads() != self.tuner.steady.threads:
-            torch.set_num_threads(self.tuner.steady.threads)
+        if self.tuner is not None:
+            cpu.set_threads(self.tuner.steady.threads)
 
     def eval_dtype(self, model, val_tokens: np.ndarray) -> torch.dtype | None:
         """Validation's autocast dtype: as training's, except that CPU `auto` measures its own (once, cached)."""
