@@ -84,7 +84,8 @@ def test_show_prints_the_run_config_as_yaml(in_tmp):
     out = runner.invoke(app, ["checkpoints", "show", "run"]).stdout
     assert "{'" not in out  # no Python dict repr
     configs = yaml.safe_load(out.split("\nvocabulary (")[0].split("\n", 2)[2])
-    assert configs["run"]["config"]["hidden"] == 8 and configs["run"]["config"]["corpus"] == [str(in_tmp / "c.txt")]
+    assert configs["model"]["hidden"] == 8 and configs["run"]["sources"] == [str(in_tmp / "c.txt")]
+    assert "config" not in configs["run"] and out.count("hidden: 8") == 1  # each setting once
 
 
 def test_prune_keeps_best_last_and_the_newest_snapshots(runs):

@@ -228,7 +228,7 @@ def test_a_word_checkpoint_whose_vocabulary_does_not_fit_is_refused(runs, tmp_pa
 
     ckpt = load_checkpoint(runs["word"][0] / "best.pt")
     for vocab, message in [({**ckpt["vocab"], "words": ckpt["vocab"]["words"][:-1]}, "ids but the model"),
-                           ({"kind": "bpe"}, "kind must be char, word or byte"), ({"kind": "byte"}, "256 ids")]:
+                           ({"kind": "bpe"}, "unknown vocabulary kind 'bpe'"), ({"kind": "byte"}, "256 ids")]:
         path = tmp_path / "bad.pt"
         path.write_bytes(checkpoint_bytes({**ckpt, "vocab": vocab}))  # stamped afresh: only the vocabulary is wrong
         with pytest.raises(CharrnnError, match=message):

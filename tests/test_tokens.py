@@ -42,8 +42,9 @@ def test_second_run_is_a_cache_hit_without_reading_the_text(tmp_path, monkeypatc
     def boom(*a, **k):
         raise AssertionError("the corpus was read again")
 
-    for name in ("scan_characters", "encode_files", "_hash_stream"):
+    for name in ("scan_characters", "_hash_stream"):
         monkeypatch.setattr(charrnn.text.tokens, name, boom)
+    monkeypatch.setattr(Vocab, "write_ids", boom)
     second = prepare_corpus([str(f)], cache=tmp_path / "cache")
     assert second.cached and second.path == first.path
     assert np.array_equal(second.tokens, first.tokens)
@@ -111,11 +112,11 @@ def test_failed_encoding_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
     f = tmp_path / "x.txt"
     f.write_text("some text\n" * 50)
 
-    def half_then_fail(files, vocab, encoding, out, meter=None):
+    def half_then_fail(vocab, files, encoding, out, meter=None):
         out.write(b"\x01" * 100)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(charrnn.text.tokens, "encode_files", half_then_fail)
+    monkeypatch.setattr(Vocab, "write_ids", half_then_fail)
     with pytest.raises(KeyboardInterrupt):
         prepare_corpus([str(f)], cache=tmp_path / "cache")
     assert list((tmp_path / "cache" / "tokens").iterdir()) == []

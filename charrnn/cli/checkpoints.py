@@ -59,7 +59,7 @@ def list_(
             table.add_row(shown(c.run), shown(c.name), "-", "-", "-", shown(f"unreadable: {c.error}", style="red"), "-",
                           fmt_bytes(c.bytes), c.modified)
             continue
-        model = f"{c.cell} {c.layers}x{c.hidden}" + ("" if c.tokens == "char" else f" {c.tokens}") \
+        model = f"{c.cell} {c.layers}x{c.hidden}" + ("" if c.token_is_char else f" {c.tokens}") \
             + ("" if c.resumable else " (export)")
         table.add_row(shown(c.run), shown(c.name), str(c.step), "-" if c.val_bpc is None else f"{c.val_bpc:.3f}",
                       "-" if c.val_bpt is None else f"{c.val_bpt:.3f}", shown(model), fmt_params(c.params),
@@ -89,20 +89,14 @@ def show(
     con.print(shown(f"{s['path']}: {kind}, format {s['format_version']}, {fmt_bytes(s['bytes'])}, {s['modified']}"))
     best = "-" if s["best_val_bpc"] is None else f"{s['best_val_bpc']:.4f}"
     con.print(shown(f"step {s['step']}, epoch {s['epoch']}, best val {best} bits/char, {s['params']:,} parameters"))
+    run = {k: v for k, v in s["meta"].items() if k != "config"}  # (its config: the model's and training's again)
     configs = {title: cfg for title, cfg in (("model", s["model_config"]), ("training", s["train_config"]),
-                                             ("run", s["meta"])) if cfg}
+                                             ("run", run)) if cfg}
     con.print(shown(yaml.safe_dump(configs, sort_keys=False, allow_unicode=True, width=1000).rstrip("\n"), keep="\n"))
-    if s["tokens"] == "char":
-        con.print(shown(f"vocabulary ({len(s['vocab'])} characters): {s['vocab']!r}"))
-    elif s["tokens"] == "word":
-        words = [p for p in s["vocab"] if len(p) > 1]
-        con.print(shown(f"vocabulary ({s['vocab_size']:,} word tokens: {len(words):,} multi-character tokens, most frequent "
-                        f"first, and {s['vocab_size'] - len(words)} characters to spell the rest): {words[:30]!r} ..."))
-    else:
-        con.print(shown("vocabulary: the 256 byte values (the text as UTF-8)"))
+    con.print(shown(s["vocab_line"]))
     if s["metrics"]:
         table = result_table(title="validation history", title_justify="left")
-        per_token = s["tokens"] == "char"
+        per_token = s["token_is_char"]
         for col in ("step", "epoch", "time (s)", "val bits/char", "val nats/char" if per_token else "val bits/token"):
             table.add_column(col, justify="right")
         for r in s["metrics"]:

@@ -116,13 +116,13 @@ def eval_(
     if as_json:
         emit_json({"checkpoint": str(loaded.path), "source": source, **ev.to_dict(), "seconds": round(seconds, 3)})
     console = report_console(as_json)
-    kind = loaded.vocab.kind
-    per_token = "" if kind == "char" else f"; {r.bits_per_token:.4f} bits/token over {r.tokens:,} {kind} tokens"
+    vocab = loaded.vocab
+    per_token = "" if vocab.token_is_char else f"; {r.bits_per_token:.4f} bits/token over {r.tokens:,} {vocab.unit}"
     console.print(f"{r.bits_per_char:.4f} bits/char  ({r.nats_per_char:.4f} nats/char, perplexity "
                   f"{r.perplexity:.3f}) over {r.chars:,} predicted characters{per_token}", highlight=False, markup=False)
     console.print(f"{ev.chars_read:,} characters read; {oov_note(ev.oov)}", style="dim", highlight=False, markup=False)
     streams = min(batch_size, r.tokens)
-    unit = "characters" if kind == "char" else "tokens"
+    unit = vocab.unit
     restarts = f"it restarts from zero at the {streams - 1} later stream starts (--batch-size 1: none)" if streams > 1 \
         else "one stream: the exact sequential figure"
     console.print(f"{streams} stream(s) of up to {-(-r.tokens // streams):,} {unit}, the state carried through each; "
@@ -167,8 +167,8 @@ def score(
         emit_json({"checkpoint": str(loaded.path), "source": source, **s.to_dict(top)})
     elif not no_text:
         console.print(rich_text(text, colours))
-    first = "the first character has nothing before it and is not scored" if loaded.vocab.kind == "char" else \
-        (f"{loaded.vocab.kind} tokens: each token's bits are spread over its characters; the first token has "
+    first = "the first character has nothing before it and is not scored" if loaded.vocab.token_is_char else \
+        (f"{loaded.vocab.unit}: each token's bits are spread over its characters; the first token has "
          "nothing before it and is not scored")
     summary = (f"{s.bits_per_char:.4f} bits/char over {s.scored:,} characters ({s.total_bits:,.1f} bits in all); "
                f"{first}; {oov_note(s.oov)}")
@@ -230,7 +230,7 @@ def cells(
         chosen = parse_unit(unit, kind or ("c" if loaded.model.n_state == 2 else "h")) if unit else None
         if chosen:
             check_unit(chosen, loaded.model)
-        per_char = None if loaded.vocab.kind == "char" else enc.token_of_char()
+        per_char = None if loaded.vocab.token_is_char else enc.token_of_char()
         report = analyse(loaded.model, enc.tokens, known, syntax, top, [kind] if kind else None, per_char)
     console = report_console(as_json)
     legend = "background: blue = -1, white = 0, red = +1 (h, or tanh(c) for cell states)"

@@ -114,12 +114,10 @@ class ConsoleReporter(Reporter):
             threads = 0 if len(tried) > 1 else threads
             if len(tried) > 1:
                 precision += f", {' or '.join(map(str, tried))} threads (timed)"
-        kind = trainer.vocab.kind
-        unit = "chars" if kind == "char" else f"{kind} tokens"
+        unit = trainer.vocab.unit
         self.console.print(
             f"charrnn {m.cell} {m.layers}x{m.hidden} (embed {m.embed}, {trainer.model.num_params() / 1e6:.2f}M params), "
-            f"vocab {m.vocab_size:,}{'' if kind == 'char' else ' ' + kind + ' tokens'}, "
-            f"{len(trainer.batcher.tokens):,} train / {len(trainer.val_tokens):,} val {unit}",
+            f"vocab {m.vocab_size:,} {unit}, {len(trainer.batcher.tokens):,} train / {len(trainer.val_tokens):,} val {unit}",
             markup=False, highlight=False,
         )
         self.console.print(

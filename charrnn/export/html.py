@@ -44,7 +44,6 @@ from charrnn.util.errors import CharrnnError
 from charrnn.util.files import atomic_write_text
 
 SCRIPTS = ("step.js", "sample.js", "vocab.js", "page.js")  # run in this order: each uses the ones before it
-UNITS = {"char": "characters", "word": "words", "byte": "bytes"}
 MAX_PARAMS = 50_000_000  # 270 MB of base64 to parse and decode: minutes to open, and near what a browser can hold
 MAX_LENGTH = 1_000_000  # tokens one click may write
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
@@ -80,7 +79,7 @@ def page_spec(checkpoint: dict, config: ModelConfig, name: str) -> dict:
     return {
         "name": name,
         "facts": model_facts(checkpoint, config, vocab),
-        "unit": UNITS[vocab.kind],
+        "unit": vocab.unit,
         "config": {"cell": config.cell, "layers": config.layers, "hidden": config.hidden, "embed": config.embed,
                    "vocab_size": config.vocab_size},
         "vocab": vocab_spec(vocab),
@@ -91,7 +90,7 @@ def page_spec(checkpoint: dict, config: ModelConfig, name: str) -> dict:
 
 def model_facts(checkpoint: dict, config: ModelConfig, vocab) -> str:
     """`LSTM 2×256 · 65 characters · 946,625 parameters · step 1,000 · val 2.338 bits/char`."""
-    facts = [f"{config.cell.upper()} {config.layers}×{config.hidden}", f"{len(vocab):,} {UNITS[vocab.kind]}",
+    facts = [f"{config.cell.upper()} {config.layers}×{config.hidden}", f"{len(vocab):,} {vocab.unit}",
              f"{config.num_params():,} parameters"]
     if isinstance(checkpoint.get("step"), int):
         facts.append(f"step {checkpoint['step']:,}")
@@ -105,7 +104,7 @@ def vocab_spec(vocab) -> dict:
     """The vocabulary as vocab.js reads it: its kind, the text of each id, where a prompt starts (bytes: UTF-8's
     automaton instead of texts)."""
     spec = {"kind": vocab.kind, "start": default_prime(vocab), "pieces": [], "utf8_next": None}
-    if vocab.kind == "byte":
+    if vocab.guard(1) is not None:  # bytes: only those that continue valid UTF-8 may be drawn
         spec["utf8_next"] = NEXT.tolist()  # (8, 256): the next state after each byte, -1 where it is not allowed
     else:
         spec["pieces"] = list(vocab.pieces)

@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from charrnn.text.kinds import check_unk, unknown_error
+from charrnn.text.kinds import Tokens, check_unk, unknown_error
 
 # ---- the UTF-8 automaton --------------------------------------------------------------------------
 # States: 0 between characters; 1, 2, 3 expecting that many more bytes 80..BF; 4 after E0 (next
@@ -93,11 +93,12 @@ def utf8_lengths(text: str) -> np.ndarray:
     return 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
 
 
-class ByteVocab:
+class ByteVocab(Tokens):
     """The 256 byte values; a byte's id is its value. It holds nothing, so all are equal."""
 
     kind: ClassVar[str] = "byte"
     unit: ClassVar[str] = "bytes"
+    fixed_ids: ClassVar[bool] = True
     chars = ""  # no characters of its own: it spells every one with bytes
 
     def __eq__(self, other) -> bool:
@@ -182,9 +183,22 @@ class ByteVocab:
     def guard(self, n: int) -> Utf8Guard:
         return Utf8Guard(n)
 
-    def ids_of(self, other) -> None:
-        """Another vocabulary's ids as bytes: None, its text is re-encoded."""
-        return None
+    @classmethod
+    def from_files(cls, chars: str, files, encoding: str, max_vocab: int = 0, meter=None) -> "ByteVocab":
+        return cls()
+
+    @classmethod
+    def from_text(cls, text: str, max_vocab: int = 0) -> "ByteVocab":
+        return cls()
+
+    def ids(self) -> str:
+        return "256 byte ids"
+
+    def describe(self) -> str:
+        return "vocabulary: the 256 byte values (the text as UTF-8)"
+
+    def listing(self) -> str:
+        return "UTF-8 bytes"
 
     def to_dict(self) -> dict:
         return {"kind": "byte"}

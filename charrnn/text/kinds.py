@@ -6,23 +6,26 @@ A model reads token ids. What a token is depends on the vocabulary's kind:
     word   a word, number, punctuation mark or whitespace    wordvocab.py  (characters as fallback)
     byte   one byte of the text's UTF-8 encoding (256)        bytevocab.py
 
-Every vocabulary offers the same interface, so the rest of the package never asks which
-kind it holds: `len`, `dtype`, `kind`, `in` (can this character be encoded), `encode`,
+Every vocabulary offers the same interface (`Tokens` below), so the rest of the package never
+asks which kind it holds: `len`, `dtype`, `in` (can this character be encoded), `encode`,
 `encode_array`, `encode_spans`, `decode`, `decoder()` (a streaming decoder), `pieces` (what
 each id adds to the "surface" text beam search builds; the text itself except for bytes),
 `surface`/`from_surface`, `char_counts` (how many characters of the text each id stands for:
 what turns bits per token into bits per character), `guard(n)` (a constraint on the next
-token, or None) and `to_dict`. `Vocab.from_dict` reads any kind back from a checkpoint.
+token, or None), `write_ids` (a corpus's ids into the token cache), what a person reads about
+it (`unit`, `describe`, `count`, `listing`), and `to_dict`. `vocab.vocab_from_dict` reads any
+kind back from a checkpoint; `vocab.vocab_class(kind)` is the one place a kind's name is looked up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import ClassVar
 
 import numpy as np
 
 from charrnn.util.errors import CharrnnError, UsageError
-from charrnn.util.showtext import show_chars
+from charrnn.util.showtext import lone_surrogate, show_chars
 
 KINDS = ("char", "word", "byte")
 UNK_POLICIES = ("error", "skip")
@@ -44,17 +47,89 @@ def unknown_error(missing: Iterable[str]) -> CharrnnError:
     missing = list(missing)
     return CharrnnError(
         f"{len(missing)} character(s) not in the model's vocabulary: {show_chars(missing)} "
-        "(remove them, or pass --unk skip to drop them)"
+        "(remove them, or drop them with unk=skip)", "unk"
     )
 
 
 def check_kind(kind: str) -> str:
     if kind not in KINDS:
-        raise UsageError(f"--tokens must be one of {', '.join(KINDS)}, not {kind!r}")
+        raise UsageError(f"tokens must be one of {', '.join(KINDS)}, not {kind!r}", "tokens")
     return kind
 
 
-class TextAsIs:
+def texts(files, encoding: str, meter: Callable[[int], None] | None = None) -> Iterator[str]:
+    """The decoded text of (path, name) files, chunk by chunk: one text, as if they were concatenated."""
+    from charrnn.text.scan import iter_text
+
+    for path, name in files:
+        yield from iter_text(path, name, encoding, on_bytes=meter)
+
+
+def sorted_chars(chars) -> str:
+    """`chars` as a vocabulary stores its characters: a string, distinct and in code-point order (ids would
+    mean other characters otherwise), each one that UTF-8 can write; or a ValueError saying which is not so."""
+    if not isinstance(chars, str):
+        raise ValueError("a vocabulary must hold its characters as a string 'chars'")
+    if len(set(chars)) != len(chars):
+        raise ValueError("the vocabulary repeats characters")
+    if any(a >= b for a, b in zip(chars, chars[1:])):
+        raise ValueError("the vocabulary is not in code-point order (charrnn always stores it sorted): "
+                         "ids would mean other characters")
+    at = lone_surrogate(chars)
+    if at is not None:  # never in decoded text: it would pass every other check, then fail the first time printed
+        raise ValueError(f"the vocabulary holds a lone surrogate U+{ord(chars[at]):04X}, which is not a character")
+    return chars
+
+
+class Tokens:
+    """What every kind of vocabulary shares, and the defaults its class may override."""
+
+    kind: ClassVar[str]  # its name in a checkpoint (absent for characters, as in every older file)
+    unit: ClassVar[str]  # what its tokens are, for a person: "characters", "word tokens", "bytes"
+    format_version: ClassVar[int] = 2  # the checkpoint format that holds it (characters: 1)
+    token_is_char: ClassVar[bool] = False  # each token is one character: bits per token are bits per character
+    fixed_ids: ClassVar[bool] = False  # its ids are there whatever the text (bytes: all 256), not the text's own
+
+    @classmethod
+    def cache_tag(cls, max_vocab: int) -> str:
+        """What the token cache's key adds for this kind (how a corpus is cut into its tokens)."""
+        return f"\n{cls.kind}"
+
+    def chunks(self, chunks: Iterable[str]) -> Iterable[str]:
+        """A stream of text re-cut where no token straddles a cut (any cut will do for most kinds)."""
+        return chunks
+
+    def write_ids(self, files, encoding: str, out, meter: Callable[[int], None] | None = None) -> tuple[int, int]:
+        """Write the ids of every file's text, as one text, to the binary file `out`: (tokens, characters)."""
+        tokens = chars = 0
+        for text in self.chunks(texts(files, encoding, meter)):
+            ids = self.encode_array(text)
+            out.write(ids.tobytes())
+            tokens, chars = tokens + len(ids), chars + len(text)
+        return tokens, chars
+
+    def ids_of(self, other) -> None:
+        """Another vocabulary's ids as this one's: None, its text is re-encoded (`Vocab.ids_of` maps characters)."""
+        return None
+
+    def count(self, n: int, chars: int) -> str:
+        """'1,003,854 word tokens for 3,400,000 characters': a corpus of `n` of its tokens, for a person."""
+        return f"{n:,} {self.unit} for {chars:,} characters"
+
+    def ids(self) -> str:
+        """What its ids are, in a few words: '8,000 ids: 7,920 tokens + 80 characters'."""
+        return f"{len(self):,} ids"
+
+    def describe(self) -> str:
+        """The vocabulary in a line, for `checkpoints show`."""
+        return f"vocabulary: {len(self):,} {self.unit}"
+
+    def listing(self):
+        """The vocabulary as plain data (for --json)."""
+        return list(self.pieces)
+
+
+class TextAsIs(Tokens):
     """What a vocabulary whose pieces spell the text directly (characters, words) shares: the text
     is its own surface, and any id may follow any other. (A byte vocabulary has neither.)"""
 
@@ -72,8 +147,4 @@ class TextAsIs:
 
     def guard(self, n: int) -> None:
         """Constraints on the next id of `n` streams: none."""
-        return None
-
-    def ids_of(self, other) -> None:
-        """Another vocabulary's ids as this one's: None, its text is re-encoded (`Vocab.ids_of` maps characters)."""
         return None

@@ -26,8 +26,8 @@ must match the checksum recorded at write time - the whole file up to 64 MB, 64 
 blocks beyond that (a few MB of reading for any size; `verify=True` reads it all), ids below the
 vocabulary size. A bad entry is rebuilt, with a warning that says why.
 
-Word and byte models (`kind`) cache their own ids under their own key: `vocabbuild` builds
-their vocabulary (a word count between the two passes) and encodes pass 2.
+Word and byte models (`kind`) cache their own ids under their own key (`cache_tag`); each kind's
+vocabulary class builds it (a word count between the two passes) and writes pass 2 (`write_ids`).
 """
 
 from __future__ import annotations
@@ -48,8 +48,7 @@ from charrnn.text.corpus import expand_sources, some, source_name
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.text.scan import iter_text, normalize_encoding, sniffed
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB, check_kind
-from charrnn.text.vocab import Vocab
-from charrnn.text.vocabbuild import build_vocab, encode_tokens
+from charrnn.text.vocab import Vocab, build_vocab, vocab_class
 
 CACHE_FORMAT = 2  # 2: the .json records checksums of the .bin
 FULL_CHECK_BYTES = 64 << 20  # token files up to this size are verified whole on every hit
@@ -88,14 +87,8 @@ class Corpus:
         if self.outside:
             skipped += (f"; skipped {len(self.outside)} symbolic link(s) out of their folder ({some(self.outside)}): "
                         "name a file to read it")
-        chars = self.chars or len(self)
-        what = {
-            "char": f"{len(self):,} characters ({len(self.vocab)} distinct",
-            "word": f"{len(self):,} word tokens for {chars:,} characters ({len(self.vocab):,} ids: "
-                    f"{len(self.vocab) - len(self.vocab.chars):,} tokens + {len(self.vocab.chars)} characters",
-            "byte": f"{len(self):,} bytes for {chars:,} characters (256 byte ids",
-        }[self.vocab.kind]
-        return f"{what}, {self.tokens.dtype} ids) from {origin}; {how}{skipped}"
+        what = self.vocab.count(len(self), self.chars or len(self))
+        return f"{what} ({self.vocab.ids()}, {self.tokens.dtype} ids) from {origin}; {how}{skipped}"
 
 
 # ---- hashing --------------------------------------------------------------------------------------
@@ -227,32 +220,11 @@ def _line_of_nul(path: Path, encoding: str) -> int:
     return lines
 
 
-def encode_files(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, out, meter: _Meter | None = None) -> int:
-    """Pass 2: write the ids of every character of every file to the binary file `out`; return the count."""
-    dtype = vocab.dtype
-    lut = vocab.id_table()  # code point -> id
-    table = bytes(int(lut[i]) if i < len(lut) else 0 for i in range(256)) if dtype == np.uint8 else None
-    n = 0
-    for path, name in files:
-        for chunk in iter_text(path, name, encoding, on_bytes=meter):
-            # A stray "é" must not push a whole megabyte off the fast path: look at 64K blocks.
-            step = len(chunk) if chunk.isascii() else 1 << 16
-            for i in range(0, len(chunk), step):
-                text = chunk[i : i + step]
-                if table is not None and text.isascii():
-                    out.write(text.encode("ascii").translate(table))  # one byte in, one id out
-                else:
-                    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (n,)
-                    out.write(lut.take(points).tobytes())
-            n += len(chunk)
-    return n
-
-
 # ---- the cache ------------------------------------------------------------------------------------
 
 
 def _cache_key(shas: list[str], encoding: str, kind: str = "char", max_vocab: int = DEFAULT_MAX_VOCAB) -> str:
-    how = {"char": "", "byte": "\nbyte", "word": f"\nword {max_vocab}"}[kind]  # char keys are as they always were
+    how = vocab_class(kind).cache_tag(max_vocab)
     return hashlib.sha256(f"charrnn-tokens {CACHE_FORMAT}\n{encoding}\n{chr(10).join(shas)}{how}".encode()).hexdigest()
 
 
@@ -292,16 +264,6 @@ class _HashingWriter:
         return self.f.write(data)
 
 
-def _cached_vocab(d) -> Vocab:
-    """The vocabulary a cache entry records, checked (a character one: distinct, in code-point order)."""
-    if not isinstance(d, dict) or d.get("kind", "char") == "char":
-        chars = d.get("chars") if isinstance(d, dict) else None
-        if not isinstance(chars, str) or not chars or any(a >= b for a, b in zip(chars, chars[1:])):
-            raise ValueError("its vocabulary is not a set of distinct characters in code-point order")
-        return Vocab(chars)
-    return Vocab.from_dict(d)  # a word or byte vocabulary checks itself (ValueError, KeyError, TypeError)
-
-
 def check_cached(meta_path: Path, verify: bool = False) -> tuple[Vocab, np.memmap, int]:
     """A cache entry's vocabulary, token memmap and character count, checked; raises ValueError saying what is wrong.
 
@@ -311,7 +273,7 @@ def check_cached(meta_path: Path, verify: bool = False) -> tuple[Vocab, np.memma
     if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
         raise ValueError("it was written by another version of charrnn")
     dtype, length, sums = meta.get("dtype"), meta.get("length"), meta.get("checksum")
-    vocab = _cached_vocab(meta.get("vocab"))
+    vocab = Vocab.from_dict(meta.get("vocab"))  # checked: ValueError says what is wrong
     if dtype != vocab.dtype.name or not isinstance(length, int) or isinstance(length, bool) or length < 2:
         raise ValueError("its id type or length does not fit its vocabulary")
     if not isinstance(sums, dict) or not all(isinstance(sums.get(k), str) for k in ("blake2b", "sampled")):
@@ -360,10 +322,7 @@ def _write_tokens(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, n:
     """
     with atomic_write(dest) as out:
         hashing = _HashingWriter(out)
-        if vocab.kind == "char":
-            written = read = encode_files(files, vocab, encoding, hashing, meter)
-        else:
-            written, read = encode_tokens(files, vocab, encoding, hashing, meter)
+        written, read = vocab.write_ids(files, encoding, hashing, meter)
         if read != n:  # raised inside the block: the temporary file is deleted
             raise CharrnnError(f"the corpus changed while it was being read ({n:,} then {read:,} characters): try again")
     return hashing.hash.hexdigest(), written

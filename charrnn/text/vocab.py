@@ -4,10 +4,12 @@ The vocabulary is the sorted set of distinct code points in the training text. I
 stored inside every checkpoint as a plain string, so a checkpoint alone can encode a
 prime and decode generated ids.
 
-It is one of three kinds of vocabulary (`tokenkind` describes the interface they share;
-`wordvocab` and `bytevocab` hold the others). `Vocab.from_dict` reads any of them back from
-a checkpoint, so every command follows the kind a model was trained with; a dict without a
-"kind" (every checkpoint written before there were kinds) is a character vocabulary.
+It is one of three kinds of vocabulary (`kinds.py` describes the interface they share;
+`wordvocab` and `bytevocab` hold the others). This module is also where a kind's name becomes a
+class (`vocab_class`), the one place it is looked up: `Vocab.from_dict` reads any kind back from
+a checkpoint, so every command follows the kind a model was trained with (a dict without a
+"kind", as every checkpoint written before there were kinds, is a character vocabulary), and
+`build_vocab` / `vocab_for_text` make one of a kind for a corpus.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import ClassVar
 import numpy as np
 
 from charrnn.text.bytevocab import ByteVocab
-from charrnn.text.kinds import UNK_POLICIES, TextAsIs, check_unk, id_dtype, unknown_error  # noqa: F401  (UNK_POLICIES: re-exported)
+from charrnn.text.kinds import (DEFAULT_MAX_VOCAB, TextAsIs, check_kind, check_unk, id_dtype, sorted_chars, texts,
+                                unknown_error)
 from charrnn.text.wordvocab import WordVocab
+from charrnn.util.fields import short
 
 
 @dataclass(frozen=True)
@@ -29,16 +33,27 @@ class Vocab(TextAsIs):
 
     chars: str
     kind: ClassVar[str] = "char"
-    unit: ClassVar[str] = "characters"  # what a token is, in words a person reads
+    unit: ClassVar[str] = "characters"
+    format_version: ClassVar[int] = 1
+    token_is_char: ClassVar[bool] = True
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(set(self.chars)) != len(self.chars):
-            raise ValueError("vocabulary characters must be distinct")
+            raise ValueError("the vocabulary repeats characters")
         object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.chars)})
 
     @classmethod
-    def from_text(cls, text: str | Iterable[str]) -> "Vocab":
+    def cache_tag(cls, max_vocab: int) -> str:
+        return ""  # the cache keys of character corpora are as they always were
+
+    @classmethod
+    def from_files(cls, chars: str, files, encoding: str, max_vocab: int = 0, meter=None) -> "Vocab":
+        """The vocabulary of a corpus whose distinct characters are `chars` (the token cache's first pass)."""
+        return cls(chars)
+
+    @classmethod
+    def from_text(cls, text: str | Iterable[str], max_vocab: int = 0) -> "Vocab":
         """Build from a text (or an iterable of text chunks): its distinct code points, sorted."""
         if isinstance(text, str):
             return cls("".join(sorted(set(text))))
@@ -123,17 +138,68 @@ class Vocab(TextAsIs):
         """A streaming decoder: call it with each id as it comes, get the text it completes."""
         return self.chars.__getitem__
 
+    def write_ids(self, files, encoding: str, out, meter=None) -> tuple[int, int]:
+        """Write the id of every character of every file to the binary file `out`: (tokens, characters).
+
+        ASCII text with byte-sized ids takes one `bytes.translate` per chunk (one byte in, one id out);
+        the rest looks its code points up in `id_table`. A stray "é" does not push a whole megabyte off
+        the fast path: chunks that are not ASCII are looked at in 64K blocks.
+        """
+        lut = self.id_table()  # code point -> id
+        table = bytes(int(lut[i]) if i < len(lut) else 0 for i in range(256)) if self.dtype == np.uint8 else None
+        n = 0
+        for chunk in texts(files, encoding, meter):
+            step = len(chunk) if chunk.isascii() else 1 << 16
+            for i in range(0, len(chunk), step):
+                text = chunk[i : i + step]
+                if table is not None and text.isascii():
+                    out.write(text.encode("ascii").translate(table))
+                else:
+                    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (n,)
+                    out.write(lut.take(points).tobytes())
+            n += len(chunk)
+        return n, n
+
+    def count(self, n: int, chars: int) -> str:
+        return f"{n:,} characters"
+
+    def ids(self) -> str:
+        return f"{len(self)} distinct"
+
+    def describe(self) -> str:
+        return f"vocabulary ({len(self)} characters): {self.chars!r}"
+
+    def listing(self) -> str:
+        return self.chars
+
     def to_dict(self) -> dict:
         return {"chars": self.chars}  # no "kind": exactly what every older charrnn wrote and reads
 
     @classmethod
     def from_dict(cls, d: dict):
-        """A vocabulary of any kind from its `to_dict` (as stored in checkpoints and the token cache)."""
+        """A vocabulary of any kind from its `to_dict` (as stored in checkpoints and the token cache), checked:
+        ValueError says what is wrong with it."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a vocabulary is a mapping, not {type(d).__name__}")
         kind = d.get("kind", "char")
-        if kind == "word":
-            return WordVocab.from_dict(d)
-        if kind == "byte":
-            return ByteVocab.from_dict(d)
-        if kind != "char":
-            raise ValueError(f"unknown vocabulary kind {kind!r}")
-        return cls(d["chars"])
+        if kind != cls.kind:
+            return vocab_class(kind).from_dict(d)
+        return cls(sorted_chars(d.get("chars")))
+
+
+def vocab_class(kind: str) -> type:
+    """The vocabulary class of a kind's name: the one place a name becomes a kind."""
+    classes = {"char": Vocab, "word": WordVocab, "byte": ByteVocab}
+    if kind not in classes:
+        raise ValueError(f"unknown vocabulary kind {short(kind)}: one of {', '.join(classes)}")
+    return classes[kind]
+
+
+def build_vocab(kind: str, chars: str, files, encoding: str, max_vocab: int = DEFAULT_MAX_VOCAB, meter=None):
+    """The vocabulary of `kind` for a corpus whose distinct characters are `chars` (the cache's first pass)."""
+    return vocab_class(check_kind(kind)).from_files(chars, files, encoding, max_vocab, meter)
+
+
+def vocab_for_text(text: str, kind: str = "char", max_vocab: int = DEFAULT_MAX_VOCAB):
+    """A vocabulary of `kind` built from a text in memory."""
+    return vocab_class(check_kind(kind)).from_text(text, max_vocab)

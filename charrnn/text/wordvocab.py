@@ -33,7 +33,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from charrnn.text.kinds import DEFAULT_MAX_VOCAB, TextAsIs, check_unk, id_dtype, unknown_error
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB, TextAsIs, check_unk, id_dtype, sorted_chars, texts, unknown_error
 
 # letters with inner apostrophes | digits | one mark | underscore | a whitespace run; an optional
 # leading space on the first four. The last `.` is never reached (the others cover every character).
@@ -117,6 +117,26 @@ class WordVocab(TextAsIs):
     def from_text(cls, text: str, max_vocab: int = DEFAULT_MAX_VOCAB) -> "WordVocab":
         return cls.build(text, Counter(split_words(text)), max_vocab)
 
+    @classmethod
+    def from_files(cls, chars: str, files, encoding: str, max_vocab: int = DEFAULT_MAX_VOCAB,
+                   meter=None) -> "WordVocab":
+        """The vocabulary of a corpus whose distinct characters are `chars`: its tokens counted in one more pass."""
+        return cls.build(chars, count_tokens(texts(files, encoding, meter)), max_vocab)
+
+    @classmethod
+    def cache_tag(cls, max_vocab: int) -> str:
+        return f"\nword {max_vocab}"
+
+    def chunks(self, chunks: Iterable[str]) -> Iterator[str]:
+        return token_chunks(chunks)  # a word may run on from one file into the next
+
+    def ids(self) -> str:
+        return f"{len(self):,} ids: {len(self.words):,} tokens + {len(self.chars)} characters"
+
+    def describe(self) -> str:
+        return (f"vocabulary ({len(self):,} word tokens: {len(self.words):,} multi-character tokens, most frequent "
+                f"first, and {len(self.chars)} characters to spell the rest): {list(self.words[:30])!r} ...")
+
     def __len__(self) -> int:
         return len(self._pieces)
 
@@ -198,4 +218,7 @@ class WordVocab(TextAsIs):
 
     @classmethod
     def from_dict(cls, d: dict) -> "WordVocab":
-        return cls(d["chars"], tuple(d["words"]))
+        words = d.get("words")
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise ValueError("a word vocabulary must hold a list of strings 'words'")
+        return cls(sorted_chars(d.get("chars")), tuple(words))

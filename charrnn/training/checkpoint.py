@@ -58,8 +58,9 @@ class SaveError(CharrnnError):
 
 
 def format_version(vocab: dict) -> int:
-    """The format a checkpoint with this vocabulary is written in: 1 for characters, 2 for words and bytes."""
-    return 1 if vocab.get("kind", "char") == "char" else 2
+    """The format a checkpoint with this vocabulary is written in: 1 for characters, 2 for a vocabulary that
+    names its kind (words, bytes: an older charrnn would misread them)."""
+    return 2 if "kind" in vocab else 1
 
 
 def stamped(payload: dict) -> dict:

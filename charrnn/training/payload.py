@@ -37,7 +37,6 @@ import torch
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.util.errors import CharrnnError
-from charrnn.util.showtext import lone_surrogate
 from charrnn.text.vocab import Vocab
 
 CHECKSUM_KEY = "checksum"  # {"blake2b": hex digest of everything else in the payload}
@@ -113,46 +112,13 @@ def model_config(ckpt: dict) -> ModelConfig:
 
 
 def _check_vocab(ckpt: dict, mc: ModelConfig) -> None:
-    v = ckpt.get("vocab")
-    _need(isinstance(v, dict), f"vocab must be a mapping, not {_kind(v)}")
-    kind = v.get("kind", "char")
-    if kind != "char":
-        _check_other_vocab(v, kind, mc)
-        return
-    _need(isinstance(v.get("chars"), str), "vocab must be a mapping with a string 'chars'")
-    chars = v["chars"]
-    _check_encodable(chars)
-    _need(len(set(chars)) == len(chars), "the vocabulary repeats characters")
-    _need(all(a < b for a, b in zip(chars, chars[1:])), "the vocabulary is not in code-point order "
-                                                         "(charrnn always stores it sorted): ids would mean other characters")
-    _need(len(chars) == mc.vocab_size, f"the vocabulary has {len(chars):,} characters but the model "
-                                       f"is built for {mc.vocab_size:,} (vocab_size and the weights)")
-
-
-def _check_encodable(text: str) -> None:
-    """Every character of a vocabulary must be one UTF-8 can write: a lone surrogate (never in
-    decoded text) would pass every other check, then fail the first time it is printed."""
-    at = lone_surrogate(text)
-    if at is not None:
-        raise Damaged(f"the vocabulary holds a lone surrogate U+{ord(text[at]):04X}, which is not a character")
-
-
-def _check_other_vocab(v: dict, kind, mc: ModelConfig) -> None:
-    """A word or byte vocabulary (see `tokenkind`): well formed, and as many ids as the model has."""
-    _need(kind in ("word", "byte"), f"the vocabulary's kind must be char, word or byte, not {_kind(kind)}")
-    if kind == "word":
-        chars, words = v.get("chars"), v.get("words")
-        _need(isinstance(chars, str) and isinstance(words, list) and all(isinstance(w, str) for w in words),
-              "a word vocabulary must hold a string 'chars' and a list of strings 'words'")
-        _need(all(a < b for a, b in zip(chars, chars[1:])), "the vocabulary's characters are not distinct "
-                                                             "and in code-point order")
-        _check_encodable(chars + "".join(words))
+    """A vocabulary of any kind, well formed (its class checks itself), with as many ids as the model has."""
     try:
-        size = len(Vocab.from_dict(v))
+        vocab = Vocab.from_dict(ckpt.get("vocab"))
     except (ValueError, KeyError, TypeError) as e:
-        raise Damaged(f"the {kind} vocabulary is malformed: {e}") from None
-    _need(size == mc.vocab_size, f"the {kind} vocabulary has {size:,} ids but the model is built for "
-                                 f"{mc.vocab_size:,} (vocab_size and the weights)")
+        raise Damaged(f"the vocabulary is malformed: {e}") from None
+    _need(len(vocab) == mc.vocab_size, f"the {vocab.unit} vocabulary has {len(vocab):,} ids but the model is built for "
+                                       f"{mc.vocab_size:,} (vocab_size and the weights)")
 
 
 def _check_model(ckpt: dict, mc: ModelConfig) -> None:

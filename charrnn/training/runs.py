@@ -38,6 +38,7 @@ class CheckpointInfo:
     modified: str  # local time the file was written, YYYY-MM-DD HH:MM
     resumable: bool  # holds optimizer state and data position (False for exports)
     error: str | None = None  # why it could not be read, if it could not
+    token_is_char: bool = True  # a token is one character (bits per token are bits per character)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,13 +69,13 @@ def describe(path: str | Path, root: str | Path | None = None) -> CheckpointInfo
                               hidden=None, params=None, resumable=False, error=str(e).replace(str(path), path.name))
     mc = ckpt.get("model_config", {})
     params = sum(t.numel() for t in ckpt["model"].values() if hasattr(t, "numel"))
-    kind = (ckpt.get("vocab") or {}).get("kind", "char")
+    vocab = Vocab.from_dict(ckpt["vocab"])
     vals = [r for r in ckpt.get("metrics") or [] if r.get("val_bpc") is not None]
-    bpt = vals[-1].get("val_bpt", vals[-1]["val_bpc"] if kind == "char" else None) if vals else None
-    return CheckpointInfo(**base, step=ckpt.get("step"), val_bpc=latest_val_bpc(ckpt), val_bpt=bpt, tokens=kind,
+    bpt = vals[-1].get("val_bpt", vals[-1]["val_bpc"] if vocab.token_is_char else None) if vals else None
+    return CheckpointInfo(**base, step=ckpt.get("step"), val_bpc=latest_val_bpc(ckpt), val_bpt=bpt, tokens=vocab.kind,
                           cell=mc.get("cell"),
                           layers=mc.get("layers"), hidden=mc.get("hidden"), params=params,
-                          resumable=is_resumable(ckpt))
+                          resumable=is_resumable(ckpt), token_is_char=vocab.token_is_char)
 
 
 def check_folder(root: Path) -> None:
@@ -197,6 +198,8 @@ def summary(path: str | Path) -> dict:
         "meta": ckpt.get("meta") or {},
         "tokens": info.tokens,
         "vocab_size": len(vocab),
-        "vocab": vocab.chars if vocab.kind == "char" else list(vocab.pieces) if vocab.kind == "word" else "UTF-8 bytes",
+        "vocab": vocab.listing(),
+        "vocab_line": vocab.describe(),
+        "token_is_char": vocab.token_is_char,
         "metrics": [r for r in ckpt.get("metrics") or [] if "val_bpc" in r],  # the evaluations
     }

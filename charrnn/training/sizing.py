@@ -84,7 +84,7 @@ def training_memory(m: ModelConfig, c: TrainConfig) -> int:
     return 16 * m.num_params() + 4 * c.batch_size * c.seq_len * per_char
 
 
-def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter, kind: str = "char") -> None:
+def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter, token_is_char: bool = True) -> None:
     """Refuse a run that cannot fit in memory before building it; warn what a huge vocabulary costs."""
     from charrnn.runtime.memory import check_memory, fmt_bytes
 
@@ -93,7 +93,7 @@ def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter, kind
             f"{m.num_params():,} parameters) trained on batch {c.batch_size} x seq {c.seq_len}"
     check_memory(need, shape, "use a smaller hidden, layers, embed, batch_size or seq_len", device,
                  "hidden", "layers", "embed", "batch_size", "seq_len")
-    if m.vocab_size > LARGE_VOCAB and kind == "char":  # (a word vocabulary is meant to be large)
+    if m.vocab_size > LARGE_VOCAB and token_is_char:  # (a word vocabulary is meant to be large)
         in_vocab = m.vocab_size * (m.embed + m.hidden + 1)
         reporter.on_warning(
             f"the corpus has {m.vocab_size:,} distinct characters: the embedding and output layers hold "

@@ -26,8 +26,7 @@ import numpy as np
 
 from charrnn.text.corpus import split_train_val
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
-from charrnn.text.vocab import Vocab
-from charrnn.text.vocabbuild import vocab_for_text
+from charrnn.text.vocab import Vocab, vocab_for_text
 from charrnn.training import distributed
 from charrnn.training.checkpoint import load_checkpoint, resolve_checkpoint, resolve_resume
 from charrnn.training.config import (MODEL_KEYS, TRAIN_KEYS, ModelConfig, RunConfig, TrainConfig, fit_to_text,

@@ -63,7 +63,7 @@ def silence_unused_ids(model: CharRNN, vocab: Vocab, *token_arrays: np.ndarray) 
     against 2.95 with this, the character model's figure). A character or word vocabulary is
     built from the text itself, so every id occurs and nothing changes.
     """
-    if vocab.kind != "byte":
+    if not vocab.fixed_ids:  # built from the text: every id occurs in it
         return 0
     seen = np.zeros(len(vocab), dtype=bool)
     for tokens in token_arrays:
@@ -105,7 +105,7 @@ class Trainer:
             check_threads(train_config.threads)
         if not self.dist.is_main:
             self.reporter, self.out_dir = Reporter(), None  # only rank 0 writes and reports
-        check_model_fits(model_config, train_config, self.device.type, self.reporter, vocab.kind)
+        check_model_fits(model_config, train_config, self.device.type, self.reporter, vocab.token_is_char)
         torch.manual_seed(train_config.seed)
         self.model = CharRNN(model_config).to(self.device)
         silence_unused_ids(self.model, vocab, train_tokens, val_tokens)  # (resume and --init-from load weights over it)
