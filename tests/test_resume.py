@@ -97,7 +97,7 @@ def test_resume_can_extend_the_budget_but_not_the_layout(tmp_path):
     assert longer.total_steps == 30 and longer.step == 6
     from charrnn.util.errors import UsageError
 
-    with pytest.raises(UsageError, match="--batch-size cannot change when resuming"):
+    with pytest.raises(UsageError, match="batch_size cannot change when resuming"):
         Trainer.resume(tmp_path / "r" / "last.pt", train, val, overrides={"batch_size": 8})
 
 

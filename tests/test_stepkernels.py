@@ -146,7 +146,7 @@ def test_choose_kernel_forced_cached_and_idle(tmp_path):
     assert first.kernel in KERNELS and not first.verdict.cached and set(first.verdict.rates) == set(KERNELS)
     again = choose_kernel(model, 1, "auto", threads=1, steps=50, cache=cache, window=0.002)
     assert again.verdict.cached and again.kernel == first.kernel
-    with pytest.raises(Exception, match="--precision"):
+    with pytest.raises(Exception, match="precision int8 is not available"):
         choose_kernel(make("gru"), 1, "int8", cache=cache)
 
 

@@ -65,5 +65,5 @@ def test_stream_layout_continues_across_batches():
 
 
 def test_too_short_for_batch_layout():
-    with pytest.raises(CharrnnError, match="too short.*--batch-size"):
+    with pytest.raises(CharrnnError, match="too short.*batch_size"):
         StreamBatcher(np.arange(100), batch_size=16, seq_len=128)

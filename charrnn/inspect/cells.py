@@ -47,7 +47,7 @@ class Recording:
 
     def get(self, kind: str) -> np.ndarray:
         if kind not in self.kinds:
-            raise UsageError(f"this model has no {kind!r} state: use --kind {' or '.join(self.kinds)}")
+            raise UsageError(f"this model has no {kind!r} state: use kind {' or '.join(self.kinds)}", "kind")
         return self.h if kind == "h" else self.c
 
     def unit(self, unit: "Unit") -> np.ndarray:
@@ -169,16 +169,16 @@ def parse_unit(spec: str, kind: str) -> Unit:
     """'2:117' (layer 2 counted from 1, unit 117 counted from 0) and a kind -> a Unit."""
     m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", spec)
     if not m:
-        raise UsageError(f"--unit must look like LAYER:INDEX, e.g. 2:117 (layers from 1, units from 0), not {spec!r}")
+        raise UsageError(f"unit must look like LAYER:INDEX, e.g. 2:117 (layers from 1, units from 0), not {spec!r}", "unit")
     return Unit(int(m.group(1)), int(m.group(2)), kind)
 
 
 def check_kind(kind: str | None, model: CharRNN) -> None:
     """A clear UsageError if `kind` is not a state this model has (before any time is spent recording)."""
     if kind not in (None, "h", "c"):
-        raise UsageError("--kind must be h or c")
+        raise UsageError("kind must be h or c", "kind")
     if kind == "c" and model.n_state != 2:
-        raise UsageError(f"a {model.config.cell.upper()} has no cell state c: use --kind h")
+        raise UsageError(f"a {model.config.cell.upper()} has no cell state c: use kind h", "kind")
 
 
 def check_unit(unit: Unit, model: CharRNN) -> None:

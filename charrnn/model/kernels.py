@@ -301,8 +301,8 @@ def choose_kernel(model: CharRNN, batch: int = 1, precision: str = "auto", threa
     if precision != "auto" and precision not in names:
         from charrnn.util.errors import UsageError
 
-        raise UsageError(f"--precision {precision} is not available for this model here; use one of auto, "
-                         + ", ".join(names))
+        raise UsageError(f"precision {precision} is not available for this model here; use one of auto, "
+                         + ", ".join(names), "precision")
     on_cpu = model.head.weight.device.type == "cpu"
     counts = candidates(threads) if on_cpu else [1]
     if steps <= 1:  # nothing will be stepped

@@ -65,12 +65,13 @@ def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str, follow_
     globs = globs or ["**/*"]
     dest = None if out == "-" else Path(out)
     if dest is not None and not force and replaces_a_file(dest):
-        raise CharrnnError(f"{out} already exists: choose another -o, or pass --force to replace it")
+        raise CharrnnError(f"{out} already exists: choose another out, or set force to replace it", "out", "force")
     report = BuildReport()
     files = find_files(src, globs, dest.resolve() if dest else None, follow_symlinks, report.outside)
     if not files:
-        left = f" ({len(report.outside)} symlinks out of the tree were skipped: --follow-symlinks)" if report.outside else ""
-        raise CharrnnError(f"no files in {src_dir} match {' '.join(globs)}: check --glob (e.g. '**/*.c'){left}")
+        left = f" ({len(report.outside)} symlinks out of the tree were skipped: follow_symlinks)" if report.outside else ""
+        raise CharrnnError(f"no files in {src_dir} match {' '.join(globs)}: check glob (e.g. '**/*.c'){left}", "glob",
+                           "follow_symlinks")
     if dest is None:
         concatenate(files, src, sys.stdout.buffer, report)
         sys.stdout.buffer.flush()

@@ -100,7 +100,7 @@ def fetch(name: str, mirror: str | Path | None = None, progress: Callable[[int, 
         _copy_verified(entry, lambda: urllib.request.urlopen(entry.url, timeout=60), dest, progress)
     except OSError as e:
         raise CharrnnError(f"could not download {name} from {entry.url}: {e}; "
-                           f"use --mirror DIR (or CHARRNN_MIRROR) to copy it from a folder") from None
+                           f"copy it from a folder with mirror DIR (or CHARRNN_MIRROR)", "mirror") from None
     return dest
 
 

@@ -59,12 +59,12 @@ def check_glob(pattern: str) -> None:
     """
     parts = PurePosixPath(pattern).parts  # "./" and "." parts are dropped
     if pattern.startswith("/"):
-        raise UsageError(f"--glob {pattern!r} must be relative to the folder, e.g. '**/*.txt'")
+        raise UsageError(f"glob {pattern!r} must be relative to the folder, e.g. '**/*.txt'", "glob")
     if ".." in parts:
-        raise UsageError(f"--glob {pattern!r} must stay inside the folder (no '..'): pass the folder that "
-                         f"holds the files instead, with a glob such as '**/*.txt'")
+        raise UsageError(f"glob {pattern!r} must stay inside the folder (no '..'): name the folder that "
+                         f"holds the files instead, with a glob such as '**/*.txt'", "glob")
     if not parts:
-        raise UsageError(f"--glob {pattern!r} names no files: pass a pattern such as '**/*.txt'")
+        raise UsageError(f"glob {pattern!r} names no files: give a pattern such as '**/*.txt'", "glob")
 
 
 def check_text_file(src: str, reader: str, missing: str = "no such file") -> None:
@@ -156,11 +156,12 @@ def expand_sources(sources: list[str], globs: list[str] | None = None, encoding:
                 raise CharrnnError(f"every file in folder {src} matching {' '.join(patterns)} is a symbolic link out of "
                                    f"it ({some(outside)}): name the files themselves to read them")
             if not found:
-                raise CharrnnError(f"no files in folder {src} match {' '.join(patterns)}: pass --glob '*.txt'")
+                raise CharrnnError(f"no files in folder {src} match {' '.join(patterns)}: give a glob such as '*.txt'",
+                                   "glob")
             binary = [f for f in found if encoding is not None and looks_binary(f, encoding)]
             if len(binary) == len(found):
                 raise CharrnnError(f"no text files in folder {src}: all {len(found)} matching files are binary "
-                                   f"({some(binary)}); pass --glob '*.txt' to choose the text files")
+                                   f"({some(binary)}); choose the text files with a glob such as '*.txt'", "glob")
             skip = set(binary)
             out.files += [f for f in found if f not in skip]
             out.binary += binary
@@ -222,7 +223,7 @@ def split_train_val(tokens: np.ndarray, val_fraction: float,
     same tail of the text as a character model of the same corpus.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise UsageError("--val-fraction must be in [0, 1)")
+        raise UsageError("val_fraction must be a number >= 0 and < 1", "val_fraction")
     if char_counts is not None and not (char_counts == 1).all():
         total = count_chars(tokens, char_counts)
         cut = token_index_at_char(tokens, char_counts, total - int(total * val_fraction))

@@ -140,7 +140,7 @@ def _check_no_surrogates(text: str, name: str, encoding: str, before: int) -> No
     if at is not None:
         raise CharrnnError(f"{name} is not valid {_label(encoding)}: it decodes to U+{ord(text[at]):04X} "
                            f"(character {before + at:,}), a lone surrogate that is not a character; "
-                           f"check --encoding, or convert the file to UTF-8")
+                           f"check the encoding, or convert the file to UTF-8", "encoding")
 
 
 def iter_text(path: str | Path | BinaryIO, name: str | None = None, encoding: str = "utf-8",
@@ -185,7 +185,7 @@ def iter_text(path: str | Path | BinaryIO, name: str | None = None, encoding: st
                     raw, base = data[e.end :], at + (e.end - e.start)
                 except UnicodeError as e:  # a codec that cannot say where (punycode, a UTF-16 stream with no BOM)
                     raise CharrnnError(f"{name} is not valid {_label(encoding)}: {e}; "
-                                       f"check --encoding, or convert the file to UTF-8") from None
+                                       f"check the encoding, or convert the file to UTF-8", "encoding") from None
             text = "".join(parts)
             _check_no_surrogates(text, name, encoding, chars)
             if not started and text:

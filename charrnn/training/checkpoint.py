@@ -409,5 +409,5 @@ def resolve_resume(path: str | Path) -> Path:
         raise CharrnnError(f"no run folder or checkpoint at {p}")
     if not is_resumable(load_checkpoint(p, mmap=True)):  # tensors memory-mapped: only the header is read
         raise CharrnnError(f"{p} is inference-only (exported): it has no optimizer state or data position to resume "
-                           "from; start a new run from its weights with --init-from")
+                           "from; start a new run from its weights with init_from", "init_from")
     return p

@@ -223,7 +223,7 @@ def load_config_file(path: str | Path) -> dict:
     """Read and validate a YAML config file (keys as in `VALID_KEYS`)."""
     p = Path(path)
     if p.is_dir():
-        raise CharrnnError(f"{path} is a folder: --config reads one YAML file")
+        raise CharrnnError(f"{path} is a folder: config names one YAML file", "config")
     if not p.exists():  # a pipe (-c <(cmd)) is read like a file
         raise CharrnnError(f"no such config file: {path}")
     try:

@@ -66,18 +66,18 @@ def setup(device: torch.device, batch_size: int) -> DistInfo:
                     joined=True)
     if batch_size % info.world:
         raise CharrnnError(
-            f"--batch-size {batch_size} (the global number of streams) is not divisible by the "
-            f"{info.world} processes torchrun started: use a multiple of {info.world}"
+            f"batch_size {batch_size} (the global number of streams) is not divisible by the "
+            f"{info.world} processes torchrun started: use a multiple of {info.world}", "batch_size"
         )
     if device.type == "mps":
-        raise CharrnnError("distributed training is not supported on mps: use --device cpu or cuda")
+        raise CharrnnError("distributed training is not supported on mps: use device cpu or cuda", "device")
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             if info.local_rank >= torch.cuda.device_count():
                 raise CharrnnError(f"torchrun started process {info.local_rank + 1} on this machine, which has "
-                                   f"{torch.cuda.device_count()} GPU(s): use --nproc_per_node "
-                                   f"{torch.cuda.device_count()} or fewer, or --device cpu")
+                                   f"{torch.cuda.device_count()} GPU(s): start at most {torch.cuda.device_count()} "
+                                   f"processes per machine (torchrun's nproc_per_node), or use device cpu", "device")
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend=backend)
     return info

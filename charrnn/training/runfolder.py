@@ -67,7 +67,7 @@ class RunFolder:
             except FileNotFoundError:
                 pass
             except OSError as e:
-                raise CharrnnError(f"cannot clear {f} for --overwrite: {e.strerror or e}; {os_advice(e)}") from None
+                raise CharrnnError(f"cannot clear {f} to overwrite it: {e.strerror or e}; {os_advice(e)}") from None
         return removed + remove_stale_temps(self.path)
 
     def check_writable(self, prune: bool = False) -> None:

@@ -158,7 +158,7 @@ def prune(root: str | Path, keep: int, dry_run: bool = False) -> PruneReport:
     is not touched: its holder is reported in `busy`.
     """
     if keep < 0:
-        raise CharrnnError("--keep must be >= 0")
+        raise CharrnnError("keep must be >= 0", "keep")
     runs = prunable_runs(root)
     report = PruneReport([], [], len(runs))
     for run in runs:

@@ -180,14 +180,13 @@ def stored_sources(checkpoint: str | Path) -> tuple[list[str], list[str] | None,
     meta = load_checkpoint(checkpoint).get("meta") or {}
     sources = meta.get("sources")
     if not sources:
-        raise UsageError(f"{checkpoint} does not record its corpus: name it again (`charrnn train CORPUS --resume ...`)")
+        raise UsageError(f"{checkpoint} does not record its corpus: name the corpus again to resume it")
     if "-" in sources:
-        raise UsageError("this run was trained on standard input: pipe the same text again "
-                         f"(`cat corpus.txt | charrnn train - --resume {Path(checkpoint).parent}`)")
+        raise UsageError("this run was trained on standard input: give the same text on standard input (-) again "
+                         "to resume it")
     gone = [s for s in sources if not Path(s).exists()]
     if gone:
-        raise CharrnnError(f"the run's corpus {gone[0]} is no longer there: name the corpus again "
-                           f"(`charrnn train CORPUS --resume {Path(checkpoint).parent}`)")
+        raise CharrnnError(f"the run's corpus {gone[0]} is no longer there: name the corpus again to resume it")
     return list(sources), meta.get("glob"), meta.get("encoding", "utf-8")
 
 

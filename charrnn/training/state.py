@@ -56,7 +56,7 @@ def check_resumable(ckpt: dict) -> None:
     extra = ckpt.get("extra") or {}
     if "train_config" not in ckpt or "optimizer" not in ckpt or "cursor" not in extra:
         raise CharrnnError("this checkpoint is inference-only (exported): it has no optimizer or data position "
-                           "to resume from; start a new run from its weights with --init-from")
+                           "to resume from; start a new run from its weights with init_from", "init_from")
 
 
 def resume_config(ckpt: dict, overrides: dict | None) -> TrainConfig:
@@ -65,9 +65,8 @@ def resume_config(ckpt: dict, overrides: dict | None) -> TrainConfig:
     base, overrides = ckpt["train_config"], overrides or {}
     changed = [k for k in FIXED_ON_RESUME if k in overrides and overrides[k] != base.get(k)]
     if changed:
-        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
-        raise UsageError(f"{flags} cannot change when resuming (the data layout and carried state depend on it): "
-                         "start a new run from these weights with --init-from instead")
+        raise UsageError(f"{', '.join(changed)} cannot change when resuming (the data layout and carried state depend "
+                         "on it): start a new run from these weights with init_from instead", *changed, "init_from")
     if any(k in overrides for k in BUDGET_FIELDS):  # a new budget replaces the whole old one
         base = {k: v for k, v in base.items() if k not in BUDGET_FIELDS}
     return TrainConfig.from_dict({**base, **overrides})

@@ -39,8 +39,8 @@ class StreamBatcher:
             need = self.batch_size * (self.seq_len + 1)
             raise CharrnnError(
                 f"the training text has {len(self.tokens):,} characters, too short for "
-                f"--batch-size {self.batch_size} x --seq-len {self.seq_len} (needs at least {need:,}): "
-                f"lower --batch-size or --seq-len, or give more text"
+                f"batch_size {self.batch_size} x seq_len {self.seq_len} (needs at least {need:,}): "
+                f"lower batch_size or seq_len, or give more text", "batch_size", "seq_len"
             )
         self.streams = self.tokens[: self.stream_len * self.batch_size].reshape(self.batch_size, self.stream_len)
 
