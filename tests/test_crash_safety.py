@@ -23,7 +23,7 @@ from charrnn import TrainConfig, train_on_text
 from .conftest import REPO, TINY_TEXT, env_without_threads
 
 TINY = ["--hidden", "16", "--embed", "8", "-b", "4", "-t", "16", "--threads", "1", "--precision", "fp32", "--device", "cpu"]
-KILLS = int(os.environ.get("CHARRNN_TEST_KILLS", "24"))
+KILLS = int(os.environ.get("CHARRNN_TEST_KILLS", "8"))
 
 # A fork server: imports charrnn (and torch) once, then forks one child per training command,
 # so each kill costs a fraction of a second instead of a 2-second interpreter start. Each child
@@ -90,6 +90,16 @@ def temp_files(run: Path) -> set[Path]:
     return set(run.glob(".*.tmp"))
 
 
+def wait_for_a_save(run: Path, timeout: float = 30) -> None:
+    """Return the moment a checkpoint is being written (its temporary file is there), so the kill lands mid-save."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(".pt." in f.name and f.name.endswith(".tmp") for f in temp_files(run)):
+            return
+        time.sleep(0.0005)
+    raise AssertionError("no save was seen in progress")
+
+
 def check_run_loads(run: Path) -> int | None:
     """Every checkpoint in the run loads with load_model; returns last.pt's step (None if absent)."""
     for f in sorted(run.glob("*.pt")):
@@ -104,14 +114,19 @@ def test_sigkill_at_random_moments_never_corrupts_checkpoints(tmp_path, server):
     fresh = ["train", "c.txt", "-o", "run", "--overwrite", "--steps", "100000", "--eval-every", "3",
              "--save-every", "1", "--keep", "2", "--seed", "1", *TINY]
     last_step, kills, stale_before, mid_save = 0, 0, set(), 0
-    # at least KILLS kills, and go on (up to 3x) until at least 3 of them tore a save in half
-    while kills < KILLS or (mid_save < 3 and kills < 3 * KILLS):
+    # at least KILLS kills, aimed: most in the middle of writing a checkpoint (the moment a torn file could be
+    # left), one in four at a random moment while starting up, loading or training; go on (up to 3x) until at
+    # least 3 tore a save and the run got past 10 save points
+    while kills < KILLS or ((mid_save < 3 or last_step < 10) and kills < 3 * KILLS):
         argv = ["train", "--resume", "run"] if (run / "last.pt").exists() else fresh
         log = tmp_path / f"log{kills}.txt"
         pid = server.start(argv, tmp_path, log)
-        if kills % 4:  # mostly while training and saving, sometimes while starting up or loading
+        if kills % 4:
             wait_for_line(log, "budget:", timeout=30)
-        time.sleep(rng.uniform(0.0, 0.25))
+            time.sleep(rng.uniform(0.0, 0.2))  # a few saves go through: the run gets somewhere
+            wait_for_a_save(run)
+        else:
+            time.sleep(rng.uniform(0.0, 0.25))
         os.kill(pid, signal.SIGKILL)
         code = server.wait(pid)
         assert code == -signal.SIGKILL, f"the run ended by itself ({code}): {log.read_text()}"

@@ -76,5 +76,10 @@ def test_train_help_says_which_defaults_the_sizing_chooses():
              for flag in ("--layers", "--hidden", "--embed", "--dropout", "--lr", "--batch-size")}
     for flag in ("--layers", "--hidden", "--embed", "--dropout"):
         assert "[default: sized for the text, budget and machine]" in lines[flag], lines[flag]
-    assert "[default: 0.006; when sized: 0.02 for 2×128, 0.03 for 2×256]" in lines["--lr"]
-    assert "[default: 32]" in lines["--batch-size"]
+    from charrnn.training.config import TrainConfig
+    from charrnn.training.sizing import LADDER
+
+    sized = {s.lr for s in LADDER} - {TrainConfig.lr}  # the learning rates the sizing may choose: each is said
+    assert f"[default: {TrainConfig.lr:g}; when sized:" in lines["--lr"]
+    assert all(f"{lr:g} for {'2×'}" in lines["--lr"] for lr in sized)
+    assert f"[default: {TrainConfig.batch_size}]" in lines["--batch-size"]

@@ -79,12 +79,13 @@ def test_the_progress_bar_starts_at_the_resumed_step_and_shows_the_average_rate(
     trainer = Trainer(ModelConfig(vocab_size=len(vocab), hidden=16, embed=8),
                       TrainConfig(batch_size=4, seq_len=16, threads=1, precision="fp32"), vocab, ids, ids[:200])
     trainer.step = 140  # as after a resume
-    reporter = ConsoleReporter(Console(file=io.StringIO(), force_terminal=True, width=120), live=True)
+    clock = iter([100.0, 100.0 + REFRESH_SECONDS])  # the second look comes once the refresh interval has passed
+    reporter = ConsoleReporter(Console(file=io.StringIO(), force_terminal=True, width=120), live=True,
+                               now=lambda: next(clock))
     reporter.on_start(trainer)
     assert reporter.fields["step"] == "step 140"
     trainer.step, trainer.clock.train_seconds = 141, 0.5
     trainer.clock.count(chars=64, tokens=64)  # one slow step: 128 chars/s
-    reporter._shown_at -= REFRESH_SECONDS  # the refresh interval has passed
     reporter.on_step(trainer)
     assert reporter.fields["step"] == "step 141" and reporter.fields["rate"] == "128"
     reporter.progress.stop()

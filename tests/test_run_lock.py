@@ -47,7 +47,8 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 def one_error_line(result, *words: str) -> str:
     assert result.exit_code == 1, result.stderr
-    assert "Traceback" not in result.stderr and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr
     for w in words:

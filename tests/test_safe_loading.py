@@ -98,18 +98,26 @@ def test_bad_files_each_get_their_own_message(tmp_path, tiny_run, make, message)
     assert "Traceback" not in result.stderr
 
 
+GPU_TAGGING = []  # while it holds True, storages are saved tagged "cuda:0" (`tag_as_cuda`)
+
+
+def tag_as_cuda(obj) -> str | None:
+    """torch's location tagger (a public hook, `register_package`): "cuda:0" for a CPU storage while asked to,
+    else None (torch's own taggers then tag it as usual)."""
+    return "cuda:0" if GPU_TAGGING and getattr(obj, "device", None) is not None and obj.device.type == "cpu" else None
+
+
+torch.serialization.register_package(-1, tag_as_cuda, lambda obj, location: None)
+
+
 def test_checkpoint_written_on_a_gpu_loads_on_the_cpu(tmp_path, tiny_run):
     """Storages tagged "cuda:0" (as a GPU run writes them) load here because map_location is cpu."""
-    from torch import serialization
-
     ckpt = torch.load(tiny_run / "best.pt", weights_only=True)
-    tag_as_cuda = (-1, lambda obj: "cuda:0" if getattr(obj, "device", None) is not None and obj.device.type == "cpu" else None,
-                   lambda obj, location: None)
-    serialization._package_registry.insert(0, tag_as_cuda)
+    GPU_TAGGING.append(True)
     try:
         torch.save(ckpt, tmp_path / "gpu.pt")
     finally:
-        serialization._package_registry.remove(tag_as_cuda)
+        GPU_TAGGING.clear()
     assert b"cuda:0" in (tmp_path / "gpu.pt").read_bytes()
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):  # what a loader without map_location would do

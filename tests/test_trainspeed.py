@@ -86,7 +86,14 @@ def test_a_slow_first_step_does_not_end_a_timed_run():
     cfg = TrainConfig(time=20, batch_size=4, seq_len=16, precision="fp32", threads=1, device="cpu")
     trainer = Trainer(ModelConfig(vocab_size=len(vocab), **MODEL), cfg, vocab, tokens[:1500], tokens[1500:])
     assert trainer.final_eval_reserve() == 0.0  # nothing measured yet
-    trainer.clock._recent.append(30.0)  # one step, all one-time costs: the guess is capped at a quarter of the budget
+    def steps(*seconds: float) -> None:  # training steps that took these many seconds, on a fake clock
+        times = iter([t for s in seconds for t in (0.0, s)])
+        trainer.clock.now = lambda: next(times)
+        for _ in seconds:
+            with trainer.clock.timed(training=True):
+                pass
+
+    steps(30.0)  # one step, all one-time costs: the guess is capped at a quarter of the budget
     assert trainer.final_eval_reserve() == 5.0
-    trainer.clock._recent.extend([25.0] + [0.002] * 6)  # two very slow steps among fast ones
+    steps(25.0, *[0.002] * 6)  # two very slow steps among fast ones
     assert trainer.final_eval_reserve() < 1.0

@@ -78,10 +78,17 @@ def uses_locals(files: dict) -> list[str]:
             if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "locals"]
 
 
-def functions(files: dict):
+def functions(files: dict, overrides: bool = True):
+    """(file, def) of every function and method; `overrides=False` leaves out the methods of classes built on
+    another library's class (rich, click, torch), which that library calls by name."""
+    ours = {n.name for tree in files.values() for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
     for name, tree in files.items():
+        outside = set()
+        for c in ast.walk(tree):
+            if isinstance(c, ast.ClassDef) and any(ast.unparse(b).split(".")[-1] not in ours for b in c.bases):
+                outside |= {id(m) for m in c.body}
         for n in ast.walk(tree):
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and (overrides or id(n) not in outside):
                 yield name, n
 
 
@@ -99,7 +106,7 @@ def unreferenced(files: dict) -> list[str]:
     for f in [*PACKAGE.rglob("*.py"), *(p for d in ELSEWHERE for p in (ROOT / d).rglob("*.py"))]:
         words.update(re.findall(r"\w+", f.read_text(encoding="utf-8")))
     found = []
-    for name, fn in functions(files):
+    for name, fn in functions(files, overrides=False):
         if fn.name.startswith("__") or fn.decorator_list and any("command" in ast.unparse(d) or "callback" in
                                                                  ast.unparse(d) for d in fn.decorator_list):
             continue

@@ -4,6 +4,7 @@ one dense log line per record otherwise (the `Reporter` that `charrnn train` use
 from __future__ import annotations
 
 import json
+import time
 
 from rich.console import Console
 from rich.panel import Panel
@@ -68,7 +69,8 @@ class ConsoleReporter(Reporter):
     average training rate of this session.
     """
 
-    def __init__(self, console: Console | None = None, live: bool | None = None):
+    def __init__(self, console: Console | None = None, live: bool | None = None, now=time.monotonic):
+        self.now = now  # the clock the bar's refreshes are spaced by (a test gives it a fake one)
         self.console = console or err_console()
         self.live = self.console.is_terminal if live is None else live
         self.progress: Progress | None = None
@@ -153,9 +155,7 @@ class ConsoleReporter(Reporter):
         return self.trainer is None or self.trainer.char_counts is None
 
     def on_step(self, trainer: Trainer) -> None:
-        import time
-
-        now = time.monotonic()
+        now = self.now()
         if self.progress is None or now - self._shown_at < REFRESH_SECONDS:
             return
         self._shown_at = now

@@ -19,12 +19,13 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
 class RunClock:
-    def __init__(self, elapsed: float = 0.0):
+    def __init__(self, elapsed: float = 0.0, now: Callable[[], float] = time.perf_counter):
+        self.now = now  # the clock it reads (a test gives it a fake one)
         self.elapsed = elapsed  # seconds of the whole run, summed across resumes
         self.train_seconds = 0.0  # seconds in training steps, this session
         self.steps = 0  # training steps this session
@@ -36,11 +37,11 @@ class RunClock:
     @contextmanager
     def timed(self, training: bool = False) -> Iterator[None]:
         """Add the block's wall time to `elapsed`, and to the throughput figures if `training`."""
-        t0 = time.perf_counter()
+        t0 = self.now()
         try:
             yield
         finally:
-            dt = time.perf_counter() - t0
+            dt = self.now() - t0
             self.elapsed += dt
             if training:
                 self.train_seconds += dt
@@ -58,9 +59,6 @@ class RunClock:
 
     def chars_per_second(self) -> float:
         return self.chars / max(self.train_seconds, 1e-9)
-
-    def tokens_per_second(self) -> float:
-        return self.tokens / max(self.train_seconds, 1e-9)
 
     def median_step(self) -> float | None:
         """The median of the last training steps' seconds (None before the first)."""

@@ -154,12 +154,3 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-def lock_run(folder: str | Path) -> RunLock:
-    """Take `folder`'s lock (see `RunLock.acquire`); the same object if this process holds it already."""
-    return RunLock(folder).acquire()
-
-
-def is_locked_by_us(folder: str | Path) -> bool:
-    return _key(Path(folder)) in _held

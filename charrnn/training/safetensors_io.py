@@ -83,8 +83,3 @@ def _header(data: bytes) -> dict:
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
     return header
-
-
-def is_safetensors(path: str | Path) -> bool:
-    return Path(path).suffix == SUFFIX
-

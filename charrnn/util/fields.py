@@ -26,7 +26,6 @@ import functools
 import math
 import types
 import typing
-from collections.abc import Mapping
 from dataclasses import MISSING, Field, field, fields
 
 from charrnn.util.errors import UsageError
@@ -144,14 +143,3 @@ def unknown(key, known, where: str = "", noun: str = "key") -> UsageError:
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return UsageError(f"{where}{': ' if where else ''}unknown {noun} {short(key)}{hint}; valid {noun}s: {', '.join(known)}")
-
-
-def from_mapping(cls, data: Mapping, where: str = ""):
-    """An instance of `cls` from a mapping (a checkpoint's, say): unknown keys are refused, every value checked."""
-    if not isinstance(data, Mapping):
-        raise UsageError(f"{where or cls.__name__} must be a mapping, not {type(data).__name__}")
-    known = names(cls)
-    for key in data:
-        if key not in known:
-            raise unknown(key, known, where)
-    return cls(**data)
