@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 18: character, word and byte models of Tiny Shakespeare and War and Peace, each trained
+# Character, word and byte models of Tiny Shakespeare and War and Peace, each trained
 # for the same wall-clock budget, back to back on this machine, then compared on one scale.
 #
-#   bench/issue18.sh                  # 300 s per model, 6 models: about 32 minutes
-#   BUDGET=120 bench/issue18.sh       # 120 s per model: about 13 minutes
-#   QUICK=1 bench/issue18.sh          # a few seconds per model: checks that the script works
+#   bench/token_kinds.sh                  # 300 s per model, 6 models: about 32 minutes
+#   BUDGET=120 bench/token_kinds.sh       # 120 s per model: about 13 minutes
+#   QUICK=1 bench/token_kinds.sh          # a few seconds per model: checks that the script works
 #
 # Prints, per corpus and token kind: vocabulary size, parameters, steps, training throughput,
 # validation bits per character (and per token), and the start of a sample (seed 1, temperature
@@ -35,7 +35,7 @@ if [ -n "${QUICK:-}" ]; then
 fi
 [ -n "${THREADS:-}" ] && extra+=(--threads "$THREADS")
 preset="${PRESET:-small}"
-out="${OUT:-$(mktemp -d -t issue18.XXXXXX)}"
+out="${OUT:-$(mktemp -d -t token-kinds.XXXXXX)}"
 mkdir -p "$out"
 
 echo "issue 18: $preset models, ${budget}s each, runs in $out" >&2

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Every figure issue 13 ("fast on the machine it runs on") asks to show, measured back to back on
+# How fast charrnn is on the machine it runs on: every figure, measured back to back on
 # this machine, into one log. Run it on an IDLE machine (nothing else running).
 #
-#   bench/issue13.sh                 # the real thing: about 30 minutes
-#   QUICK=1 bench/issue13.sh         # every step with small budgets (~8 min): checks that the script works
-#   SECTIONS="2 5" bench/issue13.sh  # only those sections (5 needs 2's default run)
+#   bench/machine_speed.sh                 # the real thing: about 30 minutes
+#   QUICK=1 bench/machine_speed.sh         # every step with small budgets (~8 min): checks that the script works
+#   SECTIONS="2 5" bench/machine_speed.sh  # only those sections (5 needs 2's default run)
 #
-# The log goes to /tmp/issue13-<date>/issue13.log (OUT=folder to choose), beside the bench JSON and
+# The log goes to /tmp/machine-speed-<date>/machine_speed.log (OUT=folder to choose), beside the bench JSON and
 # one log per run. In order:
 #   1. lscpu: the CPU model and the flags that matter (avx512_bf16, avx512_fp16, amx)
 #   2. charrnn train shakespeare --time 120: defaults, --precision fp32, --precision bf16,
@@ -26,8 +26,8 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=${BIN:-$ROOT/.venv/bin}
 QUICK=${QUICK:-0}
-OUT=${OUT:-/tmp/issue13-$(date +%Y%m%d-%H%M%S)}
-LOG=$OUT/issue13.log
+OUT=${OUT:-/tmp/machine-speed-$(date +%Y%m%d-%H%M%S)}
+LOG=$OUT/machine_speed.log
 mkdir -p "$OUT/logs"
 export CHARRNN_CACHE=$OUT/cache  # empty: every verdict is measured, none remembered from before
 export CHARRNN_MIRROR=${CHARRNN_MIRROR:-$ROOT/../shared/corpora}
