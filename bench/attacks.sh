@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+# Re-run the hostile inputs (attacks) against this checkout and print the table of what each gets:
 # Re-run the attacks of issue 19 against this checkout and print the table the issue asks for:
 # attack, command, exit code, traceback, data lost.
 #

@@ -1,4 +1,4 @@
-"""GPU figures for issue 13 point 7, on a CUDA machine, from the checkout (see bench/gpu.sh).
+"""GPU figures on a CUDA machine (training, sampling, beam search), from the checkout (see bench/gpu.sh).
 
     PYTHONPATH=. python3 bench/gpu.py CORPUS.txt [--window 2] [--repeats 3]
 

@@ -51,7 +51,7 @@ run_to() {  # run_to FILE command...: the output kept in FILE and appended to th
   return 0
 }
 
-log "issue 13 measurements, $(date -Is), QUICK=$QUICK, log: $LOG"
+log "machine speed measurements, $(date -Is), QUICK=$QUICK, log: $LOG"
 log "git: $(git -C "$ROOT" rev-parse --short HEAD) ($(git -C "$ROOT" rev-parse --abbrev-ref HEAD)), torch $("$BIN/python" -c 'import torch; print(torch.__version__)')"
 log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 

@@ -38,7 +38,7 @@ preset="${PRESET:-small}"
 out="${OUT:-$(mktemp -d -t token-kinds.XXXXXX)}"
 mkdir -p "$out"
 
-echo "issue 18: $preset models, ${budget}s each, runs in $out" >&2
+echo "token kinds: $preset models, ${budget}s each, runs in $out" >&2
 "$charrnn" corpus get ${CORPORA:-shakespeare warpeace} >&2
 started=$(date +%s)
 for corpus in ${CORPORA:-shakespeare warpeace}; do
@@ -63,7 +63,7 @@ from pathlib import Path
 out, budget, preset, started = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 corpora, kinds = sys.argv[5].split(), sys.argv[6].split()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
-print(f"# issue 18: {preset} models, {budget} s each, {os.cpu_count()} cores ({cpu}), "
+print(f"# token kinds: {preset} models, {budget} s each, {os.cpu_count()} cores ({cpu}), "
       f"load average {os.getloadavg()[0]:.1f} at the end, {time.time() - started:.0f} s in all\n")
 print("| corpus | tokens | vocab | params | steps | chars/s | val bits/char | val bits/token | chars/token |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
