@@ -1,5 +1,4 @@
 # Re-run the hostile inputs (attacks) against this checkout and print the table of what each gets:
-# Re-run the attacks of issue 19 against this checkout and print the table the issue asks for:
 # attack, command, exit code, traceback, data lost.
 #
 #   bash bench/attacks.sh > attacks.md          # ~3-6 minutes on 2 busy cores

@@ -1,4 +1,4 @@
-"""The shape sweep behind `charrnn train`'s automatic sizing : shapes x budgets x corpora.
+"""The shape sweep behind `charrnn train`'s automatic sizing: shapes x budgets x corpora.
 
     .venv/bin/python bench/sweep.py                    # every row not yet in the results file (~60 min)
     .venv/bin/python bench/sweep.py --only shakespeare-60 --dry-run
