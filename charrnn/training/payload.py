@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import torch
 
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
-from charrnn.util.errors import CharrnnError
+from charrnn.util.errors import CharrnnError, UsageError
+from charrnn.util.fields import check as check_fields, names, setting
 from charrnn.text.vocab import Vocab
 
 CHECKSUM_KEY = "checksum"  # {"blake2b": hex digest of everything else in the payload}
@@ -174,41 +175,64 @@ def _check_plain(x, where: str, depth: int = 0) -> None:
         _need(isinstance(x, PLAIN), f"{where} holds a {type(x).__name__}, not plain data")
 
 
-NUMBERS = ("epoch", "time", "lr", "chars_per_sec", "eval_seconds")  # always finite numbers in a record
-MAY_DIVERGE = ("loss", "bpc", "grad_norm")  # a skipped step logs them non-finite
-VALIDATION = ("val_loss", "val_bpc")  # finite, or null with no held-out text
+@dataclass
+class Record:
+    """The fields of a metrics record that charrnn reads back: a training log's or a validation's."""
+
+    step: int = setting(0, lo=0)
+    epoch: float | None = None  # (a float field is always finite unless it says otherwise)
+    time: float | None = None
+    lr: float | None = None
+    chars_per_sec: float | None = None
+    eval_seconds: float | None = None
+    loss: float | None = setting(None, finite=False)  # a skipped step logs these non-finite
+    bpc: float | None = setting(None, finite=False)
+    grad_norm: float | None = setting(None, finite=False)
+    val_loss: float | None = None  # null with no held-out text
+    val_bpc: float | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass
+class Meta:
+    """A checkpoint's `meta`: where its run's text came from and what it started from (other keys: plain data)."""
+
+    corpus: str | None = None
+    encoding: str | None = None
+    init_from: str | None = None
+    exported_from: str | None = None
+    sources: list[str] | None = None
+    glob: list[str] | None = None
+    init_from_step: int | None = None
+    config: dict | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+def _checked(cls, data, where: str) -> None:
+    """`data`, a mapping of plain values, holds `cls`'s fields with their types and ranges (other keys are free)."""
+    _need(isinstance(data, dict), f"{where} must be a mapping, not {_kind(data)}")
+    _check_plain(data, where)
+    try:
+        cls(**{k: v for k, v in data.items() if k in names(cls)})
+    except UsageError as e:
+        raise Damaged(f"{where}: {e}") from None
 
 
 def _check_metrics(ckpt: dict) -> None:
     m = ckpt.get("metrics", [])
     _need(isinstance(m, list), f"metrics must be a list of records, not {_kind(m)}")
     for r in m:
-        _need(isinstance(r, dict), f"metrics holds a {_kind(r)}, not a record")
-        _need(_is_int(r.get("step")) and r["step"] >= 0, "a metrics record has no whole-number step")
-        for k, v in r.items():
-            _need(isinstance(k, str) and isinstance(v, PLAIN), f"metrics record field {k!r} is not a plain value")
-            number = isinstance(v, (int, float)) and not isinstance(v, bool)
-            if k in NUMBERS:
-                _need(_is_number(v), f"metrics record field {k!r} is {_kind(v)}, not a number")
-            elif k in MAY_DIVERGE:
-                _need(number, f"metrics record field {k!r} is {_kind(v)}, not a number")
-            elif k in VALIDATION:
-                _need(v is None or _is_number(v), f"metrics record field {k!r} is {_kind(v)}, not a finite number")
+        _need(isinstance(r, dict) and "step" in r, f"metrics holds {_kind(r)}, not a record with a step")
+        _checked(Record, r, "a metrics record")
 
 
 def _check_meta(ckpt: dict) -> None:
-    meta = ckpt.get("meta")
-    if meta is None:
-        return
-    _need(isinstance(meta, dict), f"meta must be a mapping, not {_kind(meta)}")
-    _check_plain(meta, "meta")
-    for key in ("corpus", "encoding", "init_from", "exported_from"):
-        _need(meta.get(key) is None or isinstance(meta[key], str), f"meta.{key} must be a string")
-    for key in ("sources", "glob"):
-        v = meta.get(key)
-        _need(v is None or isinstance(v, list) and all(isinstance(s, str) for s in v), f"meta.{key} must be a list of strings")
-    _need(meta.get("init_from_step") is None or _is_int(meta["init_from_step"]), "meta.init_from_step must be an integer")
-    _need(meta.get("config") is None or isinstance(meta["config"], dict), "meta.config must be a mapping")
+    if ckpt.get("meta") is not None:
+        _checked(Meta, ckpt["meta"], "meta")
 
 
 def _check_train_config(ckpt: dict) -> TrainConfig | None:

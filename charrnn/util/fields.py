@@ -33,11 +33,13 @@ from charrnn.util.errors import UsageError
 KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
 
 
-def setting(default=MISSING, *, lo=None, hi=None, above=None, below=None, choices=None, note: str = "",
-            shown: str = "", default_factory=MISSING) -> Field:
+def setting(default=MISSING, *, lo=None, hi=None, above=None, below=None, choices=None, finite: bool = True,
+            note: str = "", shown: str = "", default_factory=MISSING) -> Field:
     """A dataclass field with what it accepts: `lo` <= value <= `hi`, `above` < value < `below`, or one of
-    `choices`. `note` is added to a refusal in brackets; `shown` replaces the range's own wording."""
-    meta = {"lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "note": note, "shown": shown}
+    `choices`; a float field is finite unless `finite` is False. `note` is added to a refusal in brackets;
+    `shown` replaces the range's own wording."""
+    meta = {"lo": lo, "hi": hi, "above": above, "below": below, "choices": choices, "finite": finite, "note": note,
+            "shown": shown}
     return field(default=default, default_factory=default_factory, metadata=meta)
 
 
@@ -111,7 +113,7 @@ def _in_range(f: Field, base: type, value) -> bool:
     if value is None or base not in (int, float):
         return m.get("choices") is None or value in m["choices"]
     if base is float and not math.isfinite(value):
-        return False
+        return not m.get("finite", True)
     return ((m.get("lo") is None or value >= m["lo"]) and (m.get("hi") is None or value <= m["hi"])
             and (m.get("above") is None or value > m["above"]) and (m.get("below") is None or value < m["below"]))
 
