@@ -14,7 +14,8 @@ from charrnn.training.checkpoint import load_model
 from charrnn.inspect.evaluation import evaluate
 from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.generation.sampling import GumbelNoise, pick, prime_ids_for, prime_model, sample_ids, sample_text
-from charrnn.model.kernels import KERNELS, choose_kernel, kernel_bits_per_char, kernels_for, make_kernel
+from charrnn.inspect.evaluation import kernel_bits_per_char
+from charrnn.model.kernels import KERNELS, choose_kernel, kernels_for, make_kernel
 
 runner = CliRunner()
 

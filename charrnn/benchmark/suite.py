@@ -58,7 +58,8 @@ from charrnn.training.config import TrainConfig
 from charrnn.runtime.device import cpu_has_fast_bf16
 from charrnn.runtime.threads import default_threads, set_threads
 from charrnn.runtime.threads import torch_threads as threads
-from charrnn.model.kernels import choose_kernel, kernel_bits_per_char, kernels_for
+from charrnn.inspect.evaluation import kernel_bits_per_char
+from charrnn.model.kernels import choose_kernel, kernels_for
 from charrnn.training.trainer import Trainer
 from charrnn.training.speed import DTYPES, eval_precision
 from charrnn.text.vocab import Vocab

@@ -1,8 +1,4 @@
-"""The `charrnn` command line: a thin Typer layer over the library.
-
-Each command lives in its own module and registers itself on `app` when imported; this
-module only assembles them. Errors are mapped to exit codes by `common.guarded`.
-"""
+"""The `charrnn` command line: a thin Typer layer over the library (each command registers itself on `app`)."""
 
 from __future__ import annotations
 

@@ -110,10 +110,14 @@ def train(
     main = distributed.is_main_process()  # under torchrun only rank 0 talks and writes
     out, lock, clear = claim_out_dir(out, source_name(run.source.corpus[0]), resume, overwrite, main)
     try:  # the folder stays locked until the run ends
-        result = start(run, out, ConsoleReporter(), resume, init_from, clear)
+        exit_for(start(run, out, ConsoleReporter(), resume, init_from, clear))
     finally:
         if lock is not None:
             lock.release()
+
+
+def exit_for(result) -> None:
+    """A run's end as the command's exit: a failed save or divergence is an error (1), a signal 130 or 143."""
     if result.stopped_by in ("save_error", "nan") and result.error:
         raise CharrnnError(result.error)
     if result.stopped_by in ("SIGINT", "SIGTERM"):

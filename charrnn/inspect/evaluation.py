@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from charrnn.model.kernels import make_kernel
 from charrnn.model.rnn import CharRNN
 
 LN2 = math.log(2.0)
@@ -190,3 +191,25 @@ def char_nll(
     parts = [nll[0].double().cpu().numpy() for _, nll in _stream_nll(model, grid_t, seq_len, device, autocast_dtype)]
     model.train(was_training)
     return np.concatenate(parts)
+
+
+# ---- what a kernel costs in quality --------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def kernel_bits_per_char(model: CharRNN, tokens, kernel: str = "fp32", streams: int = 1) -> float:
+    """Bits/char of `tokens` (N,) under `model` stepped through `kernel`, one character at a time.
+
+    The text is cut into `streams` contiguous streams stepped side by side (as `evaluate` does),
+    the state carried from the first character of each to its last. Compare kernels on the same
+    held-out text: the difference is what a kernel's storage costs.
+    """
+    grid, mask, lengths = _layout_grid(np.asarray(tokens), streams)
+    grid_t, mask_t = torch.from_numpy(grid), torch.from_numpy(mask)
+    k = make_kernel(model, kernel, grid.shape[0])
+    total = torch.zeros((), dtype=torch.float64)
+    for t in range(grid.shape[1] - 1):
+        logits = k.step(grid_t[:, t])  # (B, V)
+        nll = F.cross_entropy(logits, grid_t[:, t + 1], reduction="none")  # (B,)
+        total += (nll * mask_t[:, t]).sum(dtype=torch.float64)
+    return float(total) / max(int(lengths.sum()), 1) / LN2

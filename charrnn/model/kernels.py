@@ -13,7 +13,7 @@ times them here:
             blocked layout
     int8    int8 (4H, in) + a scale per row  _weight_int8pack_mm, bf16 input   its own
 
-A reduced-precision kernel's cost is measured, not assumed: `kernel_bits_per_char` evaluates
+A reduced-precision kernel's cost is measured, not assumed: `inspect.evaluation.kernel_bits_per_char` evaluates
 held-out text through it (`charrnn bench --only kernels`). bf16 pays where the CPU multiplies
 bf16 natively and the batch is a few rows (beam search), bf16-packed more so (one product a
 layer in oneDNN's own layout: ~1.6x bf16's steps at width 5 on an AVX512-BF16 EPYC); int8 reads
@@ -327,31 +327,3 @@ def choose_kernel(model: CharRNN, batch: int = 1, precision: str = "auto", threa
         thread_rates = {n: r for (_, n), r in time_kernels(model, [kernel], batch, counts, window).items()}
     chosen = thread_verdict(thread_rates, SAMPLE_THREAD_MARGIN) if thread_rates else counts[0]
     return KernelChoice(kernel, chosen, verdict, thread_rates)
-
-
-# ---- what a kernel costs in quality --------------------------------------------------------------------
-
-
-@torch.inference_mode()
-def kernel_bits_per_char(model: CharRNN, tokens, kernel: str = "fp32", streams: int = 1) -> float:
-    """Bits/char of `tokens` (N,) under `model` stepped through `kernel`, one character at a time.
-
-    The text is cut into `streams` contiguous streams stepped side by side (as `evaluate` does),
-    the state carried from the first character of each to its last. Compare kernels on the same
-    held-out text: the difference is what a kernel's storage costs.
-    """
-    import math
-
-    import numpy as np
-
-    from charrnn.inspect.evaluation import _layout_grid
-
-    grid, mask, lengths = _layout_grid(np.asarray(tokens), streams)
-    grid_t, mask_t = torch.from_numpy(grid), torch.from_numpy(mask)
-    k = make_kernel(model, kernel, grid.shape[0])
-    total = torch.zeros((), dtype=torch.float64)
-    for t in range(grid.shape[1] - 1):
-        logits = k.step(grid_t[:, t])  # (B, V)
-        nll = torch.nn.functional.cross_entropy(logits, grid_t[:, t + 1], reduction="none")  # (B,)
-        total += (nll * mask_t[:, t]).sum(dtype=torch.float64)
-    return float(total) / max(int(lengths.sum()), 1) / math.log(2)

@@ -44,7 +44,7 @@ def cpu_summary() -> str:
 
 
 def default_cache_path() -> Path:
-    from charrnn.text.tokens import cache_dir
+    from charrnn.util.files import cache_dir
 
     return cache_dir() / "tune.json"
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.util.files import (CHUNK, atomic_write, atomic_write_text, json_text, open_source, os_advice, path_kind,
+from charrnn.util.files import (CHUNK, cache_dir, atomic_write, atomic_write_text, json_text, open_source, os_advice, path_kind,
                             source_label, stream_chunks, sweep_stale_temps, temp_path)
 from charrnn.text.corpus import expand_sources, some, source_name
 from charrnn.util.errors import CharrnnError, UsageError
@@ -54,11 +54,6 @@ CACHE_FORMAT = 2  # 2: the .json records checksums of the .bin
 FULL_CHECK_BYTES = 64 << 20  # token files up to this size are verified whole on every hit
 SAMPLE_BLOCKS, SAMPLE_BLOCK = 64, 1 << 16  # larger ones by this many evenly spaced blocks of this many ids
 Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes total)
-
-
-def cache_dir() -> Path:
-    """Where token arrays and file hashes are kept: $CHARRNN_CACHE, default ~/.cache/charrnn."""
-    return Path(os.environ.get("CHARRNN_CACHE") or Path.home() / ".cache" / "charrnn")
 
 
 @dataclass

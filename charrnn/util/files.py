@@ -325,3 +325,8 @@ def os_advice(e: OSError) -> str:
     if code == errno.ENOENT:
         return "the folder disappeared while writing: check the path"
     return "check the path, its permissions and free space"
+
+
+def cache_dir() -> Path:
+    """Where token arrays and file hashes are kept: $CHARRNN_CACHE, default ~/.cache/charrnn."""
+    return Path(os.environ.get("CHARRNN_CACHE") or Path.home() / ".cache" / "charrnn")
