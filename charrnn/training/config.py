@@ -101,8 +101,6 @@ def fit_to_text(train: TrainConfig, n_chars: int) -> tuple[TrainConfig, str | No
     b = max(1, n_train // (t + 1))
     if n_train // b < t + 1:
         t = n_train - 1
-    from dataclasses import replace
-
     message = (f"the training text is short ({n_train:,} characters): batch {train.batch_size} x seq {train.seq_len} "
                f"became {b} x {t} so that it fits")
     return replace(train, batch_size=b, seq_len=t), message
@@ -171,23 +169,11 @@ class RunConfig:
         model = {k: getattr(self.model, k) for k in MODEL_KEYS}
         return {**asdict(self.source), **model, **self.train.to_dict()}
 
-    def with_train(self, train: TrainConfig) -> "RunConfig":
-        return replace(self, train=train)
-
     def under_given(self, chosen: dict) -> "RunConfig":
         """`chosen` settings (the sizing's) where the user set nothing: theirs always win."""
         mine = {k: v for k, v in chosen.items() if k not in self.given}
         return replace(self, model=replace(self.model, **{k: v for k, v in mine.items() if k in MODEL_KEYS}),
                        train=replace(self.train, **{k: v for k, v in mine.items() if k in TRAIN_KEYS}))
-
-
-# ---- presets ---------------------------------------------------------------------------------------
-
-
-def preset_names() -> list[str]:
-    from charrnn.text.catalog import load_catalog
-
-    return [*PRESETS, *(name for name, e in load_catalog().items() if e.preset)]
 
 
 def get_preset(name: str) -> dict:
@@ -196,13 +182,11 @@ def get_preset(name: str) -> dict:
         return dict(PRESETS[name])
     from charrnn.text.catalog import load_catalog
 
-    entry = load_catalog().get(name)
-    if entry is None or not entry.preset:
-        raise UsageError(f"no preset named {name!r}; presets: {', '.join(preset_names())}")
-    return validate(entry.preset, f"catalog preset {name!r}")
-
-
-# ---- validation ------------------------------------------------------------------------------------
+    catalog = load_catalog()
+    if name not in catalog or not catalog[name].preset:
+        names = [*PRESETS, *(n for n, e in catalog.items() if e.preset)]
+        raise UsageError(f"no preset named {name!r}; presets: {', '.join(names)}")
+    return validate(catalog[name].preset, f"catalog preset {name!r}")
 
 
 def validate(data: dict, where: str) -> dict:
@@ -241,9 +225,6 @@ def load_config_file(path: str | Path) -> dict:
     return validate(data, str(path))
 
 
-# ---- layering --------------------------------------------------------------------------------------
-
-
 def layer(*layers: dict) -> dict:
     """Merge config dicts, later ones winning; a layer naming any budget key replaces the whole budget."""
     merged: dict = {}
@@ -262,8 +243,8 @@ def resolve_run_config(flags: dict, preset: str | None = None, config_file: str 
     `preset` if given, else the config file's `preset:` key.
     """
     file_layer = load_config_file(config_file) if config_file else {}
-    preset = preset or file_layer.pop("preset", None)
-    file_layer.pop("preset", None)
+    file_preset = file_layer.pop("preset", None)
+    preset = preset or file_preset
     preset_layer = get_preset(preset) if preset else {}
     flags = {k: v for k, v in flags.items() if v is not None and v != []}
     given = frozenset(preset_layer) | frozenset(file_layer) | frozenset(flags)
@@ -287,9 +268,7 @@ def resumed_run_config(stored: dict | None, model: ModelConfig, train: TrainConf
 def write_run_config(out_dir: str | Path, run: RunConfig, note: str = "") -> Path:
     """Write the effective configuration to `out_dir/config.yaml` (atomically); `note` adds a comment line.
 
-    The file is UTF-8. A path that is not (a name with byte 0xff holds the surrogate U+DCFF in
-    Python) is escaped in the comments, which have no escapes of their own; YAML's
-    double-quoted strings escape it in the settings (`"\\uDCFF"`), and read it back as it was.
+    A path that is not UTF-8 (surrogates) is escaped in the comments (`visible`); YAML escapes it in the settings.
     """
     path = Path(out_dir) / "config.yaml"
     header = (

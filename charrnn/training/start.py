@@ -5,16 +5,13 @@
 
 `start` reads the corpus (through the token cache), then, by what it starts from:
 
-    new        fit B and T to a short text, size the model for the text, budget and machine
-               (`sizing.right_size`), build a fresh model
-    resume     the checkpoint's settings and budget; settings given again (a bigger budget, say)
-               override it; the same run goes on bit for bit (`Trainer.resume`)
-    init_from  the checkpoint's shape and vocabulary, its weights, new settings (fine-tuning)
+    new        fit B and T to a short text, size the model (`sizing.right_size`), build a fresh model
+    resume     the checkpoint's settings and budget, overridden by those given again; the same run
+               goes on bit for bit (`Trainer.resume`)
+    init_from  the checkpoint's shape, vocabulary and weights, new settings (fine-tuning)
 
-then clears an old run's files where asked (`clear`: --overwrite), writes config.yaml and
-trains. Resuming and fine-tuning reuse the checkpoint's vocabulary, because the embedding and
-output layers are indexed by it: the corpus may use fewer characters than it knows, never more.
-Everything it tells the outside world goes through the `Reporter`.
+Resuming and fine-tuning reuse the checkpoint's vocabulary, because the embedding and output
+layers are indexed by it: the corpus may use fewer characters than it knows, never more.
 """
 
 from __future__ import annotations
@@ -110,7 +107,7 @@ def fitted(run: RunConfig, corpus, new: bool, say, reporter: Reporter) -> RunCon
     from charrnn.training.sizing import right_size
 
     train, refit = fit_to_text(run.train, len(corpus.tokens))
-    run = run.with_train(train)
+    run = replace(run, train=train)
     if new:
         run, sizing = right_size(run, len(corpus.tokens), len(corpus.vocab))
         if sizing is not None:
@@ -201,19 +198,26 @@ def stored_tokens(checkpoint: str | Path, asked: str | None = None) -> tuple[str
     return vocab.kind, int(stored or len(vocab))
 
 
+def _from_checkpoint(checkpoint: str | Path, text, given: dict, allowed: tuple) -> tuple[dict, Vocab, np.ndarray]:
+    """The checkpoint, its vocabulary and `text` as its ids. `given` loses its model settings: those in
+    `allowed` may differ from the checkpoint's, any other must equal it (the weights have its shape)."""
+    ckpt = load_checkpoint(checkpoint)
+    stored = ckpt["model_config"]
+    for key in [k for k in given if k in stored and k not in allowed]:
+        if given[key] != stored[key]:
+            raise UsageError(f"{key} {given[key]} does not fit {checkpoint}, whose model has {key} {stored[key]}: "
+                             f"leave {key} out (the checkpoint's model shape is used)", key)
+        del given[key]
+    vocab = Vocab.from_dict(ckpt["vocab"])
+    return ckpt, vocab, tokens_for(vocab, text, checkpoint)
+
+
 def resume_training(checkpoint: str | Path, text, overrides: dict | None = None, out_dir: str | Path | None = None,
                     reporter: Reporter | None = None, meta: dict | None = None) -> Trainer:
-    """A trainer that continues `checkpoint` (from `Trainer.resume`) on `text` (a string or a prepared
-    `tokens.Corpus`), encoded with its vocabulary.
-
-    `overrides` holds TrainConfig fields to change (the budget, say); ModelConfig fields are
-    refused unless equal to the checkpoint's. `meta` entries (e.g. new corpus sources) are merged in.
-    """
-    ckpt = load_checkpoint(checkpoint)
+    """A trainer that continues `checkpoint` (`Trainer.resume`) on `text` (a string or a prepared
+    `tokens.Corpus`). `overrides`: TrainConfig fields to change (the budget, say); `meta`: entries merged in."""
     overrides = dict(overrides or {})
-    _reject_model_changes(ckpt["model_config"], overrides, allowed=(), checkpoint=checkpoint)
-    vocab = Vocab.from_dict(ckpt["vocab"])
-    tokens = tokens_for(vocab, text, checkpoint)
+    ckpt, vocab, tokens = _from_checkpoint(checkpoint, text, overrides, allowed=())
     val_fraction = overrides.get("val_fraction", ckpt.get("train_config", {}).get("val_fraction", 0.1))
     train_tokens, val_tokens = split_train_val(tokens, val_fraction, vocab.char_counts)
     ckpt["meta"] = {**(ckpt.get("meta") or {}), **(meta or {})}
@@ -230,32 +234,16 @@ def init_from_checkpoint(checkpoint: str | Path, text, model_overrides: dict | N
                          meta: dict | None = None) -> Trainer:
     """A new run (step 0, fresh optimizer and schedule) whose model starts from `checkpoint`'s weights.
 
-    The model shape is the checkpoint's; only dropout may be changed. Fine-tuning on another
-    corpus works when that corpus's characters are all in the checkpoint's vocabulary.
+    The model shape is the checkpoint's; only MODEL_FIELDS_FREE (dropout) may be changed.
     """
-    ckpt = load_checkpoint(checkpoint)
     model_overrides = dict(model_overrides or {})
-    _reject_model_changes(ckpt["model_config"], model_overrides, MODEL_FIELDS_FREE, checkpoint)
-    vocab = Vocab.from_dict(ckpt["vocab"])
-    tokens = tokens_for(vocab, text, checkpoint)
+    ckpt, vocab, tokens = _from_checkpoint(checkpoint, text, model_overrides, MODEL_FIELDS_FREE)
     train_tokens, val_tokens = split_train_val(tokens, train_config.val_fraction, vocab.char_counts)
     mcfg = ModelConfig(**{**ckpt["model_config"], **model_overrides})
     meta = {**(meta or {}), "init_from": Path(checkpoint).name, "init_from_step": ckpt.get("step")}
     trainer = Trainer(mcfg, train_config, vocab, train_tokens, val_tokens, out_dir, reporter, meta)
     trainer.model.load_state_dict(ckpt["model"])  # in place: the optimizer already holds these parameters
     return trainer
-
-
-def _reject_model_changes(stored: dict, given: dict, allowed: tuple, checkpoint: str | Path) -> None:
-    """Model settings that differ from the checkpoint's shape cannot apply to its weights."""
-    for key in list(given):
-        if key not in stored:
-            continue  # a TrainConfig field
-        if given[key] != stored[key] and key not in allowed:
-            raise UsageError(f"{key} {given[key]} does not fit {checkpoint}, whose model has {key} {stored[key]}: "
-                             f"leave {key} out (the checkpoint's model shape is used)", key)
-        if key not in allowed:
-            given.pop(key)
 
 
 # ---- the whole thing in one call (the Python API) -----------------------------------------------------
