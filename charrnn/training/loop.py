@@ -164,10 +164,9 @@ class TrainingRun:
             out["loss"] = distributed.all_reduce([out["loss"]], t.device, t.dist)[0] / t.dist.world
         _, seconds, chars, tokens_seen = t.clock.take_window()
         tokens = t.cfg.batch_size * t.cfg.seq_len  # per step
-        record = {"step": t.step, "epoch": round(t.epoch_float, 4), "time": round(t.elapsed, 2),
-                  "loss": out["loss"], "bpc": out["loss"] * tokens / max(out["chars"], 1) / LN2, "bpt": out["loss"] / LN2,
-                  "grad_norm": out["grad_norm"], "lr": out["lr"], "chars_per_sec": chars / max(seconds, 1e-9),
-                  "tokens_per_sec": tokens_seen / max(seconds, 1e-9)}
+        record = t.record(loss=out["loss"], bpc=out["loss"] * tokens / max(out["chars"], 1) / LN2, bpt=out["loss"] / LN2,
+                          grad_norm=out["grad_norm"], lr=out["lr"], chars_per_sec=chars / max(seconds, 1e-9),
+                          tokens_per_sec=tokens_seen / max(seconds, 1e-9))
         t.history.append(record)
         t.reporter.on_log(record)
 

@@ -2,8 +2,7 @@
 
 `payload(trainer)` is everything needed to continue a run bit for bit: the weights, the
 optimizer, the counters the schedule is computed from, every random-number generator, the
-data cursor and the carried hidden state. `restore(trainer, ckpt)` puts it back, and
-`resume_trainer` builds the trainer that carries a checkpoint's run on (`Trainer.resume`).
+data cursor and the carried hidden state. `restore(trainer, ckpt)` puts it back (`Trainer.resume`).
 The rules for carrying on live here too, in one place:
 
     FIXED_ON_RESUME     training settings a resumed run cannot change (the data layout and
@@ -18,23 +17,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from charrnn.training import distributed
-from charrnn.training.checkpoint import load_checkpoint
-from charrnn.model.config import ModelConfig
-from charrnn.training.config import TrainConfig
+from charrnn.training.checkpoint import is_resumable
+from charrnn.training.config import BUDGET_KEYS, TrainConfig
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.text.tokens import sample_starts  # sampled, so a 1 GB corpus costs a few MB of reading
-from charrnn.text.vocab import Vocab
 
 FIXED_ON_RESUME = ("batch_size", "seq_len", "val_fraction")
 MODEL_FIELDS_FREE = ("dropout",)
-BUDGET_FIELDS = ("steps", "epochs", "time")
-
 
 
 def data_fingerprint(train_tokens: np.ndarray, val_tokens: np.ndarray) -> dict:
@@ -53,8 +47,7 @@ def data_fingerprint(train_tokens: np.ndarray, val_tokens: np.ndarray) -> dict:
 
 def check_resumable(ckpt: dict) -> None:
     """Refuse an inference-only (exported) checkpoint before anything else is read or hashed."""
-    extra = ckpt.get("extra") or {}
-    if "train_config" not in ckpt or "optimizer" not in ckpt or "cursor" not in extra:
+    if not is_resumable(ckpt):
         raise CharrnnError("this checkpoint is inference-only (exported): it has no optimizer or data position "
                            "to resume from; start a new run from its weights with init_from", "init_from")
 
@@ -67,33 +60,13 @@ def resume_config(ckpt: dict, overrides: dict | None) -> TrainConfig:
     if changed:
         raise UsageError(f"{', '.join(changed)} cannot change when resuming (the data layout and carried state depend "
                          "on it): start a new run from these weights with init_from instead", *changed, "init_from")
-    if any(k in overrides for k in BUDGET_FIELDS):  # a new budget replaces the whole old one
-        base = {k: v for k, v in base.items() if k not in BUDGET_FIELDS}
+    if any(k in overrides for k in BUDGET_KEYS):  # a new budget replaces the whole old one
+        base = {k: v for k, v in base.items() if k not in BUDGET_KEYS}
     return TrainConfig.from_dict({**base, **overrides})
 
 
-def resume_trainer(cls, checkpoint, train_tokens: np.ndarray, val_tokens: np.ndarray, out_dir=None, reporter=None,
-                   overrides: dict | None = None):
-    """A `cls` (a `train.Trainer`) that continues `checkpoint` (a path or a loaded dict) exactly.
-
-    The training settings, the budget included, come from the checkpoint, so the schedule
-    carries on unchanged; `overrides` replaces some of them (e.g. {"steps": 20000} to train
-    longer: the schedule then goes on from where it was, see `budget.Budget.extend`).
-    `out_dir` defaults to the checkpoint's own folder.
-    """
-    path = None if isinstance(checkpoint, dict) else Path(checkpoint)
-    ckpt = load_checkpoint(path) if path is not None else checkpoint
-    cfg = resume_config(ckpt, overrides)
-    if out_dir is None and path is not None:
-        out_dir = path.parent
-    trainer = cls(ModelConfig(**ckpt["model_config"]), cfg, Vocab.from_dict(ckpt["vocab"]),
-                  train_tokens, val_tokens, out_dir, reporter, meta=ckpt.get("meta"))
-    restore(trainer, ckpt)
-    return trainer
-
-
 def payload(t) -> dict:
-    """The checkpoint dict of `t`, a `train.Trainer` (see checkpoint.py for the layout)."""
+    """The checkpoint dict of `t`, a `Trainer` (its layout: payload.py)."""
     return {
         "model_config": t.mcfg.to_dict(),
         "vocab": t.vocab.to_dict(),
@@ -119,7 +92,7 @@ def payload(t) -> dict:
 
 
 def restore(t, ckpt: dict) -> None:
-    """Make `t`, a `train.Trainer`, continue exactly where `ckpt` stopped (its model config must be the checkpoint's)."""
+    """Make `t`, a `Trainer`, continue exactly where `ckpt` stopped (its model config must be the checkpoint's)."""
     check_resumable(ckpt)
     extra = ckpt["extra"]
     t.model.load_state_dict(ckpt["model"])

@@ -10,12 +10,9 @@ Losses are reported in bits per character of the text for every kind of token (`
 a step's loss in nats per token times its tokens over the characters its targets stand for
 (`vocab.char_counts`), bits per token beside them. For characters the two are the same.
 
-`Trainer` knows nothing about terminals: it reports through a `Reporter`, which the
-CLI implements with a progress bar (or log lines when stderr is not a terminal). Its
-helpers each live beside it: the order of events in a run, logging, validating, saving and
-stopping (`trainloop`), the optimizer and one clipped update (`optim`), the budget and
-schedule (`budget`), what a checkpoint holds and what may change on resume (`trainstate`),
-the precision and threads (`trainspeed`), whether the model fits in memory (`sizing`).
+`Trainer` knows nothing about terminals: it reports through a `Reporter`. Its helpers live
+beside it: the order of events in a run (`loop`), one clipped update (`optim`), the budget and
+schedule (`budget`), what a checkpoint holds (`state`), the precision and threads (`speed`).
 """
 
 from __future__ import annotations
@@ -33,9 +30,10 @@ from charrnn.training import speed as trainspeed
 from charrnn.training import state as trainstate
 from charrnn.training.streams import StreamBatcher
 from charrnn.training.budget import Budget, lr_at
+from charrnn.training.checkpoint import load_checkpoint
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
-from charrnn.text.corpus import split_train_val, token_index_at_char
+from charrnn.text.corpus import token_index_at_char
 from charrnn.util.errors import CharrnnError
 from charrnn.inspect.evaluation import LN2, evaluate
 from charrnn.model.rnn import CharRNN, detach_state
@@ -57,13 +55,11 @@ UNUSED_ID_BIAS = -15.0  # output bias of ids the text never uses (e^-15 each: ~0
 def silence_unused_ids(model: CharRNN, vocab: Vocab, *token_arrays: np.ndarray) -> int:
     """Start the output bias of ids that never occur in the text at UNUSED_ID_BIAS; returns how many.
 
-    A byte vocabulary has all 256 ids whatever the text, and an English text uses about 80 of
-    them. From a zero bias the other 176 would take a share of every prediction that training
-    only slowly drives out (measured on War and Peace, 1x64 LSTM, 600 steps: 3.13 bits/char
-    against 2.95 with this, the character model's figure). A character or word vocabulary is
-    built from the text itself, so every id occurs and nothing changes.
+    A byte vocabulary has all 256 ids whatever the text, and English uses about 80: from a zero bias
+    the others take a share of every prediction that training only slowly drives out (War and Peace,
+    1x64, 600 steps: 3.13 bits/char, 2.95 with this). A vocabulary built from the text is left alone.
     """
-    if not vocab.fixed_ids:  # built from the text: every id occurs in it
+    if not vocab.fixed_ids:
         return 0
     seen = np.zeros(len(vocab), dtype=bool)
     for tokens in token_arrays:
@@ -96,9 +92,9 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.reporter = reporter or Reporter()
         self.meta = meta or {}  # e.g. corpus name, stored in checkpoints
-        self.dist = distributed.setup(resolve_device(train_config.device), train_config.batch_size)
-        self.device = distributed.device_for(self.dist, resolve_device(train_config.device))
-        # precision and CPU threads: chosen by timing the first steps where there is a choice (trainspeed)
+        device = resolve_device(train_config.device)
+        self.dist = distributed.setup(device, train_config.batch_size)
+        self.device = distributed.device_for(self.dist, device)
         self.speed = trainspeed.SpeedPlan(model_config, train_config, self.device, self.dist.enabled,
                                           on_tune=lambda message: self.reporter.on_tune(message))
         if self.device.type == "cpu":
@@ -126,7 +122,7 @@ class Trainer:
         self.state = self.model.init_state(self.local_batch, self.device)
         self.step = 0
         self.epoch = 0
-        self.clock = RunClock()  # the budget's seconds, and chars/s (runclock)
+        self.clock = RunClock()  # the budget's seconds, and chars/s
         self.val_chars_per_token = 1.0  # characters per token of the held-out text (set by `validate`)
         self.best_val_bpc: float | None = None
         self.history: list[dict] = []  # every log and eval record (written to metrics.jsonl)
@@ -139,12 +135,19 @@ class Trainer:
     def resume(cls, checkpoint: str | Path | dict, train_tokens: np.ndarray, val_tokens: np.ndarray,
                out_dir: str | Path | None = None, reporter: Reporter | None = None,
                overrides: dict | None = None) -> "Trainer":
-        """A trainer that continues a checkpoint's run exactly (tokens encoded with its vocabulary).
+        """A trainer that continues `checkpoint` (a path or a loaded dict) exactly (tokens encoded with its vocabulary).
 
-        `overrides` replaces some training settings (e.g. {"steps": 20000} to train longer);
-        `out_dir` defaults to the checkpoint's own folder. See `trainstate.resume_trainer`.
+        The training settings, the budget included, come from the checkpoint; `overrides` replaces some of
+        them (e.g. {"steps": 20000} to train longer: the schedule goes on from where it was, `Budget.extend`).
+        `out_dir` defaults to the checkpoint's own folder.
         """
-        return trainstate.resume_trainer(cls, checkpoint, train_tokens, val_tokens, out_dir, reporter, overrides)
+        path = None if isinstance(checkpoint, dict) else Path(checkpoint)
+        ckpt = checkpoint if path is None else load_checkpoint(path)
+        cfg = trainstate.resume_config(ckpt, overrides)
+        trainer = cls(ModelConfig(**ckpt["model_config"]), cfg, Vocab.from_dict(ckpt["vocab"]), train_tokens,
+                      val_tokens, path.parent if out_dir is None and path else out_dir, reporter, ckpt.get("meta"))
+        trainstate.restore(trainer, ckpt)
+        return trainer
 
     def run(self, until_step: int | None = None) -> TrainResult:
         """Train until the budget is spent or a signal arrives; save best.pt and last.pt.
@@ -165,16 +168,18 @@ class Trainer:
         return self.budget.total_steps
 
     def progress(self) -> float:
-        """Fraction of the budget used: the largest of the steps, epochs and time fractions."""
         return self.budget.progress(self.step, self.elapsed)
 
     @property
     def epoch_float(self) -> float:
         return self.epoch + self.batcher.cursor / max(1, self.batcher.stream_len - 1)
 
+    def record(self, **fields) -> dict:
+        """A record of where the run is (step, epoch, time), with `fields`: a log, a validation, a sample."""
+        return {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2), **fields}
+
     @property
     def elapsed(self) -> float:
-        """Seconds of this run (training, validation, saving, samples), summed across resumes."""
         return self.clock.elapsed
 
     @elapsed.setter
@@ -182,11 +187,9 @@ class Trainer:
         self.clock.elapsed = seconds
 
     def chars_per_second(self) -> float:
-        """Average training throughput of this session in characters of text (training steps only)."""
         return self.clock.chars_per_second()
 
     def final_eval_reserve(self) -> float:
-        """Seconds a time budget keeps back for the validation at the end: the last one's duration."""
         last = next((r["eval_seconds"] for r in reversed(self.history) if r.get("eval_seconds")), None)
         return self.clock.eval_reserve(self.cfg.time, len(self.val_tokens), self.cfg.batch_size * self.cfg.seq_len, last)
 
@@ -272,9 +275,8 @@ class Trainer:
         self.check_finite(val)
         per_token = None if val is None else val * self.val_chars_per_token  # nats per token
         bpc = None if val is None else val / LN2
-        record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2),
-                  "val_loss": per_token, "val_bpc": bpc, "val_bpt": None if val is None else per_token / LN2,
-                  "eval_seconds": round(time.perf_counter() - t0, 3)}
+        record = self.record(val_loss=per_token, val_bpc=bpc, val_bpt=None if val is None else per_token / LN2,
+                             eval_seconds=round(time.perf_counter() - t0, 3))
         improved = bpc is not None and (self.best_val_bpc is None or bpc < self.best_val_bpc)
         if improved:
             self.best_val_bpc = bpc
@@ -298,6 +300,6 @@ class Trainer:
         text = sample_text(self.model, self.vocab, c.sample_length, prime=c.sample_prime,
                            temperature=c.sample_temp, seed=c.seed, unk="skip")
         self.model.train()  # (sampling put it in eval mode)
-        record = {"step": self.step, "epoch": round(self.epoch_float, 4), "time": round(self.elapsed, 2), "sample": text}
+        record = self.record(sample=text)
         self.reporter.on_sample(record)
         return record
