@@ -1,29 +1,14 @@
 """Checkpoints: atomic saving, safe loading, finding runs.
 
-A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it
-loads with `torch.load(weights_only=True)`, which refuses anything that would need
-arbitrary code to unpickle. Layout (FORMAT_VERSION 1, or 2 for word and byte models, so an
-older charrnn asks to be upgraded instead of misreading them):
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (its fields and what
+each must hold: `payload`), so it loads with `torch.load(weights_only=True)`, which refuses
+anything that would need arbitrary code to unpickle. FORMAT_VERSION is 1 for character models
+and 2 for word and byte ones, so an older charrnn asks to be upgraded instead of misreading them.
+An inference-only checkpoint can also be a .safetensors file (`safetensors_io`): `load_checkpoint`
+returns the same dict for both.
 
-    format_version   int
-    model_config     ModelConfig as a dict
-    vocab            {"chars": str} (characters), {"kind": "word", "chars": str, "words": [str]}
-                     (version 2) or {"kind": "byte"} (version 2)
-    model            state_dict (tensors)
-    train_config     TrainConfig as a dict (absent in exported, inference-only files)
-    optimizer        optimizer state_dict
-    step, epoch      counters
-    metrics          list of dicts (the evaluation history)
-    extra            anything else training needs to resume (cursor, RNG states, hidden state,
-                     the full log history, the data fingerprint)
-
-An inference-only checkpoint can also be a .safetensors file (see `safetensors_io`): the
-same dict comes back from `load_checkpoint`, so every command that takes a checkpoint reads both.
-
-A run folder holds best.pt, last.pt (always the newest state), optional snapshots
-step-000500.pt, and metrics.jsonl. A crash can leave a hidden `.last.pt.<pid>.<random>.tmp`
-behind; nothing reads those (they do not end in .pt) and the next save removes them once
-the process that wrote them is gone.
+A crash can leave a hidden `.last.pt.<pid>.<random>.tmp` behind; nothing reads those (they do
+not end in .pt) and the next save removes them once the process that wrote them is gone.
 """
 
 from __future__ import annotations
@@ -78,53 +63,41 @@ def checkpoint_bytes(payload: dict) -> bytes:
     return buf.getvalue()
 
 
-def _save_error(path: str | Path, e: Exception, existed: bool) -> SaveError:
-    kept = "the previous one is intact" if existed else "nothing was written"
-    if isinstance(e, OSError):
-        return SaveError(f"could not save checkpoint {path}: {e.strerror or e} ({kept}); {os_advice(e)}")
-    # torch reports a failed write or allocation inside its zip writer as a RuntimeError
-    return SaveError(f"could not save checkpoint {path}: {str(e).splitlines()[0][:160]} ({kept}); "
-                     "free some memory or disk space")
+@contextmanager
+def _saving(path: str | Path):
+    """Turn a failed write of the checkpoint `path` into a SaveError that says whether an older file is intact."""
+    kept = "the previous one is intact" if Path(path).exists() else "nothing was written"
+    try:
+        yield
+    except OSError as e:
+        raise SaveError(f"could not save checkpoint {path}: {e.strerror or e} ({kept}); {os_advice(e)}") from None
+    except RuntimeError as e:  # torch reports a failed write or allocation inside its zip writer so
+        raise SaveError(f"could not save checkpoint {path}: {str(e).splitlines()[0][:160]} ({kept}); "
+                        "free some memory or disk space") from None
 
 
 def write_checkpoint(path: str | Path, payload: dict) -> None:
-    """Serialise `payload` straight into a temporary file and publish it atomically, or raise SaveError.
-
-    Nothing is built in memory first, so saving a big model costs no second copy of its weights.
-    """
-    existed = Path(path).exists()
-    try:
-        with atomic_write(path) as f:
-            torch.save(stamped(payload), f)
-    except (OSError, RuntimeError) as e:
-        raise _save_error(path, e, existed) from None
+    """Serialise `payload` straight into a temporary file (no second copy of the weights in memory) and
+    publish it atomically, or raise SaveError."""
+    with _saving(path), atomic_write(path) as f:
+        torch.save(stamped(payload), f)
 
 
 def copy_checkpoint(src: str | Path, dest: str | Path) -> None:
     """Publish a copy of the checkpoint file `src` at `dest` atomically (best.pt after last.pt), or raise SaveError."""
-    existed = Path(dest).exists()
-    try:
-        with atomic_write(dest) as out, open(src, "rb") as f:
-            shutil.copyfileobj(f, out, CHUNK)
-    except OSError as e:
-        raise _save_error(dest, e, existed) from None
+    with _saving(dest), atomic_write(dest) as out, open(src, "rb") as f:
+        shutil.copyfileobj(f, out, CHUNK)
 
 
 def write_checkpoint_bytes(path: str | Path, data: bytes) -> None:
     """Write serialised checkpoint bytes atomically, or raise SaveError (the old file stays as it was)."""
-    existed = Path(path).exists()
-    try:
+    with _saving(path):
         atomic_write_bytes(path, data)
-    except OSError as e:
-        raise _save_error(path, e, existed) from None
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete the temporary files a killed save left in a run folder (`.last.pt.1234.x1y2.tmp`).
-
-    Only those of writers that are gone (see `fileio.is_stale_temp`): a live process's temporary
-    is never touched, whoever it is.
-    """
+    """Delete the temporary files a killed save left in a run folder (`.last.pt.1234.x1y2.tmp`), only those
+    whose writer is gone."""
     return sweep_stale_temps(folder, (f".*{SUFFIX}.*.tmp", ".*.safetensors.*.tmp", ".metrics.jsonl.*.tmp",
                                       ".config.yaml.*.tmp", ".write-test.*.tmp"))
 
@@ -197,13 +170,10 @@ def prune_snapshots(folder: str | Path, keep: int, dry_run: bool = False) -> lis
 def _one_version(path: Path):
     """A name for the file at `path` as it is now, that stays that file while the load lasts.
 
-    A training run replaces last.pt every few steps (a new file renamed over the old one), and a
-    load opens its file more than once: torch.load(mmap=True) reads the pickle through one open
-    and maps the tensor data through a second. A save landing between the two would pair one
-    checkpoint's fields with another's tensors (seen as "the optimizer's step count is malformed"
-    when resuming or sampling from a run that is training). So the file is opened once, here, and
-    every later open goes through that descriptor's /dev/fd name (Linux, macOS): whatever is
-    renamed over `path` meanwhile, the load reads one save. Without /dev/fd the path itself is used.
+    torch.load(mmap=True) opens its file twice (the pickle, then the tensor data), and a training run
+    renames a new last.pt over the old one every few steps: a save landing between the two opens would
+    pair one checkpoint's fields with another's tensors. So the file is opened once, here, and later
+    opens go through that descriptor's /dev/fd name (Linux, macOS; elsewhere the path itself).
     """
     with open(path, "rb") as f:
         pinned = Path(f"/dev/fd/{f.fileno()}")
@@ -280,17 +250,6 @@ def _check_header(ckpt, path: Path) -> None:
         )
 
 
-def _checked(ckpt, path: Path, size: int, full: bool) -> dict:
-    """`ckpt`, loaded from the `size`-byte file `path`, once its header and every field are checked
-    (`full`: its tensors' values too)."""
-    _check_header(ckpt, path)
-    try:
-        payload.check(ckpt, size, full=full)
-    except payload.Damaged as e:
-        raise CharrnnError(f"{path} is damaged: {e}") from None
-    return ckpt
-
-
 def latest_val_bpc(ckpt: dict) -> float | None:
     """The newest validation loss a checkpoint records (bits/char), or None if it was never validated."""
     vals = [r["val_bpc"] for r in ckpt.get("metrics") or [] if r.get("val_bpc") is not None]
@@ -300,15 +259,10 @@ def latest_val_bpc(ckpt: dict) -> float | None:
 def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     """Load a checkpoint dict onto the CPU with torch's safe loader, checked, or raise a clear CharrnnError.
 
-    `weights_only=True` builds only tensors and plain containers: a pickle that names any other
-    Python callable is refused before it can run. `map_location="cpu"` lets a checkpoint written
-    on a GPU (cuda or mps) load anywhere. Every field is checked (`payload.check`) on a memory-mapped
-    load first, which reads no tensor data, so a file whose config claims more than it holds costs
-    nothing; only then is its tensor data read (through that mapping, copy-on-write: the file is
-    loaded once, and never changed), and its weights and checksum checked. `mmap=True` stops after
-    the first look (for listing: configs and shapes, tensor data unread).
-    A .safetensors file is read by `safetensors_io.read` (JSON and raw bytes: nothing to refuse),
-    then checked the same way.
+    Every field is checked (`payload.check`) on a memory-mapped load first, which reads no tensor
+    data, so a file whose config claims more than it holds costs nothing; only then are the weights
+    read (through that mapping, copy-on-write) and checked against the checksum. `mmap=True` stops
+    after the first look (for listing). A .safetensors file (`safetensors_io.read`) is checked the same way.
     """
     path = Path(path)
     if not path.exists() and not path.is_symlink():
@@ -316,20 +270,23 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     if not path.is_file():
         what = "a folder" if path.is_dir() else "not a regular file (a device, FIFO or broken link)"
         raise CharrnnError(f"{path} is {what}: pass a checkpoint file (.pt) or a run folder")
-    if path.suffix == ".safetensors":
-        from charrnn.training.safetensors_io import read
+    try:
+        if path.suffix == ".safetensors":
+            from charrnn.training.safetensors_io import read
 
-        ckpt, size = read(path)
-        return _checked(ckpt, path, size, full=True)
-    with _one_version(path) as source:  # a run saving over `path` meanwhile cannot mix two saves
-        size = _check_container(path, source)
-        # the memory-mapped load, every field checked before any tensor data is read
-        ckpt = _checked(_torch_load(path, source, mmap=True), path, size, full=False)
-    if not mmap:  # the tensors are read (through the mapping, copy-on-write: the file is never changed)
-        try:
+            ckpt, size = read(path)
+            _check_header(ckpt, path)
+            payload.check(ckpt, size)
+            return ckpt
+        with _one_version(path) as source:  # a run saving over `path` meanwhile cannot mix two saves
+            size = _check_container(path, source)
+            ckpt = _torch_load(path, source, mmap=True)
+            _check_header(ckpt, path)
+            payload.check(ckpt, size, full=False)
+        if not mmap:
             payload.check_contents(ckpt)
-        except payload.Damaged as e:
-            raise CharrnnError(f"{path} is damaged: {e}") from None
+    except payload.Damaged as e:
+        raise CharrnnError(f"{path} is damaged: {e}") from None
     return ckpt
 
 
