@@ -20,12 +20,16 @@ import torch
 from charrnn.model.rnn import CharRNN
 
 
+def decays(name: str, shape) -> bool:
+    """Whether AdamW decays this parameter: the weight matrices do; biases and the embedding do not."""
+    return len(shape) >= 2 and "embedding" not in name
+
+
 def make_optimizer(model: CharRNN, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW, with weight decay on the weight matrices only (not biases, not the embedding)."""
+    """AdamW in two groups: the parameters that decay (`decays`), then the rest."""
     params = dict(model.named_parameters())
-    decays = {n: p.dim() >= 2 and "embedding" not in n for n, p in params.items()}
-    groups = [{"params": [params[n] for n, d in decays.items() if d], "weight_decay": weight_decay},
-              {"params": [params[n] for n, d in decays.items() if not d], "weight_decay": 0.0}]
+    groups = [{"params": [p for n, p in params.items() if decays(n, p.shape)], "weight_decay": weight_decay},
+              {"params": [p for n, p in params.items() if not decays(n, p.shape)], "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
 
 

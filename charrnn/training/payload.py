@@ -36,7 +36,8 @@ import torch
 
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
-from charrnn.util.errors import CharrnnError, UsageError
+from charrnn.training.optim import decays
+from charrnn.util.errors import CharrnnError
 from charrnn.util.fields import check as check_fields, names, setting
 from charrnn.text.vocab import Vocab
 
@@ -44,7 +45,6 @@ CHECKSUM_KEY = "checksum"  # {"blake2b": hex digest of everything else in the pa
 PLAIN = (str, int, float, bool, type(None))
 RESUME_EXTRA = ("cursor", "elapsed", "state", "torch_rng")  # extra's fields a resumed run reads
 GROUP_KEYS = ("params", "lr", "betas", "eps", "weight_decay")  # what AdamW cannot default (torch fills in the rest)
-DECAY_SPLIT = "embedding"  # parameters named so, and all vectors, are in the optimizer's second group
 
 
 class Damaged(CharrnnError):
@@ -104,8 +104,8 @@ def checksum(payload: dict) -> str:
 def model_config(ckpt: dict) -> ModelConfig:
     mc = ckpt.get("model_config")
     _need(isinstance(mc, dict), f"model_config must be a mapping, not {_kind(mc)}")
-    names = {f.name for f in fields(ModelConfig)}
-    _need(set(mc) == names, f"model_config must have exactly the keys {', '.join(sorted(names))}")
+    keys = {f.name for f in fields(ModelConfig)}
+    _need(set(mc) == keys, f"model_config must have exactly the keys {', '.join(sorted(keys))}")
     try:
         return ModelConfig(**mc)
     except (ValueError, TypeError) as e:
@@ -212,13 +212,13 @@ class Meta:
         check_fields(self)
 
 
-def _checked(cls, data, where: str) -> None:
-    """`data`, a mapping of plain values, holds `cls`'s fields with their types and ranges (other keys are free)."""
+def _checked(cls, data, where: str):
+    """`data`, a mapping of plain values, as a `cls`: its fields' types and ranges checked (other keys are free)."""
     _need(isinstance(data, dict), f"{where} must be a mapping, not {_kind(data)}")
     _check_plain(data, where)
     try:
-        cls(**{k: v for k, v in data.items() if k in names(cls)})
-    except UsageError as e:
+        return cls(**{k: v for k, v in data.items() if k in names(cls)})
+    except (CharrnnError, ValueError, TypeError) as e:
         raise Damaged(f"{where}: {e}") from None
 
 
@@ -230,38 +230,14 @@ def _check_metrics(ckpt: dict) -> None:
         _checked(Record, r, "a metrics record")
 
 
-def _check_meta(ckpt: dict) -> None:
-    if ckpt.get("meta") is not None:
-        _checked(Meta, ckpt["meta"], "meta")
-
-
-def _check_train_config(ckpt: dict) -> TrainConfig | None:
-    if "train_config" not in ckpt:
-        return None
-    tc = ckpt["train_config"]
-    _need(isinstance(tc, dict), f"train_config must be a mapping, not {_kind(tc)}")
-    _check_plain(tc, "train_config")
-    try:
-        return TrainConfig.from_dict(tc)
-    except (CharrnnError, ValueError, TypeError) as e:
-        raise Damaged(f"train_config: {e}") from None
-
-
-def _param_groups(mc: ModelConfig) -> list[list[tuple[int, ...]]]:
-    """The shapes of the parameters in each of the trainer's two AdamW groups, in order (see optim.make_optimizer)."""
-    shapes = mc.param_shapes()
-    decays = [s for n, s in shapes.items() if len(s) >= 2 and DECAY_SPLIT not in n]
-    rest = [s for n, s in shapes.items() if not (len(s) >= 2 and DECAY_SPLIT not in n)]
-    return [decays, rest]
-
-
 def _check_optimizer(ckpt: dict, mc: ModelConfig) -> None:
     if "optimizer" not in ckpt:
         return
     opt = ckpt["optimizer"]
     _need(isinstance(opt, dict) and isinstance(opt.get("state"), dict) and isinstance(opt.get("param_groups"), list),
           "optimizer must be a mapping with 'state' and 'param_groups'")
-    groups = _param_groups(mc)
+    shapes = mc.param_shapes()  # in the trainer's two AdamW groups, in order (optim.make_optimizer)
+    groups = [[s for n, s in shapes.items() if decays(n, s)], [s for n, s in shapes.items() if not decays(n, s)]]
     _need(len(opt["param_groups"]) == len(groups), f"optimizer has {len(opt['param_groups'])} parameter groups, not {len(groups)}")
     shape_of: dict[int, tuple[int, ...]] = {}
     for g, shapes in zip(opt["param_groups"], groups):
@@ -284,6 +260,7 @@ def _check_optimizer(ckpt: dict, mc: ModelConfig) -> None:
                 _need(value is None or isinstance(value, bool), f"optimizer {key} must be null, true or false")
             elif key != "params":
                 _need(isinstance(value, PLAIN), f"optimizer {key} is not a plain value")
+    steps = max(1, ckpt["step"] if _is_int(ckpt.get("step")) else 0)
     for pid, st in opt["state"].items():
         _need(pid in shape_of, f"the optimizer holds state for a parameter id {_kind(pid)} it does not have")
         _need(isinstance(st, dict), "the optimizer's state is malformed")
@@ -293,12 +270,8 @@ def _check_optimizer(ckpt: dict, mc: ModelConfig) -> None:
                   f"the optimizer's {key} for parameter {pid} does not have its parameter's shape")
         step = st.get("step")
         count = float(step) if torch.is_tensor(step) and step.numel() == 1 and step.dtype.is_floating_point else None
-        _need(count is not None and math.isfinite(count) and 1 <= count <= max(1, _steps(ckpt)),
+        _need(count is not None and math.isfinite(count) and 1 <= count <= steps,
               "the optimizer's step count is malformed")
-
-
-def _steps(ckpt: dict) -> int:
-    return ckpt["step"] if _is_int(ckpt.get("step")) else 0
 
 
 def _check_extra(ckpt: dict, mc: ModelConfig, tc: TrainConfig | None) -> None:
@@ -370,7 +343,7 @@ def check(ckpt: dict, file_bytes: int | None = None, full: bool = True) -> Model
     _check_vocab(ckpt, mc)
     _check_model(ckpt, mc)
     _check_sizes(ckpt, file_bytes)
-    tc = _check_train_config(ckpt)
+    tc = _checked(TrainConfig, ckpt["train_config"], "train_config") if "train_config" in ckpt else None
     for key in ("step", "epoch"):
         if key in ckpt:
             _need(_is_int(ckpt[key]) and ckpt[key] >= 0, f"{key} must be a whole number >= 0, not {_kind(ckpt[key])}")
@@ -378,7 +351,8 @@ def check(ckpt: dict, file_bytes: int | None = None, full: bool = True) -> Model
     best = ckpt.get("best_val_bpc")
     _need(best is None or _is_number(best) and best >= 0, f"best_val_bpc must be a finite number, not {_kind(best)}")
     _check_metrics(ckpt)
-    _check_meta(ckpt)
+    if ckpt.get("meta") is not None:
+        _checked(Meta, ckpt["meta"], "meta")
     _check_extra(ckpt, mc, tc)
     if full:
         check_contents(ckpt)
