@@ -1,41 +1,27 @@
 """Right-sizing: the model `charrnn train` builds when no shape flag is given.
 
-A character model trained for a few minutes is limited by how many characters it gets to
-see, not by its size: a bigger model learns more per character but sees fewer of them in the
-same time. The sweep in `bench/sweep.py` (shapes x budgets x corpora, results kept in
-bench/sweep/results.jsonl) found the best model at each budget and fitted one rule to it:
+A character model trained for a few minutes is limited by how many characters it gets to see,
+not by its size: a bigger model learns more per character but sees fewer in the same time. The
+sweep in `bench/sweep.py` (results in bench/sweep/results.jsonl) fitted one rule to the best
+model at each budget:
 
-    take the largest shape of the ladder that still sees CHARS_PER_PARAM (3) characters
-    per parameter in the budget,
+    take the largest shape of LADDER that still sees CHARS_PER_PARAM characters per parameter,
 
-where "characters seen" is the chars/s this machine trains that shape at (timed here, a
-few steps each in fp32 and bf16 as the run would choose, cached like the precision verdict)
-times the seconds of `--time`, or steps x B x T for `--steps`, or epochs x the training
-text for `--epochs`. A run that reads its text MANY_PASSES (15) times or more is limited by
-the text, not the time: there the larger model with dropout won, and the bar is
-MANY_PASSES_CHARS_PER_PARAM (0.5) characters per parameter. For the same reason, when the
-shape so chosen reads the text fewer than 15 times but the one below it reads it 15 times or
-more, the one below is taken (never the ladder's smallest), with dropout: regularized, it
-learns more from the text it reads again. And however fast the machine, no shape with more than
-MAX_PARAMS_PER_CHAR (30) parameters per training character is taken: on a 20 KB text it would
-learn the text by heart. Each shape of the ladder comes with the peak
-learning rate the sweep found best for it (2e-2 for 2×128, 3e-2 for 2×256, charrnn's 6e-3 for
-the wider ones) and its dropout for a text read many times (0.1 for the narrow ones, 0.2 for
-the wider), and its learning rate decays to DECAY_TO (1%) of that peak by the end of the
-budget, lower than charrnn's 5% for a shape the user names. Under a `--time` budget its
-validations are spaced to take about EVAL_SHARE (5%) of the seconds (`eval_spacing`).
+"characters seen" being the chars/s this machine trains that shape at (timed here, cached)
+times the budget's seconds, or steps x B x T, or epochs x the training text. A run that reads
+its text MANY_PASSES times or more is limited by the text, not the time: its bar is
+MANY_PASSES_CHARS_PER_PARAM, and it prefers the shape below, with that shape's dropout. No
+shape with more than MAX_PARAMS_PER_CHAR parameters per training character is taken (it would
+learn the text by heart). Each shape brings its own peak lr, decaying to DECAY_TO of it; under
+a time budget validations are spaced to take about EVAL_SHARE of it (`eval_spacing`).
 
     sizing = choose_size(n_train=1_003_854, train=TrainConfig(time=300), vocab_size=65, rate=probe)
-    sizing.settings()   # {'layers': 2, 'hidden': 256, 'embed': 64, 'dropout': 0.1, 'lr': 0.03, 'min_lr_ratio': 0.01} (300 s here)
+    sizing.settings()   # {'layers': 2, 'hidden': 256, 'embed': 64, 'dropout': 0.1, 'lr': 0.03, 'min_lr_ratio': 0.01}
     sizing.describe()   # 'model: LSTM 2×256 (embed 64), 877k parameters, dropout 0.1, lr 0.03 decaying to 0.0003 — for ...'
 
-Flags the user gives override the part of the choice they name (`--hidden 256` keeps the
-chosen layers and dropout, and the default lr and floor, which go with the chosen shape only; a
-`--config` file, what it names); `--preset`, `--resume` and
-`--init-from` skip it, and so does torchrun (its processes would each time the shapes).
-
-Whatever chose the shape, `check_model_fits` refuses one that cannot fit in memory before
-a run builds it (`training_memory` estimates the peak from the configs alone).
+Settings the user gives override the part of the choice they name; a preset, a resumed or
+fine-tuned run and torchrun skip it. Whatever chose the shape, `check_model_fits` refuses one
+that cannot fit in memory before a run builds it.
 """
 
 from __future__ import annotations
@@ -50,7 +36,7 @@ from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 
 SHAPE_KEYS = ("layers", "hidden", "embed", "dropout")  # what the choice sets, and the shape's lr (cell, B, T keep theirs)
-DEFAULT_LR = TrainConfig.lr
+LARGE_VOCAB = 4096  # distinct characters above which a run is warned what its vocabulary costs
 
 
 @dataclass(frozen=True)
@@ -58,18 +44,14 @@ class Shape:
     layers: int
     hidden: int
     embed: int
-    lr: float = DEFAULT_LR  # the peak learning rate the sweep found best for this shape at short budgets
+    lr: float = TrainConfig.lr  # the peak learning rate the sweep found best for this shape at short budgets
     dropout: float = 0.2  # its dropout when the run reads the text MANY_PASSES times or more
 
-    def config(self, vocab_size: int, cell: str = "lstm", dropout: float = 0.0) -> ModelConfig:
-        return ModelConfig(vocab_size=vocab_size, cell=cell, layers=self.layers, hidden=self.hidden,
-                           embed=self.embed, dropout=dropout)
+    def config(self, vocab_size: int, cell: str = "lstm") -> ModelConfig:
+        return ModelConfig(vocab_size=vocab_size, cell=cell, layers=self.layers, hidden=self.hidden, embed=self.embed)
 
     def __str__(self) -> str:
         return f"{self.layers}×{self.hidden}"
-
-
-LARGE_VOCAB = 4096  # distinct characters above which a run is warned what its vocabulary costs
 
 
 def training_memory(m: ModelConfig, c: TrainConfig) -> int:
@@ -103,34 +85,19 @@ def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter, toke
             f"the text's UTF-8 bytes (--tokens byte: 256 ids), to train many times faster")
 
 
-# The shapes tried, smallest first (the sweep's shapes). Past 2×768, ask for a shape (--preset large).
-# The narrow ones learn fastest with a higher lr (Shakespeare 60 s, 2×256: 2.130 bits/char at 3e-2, 2.137 at 4e-2,
-# 2.140 at 2e-2, 2.205 at 1e-2, 2.227 at 6e-3; 300 s with dropout 0.1: 2.020 at 4e-2, 2.024 at 3e-2, 2.030 at
-# 2e-2); 2×384 does not (2.360 at 1e-2, 2.239 at 6e-3).
-# Read many times, 2×256 did best with dropout 0.1 (Shakespeare 300 s: 2.030, against 2.039 at 0.2), the
-# wider ones with 0.2 (2×384 on the small text, 2×512 at 900 s).
-# Embed 128 for 2×256 was tried and given up: its automatic runs did no better (300 s: 2.036, against 2.034 and
-# 2.040 with embed 64; 60 s: 2.164 against 2.132).
+# The shapes tried, smallest first. The narrow ones learn fastest with a higher lr (Shakespeare 60 s, 2×256:
+# 2.130 bits/char at 3e-2, 2.227 at 6e-3); 2×384 does not. Read many times, 2×256 did best with dropout 0.1,
+# the wider ones with 0.2. Past 2×768, ask for a shape (--preset large).
 LADDER = (Shape(2, 128, 32, 2e-2, 0.1), Shape(2, 256, 64, 3e-2, 0.1), Shape(2, 384, 128), Shape(2, 512, 128),
           Shape(2, 768, 128))
-# Fitted to bench/sweep/results.jsonl (bench/sweep/README.md): see the module docstring.
 CHARS_PER_PARAM = 3.0  # the best shapes saw 4.5-6 characters per parameter, the next larger ones 1.0-2.0
 MANY_PASSES = 15.0  # a run that reads its text this many times or more is limited by the text, not the time:
 MANY_PASSES_CHARS_PER_PARAM = 0.5  # ... there the larger model with dropout won (0.9 chars/param at 20 passes)
-# However fast the machine, a shape with more than MAX_PARAMS_PER_CHAR parameters per training character is not
-# taken (the smallest always can be): it learns the text by heart. 20 KB of Shakespeare in 30 s: 2×128 dropout 0.1
-# 2.764 bits/char (12 per character), 2×256 dropout 0.1 3.045 (48; 0.3 2.801). 50 KB of War and Peace in 30 s:
-# 2×256 2.389 (19), 2×384 2.388 (45). 100 KB in 60 s: 2×384 2.305 (22), 2×512 2.314 (38).
-MAX_PARAMS_PER_CHAR = 30.0
+MAX_PARAMS_PER_CHAR = 30.0  # 20 KB of Shakespeare in 30 s: 2×128 (12 per char) 2.764 bits/char, 2×256 (48) 3.045
 PROBE_STEPS = 3  # timed training steps per shape (after one untimed), at the run's B and T
-# The schedule: the cosine decays to 1% of the peak lr, not charrnn's 5% (TrainConfig.min_lr_ratio). At a fixed
-# 10,500 steps (what 300 s gives 2×256 here) it ended 0.032 and 0.017 lower on Shakespeare (two seeds), and at
-# 4,400 steps of 2×384 on Linux 0.016 lower (bench/sweep/README.md).
-DECAY_TO = 0.01
-# Validation: a `--time` budget spends about EVAL_SHARE of its seconds validating, not more. With charrnn's
-# validation every 200 steps, Linux at 300 s read its 250k held-out characters 22 times: 33 s of the 300 (11%)
-# that training did not get. A validation reads ~EVAL_SPEEDUP times faster than training trains (forward only,
-# no optimizer; the run's own timings here, bf16: 5.4x for 2×384, 6x for 2×256 and 2×512, 8x for 2×128).
+DECAY_TO = 0.01  # the cosine's floor, not charrnn's 5%: 0.017-0.032 bits/char lower at 10,500 steps of 2×256
+# Validation spends about EVAL_SHARE of a time budget (charrnn's every 200 steps took 11% of Linux at 300 s),
+# reading ~EVAL_SPEEDUP times faster than training trains (forward only: 5.4x-8x measured, bf16).
 EVAL_SHARE = 0.05
 EVAL_SPEEDUP = 5.0
 MIN_EVALS = 5  # but at least this many validations in a run, for best.pt and the overfitting watch
@@ -186,10 +153,6 @@ def _short(n: float) -> str:
     return f"{n:.0f}"
 
 
-def budget_words(train: TrainConfig) -> str:
-    return describe(train.steps, train.epochs, train.time) or f"{DEFAULT_EPOCHS} epochs (no budget given)"
-
-
 def chars_seen(train: TrainConfig, n_train: int, rate: float | None) -> float:
     """Characters a run with this budget trains on: the smallest of what each part of the budget allows."""
     per_step = train.batch_size * train.seq_len
@@ -213,18 +176,18 @@ def enough(seen: float, params: int, n_train: int) -> bool:
 
 
 def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callable[[Shape], float] | None = None,
-                cell: str = "lstm", ladder: tuple[Shape, ...] = LADDER) -> Sizing:
-    """The largest shape of `ladder` that sees enough characters per parameter (`enough`) and has
-    at most MAX_PARAMS_PER_CHAR parameters per training character, or the
-    shape below it (never the smallest) when that one reads the text MANY_PASSES times and the
-    largest does not; a shape that reads the text MANY_PASSES times gets its dropout.
+                cell: str = "lstm") -> Sizing:
+    """The largest shape of LADDER that sees enough characters per parameter (`enough`) and has at most
+    MAX_PARAMS_PER_CHAR parameters per training character, or the shape below it (never the smallest)
+    when that one reads the text MANY_PASSES times and the largest does not.
 
-    `rate(shape)` -> training chars/s of that shape on this machine; needed only for a time
-    budget, and called for the shapes the walk reaches (smallest first), so a slow probe stops early.
+    `rate(shape)` -> training chars/s of that shape on this machine; needed only for a time budget, and
+    called for the shapes the walk reaches (smallest first), so a slow probe stops early.
     """
     needs_rate = bool(train.time) and rate is not None
+    budget = describe(train.steps, train.epochs, train.time) or f"{DEFAULT_EPOCHS} epochs (no budget given)"
     walked: list[Sizing] = []
-    for shape in ladder:
+    for shape in LADDER:
         params = shape.config(vocab_size, cell).num_params()
         if walked and params > MAX_PARAMS_PER_CHAR * n_train:  # too big for the text: not worth timing
             break
@@ -232,25 +195,19 @@ def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callabl
         seen = chars_seen(train, n_train, r)
         if walked and not enough(seen, params, n_train):
             break
-        walked.append(Sizing(shape, 0.0, params, n_train, seen, budget_words(train), r))
+        walked.append(Sizing(shape, 0.0, params, n_train, seen, budget, r))
     chosen = walked[-1]
     if chosen.epochs < MANY_PASSES and len(walked) > 2 and walked[-2].epochs >= MANY_PASSES:
-        # the text, not the time, limits the shape below: with dropout it learns more than the larger one
-        # without (Shakespeare 300 s: 2×256 reading it 24 times, dropout 0.1: 2.024; 2×384, 10 times: 2.074).
-        # Never down to the smallest shape: at 120 s 2×128 reads it 19 times, and with dropout did worse
-        # than 2×256 without (2.198 against 2.084).
+        # with dropout, the shape below learns more (Shakespeare 300 s: 2×256 reading it 24 times 2.024 bits/char,
+        # 2×384 10 times 2.074); never the smallest (at 120 s 2×128 with dropout: 2.198, 2×256 without: 2.084)
         chosen = walked[-2]
-    dropout = chosen.shape.dropout if chosen.epochs >= MANY_PASSES else 0.0
-    return Sizing(chosen.shape, dropout, chosen.params, n_train, chosen.chars_seen, chosen.budget, chosen.rate)
+    return replace(chosen, dropout=chosen.shape.dropout if chosen.epochs >= MANY_PASSES else 0.0)
 
 
 def eval_spacing(sizing: Sizing, train: TrainConfig, val_chars: int) -> int | None:
-    """Steps between validations so that they take about EVAL_SHARE of a `--time` budget (at
-    least MIN_EVALS in the run, a multiple of EVAL_ROUND), or None where `train.eval_every` already
-    validates that seldom, or there is no time budget to spend.
-
-    Linux at 300 s (2×384 at ~37k chars/s, 250k held-out characters): a validation costs ~1.4 s,
-    so ~11 fit in 15 s, one every ~500 of the ~5,400 steps.
+    """Steps between validations so that they take about EVAL_SHARE of a time budget (at least MIN_EVALS
+    in the run, a multiple of EVAL_ROUND), or None where `train.eval_every` already validates that seldom,
+    or there is no time budget to spend. (Linux at 300 s, 2×384: one every ~500 of the ~5,400 steps.)
     """
     if not (train.time and sizing.rate) or val_chars <= 0:
         return None
