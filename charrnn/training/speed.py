@@ -1,15 +1,12 @@
 """How a training run on the CPU picks its precision and thread count: by timing its own steps.
 
-`--precision auto` and `--threads 0` are decided here, for this model, batch, sequence length
-and machine, instead of from CPU flags (a CPU that reports AVX512-BF16 may still multiply bf16
-no faster than fp32). The first steps of the run take turns in fp32 and bf16 autocast, at one
-thread and at one per core (`autotune.StepTuner`); they are real updates, so nothing is thrown
-away. The precision verdict is cached per thread count (`autotune.TuneCache`), so a later run
-of the same shape on the same machine only compares thread counts. Validation gets its own
-verdict the same way (`eval_precision`): a forward pass is not a training step.
-
-GPUs keep bf16/fp16 autocast; a forced `--precision` or `--threads` is never second-guessed;
-torchrun's processes keep fp32 and their thread count (they would have to agree).
+Precision `auto` and threads 0 are decided for this model, batch, sequence length and machine, not
+from CPU flags (a CPU that reports AVX512-BF16 may still multiply bf16 no faster than fp32). The
+first steps take turns in fp32 and bf16 autocast, at one thread and at one per core
+(`runtime.timing.StepTuner`); they are real updates, so nothing is thrown away. The precision
+verdict is cached per thread count (`runtime.cache.TuneCache`). Validation gets its own verdict
+(`eval_precision`): a forward pass is not a training step. GPUs keep their autocast; a forced
+precision or thread count is never second-guessed; torchrun's processes keep fp32 (they must agree).
 """
 
 from __future__ import annotations
@@ -20,9 +17,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from charrnn.runtime.timing import StepTuner, Verdict, interleaved_rates
+from charrnn.runtime.timing import StepTuner, Verdict, interleaved_rates, precision_verdict
 from charrnn.runtime.cache import TuneCache, cache_disabled, cached_or_measured
-from charrnn.runtime.timing import precision_verdict
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.runtime import threads as cpu
@@ -45,10 +41,9 @@ def make_tuner(mcfg: ModelConfig, cfg: TrainConfig, device: torch.device, distri
     """The tuner for this run, or None when nothing is left to choose (forced, GPU, torchrun, one core)."""
     if device.type != "cpu" or distributed or (cfg.precision != "auto" and cfg.threads):
         return None
-    counts = cpu.candidates(cfg.threads)
     cache = cache or TuneCache()
     candidates, known = {}, {}
-    for t in counts:
+    for t in cpu.candidates(cfg.threads):
         if cfg.precision != "auto":
             candidates[t] = [cfg.precision]
             continue
@@ -116,15 +111,8 @@ def eval_precision(model, tokens: np.ndarray, batch_size: int = 64, seq_len: int
 
 
 class SpeedPlan:
-    """A run's precision and CPU thread count, as its steps go.
-
-    `amp_dtype`: the autocast dtype training steps run in now (None: fp32); `tuner`: the
-    `StepTuner` trying settings on the first steps, None when nothing is left to choose.
-    `step(fn)` runs one training step in the setting the tuner asks for and reports its time;
-    `steady()` puts the best thread count so far back for work that is no trial (validation,
-    samples); `eval_dtype(...)` is validation's own precision, measured once (a forward pass
-    is not a training step).
-    """
+    """A run's precision and CPU thread count, as its steps go: `amp_dtype` is the autocast dtype training
+    steps run in now (None: fp32); `tuner` tries settings on the first steps (None: nothing left to choose)."""
 
     def __init__(self, mcfg: ModelConfig, cfg: TrainConfig, device: torch.device, distributed: bool,
                  on_tune: Callable[[str], None] = lambda message: None):
@@ -137,6 +125,7 @@ class SpeedPlan:
         self._remembered = False
 
     def step(self, train_step: Callable[[], dict]) -> dict:
+        """One training step, in the setting the tuner asks for, timed for it."""
         if self.tuner is None:
             return train_step()
         setting = self.tuner.setting
