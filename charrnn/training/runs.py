@@ -61,20 +61,17 @@ def describe(path: str | Path, root: str | Path | None = None) -> CheckpointInfo
                 modified=datetime.fromtimestamp(stat.st_mtime).strftime("%Y-%m-%d %H:%M"))
     try:
         ckpt = load_checkpoint(path, mmap=True)  # checked: every field below has its type
-    except OSError as e:
-        return CheckpointInfo(**base, step=None, val_bpc=None, cell=None, layers=None, hidden=None, params=None,
-                              resumable=False, error=f"cannot read it: {e.strerror or e}")
-    except CharrnnError as e:
-        return CheckpointInfo(**base, step=None, val_bpc=None, val_bpt=None, tokens=None, cell=None, layers=None,
-                              hidden=None, params=None, resumable=False, error=str(e).replace(str(path), path.name))
-    mc = ckpt.get("model_config", {})
+    except (OSError, CharrnnError) as e:
+        error = f"cannot read it: {e.strerror or e}" if isinstance(e, OSError) else str(e).replace(str(path), path.name)
+        unknown = dict.fromkeys(("step", "val_bpc", "val_bpt", "tokens", "cell", "layers", "hidden", "params"))
+        return CheckpointInfo(**base, **unknown, resumable=False, error=error)
+    mc = ckpt["model_config"]
     params = sum(t.numel() for t in ckpt["model"].values() if hasattr(t, "numel"))
     vocab = Vocab.from_dict(ckpt["vocab"])
     vals = [r for r in ckpt.get("metrics") or [] if r.get("val_bpc") is not None]
     bpt = vals[-1].get("val_bpt", vals[-1]["val_bpc"] if vocab.token_is_char else None) if vals else None
     return CheckpointInfo(**base, step=ckpt.get("step"), val_bpc=latest_val_bpc(ckpt), val_bpt=bpt, tokens=vocab.kind,
-                          cell=mc.get("cell"),
-                          layers=mc.get("layers"), hidden=mc.get("hidden"), params=params,
+                          cell=mc["cell"], layers=mc["layers"], hidden=mc["hidden"], params=params,
                           resumable=is_resumable(ckpt), token_is_char=vocab.token_is_char)
 
 
