@@ -104,12 +104,8 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
 
 def snapshots(folder: str | Path) -> list[tuple[int, Path]]:
     """The periodic snapshots in a run folder as (step, path), oldest first."""
-    found = []
-    for f in Path(folder).glob(f"step-*{SUFFIX}"):
-        m = SNAPSHOT_RE.match(f.name)
-        if m:
-            found.append((int(m.group(1)), f))
-    return sorted(found)
+    matches = ((SNAPSHOT_RE.match(f.name), f) for f in Path(folder).glob(f"step-*{SUFFIX}"))
+    return sorted((int(m.group(1)), f) for m, f in matches if m)
 
 
 def run_identity(folder: str | Path) -> dict | None:
@@ -226,14 +222,9 @@ def _torch_load(path: Path, source: Path, mmap: bool) -> dict:
             f"never needs; it may be malicious. Nothing from it was run."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, TypeError, KeyError,
-            IndexError, AttributeError, OverflowError, MemoryError) as e:
-        msg = str(e)
-        if "zip archive" in msg or "central directory" in msg or isinstance(e, (EOFError, zipfile.BadZipFile)):
-            if zipfile.is_zipfile(source):
-                raise CharrnnError(f"{path} is truncated or corrupted: use another checkpoint (e.g. best.pt or last.pt)") from None
-            raise CharrnnError(f"{path} is not a charrnn checkpoint (not a torch zip file), or it is truncated") from None
-        first = msg.splitlines()[0][:160] if msg else type(e).__name__
-        raise CharrnnError(f"{path} is truncated or corrupted ({first})") from None
+            IndexError, AttributeError, OverflowError, MemoryError) as e:  # (a zip `_check_container` passed)
+        first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise CharrnnError(f"{path} is truncated or corrupted ({first}): use another checkpoint") from None
 
 
 def _check_header(ckpt, path: Path) -> None:
