@@ -3,11 +3,11 @@
     clock = RunClock()
     with clock.timed(training=True):   # a training step: counts toward chars/s
         ...
-    clock.count(chars=2048)            # the characters that step's targets stood for
+    clock.count(chars=2048, tokens=2048)   # what that step's targets stood for
     with clock.timed():                # validation, a save, a live sample: budget time only
         ...
     clock.chars_per_second()           # this session's training throughput
-    clock.take_window()                # (steps, seconds, characters) since the last log record
+    clock.take_window()                # (seconds, characters, tokens) since the last log record
 
 `elapsed` is the budget's clock: every second of the run (training, validation, saving,
 samples), summed across resumes (a checkpoint stores it). The throughput figures count
@@ -24,14 +24,12 @@ from contextlib import contextmanager
 
 
 class RunClock:
-    def __init__(self, elapsed: float = 0.0, now: Callable[[], float] = time.perf_counter):
+    def __init__(self, now: Callable[[], float] = time.perf_counter):
         self.now = now  # the clock it reads (a test gives it a fake one)
-        self.elapsed = elapsed  # seconds of the whole run, summed across resumes
+        self.elapsed = 0.0  # seconds of the whole run, summed across resumes
         self.train_seconds = 0.0  # seconds in training steps, this session
-        self.steps = 0  # training steps this session
         self.chars = 0  # characters of text those steps' targets stood for
-        self.tokens = 0  # ... and tokens
-        self._window = [0, 0.0, 0, 0]  # steps, training seconds, characters, tokens since the last log record
+        self._window = [0.0, 0, 0]  # training seconds, characters, tokens since the last log record
         self._recent: deque[float] = deque(maxlen=20)  # seconds of the last training steps
 
     @contextmanager
@@ -45,47 +43,35 @@ class RunClock:
             self.elapsed += dt
             if training:
                 self.train_seconds += dt
-                self._window[1] += dt
+                self._window[0] += dt
                 self._recent.append(dt)
 
     def count(self, chars: int, tokens: int) -> None:
         """One training step done: the characters and tokens its targets stood for."""
-        self.steps += 1
         self.chars += chars
-        self.tokens += tokens
-        self._window[0] += 1
-        self._window[2] += chars
-        self._window[3] += tokens
+        self._window[1] += chars
+        self._window[2] += tokens
 
     def chars_per_second(self) -> float:
         return self.chars / max(self.train_seconds, 1e-9)
 
-    def median_step(self) -> float | None:
-        """The median of the last training steps' seconds (None before the first)."""
-        return statistics.median(self._recent) if self._recent else None
-
     def eval_reserve(self, budget: float | None, val_tokens: int, tokens_per_step: int, last: float | None) -> float:
         """Seconds a time budget keeps back for the validation at the end: the `last` one's duration.
 
-        Before any, a guess: a forward pass over the held-out text, ~3x faster per token than a
-        training step. The step time is the median of the recent steps, not the session's mean:
-        the first step's one-time costs, or a 2-thread step timed while another process holds a
-        core, would otherwise make the reserve look longer than the whole budget and stop the run
-        after a step or two. At most a quarter of the budget: a guess above that comes from a
-        first step that is still all one-time costs (or a machine so busy that the last
-        validation may as well run over).
+        Before any, a guess: a forward pass over the held-out text, ~3x faster per token than the median
+        of the recent steps (not the mean: a first step of one-time costs would make the reserve look
+        longer than the budget), and at most a quarter of the budget.
         """
         if not budget or val_tokens < 2:
             return 0.0
         if last:
             return last
-        step = self.median_step()
-        if step is None:
+        if not self._recent:
             return 0.0
-        rate = tokens_per_step / max(step, 1e-9)
+        rate = tokens_per_step / max(statistics.median(self._recent), 1e-9)
         return min(val_tokens / max(3 * rate, 1.0), 0.25 * budget)
 
-    def take_window(self) -> tuple[int, float, int, int]:
-        """(steps, training seconds, characters, tokens) since the last call."""
-        window, self._window = tuple(self._window), [0, 0.0, 0, 0]
+    def take_window(self) -> tuple[float, int, int]:
+        """(training seconds, characters, tokens) since the last call."""
+        window, self._window = tuple(self._window), [0.0, 0, 0]
         return window

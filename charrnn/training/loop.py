@@ -1,11 +1,11 @@
 """One session of training: the order of events around the steps, and who hears of them.
 
-`Trainer` (train.py) holds what a run *is*, the model, optimizer, data cursor and carried
+`Trainer` (trainer.py) holds what a run *is*, the model, optimizer, data cursor and carried
 state, and what one step does. `TrainingRun` is one call of `Trainer.run`:
 
-    lock the run folder; catch Ctrl-C / SIGTERM (stopsignals); set the CPU threads
-    while there is no stop reason:       the budget is spent, a signal came, --patience ran out,
-        one step (timed: runclock)       until_step was reached, or MAX_BAD_STEPS bad steps in a row
+    lock the run folder; catch Ctrl-C / SIGTERM (util.signals); set the CPU threads
+    while there is no stop reason:       the budget is spent, a signal came, patience ran out,
+        one step (timed: clock)          until_step was reached, or MAX_BAD_STEPS bad steps in a row
         log / validate and save / sample, each when its interval comes round
     finish: last.pt always; best.pt too if the run stopped before its first validation
     -> TrainResult (why it stopped; a failed save or divergence as a message, not a traceback)
@@ -162,7 +162,7 @@ class TrainingRun:
         t = self.t
         if t.dist.enabled:  # the mean loss over all streams, as one process would see it
             out["loss"] = distributed.all_reduce([out["loss"]], t.device, t.dist)[0] / t.dist.world
-        _, seconds, chars, tokens_seen = t.clock.take_window()
+        seconds, chars, tokens_seen = t.clock.take_window()
         tokens = t.cfg.batch_size * t.cfg.seq_len  # per step
         record = t.record(loss=out["loss"], bpc=out["loss"] * tokens / max(out["chars"], 1) / LN2, bpt=out["loss"] / LN2,
                           grad_norm=out["grad_norm"], lr=out["lr"], chars_per_sec=chars / max(seconds, 1e-9),
