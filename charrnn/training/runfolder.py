@@ -6,7 +6,7 @@
                             .check_writable()   before training: fail now, not after an hour
                             .save(names, payload, history)   serialise once, write each name atomically
 
-Every file is written through `fileio.atomic_write`, so a crash leaves the previous version
+Every file is written through `util.files.atomic_write`, so a crash leaves the previous version
 of each file whole; a failed write raises `SaveError` with the old files intact. Only the
 holder of the folder's lock writes, prunes or sweeps temporaries in it.
 """
@@ -33,9 +33,6 @@ class RunFolder:
         self.path = Path(path)
         self.keep = keep  # periodic snapshots kept (best.pt and last.pt are never pruned)
 
-    def __str__(self) -> str:
-        return str(self.path)
-
     def lock(self) -> RunLock:
         """Take the folder's lock (creating the folder), or raise `runlock.FolderInUse` naming its holder."""
         return RunLock(self.path).acquire()
@@ -52,23 +49,15 @@ class RunFolder:
         metrics.jsonl of the user's own, in a folder with no checkpoint) unless told to (--overwrite)."""
         return bool(self.run_files())
 
-    def clear(self) -> list[Path]:
-        """Delete a previous run's files (best.pt, last.pt, snapshots, metrics.jsonl, config.yaml, its temporaries).
-
-        For --overwrite, with the lock held, before the new run writes anything: a new run never
-        shares a folder with pieces of the old one. Other files in the folder are left alone.
-        """
-        doomed = [self.path / n for n in RUN_FILES] + [f for _, f in snapshots(self.path)]
-        removed = []
-        for f in doomed:
+    def clear(self) -> None:
+        """Delete a previous run's files (RUN_FILES, snapshots, its temporaries), with the lock held, before the
+        new run writes anything: a new run never shares a folder with pieces of the old one."""
+        for f in [self.path / n for n in RUN_FILES] + [f for _, f in snapshots(self.path)]:
             try:
-                f.unlink()
-                removed.append(f)
-            except FileNotFoundError:
-                pass
+                f.unlink(missing_ok=True)
             except OSError as e:
                 raise CharrnnError(f"cannot clear {f} to overwrite it: {e.strerror or e}; {os_advice(e)}") from None
-        return removed + remove_stale_temps(self.path)
+        remove_stale_temps(self.path)
 
     def check_writable(self, prune: bool = False) -> None:
         """Create the folder, prove a file can be written in it, and sweep what a killed save left."""
@@ -159,6 +148,6 @@ def claim_out_dir(out: Path | None, name: str, resume: Path | None, overwrite: b
     if not same and folder.holds_run() and not overwrite:
         lock.release()
         files = folder.run_files()
-        raise CharrnnError(f"{folder} already holds a run's files ({', '.join(files[:4])}{', ...' if len(files) > 4 else ''}): "
+        raise CharrnnError(f"{folder.path} already holds a run's files ({', '.join(files[:4])}{', ...' if len(files) > 4 else ''}): "
                            f"choose another out, or set overwrite to replace them", "out", "overwrite")
     return folder.path, lock, overwrite and not same

@@ -3,17 +3,11 @@
     with RunLock(folder):           # or lock = RunLock(folder).acquire() ... lock.release()
         write config.yaml, train, save best.pt / last.pt, prune snapshots
 
-The lock is `fcntl.flock` on `folder/.lock`. The kernel drops it when its holder exits, however
-it exits (kill -9 included), so a lock left by a killed run is simply taken over: there is no
-stale-lock clean-up to get wrong. The holder writes its pid and command line into the file, so a
-second writer's error names it:
-
-    error: runs/x is in use by another charrnn process (pid 4242: charrnn train lx.txt -o runs/x):
-           wait for it to finish or stop it (kill 4242), or choose another folder
-
-Taking the lock is atomic, and locks are re-entrant within one process (the CLI takes it before
-writing config.yaml, the trainer again for its run). A foundation module: standard library only.
-Where `fcntl` does not exist (Windows) the lock is a no-op.
+The lock is `fcntl.flock` on `folder/.lock`: the kernel drops it when its holder exits, however
+(kill -9 included), so there is no stale-lock clean-up to get wrong. The holder writes its pid and
+command line into the file, so a second writer's error names it (`FolderInUse`). Locks are
+re-entrant within one process (the CLI takes it before writing config.yaml, the trainer again for
+its run). Where `fcntl` does not exist (Windows) the lock is a no-op.
 """
 
 from __future__ import annotations
@@ -26,7 +20,7 @@ from pathlib import Path
 
 try:
     import fcntl
-except ImportError:  # Windows: no advisory locks; one writer per folder is then up to the user
+except ImportError:
     fcntl = None
 
 from charrnn.util.errors import CharrnnError
@@ -41,7 +35,6 @@ class FolderInUse(CharrnnError):
     """Another live process holds the run folder's lock."""
 
     def __init__(self, folder: Path, holder: str, pid: int | None):
-        self.folder, self.holder, self.pid = folder, holder, pid
         stop = f" (kill {pid})" if pid else ""
         super().__init__(f"{folder} is in use by another charrnn process ({holder}): wait for it to finish "
                          f"or stop it{stop}, or choose another folder")
