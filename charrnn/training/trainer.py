@@ -71,23 +71,11 @@ def silence_unused_ids(model: CharRNN, vocab: Vocab, *token_arrays: np.ndarray) 
 
 
 class Trainer:
-    """Owns the model, optimizer, data cursor and carried state of one run, and what one step does.
+    """Owns the model, optimizer, data cursor and carried state of one run, and what one step does."""
 
-    `run()` trains until the budget is spent; the order of events around the steps (logging,
-    validation, saving, stopping) is `trainloop.TrainingRun`'s.
-    """
-
-    def __init__(
-        self,
-        model_config: ModelConfig,
-        train_config: TrainConfig,
-        vocab: Vocab,
-        train_tokens: np.ndarray,
-        val_tokens: np.ndarray,
-        out_dir: str | Path | None = None,
-        reporter: Reporter | None = None,
-        meta: dict | None = None,
-    ):
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig, vocab: Vocab, train_tokens: np.ndarray,
+                 val_tokens: np.ndarray, out_dir: str | Path | None = None, reporter: Reporter | None = None,
+                 meta: dict | None = None):
         self.mcfg, self.cfg, self.vocab = model_config, train_config, vocab
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.reporter = reporter or Reporter()
@@ -150,13 +138,11 @@ class Trainer:
         return trainer
 
     def run(self, until_step: int | None = None) -> TrainResult:
-        """Train until the budget is spent or a signal arrives; save best.pt and last.pt.
+        """Train until the budget is spent or a signal arrives; save best.pt and last.pt (`loop.TrainingRun`).
 
-        `until_step` pauses the run at that step (saving last.pt) without changing the budget or
-        the learning-rate schedule, so that `Trainer.resume` can carry on from there.
-        A failed save (disk full, folder unwritable) stops training: stopped_by "save_error",
-        the message in `result.error`, the checkpoints written before it intact.
-        CPU threads are set to `threads` for the run and put back after it.
+        `until_step` pauses the run at that step (saving last.pt) without changing the budget or the
+        schedule, so that `Trainer.resume` can carry on from there. A failed save stops training:
+        stopped_by "save_error", the message in `result.error`, the checkpoints written before it intact.
         """
         return TrainingRun(self, until_step)()
 
@@ -164,7 +150,6 @@ class Trainer:
 
     @property
     def total_steps(self) -> int | None:
-        """The step budget implied by --steps / --epochs (None if only --time is set)."""
         return self.budget.total_steps
 
     def progress(self) -> float:
