@@ -66,11 +66,8 @@ class Budget:
         return b + (p - a) * (1.0 - b) / (1.0 - a)
 
     def spent(self, step: int, elapsed: float, reserve: float = 0.0) -> str | None:
-        """'steps', 'epochs' or 'time' once that part of the budget is used up, else None.
-
-        `reserve` seconds are kept back from a time budget for the final validation, so that
-        `--time 20` takes about 20 s in all.
-        """
+        """'steps', 'epochs' or 'time' once that part of the budget is used up, else None. `reserve` seconds
+        are kept back from a time budget for the final validation, so that 20 s take about 20 s in all."""
         if self.seconds and elapsed + reserve >= self.seconds:
             return "time"
         if self.total_steps and step >= self.total_steps:

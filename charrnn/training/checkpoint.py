@@ -109,11 +109,8 @@ def snapshots(folder: str | Path) -> list[tuple[int, Path]]:
 
 
 def run_identity(folder: str | Path) -> dict | None:
-    """What every checkpoint of the run in `folder` shares: its model_config (and vocabulary, when known).
-
-    Read from last.pt or best.pt (headers only), else from config.yaml's model keys; None when the
-    folder shows no run at all.
-    """
+    """What every checkpoint of the run in `folder` shares: its model_config (and vocabulary), read from last.pt
+    or best.pt (headers only), else from config.yaml's model keys; None when the folder shows no run at all."""
     folder = Path(folder)
     for name in ("last.pt", "best.pt"):
         try:
@@ -148,11 +145,8 @@ def belongs_to(path: str | Path, identity: dict | None) -> bool:
 
 
 def prune_snapshots(folder: str | Path, keep: int, dry_run: bool = False) -> list[Path]:
-    """Delete all but the `keep` newest snapshots; best.pt and last.pt are never touched.
-
-    Only files that load as checkpoints of this folder's run (`belongs_to`) count as snapshots:
-    a file of another run, or anything else named step-000100.pt, stays where it is.
-    """
+    """Delete all but the `keep` newest snapshots that load as checkpoints of this folder's run (`belongs_to`):
+    anything else named step-000100.pt stays where it is, and so do best.pt and last.pt."""
     identity = run_identity(folder)
     found = [(step, f) for step, f in snapshots(folder) if belongs_to(f, identity)]
     old = [f for _, f in found[: max(0, len(found) - keep)]]
@@ -178,9 +172,7 @@ def _one_version(path: Path):
 
 def _check_container(path: Path, source: Path) -> int:
     """Tell apart, before unpickling anything, the ways a file can fail to be a torch checkpoint; its size.
-
-    `source` is where to read it (`_one_version`'s name for `path`); messages name `path`.
-    """
+    `source` is where to read it (`_one_version`'s name for `path`); messages name `path`."""
     size = source.stat().st_size
     if size == 0:
         raise CharrnnError(f"{path} is empty (0 bytes): it was never written completely; use another checkpoint")
@@ -341,10 +333,8 @@ def is_resumable(ckpt: dict) -> bool:
 
 
 def resolve_resume(path: str | Path) -> Path:
-    """What `--resume` continues from: a checkpoint file, or a run folder's last.pt (its newest state).
-
-    A file that cannot be resumed (an inference-only export) is refused here, before any corpus is read.
-    """
+    """What a resumed run continues from: a checkpoint file, or a run folder's last.pt (its newest state).
+    An inference-only export is refused here, before any corpus is read."""
     p = Path(path)
     if p.is_dir():
         if (p / "last.pt").is_file():

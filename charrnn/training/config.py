@@ -89,11 +89,8 @@ class TrainConfig:
 
 
 def fit_to_text(train: TrainConfig, n_chars: int) -> tuple[TrainConfig, str | None]:
-    """Shrink B (then T) so a short text still fills B streams of at least T + 1 characters.
-
-    Returns the settings to train with and a message saying what changed (None if nothing did).
-    A 2 KB poem with the default 32 streams of 64 would otherwise be refused as too short.
-    """
+    """Shrink B (then T) so a short text (a 2 KB poem, say) still fills B streams of at least T + 1 characters:
+    the settings to train with, and a message saying what changed (None if nothing did)."""
     n_train = n_chars - int(n_chars * train.val_fraction)
     b, t = train.batch_size, train.seq_len
     if n_train // b >= t + 1 or n_train < 2:
@@ -230,18 +227,14 @@ def layer(*layers: dict) -> dict:
     merged: dict = {}
     for d in layers:
         if any(k in d for k in BUDGET_KEYS):
-            for k in BUDGET_KEYS:
-                merged.pop(k, None)
+            merged = {k: v for k, v in merged.items() if k not in BUDGET_KEYS}
         merged.update(d)
     return merged
 
 
 def resolve_run_config(flags: dict, preset: str | None = None, config_file: str | Path | None = None) -> RunConfig:
-    """defaults <- preset <- config file <- flags -> a checked RunConfig.
-
-    `flags` holds only the settings the user gave (None values are dropped). The preset is
-    `preset` if given, else the config file's `preset:` key.
-    """
+    """defaults <- preset <- config file <- flags (None values dropped) -> a checked RunConfig. The preset is
+    `preset` if given, else the config file's `preset:` key."""
     file_layer = load_config_file(config_file) if config_file else {}
     file_preset = file_layer.pop("preset", None)
     preset = preset or file_preset

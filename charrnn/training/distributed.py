@@ -123,9 +123,8 @@ def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.
 def cleanup(info: DistInfo) -> None:
     """End the process group: after every rank got here, and after the caller dropped its DDP wrapper.
 
-    A DDP wrapper left alive holds gloo work (and tensors) that its worker threads would destroy
-    during interpreter shutdown, which aborts the process ("terminate called without an active
-    exception"; 1 run of ~14 of the two-process test); so `gc.collect()` first, while the interpreter is whole.
+    A DDP wrapper left alive holds gloo work that its threads would destroy during interpreter shutdown,
+    aborting the process ("terminate called without an active exception"): so `gc.collect()` first.
     """
     if info.enabled and dist.is_initialized():
         dist.barrier()  # no rank tears down its connections while another still talks (gloo aborts otherwise)

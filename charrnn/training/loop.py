@@ -131,7 +131,7 @@ class TrainingRun:
         t = self.t
         sig = signals.signum or 0
         if t.dist.enabled:  # every rank sees the same signal and the same elapsed time
-            sig, t.elapsed = distributed.all_reduce([sig, t.elapsed], t.device, t.dist, op="max")
+            sig, t.clock.elapsed = distributed.all_reduce([sig, t.elapsed], t.device, t.dist, op="max")
             signals.signum = int(sig) or None
         if signals.received:
             return signals.received

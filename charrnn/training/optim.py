@@ -47,11 +47,8 @@ class Update(NamedTuple):
 
 def update(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
            scaler: torch.amp.GradScaler, clip: float, trust_loss: bool = False) -> Update:
-    """Back-propagate `loss`, clip the global gradient norm to `clip` (0: no clipping) and step.
-
-    `trust_loss`: treat the loss as finite without looking (under DDP every rank must take the
-    same decision, and the gradient norm, all-reduced, is what they share).
-    """
+    """Back-propagate `loss`, clip the global gradient norm to `clip` (0: no clipping) and step. `trust_loss`:
+    treat the loss as finite (under DDP every rank must decide alike, on the all-reduced gradient norm)."""
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)

@@ -99,10 +99,7 @@ class RunFolder:
 
 def default_out_dir(name: str, root: Path = Path("checkpoints"), lock: bool = True) -> tuple[Path, RunLock | None]:
     """(checkpoints/<name>, its lock), or <name>-2, -3 ... if that folder holds a run or another run is using it.
-
-    Taking the folder's lock is what claims it, so two runs started at once on the same corpus
-    get two folders. `lock=False` only names the folder (for processes that do not write).
-    """
+    Taking the lock claims it: two runs started at once get two folders. `lock=False` only names the folder."""
     n = 1
     while True:
         folder = RunFolder(root / (name if n == 1 else f"{name}-{n}"))

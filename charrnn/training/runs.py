@@ -110,11 +110,8 @@ def is_run_folder(folder: Path) -> bool:
 
 
 def prunable_runs(root: str | Path) -> list[Path]:
-    """The run folders `prune` may touch: `root` if it is one, else runs up to PRUNE_DEPTH below it.
-
-    Symbolic links to folders are not followed, and the root of the file system is refused:
-    prune deletes files, and only inside folders a charrnn run has written.
-    """
+    """The run folders `prune` may touch: `root` if it is one, else runs up to PRUNE_DEPTH below it (symbolic
+    links not followed; the root of the file system and the home folder refused): prune deletes files."""
     root = Path(root)
     check_folder(root)
     real = root.resolve()
@@ -148,12 +145,8 @@ class PruneReport:
 
 
 def prune(root: str | Path, keep: int, dry_run: bool = False) -> PruneReport:
-    """In each run under `root`, delete all but the `keep` newest snapshots (and stale temp files).
-
-    best.pt and last.pt are always kept; a file is deleted only if it loads as a checkpoint of
-    that run (`checkpoint.prune_snapshots`). A run another process is writing (its lock is held)
-    is not touched: its holder is reported in `busy`.
-    """
+    """In each run under `root`, delete all but the `keep` newest snapshots (`checkpoint.prune_snapshots`) and
+    stale temp files. A run another process is writing (its lock is held) is reported in `busy`, untouched."""
     if keep < 0:
         raise CharrnnError("keep must be >= 0", "keep")
     runs = prunable_runs(root)

@@ -82,11 +82,8 @@ def cached_precision(mcfg: ModelConfig, cfg: TrainConfig, device: torch.device, 
 @torch.no_grad()
 def eval_precision(model, tokens: np.ndarray, batch_size: int = 64, seq_len: int = 256,
                    cache: TuneCache | None = None) -> Verdict:
-    """fp32 or bf16 autocast for evaluating `model` on the CPU at the current thread count.
-
-    Times a forward pass over one block of `tokens` in each precision, in turn (~0.5 s), unless the
-    cache already holds the verdict for this shape, layout and thread count.
-    """
+    """fp32 or bf16 autocast for evaluating `model` on the CPU at the current thread count: a forward pass
+    over one block of `tokens` timed in each, in turn (~0.5 s), unless the cache holds the verdict."""
     c = model.config
     key = TuneCache.key(workload(c, "evaluation", batch_size, seq_len, torch.get_num_threads()), torch.__version__)
 

@@ -41,9 +41,8 @@ def configure(flags: dict, sources: list[str] | None = None, preset: str | None 
               resume: str | Path | None = None, init_from: str | Path | None = None) -> tuple[RunConfig, Path | None]:
     """The run's settings (defaults <- preset <- config file <- flags), and the checkpoint `resume` names.
 
-    `flags` holds only the settings the user gave. The corpus is `sources`, else --resume's own
-    (`stored_sources`), else the config file's; a resumed or fine-tuned run cuts it into tokens as
-    its checkpoint did (`stored_tokens`).
+    The corpus is `sources`, else the resumed run's own (`stored_sources`), else the config file's; a
+    resumed or fine-tuned run cuts it into tokens as its checkpoint did (`stored_tokens`).
     """
     if resume is not None and init_from is not None:
         raise UsageError("resume and init_from cannot both be given", "resume", "init_from")
@@ -81,11 +80,12 @@ def start(run: RunConfig, out: Path, reporter: Reporter | None = None, resume: P
         run = fitted(run, corpus, init_from is None, say, reporter if main else Reporter())
         meta["config"] = run.to_dict()
     say(f"corpus: {corpus.describe()}")
+    note = ""
     if resume is not None:
         trainer = resume_training(resume, corpus, overrides(run), out, reporter, meta)
         say(f"resuming {resume} at step {trainer.step}")
-        resumed = resumed_run_config(trainer.meta.get("config"), trainer.mcfg, trainer.cfg, meta["sources"])
-        trainer.meta["config"] = resumed.to_dict()
+        run = resumed_run_config(trainer.meta.get("config"), trainer.mcfg, trainer.cfg, meta["sources"])
+        trainer.meta["config"] = run.to_dict()
         note = f"resumed at step {trainer.step} (budget: steps {trainer.cfg.steps}, epochs {trainer.cfg.epochs}, " \
                f"time {trainer.cfg.time})"
     elif init_from is not None:
@@ -98,7 +98,7 @@ def start(run: RunConfig, out: Path, reporter: Reporter | None = None, resume: P
     if main and clear:  # the old run's files go before the new run writes any (a refused start kept them)
         RunFolder(out).clear()
     if main and trainer.out_dir is not None:  # written once the run is sure to start: a refused start leaves no folder
-        write_run_config(out, resumed if resume is not None else run, note if resume is not None else "")
+        write_run_config(out, run, note)
     return trainer.run()
 
 
@@ -124,14 +124,10 @@ def overrides(run: RunConfig) -> dict:
             if k in TRAIN_KEYS or k in MODEL_KEYS}
 
 
-def new_trainer(vocab: Vocab, tokens: np.ndarray, model: ModelConfig | dict | None = None,
-                train: TrainConfig | None = None, out_dir: str | Path | None = None, reporter: Reporter | None = None,
-                meta: dict | None = None) -> Trainer:
+def new_trainer(vocab: Vocab, tokens: np.ndarray, model: ModelConfig | dict | None, train: TrainConfig,
+                out_dir: str | Path | None, reporter: Reporter | None, meta: dict | None) -> Trainer:
     """A trainer for a new model on `tokens` (N,), its tail held out for validation: built, nothing written yet.
-
-    `train` is used as it is: fit it to a short text first (`fit_to_text`) where that may be needed.
-    """
-    train = train or TrainConfig()
+    `train` is used as it is (already fitted to a short text: `fit_to_text`)."""
     train_tokens, val_tokens = split_train_val(tokens, train.val_fraction, vocab.char_counts)
     fields = model.to_dict() if isinstance(model, ModelConfig) else dict(model or {})
     mcfg = ModelConfig(**{**fields, "vocab_size": len(vocab)})
@@ -153,12 +149,8 @@ def encode_with_vocab(vocab: Vocab, text: str, checkpoint: str | Path) -> np.nda
 
 
 def tokens_for(vocab: Vocab, data, checkpoint: str | Path) -> np.ndarray:
-    """Text, or a prepared `tokens.Corpus` (its own vocabulary + ids), as ids of the checkpoint's `vocab`.
-
-    A corpus whose vocabulary is the checkpoint's is used as it is (its memory map, no copy); one
-    whose every id is a token of the checkpoint's is re-mapped id by id (`vocab.ids_of`); any other
-    is decoded and encoded again.
-    """
+    """Text, or a prepared `tokens.Corpus`, as ids of the checkpoint's `vocab`: a corpus of that vocabulary as it
+    is (its memory map), one whose ids are all tokens of it re-mapped (`vocab.ids_of`), any other re-encoded."""
     if isinstance(data, str):
         return encode_with_vocab(vocab, data, checkpoint)
     if data.vocab == vocab:
@@ -252,12 +244,9 @@ def init_from_checkpoint(checkpoint: str | Path, text, model_overrides: dict | N
 def train_on_text(text: str, model_config: dict | None = None, train_config: TrainConfig | None = None,
                   out_dir: str | Path | None = None, reporter: Reporter | None = None, meta: dict | None = None,
                   kind: str = "char", max_vocab: int = DEFAULT_MAX_VOCAB) -> tuple[Trainer, TrainResult]:
-    """Build the vocabulary from `text`, hold out its tail for validation, and train.
-
-    `model_config` holds ModelConfig fields other than vocab_size (cell, layers, hidden, ...).
-    `kind` is the token kind: char, word (`max_vocab` ids) or byte (see `text/kinds.py`).
-    Returns the trainer (its `.model` is the trained model) and the result. For a corpus too
-    big for memory, use `charrnn.text.tokens.prepare_corpus` and `train_on_tokens`.
+    """Build the vocabulary of `kind` (`text/kinds.py`) from `text`, hold out its tail, and train: the trainer
+    (its `.model` is the trained model) and the result. `model_config`: ModelConfig fields but vocab_size.
+    For a corpus too big for memory, use `charrnn.text.tokens.prepare_corpus` and `train_on_tokens`.
     """
     vocab = vocab_for_text(text, kind, max_vocab)
     return train_on_tokens(vocab, vocab.encode_array(text), model_config, train_config, out_dir, reporter, meta)
@@ -266,11 +255,8 @@ def train_on_text(text: str, model_config: dict | None = None, train_config: Tra
 def train_on_tokens(vocab: Vocab, tokens: np.ndarray, model_config: dict | None = None,
                     train_config: TrainConfig | None = None, out_dir: str | Path | None = None,
                     reporter: Reporter | None = None, meta: dict | None = None) -> tuple[Trainer, TrainResult]:
-    """Train on token ids `tokens` (N,), e.g. the memory map of a `Corpus`; its tail is held out for validation.
-
-    B and T are fitted to a short text first (`fit_to_text`). Batches are sliced from `tokens` as
-    training goes, so a memory map is never read whole.
-    """
+    """Train on token ids `tokens` (N,), e.g. the memory map of a `Corpus` (never read whole), its tail held
+    out for validation, B and T fitted to a short text first (`fit_to_text`)."""
     train, refit = fit_to_text(train_config or TrainConfig(), len(tokens))
     if refit and reporter is not None:
         reporter.on_warning(refit)

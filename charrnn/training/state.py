@@ -32,11 +32,8 @@ MODEL_FIELDS_FREE = ("dropout",)
 
 
 def data_fingerprint(train_tokens: np.ndarray, val_tokens: np.ndarray) -> dict:
-    """Sizes and a hash of the token arrays, so a resumed run can tell whether its data changed.
-
-    Arrays up to 64 blocks of 64K ids are hashed whole; larger ones (memory maps of big
-    corpora) by 64 evenly spaced blocks, so starting a run never reads the whole corpus.
-    """
+    """Sizes and a hash of the token arrays, so a resumed run can tell whether its data changed. A big
+    array is hashed by evenly spaced blocks (`sample_starts`): starting a run never reads the whole corpus."""
     h = hashlib.blake2b(digest_size=16)
     for part in (train_tokens, val_tokens):
         starts, size = sample_starts(len(part))
@@ -100,7 +97,7 @@ def restore(t, ckpt: dict) -> None:
     t.optimizer.param_groups[0]["weight_decay"] = t.cfg.weight_decay  # an override on resume wins
     if extra.get("scaler"):
         t.scaler.load_state_dict(extra["scaler"])
-    t.step, t.epoch, t.elapsed = int(ckpt["step"]), int(ckpt["epoch"]), float(extra["elapsed"])
+    t.step, t.epoch, t.clock.elapsed = int(ckpt["step"]), int(ckpt["epoch"]), float(extra["elapsed"])
     t.good_step = t.step
     t.best_val_bpc = ckpt.get("best_val_bpc")
     t.history = list(extra.get("history") or ckpt.get("metrics") or [])  # (older files kept both)

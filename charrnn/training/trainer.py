@@ -167,10 +167,6 @@ class Trainer:
     def elapsed(self) -> float:
         return self.clock.elapsed
 
-    @elapsed.setter
-    def elapsed(self, seconds: float) -> None:
-        self.clock.elapsed = seconds
-
     def chars_per_second(self) -> float:
         return self.clock.chars_per_second()
 
@@ -211,10 +207,8 @@ class Trainer:
     # -- validation, saving, samples --------------------------------------------------------------------
 
     def validate(self) -> float | None:
-        """Validation loss in nats per character of the held-out text (None if there is none).
-
-        `val_chars_per_token` keeps the ratio that turns it into nats per token.
-        """
+        """Validation loss in nats per character of the held-out text (None if there is none);
+        `val_chars_per_token` keeps the ratio that turns it into nats per token."""
         if len(self.val_tokens) < 2:
             return None
         result = evaluate(self.model, self.val_tokens, batch_size=64, seq_len=256, device=self.device,
@@ -228,10 +222,8 @@ class Trainer:
         return f"step-{self.step:06d}.pt"
 
     def save(self, *names: str) -> list[Path]:
-        """Write the current state under each name (serialised once), then metrics.jsonl.
-
-        Raises SaveError if the disk is full or the folder unwritable; files already there stay intact.
-        """
+        """Write the current state under each name (serialised once), then metrics.jsonl, or raise SaveError
+        (disk full, folder unwritable) with the files already there intact."""
         if not names:
             return []
         self.check_finite()
@@ -275,11 +267,8 @@ class Trainer:
         return bpc
 
     def live_sample(self) -> dict:
-        """A short sample from the current model, for watching it learn (`sample_every`).
-
-        It draws from its own generator seeded with `seed` and puts the model back in
-        training mode, so training takes exactly the same path with or without it.
-        """
+        """A short sample from the current model, for watching it learn (`sample_every`). It draws from its own
+        generator seeded with `seed`, so training takes exactly the same path with or without it."""
         c = self.cfg
         self.speed.steady()
         text = sample_text(self.model, self.vocab, c.sample_length, prime=c.sample_prime,
