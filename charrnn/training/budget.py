@@ -39,23 +39,16 @@ class Budget:
     @property
     def total_steps(self) -> int | None:
         """The step budget implied by --steps / --epochs (None if only --time is set)."""
-        budgets = []
-        if self.steps:
-            budgets.append(self.steps)
-        if self.epochs:
-            budgets.append(math.ceil(self.epochs * self.steps_per_epoch))
+        budgets = [self.steps] if self.steps else []
+        budgets += [math.ceil(self.epochs * self.steps_per_epoch)] if self.epochs else []
         if not budgets and not self.seconds:
-            budgets.append(DEFAULT_EPOCHS * self.steps_per_epoch)
+            return DEFAULT_EPOCHS * self.steps_per_epoch
         return min(budgets) if budgets else None
 
     def progress(self, step: int, elapsed: float) -> float:
         """Fraction of the budget used: the largest of the step and time fractions."""
-        fractions = []
-        if self.total_steps:
-            fractions.append(step / self.total_steps)
-        if self.seconds:
-            fractions.append(elapsed / self.seconds)
-        return max(fractions)
+        fractions = [step / self.total_steps] if self.total_steps else []
+        return max(fractions + ([elapsed / self.seconds] if self.seconds else []))
 
     def schedule_progress(self, step: int, elapsed: float) -> float:
         """Progress as the learning-rate schedule sees it (see `anchor`), clamped to [0, 1]."""
@@ -91,11 +84,6 @@ def lr_at(lr: float, warmup: int, min_lr_ratio: float, step: int, progress: floa
 
 def describe(steps: int | None, epochs: float | None, seconds: float | None, time_note: str = "") -> str:
     """'2000 steps or 300 s': the parts of a budget that are set ('' if none)."""
-    parts = []
-    if steps:
-        parts.append(f"{steps} steps")
-    if epochs:
-        parts.append(f"{epochs:g} epochs")
-    if seconds:
-        parts.append(f"{seconds:g} s{time_note}")
-    return " or ".join(parts)
+    parts = [f"{steps} steps" if steps else "", f"{epochs:g} epochs" if epochs else "",
+             f"{seconds:g} s{time_note}" if seconds else ""]
+    return " or ".join(p for p in parts if p)

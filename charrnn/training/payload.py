@@ -236,8 +236,8 @@ def _check_optimizer(ckpt: dict, mc: ModelConfig) -> None:
     opt = ckpt["optimizer"]
     _need(isinstance(opt, dict) and isinstance(opt.get("state"), dict) and isinstance(opt.get("param_groups"), list),
           "optimizer must be a mapping with 'state' and 'param_groups'")
-    shapes = mc.param_shapes()  # in the trainer's two AdamW groups, in order (optim.make_optimizer)
-    groups = [[s for n, s in shapes.items() if decays(n, s)], [s for n, s in shapes.items() if not decays(n, s)]]
+    named = mc.param_shapes()  # in the trainer's two AdamW groups, in order (optim.make_optimizer)
+    groups = [[s for n, s in named.items() if decays(n, s)], [s for n, s in named.items() if not decays(n, s)]]
     _need(len(opt["param_groups"]) == len(groups), f"optimizer has {len(opt['param_groups'])} parameter groups, not {len(groups)}")
     shape_of: dict[int, tuple[int, ...]] = {}
     for g, shapes in zip(opt["param_groups"], groups):

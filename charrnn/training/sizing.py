@@ -155,17 +155,10 @@ def _short(n: float) -> str:
 
 def chars_seen(train: TrainConfig, n_train: int, rate: float | None) -> float:
     """Characters a run with this budget trains on: the smallest of what each part of the budget allows."""
-    per_step = train.batch_size * train.seq_len
-    limits = []
-    if train.steps:
-        limits.append(train.steps * per_step)
-    if train.epochs:
-        limits.append(train.epochs * n_train)
-    if train.time and rate:
-        limits.append(train.time * rate)
-    if not limits:
-        limits.append(DEFAULT_EPOCHS * n_train)
-    return float(min(limits))
+    limits = [train.steps * train.batch_size * train.seq_len] if train.steps else []
+    limits += [train.epochs * n_train] if train.epochs else []
+    limits += [train.time * rate] if train.time and rate else []
+    return float(min(limits or [DEFAULT_EPOCHS * n_train]))
 
 
 def enough(seen: float, params: int, n_train: int) -> bool:
@@ -299,12 +292,9 @@ def probe(vocab_size: int, train: TrainConfig, device: str, threads: int, cell: 
 
 
 def right_size(run, n_tokens: int, vocab_size: int):
-    """(the run with the automatic shape under what the user set, the Sizing) -- or (run, None)
-    when nothing is left to choose: a --preset, every shape key given, or torchrun (its processes
-    would each time the shapes and could disagree).
-
-    `run`: a `config.RunConfig` whose B and T are already fitted to the text (`fit_to_text`).
-    """
+    """(`run`, a RunConfig with B and T fitted to the text, with the automatic shape under what the user set;
+    the Sizing), or (run, None) when nothing is left to choose: a preset, every shape key given, or torchrun
+    (its processes would each time the shapes and could disagree)."""
     from charrnn.runtime.device import resolve_device
     from charrnn.runtime.threads import default_threads
     from charrnn.training.distributed import launched_by_torchrun
