@@ -137,7 +137,7 @@ class TrainingRun:
             return signals.received
         if self.until_step is not None and t.step >= self.until_step:
             return "until_step"
-        if t.watch.patience and t.watch.since_best >= t.watch.patience:
+        if t.watch.out_of_patience:
             return "patience"
         return t.budget.spent(t.step, t.elapsed, t.final_eval_reserve())
 

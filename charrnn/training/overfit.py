@@ -27,6 +27,10 @@ class OverfitWatch:
     warned: bool = False
     _train_at_best: float | None = field(default=None, repr=False)
 
+    @property
+    def out_of_patience(self) -> bool:
+        return bool(self.patience) and self.since_best >= self.patience
+
     def update(self, step: int, val_bpc: float | None, train_bpc: float | None) -> tuple[str | None, bool]:
         """Record a validation; return (a warning to show once, or None; whether to stop now)."""
         if val_bpc is None:
@@ -43,5 +47,4 @@ class OverfitWatch:
                        f"(best {self.best:.3f} bits/char at step {self.best_step}, kept in best.pt) while training "
                        f"loss keeps falling ({self._train_at_best:.3f} -> {train_bpc:.3f}); try --dropout 0.2, "
                        "a smaller --hidden, or more text" + ("" if self.patience else ", or --patience N to stop early"))
-        stop = bool(self.patience) and self.since_best >= self.patience
-        return message, stop
+        return message, self.out_of_patience

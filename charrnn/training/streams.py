@@ -10,6 +10,14 @@ import torch
 from charrnn.util.errors import CharrnnError
 
 
+def check_ids(tokens: np.ndarray, vocab_size: int, what: str) -> None:
+    """Refuse ids beyond the vocabulary (a damaged token file) instead of indexing with them."""
+    top = int(np.max(tokens)) if len(tokens) else -1
+    if top >= vocab_size:
+        raise CharrnnError(f"the {what} token ids hold {top}, beyond the {vocab_size}-id vocabulary: "
+                           "the token cache is damaged; delete it ($CHARRNN_CACHE/tokens) and run again")
+
+
 @dataclass
 class StreamBatcher:
     """The corpus as B parallel contiguous streams, read T characters at a time.
@@ -54,9 +62,8 @@ class StreamBatcher:
         if self.cursor + self.seq_len + 1 > self.stream_len:
             self.cursor, wrapped = 0, True
         block = np.asarray(self.streams[:, self.cursor : self.cursor + self.seq_len + 1], dtype=np.int64)
-        if self.vocab_size is not None and block.size and int(block.max()) >= self.vocab_size:
-            raise CharrnnError(f"the token ids hold {int(block.max())}, beyond the {self.vocab_size}-character "
-                               "vocabulary: the token cache is damaged; delete it ($CHARRNN_CACHE/tokens) and run again")
+        if self.vocab_size is not None:
+            check_ids(block, self.vocab_size, "training")
         self.cursor += self.seq_len
         block = torch.from_numpy(block)  # (B, T+1)
         return block[:, :-1], block[:, 1:], wrapped

@@ -28,13 +28,12 @@ import torch.nn.functional as F
 from charrnn.training import distributed, optim
 from charrnn.training import speed as trainspeed
 from charrnn.training import state as trainstate
-from charrnn.training.streams import StreamBatcher
+from charrnn.training.streams import StreamBatcher, check_ids
 from charrnn.training.budget import Budget, lr_at
 from charrnn.training.checkpoint import load_checkpoint
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.text.corpus import token_index_at_char
-from charrnn.util.errors import CharrnnError
 from charrnn.inspect.evaluation import LN2, evaluate
 from charrnn.model.rnn import CharRNN, detach_state
 from charrnn.training.overfit import OverfitWatch
@@ -102,9 +101,7 @@ class Trainer:
         self.char_counts = None if (counts == 1).all() else torch.from_numpy(counts)  # None: one per token
         eval_end = token_index_at_char(val_tokens, counts, train_config.eval_chars) if train_config.eval_chars else None
         self.val_tokens = val_tokens[:eval_end]  # the first eval_chars characters of the held-out text
-        if len(self.val_tokens) and int(np.max(self.val_tokens)) >= len(vocab):
-            raise CharrnnError(f"the held-out token ids go beyond the {len(vocab)}-id vocabulary: "
-                               "the token cache is damaged; delete it ($CHARRNN_CACHE/tokens) and run again")
+        check_ids(self.val_tokens, len(vocab), "held-out")
         self.rows = self.dist.shard(train_config.batch_size)  # this rank's streams
         self.local_batch = self.rows.stop - self.rows.start
         self.state = self.model.init_state(self.local_batch, self.device)
