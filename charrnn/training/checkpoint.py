@@ -294,9 +294,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
     ckpt = load_checkpoint(path)  # checked: the config, vocabulary and weights agree, and fit the file
     model = CharRNN(ModelConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
-    vocab = Vocab.from_dict(ckpt["vocab"])
-    model.to(device).eval()
-    return Loaded(model, vocab, ckpt, path, chosen)
+    return Loaded(model.to(device).eval(), Vocab.from_dict(ckpt["vocab"]), ckpt, path, chosen)
 
 
 def resolve_checkpoint(path: str | Path | None, root: str | Path = "checkpoints") -> Path:
@@ -332,6 +330,13 @@ def is_resumable(ckpt: dict) -> bool:
     return "train_config" in ckpt and "optimizer" in ckpt and "cursor" in (ckpt.get("extra") or {})
 
 
+def check_resumable(ckpt: dict, name: str | Path = "this checkpoint") -> None:
+    """Refuse an inference-only (exported) checkpoint before anything else is read or hashed."""
+    if not is_resumable(ckpt):
+        raise CharrnnError(f"{name} is inference-only (exported): it has no optimizer state or data position to resume "
+                           "from; start a new run from its weights with init_from", "init_from")
+
+
 def resolve_resume(path: str | Path) -> Path:
     """What a resumed run continues from: a checkpoint file, or a run folder's last.pt (its newest state).
     An inference-only export is refused here, before any corpus is read."""
@@ -345,7 +350,5 @@ def resolve_resume(path: str | Path) -> Path:
             raise CharrnnError(f"nothing to resume in {p}: it holds no last.pt (the run never saved); start it again")
     elif not p.exists():
         raise CharrnnError(f"no run folder or checkpoint at {p}")
-    if not is_resumable(load_checkpoint(p, mmap=True)):  # tensors memory-mapped: only the header is read
-        raise CharrnnError(f"{p} is inference-only (exported): it has no optimizer state or data position to resume "
-                           "from; start a new run from its weights with init_from", "init_from")
+    check_resumable(load_checkpoint(p, mmap=True), p)  # tensors memory-mapped: only the header is read
     return p

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from charrnn.training import distributed
-from charrnn.training.checkpoint import is_resumable
+from charrnn.training.checkpoint import check_resumable
 from charrnn.training.config import BUDGET_KEYS, TrainConfig
-from charrnn.util.errors import CharrnnError, UsageError
+from charrnn.util.errors import UsageError
 from charrnn.text.tokens import sample_starts  # sampled, so a 1 GB corpus costs a few MB of reading
 
 FIXED_ON_RESUME = ("batch_size", "seq_len", "val_fraction")
@@ -40,13 +40,6 @@ def data_fingerprint(train_tokens: np.ndarray, val_tokens: np.ndarray) -> dict:
         for start in starts:
             h.update(memoryview(np.ascontiguousarray(part[start : start + size])).cast("B"))
     return {"train_chars": len(train_tokens), "val_chars": len(val_tokens), "blake2b": h.hexdigest()}
-
-
-def check_resumable(ckpt: dict) -> None:
-    """Refuse an inference-only (exported) checkpoint before anything else is read or hashed."""
-    if not is_resumable(ckpt):
-        raise CharrnnError("this checkpoint is inference-only (exported): it has no optimizer or data position "
-                           "to resume from; start a new run from its weights with init_from", "init_from")
 
 
 def resume_config(ckpt: dict, overrides: dict | None) -> TrainConfig:
