@@ -82,9 +82,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """From a dict (a checkpoint's, say): keys of an older or newer charrnn are ignored, every value checked."""
-        if not isinstance(d, dict):
-            raise UsageError(f"training settings must be a mapping, not {type(d).__name__}")
+        """From a checkpoint's dict: keys of an older or newer charrnn are ignored, every value checked."""
         return cls(**{k: v for k, v in d.items() if k in names(cls)})
 
 

@@ -72,14 +72,13 @@ def setup(device: torch.device, batch_size: int) -> DistInfo:
     if device.type == "mps":
         raise CharrnnError("distributed training is not supported on mps: use device cpu or cuda", "device")
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             if info.local_rank >= torch.cuda.device_count():
                 raise CharrnnError(f"torchrun started process {info.local_rank + 1} on this machine, which has "
                                    f"{torch.cuda.device_count()} GPU(s): start at most {torch.cuda.device_count()} "
                                    f"processes per machine (torchrun's nproc_per_node), or use device cpu", "device")
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info
 
 
