@@ -92,21 +92,12 @@ def run_folders(root: str | Path) -> list[Path]:
 
 def list_checkpoints(root: str | Path = "checkpoints") -> list[CheckpointInfo]:
     """Every checkpoint under `root`, run by run; in each run best, last, then snapshots by step."""
-    root = Path(root)
-    found = []
-    for run in run_folders(root):
-        for f in sorted(run.iterdir(), key=_order):
-            if f.suffix in MODEL_SUFFIXES and f.is_file():
-                found.append(describe(f, root))
-    return found
+    return [describe(f, root) for run in run_folders(root) for f in sorted(run.iterdir(), key=_order)
+            if f.suffix in MODEL_SUFFIXES and f.is_file()]
 
 
 RUN_MARKERS = ("config.yaml", "metrics.jsonl")  # only a charrnn run writes these (the library writes no config.yaml)
 PRUNE_DEPTH = 3  # folders below the one named that prune looks into for runs
-
-
-def is_run_folder(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in RUN_MARKERS)
 
 
 def prunable_runs(root: str | Path) -> list[Path]:
@@ -120,7 +111,7 @@ def prunable_runs(root: str | Path) -> list[Path]:
     found: list[Path] = []
 
     def walk(folder: Path, depth: int) -> None:
-        if is_run_folder(folder):
+        if any((folder / name).is_file() for name in RUN_MARKERS):
             found.append(folder)
             return
         if depth == 0:
