@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from charrnn.text.kinds import Tokens, check_unk, unknown_error
+from charrnn.text.kinds import Tokens
 
 # ---- the UTF-8 automaton --------------------------------------------------------------------------
 # States: 0 between characters; 1, 2, 3 expecting that many more bytes 80..BF; 4 after E0 (next
@@ -117,10 +117,6 @@ class ByteVocab(Tokens):
         return len(ch) == 1 and not 0xD800 <= ord(ch) < 0xE000  # any character but a lone surrogate
 
     @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.uint8)
-
-    @property
     def pieces(self) -> str:
         """Byte b as the character chr(b): beam search builds its texts from these (`from_surface` reads them)."""
         return _LATIN1
@@ -131,17 +127,6 @@ class ByteVocab(Tokens):
         counts = np.ones(256, dtype=np.int64)
         counts[0x80:0xC0] = 0
         return counts
-
-    def unknown(self, text: str) -> list[str]:
-        """Lone surrogates (from undecodable command-line bytes): they have no UTF-8 form."""
-        return list(dict.fromkeys(c for c in text if 0xD800 <= ord(c) < 0xE000))
-
-    def encode(self, text: str, unk: str = "error") -> list[int]:
-        check_unk(unk)
-        missing = self.unknown(text)
-        if missing and unk == "error":
-            raise unknown_error(missing)
-        return list(text.encode("utf-8", "ignore" if missing else "strict"))
 
     def encode_array(self, text: str) -> np.ndarray:
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
