@@ -16,7 +16,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 LOW_PRECISION_MARGIN = 1.10  # bf16 (or int8) must run >= 10% faster than fp32 to be chosen
@@ -63,8 +62,7 @@ def thread_verdict(rates: dict[int, float], margin: float = THREAD_MARGIN) -> in
     return choose(rates, min(rates), margin)
 
 
-def interleaved_rates(contenders: dict, window: float = 0.02, rounds: int = 3,
-                      before: dict | None = None, clock: Callable[[], float] = time.perf_counter) -> dict:
+def interleaved_rates(contenders: dict, window: float, rounds: int, before: dict | None = None) -> dict:
     """Units per second of each contender {name: (fn, units per call)}: windows taken in turn, best kept.
 
     Taking turns (A, B, A, B, ...) means a burst of load from another process slows every contender
@@ -79,8 +77,8 @@ def interleaved_rates(contenders: dict, window: float = 0.02, rounds: int = 3,
                 before[name]()
             if r == 0:
                 fn()
-            calls, t0 = 0, clock()
-            while (elapsed := clock() - t0) < window or calls == 0:
+            calls, t0 = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - t0) < window or calls == 0:
                 fn()
                 calls += 1
             best[name] = max(best[name], calls * units / max(elapsed, 1e-9))
@@ -211,13 +209,11 @@ class StepTuner:
             tried = {p: rates[Setting(p, t)] for p in precisions if Setting(p, t) in rates}
             if not tried:
                 continue
+            verdict = precision_verdict(tried)  # (the one tried, when there is one)
             if len(tried) > 1:
-                verdict = precision_verdict(tried)
                 verdict.firm = all(windows.get(Setting(p, t), 0) >= 2 for p in tried)
                 self.precision_verdicts[t] = verdict
-                p = verdict.choice
-            else:
-                p = next(iter(tried))
+            p = verdict.choice
             self.candidates[t] = [p]  # re-checks try each thread count at its own precision
             per_threads[t] = Setting(p, t)
         if not per_threads:  # every setting was dropped as hopeless
