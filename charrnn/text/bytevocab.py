@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -82,8 +83,6 @@ class Utf8Guard:
         self.state = self.state[np.asarray(list(index), dtype=np.int64)]
 
 
-# ---- the vocabulary -------------------------------------------------------------------------------
-
 _LATIN1 = "".join(map(chr, range(256)))  # byte b as the character chr(b): a string of pieces
 
 
@@ -93,22 +92,14 @@ def utf8_lengths(text: str) -> np.ndarray:
     return 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
 
 
+@dataclass(frozen=True)
 class ByteVocab(Tokens):
     """The 256 byte values; a byte's id is its value. It holds nothing, so all are equal."""
 
     kind: ClassVar[str] = "byte"
     unit: ClassVar[str] = "bytes"
     fixed_ids: ClassVar[bool] = True
-    chars = ""  # no characters of its own: it spells every one with bytes
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, ByteVocab)
-
-    def __hash__(self) -> int:
-        return hash("ByteVocab")
-
-    def __repr__(self) -> str:
-        return "ByteVocab()"
+    chars: ClassVar[str] = ""  # no characters of its own: it spells every one with bytes
 
     def __len__(self) -> int:
         return 256
