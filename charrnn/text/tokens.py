@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.util.files import (CHUNK, cache_dir, atomic_write, atomic_write_text, json_text, open_source, os_advice, path_kind,
-                            source_label, stream_chunks, sweep_stale_temps, temp_path)
+from charrnn.util.files import (CHUNK, cache_dir, atomic_write, atomic_write_text, json_text, open_source, os_advice,
+                                path_kind, source_label, stream_chunks, sweep_stale_temps, temp_path)
 from charrnn.text.corpus import expand_sources, some, source_name
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.text.scan import iter_text, normalize_encoding, sniffed
@@ -74,9 +74,6 @@ class Corpus:
                         "name a file to read it")
         what = self.vocab.count(len(self), self.chars or len(self))
         return f"{what} ({self.vocab.ids()}, {self.tokens.dtype} ids) from {origin}; {how}{skipped}"
-
-
-# ---- hashing --------------------------------------------------------------------------------------
 
 
 class _Meter:
@@ -163,9 +160,6 @@ def _python_warning(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-# ---- the two passes -------------------------------------------------------------------------------
-
-
 def scan_characters(files: list[tuple[Path, str]], encoding: str, meter: _Meter | None = None) -> tuple[str, int]:
     """Pass 1: (sorted distinct characters, number of characters), validating every file strictly.
 
@@ -198,9 +192,6 @@ def _line_of_nul(path: Path, encoding: str) -> int:
             return lines + text.count("\n", 0, i)
         lines += text.count("\n")
     return lines
-
-
-# ---- the cache ------------------------------------------------------------------------------------
 
 
 def _cache_key(shas: list[str], encoding: str, kind: str = "char", max_vocab: int = DEFAULT_MAX_VOCAB) -> str:

@@ -32,6 +32,7 @@ from typing import BinaryIO
 CHUNK = 1 << 20  # bytes read or copied at a time
 BOM = "\ufeff"  # the byte-order mark, dropped from the start of UTF-8 text
 TEMP_SUFFIX = ".tmp"  # every temporary file is hidden (".name.xxxx.tmp"), so nothing lists it
+PROCESS_START = time.time()  # temporaries older than this, whose writer is gone, are stale
 
 
 def publish(tmp: str | Path, path: str | Path) -> None:
@@ -58,9 +59,6 @@ def temp_path(path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     return Path(tmp)
-
-
-# ---- what a path is before we write to it --------------------------------------------------------
 
 
 def write_target(path: str | Path) -> tuple[Path, bool]:
@@ -223,11 +221,6 @@ def json_text(data, indent: int | None = None) -> str:
                    else json.dumps(c)[1:-1] for c in text)
 
 
-# ---- what a killed writer left behind -------------------------------------------------------------
-
-PROCESS_START = time.time()  # temporaries older than this, whose writer is gone, are stale
-
-
 def pid_alive(pid: int) -> bool:
     """True if a process with this id exists (on this machine)."""
     if pid <= 0:
@@ -265,9 +258,6 @@ def sweep_stale_temps(folder: str | Path, patterns: tuple[str, ...] = (f".*{TEMP
                 except OSError:
                     pass
     return removed
-
-
-# ---- saying what to do about a failed write -------------------------------------------------------
 
 
 def os_advice(e: OSError) -> str:
