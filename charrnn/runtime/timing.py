@@ -108,17 +108,15 @@ class StepTuner:
     a cached verdict, given in `known`, says which). Use: run the next step in `setting`, then
     `record(seconds)`; a returned message says what was chosen.
 
-    Trial: each setting runs one untimed warm-up step and a timed window, then ROUNDS - 1 more rounds
-    of windows, taken in turn; a window lasts `window` seconds (at most WINDOW_STEPS steps). A setting
-    whose step takes HOPELESS times longer than another's best (twice that for a warm-up step) is dropped
-    at once, with the settings it speaks for (`_alike`): with another process on a core, a 2-thread step
-    can take 3-100 times as long as a 1-thread one. A precision verdict is `firm` (worth caching) only
-    when both precisions ran >= 2 windows. Until the choice, `steady` is the best setting so far.
+    Trial: each setting runs an untimed warm-up step, then ROUNDS timed windows taken in turn (`window`
+    seconds, at most WINDOW_STEPS steps each). A setting whose step takes HOPELESS times longer than
+    another's best (twice that for a warm-up step) is dropped at once, with the settings it speaks for
+    (`_alike`). A precision verdict is `firm` (worth caching) only when both precisions ran >= 2 windows.
 
     Watch: when the median of the last RECENT steps exceeds JUMP times the step time the setting was
-    chosen at (not within MIN_GAP seconds of the choice), or `recheck_after` seconds of steps have gone
-    by, the thread counts are tried again (one window each). A re-check that changes nothing doubles
-    the interval to the next (up to RECHECK_MAX).
+    chosen at (at least MIN_GAP seconds after the choice), or `recheck_after` seconds have gone by, the
+    thread counts are tried again (one window each); a re-check that changes nothing doubles that
+    interval (up to RECHECK_MAX).
     """
 
     WINDOW_STEPS, ROUNDS, HOPELESS, JUMP, RECENT, MIN_GAP, RECHECK_MAX = 4, 3, 3.0, 1.5, 8, 5.0, 240.0

@@ -79,23 +79,19 @@ class TextWriter:
 
     def write(self, text: str) -> bool:
         """Write `text`; False once the reader has gone away."""
+        return self._send(text, self.tty or "\n" in text)
+
+    def finish(self) -> None:
+        self._send("", True)
+
+    def _send(self, text: str, flush: bool) -> bool:
         if self.closed:
             return False
         try:
             self.stream.write(text)
-            if self.tty or "\n" in text:
+            if flush:
                 self.stream.flush()
         except BrokenPipeError:
-            self._close_quietly()
+            self.closed = True
+            to_devnull(self.stream)  # (Python would complain again when it flushes stdout at exit)
         return not self.closed
-
-    def finish(self) -> None:
-        try:
-            if not self.closed:
-                self.stream.flush()
-        except BrokenPipeError:
-            self._close_quietly()
-
-    def _close_quietly(self) -> None:
-        self.closed = True
-        to_devnull(self.stream)  # (Python would complain again when it flushes stdout at exit)
