@@ -63,11 +63,8 @@ class Vocab(TextAsIs):
         return np.ones(len(self), dtype=np.int64)
 
     def id_table(self, size: int = 0, missing: int = 0, dtype=None) -> np.ndarray:
-        """The code point -> id lookup table: table[ord(c)] is c's id, other code points hold `missing`.
-
-        Its length is at least `size` (pass max code point + 1 of a text to look all of it up).
-        Every fast encoder (this class, the corpus cache, `score`) indexes one of these.
-        """
+        """The code point -> id lookup table every fast encoder indexes: table[ord(c)] is c's id, other code
+        points hold `missing`. Its length is at least `size` (a text's max code point + 1 looks all of it up)."""
         table = np.full(max(size, max(map(ord, self.chars), default=-1) + 1), missing, dtype=dtype or self.dtype)
         table[[ord(c) for c in self.chars]] = np.arange(len(self))
         return table

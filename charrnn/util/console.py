@@ -66,11 +66,8 @@ def info(message: str) -> None:
 
 
 class TextWriter:
-    """Writes generated text to stdout: flushed per character on a terminal, per line when piped.
-
-    A closed pipe (`charrnn sample | head`) ends the writing quietly: `closed` becomes True
-    and further writes are dropped, so the caller can stop generating.
-    """
+    """Writes generated text to stdout: flushed per character on a terminal, per line when piped. A closed
+    pipe (`charrnn sample | head`) ends the writing quietly: `closed` becomes True, so the caller can stop."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout

@@ -50,11 +50,8 @@ def _escape(ch: str) -> str:
 
 
 def visible(text: str, keep: str = "") -> str:
-    """`text` with every control or format character (ESC, BEL, DEL, C1, bidi overrides ...) escaped.
-
-    Characters in `keep` (e.g. "\\n" for a multi-line panel) stay as they are. Ordinary
-    letters, marks and symbols of any script pass through untouched.
-    """
+    """`text` with every control or format character (ESC, BEL, DEL, C1, bidi overrides ...) escaped, but
+    those in `keep` (e.g. "\\n" for a multi-line panel); letters of any script pass through untouched."""
     if text.isprintable():
         return text
     return "".join(c if c in keep or (c.isprintable() and unicodedata.category(c) not in ("Cc", "Cf"))
