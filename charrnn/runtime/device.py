@@ -42,15 +42,13 @@ def resolve_device(name: str) -> "torch.device":
 
 
 def resolve_precision(precision: str, device: "torch.device") -> "torch.dtype | None":
-    """The autocast dtype for this precision on this device (None = plain fp32).
+    """The autocast dtype for `precision` (one of PRECISIONS: TrainConfig checks it) on this device (None = fp32).
 
     `auto` is bf16 (or fp16) autocast on a CUDA GPU and fp32 elsewhere; on the CPU the trainer and the
     step kernels then time bf16 against fp32 (`runtime.timing`).
     """
     import torch
 
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}", "precision")
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
