@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from charrnn.runtime.timing import Verdict
+from charrnn.util.files import atomic_write_text, cache_dir
 
 IMPORTANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
 CACHE_VERSION = 1
@@ -43,17 +44,11 @@ def cpu_summary() -> str:
     return f"{info['model']} ({', '.join(flags)})"
 
 
-def default_cache_path() -> Path:
-    from charrnn.util.files import cache_dir
-
-    return cache_dir() / "tune.json"
-
-
 class TuneCache:
     """Verdicts on disk: key (a dict) -> value (a dict). Missing, unreadable or corrupt means empty."""
 
     def __init__(self, path: Path | None = None):
-        self.path = Path(path) if path is not None else default_cache_path()
+        self.path = Path(path) if path is not None else cache_dir() / "tune.json"
 
     @staticmethod
     def key(workload: dict, torch_version: str, cpu: dict | None = None) -> str:
@@ -74,8 +69,6 @@ class TuneCache:
 
     def put(self, key: str, value: dict) -> None:
         """Store a verdict (best effort: a cache that cannot be written is no error)."""
-        from charrnn.util.files import atomic_write_text
-
         entries = self._read()
         entries[key] = value
         try:

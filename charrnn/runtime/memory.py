@@ -10,21 +10,25 @@ import os
 from charrnn.util.errors import UsageError
 
 
+def _proc_bytes(path: str, key: str) -> int | None:
+    """The `key: N kB` line of a /proc file, in bytes; None when there is none."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def available_memory() -> int | None:
     """Bytes this process can still allocate on the host, best estimate; None if unknown.
 
     The smaller of the memory the system reports available (MemAvailable, else free pages)
     and what an address-space limit (`ulimit -v`) leaves above this process's current size.
     """
-    avail = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError):
-        pass
+    avail = _proc_bytes("/proc/meminfo", "MemAvailable:")
     if avail is None:
         try:
             avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -35,28 +39,16 @@ def available_memory() -> int | None:
 
         soft, _ = resource.getrlimit(resource.RLIMIT_AS)
         if soft != resource.RLIM_INFINITY:
-            left = soft - _address_space()
+            left = soft - (_proc_bytes("/proc/self/status", "VmSize:") or 0)
             avail = left if avail is None else min(avail, left)
     except (ImportError, OSError, ValueError):
         pass
     return None if avail is None else max(0, avail)
 
 
-def _address_space() -> int:
-    """This process's virtual size in bytes (what `ulimit -v` counts)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if n < 1000 or unit == "PB":
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} PB"

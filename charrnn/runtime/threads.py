@@ -6,11 +6,7 @@
 
 Why time it: a second thread helps only while no other process holds the other core. On a busy
 core a 2-thread step can run 0.02x as fast as a 1-thread one, so a count fixed in advance is
-wrong on a busy machine whichever it is. Every command that runs a model chooses the same way:
-`train` times its first steps (training/speed.py), `sample`, `beam` and `chat` their step
-kernel (model/kernels.py), `eval`, `score`, `cells` and `serve` a forward pass (`timed_threads`).
-
-torch is imported inside the functions only, so light commands can import this for free.
+wrong on a busy machine whichever it is. torch is imported inside the functions only.
 """
 
 from __future__ import annotations
@@ -47,8 +43,7 @@ def candidates(n: int = 0) -> list[int]:
 
 
 def set_threads(n: int) -> None:
-    """torch uses n CPU threads from now on (0 = one per core). Inside a `torch_threads` block, which puts
-    the count back when it ends."""
+    """torch uses n CPU threads from now on (0 = one per core); call it inside a `torch_threads` block."""
     import torch
 
     n = n or default_threads()
@@ -72,8 +67,7 @@ def torch_threads(n: int) -> Iterator[None]:
 @contextmanager
 def timed_threads(n: int, work: Callable[[], object] | None, units: float = 1.0) -> Iterator[int]:
     """Inside the block torch uses `n` threads, or for 0 the faster of 1 and one per core at `work` (one
-    call of it is `units` of work), timed now in short windows taken in turn, so a busy core is seen
-    and costs well under a second; yields the count. The previous count is put back after."""
+    call of it is `units` of work), timed now in short windows taken in turn; yields the count."""
     from charrnn.runtime.timing import SAMPLE_THREAD_MARGIN, interleaved_rates, thread_verdict
 
     counts = candidates(check_threads(n))

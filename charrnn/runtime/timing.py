@@ -5,15 +5,10 @@ second core helps only while no other process is using it. So charrnn does not g
 flags: it times the candidates on the work itself and keeps the fastest. This module holds the
 parts that need no torch, so tests can feed them timings:
 
-* `choose`: the fastest candidate, but the default unless the winner beats it by a margin
-  (a reduced precision must be >= 10% faster to be worth its rounding; a second thread >= 5%).
-* `StepTuner`: which precision and thread count each training step runs in. The first steps
-  of a run take turns in every candidate setting (real updates: no time is thrown away), the
-  fastest is kept, and its step time is watched: when it jumps (another process took a core),
-  or every so often, the thread counts are tried again.
-* `SlowdownWatch`: notices, once, when steps chosen at the start slow down (a core got busy).
-
     candidate timings --> choose / StepTuner --> Verdict --> runtime.cache.TuneCache (cache_dir()/tune.json)
+
+`StepTuner` chooses a training run's setting from its own first steps (real updates: no time is
+thrown away) and re-checks it as it goes; `SlowdownWatch` notices when sampling slows down.
 """
 
 from __future__ import annotations
@@ -21,7 +16,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 LOW_PRECISION_MARGIN = 1.10  # bf16 (or int8) must run >= 10% faster than fp32 to be chosen
@@ -29,15 +23,10 @@ THREAD_MARGIN = 1.05  # more threads must run >= 5% faster than one (training, r
 SAMPLE_THREAD_MARGIN = 1.15  # ... >= 15% for sampling and beam search, chosen once at the start
 
 
-# ---- choosing ------------------------------------------------------------------------------------
-
-
 def choose(rates: dict, default, margin: float):
-    """The candidate with the highest rate; the default unless that one beats it by `margin`."""
-    if default not in rates:
-        return max(rates, key=rates.get)
+    """The candidate with the highest rate; the default (when measured) unless that one beats it by `margin`."""
     best = max(rates, key=rates.get)
-    return best if rates[best] > margin * rates[default] else default
+    return best if default not in rates or rates[best] > margin * rates[default] else default
 
 
 @dataclass
@@ -49,19 +38,13 @@ class Verdict:
     cached: bool = False  # True when it came from the cache, not from timings taken now
     firm: bool = True  # False when a candidate was cut short (worth keeping for this run, not for the cache)
 
-    def against(self, other: str) -> str:
-        """'bf16 ran 0.62× here' for another candidate, relative to the choice."""
-        mine, theirs = self.rates.get(self.choice), self.rates.get(other)
-        if not mine or theirs is None:
-            return ""
-        return f"{other} ran {theirs / mine:.2f}× here"
-
     def describe(self) -> str:
-        """'fp32 (bf16 ran 0.62× here)', 'bf16 (fp32 ran 0.70× here)', 'int8 (cached)'."""
+        """'fp32 (bf16 ran 0.62× here)', 'int8 (measured before, cached)'."""
         if self.cached:
             return f"{self.choice} (measured before, cached)"
-        notes = [self.against(name) for name in self.rates if name != self.choice]
-        notes = [n for n in notes if n]
+        mine = self.rates.get(self.choice)
+        notes = [f"{name} ran {rate / mine:.2f}× here" for name, rate in self.rates.items()
+                 if name != self.choice and mine and rate is not None]
         return f"{self.choice} ({'; '.join(notes)})" if notes else self.choice
 
     def to_dict(self) -> dict:
@@ -74,26 +57,17 @@ def precision_verdict(rates: dict[str, float]) -> Verdict:
 
 
 def thread_verdict(rates: dict[int, float], margin: float = THREAD_MARGIN) -> int:
-    """The thread count to use: more than the fewest only when `margin` times faster.
-
-    Training re-checks its choice as it goes (`StepTuner`), so a small gain is worth taking;
-    sampling decides once at the start, where a core that may turn busy needs a clearer gain
-    (SAMPLE_THREAD_MARGIN): with another process on it, 2 threads run 2-5x SLOWER than 1.
-    """
+    """The thread count to use: more than the fewest only when `margin` times faster (training re-checks
+    its choice, so a small gain is worth taking; sampling decides once: SAMPLE_THREAD_MARGIN)."""
     return choose(rates, min(rates), margin)
 
 
-# ---- timing --------------------------------------------------------------------------------------
-
-
-def interleaved_rates(contenders: dict, window: float = 0.02, rounds: int = 3,
-                      before: dict | None = None, clock: Callable[[], float] = time.perf_counter) -> dict:
+def interleaved_rates(contenders: dict, window: float, rounds: int, before: dict | None = None) -> dict:
     """Units per second of each contender {name: (fn, units per call)}: windows taken in turn, best kept.
 
     Taking turns (A, B, A, B, ...) means a burst of load from another process slows every contender
-    alike; keeping each one's best window drops the windows it landed in. `before[name]`, if given,
-    runs untimed before each of that contender's windows (e.g. setting the thread count), and each
-    contender is called once untimed after it the first time.
+    alike; keeping each one's best window drops the windows it landed in. `before[name]` runs untimed
+    before each of that contender's windows (e.g. setting the thread count); the first call is untimed.
     """
     before = before or {}
     best = dict.fromkeys(contenders, 0.0)
@@ -103,15 +77,12 @@ def interleaved_rates(contenders: dict, window: float = 0.02, rounds: int = 3,
                 before[name]()
             if r == 0:
                 fn()
-            calls, t0 = 0, clock()
-            while (elapsed := clock() - t0) < window or calls == 0:
+            calls, t0 = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - t0) < window or calls == 0:
                 fn()
                 calls += 1
             best[name] = max(best[name], calls * units / max(elapsed, 1e-9))
     return best
-
-
-# ---- the training tuner --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -134,33 +105,27 @@ class StepTuner:
     """Chooses the precision and thread count of a training run from its own step times.
 
     `candidates` maps each thread count to the precisions to try at it (one when it is forced or
-    a cached verdict, given in `known`, says which). Use: run the next step in `setting`, then `record(seconds)`; a
-    returned message says what was chosen.
+    a cached verdict, given in `known`, says which). Use: run the next step in `setting`, then
+    `record(seconds)`; a returned message says what was chosen.
 
-    Trial (the run's first steps): each setting in turn runs one untimed warm-up step and a first
-    timed window, then `rounds - 1` more rounds of windows follow, taken in turn; a window lasts at
-    least `window` seconds (at most `window_steps` steps). A setting whose timed step takes
-    `hopeless` times longer than the best step of another (twice that for its warm-up step) is
-    dropped at once, with the settings it speaks for (`_alike`): with another process on a core, a
-    2-thread step can take 3-100 times as long as a 1-thread one, at either precision. A precision verdict is `firm` (worth caching) only when both precisions
-    ran >= 2 windows. Until the choice is made, `steady` is the best setting measured so far:
-    the one to validate and sample in.
+    Trial: each setting runs an untimed warm-up step, then ROUNDS timed windows taken in turn (`window`
+    seconds, at most WINDOW_STEPS steps each). A setting whose step takes HOPELESS times longer than
+    another's best (twice that for a warm-up step) is dropped at once, with the settings it speaks for
+    (`_alike`). A precision verdict is `firm` (worth caching) only when both precisions ran >= 2 windows.
 
-    Watch (after it): the chosen setting's step times are kept; when the median of the last
-    `recent` steps exceeds `jump` times the step time it was chosen at (but not within `min_gap`
-    seconds of the last choice), or `recheck_after` seconds of steps have gone by, the thread
-    counts are tried again (one window each, no warm-up). A re-check that changes nothing doubles
-    the interval to the next (up to `recheck_max`).
+    Watch: when the median of the last RECENT steps exceeds JUMP times the step time the setting was
+    chosen at (at least MIN_GAP seconds after the choice), or `recheck_after` seconds have gone by, the
+    thread counts are tried again (one window each); a re-check that changes nothing doubles that
+    interval (up to RECHECK_MAX).
     """
 
+    WINDOW_STEPS, ROUNDS, HOPELESS, JUMP, RECENT, MIN_GAP, RECHECK_MAX = 4, 3, 3.0, 1.5, 8, 5.0, 240.0
+
     def __init__(self, candidates: dict[int, list[str]], known: dict[int, Verdict] | None = None,
-                 window: float = 0.15, window_steps: int = 4,
-                 rounds: int = 3, hopeless: float = 3.0, jump: float = 1.5, recent: int = 8, min_gap: float = 5.0,
-                 recheck_after: float = 30.0, recheck_max: float = 240.0):
+                 window: float = 0.15, recheck_after: float = 30.0):
         self.candidates = {t: list(p) for t, p in sorted(candidates.items())}
-        self.window, self.window_steps, self.rounds, self.hopeless = window, window_steps, rounds, hopeless
-        self.jump, self.min_gap, self.recheck_after, self.recheck_max = jump, min_gap, recheck_after, recheck_max
-        self.recent: deque[float] = deque(maxlen=recent)
+        self.window, self.recheck_after = window, recheck_after
+        self.recent: deque[float] = deque(maxlen=self.RECENT)
         self.settings = [Setting(p, t) for t, ps in self.candidates.items() for p in ps]
         self.precision_verdicts: dict[int, Verdict] = dict(known or {})  # thread count -> fp32 vs bf16 (measured or cached)
         self.thread_rates: dict[int, float] = {}
@@ -172,7 +137,7 @@ class StepTuner:
         self._done: list[_Window] = []
         if self.chosen is None:
             self._plan = [_Window(s, timed) for s in self.settings for timed in (False, True)]
-            self._plan += [_Window(s, True) for _ in range(rounds - 1) for s in self.settings]
+            self._plan += [_Window(s, True) for _ in range(self.ROUNDS - 1) for s in self.settings]
 
     @property
     def trying(self) -> bool:
@@ -204,13 +169,9 @@ class StepTuner:
             if all(d.threads == w.setting.threads for d in dropped):
                 self.dropped[w.setting.threads] = 1.0 / max(seconds, 1e-9)
             self._plan = [p for p in self._plan if p.setting not in dropped]
-        elif not w.timed or w.seconds >= self.window or w.steps >= self.window_steps:
+        elif not w.timed or w.seconds >= self.window or w.steps >= self.WINDOW_STEPS:
             self._done.append(self._plan.pop(0))
-        if self._plan:
-            return None
-        return self._decide()
-
-    # -- inside -------------------------------------------------------------------------------------
+        return None if self._plan else self._decide()
 
     def _best_step(self, setting: Setting) -> float | None:
         times = [w.seconds / w.steps for w in self._done if w.setting == setting and w.timed and w.steps]
@@ -227,7 +188,7 @@ class StepTuner:
 
     def _hopeless(self, setting: Setting, seconds: float, leeway: float = 1.0) -> bool:
         others = [b for s in self.settings if s != setting and (b := self._best_step(s)) is not None]
-        return bool(others) and seconds > leeway * self.hopeless * min(others)
+        return bool(others) and seconds > leeway * self.HOPELESS * min(others)
 
     def _rates(self) -> tuple[dict[Setting, float], dict[Setting, int]]:
         """Each setting's best window rate (steps/s), and how many timed windows it ran."""
@@ -246,13 +207,11 @@ class StepTuner:
             tried = {p: rates[Setting(p, t)] for p in precisions if Setting(p, t) in rates}
             if not tried:
                 continue
+            verdict = precision_verdict(tried)  # (the one tried, when there is one)
             if len(tried) > 1:
-                verdict = precision_verdict(tried)
                 verdict.firm = all(windows.get(Setting(p, t), 0) >= 2 for p in tried)
                 self.precision_verdicts[t] = verdict
-                p = verdict.choice
-            else:
-                p = next(iter(tried))
+            p = verdict.choice
             self.candidates[t] = [p]  # re-checks try each thread count at its own precision
             per_threads[t] = Setting(p, t)
         if not per_threads:  # every setting was dropped as hopeless
@@ -270,7 +229,7 @@ class StepTuner:
         if self.chosen != before:
             self.recheck_after = 30.0
             return f"threads: {self._threads_note()} (re-checked: step times changed)"
-        self.recheck_after = min(self.recheck_after * 2, self.recheck_max)
+        self.recheck_after = min(self.recheck_after * 2, self.RECHECK_MAX)
         return None
 
     def _watch(self, seconds: float) -> str | None:
@@ -278,8 +237,8 @@ class StepTuner:
             return None
         self.recent.append(seconds)
         self.since_check += seconds
-        jumped = (len(self.recent) == self.recent.maxlen and self.since_check >= self.min_gap
-                  and statistics.median(self.recent) > self.jump * self.baseline)
+        jumped = (len(self.recent) == self.recent.maxlen and self.since_check >= self.MIN_GAP
+                  and statistics.median(self.recent) > self.JUMP * self.baseline)
         if jumped or self.since_check >= self.recheck_after:
             order = [self.chosen] + [s for s in self.settings if s != self.chosen]
             self._plan = [_Window(s, True) for s in order]
@@ -302,9 +261,8 @@ class StepTuner:
 class SlowdownWatch:
     """Notices when steps run `jump` times slower than the first `window` of them did.
 
-    Sampling and beam search choose their thread count once, at the start; if another process
-    then takes a core, every step with more than one thread waits for the descheduled one and
-    can take 10-100 times as long. `record(seconds)` returns True once, on the step where the
+    Sampling chooses its thread count once; if another process then takes a core, a step with more than
+    one thread can take 10-100 times as long. `record(seconds)` returns True once, on the step where the
     median of the last `window` steps passes `jump` times the median of the first `window`.
     """
 

@@ -64,7 +64,8 @@ def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str, follow_
         raise UsageError("pass -o FILE (or -o - for stdout)")
     globs = globs or ["**/*"]
     dest = None if out == "-" else Path(out)
-    if dest is not None and not force and replaces_a_file(dest):
+    target, atomic = write_target(dest) if dest is not None and not force else (None, False)
+    if atomic and target.is_file():  # (a device, a pipe or /dev/stdout is written through in place: no file replaced)
         raise CharrnnError(f"{out} already exists: choose another out, or set force to replace it", "out", "force")
     report = BuildReport()
     files = find_files(src, globs, dest.resolve() if dest else None, follow_symlinks, report.outside)
@@ -79,13 +80,6 @@ def build_corpus(src_dir: str | Path, globs: list[str] | None, out: str, follow_
     with atomic_write(dest) as f:
         concatenate(files, src, f, report)
     return report
-
-
-def replaces_a_file(dest: Path) -> bool:
-    """Would writing `dest` replace a file that is there? Not for what is written through in place
-    (`fileio.write_target`): a device, a pipe, or /dev/stdout redirected to a file by the shell."""
-    target, atomic = write_target(dest)
-    return atomic and target.is_file()
 
 
 def concatenate(files: list[Path], src: Path, f, report: BuildReport) -> None:

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from charrnn.text.kinds import Tokens, check_unk, unknown_error
+from charrnn.text.kinds import Tokens
 
 # ---- the UTF-8 automaton --------------------------------------------------------------------------
 # States: 0 between characters; 1, 2, 3 expecting that many more bytes 80..BF; 4 after E0 (next
@@ -82,8 +83,6 @@ class Utf8Guard:
         self.state = self.state[np.asarray(list(index), dtype=np.int64)]
 
 
-# ---- the vocabulary -------------------------------------------------------------------------------
-
 _LATIN1 = "".join(map(chr, range(256)))  # byte b as the character chr(b): a string of pieces
 
 
@@ -93,32 +92,20 @@ def utf8_lengths(text: str) -> np.ndarray:
     return 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
 
 
+@dataclass(frozen=True)
 class ByteVocab(Tokens):
     """The 256 byte values; a byte's id is its value. It holds nothing, so all are equal."""
 
     kind: ClassVar[str] = "byte"
     unit: ClassVar[str] = "bytes"
     fixed_ids: ClassVar[bool] = True
-    chars = ""  # no characters of its own: it spells every one with bytes
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, ByteVocab)
-
-    def __hash__(self) -> int:
-        return hash("ByteVocab")
-
-    def __repr__(self) -> str:
-        return "ByteVocab()"
+    chars: ClassVar[str] = ""  # no characters of its own: it spells every one with bytes
 
     def __len__(self) -> int:
         return 256
 
     def __contains__(self, ch: str) -> bool:
         return len(ch) == 1 and not 0xD800 <= ord(ch) < 0xE000  # any character but a lone surrogate
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.uint8)
 
     @property
     def pieces(self) -> str:
@@ -131,17 +118,6 @@ class ByteVocab(Tokens):
         counts = np.ones(256, dtype=np.int64)
         counts[0x80:0xC0] = 0
         return counts
-
-    def unknown(self, text: str) -> list[str]:
-        """Lone surrogates (from undecodable command-line bytes): they have no UTF-8 form."""
-        return list(dict.fromkeys(c for c in text if 0xD800 <= ord(c) < 0xE000))
-
-    def encode(self, text: str, unk: str = "error") -> list[int]:
-        check_unk(unk)
-        missing = self.unknown(text)
-        if missing and unk == "error":
-            raise unknown_error(missing)
-        return list(text.encode("utf-8", "ignore" if missing else "strict"))
 
     def encode_array(self, text: str) -> np.ndarray:
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)

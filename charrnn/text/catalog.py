@@ -23,7 +23,6 @@ from charrnn.util.files import CHUNK, atomic_write
 from charrnn.util.errors import CharrnnError
 
 
-
 @dataclass(frozen=True)
 class CorpusEntry:
     name: str

@@ -22,11 +22,8 @@ from charrnn.text.scan import iter_text, looks_binary, sniffed
 
 
 def decode_bytes(data: bytes, name: str, encoding: str = "utf-8") -> str:
-    """Bytes -> text, or a CharrnnError saying why this is not text and what to do.
-
-    The same strict decoder as for files on disk (`textscan.iter_text`), so a file gets the
-    same verdict and message whether it is read from disk, from stdin or as a prime.
-    """
+    """Bytes -> text, or a CharrnnError saying why this is not text and what to do (the decoder of files on
+    disk, `scan.iter_text`, so a text gets the same verdict from disk, from stdin or as a prime)."""
     text = "".join(iter_text(io.BytesIO(data), name, encoding))
     if "\x00" in text:
         raise CharrnnError(f"{name} contains NUL characters and looks binary, not text: pass a text file")
@@ -34,9 +31,8 @@ def decode_bytes(data: bytes, name: str, encoding: str = "utf-8") -> str:
 
 
 def read_source(src: str, encoding: str = "utf-8") -> str:
-    """The text of a file, a stream or '-' (standard input), whole (`decode_bytes`). A stream is
-    refused as soon as its first bytes show it is not text (`textscan.sniffed`), never read to its
-    end first: it may have none (/dev/zero)."""
+    """The text of a file, a stream or '-' (standard input), whole (`decode_bytes`). A stream is refused as
+    soon as its first bytes show it is not text, never read to its end first: it may have none (/dev/zero)."""
     name = source_label(src)
     try:
         if src != "-" and path_kind(src) != "stream":
@@ -50,13 +46,8 @@ def read_source(src: str, encoding: str = "utf-8") -> str:
 
 
 def check_glob(pattern: str) -> None:
-    """Refuse a --glob that could select files outside the folder (absolute, or with a `..` part), or none.
-
-    A glob is matched inside the folder it comes with (`Path.glob`), and selects files in that
-    tree, whichever command reads them (`train`, `corpus stats`, `corpus build`). `..` could only
-    lead out of it (`sub/../a.txt` is `a.txt`), so such a pattern is a mistake to point out,
-    before any file is read, not a set of files to read or to skip.
-    """
+    """Refuse a glob that could select files outside its folder (absolute, or with a `..` part), or none:
+    a mistake to point out before any file is read, not a set of files to read or to skip."""
     parts = PurePosixPath(pattern).parts  # "./" and "." parts are dropped
     if pattern.startswith("/"):
         raise UsageError(f"glob {pattern!r} must be relative to the folder, e.g. '**/*.txt'", "glob")
@@ -68,11 +59,8 @@ def check_glob(pattern: str) -> None:
 
 
 def check_text_file(src: str, reader: str, missing: str = "no such file") -> None:
-    """Refuse a path that `reader` (a command, an option) cannot read one text from, saying what it is.
-
-    '-' (standard input), files and streams pass; `missing` starts the message for a path that
-    does not exist, and only for that: an existing folder is never called missing.
-    """
+    """Refuse a path that `reader` (a command, an option) cannot read one text from, saying what it is;
+    `missing` starts the message for a path that does not exist."""
     kind = "stream" if src == "-" else path_kind(src)
     if kind == "missing":
         raise CharrnnError(f"{missing}: {src}")
@@ -97,9 +85,8 @@ def find_files(folder: Path, globs: list[str], exclude: Path | None = None, foll
                outside: list[str] | None = None) -> list[Path]:
     """Files under `folder` matching any glob, sorted by their path relative to it (the same tree, the same order).
 
-    Each glob must select inside the folder (`check_glob`). With `follow_symlinks=False` a file
-    whose real path is outside `folder` (a symlink to it, or into a linked folder) is left out,
-    and its name appended to `outside`.
+    With `follow_symlinks=False` a file whose real path is outside `folder` is left out, and its name
+    appended to `outside`.
     """
     for g in globs:
         check_glob(g)
@@ -132,21 +119,15 @@ class Sources:
 
 
 def expand_sources(sources: list[str], globs: list[str] | None = None, encoding: str | None = None) -> Sources:
-    """Files, folders (searched with `globs`, sorted), streams and '-' -> the files and streams to read, and '-'.
+    """Files, folders (searched with `globs`, sorted), streams and '-' -> the files and streams to read.
 
-    With an `encoding`, files inside folders whose first bytes show they are not text in it
-    (`textscan.looks_binary`: a .pyc, an image, NUL bytes) are left out and listed in
-    `binary`, as `corpus build` does; a file named on its own is always kept, so that
-    reading it says why it is not text. A folder holds its own tree: a file in it that a
-    symbolic link leads out of the folder to (a link to ~/.ssh/id_rsa in a downloaded tree) is
-    left out and listed in `outside`, as `corpus build` does; naming that file on its own reads it.
+    As `corpus build` does, files in folders that are binary (with an `encoding`: `scan.looks_binary`)
+    or that a symbolic link leads out of the folder to (a link to ~/.ssh/id_rsa in a downloaded tree)
+    are left out and listed; a file named on its own is always read, so that reading it says why.
     """
     out = Sources([], [])
     for src in sources:
-        if src == "-":
-            out.files.append(src)
-            continue
-        p, kind = Path(src), path_kind(src)
+        p, kind = Path(src), "stream" if src == "-" else path_kind(src)
         if kind == "folder":
             patterns = globs or ["**/*"]
             outside: list[str] = []
@@ -179,10 +160,7 @@ def expand_sources(sources: list[str], globs: list[str] | None = None, encoding:
 
 def read_text(sources: list[str], globs: list[str] | None = None, encoding: str = "utf-8") -> str:
     """Read and concatenate every source as text (a folder contributes its matching files, sorted)."""
-    parts = []
-    for src in expand_sources(sources, globs, encoding).files:
-        parts.append(read_source(src, encoding))
-    text = "".join(parts)
+    text = "".join(read_source(src, encoding) for src in expand_sources(sources, globs, encoding).files)
     if not text:
         raise CharrnnError("the corpus is empty: give it some text to learn from")
     if not text.strip():
@@ -218,9 +196,8 @@ def split_train_val(tokens: np.ndarray, val_fraction: float,
                     char_counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The last `val_fraction` of the corpus is held out for validation (as nanoGPT does).
 
-    With `char_counts` (a vocabulary's characters per token, see `tokenkind`) the fraction is
-    of the characters, cut where a character starts: a word or byte model then holds out the
-    same tail of the text as a character model of the same corpus.
+    With `char_counts` (a vocabulary's characters per token) the fraction is of the characters, cut where a
+    character starts: a word or byte model then holds out the same tail of the text as a character model.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise UsageError("val_fraction must be a number >= 0 and < 1", "val_fraction")

@@ -7,14 +7,10 @@ A model reads token ids. What a token is depends on the vocabulary's kind:
     byte   one byte of the text's UTF-8 encoding (256)        bytevocab.py
 
 Every vocabulary offers the same interface (`Tokens` below), so the rest of the package never
-asks which kind it holds: `len`, `dtype`, `in` (can this character be encoded), `encode`,
-`encode_array`, `encode_spans`, `decode`, `decoder()` (a streaming decoder), `pieces` (what
-each id adds to the "surface" text beam search builds; the text itself except for bytes),
-`surface`/`from_surface`, `char_counts` (how many characters of the text each id stands for:
-what turns bits per token into bits per character), `guard(n)` (a constraint on the next
-token, or None), `write_ids` (a corpus's ids into the token cache), what a person reads about
-it (`unit`, `describe`, `count`, `listing`), and `to_dict`. `vocab.vocab_from_dict` reads any
-kind back from a checkpoint; `vocab.vocab_class(kind)` is the one place a kind's name is looked up.
+asks which kind it holds. `pieces` is what each id adds to the "surface" text beam search builds
+(the text itself except for bytes); `char_counts` how many characters each id stands for (what
+turns bits per token into bits per character); `guard(n)` a constraint on the next token, or None.
+`vocab.vocab_class(kind)` is the one place a kind's name is looked up.
 """
 
 from __future__ import annotations
@@ -35,20 +31,6 @@ DEFAULT_MAX_VOCAB = 10_000  # a word vocabulary's size, its fallback characters 
 def id_dtype(size: int) -> np.dtype:
     """The smallest unsigned integer type that holds ids 0 .. size - 1."""
     return np.dtype(np.uint8 if size <= 256 else np.uint16 if size <= 65536 else np.uint32)
-
-
-def check_unk(unk: str) -> None:
-    if unk not in UNK_POLICIES:
-        raise ValueError(f"unk policy must be one of {UNK_POLICIES}")
-
-
-def unknown_error(missing: Iterable[str]) -> CharrnnError:
-    """The error for characters no token of the vocabulary can spell."""
-    missing = list(missing)
-    return CharrnnError(
-        f"{len(missing)} character(s) not in the model's vocabulary: {show_chars(missing)} "
-        "(remove them, or drop them with unk=skip)", "unk"
-    )
 
 
 def check_kind(kind: str) -> str:
@@ -95,6 +77,28 @@ class Tokens:
         """What the token cache's key adds for this kind (how a corpus is cut into its tokens)."""
         return f"\n{cls.kind}"
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The smallest unsigned integer type that holds every id."""
+        return id_dtype(len(self))
+
+    def unknown(self, text: str) -> list[str]:
+        """The distinct characters of `text` it cannot encode, in order of appearance."""
+        return [c for c in dict.fromkeys(text) if c not in self]
+
+    def encode(self, text: str, unk: str = "error") -> list[int]:
+        """Text -> ids. Characters it cannot encode: `unk='error'` raises naming them; `'skip'` drops them."""
+        if unk not in UNK_POLICIES:
+            raise ValueError(f"unk policy must be one of {UNK_POLICIES}")
+        missing = self.unknown(text)
+        if missing and unk == "error":
+            raise CharrnnError(f"{len(missing)} character(s) not in the model's vocabulary: {show_chars(missing)} "
+                               "(remove them, or drop them with unk=skip)", "unk")
+        if missing:
+            drop = set(missing)
+            text = "".join(c for c in text if c not in drop)
+        return self.encode_array(text).tolist()
+
     def chunks(self, chunks: Iterable[str]) -> Iterable[str]:
         """A stream of text re-cut where no token straddles a cut (any cut will do for most kinds)."""
         return chunks
@@ -131,7 +135,22 @@ class Tokens:
 
 class TextAsIs(Tokens):
     """What a vocabulary whose pieces spell the text directly (characters, words) shares: the text
-    is its own surface, and any id may follow any other. (A byte vocabulary has neither.)"""
+    is its own surface, any id may follow any other (a byte vocabulary has neither), and `_index`
+    maps each piece to its id."""
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def __contains__(self, ch: str) -> bool:
+        """Whether the character `ch` can be encoded."""
+        return len(ch) == 1 and ch in self._index
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.pieces[i] for i in ids)
+
+    def decoder(self):
+        """A streaming decoder: call it with each id as it comes, get its text."""
+        return self.pieces.__getitem__
 
     def surface(self, text: str) -> str:
         """Text as the string of `pieces` that spells it: the text itself."""

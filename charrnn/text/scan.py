@@ -1,12 +1,10 @@
 """Reading text files of any size as a stream of decoded chunks, with errors a user can act on.
 
-Everything here reads a file a megabyte at a time, so it works the same on a 2 KB poem and
-on a corpus far larger than memory. Decoding is incremental: a character cut in two by a
+A file is read a megabyte at a time and decoded incrementally: a character cut in two by a
 chunk boundary is completed from the next chunk, and an invalid byte is reported with its
-exact byte offset in the file (and its line, for 8-bit encodings).
-
-Before decoding, the first bytes of a file are sniffed: a PNG, an ELF executable, a gzip
-file or UTF-16 text read as UTF-8 would otherwise fail with a confusing decode error.
+exact byte offset in the file (and its line, for 8-bit encodings). Before decoding, the first
+bytes are sniffed: a PNG, a gzip file or UTF-16 text read as UTF-8 would otherwise fail with a
+confusing decode error.
 """
 
 from __future__ import annotations
@@ -37,12 +35,9 @@ MAGIC = {
 
 
 def normalize_encoding(encoding: str) -> str:
-    """'UTF8', 'latin1' ... -> Python's canonical codec name, or a UsageError.
-
-    Only text encodings (bytes -> str) are codecs a file can be read with: Python also registers
-    bytes -> bytes codecs (hex, base64, zlib, uu ...) and rot13 (str -> str), which the `codecs`
-    machinery flags with `_is_text_encoding = False` and which would fail deep inside decoding.
-    """
+    """'UTF8', 'latin1' ... -> Python's canonical codec name, or a UsageError. Only text encodings: Python
+    also registers codecs such as hex, zlib or rot13 (`_is_text_encoding = False`), which would fail deep
+    inside decoding."""
     try:
         info = codecs.lookup(encoding)
     except LookupError:
@@ -89,8 +84,8 @@ def sniff(head: bytes, name: str, encoding: str) -> None:
 
 
 def sniffed(chunks: Iterable[bytes], name: str, encoding: str) -> Iterator[bytes]:
-    """`chunks` of a stream, passed on once its first SNIFF bytes (or all of it, if shorter) are seen
-    to be text: `sniff` refuses one that is not before the rest is read (a stream may never end)."""
+    """`chunks` of a stream, passed on once its first SNIFF bytes are seen to be text (`sniff`): a stream that
+    is not is refused before the rest is read (it may never end)."""
     head, it = b"", iter(chunks)
     for chunk in it:
         head += chunk
@@ -103,8 +98,7 @@ def sniffed(chunks: Iterable[bytes], name: str, encoding: str) -> Iterator[bytes
 
 
 def looks_binary(path: str | Path, encoding: str = "utf-8") -> bool:
-    """True when the first bytes of a file show it is not text in `encoding` (a known binary format,
-    NUL bytes, UTF-16 read as UTF-8): what folders are filtered with, by `corpus build` and `train`."""
+    """True when the first bytes of a file show it is not text in `encoding` (`not_text`)."""
     try:
         with open(path, "rb") as f:
             head = f.read(SNIFF)
@@ -130,12 +124,8 @@ def _bad_bytes_message(name: str, encoding: str, offset: int, line: int | None, 
 
 
 def _check_no_surrogates(text: str, name: str, encoding: str, before: int) -> None:
-    """Refuse decoded text holding a lone surrogate (U+D800-U+DFFF), which is not a character.
-
-    Strict UTF-8, UTF-16 and Latin-1 never produce one, but unicode_escape decodes the six
-    characters `\\udfff` to one, and utf-7 can too; nothing after decoding could store it.
-    `before`: characters of the file before `text` (for the position in the message).
-    """
+    """Refuse decoded text holding a lone surrogate, which is not a character (unicode_escape and utf-7 can
+    decode to one). `before`: characters of the file before `text` (for the position in the message)."""
     at = lone_surrogate(text)
     if at is not None:
         raise CharrnnError(f"{name} is not valid {_label(encoding)}: it decodes to U+{ord(text[at]):04X} "
@@ -147,10 +137,9 @@ def iter_text(path: str | Path | BinaryIO, name: str | None = None, encoding: st
               bad: list[int] | None = None, on_bytes=None) -> Iterator[str]:
     """Yield the text of a file (or an open binary stream) in decoded chunks, a leading BOM dropped.
 
-    Strict by default: the first undecodable byte raises a CharrnnError naming its offset. Pass a
-    list as `bad` to decode leniently instead: the byte offset of every undecodable sequence is
-    appended to it and the bytes are skipped (what `charrnn corpus stats` does). `on_bytes(n)` is
-    called with the number of bytes read after each chunk (for progress bars).
+    Strict by default: the first undecodable byte raises a CharrnnError naming its offset. With a list
+    as `bad` the byte offset of every undecodable sequence is appended to it and the bytes are skipped
+    (`corpus stats`). `on_bytes(n)` is called with the number of bytes read after each chunk.
     """
     name = name or str(path)
     encoding = normalize_encoding(encoding)

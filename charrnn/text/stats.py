@@ -41,11 +41,11 @@ class TextStats:
     def vocabulary(self) -> int:
         return len(self.counts)
 
-    def commonest(self, k: int = 10) -> list[tuple[str, int]]:
-        return sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    def commonest(self, k: int = 10, sign: int = -1) -> list[tuple[str, int]]:
+        return sorted(self.counts.items(), key=lambda kv: (sign * kv[1], kv[0]))[:k]
 
     def rarest(self, k: int = 10) -> list[tuple[str, int]]:
-        return sorted(self.counts.items(), key=lambda kv: (kv[1], kv[0]))[:k]
+        return self.commonest(k, 1)
 
     def oddities(self) -> list[str]:
         """One readable line per problem found; empty when the text is clean."""
@@ -54,7 +54,7 @@ class TextStats:
             out.append(f"{len(self.outside):,} symbolic link(s) out of their folder not read ({some(self.outside)}): "
                        "name a file to read it")
         if self.bom:
-            out.append(f"byte-order mark at the start of {', '.join(self.bom[:3])}{' ...' if len(self.bom) > 3 else ''} (dropped when training)")
+            out.append(f"byte-order mark at the start of {some(self.bom)} (dropped when training)")
         if self.crlf:
             out.append(f"{self.crlf:,} CRLF line ends (\\r is learned as a character; convert with dos2unix)")
         if self.lone_cr:

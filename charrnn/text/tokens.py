@@ -12,22 +12,12 @@ not grow with the corpus. Nothing ever holds the whole text in memory:
                  pass 2: decode again, map characters to ids, append to a temp file ──► rename
 
 The cache lives in $CHARRNN_CACHE (default ~/.cache/charrnn): `tokens/<key>.bin` holds the
-ids in the smallest unsigned type that fits the vocabulary (`Vocab.dtype`), and
-`tokens/<key>.json` the vocabulary, dtype, length and two checksums of the .bin written with
-it. The key is the sha256 of every file's sha256 plus the encoding, so the same text under
-another name is a hit, and an edited file a miss (a remembered hash is trusted only while the
-file's size, mtime, ctime and inode are unchanged: restoring an edited file's mtime changes
-its ctime). Standard input, and a pipe named as a file (`<(cmd)`), is spooled to a temporary file
-once, then read like any file.
-
-A cache entry is not trusted blindly (`check_cached`): its vocabulary must be distinct characters
-in code-point order with the dtype that fits them, the .bin's size must match, and its content
-must match the checksum recorded at write time - the whole file up to 64 MB, 64 evenly spaced
-blocks beyond that (a few MB of reading for any size; `verify=True` reads it all), ids below the
-vocabulary size. A bad entry is rebuilt, with a warning that says why.
-
-Word and byte models (`kind`) cache their own ids under their own key (`cache_tag`); each kind's
-vocabulary class builds it (a word count between the two passes) and writes pass 2 (`write_ids`).
+ids (`vocab.dtype`), and `tokens/<key>.json` the vocabulary, dtype, length and two checksums of
+the .bin written with it. The key is the sha256 of every file's sha256, the encoding and the
+token kind (`cache_tag`), so the same text under another name is a hit, and an edited file a
+miss. Standard input, and a pipe named as a file (`<(cmd)`), is spooled to a temporary file
+once, then read like any file. A cache entry is checked before it is trusted (`check_cached`);
+a bad one is rebuilt, with a warning that says why.
 """
 
 from __future__ import annotations
@@ -42,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.util.files import (CHUNK, cache_dir, atomic_write, atomic_write_text, json_text, open_source, os_advice, path_kind,
-                            source_label, stream_chunks, sweep_stale_temps, temp_path)
+from charrnn.util.files import (CHUNK, cache_dir, atomic_write, atomic_write_text, json_text, open_source, os_advice,
+                                path_kind, source_label, stream_chunks, sweep_stale_temps, temp_path)
 from charrnn.text.corpus import expand_sources, some, source_name
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.text.scan import iter_text, normalize_encoding, sniffed
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB, check_kind
-from charrnn.text.vocab import Vocab, build_vocab, vocab_class
+from charrnn.text.vocab import Vocab, vocab_class
 
 CACHE_FORMAT = 2  # 2: the .json records checksums of the .bin
 FULL_CHECK_BYTES = 64 << 20  # token files up to this size are verified whole on every hit
@@ -86,9 +76,6 @@ class Corpus:
         return f"{what} ({self.vocab.ids()}, {self.tokens.dtype} ids) from {origin}; {how}{skipped}"
 
 
-# ---- hashing --------------------------------------------------------------------------------------
-
-
 class _Meter:
     """Adds up bytes for one phase and reports them to a progress callback."""
 
@@ -111,20 +98,24 @@ def _hash_stream(f, meter: _Meter | None) -> str:
     return digest.hexdigest()
 
 
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]  # ctime: no tool can set it back
+
+
 def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
-    """The sha256 of a file, remembered by (size, mtime, inode) so an unchanged file is not read again.
+    """The sha256 of a file, remembered by its `_stamp` so an unchanged file is not read again.
 
     A remembered hash is trusted only if the file was last modified at least 2 s before it was
     hashed: a change made within the same timestamp tick as the hashing could otherwise go unseen.
     """
-    st = path.stat()
-    stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]  # ctime: no tool can set it back
+    stamp = _stamp(path)
     entry = root / "hashes" / (hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:32] + ".json")
     try:
         known = json.loads(entry.read_text())
-        if known["stat"] == stamp and st.st_mtime_ns < known["hashed_at_ns"] - 2_000_000_000:
+        if known["stat"] == stamp and stamp[1] < known["hashed_at_ns"] - 2_000_000_000:
             if meter:
-                meter(st.st_size)
+                meter(stamp[0])
             return known["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -134,8 +125,7 @@ def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
             sha = _hash_stream(f, meter)
     except OSError as e:
         raise CharrnnError(f"cannot read {path}: {e.strerror}") from None
-    st = path.stat()
-    if [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev] == stamp:  # unchanged while we read it
+    if _stamp(path) == stamp:  # unchanged while we read it
         try:
             atomic_write_text(entry, json.dumps({"path": str(path.resolve()), "stat": stamp, "sha256": sha,
                                                  "hashed_at_ns": started}))
@@ -147,11 +137,7 @@ def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
 def spool_stream(root: Path, stream, name: str, encoding: str) -> tuple[Path, str]:
     """Copy a binary stream (standard input, a pipe) to a temporary file under `root` (the caller deletes
     it); return it and its sha256. A stream can be read only once; the two passes read the copy.
-    One whose first bytes show it is not text (`textscan.sniffed`) is refused then, not copied whole
-    (`train - < /dev/zero` would fill the disk).
-
-    The file is named after this process (`fileio.temp_path`), so one left by a killed run is swept
-    by the next (`sweep_cache`).
+    One whose first bytes show it is not text is refused then (`train - < /dev/zero` would fill the disk).
     """
     spool = root / "spool"
     spool.mkdir(parents=True, exist_ok=True)
@@ -174,13 +160,6 @@ def _python_warning(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-# ---- the two passes -------------------------------------------------------------------------------
-
-
-def _ascii_bytes(chars: set[str]) -> bytes:
-    return bytes(sorted(ord(c) for c in chars if ord(c) < 128))
-
-
 def scan_characters(files: list[tuple[Path, str]], encoding: str, meter: _Meter | None = None) -> tuple[str, int]:
     """Pass 1: (sorted distinct characters, number of characters), validating every file strictly.
 
@@ -200,7 +179,7 @@ def scan_characters(files: list[tuple[Path, str]], encoding: str, meter: _Meter 
                     raise CharrnnError(f"{name} has a NUL character (line {_line_of_nul(path, encoding):,}) and looks "
                                        f"binary, not text: pass a text file, or strip NULs with tr -d '\\000'")
                 seen |= new
-                known = _ascii_bytes(seen)
+                known = bytes(sorted(ord(c) for c in seen if ord(c) < 128))
             n += len(text)
     return "".join(sorted(seen)), n
 
@@ -213,9 +192,6 @@ def _line_of_nul(path: Path, encoding: str) -> int:
             return lines + text.count("\n", 0, i)
         lines += text.count("\n")
     return lines
-
-
-# ---- the cache ------------------------------------------------------------------------------------
 
 
 def _cache_key(shas: list[str], encoding: str, kind: str = "char", max_vocab: int = DEFAULT_MAX_VOCAB) -> str:
@@ -260,9 +236,12 @@ class _HashingWriter:
 
 
 def check_cached(meta_path: Path, verify: bool = False) -> tuple[Vocab, np.memmap, int]:
-    """A cache entry's vocabulary, token memmap and character count, checked; raises ValueError saying what is wrong.
+    """A cache entry's vocabulary, token memmap and character count, checked; raises ValueError saying what is wrong
+    (FileNotFoundError when there is no entry at all).
 
-    FileNotFoundError when there is no entry at all (a plain miss).
+    Its vocabulary must be valid with the dtype that fits it, the .bin's size must match, its content the
+    checksum recorded at write time (the whole file up to FULL_CHECK_BYTES, else `sampled_digest`; `verify`
+    reads it all), and its ids must be below the vocabulary's size.
     """
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
@@ -278,15 +257,11 @@ def check_cached(meta_path: Path, verify: bool = False) -> tuple[Vocab, np.memma
     if size != length * vocab.dtype.itemsize:
         raise ValueError(f"its token file holds {size:,} bytes, not the {length * vocab.dtype.itemsize:,} recorded")
     tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(length,))
-    if verify or size <= FULL_CHECK_BYTES:
-        if _file_digest(bin_path) != sums["blake2b"]:
-            raise ValueError("its token file does not match the checksum recorded when it was written")
-        top = int(tokens.max())
-    else:
-        if sampled_digest(tokens) != sums["sampled"]:
-            raise ValueError("its token file does not match the checksum recorded when it was written")
-        starts, n = sample_starts(length)
-        top = max(int(tokens[s : s + n].max()) for s in starts)
+    whole = verify or size <= FULL_CHECK_BYTES
+    if (_file_digest(bin_path) if whole else sampled_digest(tokens)) != sums["blake2b" if whole else "sampled"]:
+        raise ValueError("its token file does not match the checksum recorded when it was written")
+    starts, n = ([0], length) if whole else sample_starts(length)
+    top = max(int(tokens[s : s + n].max()) for s in starts)
     if top >= len(vocab):
         raise ValueError(f"its token file holds id {top}, beyond its {len(vocab)}-id vocabulary")
     chars = meta.get("chars", length)
@@ -308,28 +283,6 @@ def _open_cached(meta_path: Path, warn: Callable[[str], None], verify: bool) -> 
         return None
 
 
-def _write_tokens(files: list[tuple[Path, str]], vocab: Vocab, encoding: str, n: int, dest: Path,
-                  meter: _Meter) -> tuple[str, int]:
-    """Encode into a temp file beside `dest` and rename it into place: never a half-written cache entry.
-
-    Returns the blake2b of what was written and the number of tokens (`n`, the characters, for a
-    character vocabulary).
-    """
-    with atomic_write(dest) as out:
-        hashing = _HashingWriter(out)
-        written, read = vocab.write_ids(files, encoding, hashing, meter)
-        if read != n:  # raised inside the block: the temporary file is deleted
-            raise CharrnnError(f"the corpus changed while it was being read ({n:,} then {read:,} characters): try again")
-    return hashing.hash.hexdigest(), written
-
-
-def sweep_cache(root: Path) -> None:
-    """Delete what killed runs left in the cache: half-written token files, spooled stdin, hash notes."""
-    for sub in ("tokens", "spool", "hashes"):
-        if (root / sub).is_dir():
-            sweep_stale_temps(root / sub)
-
-
 def _check_text(chars: str, n: int, names: list[str]) -> None:
     what = names[0] if len(names) == 1 else "the corpus"
     if n == 0:
@@ -344,14 +297,11 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
                    cache: str | Path | None = None, progress: Progress | None = None,
                    warn: Callable[[str], None] | None = None, verify: bool = False, kind: str = "char",
                    max_vocab: int = DEFAULT_MAX_VOCAB) -> Corpus:
-    """Files, folders (with `globs`), catalog names or '-' -> a Corpus of memory-mapped token ids.
+    """Files, folders (with `globs`), catalog names or '-' -> a Corpus of memory-mapped token ids (module doc).
 
-    The first call on a text decodes it twice (character set, then ids) and caches the ids;
-    later calls on the same bytes open the cached array without decoding anything.
     `progress(phase, done, total)` is called as bytes are hashed, checked and encoded; `warn(message)`
     when a damaged cache entry is rebuilt (default: a Python warning). `verify=True` checks a cached
-    token file whole, whatever its size. `kind` is the token kind (char, word or byte; `max_vocab`
-    ids for words, see `wordvocab`).
+    token file whole, whatever its size. `kind` is the token kind (`max_vocab` ids for words).
     """
     from charrnn.text.catalog import resolve_source
 
@@ -367,7 +317,9 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
     try:
         try:
             root.mkdir(parents=True, exist_ok=True)
-            sweep_cache(root)
+            for sub in ("tokens", "spool", "hashes"):  # what killed runs left
+                if (root / sub).is_dir():
+                    sweep_stale_temps(root / sub)
             for s in expanded:
                 if s not in spooled and (s == "-" or path_kind(s) == "stream"):
                     with open_source(s) as f:
@@ -384,13 +336,9 @@ def prepare_corpus(sources: list[str], globs: list[str] | None = None, encoding:
         name = source_name(sources[0])
         meta_path = root / "tokens" / f"{key}.json"
         hit = _open_cached(meta_path, warn or _python_warning, verify)
-        if hit:
-            vocab, tokens, n = hit
-            return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, True,
-                          time.perf_counter() - t0, found.binary, n, found.outside)
-        vocab, tokens, n = _encode_to_cache(files, meta_path, encoding, kind, max_vocab, total, progress)
-        return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, False, time.perf_counter() - t0,
-                      found.binary, n, found.outside)
+        vocab, tokens, n = hit or _encode_to_cache(files, meta_path, encoding, kind, max_vocab, total, progress)
+        return Corpus(name, vocab, tokens, meta_path.with_suffix(".bin"), names, total, hit is not None,
+                      time.perf_counter() - t0, found.binary, n, found.outside)
     finally:
         for copy, _ in spooled.values():
             copy.unlink(missing_ok=True)
@@ -402,16 +350,21 @@ def _encode_to_cache(files: list, meta_path: Path, encoding: str, kind: str, max
     (the .bin, then the .json that vouches for it). Returns (vocab, memory-mapped ids, characters)."""
     chars, n = scan_characters(files, encoding, _Meter(progress, "checking", total))
     _check_text(chars, n, [label for _, label in files])
-    vocab = build_vocab(kind, chars, files, encoding, max_vocab, _Meter(progress, "counting words", total))
+    vocab = vocab_class(kind).from_files(chars, files, encoding, max_vocab, _Meter(progress, "counting words", total))
     bin_path = meta_path.with_suffix(".bin")
     try:
         meta_path.unlink(missing_ok=True)  # a .json never describes a .bin it was not written with
-        full, length = _write_tokens(files, vocab, encoding, n, bin_path, _Meter(progress, "encoding", total))
+        with atomic_write(bin_path) as out:
+            hashing = _HashingWriter(out)
+            length, read = vocab.write_ids(files, encoding, hashing, _Meter(progress, "encoding", total))
+            if read != n:  # raised inside the block: the temporary file is deleted
+                raise CharrnnError(f"the corpus changed while it was being read ({n:,} then {read:,} characters): "
+                                   "try again")
         tokens = np.memmap(bin_path, dtype=vocab.dtype, mode="r", shape=(length,))
         atomic_write_text(meta_path, json_text({
             "format": CACHE_FORMAT, "encoding": encoding, "vocab": vocab.to_dict(), "dtype": vocab.dtype.name,
             "length": length, "chars": n, "bytes": total, "sources": [label for _, label in files],
-            "checksum": {"blake2b": full, "sampled": sampled_digest(tokens)},
+            "checksum": {"blake2b": hashing.hash.hexdigest(), "sampled": sampled_digest(tokens)},
         }))
     except OSError as e:
         root = meta_path.parent.parent

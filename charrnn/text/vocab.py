@@ -4,25 +4,20 @@ The vocabulary is the sorted set of distinct code points in the training text. I
 stored inside every checkpoint as a plain string, so a checkpoint alone can encode a
 prime and decode generated ids.
 
-It is one of three kinds of vocabulary (`kinds.py` describes the interface they share;
-`wordvocab` and `bytevocab` hold the others). This module is also where a kind's name becomes a
-class (`vocab_class`), the one place it is looked up: `Vocab.from_dict` reads any kind back from
-a checkpoint, so every command follows the kind a model was trained with (a dict without a
-"kind", as every checkpoint written before there were kinds, is a character vocabulary), and
-`build_vocab` / `vocab_for_text` make one of a kind for a corpus.
+It is one of three kinds (`kinds.py`). This module is also where a kind's name becomes a class
+(`vocab_class`): `Vocab.from_dict` reads any kind back from a checkpoint (a dict without a
+"kind" is a character vocabulary), so every command follows the kind a model was trained with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
 from charrnn.text.bytevocab import ByteVocab
-from charrnn.text.kinds import (DEFAULT_MAX_VOCAB, TextAsIs, check_kind, check_unk, id_dtype, sorted_chars, texts,
-                                unknown_error)
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB, TextAsIs, check_kind, sorted_chars, texts
 from charrnn.text.wordvocab import WordVocab
 from charrnn.util.fields import short
 
@@ -53,25 +48,9 @@ class Vocab(TextAsIs):
         return cls(chars)
 
     @classmethod
-    def from_text(cls, text: str | Iterable[str], max_vocab: int = 0) -> "Vocab":
-        """Build from a text (or an iterable of text chunks): its distinct code points, sorted."""
-        if isinstance(text, str):
-            return cls("".join(sorted(set(text))))
-        seen: set[str] = set()
-        for chunk in text:
-            seen.update(chunk)
-        return cls("".join(sorted(seen)))
-
-    def __len__(self) -> int:
-        return len(self.chars)
-
-    def __contains__(self, ch: str) -> bool:
-        return ch in self._index
-
-    @property
-    def dtype(self) -> np.dtype:
-        """The smallest unsigned integer type that holds every id."""
-        return id_dtype(len(self))
+    def from_text(cls, text: str, max_vocab: int = 0) -> "Vocab":
+        """Build from a text: its distinct code points, sorted."""
+        return cls("".join(sorted(set(text))))
 
     @property
     def pieces(self) -> str:
@@ -83,25 +62,10 @@ class Vocab(TextAsIs):
         """(V,) characters of text each id stands for: 1 each, so bits per token are bits per character."""
         return np.ones(len(self), dtype=np.int64)
 
-    def unknown(self, text: str) -> list[str]:
-        """The distinct characters of `text` that are not in the vocabulary, in order of appearance."""
-        return list(dict.fromkeys(c for c in text if c not in self._index))
-
-    def encode(self, text: str, unk: str = "error") -> list[int]:
-        """Text -> ids. `unk='error'` raises naming the unknown characters; `'skip'` drops them."""
-        check_unk(unk)
-        missing = self.unknown(text)
-        if missing and unk == "error":
-            raise unknown_error(missing)
-        return [self._index[c] for c in text if c in self._index]
-
     def id_table(self, size: int = 0, missing: int = 0, dtype=None) -> np.ndarray:
-        """The code point -> id lookup table: table[ord(c)] is c's id, other code points hold `missing`.
-
-        Its length is at least `size` (pass max code point + 1 of a text to look all of it up).
-        Every fast encoder (this class, the corpus cache, `score`) indexes one of these.
-        """
-        table = np.full(max(size, max(map(ord, self.chars)) + 1), missing, dtype=dtype or self.dtype)
+        """The code point -> id lookup table every fast encoder indexes: table[ord(c)] is c's id, other code
+        points hold `missing`. Its length is at least `size` (a text's max code point + 1 looks all of it up)."""
+        table = np.full(max(size, max(map(ord, self.chars), default=-1) + 1), missing, dtype=dtype or self.dtype)
         table[[ord(c) for c in self.chars]] = np.arange(len(self))
         return table
 
@@ -124,19 +88,12 @@ class Vocab(TextAsIs):
         starts = np.flatnonzero(known)
         return ids[known].astype(self.dtype), starts, starts + 1, oov
 
-    def decode(self, ids: Iterable[int]) -> str:
-        return "".join(self.chars[i] for i in ids)
-
     def ids_of(self, other) -> np.ndarray | None:
         """(len(other),) this vocabulary's id of each of `other`'s ids (-1 where it has none), when both are
         character vocabularies; None otherwise (their texts are then re-encoded)."""
         if not isinstance(other, Vocab):
             return None
         return np.array([self._index.get(c, -1) for c in other.chars], dtype=np.int64)
-
-    def decoder(self):
-        """A streaming decoder: call it with each id as it comes, get the text it completes."""
-        return self.chars.__getitem__
 
     def write_ids(self, files, encoding: str, out, meter=None) -> tuple[int, int]:
         """Write the id of every character of every file to the binary file `out`: (tokens, characters).
@@ -193,11 +150,6 @@ def vocab_class(kind: str) -> type:
     if kind not in classes:
         raise ValueError(f"unknown vocabulary kind {short(kind)}: one of {', '.join(classes)}")
     return classes[kind]
-
-
-def build_vocab(kind: str, chars: str, files, encoding: str, max_vocab: int = DEFAULT_MAX_VOCAB, meter=None):
-    """The vocabulary of `kind` for a corpus whose distinct characters are `chars` (the cache's first pass)."""
-    return vocab_class(check_kind(kind)).from_files(chars, files, encoding, max_vocab, meter)
 
 
 def vocab_for_text(text: str, kind: str = "char", max_vocab: int = DEFAULT_MAX_VOCAB):

@@ -3,24 +3,18 @@
     "ROMEO:\\n  But soft, what light"  ->  "ROMEO" ":" "\\n  " "But" " soft" "," " what" " light"
 
 `split_words` cuts text with one regular expression into runs of letters (with inner
-apostrophes: "don't", "o'er"), runs of digits, single punctuation marks or symbols, and runs
-of whitespace. A single space before a word, number or mark belongs to it (" soft"), as in
-GPT-2's pre-tokenizer: on Tiny Shakespeare that makes 37% fewer tokens than giving every space
-a token of its own (3.4 characters per token instead of 2.3, with 10,000 ids), so the model
-takes fewer steps per character. Every character falls in exactly one token, so
-"".join(split_words(x)) == x for any text.
+apostrophes: "don't"), runs of digits, single punctuation marks or symbols, and runs of
+whitespace; "".join(split_words(x)) == x for any text. A single space before a word, number or
+mark belongs to it (" soft"), as in GPT-2's pre-tokenizer: on Tiny Shakespeare that makes 37%
+fewer tokens than giving every space a token of its own, so the model takes fewer steps per character.
 
 The vocabulary holds every distinct character of the corpus (ids 0 .. C-1, sorted) and the
 most frequent multi-character tokens seen at least twice (ids C.., most frequent first), up to
 `max_vocab` ids in all. A token that did not make the list is *spelled out* by its characters,
-not mapped to an unknown token: nothing is lost, so decode(encode(x)) == x for every text made
-of the corpus's characters; a prime or a held-out text with rare words or names is read as
-written (an unknown token would make every rare word the same word, and `eval` would score
-the model on predicting "some rare word" rather than the word); and a model can write words
-it has no token for. The price: a word has more than one spelling ("the" or "t" "h" "e").
-Encoding always picks the one training used, and the probability reported for a text is that
-of this spelling: a lower bound on the text's probability, so bits per character are if
-anything overstated.
+not mapped to an unknown token: decode(encode(x)) == x for every text made of the corpus's
+characters, a rare name in a prime is read as written, and a model can write words it has no
+token for. The price: a word has more than one spelling ("the" or "t" "h" "e"); encoding picks
+the one training used, so the probability reported for a text is a lower bound.
 """
 
 from __future__ import annotations
@@ -33,7 +27,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from charrnn.text.kinds import DEFAULT_MAX_VOCAB, TextAsIs, check_unk, id_dtype, sorted_chars, texts, unknown_error
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB, TextAsIs, sorted_chars, texts
 
 # letters with inner apostrophes | digits | one mark | underscore | a whitespace run; an optional
 # leading space on the first four. The last `.` is never reached (the others cover every character).
@@ -137,17 +131,6 @@ class WordVocab(TextAsIs):
         return (f"vocabulary ({len(self):,} word tokens: {len(self.words):,} multi-character tokens, most frequent "
                 f"first, and {len(self.chars)} characters to spell the rest): {list(self.words[:30])!r} ...")
 
-    def __len__(self) -> int:
-        return len(self._pieces)
-
-    def __contains__(self, ch: str) -> bool:
-        """Whether the character `ch` can be encoded."""
-        return len(ch) == 1 and ch in self._index
-
-    @property
-    def dtype(self) -> np.dtype:
-        return id_dtype(len(self))
-
     @property
     def pieces(self) -> tuple[str, ...]:
         """The text each id stands for."""
@@ -157,10 +140,6 @@ class WordVocab(TextAsIs):
     def char_counts(self) -> np.ndarray:
         """(V,) characters of text each id stands for."""
         return self._counts
-
-    def unknown(self, text: str) -> list[str]:
-        """The distinct characters of `text` no token can spell, in order of appearance."""
-        return list(dict.fromkeys(c for c in text if c not in self._index))
 
     def _ids(self, text: str) -> Iterator[tuple[int, int, int]]:
         """(id, start, end) of every token of a text whose characters are all known."""
@@ -172,16 +151,6 @@ class WordVocab(TextAsIs):
             else:  # not in the vocabulary: spelled out
                 for j, c in enumerate(m.group(), m.start()):
                     yield index[c], j, j + 1
-
-    def encode(self, text: str, unk: str = "error") -> list[int]:
-        """Text -> ids. Unknown characters: `unk='error'` raises naming them; `'skip'` drops them first."""
-        check_unk(unk)
-        missing = self.unknown(text)
-        if missing and unk == "error":
-            raise unknown_error(missing)
-        if missing:
-            text = "".join(c for c in text if c in self._index)
-        return [i for i, _, _ in self._ids(text)]
 
     def encode_array(self, text: str) -> np.ndarray:
         """Text whose characters are all known -> a numpy id array of `self.dtype`."""
@@ -205,13 +174,6 @@ class WordVocab(TextAsIs):
         if keep is not None and len(rows):
             starts, ends = keep[starts], keep[ends - 1] + 1
         return ids, starts, ends, oov
-
-    def decode(self, ids: Iterable[int]) -> str:
-        return "".join(self._pieces[i] for i in ids)
-
-    def decoder(self):
-        """A streaming decoder: each id gives its text at once."""
-        return self._pieces.__getitem__
 
     def to_dict(self) -> dict:
         return {"kind": "word", "chars": self.chars, "words": list(self.words)}

@@ -2,8 +2,6 @@
 
 stdout carries only generated text (see `TextWriter`); every other output goes through
 `err_console()`, created lazily so test runners that swap sys.stderr capture it.
-A leaf module: it imports rich and the standard library only, so every command can use it
-for free (the training progress display lives with the CLI, in `cli/progress.py`).
 """
 
 from __future__ import annotations
@@ -33,9 +31,8 @@ def to_devnull(stream) -> None:
 
 class ErrConsole(Console):
     def on_broken_pipe(self) -> None:
-        """Whoever read the log went away (`charrnn train ... 2>&1 | head`): the log goes to /dev/null
-        from now on and the command carries on, so a training run still finishes and saves (rich's
-        own choice is to exit at once, status 1, which lost the run)."""
+        """Whoever read the log went away (`charrnn train ... 2>&1 | head`): the log goes to /dev/null and
+        the command carries on, so a training run still saves (rich's own choice is to exit at once)."""
         self.quiet = True
         to_devnull(self.file)
 
@@ -50,8 +47,8 @@ def err_console() -> Console:
 
 
 def shown(text: str, style: str = "", keep: str = "") -> Text:
-    """Text that came from a file, a checkpoint or a command line, ready for rich: control characters
-    visible (`showtext.visible`), and a Text, so "[/bold]" or "[link=...]" in it is shown, never parsed."""
+    """Text from a file, a checkpoint or a command line, ready for rich: control characters visible
+    (`showtext.visible`), and a Text, so "[/bold]" in it is shown, never parsed as markup."""
     return Text(visible(str(text), keep), style=style)
 
 
@@ -69,36 +66,29 @@ def info(message: str) -> None:
 
 
 class TextWriter:
-    """Writes generated text to stdout: flushed per character on a terminal, per line when piped.
-
-    A closed pipe (`charrnn sample | head`) ends the writing quietly: `closed` becomes True
-    and further writes are dropped, so the caller can stop generating.
-    """
+    """Writes generated text to stdout: flushed per character on a terminal, per line when piped. A closed
+    pipe (`charrnn sample | head`) ends the writing quietly: `closed` becomes True, so the caller can stop."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
-        self.tty = self.stream.isatty() if hasattr(self.stream, "isatty") else False
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
         self.closed = False
 
     def write(self, text: str) -> bool:
         """Write `text`; False once the reader has gone away."""
+        return self._send(text, self.tty or "\n" in text)
+
+    def finish(self) -> None:
+        self._send("", True)
+
+    def _send(self, text: str, flush: bool) -> bool:
         if self.closed:
             return False
         try:
             self.stream.write(text)
-            if self.tty or "\n" in text:
+            if flush:
                 self.stream.flush()
         except BrokenPipeError:
-            self._close_quietly()
+            self.closed = True
+            to_devnull(self.stream)  # (Python would complain again when it flushes stdout at exit)
         return not self.closed
-
-    def finish(self) -> None:
-        try:
-            if not self.closed:
-                self.stream.flush()
-        except BrokenPipeError:
-            self._close_quietly()
-
-    def _close_quietly(self) -> None:
-        self.closed = True
-        to_devnull(self.stream)  # (Python would complain again when it flushes stdout at exit)

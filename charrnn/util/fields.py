@@ -11,12 +11,9 @@
 The type comes from the annotation (int, float, str, bool, `X | None`, `tuple[str, ...]`,
 `list[str]`, dict), the range from the metadata. `check` refuses a value of another type or out
 of range with a UsageError naming the field (`temperature must be a number from 0 to 100 (0 =
-greedy), not -1`), and converts what is the same thing in another form (an int where a float is
-expected, a list where a tuple is). `convert` does the same for one value arriving from outside
-(a YAML file, a JSON body, a checkpoint's metadata), where a string holding a number also
-counts as a number and a single string as a list of one. Every dataclass of settings (the
-model's, training's, sampling's, a server request's, a checkpoint's records) checks itself this
-way, so a range lives in one place and reads the same wherever it is refused.
+greedy), not -1`), and converts an int where a float is expected, a list where a tuple is.
+`convert` does the same for one value from outside (YAML, JSON, a checkpoint's metadata), where a
+string holding a number also counts as a number and a single string as a list of one.
 """
 
 from __future__ import annotations

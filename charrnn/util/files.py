@@ -1,18 +1,15 @@
 """Writing files so that nothing is ever half-written, and the constants of reading them.
 
-A foundation module (standard library only). Every writer in charrnn — checkpoints, token
-caches, config.yaml, metrics.jsonl, reports, downloaded corpora — goes through `atomic_write`:
+A foundation module (standard library only). Every writer in charrnn goes through `atomic_write`:
 
     with atomic_write(path) as f:      # a hidden temporary file in the same folder
         f.write(data)                  # ... written, flushed and fsynced
                                        # then renamed over `path` and the folder fsynced
 
 A reader, or a crash at any moment, sees the old file or the new one, never a mix; an
-exception inside the block deletes the temporary file and leaves the old one as it was.
-A symbolic link, a device or a FIFO at `path` is never replaced (see `atomic_write`).
-
-A temporary file's name holds its writer's process id, so `sweep_stale_temps` can delete
-what a killed process left (SIGKILL runs no clean-up) without touching a live writer's.
+exception inside the block deletes the temporary file. A temporary file's name holds its
+writer's process id, so `sweep_stale_temps` can delete what a killed process left (SIGKILL
+runs no clean-up) without touching a live writer's.
 """
 
 from __future__ import annotations
@@ -35,25 +32,18 @@ from typing import BinaryIO
 CHUNK = 1 << 20  # bytes read or copied at a time
 BOM = "\ufeff"  # the byte-order mark, dropped from the start of UTF-8 text
 TEMP_SUFFIX = ".tmp"  # every temporary file is hidden (".name.xxxx.tmp"), so nothing lists it
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+PROCESS_START = time.time()  # temporaries older than this, whose writer is gone, are stale
 
 
 def publish(tmp: str | Path, path: str | Path) -> None:
-    """Give a finished temporary file normal permissions and rename it over `path` (atomic)."""
-    os.chmod(tmp, 0o666 & ~_umask())
+    """Give a finished temporary file normal permissions, rename it over `path` (atomic), and make the
+    rename durable (best effort: some file systems cannot fsync a folder)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
     os.replace(tmp, path)
-    fsync_dir(Path(path).parent)
-
-
-def fsync_dir(folder: str | Path) -> None:
-    """Make a rename in `folder` durable (best effort: some file systems cannot)."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(Path(path).parent, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
@@ -71,18 +61,12 @@ def temp_path(path: str | Path) -> Path:
     return Path(tmp)
 
 
-# ---- what a path is before we write to it --------------------------------------------------------
-
-
 def write_target(path: str | Path) -> tuple[Path, bool]:
     """(the file to write for `path`, whether to write it atomically); refuses what cannot be written.
 
-    A symbolic link is never replaced: the file it points to is written instead (atomically if it
-    is a regular file or does not exist yet). A device, FIFO or terminal (`/dev/stdout`,
-    `/proc/self/fd/1`, a named pipe, or a link to one) is written through in place: on purpose
-    not atomic, since replacing it with a regular file would destroy it. So is a link into /dev or
-    /proc that leads to a regular file (`--html /dev/stdout > out.html`): the open file it names is
-    the one meant, not a new file at its path.
+    A symbolic link is never replaced: the file it points to is written instead. A device, FIFO or
+    terminal, or a link into /dev or /proc (`/dev/stdout > out.html`), is written through in place:
+    replacing it with a regular file would destroy it, or miss the open file it names.
     """
     path = Path(path)
     try:
@@ -105,11 +89,8 @@ def write_target(path: str | Path) -> tuple[Path, bool]:
 
 def path_kind(path: str | Path) -> str:
     """What a path names, for a reader: 'file', 'folder', 'stream', 'missing', or 'other' (a socket,
-    a block device); links are followed.
-
-    A stream is a FIFO or a character device: it can be read only once, front to back, as standard
-    input is. A named pipe is one, and so is bash's `<(cmd)`: /dev/fd/63, a link to a pipe that no
-    folder holds. Other errors than a missing path (no permission) are raised.
+    a block device); links are followed. A stream (a FIFO, bash's `<(cmd)`, a character device) can be
+    read only once, front to back. Other errors than a missing path (no permission) are raised.
     """
     try:
         mode = os.stat(path).st_mode
@@ -143,9 +124,8 @@ def open_source(src: str) -> Iterator[BinaryIO]:
 def stream_chunks(stream: BinaryIO) -> Iterator[bytes]:
     """Standard input or a pipe, a chunk at a time, waking up every 0.25 s while it waits for more.
 
-    A signal meant for the process (SIGTERM, Ctrl-C) may be delivered to another thread (a progress
-    bar's); Python then runs its handler only when the main thread next runs bytecode. A plain read
-    of an idle pipe would block until the writer writes or closes it, so the clean-up would wait too.
+    Why: a signal delivered to another thread (a progress bar's) runs its handler only when the main
+    thread next runs bytecode; a plain read of an idle pipe would block the clean-up until the writer writes.
     """
     try:
         fd = stream.fileno()
@@ -166,20 +146,12 @@ def stream_chunks(stream: BinaryIO) -> Iterator[bytes]:
 
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
-    """A binary file to write; when the block ends it replaces `path` in one step (see module doc).
-
-    What `write_target` says goes: through a symbolic link to the file it names, and straight
-    into a device or FIFO.
-    """
+    """A binary file to write; when the block ends it replaces `path` in one step (see module doc and
+    `write_target`)."""
     fd = _open_descriptor(Path(path))  # /dev/stdout, /proc/self/fd/N, or a link to one: this process's own output
-    if fd is not None:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-        return
-    path, atomic = write_target(path)
+    path, atomic = (path, False) if fd is not None else write_target(path)
     if not atomic:
-        with open(path, "wb") as f:  # a device or FIFO: written in place
+        with os.fdopen(fd, "wb") if fd is not None else open(path, "wb") as f:  # written in place
             yield f
             f.flush()
         return
@@ -201,11 +173,8 @@ _FD_LINK = re.compile(r"^/(?:proc/self|dev)/fd/(\d+)$")
 
 
 def _open_descriptor(path: Path) -> int | None:
-    """For /dev/stdout, /proc/self/fd/N or a link to one: a duplicate of this process's descriptor N.
-
-    Writing through it continues where the process's own output is (its offset, its O_APPEND),
-    instead of opening the file afresh at offset 0, which would write over what is already there.
-    """
+    """For /dev/stdout, /proc/self/fd/N or a link to one: a duplicate of this process's descriptor N, which
+    continues where the process's own output is (opening the file afresh would write over it from offset 0)."""
     name = str(path)
     for _ in range(2):  # /dev/stdout -> /proc/self/fd/1; a link of the user's -> either
         m = _FD_LINK.match(name)
@@ -240,11 +209,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def json_text(data, indent: int | None = None) -> str:
     """`data` as JSON text that is always valid UTF-8 and safe on a terminal; letters of any script as they are.
 
-    json.dumps escapes only the characters below U+0020. Here every other character that is not
-    printable is a JSON escape too: lone surrogates (a file name whose bytes are not UTF-8 holds
-    them in Python: byte 0xff is U+DCFF, which has no UTF-8 form), DEL, C1 controls (U+009B is
-    CSI to some terminals), bidi overrides (U+202E) and other invisible characters. Any JSON
-    reader gets the same strings back.
+    json.dumps escapes only the characters below U+0020; here every character that is not printable is
+    a JSON escape too: lone surrogates (from file names that are not UTF-8), DEL, C1 controls, bidi overrides.
     """
     import json
 
@@ -255,41 +221,25 @@ def json_text(data, indent: int | None = None) -> str:
                    else json.dumps(c)[1:-1] for c in text)
 
 
-# ---- what a killed writer left behind -------------------------------------------------------------
-
-PROCESS_START = time.time()  # temporaries older than this, whose writer is gone, are stale
-
-
 def pid_alive(pid: int) -> bool:
     """True if a process with this id exists (on this machine)."""
     if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:  # someone else's process: alive
         return True
-    except OSError:
+    except OSError:  # no such process
         return False
     return True
 
 
-def _writer_pid(name: str) -> int | None:
-    """The process id in a temporary's name (`.last.pt.1234.x1y2.tmp`), or None for an older name."""
-    parts = name.split(".")
-    for part in reversed(parts[:-2]):
-        if part.isdigit():
-            return int(part)
-    return None
-
-
 def is_stale_temp(path: Path) -> bool:
-    """A temporary nobody is still writing: its writer's process is gone (or, for a name without a
-    process id, it is older than this process). Our own temporaries are never stale."""
-    pid = _writer_pid(path.name)
-    if pid is not None:
-        return pid != os.getpid() and not pid_alive(pid)
+    """A temporary nobody is still writing: its writer's process (the last number in its name,
+    `.last.pt.1234.x1y2.tmp`) is gone, or, without one, it is older than this process."""
+    pids = [int(part) for part in path.name.split(".")[:-2] if part.isdigit()]
+    if pids:
+        return pids[-1] != os.getpid() and not pid_alive(pids[-1])
     try:
         return path.stat().st_mtime < PROCESS_START
     except OSError:
@@ -308,9 +258,6 @@ def sweep_stale_temps(folder: str | Path, patterns: tuple[str, ...] = (f".*{TEMP
                 except OSError:
                     pass
     return removed
-
-
-# ---- saying what to do about a failed write -------------------------------------------------------
 
 
 def os_advice(e: OSError) -> str:

@@ -1,10 +1,9 @@
 """Showing text from files to a person: every character visible, nothing executed.
 
-A foundation module (standard library only). Text that comes from a corpus, a checkpoint or
-a file name is data: shown on a terminal or in a table it must never move the cursor, clear
-the screen, set the window title or write the clipboard. `visible` turns such characters
-into escapes a reader can see (`\\x1b`); `show_char` names one character for a message.
-Generated text on stdout is the product and is written raw; it never passes through here.
+Text from a corpus, a checkpoint or a file name is data: shown on a terminal it must never move
+the cursor, set the window title or write the clipboard. `visible` turns such characters into
+escapes a reader can see (`\\x1b`); `show_char` names one character for a message. Generated text
+on stdout is the product and is written raw; it never passes through here.
 """
 
 from __future__ import annotations
@@ -34,9 +33,8 @@ def counter_text(counts: dict[str, int], limit: int = 8) -> str:
 
 
 def lone_surrogate(text: str) -> int | None:
-    """The index of the first lone surrogate (U+D800-U+DFFF) in `text`, or None. A surrogate is no
-    character and has no UTF-8 form: undecodable bytes in a file name or a command line become
-    one, and so can a few codecs (unicode_escape decodes the six characters \\udfff to one)."""
+    """The index of the first lone surrogate (U+D800-U+DFFF) in `text`, or None: no character, with no UTF-8
+    form (undecodable bytes in a file name or a command line become one)."""
     if text.isascii():
         return None
     try:
@@ -52,11 +50,8 @@ def _escape(ch: str) -> str:
 
 
 def visible(text: str, keep: str = "") -> str:
-    """`text` with every control or format character (ESC, BEL, DEL, C1, bidi overrides ...) escaped.
-
-    Characters in `keep` (e.g. "\\n" for a multi-line panel) stay as they are. Ordinary
-    letters, marks and symbols of any script pass through untouched.
-    """
+    """`text` with every control or format character (ESC, BEL, DEL, C1, bidi overrides ...) escaped, but
+    those in `keep` (e.g. "\\n" for a multi-line panel); letters of any script pass through untouched."""
     if text.isprintable():
         return text
     return "".join(c if c in keep or (c.isprintable() and unicodedata.category(c) not in ("Cc", "Cf"))

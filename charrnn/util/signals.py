@@ -6,15 +6,13 @@
     save()
 
 The first SIGINT or SIGTERM is only recorded (`received` holds its name); a second Ctrl-C
-raises KeyboardInterrupt at once, for a user who will not wait. The previous handlers are
-put back when the block ends. Outside the main thread (where Python allows no handlers)
+raises KeyboardInterrupt at once. Outside the main thread (where Python allows no handlers)
 it does nothing.
 
 Outside training, `terminate_cleanly()` (every command runs inside it) turns SIGTERM into
-SystemExit(143) instead of Python's default, an instant death that runs no clean-up: so a
-download, a cache encoding or a spooled stdin killed by SIGTERM deletes its temporary file,
-exactly as Ctrl-C (KeyboardInterrupt) does. SIGKILL cannot be caught: what it leaves is swept
-by the next run (`fileio.sweep_stale_temps`).
+SystemExit(143) instead of an instant death that runs no clean-up: a download or a cache
+encoding killed by SIGTERM deletes its temporary file, as Ctrl-C does. What SIGKILL leaves is
+swept by the next run (`files.sweep_stale_temps`).
 """
 
 from __future__ import annotations
