@@ -95,8 +95,7 @@ def record(model: CharRNN, tokens: np.ndarray) -> Recording:
                 prev = c[t] = f[t] * prev + ig[t]
             cs.append(c.astype(np.float32))
         x = out
-    h_all = np.stack(hs, axis=1)  # (N, L, H)
-    return Recording(h_all, np.stack(cs, axis=1) if cs else None)
+    return Recording(np.stack(hs, axis=1), np.stack(cs, axis=1) if cs else None)  # (N, L, H) each
 
 
 @torch.no_grad()
@@ -190,11 +189,6 @@ def check_unit(unit: Unit, model: CharRNN) -> None:
                          f"and units 0..{cfg.hidden - 1} per layer")
 
 
-def display_values(acts: np.ndarray, kind: str) -> np.ndarray:
-    """Activations mapped to -1..1 for colouring: h already is; c is shown as tanh(c), as in the paper."""
-    return np.tanh(acts) if kind == "c" else np.clip(acts, -1.0, 1.0)
-
-
 def best_window(feature: np.ndarray, width: int, text: str | None = None) -> tuple[int, int]:
     """[start, end) of the `width`-character window where `feature` varies the most.
 
@@ -229,8 +223,9 @@ class CellReport:
     syntax: str  # the comment syntax the features used: c, hash or latex
 
     def values(self, unit: Unit) -> np.ndarray:
-        """(N,) a unit's activations mapped to -1..1 for colouring."""
-        return display_values(self.rec.unit(unit), unit.kind)
+        """(N,) a unit's activations mapped to -1..1 for colouring: h as it is, c as tanh(c) (as in the paper)."""
+        acts = self.rec.unit(unit)
+        return np.tanh(acts) if unit.kind == "c" else np.clip(acts, -1.0, 1.0)
 
     def changes(self, name: str) -> bool:
         """Whether a feature takes more than one value in the text (a correlation with it means something)."""
