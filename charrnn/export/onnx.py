@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from charrnn.export.layout import model_from
 from charrnn.generation.sampling import prime_ids_for
 from charrnn.model.config import ModelConfig
 from charrnn.model.rnn import CharRNN
@@ -64,13 +65,6 @@ class OneStep(nn.Module):
 def state_names(cell: str) -> list[str]:
     """The graph's state inputs: h and c for an LSTM, h otherwise (the outputs add `_out`)."""
     return ["h", "c"] if cell == "lstm" else ["h"]
-
-
-def model_from(checkpoint: dict) -> CharRNN:
-    """The checkpoint's model, in eval mode on the CPU."""
-    model = CharRNN(ModelConfig(**checkpoint["model_config"]))
-    model.load_state_dict(checkpoint["model"])
-    return model.eval()
 
 
 def metadata(checkpoint: dict) -> dict[str, str]:

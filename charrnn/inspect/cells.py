@@ -75,11 +75,10 @@ def record(model: CharRNN, tokens: np.ndarray) -> Recording:
     x = model.embedding(torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=device))[None]  # (1, N, E)
     hs, cs = [], []
     for k in range(cfg.layers):
-        w_ih, w_hh = getattr(model.rnn, f"weight_ih_l{k}"), getattr(model.rnn, f"weight_hh_l{k}")
-        b_ih, b_hh = getattr(model.rnn, f"bias_ih_l{k}"), getattr(model.rnn, f"bias_hh_l{k}")
+        w_ih, w_hh, b_ih, b_hh = weights = model.layer_weights(k)
         layer = type(model.rnn)(x.shape[-1], cfg.hidden, batch_first=True).to(device)
-        for name, w in (("weight_ih_l0", w_ih), ("weight_hh_l0", w_hh), ("bias_ih_l0", b_ih), ("bias_hh_l0", b_hh)):
-            getattr(layer, name).data.copy_(w)
+        for w, own in zip(weights, layer.parameters()):  # weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0
+            own.data.copy_(w)
         out, _ = layer(x)  # (1, N, H)
         h = out[0]  # (N, H)
         hs.append(h.float().cpu().numpy())

@@ -16,7 +16,6 @@ never needs to know the cell type.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
@@ -30,12 +29,10 @@ State = tuple[torch.Tensor, ...]
 class CharRNN(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.config = config
-        c = config
+        self.config = c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed)
-        self.rnn = CELLS[c.cell](
-            c.embed, c.hidden, num_layers=c.layers, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0
-        )
+        self.rnn = CELLS[c.cell](c.embed, c.hidden, num_layers=c.layers, batch_first=True,
+                                 dropout=c.dropout if c.layers > 1 else 0.0)
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, c.vocab_size)
         if c.cell == "lstm":
@@ -70,9 +67,11 @@ class CharRNN(nn.Module):
             state = self.init_state(idx.shape[0], idx.device)
         hx = state if self.n_state == 2 else state[0]
         out, hx = self.rnn(x, hx)  # (B, T, H)
-        logits = self.head(self.drop(out))  # (B, T, V)
-        new_state = tuple(hx) if self.n_state == 2 else (hx,)
-        return logits, new_state
+        return self.head(self.drop(out)), tuple(hx) if self.n_state == 2 else (hx,)  # (B, T, V), state
+
+    def layer_weights(self, k: int) -> tuple[torch.Tensor, ...]:
+        """Layer k's W_ih (G*H, in), W_hh (G*H, H), b_ih and b_hh (G*H,), gates in PyTorch's order."""
+        return tuple(getattr(self.rnn, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
     # ---- single-character stepping, for sampling and beam search -------------------------------
 
@@ -81,10 +80,9 @@ class CharRNN(nn.Module):
             self._step_cache = {}  # (eval() on a model another thread is stepping, as charrnn serve does, is a no-op)
         return super().train(mode)
 
-    # The step cache must never outlive the weights it was made from. New storage (.to(device), .half(),
-    # load_state_dict(assign=True)) goes through _apply or load_state_dict, which clear it; new contents
-    # (an optimizer step, load_state_dict's in-place copy, an edit under no_grad) bump each tensor's
-    # version counter, which `_weights_key` reads (~1 us a step: the parameter list is kept).
+    # The step cache never outlives its weights: new storage (.to(device), load_state_dict(assign=True))
+    # goes through _apply or load_state_dict, which clear it; new contents (an optimizer step, an edit under
+    # no_grad) bump each tensor's version counter, which `_weights_key` reads (~1 us a step).
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
@@ -105,27 +103,19 @@ class CharRNN(nn.Module):
     def _step_weights(self, dtype: torch.dtype = torch.float32) -> tuple:
         """Weights laid out for `step`, cached until a parameter changes (see `_weights_key`).
 
-        At batch 1 a step is bound by reading the weights from memory, so the layout keeps
-        each step to as few, as large, reads as possible:
+        At batch 1 a step is bound by reading the weights, so each step makes as few, as large, reads
+        as it can. Per layer the cache holds (input part, weight):
 
-        * Layer 0's input projection is folded into the embedding: row v of `table` is
-          W_ih0 @ embedding[v] + b_ih0 (+ b_hh0 where the cell adds it unconditionally), so a
-          step's first input matmul becomes a row lookup.
-        * LSTM and plain-RNN layers above 0 hold [W_ih | W_hh] as one matrix: one product
-          of cat([x, h]) instead of two.
-        * An LSTM layer's matrix is split by gate into a (4, in, H) stack, gates reordered from
-          PyTorch's (i, f, g, o) to (i, f, o, g): one batched product gives all four gates as
-          (4, B, H), one sigmoid covers the first three, and with 2 threads the four
-          matrix-vector products run on both cores (a single (in, 4H) product would not be
-          split): 2x512 steps ~1.5x faster, bit for bit the same result.
+        * layer 0's input part is a table: row v is W_ih0 @ embedding[v] + b_ih0 (+ b_hh0 where the
+          cell adds it unconditionally), so the first input product becomes a row lookup; above
+          layer 0 it is the bias, and LSTM and RNN layers hold [W_ih | W_hh], one product of cat([x, h]).
+        * an LSTM layer's matrix is a (4, in, H) stack, gates reordered to (i, f, o, g): one batched
+          product gives all four gates (4, B, H), one sigmoid covers three, and with 2 threads the four
+          products run on both cores (2x512 steps ~1.5x faster, bit for bit the same).
+        * a GRU layer holds (input part, W_ih, W_hh, b_hh): the candidate's r * (W_hn h + b_hn) keeps them apart.
 
-        Per layer the cache holds (input part, weight): the input part is the table (layer 0)
-        or the bias. A GRU layer holds (input part, W_ih, W_hh, b_hh) instead, its products
-        kept apart because the candidate's recurrent term sits inside r * (W_hn h + b_hn).
-
-        `dtype` is the storage type of the matrices (the table, the biases and the output
-        layer stay fp32). bf16 matrices are stored (out, in), oneDNN's fast layout for them;
-        on CPUs with AVX512-BF16 they run the batch-5 products of beam search ~2.5x faster.
+        `dtype` stores the matrices (the table, biases and output layer stay fp32); bf16 ones are
+        (out, in), oneDNN's fast layout: ~2.5x faster at beam search's batch 5 with AVX512-BF16.
         """
         key = self._weights_key()
         cached = self._step_cache.get(dtype)
@@ -134,10 +124,7 @@ class CharRNN(nn.Module):
                 cell, H = self.config.cell, self.config.hidden
                 layers = []
                 for k in range(self.config.layers):
-                    w_ih = getattr(self.rnn, f"weight_ih_l{k}")  # (G*H, in)
-                    w_hh = getattr(self.rnn, f"weight_hh_l{k}")  # (G*H, H)
-                    b_ih = getattr(self.rnn, f"bias_ih_l{k}")
-                    b_hh = getattr(self.rnn, f"bias_hh_l{k}")
+                    w_ih, w_hh, b_ih, b_hh = self.layer_weights(k)
                     if cell == "gru":
                         x_part = self.embedding.weight @ w_ih.t() + b_ih if k == 0 else b_ih.clone()  # (V, 3H) | (3H,)
                         w_x = None if k == 0 else _matrix(w_ih, dtype)
