@@ -1,34 +1,27 @@
 """Step kernels: a model advanced one character at a time at small batch, its weights stored for speed.
 
-At batch 1 a step multiplies every weight once, so it is bound by reading the weights: a 2×512
-LSTM holds 12 MB of fp32 matrices, more than a core's L2 cache. Storing them smaller is the way
-to go faster; which storage is fastest depends on the CPU and the batch, so `choose_kernel`
-times them here:
+At batch 1 a step is bound by reading the weights (a 2×512 LSTM holds 12 MB of fp32 matrices, more
+than a core's L2 cache), so smaller storage is faster; which is fastest depends on the CPU and the
+batch, so `choose_kernel` times them:
 
-    kernel  matrices stored as               one product                       text for a seed
-    fp32    fp32, per gate (4, in, H)        baddbmm (gates split over cores)  CharRNN.step's, bit for bit
-    bf16    bf16, per gate (4, in, H)        bmm of a bf16 copy of the input   CharRNN.step(dtype=bf16)'s,
-                                                                               bit for bit (charrnn serve's)
-    bf16-packed  bf16 (4H, in), oneDNN's     mkldnn linear, bf16 input         its own
-            blocked layout
-    int8    int8 (4H, in) + a scale per row  _weight_int8pack_mm, bf16 input   its own
+    kernel       matrices stored as               one product                       text for a seed
+    fp32         fp32, per gate (4, in, H)        baddbmm (gates split over cores)  CharRNN.step's, bit for bit
+    bf16         bf16, per gate (4, in, H)        bmm of a bf16 copy of the input   CharRNN.step(dtype=bf16)'s
+    bf16-packed  bf16 (4H, in), oneDNN's blocked  mkldnn linear, bf16 input         its own
+    int8         int8 (4H, in) + a scale per row  _weight_int8pack_mm, bf16 input   its own
 
-A reduced-precision kernel's cost in bits/char is measured (`inspect.evaluation.kernel_bits_per_char`,
-`charrnn bench --only kernels`). bf16 pays where the CPU multiplies bf16 natively and the batch is a
-few rows (beam search), bf16-packed more so (~1.6x bf16's steps at width 5 on an AVX512-BF16 EPYC);
-int8 reads a quarter of fp32's bytes, which pays at batch 1 wherever memory is the limit.
+Their cost in bits/char is measured (`inspect.evaluation.kernel_bits_per_char`). bf16 pays where
+the CPU multiplies bf16 natively at a few rows (beam search), bf16-packed more so (~1.6x bf16's
+steps at width 5 on an AVX512-BF16 EPYC); int8 reads a quarter of fp32's bytes (batch 1, where
+memory is the limit). GRU and plain-RNN models step through `CharRNN.step` itself.
 
-An LSTM kernel updates buffers it owns in place (`out=`), every view of them made once, so a step
-dispatches ~16 small ops where `CharRNN.step` dispatches ~30 (at 2×256, half the time of a step).
-GRU and plain-RNN models step through `CharRNN.step` itself (fp32 or bf16 matrices).
-
-The buffers hold one (B, L*H) row per stream, each layer's h beside the next one's, so a layer's
-input [h below, own h] is a slice and needs no `cat`:
+An LSTM kernel updates buffers it owns in place (`out=`), every view made once: ~16 small ops a
+step where `CharRNN.step` dispatches ~30 (at 2×256, half the time of a step). One (B, L*H) row per
+stream holds each layer's h beside the next one's, so a layer's input [h below, own h] is a slice:
 
     HS[b] = | h_0 | h_1 | ... | h_L-1 |        layer k >= 1 reads HS[:, (k-1)H : (k+1)H]
 
-Every kernel is deterministic, and at batch 1 the thread count changes the speed, never the
-result (tested).
+Every kernel is deterministic; at batch 1 the thread count changes the speed, never the result.
 """
 
 from __future__ import annotations
@@ -95,9 +88,8 @@ class ModelStep:
 class LSTMKernel:
     """An LSTM stepped with its matrices in fp32, bf16 or int8, the state in buffers of its own.
 
-    `step(tokens)` returns logits (B, V) in a buffer the next step overwrites; `reset(state)` loads
-    a state, `state()` copies it out, `reorder(index)` selects streams (beam search), and any of
-    them may change the batch. Its weights and buffers never require gradients.
+    `step(tokens)` returns logits (B, V) in a buffer the next step overwrites; `reset(state)` loads a
+    state, `state()` copies it out, `reorder(index)` selects streams (beam search); each may change B.
     """
 
     def __init__(self, model: CharRNN, name: str, batch: int = 1):
@@ -164,9 +156,8 @@ class LSTMKernel:
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B,) ids -> logits (B, V); the same cell equations as `CharRNN.step`.
 
-        No autograd context is entered (~3 µs a step, a tenth of a small model's step): nothing
-        here requires gradients, so nothing is recorded either way. Every op writes into a buffer
-        made in `_alloc`; at batch 1 a step is ~16 small ops, each ~1 µs to dispatch.
+        No autograd context is entered (~3 µs, a tenth of a small model's step): nothing here
+        requires gradients, so nothing is recorded either way.
         """
         flat, whole = self.HB is not None, self.B == 1
         for first, part, w, inp, xb, G, sig, i, f, o, g, c, t, h, hb in self.layers:
@@ -291,8 +282,9 @@ def choose_kernel(model: CharRNN, batch: int = 1, precision: str = "auto", threa
                          + ", ".join(names), "precision")
     on_cpu = model.head.weight.device.type == "cpu"
     counts = candidates(threads) if on_cpu else [1]
+    kernel = "fp32" if precision == "auto" else precision
     if steps <= 1:  # nothing will be stepped
-        return KernelChoice(precision if precision != "auto" else "fp32", counts[0], None, {})
+        return KernelChoice(kernel, counts[0], None, {})
     time_threads = len(counts) > 1 and steps * batch >= 400  # shorter: not worth timing (the text is the same)
     if not time_threads:
         counts = counts[:1]
@@ -306,8 +298,6 @@ def choose_kernel(model: CharRNN, batch: int = 1, precision: str = "auto", threa
 
         verdict = cached_or_measured(cache or TuneCache(), kernel_key(model, batch), measure, names)
         kernel = verdict.choice
-    else:
-        kernel = "fp32" if precision == "auto" else precision
     thread_rates = {n: r for (k, n), r in timed.items() if k == kernel}
     if time_threads and not thread_rates:
         thread_rates = {n: r for (_, n), r in time_kernels(model, [kernel], batch, counts, window).items()}

@@ -125,15 +125,12 @@ class CharRNN(nn.Module):
                 layers = []
                 for k in range(self.config.layers):
                     w_ih, w_hh, b_ih, b_hh = self.layer_weights(k)
+                    x_part = self.embedding.weight @ w_ih.t() + b_ih if k == 0 else b_ih.clone()  # (V, G*H) | (G*H,)
                     if cell == "gru":
-                        x_part = self.embedding.weight @ w_ih.t() + b_ih if k == 0 else b_ih.clone()  # (V, 3H) | (3H,)
                         w_x = None if k == 0 else _matrix(w_ih, dtype)
                         layers.append((x_part, w_x, _matrix(w_hh, dtype), b_hh.clone()))
                         continue
-                    if k == 0:
-                        x_part, w = self.embedding.weight @ w_ih.t() + b_ih + b_hh, w_hh  # (V, G*H), (G*H, H)
-                    else:
-                        x_part, w = b_ih + b_hh, torch.cat([w_ih, w_hh], dim=1)  # (G*H,), (G*H, in + H)
+                    x_part, w = x_part + b_hh, w_hh if k == 0 else torch.cat([w_ih, w_hh], dim=1)  # (G*H, in + H)
                     if cell == "lstm":
                         x_part = x_part.view(-1, 4, H)[:, [0, 1, 3, 2]].transpose(0, 1).contiguous()  # (4, V | 1, H)
                         w = w.view(4, H, -1)[[0, 1, 3, 2]]  # (4, H, in): (out, in) per gate

@@ -6,15 +6,10 @@
     POST /v1/score          per-character surprisal of a text (what `charrnn score` computes)
     GET  /health            status, requests running, rows in the batch
 
-Starlette on uvicorn rather than FastAPI: the API is five routes whose bodies need checks
-FastAPI's pydantic models would not give the messages we want anyway (`schema.py`), so
-FastAPI would add pydantic and a layer of indirection for nothing; Starlette is the ASGI
-toolkit FastAPI itself is built on, and uvicorn the server both are usually run with.
-
-A completion request is checked, its prompt read into the model off the event loop (in a
-worker thread), and its job handed to the batcher; the engine thread writes the text to the
-job's outbox, and the request streams it out. When the client leaves, the job is cancelled
-(its rows leave the batch at the next step) and its slot is given back at once.
+Starlette (FastAPI's own toolkit) on uvicorn, not FastAPI: five routes whose bodies need the
+messages of `schema.py`, which pydantic models would not give. A completion's job goes to the
+batcher, whose thread writes the text to the job's outbox for the request to send; when the
+client leaves, the job is cancelled and its slot given back at once.
 """
 
 from __future__ import annotations
