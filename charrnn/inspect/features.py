@@ -16,14 +16,12 @@ One left-to-right scan (`scan`) follows a small lexer for one of three comment s
     hash   # to the end of the line (Python, shell, YAML, Perl, Ruby, R, Makefiles)
     latex  % to the end of the line; no strings (an apostrophe in "don't" is not a quote)
 
-In c and hash syntax a quote (" or ') opens a string that ends at the same unescaped quote
-or at the end of the line; quotes inside comments and comment marks inside strings mean
-nothing. In hash syntax a # right after a letter, digit, _, $ or { is not a comment
-(`a#b` in shell, `$#array` in Perl, `${#var}`). Outside strings a backslash escapes the next
-character (\% \{ in LaTeX, \# in shell). Brackets inside strings and comments are not
-counted, and depth never goes below 0 (a snippet may start inside a block). On prose these
-features mostly stay at zero, and the units that "track" them score low, which is the right
-answer; a feature that never changes in the text (no comments at all) is reported as such.
+In c and hash syntax a quote (" or ') opens a string that ends at the same unescaped quote or
+at the end of the line; quotes inside comments and comment marks inside strings mean nothing.
+In hash syntax a # right after a letter, digit, _, $ or { is not a comment (`a#b`, `$#array`,
+`${#var}`). Outside strings a backslash escapes the next character (\% \{ in LaTeX, \# in shell).
+Brackets inside strings and comments are not counted, and depth never goes below 0 (a snippet
+may start inside a block). On prose these features mostly stay at zero, which is the right answer.
 """
 
 from __future__ import annotations

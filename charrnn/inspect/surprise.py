@@ -8,12 +8,10 @@ The first known character has nothing before it to be predicted from (there is n
 start-of-text symbol): it is shown but not scored, as in `evaluate` (N characters give N - 1
 predictions), so the surprisals of `score_text` add up to the total of `evaluate(batch_size=1)`.
 
-Word and byte models (`tokenkind`) predict tokens, not characters. A token's surprisal is
-*spread evenly over the characters it stands for*: each character of a word token gets the
-word's bits divided by its length, and a character made of several bytes gets the sum of its
-bytes' bits (exactly its surprisal, by the chain rule). So the colours are on the same bits
-per character scale for every kind, and the per-character figures still add up to the total;
-the first token is not scored (for a byte model, the first character's lead byte).
+Word and byte models predict tokens: a token's surprisal is *spread evenly over the characters
+it stands for* (a word's bits divided by its length; a character of several bytes gets the sum of
+its bytes' bits, its surprisal by the chain rule), so every kind is on one bits-per-character
+scale and the figures still add up to the total.
 """
 
 from __future__ import annotations
