@@ -19,15 +19,12 @@ Search starts from the primed state with ONE live beam, so the first top-k picks
 characters instead of `width` copies of the same one. Everything is deterministic: width 1
 is greedy decoding, and a width of V^n or more is exhaustive search over n characters.
 
-Length penalty (`length_penalty`, alpha): finished beams of different lengths are compared
-by logprob / len**alpha, the simple power form (as in Hugging Face transformers), not GNMT's
-((5 + len) / 6)**alpha. alpha = 0 compares raw sums (every character costs, so shorter
-wins); alpha = 1 compares the mean log-probability per character.
+Length penalty alpha: beams of different lengths are ranked by logprob / len**alpha (Hugging Face's
+power form, not GNMT's): 0 compares raw sums (shorter wins), 1 the mean log-probability per character.
 
-Streaming: the winner is always either the best finished beam or a descendant of a live
-beam, so the prefix shared by all live beams and the best finished one can never change.
-`on_settled` receives that prefix piece by piece as it grows, and the rest of the winner when
-search ends: the pieces joined are exactly the best beam's text.
+Streaming: the winner is the best finished beam or a descendant of a live one, so the prefix
+they all share can never change. `on_settled` receives it piece by piece as it grows, and the
+rest of the winner when search ends: the pieces joined are exactly the best beam's text.
 
 Any kind of token: a step adds one token, a beam's text is built from the tokens' `pieces` (for
 a byte model the bytes as characters chr(b), turned into text by `vocab.surface_decoder` and
@@ -154,9 +151,8 @@ def pool_finished(scores: torch.Tensor, texts: list[str], stops: list, vocab: Vo
 class BeamSearch:
     """One search, advanced a token at a time by whoever steps the model: steps 1-7 above.
 
-    `beam_search` below drives one search alone. `charrnn serve` drives many at once, each
-    search's live beams being rows of one shared batch: it hands `advance` the logits of its
-    rows and reorders those rows by the beam index it gets back.
+    `beam_search` drives one alone; `charrnn serve` many at once, each one's live beams rows of a
+    shared batch: it hands `advance` their logits and reorders them by the beam index it gets back.
     """
 
     def __init__(self, vocab: Vocab, settings: Sampling = BEAM, on_settled: Callable[[str], object] | None = None):

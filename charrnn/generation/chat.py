@@ -1,8 +1,7 @@
 """A conversation with a model: what you type is read into it, it answers, and the state carries on.
 
-A character model has no notion of turns; a conversation is one long text that the model
-and you take turns writing. Nothing is ever re-read: the recurrent state after each turn is
-where the next one starts.
+A conversation is one long text that the model and you take turns writing; nothing is
+re-read: the state after each turn is where the next one starts.
 
     start   state after "\\n" (as `charrnn sample` starts)
     you     read("ROMEO:\\n")           the line you typed, and its line break, go through the model

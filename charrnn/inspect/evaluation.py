@@ -6,14 +6,11 @@ token's length for a word; 1 for a byte that starts a character and 0 for a cont
 byte). So a word model, a byte model and a character model of one text are on one scale;
 bits per token are reported beside them.
 
-The text is cut into B contiguous streams that run in parallel; the hidden state is
-carried through each stream from its first character to its last. Every character
-after the first is predicted exactly once, so the total is exact for that layout.
-The only dependence on B is at the B-1 stream boundaries: the first characters of
-streams 1..B-1 are predicted from a zero state instead of the text before them
-(the streams overlap by one character, so no prediction is lost). With B = 1 the figure
-is the true sequential likelihood; with more streams it differs only by those few
-"cold start" characters, which is why training's validation uses the same function.
+The text is cut into B contiguous streams run in parallel, the state carried through each
+from its first character to its last: every character after the first is predicted exactly
+once. The only dependence on B is at the B-1 boundaries, where a stream's first prediction
+starts from a zero state (streams overlap by one character, so none is lost). With B = 1 the
+figure is the true sequential likelihood; with more it differs only by those "cold starts".
 """
 
 from __future__ import annotations

@@ -2,16 +2,14 @@
 
 Two ways to run it, which must agree (tests check they do):
 
-* `forward(idx, state)` runs a whole (B, T) block through PyTorch's fused recurrent
-  layers (oneDNN on CPU, cuDNN on GPU). Training and evaluation use it.
-* `step(token, state)` advances one character with the cell equations written out,
-  reading the same weights. For batch sizes of 1-10 this is many times faster than
-  calling `nn.LSTM` once per character, where per-call overhead dominates the
-  arithmetic. Sampling and beam search use it.
+* `forward(idx, state)` runs a (B, T) block through PyTorch's fused recurrent layers (oneDNN on
+  CPU, cuDNN on GPU): training and evaluation use it.
+* `step(token, state)` advances one character with the cell equations written out, reading the
+  same weights: at batch 1-10 many times faster than calling `nn.LSTM` per character, where
+  per-call overhead dominates. Sampling and beam search use it.
 
-The recurrent state is always a tuple of (L, B, H) tensors: `(h, c)` for an LSTM and
-`(h,)` for a GRU or plain RNN, so code that carries, detaches or reorders it by beam
-never needs to know the cell type.
+The state is always a tuple of (L, B, H) tensors, `(h, c)` for an LSTM and `(h,)` otherwise, so
+code that carries, detaches or reorders it never needs to know the cell.
 """
 
 from __future__ import annotations
@@ -57,11 +55,8 @@ class CharRNN(nn.Module):
         return tuple(torch.zeros(shape, device=device) for _ in range(self.n_state))
 
     def forward(self, idx: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """Run a block of characters.
-
-        idx: (B, T) character ids; state: a tuple of (L, B, H), or None for zeros.
-        Returns logits (B, T, V) for the character after each position, and the final state.
-        """
+        """idx (B, T) ids, state (L, B, H) each or None for zeros -> logits (B, T, V) for the character
+        after each position, and the final state."""
         x = self.embedding(idx)  # (B, T, E)
         if state is None:
             state = self.init_state(idx.shape[0], idx.device)
@@ -143,12 +138,9 @@ class CharRNN(nn.Module):
         return cached[1]
 
     def step(self, token: torch.Tensor, state: State, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, State]:
-        """Advance every stream by one character (inference only: no dropout, no autograd).
-
-        token: (B,) ids of the current characters; state: tuple of (L, B, H).
-        Returns logits (B, V) for the next character and the new state (both fp32).
-        dtype: the matrices' storage type; fp32 (the default) matches `forward` to rounding,
-        bf16 is faster at batch 2-16 and differs from fp32 by ~1e-2 in the logits.
+        """token (B,) ids, state (L, B, H) each -> logits (B, V) for the next character and the new state,
+        both fp32 (inference only: no dropout, no autograd). dtype stores the matrices: fp32 matches
+        `forward` to rounding, bf16 is faster at batch 2-16 and ~1e-2 off in the logits.
 
         What one layer computes at step t, given its input x_t and its previous h (and c):
             LSTM  i, f, g, o = σ, σ, tanh, σ of (W_ih x_t + W_hh h + b);  c' = f*c + i*g;  h' = o*tanh(c')
