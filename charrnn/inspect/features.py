@@ -80,11 +80,7 @@ def scan(text: str, syntax: str = "auto") -> Features:
         raise ValueError(f"syntax must be one of {SYNTAXES}")
     if syntax == "auto":
         syntax = guess_syntax(text)
-    n = len(text)
-    string = np.zeros(n)
-    comment = np.zeros(n)
-    braces = np.zeros(n)
-    parens = np.zeros(n)
+    string, comment, braces, parens = np.zeros((4, len(text)))  # (N,) each
     quote = None  # the quote character of the open string, or None
     escaped = False  # the previous character was an unescaped backslash
     block_at = -1  # index of the '*' that opened the /* */ comment we are in, or -1
