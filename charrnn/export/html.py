@@ -17,11 +17,9 @@ weights and runs the network in JavaScript, so it works offline and sends nothin
             <script>  static/page.js     the form: read the model, stream the text, Stop
 
 The policy's one allowance beyond the hashes, 'wasm-unsafe-eval', lets the page compile the
-WebAssembly it holds (the kernel block); it fetches nothing. Where a browser refuses it, the page
-uses the same product in JavaScript, ~4x slower. The data blocks have types a browser never runs;
-their JSON escapes "<", ">" and "&", so no string of the vocabulary or of a name can close a block.
-Nothing that names the training machine goes in: no paths, only a name (a file name at most) and
-the model's facts.
+WebAssembly it holds (where a browser refuses, the same product runs in JavaScript, ~4x slower).
+The data blocks have types a browser never runs, and their JSON escapes "<", ">" and "&", so no
+string can close a block. Nothing names the training machine: no paths, a file name at most.
 """
 
 from __future__ import annotations
@@ -50,11 +48,8 @@ PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
 def export_html(checkpoint: dict, dest: str | Path, name: str = "") -> Path:
-    """Write `checkpoint` (a dict as `load_checkpoint` returns it) as one self-contained HTML page at `dest`.
-
-    `name` is the title the page shows (default: the corpus the model was trained on, else the file's name).
-    Raises CharrnnError for a model too big for a page. Returns the path written.
-    """
+    """Write `checkpoint` (a dict as `load_checkpoint` returns it) as one self-contained HTML page at `dest`,
+    titled `name` (see `page_name`); a CharrnnError for a model too big for a page. Returns `dest`."""
     dest = Path(dest)
     config = ModelConfig(**checkpoint["model_config"])
     if config.num_params() > MAX_PARAMS:
