@@ -115,16 +115,9 @@ def forward_probe(model: CharRNN, batch_size: int = 64, seq_len: int = 64):
 
 
 @torch.no_grad()
-def evaluate(
-    model: CharRNN,
-    tokens: np.ndarray,
-    batch_size: int = 64,
-    seq_len: int = 256,
-    device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
-    shard: tuple[int, int] = (0, 1),
-    char_counts: np.ndarray | None = None,
-) -> EvalResult:
+def evaluate(model: CharRNN, tokens: np.ndarray, batch_size: int = 64, seq_len: int = 256,
+             device: torch.device | str = "cpu", autocast_dtype: torch.dtype | None = None,
+             shard: tuple[int, int] = (0, 1), char_counts: np.ndarray | None = None) -> EvalResult:
     """Total NLL of `tokens` (N,) under `model`, with the state carried through each stream.
 
     `shard=(rank, world)` evaluates only streams rank, rank + world, ... (for distributed
@@ -163,12 +156,9 @@ def char_nll(model: CharRNN, tokens: np.ndarray, seq_len: int = 256, device: tor
 
 @torch.inference_mode()
 def kernel_bits_per_char(model: CharRNN, tokens, kernel: str = "fp32", streams: int = 1) -> float:
-    """Bits/char of `tokens` (N,) under `model` stepped through `kernel`, one character at a time.
-
-    The text is cut into `streams` contiguous streams stepped side by side (as `evaluate` does),
-    the state carried from the first character of each to its last. Compare kernels on the same
-    held-out text: the difference is what a kernel's storage costs.
-    """
+    """Bits/char of `tokens` (N,) under `model` stepped through `kernel` a character at a time, in
+    `streams` streams as `evaluate` lays them out: on the same held-out text, the difference between
+    two kernels is what a kernel's storage costs."""
     grid, mask, lengths = _layout_grid(np.asarray(tokens), streams)
     grid_t, mask_t = torch.from_numpy(grid), torch.from_numpy(mask)
     k = make_kernel(model, kernel, grid.shape[0])

@@ -83,15 +83,8 @@ class TextEval:
                 "oov": self.oov, "batch_size": self.batch_size, "seq_len": self.seq_len}
 
 
-def eval_text(
-    model: CharRNN,
-    vocab: Vocab,
-    text: str,
-    batch_size: int = 64,
-    seq_len: int = 256,
-    device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
-) -> TextEval:
+def eval_text(model: CharRNN, vocab: Vocab, text: str, batch_size: int = 64, seq_len: int = 256,
+              device: torch.device | str = "cpu", autocast_dtype: torch.dtype | None = None) -> TextEval:
     """Bits/char of `text` under `model` (unknown characters skipped and counted; see the module doc).
 
     The defaults (64 streams of 256) are the layout training validates with, so evaluating a
@@ -168,13 +161,8 @@ class Surprisal:
         }
 
 
-def score_text(
-    model: CharRNN,
-    vocab: Vocab,
-    text: str,
-    seq_len: int = 256,
-    device: torch.device | str = "cpu",
-) -> Surprisal:
+def score_text(model: CharRNN, vocab: Vocab, text: str, seq_len: int = 256,
+               device: torch.device | str = "cpu") -> Surprisal:
     """Surprisal of every character, -log2 p(char | everything before it), one stream from the start.
 
     Unknown characters and the first token's characters get NaN; a token's bits are spread
