@@ -141,10 +141,9 @@ STEP_PRIME = 32  # primes up to this long are read one character at a time with 
 def prime_model(model: CharRNN, prime_ids: Sequence[int], batch: int = 1, fast: bool = True) -> tuple[torch.Tensor, State]:
     """Run the prime through the model: (logits (B, V) for the next character, state).
 
-    A short prime (the usual case: a name, a line) goes through the hand-written step, as
-    the text after it will: one nn.LSTM call costs as much as dozens of steps on a CPU
-    (oneDNN's set-up, ~1-4 ms), which is most of the time to the first character.
-    `fast=False` (the reference path) always uses nn.LSTM. Both give the same logits to rounding.
+    A short prime (a name, a line) goes through `CharRNN.step`, as the text after it will: one
+    nn.LSTM call costs as much as dozens of steps on a CPU (oneDNN's set-up, ~1-4 ms), most of the
+    time to the first character. `fast=False` always uses nn.LSTM; the logits agree to rounding.
     """
     device = model.head.weight.device
     if not prime_ids:
@@ -248,11 +247,10 @@ def generate_batch(model: CharRNN, vocab: Vocab, settings: Sampling, prime: str 
                    fast: bool = True) -> Iterator[list[str]]:
     """Generate `settings.n` samples together as one batch; per step, yield each one's new text.
 
-    A step's text is one token's (a character, a word), or for a byte model the character
-    its byte completes ('' while one is incomplete). A sample that has produced a stop string
-    (its text then ends right after it) yields '' from then on; the batch ends when every
-    sample has stopped or `length` steps are done. Sample i depends only on the seed and n,
-    never on when the others stop (every stream is drawn at every step).
+    A step's text is one token's, or for a byte model the character its byte completes ('' until
+    then). A sample that has written a stop string (kept) yields '' from then on; the batch ends
+    when every sample has stopped or after `length` steps. Sample i depends only on the seed and
+    n, never on when the others stop (every stream is drawn at every step).
     """
     n, stop = settings.n, settings.stop
     prime_ids = prime_ids_for(vocab, prime, settings.unk)

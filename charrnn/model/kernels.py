@@ -204,12 +204,10 @@ _int8_mm = getattr(torch, "_weight_int8pack_mm", None) or getattr(torch.ops.aten
 
 
 def _flat_layer(model: CharRNN, k: int, name: str) -> tuple[torch.Tensor, tuple]:
-    """(input part, (product, *its stored matrix)) of layer k for the bf16-packed and int8 kernels.
-
-    Gates are ordered i, f, o, g. The input part is layer 0's table (V, 4H) (the embedding folded
-    into W_ih, both biases added) or the summed bias (4H,); the matrix is [W_ih | W_hh]
-    (4H, in + H), W_hh alone for layer 0: in oneDNN's blocked bf16 layout, or as int8 with one
-    bf16 scale per row (its largest weight maps to 127). product(x, *stored) is x @ W.T in bf16.
+    """(input part, (product, *its stored matrix)) of layer k for the bf16-packed and int8 kernels:
+    `CharRNN._step_weights`' layout with gates i, f, o, g as rows of one (4H, in) matrix, stored in
+    oneDNN's blocked bf16 layout or as int8 with a bf16 scale per row (its largest weight -> 127).
+    product(x, *stored) is x @ W.T in bf16.
     """
     H, (w_ih, w_hh, b_ih, b_hh) = model.config.hidden, model.layer_weights(k)
     order = torch.cat([torch.arange(H) + j * H for j in (0, 1, 3, 2)])  # PyTorch's i, f, g, o -> i, f, o, g
