@@ -17,11 +17,9 @@ weights and runs the network in JavaScript, so it works offline and sends nothin
             <script>  static/page.js     the form: read the model, stream the text, Stop
 
 The policy's one allowance beyond the hashes, 'wasm-unsafe-eval', lets the page compile the
-WebAssembly it holds (the kernel block); it fetches nothing. Where a browser refuses it, the page
-uses the same product in JavaScript, ~4x slower. The data blocks have types a browser never runs;
-their JSON escapes "<", ">" and "&", so no string of the vocabulary or of a name can close a block.
-Nothing that names the training machine goes in: no paths, only a name (a file name at most) and
-the model's facts.
+WebAssembly it holds (where a browser refuses, the same product runs in JavaScript, ~4x slower).
+The data blocks have types a browser never runs, and their JSON escapes "<", ">" and "&", so no
+string can close a block. Nothing names the training machine: no paths, a file name at most.
 """
 
 from __future__ import annotations
@@ -50,19 +48,15 @@ PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
 def export_html(checkpoint: dict, dest: str | Path, name: str = "") -> Path:
-    """Write `checkpoint` (a dict as `load_checkpoint` returns it) as one self-contained HTML page at `dest`.
-
-    `name` is the title the page shows (default: the corpus the model was trained on, else the file's name).
-    Raises CharrnnError for a model too big for a page. Returns the path written.
-    """
+    """Write `checkpoint` (a dict as `load_checkpoint` returns it) as one self-contained HTML page at `dest`,
+    titled `name` (see `page_name`); a CharrnnError for a model too big for a page. Returns `dest`."""
     dest = Path(dest)
     config = ModelConfig(**checkpoint["model_config"])
     if config.num_params() > MAX_PARAMS:
         raise CharrnnError(f"the model has {config.num_params():,} parameters: too many for a web page "
                            f"(at most {MAX_PARAMS:,}: it would take minutes to open, if a browser held it at all)")
     tensors, weights = page_weights(checkpoint)
-    spec = page_spec(checkpoint, config, page_name(name, checkpoint, dest))
-    spec["tensors"] = tensors
+    spec = page_spec(checkpoint, config, page_name(name, checkpoint, dest), tensors)
     atomic_write_text(dest, render_page(spec, base64.b64encode(weights).decode("ascii")))
     return dest
 
@@ -73,8 +67,8 @@ def page_name(name: str, checkpoint: dict, dest: Path) -> str:
     return re.split(r"[\\/]", chosen.rstrip("\\/"))[-1] or dest.stem
 
 
-def page_spec(checkpoint: dict, config: ModelConfig, name: str) -> dict:
-    """What page.js reads from the model block (the weight manifest is added beside it)."""
+def page_spec(checkpoint: dict, config: ModelConfig, name: str, tensors: list[list]) -> dict:
+    """What page.js reads from the model block, `tensors` the weights' manifest."""
     vocab = Vocab.from_dict(checkpoint["vocab"])
     return {
         "name": name,
@@ -85,6 +79,7 @@ def page_spec(checkpoint: dict, config: ModelConfig, name: str) -> dict:
         "vocab": vocab_spec(vocab),
         "prompt": default_prompt(checkpoint, vocab),
         "limits": {"temperature": MAX_TEMP, "length": MAX_LENGTH},
+        "tensors": tensors,
     }
 
 
@@ -103,12 +98,9 @@ def model_facts(checkpoint: dict, config: ModelConfig, vocab) -> str:
 def vocab_spec(vocab) -> dict:
     """The vocabulary as vocab.js reads it: its kind, the text of each id, where a prompt starts (bytes: UTF-8's
     automaton instead of texts)."""
-    spec = {"kind": vocab.kind, "start": default_prime(vocab), "pieces": [], "utf8_next": None}
-    if vocab.guard(1) is not None:  # bytes: only those that continue valid UTF-8 may be drawn
-        spec["utf8_next"] = NEXT.tolist()  # (8, 256): the next state after each byte, -1 where it is not allowed
-    else:
-        spec["pieces"] = list(vocab.pieces)
-    return spec
+    utf8 = vocab.guard(1) is not None  # bytes: only those that continue valid UTF-8 may be drawn
+    return {"kind": vocab.kind, "start": default_prime(vocab), "pieces": [] if utf8 else list(vocab.pieces),
+            "utf8_next": NEXT.tolist() if utf8 else None}  # (8, 256): the state after each byte, -1: not allowed
 
 
 def default_prompt(checkpoint: dict, vocab) -> str:
@@ -116,7 +108,7 @@ def default_prompt(checkpoint: dict, vocab) -> str:
     letter of the vocabulary (most texts start lines with one), else nothing (a byte model's vocabulary
     has no characters of its own to tell what its text looks like)."""
     for config in (checkpoint.get("train_config"), (checkpoint.get("meta") or {}).get("config")):
-        prime = (config or {}).get("sample_prime") if isinstance(config, dict) else None
+        prime = config.get("sample_prime") if isinstance(config, dict) else None
         if isinstance(prime, str) and prime:
             return prime
     return next((c for c in vocab.chars if c.isupper()), "")

@@ -20,18 +20,10 @@ This is `CharRNN._step_weights` with two differences: the table is built by the 
 holds V*E + G*H*E numbers instead of V*G*H: 6 MB instead of 41 for a 2×256 LSTM of 10,000 words), and
 LSTM gates keep PyTorch's order (a JavaScript loop gains nothing from grouping the sigmoids).
 
-Why fp32, and not fp16 or int8 (per-row scales): the page's greedy text must be torch's, and a
-greedy choice flips wherever two logits are closer than the error the storage adds. Measured
-(greedy 300 characters, torch's fp32 model against the same model with its weights rounded):
-
-    model                               primes   fp16 same   int8 same   smallest top-1/top-2 gap
-    2×256 LSTM, Shakespeare, 1000 steps     40      40          35         7.8e-4 (fp16's error: up to 1.5e-3)
-    2×32 LSTM, 80 steps (tests' tiny_run)    6       3           0         < 1e-5
-    2×24 GRU / RNN, 80 steps                  6       6 / 6       5 / 6      2.2e-3 / 5.9e-2
-
-fp16 keeps the trained model's text only by luck (gaps below its error occur), and loses the barely
-trained one's within 31-76 characters; fp32 storage leaves only the order of the fp32 sums, ~1e-6.
-So the page is twice the size fp16 would give (4 bytes a weight, 5.3 in base64).
+Why fp32, not fp16 or int8: the page's greedy text must be torch's, and a greedy choice flips
+wherever two logits are closer than the error the storage adds. fp16's error reaches 1.5e-3, and
+a trained 2×256 LSTM's closest top-1/top-2 gap over 40 primes was 7.8e-4 (a barely trained one's
+< 1e-5); fp32 leaves only the order of the sums, ~1e-6. So the page holds 4 bytes a weight.
 """
 
 from __future__ import annotations
@@ -42,31 +34,27 @@ from charrnn.model.config import ModelConfig
 from charrnn.model.rnn import CharRNN
 
 
-def page_tensors(model: CharRNN) -> dict[str, torch.Tensor]:
-    """The model's weights in the page's layout (see the module doc), fp32, in the order they are stored."""
-    cell, rnn = model.config.cell, model.rnn
+def model_from(checkpoint: dict) -> CharRNN:
+    """The model of a checkpoint dict (as `load_checkpoint` returns it), in eval mode on the CPU."""
+    model = CharRNN(ModelConfig(**checkpoint["model_config"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()
+
+
+def page_weights(checkpoint: dict) -> tuple[list[list], bytes]:
+    """A checkpoint dict -> (the manifest: [name, shape] of each tensor in the page's layout (see the
+    module doc), in order; their values as little-endian fp32 bytes, one after another)."""
+    model = model_from(checkpoint)
     out = {"embedding": model.embedding.weight}
     for k in range(model.config.layers):
-        w_ih, w_hh = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")  # (G*H, in), (G*H, H)
-        b_ih, b_hh = getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}")  # (G*H,)
-        if cell == "gru":
+        w_ih, w_hh, b_ih, b_hh = model.layer_weights(k)  # (G*H, in), (G*H, H), (G*H,), (G*H,)
+        if model.config.cell == "gru":
             out.update({f"l{k}.w_in": w_ih, f"l{k}.x": b_ih, f"l{k}.w": w_hh, f"l{k}.b_hh": b_hh})
         elif k == 0:
             out.update({"l0.w_in": w_ih, "l0.x": b_ih + b_hh, "l0.w": w_hh})
         else:
             out.update({f"l{k}.x": b_ih + b_hh, f"l{k}.w": torch.cat([w_ih, w_hh], dim=1)})  # (G*H, 2H)
     out.update({"head.w": model.head.weight, "head.b": model.head.bias})
-    return {name: t.detach().float().contiguous() for name, t in out.items()}
-
-
-def fp32_blob(tensors: dict[str, torch.Tensor]) -> tuple[list[list], bytes]:
-    """(manifest: [name, shape] per tensor in order, their values as little-endian fp32 bytes, one after another)."""
+    tensors = {name: t.detach().float().contiguous() for name, t in out.items()}
     manifest = [[name, list(t.shape)] for name, t in tensors.items()]
     return manifest, b"".join(t.numpy().astype("<f4").tobytes() for t in tensors.values())
-
-
-def page_weights(checkpoint: dict) -> tuple[list[list], bytes]:
-    """A checkpoint dict (as `load_checkpoint` returns it) -> the page's manifest and fp32 weights."""
-    model = CharRNN(ModelConfig(**checkpoint["model_config"]))
-    model.load_state_dict(checkpoint["model"])
-    return fp32_blob(page_tensors(model))

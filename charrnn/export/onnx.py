@@ -9,13 +9,9 @@ The graph advances B streams by one token (L layers, H hidden units, V ids in th
              h_out   (L, B, H)  float32  the new state: feed it back as h at the next step
              c_out   (L, B, H)  float32  (LSTM only) feed it back as c
 
-Sampling is a loop over the graph, as `charrnn sample` runs it: read a line break and then the
-prime, one id at a time, carrying the state; then, again and again, draw an id from
-softmax(logits / T) (the argmax for T = 0), write the text it stands for, and feed it back as
-the next token. docs/onnx.md has that loop in a dozen lines of numpy and onnxruntime.
-
-What decoding needs is in the file's metadata (`metadata_props`, each value a JSON string), so
-the .onnx file is all a user needs:
+Sampling is a loop over the graph, as `charrnn sample` runs it: read a line break and the prime,
+then draw an id from softmax(logits / T), write its text and feed it back (docs/onnx.md has that
+loop in numpy and onnxruntime). Decoding needs only the file's `metadata_props` (JSON strings):
 
     charrnn.pieces        the text id i stands for, pieces[i]: a character (a word for a word
                           model; for a byte model the byte i as chr(i))
@@ -38,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from charrnn.export.layout import model_from
 from charrnn.generation.sampling import prime_ids_for
 from charrnn.model.config import ModelConfig
 from charrnn.model.rnn import CharRNN
@@ -61,18 +58,6 @@ class OneStep(nn.Module):
         return (logits[:, 0], *new_state)  # (B, V), then (L, B, H) each
 
 
-def state_names(cell: str) -> list[str]:
-    """The graph's state inputs: h and c for an LSTM, h otherwise (the outputs add `_out`)."""
-    return ["h", "c"] if cell == "lstm" else ["h"]
-
-
-def model_from(checkpoint: dict) -> CharRNN:
-    """The checkpoint's model, in eval mode on the CPU."""
-    model = CharRNN(ModelConfig(**checkpoint["model_config"]))
-    model.load_state_dict(checkpoint["model"])
-    return model.eval()
-
-
 def metadata(checkpoint: dict) -> dict[str, str]:
     """The `metadata_props` of the exported file (see the module doc): nothing of the training machine."""
     vocab = Vocab.from_dict(checkpoint["vocab"])
@@ -87,7 +72,7 @@ def export_onnx(checkpoint: dict, dest: str | Path) -> Path:
     """Write the checkpoint's one-step model to `dest` as ONNX (see the module doc), atomically; return `dest`."""
     _require("onnx", "onnxscript")
     model = model_from(checkpoint)
-    names = state_names(model.config.cell)
+    names = ["h", "c"][: model.n_state]  # the state inputs; the outputs add `_out`
     batch = torch.export.Dim("batch")
     example = (torch.zeros(TRACE_BATCH, dtype=torch.long), *model.init_state(TRACE_BATCH))
     with _quiet():
@@ -116,7 +101,7 @@ def onnx_matches_torch(checkpoint: dict, path: str | Path, steps: int = 1000, pr
     model, session = model_from(checkpoint), _session(path)
     token_ids = prime_ids_for(Vocab.from_dict(checkpoint["vocab"]), prime)
     state = model.init_state(1)
-    feeds = {name: s.numpy() for name, s in zip(state_names(model.config.cell), state)}  # (L, 1, H) each
+    feeds = {name: s.numpy() for name, s in zip(("h", "c"), state)}  # (L, 1, H) each
     worst = 0.0
     for i in range(len(token_ids) + steps):
         token = token_ids[i] if i < len(token_ids) else int(logits.argmax())

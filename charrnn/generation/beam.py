@@ -19,21 +19,16 @@ Search starts from the primed state with ONE live beam, so the first top-k picks
 characters instead of `width` copies of the same one. Everything is deterministic: width 1
 is greedy decoding, and a width of V^n or more is exhaustive search over n characters.
 
-Length penalty (`length_penalty`, alpha): finished beams of different lengths are compared
-by logprob / len**alpha, the simple power form (as in Hugging Face transformers), not GNMT's
-((5 + len) / 6)**alpha. alpha = 0 compares raw sums (every character costs, so shorter
-wins); alpha = 1 compares the mean log-probability per character.
+Length penalty alpha: beams of different lengths are ranked by logprob / len**alpha (Hugging Face's
+power form, not GNMT's): 0 compares raw sums (shorter wins), 1 the mean log-probability per character.
 
-Streaming: the winner is always either the best finished beam or a descendant of a live
-beam, so the prefix shared by all live beams and the best finished one can never change.
-`on_settled` receives that prefix piece by piece as it grows, and the rest of the winner when
-search ends: the pieces joined are exactly the best beam's text.
+Streaming: the winner is the best finished beam or a descendant of a live one, so the prefix
+they all share can never change. `on_settled` receives it piece by piece as it grows, and the
+rest of the winner when search ends: the pieces joined are exactly the best beam's text.
 
-Any kind of token (`tokenkind`): a step adds one token, and a beam's text is built from the
-tokens' `pieces` (for a byte model the bytes as characters chr(b), turned back into text,
-incomplete characters held back, by `vocab.surface_decoder` and `vocab.from_surface`). A byte
-model's beams may only add bytes that continue valid UTF-8 (`vocab.guard`). Stop strings are
-matched in that text, also inside a word token; --no-repeat bans repeated N-token sequences.
+Any kind of token: a step adds one token, a beam's text is built from the tokens' `pieces` (for
+a byte model the bytes as characters chr(b), turned into text by `vocab.surface_decoder` and
+`vocab.from_surface`), and stop strings are matched in it, also inside a word token.
 """
 
 from __future__ import annotations
@@ -52,7 +47,6 @@ from charrnn.model.rnn import CharRNN
 from charrnn.generation.sampling import ThreadWatch, prime_ids_for, prime_model
 from charrnn.model.kernels import make_kernel
 from charrnn.text.vocab import Vocab
-
 
 
 @dataclass
@@ -86,16 +80,6 @@ def repeat_mask(texts: list[str], n: int, ids: dict[str, int], vocab_size: int) 
         context = text[len(text) - (n - 1) :]
         after = re.findall(f"(?={re.escape(context)}(.))", text, re.S)  # every char that followed it
         mask[b, [ids[c] for c in set(after)]] = True
-    return mask
-
-
-def stop_mask(texts: list[str], stops: list[tuple[str, list[int]]], vocab_size: int) -> torch.Tensor:
-    """(B, V) True where adding that token completes a stop string. stops: (text before, ids that complete it)."""
-    mask = torch.zeros(len(texts), vocab_size, dtype=torch.bool)  # (B, V)
-    for b, text in enumerate(texts):
-        for head, last in stops:
-            if text.endswith(head):
-                mask[b, last] = True
     return mask
 
 
@@ -143,18 +127,16 @@ def shared_prefix_len(texts: list[str], start: int) -> int:
     return lo
 
 
-def best_possible(logprob: float, cur_len: int, length: int, alpha: float) -> float:
-    """The highest score a live beam could still reach: log-probs only fall as it grows, and its
-    length stays in [cur_len, length], so logprob / L**alpha peaks at one of the two ends."""
-    return max(logprob / cur_len**alpha, logprob / length**alpha)
-
-
 def pool_finished(scores: torch.Tensor, texts: list[str], stops: list, vocab: Vocab, finished: list[tuple[Beam, str]],
                   top: int, alpha: float) -> tuple[torch.Tensor, list[tuple[Beam, str]]]:
     """Extensions that complete a stop string leave the search: kept in the finished pool (its
     `top` best, each with its surface text), their scores (B, V) set to -inf so no live beam
-    continues past a stop."""
-    ends = stop_mask(texts, stops, len(vocab))  # (B, V)
+    continues past a stop. stops: (text before, ids that complete it), from `stop_targets`."""
+    ends = torch.zeros(len(texts), len(vocab), dtype=torch.bool)  # (B, V) True where the token completes a stop
+    for b, text in enumerate(texts):
+        for head, last in stops:
+            if text.endswith(head):
+                ends[b, last] = True
     if not ends.any():
         return scores, finished
     ends = ends.to(scores.device)
@@ -169,9 +151,8 @@ def pool_finished(scores: torch.Tensor, texts: list[str], stops: list, vocab: Vo
 class BeamSearch:
     """One search, advanced a token at a time by whoever steps the model: steps 1-7 above.
 
-    `beam_search` below drives one search alone. `charrnn serve` drives many at once, each
-    search's live beams being rows of one shared batch: it hands `advance` the logits of its
-    rows and reorders those rows by the beam index it gets back.
+    `beam_search` drives one alone; `charrnn serve` many at once, each one's live beams rows of a
+    shared batch: it hands `advance` their logits and reorders them by the beam index it gets back.
     """
 
     def __init__(self, vocab: Vocab, settings: Sampling = BEAM, on_settled: Callable[[str], object] | None = None):
@@ -249,9 +230,10 @@ class BeamSearch:
             self.guard.advance(pairs[1])
         self.logprobs = best
         self.t = t + 1
-        # 6. finished? the top finished beams can no longer be beaten by any live one
-        if len(finished) >= self.top and \
-                finished[-1][0].score(alpha) >= best_possible(best_list[0], t + 1, self.longest, alpha):
+        # 6. finished? the top finished beams can no longer be beaten by any live one: log-probs only fall
+        # as a beam grows, its length stays in [t + 1, longest], so logprob / len**alpha peaks at an end
+        if len(finished) >= self.top and finished[-1][0].score(alpha) >= max(
+                best_list[0] / (t + 1) ** alpha, best_list[0] / self.longest**alpha):
             return self._end()
         # 7. settle: the prefix every possible winner shares is final
         common = shared_prefix_len(self.texts + [finished[0][1]] if finished else self.texts, self.settled)
@@ -285,16 +267,11 @@ def beam_search(model: CharRNN, vocab: Vocab, prime: str = "", settings: Samplin
                 on_settled: Callable[[str], object] | None = None, kernel: str = "fp32", **options) -> list[Beam]:
     """The `top` best continuations of `prime` (up to `length` tokens: characters for a character model), best first.
 
-    `settings` (with `options` of `Sampling` over it: `beam_search(model, vocab, "The ", width=8, top=3)`):
-    stop: strings that end a beam (it is kept, stop string included, in a finished pool).
-    length_penalty: alpha in logprob / len**alpha for ranking beams of different lengths.
-    no_repeat: if N > 0, a beam may not write any N-token sequence twice (guards loops).
-    on_settled: called with each newly certain piece of the best text (see module docstring);
-        returning False stops the search early (e.g. the reader of a pipe went away).
-    kernel: the step kernel (`charrnn.model.kernels`): fp32 scores exactly as `CharRNN.step`;
-        bf16 and int8 store the matrices smaller, faster where the CPU is good at them
-        (`choose_kernel` measures which), their scores ~1e-3 nats per character off fp32's,
-        which can reorder near-ties.
+    `settings` with `options` of `Sampling` over it (`beam_search(model, vocab, "The ", width=8, top=3)`).
+    on_settled: called with each newly certain piece of the best text (see the module doc);
+    returning False stops the search early (e.g. the reader of a pipe went away).
+    kernel: the step kernel (`model.kernels`): fp32 scores exactly as `CharRNN.step`; the smaller
+    ones are ~1e-3 nats per character off, which can reorder near-ties.
     """
     settings = replace(settings, **options) if options else settings
     search = BeamSearch(vocab, settings, on_settled)

@@ -1,8 +1,7 @@
 """A conversation with a model: what you type is read into it, it answers, and the state carries on.
 
-A character model has no notion of turns; a conversation is one long text that the model
-and you take turns writing. Nothing is ever re-read: the recurrent state after each turn is
-where the next one starts.
+A conversation is one long text that the model and you take turns writing; nothing is
+re-read: the state after each turn is where the next one starts.
 
     start   state after "\\n" (as `charrnn sample` starts)
     you     read("ROMEO:\\n")           the line you typed, and its line break, go through the model
@@ -10,11 +9,10 @@ where the next one starts.
                                         (default a blank line) or `length` characters
     you     read("JULIET:\\n")          ... and so on; reset() goes back to the start state
 
-Every character the model wrote is part of the state too (it is stepped after each draw),
-so the next line you type continues the text exactly as it stands. With `width` > 0 an
-answer is the beam search's best continuation instead of a draw; the winner is then read
-into the state from where the answer started. Its settings (`generation.settings.Sampling`,
-`CHAT` by default: temperature 0.8, answers end at a blank line) may change between answers.
+Every character the model wrote is part of the state too (it is stepped after each draw), so
+the next line you type continues the text as it stands. With `width` > 0 an answer is the beam
+search's best continuation, read into the state from where the answer started. The settings
+(`CHAT` by default: temperature 0.8, answers end at a blank line) may change between answers.
 """
 
 from __future__ import annotations
@@ -61,10 +59,7 @@ class Conversation:
 
         The state advances as the answer is written: stopping early leaves it after what was yielded.
         """
-        if self.settings.width:
-            yield from self._beam_reply()
-        else:
-            yield from self._sampled_reply()
+        yield from self._beam_reply() if self.settings.width else self._sampled_reply()
 
     @torch.inference_mode()
     def _sampled_reply(self) -> Iterator[str]:

@@ -1,11 +1,9 @@
 """Sampling text from a trained model: temperature, top-k, top-p (nucleus) and greedy decoding.
 
-`generate` is a generator that yields text as it is produced, so a caller can stream it:
-a character per step for a character model, a word (or a character spelling one out) for a
-word model, and for a byte model each character once its last byte is drawn. A byte model
-draws only bytes that continue valid UTF-8 (`vocab.guard`), so its output always decodes.
-Randomness comes only from the `torch.Generator` seeded here, never from global state:
-the same seed gives the same text.
+`generate` yields text as it is produced: a character per step for a character model, a word
+for a word model, and for a byte model each character once its last byte is drawn (a byte model
+draws only bytes that continue valid UTF-8, `vocab.guard`). Randomness comes only from the
+`torch.Generator` seeded here, never from global state: the same seed gives the same text.
 """
 
 from __future__ import annotations
@@ -25,11 +23,8 @@ from charrnn.text.vocab import Vocab
 
 
 class ThreadWatch:
-    """Falls back to one thread when steps on several slow down (another process took a core).
-
-    Use `with watch:` around each step. Only watches when torch runs more than one CPU thread;
-    the thread count never changes a sample's text, only its speed (`autotune.SlowdownWatch`).
-    """
+    """`with watch:` around each step: falls back to one thread when steps on several slow down (another
+    process took a core; `runtime.timing.SlowdownWatch`). The thread count never changes the text."""
 
     def __init__(self, model: CharRNN, enabled: bool = True):
         self.active = enabled and model.head.weight.device.type == "cpu" and torch.get_num_threads() > 1
@@ -65,10 +60,7 @@ def check_batch_memory(model: CharRNN, settings: Sampling, keep: bool = True) ->
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Scale by temperature and mask everything outside the top-k / the top-p nucleus with -inf.
-
-    logits: (B, V) -> (B, V)
-    """
+    """Scale by temperature and mask everything outside the top-k / the top-p nucleus with -inf: (B, V) -> (B, V)."""
     logits = logits.float() / temperature
     if top_k and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
@@ -85,20 +77,15 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_
 class GumbelNoise:
     """Random noise for `pick`, drawn from one generator a block of steps at a time.
 
-    A draw from softmax(l / T) is the index of the largest l / T + G, where each G is
-    independent Gumbel noise (the Gumbel-max trick). Drawing the noise for a block of steps in
-    one call replaces a softmax and a `multinomial` per character: at batch 1, where a step of
-    a small model takes ~100 µs, that is a tenth of the time.
+    A draw from softmax(l / T) is the index of the largest l / T + G, each G independent Gumbel
+    noise (the Gumbel-max trick): noise for a block of steps drawn in one call replaces a softmax
+    and a `multinomial` per character, a tenth of a small model's ~100 µs step at batch 1.
+    G = -log(-log U), U uniform on (0, 1) clamped away from 0, so every G is finite: `uniform_`
+    draws ~7x faster than `exponential_`, which matters to `charrnn serve` (every request draws its own).
 
-    G = -log(-log U) for U uniform on (0, 1): torch's `uniform_` draws ~7x faster than its
-    `exponential_` (2 against 15 ns a value on a Zen 4 core), which matters to `charrnn serve`,
-    where every request draws its own noise on the batch's thread. The float32 U is clamped
-    away from 0, so G lies in [-4.5, 16.6]: every G finite.
-
-    Blocks start small and double up to `block` steps (8, 16, ..., 256), so a request that just
-    arrived draws 8 steps of noise, not 256, before its first character. The schedule depends
-    on nothing but the shape: same generator state, same noise, whichever path computes the
-    logits and however long the sample is.
+    Blocks double from 8 steps up to `block`, so a request that just arrived draws 8 steps of noise
+    before its first character. The schedule depends on the shape alone: same generator state,
+    same noise, however the logits are computed and however long the sample is.
     """
 
     FIRST_BLOCK = 8
@@ -154,10 +141,9 @@ STEP_PRIME = 32  # primes up to this long are read one character at a time with 
 def prime_model(model: CharRNN, prime_ids: Sequence[int], batch: int = 1, fast: bool = True) -> tuple[torch.Tensor, State]:
     """Run the prime through the model: (logits (B, V) for the next character, state).
 
-    A short prime (the usual case: a name, a line) goes through the hand-written step, as
-    the text after it will: one nn.LSTM call costs as much as dozens of steps on a CPU
-    (oneDNN's set-up, ~1-4 ms), which is most of the time to the first character.
-    `fast=False` (the reference path) always uses nn.LSTM. Both give the same logits to rounding.
+    A short prime (a name, a line) goes through `CharRNN.step`, as the text after it will: one
+    nn.LSTM call costs as much as dozens of steps on a CPU (oneDNN's set-up, ~1-4 ms), most of the
+    time to the first character. `fast=False` always uses nn.LSTM; the logits agree to rounding.
     """
     device = model.head.weight.device
     if not prime_ids:
@@ -195,18 +181,11 @@ def sample_ids(model: CharRNN, prime_ids: Sequence[int], settings: Sampling, ker
                fast: bool = True, watch_threads: bool = True, guard=None) -> Iterator[torch.Tensor]:
     """Yield `settings.length` steps of (n,) next-token ids, each of the n streams sampled independently.
 
-    `fast=False` steps through `nn.LSTM` itself (the reference path); `fast=True` steps through
-    a step kernel (`charrnn.model.kernels`): `kernel="fp32"` gives the same logits, bit for bit,
-    as `CharRNN.step`, many times faster than nn.LSTM at small B; `bf16` and `int8` store the
-    matrices smaller (faster where memory is the limit; their cost in bits/char is measured).
-    `watch_threads`: fall back to one thread if steps on several slow down (see `ThreadWatch`);
-    a benchmark that sets the thread count itself turns it off.
-
-    Not an inference-mode generator: torch would enter and leave the mode at every `next()`
-    (~5 µs a character); the kernels record no autograd graph anyway, and the nn.LSTM path
-    enters the mode for its own call.
-    `guard` (from `vocab.guard(n)`, e.g. a byte model's UTF-8 automaton) masks the ids that
-    may not come next, before each draw.
+    `fast=True` steps through the step kernel `kernel` (`model.kernels`; fp32 gives `CharRNN.step`'s
+    logits bit for bit), `fast=False` through `nn.LSTM` itself (the reference path). `watch_threads`:
+    see `ThreadWatch` (a benchmark that sets the thread count turns it off). `guard` (`vocab.guard(n)`)
+    masks the ids that may not come next. Not an inference-mode generator: torch would enter and
+    leave the mode at every `next()` (~5 µs a character); the kernels record no graph anyway.
     """
     s = settings
     model.eval()
@@ -268,11 +247,10 @@ def generate_batch(model: CharRNN, vocab: Vocab, settings: Sampling, prime: str 
                    fast: bool = True) -> Iterator[list[str]]:
     """Generate `settings.n` samples together as one batch; per step, yield each one's new text.
 
-    A step's text is one token's (a character, a word), or for a byte model the character
-    its byte completes ('' while one is incomplete). A sample that has produced a stop string
-    (its text then ends right after it) yields '' from then on; the batch ends when every
-    sample has stopped or `length` steps are done. Sample i depends only on the seed and n,
-    never on when the others stop (every stream is drawn at every step).
+    A step's text is one token's, or for a byte model the character its byte completes ('' until
+    then). A sample that has written a stop string (kept) yields '' from then on; the batch ends
+    when every sample has stopped or after `length` steps. Sample i depends only on the seed and
+    n, never on when the others stop (every stream is drawn at every step).
     """
     n, stop = settings.n, settings.stop
     prime_ids = prime_ids_for(vocab, prime, settings.unk)

@@ -1,26 +1,19 @@
 """Interpretable cells: record every unit while the model reads a text, and find the ones
 that track a feature of the text (Karpathy, Johnson & Fei-Fei 2015, "Visualizing and
-Understanding Recurrent Networks").
-
-The model reads the text one character at a time through `CharRNN.step`, and after each
-character we keep every layer's hidden state h (and, for an LSTM, its cell state c):
+Understanding Recurrent Networks"). After each character we keep every layer's hidden state h
+(and, for an LSTM, its cell state c):
 
     position t:      0    1    2   ...          the text, one character per step
     h[t, l, j]      h after reading character t, layer l (0-based here), unit j
     c[t, l, j]      the LSTM cell state at the same moment
 
-A unit "tracks" a feature when its activation rises and falls with it over the text:
-we rank units by |Pearson correlation| between the unit's activations and the feature
-(`features.py`), both taken at every position. A unit or feature that never changes has
-no correlation (reported as 0, not NaN); a feature that never changes in the text (no comments
-in a poem) has no units ranked for it at all. Units are named `LAYER:INDEX` with layers counted
-from 1, plus the kind (h or c): `2:117 c` is unit 117 of the second layer's cell state.
+A unit "tracks" a feature (`features.py`) when its activation rises and falls with it: units are
+ranked by |Pearson r| over every position (0, not NaN, where either never changes; a feature that
+never changes in the text gets no units at all). Units are named `LAYER:INDEX` with layers counted
+from 1, plus the kind: `2:117 c` is unit 117 of the second layer's cell state.
 
-A word or byte model reads tokens, not characters. Its recording is made per token and then
-laid over the characters (`Recording.at`): each character shows the state after the token
-that completes it, so every character of a word shows the state after the whole word, and a
-character of several bytes the state after its last byte. Features and correlations are then
-per character, as for a character model.
+A word or byte model's recording is made per token and laid over the characters (`Recording.at`):
+each character shows the state after the token that completes it (a whole word, a last byte).
 """
 
 from __future__ import annotations
@@ -63,23 +56,20 @@ class Recording:
 def record(model: CharRNN, tokens: np.ndarray) -> Recording:
     """Run `tokens` (N,) through the model from the zero state; keep every layer's h (and c).
 
-    The fused `nn.LSTM` returns only the top layer's outputs, so each layer runs on its own
-    (a one-layer copy with the same weights, fed the layer below's h). An LSTM layer does not
-    return its c sequence either; with h known at every step, its gates are one matrix product
-    over all steps, and c follows from c_t = f_t * c_{t-1} + i_t * g_t, an elementwise loop.
-    This is many times faster than stepping the whole model one character at a time
-    (`record_by_steps`, which tests use as the reference).
+    The fused `nn.LSTM` returns only the top layer's outputs, so each layer runs on its own (a
+    one-layer copy fed the layer below's h). Nor does it return c: with h known at every step, the
+    gates are one product over all steps, and c_t = f_t * c_{t-1} + i_t * g_t an elementwise loop.
+    Many times faster than stepping the model (`record_by_steps`, the tests' reference).
     """
     cfg = model.config
     device = model.head.weight.device
     x = model.embedding(torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=device))[None]  # (1, N, E)
     hs, cs = [], []
     for k in range(cfg.layers):
-        w_ih, w_hh = getattr(model.rnn, f"weight_ih_l{k}"), getattr(model.rnn, f"weight_hh_l{k}")
-        b_ih, b_hh = getattr(model.rnn, f"bias_ih_l{k}"), getattr(model.rnn, f"bias_hh_l{k}")
+        w_ih, w_hh, b_ih, b_hh = weights = model.layer_weights(k)
         layer = type(model.rnn)(x.shape[-1], cfg.hidden, batch_first=True).to(device)
-        for name, w in (("weight_ih_l0", w_ih), ("weight_hh_l0", w_hh), ("bias_ih_l0", b_ih), ("bias_hh_l0", b_hh)):
-            getattr(layer, name).data.copy_(w)
+        for w, own in zip(weights, layer.parameters()):  # weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0
+            own.data.copy_(w)
         out, _ = layer(x)  # (1, N, H)
         h = out[0]  # (N, H)
         hs.append(h.float().cpu().numpy())
@@ -95,8 +85,7 @@ def record(model: CharRNN, tokens: np.ndarray) -> Recording:
                 prev = c[t] = f[t] * prev + ig[t]
             cs.append(c.astype(np.float32))
         x = out
-    h_all = np.stack(hs, axis=1)  # (N, L, H)
-    return Recording(h_all, np.stack(cs, axis=1) if cs else None)
+    return Recording(np.stack(hs, axis=1), np.stack(cs, axis=1) if cs else None)  # (N, L, H) each
 
 
 @torch.no_grad()
@@ -190,18 +179,9 @@ def check_unit(unit: Unit, model: CharRNN) -> None:
                          f"and units 0..{cfg.hidden - 1} per layer")
 
 
-def display_values(acts: np.ndarray, kind: str) -> np.ndarray:
-    """Activations mapped to -1..1 for colouring: h already is; c is shown as tanh(c), as in the paper."""
-    return np.tanh(acts) if kind == "c" else np.clip(acts, -1.0, 1.0)
-
-
-def best_window(feature: np.ndarray, width: int, text: str | None = None) -> tuple[int, int]:
-    """[start, end) of the `width`-character window where `feature` varies the most.
-
-    Used to show a unit where its feature actually changes (a string opening and closing),
-    not on a stretch where both sit still. Given the text, the window is moved back to
-    start at the beginning of a line when one is less than 80 characters before it.
-    """
+def best_window(feature: np.ndarray, width: int, text: str) -> tuple[int, int]:
+    """[start, end) of the `width`-character window of `text` where `feature` varies the most (where a
+    unit's feature actually changes), moved back to a line's start when one is less than 80 before it."""
     n = len(feature)
     if n <= width:
         return 0, n
@@ -210,10 +190,9 @@ def best_window(feature: np.ndarray, width: int, text: str | None = None) -> tup
     s2 = np.concatenate([[0.0], np.cumsum(f * f)])
     sums, sq = s1[width:] - s1[:-width], s2[width:] - s2[:-width]  # (n - width + 1,)
     start = int(np.argmax(sq / width - (sums / width) ** 2))  # the first window of largest variance
-    if text is not None:
-        newline = text.rfind("\n", max(0, start - 80), start)
-        if newline >= 0:
-            start = newline + 1
+    newline = text.rfind("\n", max(0, start - 80), start)
+    if newline >= 0:
+        start = newline + 1
     return start, min(n, start + width)
 
 
@@ -229,8 +208,9 @@ class CellReport:
     syntax: str  # the comment syntax the features used: c, hash or latex
 
     def values(self, unit: Unit) -> np.ndarray:
-        """(N,) a unit's activations mapped to -1..1 for colouring."""
-        return display_values(self.rec.unit(unit), unit.kind)
+        """(N,) a unit's activations mapped to -1..1 for colouring: h as it is, c as tanh(c) (as in the paper)."""
+        acts = self.rec.unit(unit)
+        return np.tanh(acts) if unit.kind == "c" else np.clip(acts, -1.0, 1.0)
 
     def changes(self, name: str) -> bool:
         """Whether a feature takes more than one value in the text (a correlation with it means something)."""
@@ -261,8 +241,7 @@ def analyse(model: CharRNN, tokens: np.ndarray, text: str, syntax: str = "auto",
     `token_of_char` (len(text),): the token that completes each character, when a token is not
     one character (`surprise.Encoded.token_of_char`).
     """
-    if syntax == "auto":
-        syntax = guess_syntax(text)
+    syntax = guess_syntax(text) if syntax == "auto" else syntax
     rec = record(model, tokens)
     if token_of_char is not None:
         rec = rec.at(token_of_char)

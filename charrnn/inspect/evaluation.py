@@ -6,14 +6,11 @@ token's length for a word; 1 for a byte that starts a character and 0 for a cont
 byte). So a word model, a byte model and a character model of one text are on one scale;
 bits per token are reported beside them.
 
-The text is cut into B contiguous streams that run in parallel; the hidden state is
-carried through each stream from its first character to its last. Every character
-after the first is predicted exactly once, so the total is exact for that layout.
-The only dependence on B is at the B-1 stream boundaries: the first characters of
-streams 1..B-1 are predicted from a zero state instead of the text before them
-(the streams overlap by one character, so no prediction is lost). With B = 1 the figure
-is the true sequential likelihood; with more streams it differs only by those few
-"cold start" characters, which is why training's validation uses the same function.
+The text is cut into B contiguous streams run in parallel, the state carried through each
+from its first character to its last: every character after the first is predicted exactly
+once. The only dependence on B is at the B-1 boundaries, where a stream's first prediction
+starts from a zero state (streams overlap by one character, so none is lost). With B = 1 the
+figure is the true sequential likelihood; with more it differs only by those "cold starts".
 """
 
 from __future__ import annotations
@@ -36,11 +33,7 @@ LOGITS_BUDGET = 4_000_000  # most logits one evaluation block may hold (16 MB of
 class EvalResult:
     nll_nats: float  # total negative log-likelihood, nats
     chars: int  # characters of text the predicted tokens stand for
-    tokens: int | None = None  # tokens predicted (None: one per character)
-
-    def __post_init__(self) -> None:
-        if self.tokens is None:
-            self.tokens = self.chars
+    tokens: int = 0  # tokens predicted
 
     @property
     def nats_per_char(self) -> float:
@@ -60,41 +53,25 @@ class EvalResult:
         return math.exp(self.nats_per_char)
 
     def to_dict(self) -> dict:
-        return {
-            "bits_per_char": self.bits_per_char,
-            "nats_per_char": self.nats_per_char,
-            "perplexity": self.perplexity,
-            "chars": self.chars,
-            "nll_nats": self.nll_nats,
-            "bits_per_token": self.bits_per_token,
-            "tokens": self.tokens,
-        }
+        keys = ("bits_per_char", "nats_per_char", "perplexity", "chars", "nll_nats", "bits_per_token", "tokens")
+        return {k: getattr(self, k) for k in keys}
 
 
-def stream_layout(n: int, streams: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start offsets and lengths (in predictions) of `streams` streams covering targets 1..n-1."""
-    targets = n - 1
-    streams = max(1, min(streams, targets))
-    per = math.ceil(targets / streams)
-    streams = math.ceil(targets / per)  # no empty streams
-    starts = np.arange(streams) * per
-    lengths = np.clip(targets - starts, 0, per)
-    return starts, lengths
-
-
-def _layout_grid(tokens: np.ndarray, batch_size: int, shard: tuple[int, int] = (0, 1)):
+def _layout_grid(tokens: np.ndarray, streams: int, shard: tuple[int, int] = (0, 1)):
     """tokens (N,) -> ids (B, per + 1), mask (B, per) of real predictions, and stream lengths (B,).
 
+    The N - 1 predictions are cut into `streams` contiguous streams of `per` (no empty one);
     `shard=(rank, world)` keeps only streams rank, rank + world, ... (B may then be 0).
     """
-    starts, lengths = stream_layout(len(tokens), batch_size)
-    rank, world = shard
-    starts, lengths = starts[rank::world], lengths[rank::world]
+    targets = len(tokens) - 1
+    per = math.ceil(targets / max(1, min(streams, targets)))
+    starts = np.arange(math.ceil(targets / per)) * per
+    starts = starts[shard[0] :: shard[1]]
+    lengths = np.clip(targets - starts, 0, per)
     if len(starts) == 0:
         return np.zeros((0, 1), dtype=np.int64), np.zeros((0, 0), dtype=bool), lengths
     B, per = len(starts), int(lengths.max())
-    # (B, per + 1) ids; positions past a stream's end are padding, masked out of the sum.
-    grid = np.zeros((B, per + 1), dtype=np.int64)
+    grid = np.zeros((B, per + 1), dtype=np.int64)  # past a stream's end: padding, masked out of the sum
     mask = np.zeros((B, per), dtype=bool)
     for b, (s, length) in enumerate(zip(starts, lengths)):
         grid[b, : length + 1] = tokens[s : s + length + 1]
@@ -102,24 +79,27 @@ def _layout_grid(tokens: np.ndarray, batch_size: int, shard: tuple[int, int] = (
     return grid, mask, lengths
 
 
-def _stream_nll(model: CharRNN, grid_t: torch.Tensor, seq_len: int, device, autocast_dtype):
-    """Yield (t0, nll (B, T)) for consecutive column blocks, the state carried from block to block.
+def _stream_nll(model: CharRNN, grid: np.ndarray, seq_len: int, device, autocast_dtype=None):
+    """Yield (t0, nll (B, T)) for consecutive column blocks of `grid`, the state carried from block to block,
+    the model in eval mode meanwhile.
 
     Blocks are shortened so that a block's logits (B, T, V) stay under LOGITS_BUDGET numbers:
     with a large vocabulary (a corpus of 6,000 distinct characters) 64 x 256 x V floats would
     take gigabytes. The result does not depend on the block length, since the state is carried.
     """
-    per = grid_t.shape[1] - 1
-    seq_len = max(1, min(seq_len, LOGITS_BUDGET // max(1, grid_t.shape[0] * model.config.vocab_size)))
-    state = model.init_state(grid_t.shape[0], device)
+    grid_t, per = torch.from_numpy(grid).to(device), grid.shape[1] - 1
+    seq_len = max(1, min(seq_len, LOGITS_BUDGET // max(1, grid.shape[0] * model.config.vocab_size)))
+    state = model.init_state(grid.shape[0], device)
+    was_training = model.training
+    model.eval()
     for t0 in range(0, per, seq_len):
         t1 = min(t0 + seq_len, per)
-        x = grid_t[:, t0:t1]  # (B, T)
-        y = grid_t[:, t0 + 1 : t1 + 1]  # (B, T)
         with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
-            logits, state = model(x, state)  # (B, T, V)
+            logits, state = model(grid_t[:, t0:t1], state)  # (B, T, V)
+        y = grid_t[:, t0 + 1 : t1 + 1]  # (B, T)
         yield t0, F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (B, T)
+    model.train(was_training)
 
 
 def forward_probe(model: CharRNN, batch_size: int = 64, seq_len: int = 64):
@@ -135,16 +115,9 @@ def forward_probe(model: CharRNN, batch_size: int = 64, seq_len: int = 64):
 
 
 @torch.no_grad()
-def evaluate(
-    model: CharRNN,
-    tokens: np.ndarray,
-    batch_size: int = 64,
-    seq_len: int = 256,
-    device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
-    shard: tuple[int, int] = (0, 1),
-    char_counts: np.ndarray | None = None,
-) -> EvalResult:
+def evaluate(model: CharRNN, tokens: np.ndarray, batch_size: int = 64, seq_len: int = 256,
+             device: torch.device | str = "cpu", autocast_dtype: torch.dtype | None = None,
+             shard: tuple[int, int] = (0, 1), char_counts: np.ndarray | None = None) -> EvalResult:
     """Total NLL of `tokens` (N,) under `model`, with the state carried through each stream.
 
     `shard=(rank, world)` evaluates only streams rank, rank + world, ... (for distributed
@@ -156,27 +129,17 @@ def evaluate(
     grid, mask, lengths = _layout_grid(tokens, batch_size, shard)
     if len(lengths) == 0:
         return EvalResult(0.0, 0)
-    grid_t = torch.from_numpy(grid).to(device)
     mask_t = torch.from_numpy(mask).to(device)
-    was_training = model.training
-    model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for t0, nll in _stream_nll(model, grid_t, seq_len, device, autocast_dtype):
+    for t0, nll in _stream_nll(model, grid, seq_len, device, autocast_dtype):
         total += (nll * mask_t[:, t0 : t0 + nll.shape[1]]).sum(dtype=torch.float64)
-    model.train(was_training)
     predicted = int(lengths.sum())
     chars = predicted if char_counts is None else int(np.asarray(char_counts)[grid[:, 1:]][mask].sum())
     return EvalResult(float(total), chars, predicted)
 
 
 @torch.no_grad()
-def char_nll(
-    model: CharRNN,
-    tokens: np.ndarray,
-    seq_len: int = 256,
-    device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
-) -> np.ndarray:
+def char_nll(model: CharRNN, tokens: np.ndarray, seq_len: int = 256, device: torch.device | str = "cpu") -> np.ndarray:
     """Per-character NLL in nats, (N - 1,): entry i is -ln p(tokens[i + 1] | tokens[: i + 1]).
 
     One stream (B = 1), the state carried through the whole text: the same computation,
@@ -185,12 +148,7 @@ def char_nll(
     if len(tokens) < 2:
         return np.zeros(0)
     grid, _, _ = _layout_grid(tokens, 1)
-    grid_t = torch.from_numpy(grid).to(device)
-    was_training = model.training
-    model.eval()
-    parts = [nll[0].double().cpu().numpy() for _, nll in _stream_nll(model, grid_t, seq_len, device, autocast_dtype)]
-    model.train(was_training)
-    return np.concatenate(parts)
+    return np.concatenate([nll[0].double().cpu().numpy() for _, nll in _stream_nll(model, grid, seq_len, device)])
 
 
 # ---- what a kernel costs in quality --------------------------------------------------------------------
@@ -198,12 +156,9 @@ def char_nll(
 
 @torch.inference_mode()
 def kernel_bits_per_char(model: CharRNN, tokens, kernel: str = "fp32", streams: int = 1) -> float:
-    """Bits/char of `tokens` (N,) under `model` stepped through `kernel`, one character at a time.
-
-    The text is cut into `streams` contiguous streams stepped side by side (as `evaluate` does),
-    the state carried from the first character of each to its last. Compare kernels on the same
-    held-out text: the difference is what a kernel's storage costs.
-    """
+    """Bits/char of `tokens` (N,) under `model` stepped through `kernel` a character at a time, in
+    `streams` streams as `evaluate` lays them out: on the same held-out text, the difference between
+    two kernels is what a kernel's storage costs."""
     grid, mask, lengths = _layout_grid(np.asarray(tokens), streams)
     grid_t, mask_t = torch.from_numpy(grid), torch.from_numpy(mask)
     k = make_kernel(model, kernel, grid.shape[0])

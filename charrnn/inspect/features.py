@@ -16,14 +16,12 @@ One left-to-right scan (`scan`) follows a small lexer for one of three comment s
     hash   # to the end of the line (Python, shell, YAML, Perl, Ruby, R, Makefiles)
     latex  % to the end of the line; no strings (an apostrophe in "don't" is not a quote)
 
-In c and hash syntax a quote (" or ') opens a string that ends at the same unescaped quote
-or at the end of the line; quotes inside comments and comment marks inside strings mean
-nothing. In hash syntax a # right after a letter, digit, _, $ or { is not a comment
-(`a#b` in shell, `$#array` in Perl, `${#var}`). Outside strings a backslash escapes the next
-character (\% \{ in LaTeX, \# in shell). Brackets inside strings and comments are not
-counted, and depth never goes below 0 (a snippet may start inside a block). On prose these
-features mostly stay at zero, and the units that "track" them score low, which is the right
-answer; a feature that never changes in the text (no comments at all) is reported as such.
+In c and hash syntax a quote (" or ') opens a string that ends at the same unescaped quote or
+at the end of the line; quotes inside comments and comment marks inside strings mean nothing.
+In hash syntax a # right after a letter, digit, _, $ or { is not a comment (`a#b`, `$#array`,
+`${#var}`). Outside strings a backslash escapes the next character (\% \{ in LaTeX, \# in shell).
+Brackets inside strings and comments are not counted, and depth never goes below 0 (a snippet
+may start inside a block). On prose these features mostly stay at zero, which is the right answer.
 """
 
 from __future__ import annotations
@@ -82,11 +80,7 @@ def scan(text: str, syntax: str = "auto") -> Features:
         raise ValueError(f"syntax must be one of {SYNTAXES}")
     if syntax == "auto":
         syntax = guess_syntax(text)
-    n = len(text)
-    string = np.zeros(n)
-    comment = np.zeros(n)
-    braces = np.zeros(n)
-    parens = np.zeros(n)
+    string, comment, braces, parens = np.zeros((4, len(text)))  # (N,) each
     quote = None  # the quote character of the open string, or None
     escaped = False  # the previous character was an unescaped backslash
     block_at = -1  # index of the '*' that opened the /* */ comment we are in, or -1

@@ -1,28 +1,23 @@
 """How well a model predicts a given text: the whole-text figure and the surprise of each character.
 
-Characters outside the model's vocabulary cannot be predicted or fed to it. They are
-*skipped and counted*: removed from the character stream before the model reads it (so
-the text around them is read as if they were not there), and reported by character and
-count, so a figure over a text full of unknown characters never passes unnoticed.
+Characters outside the model's vocabulary are *skipped and counted*: removed before the
+model reads them (the text around them is read as if they were not there) and reported by
+character and count, so a figure over a text full of unknown characters never passes unnoticed.
 
-The first known character has nothing before it to be predicted from: the model's only
-input is the previous character, and there is no start-of-text symbol. It is shown but
-not scored, exactly as in `evaluate` (N characters give N - 1 predictions), so the
-per-character surprisals of `score_text` add up to the total of
-`evaluate(batch_size=1)` over the same characters.
+The first known character has nothing before it to be predicted from (there is no
+start-of-text symbol): it is shown but not scored, as in `evaluate` (N characters give N - 1
+predictions), so the surprisals of `score_text` add up to the total of `evaluate(batch_size=1)`.
 
-Word and byte models (`tokenkind`) predict tokens, not characters. A token's surprisal is
-*spread evenly over the characters it stands for*: each character of a word token gets the
-word's bits divided by its length, and a character made of several bytes gets the sum of its
-bytes' bits (exactly its surprisal, by the chain rule). So the colours are on the same bits
-per character scale for every kind, and the per-character figures still add up to the total;
-the first token is not scored (for a byte model, the first character's lead byte).
+Word and byte models predict tokens: a token's surprisal is *spread evenly over the characters
+it stands for* (a word's bits divided by its length; a character of several bytes gets the sum of
+its bytes' bits, its surprisal by the chain rule), so every kind is on one bits-per-character
+scale and the figures still add up to the total.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -37,8 +32,8 @@ class Encoded:
     tokens: np.ndarray  # (K,) ids of the tokens the model reads, in order
     known: np.ndarray  # (N,) bool over the text: True where the character can be encoded
     oov: dict[str, int]  # unknown character -> how many times it occurs (skipped)
-    starts: np.ndarray | None = None  # (K,) token k stands for text[starts[k]:ends[k]]
-    ends: np.ndarray | None = None  # (K,)
+    starts: np.ndarray  # (K,) token k stands for text[starts[k]:ends[k]]
+    ends: np.ndarray  # (K,)
 
     @property
     def oov_count(self) -> int:
@@ -84,25 +79,12 @@ class TextEval:
     seq_len: int
 
     def to_dict(self) -> dict:
-        return {
-            **self.result.to_dict(),
-            "chars_read": self.chars_read,
-            "oov_chars": sum(self.oov.values()),
-            "oov": self.oov,
-            "batch_size": self.batch_size,
-            "seq_len": self.seq_len,
-        }
+        return {**self.result.to_dict(), "chars_read": self.chars_read, "oov_chars": sum(self.oov.values()),
+                "oov": self.oov, "batch_size": self.batch_size, "seq_len": self.seq_len}
 
 
-def eval_text(
-    model: CharRNN,
-    vocab: Vocab,
-    text: str,
-    batch_size: int = 64,
-    seq_len: int = 256,
-    device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
-) -> TextEval:
+def eval_text(model: CharRNN, vocab: Vocab, text: str, batch_size: int = 64, seq_len: int = 256,
+              device: torch.device | str = "cpu", autocast_dtype: torch.dtype | None = None) -> TextEval:
     """Bits/char of `text` under `model` (unknown characters skipped and counted; see the module doc).
 
     The defaults (64 streams of 256) are the layout training validates with, so evaluating a
@@ -122,21 +104,16 @@ class Span:
     column: int
 
     def to_dict(self) -> dict:
-        return {"start": self.start, "text": self.text, "bits": self.bits, "line": self.line, "column": self.column}
+        return asdict(self)
 
 
 @dataclass
 class Surprisal:
     text: str  # the whole text, unknown characters included
     bits: np.ndarray  # (N,) surprisal of each character in bits; NaN where not scored
-    oov: dict[str, int] = field(default_factory=dict)  # unknown characters (not scored), with counts
-    chars: int | None = None  # characters the predicted tokens stand for (None: the scored ones)
-    tokens: int | None = None  # tokens predicted (None: one per scored character)
-
-    @property
-    def scored(self) -> int:
-        """Characters scored: what bits per character divide by (as `evaluate` counts them)."""
-        return self.chars if self.chars is not None else int(np.isfinite(self.bits).sum())
+    oov: dict[str, int]  # unknown characters (not scored), with counts
+    scored: int  # characters the predicted tokens stand for: what bits per character divide by (as `evaluate`)
+    tokens: int  # tokens predicted
 
     @property
     def total_bits(self) -> float:
@@ -147,14 +124,34 @@ class Surprisal:
         return self.total_bits / max(self.scored, 1)
 
     def spans(self, top: int = 10, threshold: float | None = None) -> list[Span]:
-        return surprising_spans(self.text, self.bits, top, threshold)
+        """The `top` runs of consecutive characters each at least `threshold` bits, by total bits.
+
+        The default threshold is the 90th percentile of the scored characters, at least 1 bit,
+        so the list adapts to how good the model is. Unscored characters (NaN) end a run.
+        """
+        text, bits = self.text, self.bits
+        finite = bits[np.isfinite(bits)]
+        if finite.size == 0 or top <= 0:
+            return []
+        if threshold is None:
+            threshold = max(1.0, float(np.percentile(finite, 90)))
+        high = np.nan_to_num(bits, nan=-1.0) >= threshold  # (N,)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], high.astype(np.int8), [0]])))
+        runs = sorted(zip(edges[::2], edges[1::2]), key=lambda r: -float(bits[r[0] : r[1]].sum()))  # [start, end)
+        line_starts = np.flatnonzero(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32) == 10) + 1
+        spans = []
+        for start, end in runs[:top]:
+            line = int(np.searchsorted(line_starts, start, side="right"))  # newlines before `start`
+            column = start - (int(line_starts[line - 1]) if line else 0)
+            spans.append(Span(int(start), text[start:end], float(bits[start:end].sum()), line + 1, int(column) + 1))
+        return spans
 
     def to_dict(self, top: int = 10) -> dict:
         return {
             "bits_per_char": self.bits_per_char,
             "total_bits": self.total_bits,
             "chars": self.scored,
-            "tokens": self.tokens if self.tokens is not None else self.scored,
+            "tokens": self.tokens,
             "chars_read": len(self.text),
             "oov_chars": sum(self.oov.values()),
             "oov": self.oov,
@@ -164,13 +161,8 @@ class Surprisal:
         }
 
 
-def score_text(
-    model: CharRNN,
-    vocab: Vocab,
-    text: str,
-    seq_len: int = 256,
-    device: torch.device | str = "cpu",
-) -> Surprisal:
+def score_text(model: CharRNN, vocab: Vocab, text: str, seq_len: int = 256,
+               device: torch.device | str = "cpu") -> Surprisal:
     """Surprisal of every character, -log2 p(char | everything before it), one stream from the start.
 
     Unknown characters and the first token's characters get NaN; a token's bits are spread
@@ -188,30 +180,3 @@ def score_text(
         np.add.at(bits, positions, share)
     chars = int(vocab.char_counts[np.asarray(enc.tokens[1:], dtype=np.int64)].sum())
     return Surprisal(text, bits, enc.oov, chars, max(len(enc.tokens) - 1, 0))
-
-
-def surprising_spans(text: str, bits: np.ndarray, top: int = 10, threshold: float | None = None) -> list[Span]:
-    """The `top` runs of consecutive characters each at least `threshold` bits, by total bits.
-
-    The default threshold is the 90th percentile of the scored characters, at least 1 bit,
-    so the list adapts to how good the model is. Unscored characters (NaN) end a run.
-    """
-    finite = bits[np.isfinite(bits)]
-    if finite.size == 0 or top <= 0:
-        return []
-    if threshold is None:
-        threshold = max(1.0, float(np.percentile(finite, 90)))
-    high = np.nan_to_num(bits, nan=-1.0) >= threshold  # (N,)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], high.astype(np.int8), [0]])))
-    runs = list(zip(edges[::2], edges[1::2]))  # [start, end) of each run
-    runs.sort(key=lambda r: -float(bits[r[0] : r[1]].sum()))
-    line_starts = np.flatnonzero(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32) == 10) + 1
-    spans = []
-    for start, end in runs[:top]:
-        line = int(np.searchsorted(line_starts, start, side="right"))  # newlines before `start`
-        column = start - (int(line_starts[line - 1]) if line else 0)
-        spans.append(Span(int(start), text[start:end], float(bits[start:end].sum()), line + 1, int(column) + 1))
-    return spans
-
-
-

@@ -7,6 +7,7 @@ model would hold, so a checkpoint's tensors (and a model's memory) can be checke
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from charrnn.util.fields import check, setting
@@ -34,11 +35,7 @@ class ModelConfig:
         return asdict(self)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The shape of every tensor of the model's state_dict, in its order, from arithmetic alone.
-
-        What `model.CharRNN(self).state_dict()` holds, known without building anything, so a
-        checkpoint's tensors can be checked (and a model's memory estimated) before allocating.
-        """
+        """The shape of every tensor of `CharRNN(self).state_dict()`, in its order, without building anything."""
         V, E, H, G = self.vocab_size, self.embed, self.hidden, GATES[self.cell] * self.hidden
         shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (V, E)}
         for k in range(self.layers):
@@ -52,7 +49,4 @@ class ModelConfig:
 
     def num_params(self) -> int:
         """Parameters of the model (as `CharRNN.num_params`), by arithmetic."""
-        G = GATES[self.cell] * self.hidden
-        per_layer = lambda inp: G * (inp + self.hidden + 2)  # noqa: E731
-        return (self.vocab_size * self.embed + per_layer(self.embed) + (self.layers - 1) * per_layer(self.hidden)
-                + self.vocab_size * (self.hidden + 1))
+        return sum(math.prod(shape) for shape in self.param_shapes().values())

@@ -1,36 +1,27 @@
 """Step kernels: a model advanced one character at a time at small batch, its weights stored for speed.
 
-At batch 1 a step multiplies every weight once, so it is bound by reading the weights: a 2×512
-LSTM holds 12 MB of fp32 matrices, more than a core's L2 cache. Storing them smaller is the way
-to go faster; which storage is fastest depends on the CPU and the batch, so `choose_kernel`
-times them here:
+At batch 1 a step is bound by reading the weights (a 2×512 LSTM holds 12 MB of fp32 matrices, more
+than a core's L2 cache), so smaller storage is faster; which is fastest depends on the CPU and the
+batch, so `choose_kernel` times them:
 
-    kernel  matrices stored as               one product                       text for a seed
-    fp32    fp32, per gate (4, in, H)        baddbmm (gates split over cores)  CharRNN.step's, bit for bit
-    bf16    bf16, per gate (4, in, H)        bmm of a bf16 copy of the input   CharRNN.step(dtype=bf16)'s,
-                                                                               bit for bit (charrnn serve's)
-    bf16-packed  bf16 (4H, in), oneDNN's     mkldnn linear, bf16 input         its own
-            blocked layout
-    int8    int8 (4H, in) + a scale per row  _weight_int8pack_mm, bf16 input   its own
+    kernel       matrices stored as               one product                       text for a seed
+    fp32         fp32, per gate (4, in, H)        baddbmm (gates split over cores)  CharRNN.step's, bit for bit
+    bf16         bf16, per gate (4, in, H)        bmm of a bf16 copy of the input   CharRNN.step(dtype=bf16)'s
+    bf16-packed  bf16 (4H, in), oneDNN's blocked  mkldnn linear, bf16 input         its own
+    int8         int8 (4H, in) + a scale per row  _weight_int8pack_mm, bf16 input   its own
 
-A reduced-precision kernel's cost is measured, not assumed: `inspect.evaluation.kernel_bits_per_char` evaluates
-held-out text through it (`charrnn bench --only kernels`). bf16 pays where the CPU multiplies
-bf16 natively and the batch is a few rows (beam search), bf16-packed more so (one product a
-layer in oneDNN's own layout: ~1.6x bf16's steps at width 5 on an AVX512-BF16 EPYC); int8 reads
-a quarter of fp32's bytes, which pays at batch 1 wherever memory is the limit.
+Their cost in bits/char is measured (`inspect.evaluation.kernel_bits_per_char`). bf16 pays where
+the CPU multiplies bf16 natively at a few rows (beam search), bf16-packed more so (~1.6x bf16's
+steps at width 5 on an AVX512-BF16 EPYC); int8 reads a quarter of fp32's bytes (batch 1, where
+memory is the limit). GRU and plain-RNN models step through `CharRNN.step` itself.
 
-An LSTM kernel keeps the state in buffers it owns and updates them in place (`out=`), with every
-view of them made once, so a step dispatches ~16 small ops where `CharRNN.step` dispatches ~30:
-at 2×256 dispatching ops is half the time of a step. GRU and plain-RNN models step through
-`CharRNN.step` itself (fp32 or bf16 matrices).
-
-The buffers hold one (B, L*H) row per stream, each layer's h beside the next one's, so a layer's
-input [h below, own h] is a slice and needs no `cat`:
+An LSTM kernel updates buffers it owns in place (`out=`), every view made once: ~16 small ops a
+step where `CharRNN.step` dispatches ~30 (at 2×256, half the time of a step). One (B, L*H) row per
+stream holds each layer's h beside the next one's, so a layer's input [h below, own h] is a slice:
 
     HS[b] = | h_0 | h_1 | ... | h_L-1 |        layer k >= 1 reads HS[:, (k-1)H : (k+1)H]
 
-Every kernel is deterministic, and at batch 1 the thread count changes the speed, never the
-result (tested).
+Every kernel is deterministic; at batch 1 the thread count changes the speed, never the result.
 """
 
 from __future__ import annotations
@@ -49,21 +40,15 @@ KERNELS = ("fp32", "bf16", "bf16-packed", "int8")  # every kernel name
 FLAT = ("bf16-packed", "int8")  # the kernels working on (B, 4H) gates, one product a layer
 
 
-def _has_int8pack() -> bool:
-    return hasattr(torch.ops.aten, "_weight_int8pack_mm")
-
-
-def _has_onednn_linear() -> bool:
-    return hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and torch.backends.mkldnn.is_available()
-
-
 def kernels_for(model: CharRNN) -> tuple[str, ...]:
     """The kernels that can step this model on its device."""
     if model.head.weight.device.type != "cpu" or model.config.cell != "lstm":
         return ("fp32", "bf16")
-    names = ["fp32", "bf16"] + (["bf16-packed"] if _has_onednn_linear() else [])
-    if _has_int8pack() and model.config.hidden % 16 == 0:  # _weight_int8pack_mm reads rows in blocks of 16:
-        names.append("int8")  # other widths crash it
+    names = ["fp32", "bf16"]
+    if hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and torch.backends.mkldnn.is_available():
+        names.append("bf16-packed")
+    if hasattr(torch.ops.aten, "_weight_int8pack_mm") and model.config.hidden % 16 == 0:  # it reads rows in
+        names.append("int8")  # blocks of 16: other widths crash it
     return tuple(names)
 
 
@@ -103,14 +88,12 @@ class ModelStep:
 class LSTMKernel:
     """An LSTM stepped with its matrices in fp32, bf16 or int8, the state in buffers of its own.
 
-    `step(tokens)` returns logits (B, V) in a buffer the next step overwrites; `reset(state)` loads
-    a state, `state()` copies it out, `reorder(index)` selects streams (beam search), and any of
-    them may change the batch. Its weights and buffers never require gradients.
+    `step(tokens)` returns logits (B, V) in a buffer the next step overwrites; `reset(state)` loads a
+    state, `state()` copies it out, `reorder(index)` selects streams (beam search); each may change B.
     """
 
     def __init__(self, model: CharRNN, name: str, batch: int = 1):
-        self.name, self.config = name, model.config
-        self.H, self.L = model.config.hidden, model.config.layers
+        self.name, self.H, self.L = name, model.config.hidden, model.config.layers
         self.weights, self.head_w, self.head_b = _kernel_weights(model, name)
         self._alloc(batch)
 
@@ -150,34 +133,31 @@ class LSTMKernel:
 
     def reset(self, state: State) -> None:
         h, c = state  # (L, B, H) each
-        if h.shape[1] != self.B:
-            self._alloc(h.shape[1])
-        self.HS.view(self.B, self.L, self.H).copy_(h.transpose(0, 1))
-        self.C.copy_(c)
-        if self.HB is not None:
-            self.HB.copy_(self.HS)
+        self._load(h.transpose(0, 1).reshape(h.shape[1], -1), c)
 
     def state(self) -> State:
         h = self.HS.view(self.B, self.L, self.H).transpose(0, 1).contiguous()  # (L, B, H)
         return h, self.C.clone()
 
     def reorder(self, index: torch.Tensor) -> None:
-        h, c = self.HS.index_select(0, index), self.C.index_select(1, index)
-        if len(index) != self.B:
-            self._alloc(len(index))
-        self.HS.copy_(h)
+        self._load(self.HS.index_select(0, index), self.C.index_select(1, index))
+
+    def _load(self, hs: torch.Tensor, c: torch.Tensor) -> None:
+        """hs (B, L*H) and c (L, B, H) into the buffers, made anew for a new B."""
+        if hs.shape[0] != self.B:
+            self._alloc(hs.shape[0])
+        self.HS.copy_(hs)
         self.C.copy_(c)
         if self.HB is not None:
-            self.HB.copy_(h)
+            self.HB.copy_(hs)
 
     # -- the step ----------------------------------------------------------------------------------
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B,) ids -> logits (B, V); the same cell equations as `CharRNN.step`.
 
-        No autograd context is entered (~3 µs a step, a tenth of a small model's step): nothing
-        here requires gradients, so nothing is recorded either way. Every op writes into a buffer
-        made in `_alloc`; at batch 1 a step is ~16 small ops, each ~1 µs to dispatch.
+        No autograd context is entered (~3 µs, a tenth of a small model's step): nothing here
+        requires gradients, so nothing is recorded either way.
         """
         flat, whole = self.HB is not None, self.B == 1
         for first, part, w, inp, xb, G, sig, i, f, o, g, c, t, h, hb in self.layers:
@@ -205,10 +185,8 @@ class LSTMKernel:
 def _kernel_weights(model: CharRNN, name: str) -> tuple[list, torch.Tensor, torch.Tensor]:
     """(per layer (input part, matrix), head weight (H, V), head bias) for kernel `name`.
 
-    fp32 and bf16 read `CharRNN._step_weights` (bf16: its (4, H, in) matrices, as a (4, in, H)
-    view); bf16-packed and int8 convert them here. Both are kept in the model's step cache, which is dropped
-    whenever a parameter changes (`CharRNN._weights_key`), so a second sample or search from
-    the same model does not convert 12 MB of weights again.
+    fp32 and bf16 read `CharRNN._step_weights` (bf16: its (4, H, in) matrices as a (4, in, H) view);
+    bf16-packed and int8 convert them here, kept in the model's step cache as those are.
     """
     if name not in FLAT:
         layers, head_w, head_b = model._step_weights(torch.float32 if name == "fp32" else torch.bfloat16)
@@ -226,17 +204,14 @@ _int8_mm = getattr(torch, "_weight_int8pack_mm", None) or getattr(torch.ops.aten
 
 
 def _flat_layer(model: CharRNN, k: int, name: str) -> tuple[torch.Tensor, tuple]:
-    """(input part, (product, *its stored matrix)) of layer k for the bf16-packed and int8 kernels.
-
-    Gates are ordered i, f, o, g. The input part is layer 0's table (V, 4H) (the embedding folded
-    into W_ih, both biases added) or the summed bias (4H,); the matrix is [W_ih | W_hh]
-    (4H, in + H), W_hh alone for layer 0: in oneDNN's blocked bf16 layout, or as int8 with one
-    bf16 scale per row (its largest weight maps to 127). product(x, *stored) is x @ W.T in bf16.
+    """(input part, (product, *its stored matrix)) of layer k for the bf16-packed and int8 kernels:
+    `CharRNN._step_weights`' layout with gates i, f, o, g as rows of one (4H, in) matrix, stored in
+    oneDNN's blocked bf16 layout or as int8 with a bf16 scale per row (its largest weight -> 127).
+    product(x, *stored) is x @ W.T in bf16.
     """
-    H, rnn = model.config.hidden, model.rnn
+    H, (w_ih, w_hh, b_ih, b_hh) = model.config.hidden, model.layer_weights(k)
     order = torch.cat([torch.arange(H) + j * H for j in (0, 1, 3, 2)])  # PyTorch's i, f, g, o -> i, f, o, g
-    w_ih, w_hh = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")
-    bias = getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")
+    bias = b_ih + b_hh
     if k == 0:
         x_part, w = (model.embedding.weight @ w_ih.t() + bias)[:, order].contiguous(), w_hh[order]  # (V, 4H), (4H, H)
     else:
@@ -305,8 +280,9 @@ def choose_kernel(model: CharRNN, batch: int = 1, precision: str = "auto", threa
                          + ", ".join(names), "precision")
     on_cpu = model.head.weight.device.type == "cpu"
     counts = candidates(threads) if on_cpu else [1]
+    kernel = "fp32" if precision == "auto" else precision
     if steps <= 1:  # nothing will be stepped
-        return KernelChoice(precision if precision != "auto" else "fp32", counts[0], None, {})
+        return KernelChoice(kernel, counts[0], None, {})
     time_threads = len(counts) > 1 and steps * batch >= 400  # shorter: not worth timing (the text is the same)
     if not time_threads:
         counts = counts[:1]
@@ -320,8 +296,6 @@ def choose_kernel(model: CharRNN, batch: int = 1, precision: str = "auto", threa
 
         verdict = cached_or_measured(cache or TuneCache(), kernel_key(model, batch), measure, names)
         kernel = verdict.choice
-    else:
-        kernel = "fp32" if precision == "auto" else precision
     thread_rates = {n: r for (k, n), r in timed.items() if k == kernel}
     if time_threads and not thread_rates:
         thread_rates = {n: r for (_, n), r in time_kernels(model, [kernel], batch, counts, window).items()}

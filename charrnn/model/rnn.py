@@ -2,20 +2,17 @@
 
 Two ways to run it, which must agree (tests check they do):
 
-* `forward(idx, state)` runs a whole (B, T) block through PyTorch's fused recurrent
-  layers (oneDNN on CPU, cuDNN on GPU). Training and evaluation use it.
-* `step(token, state)` advances one character with the cell equations written out,
-  reading the same weights. For batch sizes of 1-10 this is many times faster than
-  calling `nn.LSTM` once per character, where per-call overhead dominates the
-  arithmetic. Sampling and beam search use it.
+* `forward(idx, state)` runs a (B, T) block through PyTorch's fused recurrent layers (oneDNN on
+  CPU, cuDNN on GPU): training and evaluation use it.
+* `step(token, state)` advances one character with the cell equations written out, reading the
+  same weights: at batch 1-10 many times faster than calling `nn.LSTM` per character, where
+  per-call overhead dominates. Sampling and beam search use it.
 
-The recurrent state is always a tuple of (L, B, H) tensors: `(h, c)` for an LSTM and
-`(h,)` for a GRU or plain RNN, so code that carries, detaches or reorders it by beam
-never needs to know the cell type.
+The state is always a tuple of (L, B, H) tensors, `(h, c)` for an LSTM and `(h,)` otherwise, so
+code that carries, detaches or reorders it never needs to know the cell.
 """
 
 from __future__ import annotations
-
 
 import torch
 from torch import nn
@@ -30,12 +27,10 @@ State = tuple[torch.Tensor, ...]
 class CharRNN(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.config = config
-        c = config
+        self.config = c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed)
-        self.rnn = CELLS[c.cell](
-            c.embed, c.hidden, num_layers=c.layers, batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0
-        )
+        self.rnn = CELLS[c.cell](c.embed, c.hidden, num_layers=c.layers, batch_first=True,
+                                 dropout=c.dropout if c.layers > 1 else 0.0)
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, c.vocab_size)
         if c.cell == "lstm":
@@ -60,19 +55,18 @@ class CharRNN(nn.Module):
         return tuple(torch.zeros(shape, device=device) for _ in range(self.n_state))
 
     def forward(self, idx: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """Run a block of characters.
-
-        idx: (B, T) character ids; state: a tuple of (L, B, H), or None for zeros.
-        Returns logits (B, T, V) for the character after each position, and the final state.
-        """
+        """idx (B, T) ids, state (L, B, H) each or None for zeros -> logits (B, T, V) for the character
+        after each position, and the final state."""
         x = self.embedding(idx)  # (B, T, E)
         if state is None:
             state = self.init_state(idx.shape[0], idx.device)
         hx = state if self.n_state == 2 else state[0]
         out, hx = self.rnn(x, hx)  # (B, T, H)
-        logits = self.head(self.drop(out))  # (B, T, V)
-        new_state = tuple(hx) if self.n_state == 2 else (hx,)
-        return logits, new_state
+        return self.head(self.drop(out)), tuple(hx) if self.n_state == 2 else (hx,)  # (B, T, V), state
+
+    def layer_weights(self, k: int) -> tuple[torch.Tensor, ...]:
+        """Layer k's W_ih (G*H, in), W_hh (G*H, H), b_ih and b_hh (G*H,), gates in PyTorch's order."""
+        return tuple(getattr(self.rnn, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
     # ---- single-character stepping, for sampling and beam search -------------------------------
 
@@ -81,10 +75,9 @@ class CharRNN(nn.Module):
             self._step_cache = {}  # (eval() on a model another thread is stepping, as charrnn serve does, is a no-op)
         return super().train(mode)
 
-    # The step cache must never outlive the weights it was made from. New storage (.to(device), .half(),
-    # load_state_dict(assign=True)) goes through _apply or load_state_dict, which clear it; new contents
-    # (an optimizer step, load_state_dict's in-place copy, an edit under no_grad) bump each tensor's
-    # version counter, which `_weights_key` reads (~1 us a step: the parameter list is kept).
+    # The step cache never outlives its weights: new storage (.to(device), load_state_dict(assign=True))
+    # goes through _apply or load_state_dict, which clear it; new contents (an optimizer step, an edit under
+    # no_grad) bump each tensor's version counter, which `_weights_key` reads (~1 us a step).
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
@@ -105,27 +98,19 @@ class CharRNN(nn.Module):
     def _step_weights(self, dtype: torch.dtype = torch.float32) -> tuple:
         """Weights laid out for `step`, cached until a parameter changes (see `_weights_key`).
 
-        At batch 1 a step is bound by reading the weights from memory, so the layout keeps
-        each step to as few, as large, reads as possible:
+        At batch 1 a step is bound by reading the weights, so each step makes as few, as large, reads
+        as it can. Per layer the cache holds (input part, weight):
 
-        * Layer 0's input projection is folded into the embedding: row v of `table` is
-          W_ih0 @ embedding[v] + b_ih0 (+ b_hh0 where the cell adds it unconditionally), so a
-          step's first input matmul becomes a row lookup.
-        * LSTM and plain-RNN layers above 0 hold [W_ih | W_hh] as one matrix: one product
-          of cat([x, h]) instead of two.
-        * An LSTM layer's matrix is split by gate into a (4, in, H) stack, gates reordered from
-          PyTorch's (i, f, g, o) to (i, f, o, g): one batched product gives all four gates as
-          (4, B, H), one sigmoid covers the first three, and with 2 threads the four
-          matrix-vector products run on both cores (a single (in, 4H) product would not be
-          split): 2x512 steps ~1.5x faster, bit for bit the same result.
+        * layer 0's input part is a table: row v is W_ih0 @ embedding[v] + b_ih0 (+ b_hh0 where the
+          cell adds it unconditionally), so the first input product becomes a row lookup; above
+          layer 0 it is the bias, and LSTM and RNN layers hold [W_ih | W_hh], one product of cat([x, h]).
+        * an LSTM layer's matrix is a (4, in, H) stack, gates reordered to (i, f, o, g): one batched
+          product gives all four gates (4, B, H), one sigmoid covers three, and with 2 threads the four
+          products run on both cores (2x512 steps ~1.5x faster, bit for bit the same).
+        * a GRU layer holds (input part, W_ih, W_hh, b_hh): the candidate's r * (W_hn h + b_hn) keeps them apart.
 
-        Per layer the cache holds (input part, weight): the input part is the table (layer 0)
-        or the bias. A GRU layer holds (input part, W_ih, W_hh, b_hh) instead, its products
-        kept apart because the candidate's recurrent term sits inside r * (W_hn h + b_hn).
-
-        `dtype` is the storage type of the matrices (the table, the biases and the output
-        layer stay fp32). bf16 matrices are stored (out, in), oneDNN's fast layout for them;
-        on CPUs with AVX512-BF16 they run the batch-5 products of beam search ~2.5x faster.
+        `dtype` stores the matrices (the table, biases and output layer stay fp32); bf16 ones are
+        (out, in), oneDNN's fast layout: ~2.5x faster at beam search's batch 5 with AVX512-BF16.
         """
         key = self._weights_key()
         cached = self._step_cache.get(dtype)
@@ -134,19 +119,13 @@ class CharRNN(nn.Module):
                 cell, H = self.config.cell, self.config.hidden
                 layers = []
                 for k in range(self.config.layers):
-                    w_ih = getattr(self.rnn, f"weight_ih_l{k}")  # (G*H, in)
-                    w_hh = getattr(self.rnn, f"weight_hh_l{k}")  # (G*H, H)
-                    b_ih = getattr(self.rnn, f"bias_ih_l{k}")
-                    b_hh = getattr(self.rnn, f"bias_hh_l{k}")
+                    w_ih, w_hh, b_ih, b_hh = self.layer_weights(k)
+                    x_part = self.embedding.weight @ w_ih.t() + b_ih if k == 0 else b_ih.clone()  # (V, G*H) | (G*H,)
                     if cell == "gru":
-                        x_part = self.embedding.weight @ w_ih.t() + b_ih if k == 0 else b_ih.clone()  # (V, 3H) | (3H,)
                         w_x = None if k == 0 else _matrix(w_ih, dtype)
                         layers.append((x_part, w_x, _matrix(w_hh, dtype), b_hh.clone()))
                         continue
-                    if k == 0:
-                        x_part, w = self.embedding.weight @ w_ih.t() + b_ih + b_hh, w_hh  # (V, G*H), (G*H, H)
-                    else:
-                        x_part, w = b_ih + b_hh, torch.cat([w_ih, w_hh], dim=1)  # (G*H,), (G*H, in + H)
+                    x_part, w = x_part + b_hh, w_hh if k == 0 else torch.cat([w_ih, w_hh], dim=1)  # (G*H, in + H)
                     if cell == "lstm":
                         x_part = x_part.view(-1, 4, H)[:, [0, 1, 3, 2]].transpose(0, 1).contiguous()  # (4, V | 1, H)
                         w = w.view(4, H, -1)[[0, 1, 3, 2]]  # (4, H, in): (out, in) per gate
@@ -159,12 +138,9 @@ class CharRNN(nn.Module):
         return cached[1]
 
     def step(self, token: torch.Tensor, state: State, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, State]:
-        """Advance every stream by one character (inference only: no dropout, no autograd).
-
-        token: (B,) ids of the current characters; state: tuple of (L, B, H).
-        Returns logits (B, V) for the next character and the new state (both fp32).
-        dtype: the matrices' storage type; fp32 (the default) matches `forward` to rounding,
-        bf16 is faster at batch 2-16 and differs from fp32 by ~1e-2 in the logits.
+        """token (B,) ids, state (L, B, H) each -> logits (B, V) for the next character and the new state,
+        both fp32 (inference only: no dropout, no autograd). dtype stores the matrices: fp32 matches
+        `forward` to rounding, bf16 is faster at batch 2-16 and ~1e-2 off in the logits.
 
         What one layer computes at step t, given its input x_t and its previous h (and c):
             LSTM  i, f, g, o = σ, σ, tanh, σ of (W_ih x_t + W_hh h + b);  c' = f*c + i*g;  h' = o*tanh(c')

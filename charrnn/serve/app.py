@@ -6,15 +6,10 @@
     POST /v1/score          per-character surprisal of a text (what `charrnn score` computes)
     GET  /health            status, requests running, rows in the batch
 
-Starlette on uvicorn rather than FastAPI: the API is five routes whose bodies need checks
-FastAPI's pydantic models would not give the messages we want anyway (`schema.py`), so
-FastAPI would add pydantic and a layer of indirection for nothing; Starlette is the ASGI
-toolkit FastAPI itself is built on, and uvicorn the server both are usually run with.
-
-A completion request is checked, its prompt read into the model off the event loop (in a
-worker thread), and its job handed to the batcher; the engine thread writes the text to the
-job's outbox, and the request streams it out. When the client leaves, the job is cancelled
-(its rows leave the batch at the next step) and its slot is given back at once.
+Starlette (FastAPI's own toolkit) on uvicorn, not FastAPI: five routes whose bodies need the
+messages of `schema.py`, which pydantic models would not give. A completion's job goes to the
+batcher, whose thread writes the text to the job's outbox for the request to send; when the
+client leaves, the job is cancelled and its slot given back at once.
 """
 
 from __future__ import annotations
@@ -108,11 +103,6 @@ async def read_body(request: Request, limit: int) -> dict:
     return parse_json(b"".join(chunks))
 
 
-async def until_disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 class Api:
     """The routes' handlers, over one model, its batcher and the request slots (`create_app` mounts them)."""
 
@@ -128,20 +118,14 @@ class Api:
                                 "(GET /v1/models)", "model", code="model_not_found")
 
     def model_card(self) -> dict:
-        m = self.model.config
-        return {"id": self.cfg.model_id, "object": "model", "created": int(self.loaded.path.stat().st_mtime), "owned_by": "charrnn",
-                "charrnn": {"checkpoint": self.loaded.path.name, "cell": m.cell, "layers": m.layers, "hidden": m.hidden,
+        m, cfg, loaded = self.model.config, self.cfg, self.loaded
+        created = int(loaded.path.stat().st_mtime)
+        return {"id": cfg.model_id, "object": "model", "created": created, "owned_by": "charrnn",
+                "charrnn": {"checkpoint": loaded.path.name, "cell": m.cell, "layers": m.layers, "hidden": m.hidden,
                             "vocab_size": m.vocab_size, "tokens": self.vocab.kind, "vocab": self.vocab.chars,
-                            "max_chars": self.cfg.max_chars,
-                            "max_concurrent": self.cfg.max_concurrent, "step": self.loaded.checkpoint.get("step"),
-                            "precision": "bf16" if self.cfg.dtype == torch.bfloat16 else "fp32"}}
-
-    def make_jobs(self, req: Completion, prompt_ids: list[list[int]], outbox: Outbox) -> list:
-        """A job for each prompt, its prompt not read in yet (`Job.read_prompt`)."""
-        job = BeamJob if req.settings.width else SampleJob
-        per = req.choices_per_prompt
-        return [job(ids, self.vocab, outbox, req.settings, first_choice=p * per, device=self.device)
-                for p, ids in enumerate(prompt_ids)]
+                            "max_chars": cfg.max_chars, "max_concurrent": cfg.max_concurrent,
+                            "step": loaded.checkpoint.get("step"),
+                            "precision": "bf16" if cfg.dtype == torch.bfloat16 else "fp32"}}
 
     @torch.inference_mode()
     def read_prompts(self, jobs: list) -> None:
@@ -153,9 +137,12 @@ class Api:
         req = parse_completion(await read_body(request, self.cfg.max_body), self.cfg.max_chars)
         self.check_model(req.model)
         prompt_ids = [encode_prompt(self.vocab, p, req.settings.unk) for p in req.prompts]
+        job, per = BeamJob if req.settings.width else SampleJob, req.choices_per_prompt
+        outbox = Outbox(asyncio.get_running_loop())
         give_back = self.slots.take()
         try:
-            jobs = self.make_jobs(req, prompt_ids, outbox := Outbox(asyncio.get_running_loop()))
+            jobs = [job(ids, self.vocab, outbox, req.settings, first_choice=p * per, device=self.device)
+                    for p, ids in enumerate(prompt_ids)]  # their prompts not read in yet (`Job.read_prompt`)
             if sum(map(len, prompt_ids)) > STEP_PRIME:  # short prompts are read in by the batcher as they join
                 await run_in_threadpool(self.read_prompts, jobs)
         except BaseException:
@@ -169,8 +156,8 @@ class Api:
                 self.batcher.cancel(job)  # (a finished job has left already: nothing happens)
             give_back()
 
-        head, n = Head(self.cfg.model_id), len(req.prompts) * req.choices_per_prompt
-        prompt_of = [p for p in req.prompts for _ in range(req.choices_per_prompt)]
+        head, n = Head(self.cfg.model_id), len(req.prompts) * per
+        prompt_of = [p for p in req.prompts for _ in range(per)]
         prompt_chars = sum(map(len, req.prompts))
         written = request.state.chars = [0]  # for the log line
         if req.stream:
@@ -193,7 +180,8 @@ class Api:
         async with anyio.create_task_group() as tasks:
 
             async def watch() -> None:
-                await until_disconnected(request)
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
                 tasks.cancel_scope.cancel()
 
             tasks.start_soon(watch)

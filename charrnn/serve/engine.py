@@ -18,10 +18,9 @@ and each turn of the engine loop is:
     5. step    reorder the state rows (finished jobs out, beams reordered by beam index) and
                advance all rows together: logits, state = model.step(tokens, state)
 
-A row's logits do not depend on the other rows, so a request gets the text it would get
-alone, the text `charrnn sample` gives for the same seed and settings. (Strictly: a batched
-matrix product may round a row's logits differently from batch 1, in the last bit of fp32.
-A draw only changes when two candidates are that close, which in tests never happens.)
+A row's logits do not depend on the other rows, so a request gets the text `charrnn sample`
+gives for the same seed and settings (a batched product may round differently from batch 1 in
+the last bit of fp32, which changes a draw only where two candidates are that close).
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """What one request does with its rows of the shared batch: draw samples, or search beams.
 
-A job is made with its prompt's ids; `read_prompt` runs them through the model
-(`sampling.prime_model`, exactly as `charrnn sample` does) and leaves the logits and state the
-batch continues from. A short prompt is read in by the batcher as the job joins (a few
-single-row steps: no thread hop, which under a burst of requests cost more than the reading);
-a long one by the request's worker thread, so that it never holds up the batch. From then on
-the batcher hands the job, once per shared step, what it needs for its rows, and it answers
-with what those rows read next:
+A job is made with its prompt's ids; `read_prompt` runs them through the model (as `charrnn
+sample` does): a short prompt in the batcher as the job joins (a few single-row steps cost less
+than a thread hop), a long one in the request's worker thread, so it never holds up the batch.
+Then, once per shared step, the batcher hands the job what it needs for its rows, and the job
+answers with what those rows read next:
 
     SampleJob   n rows (OpenAI's `n`), one generator and its Gumbel noise (n, V), as
                 `charrnn sample -N n` draws; `take(ids)` gets the tokens drawn for its rows
@@ -93,20 +91,15 @@ class SampleJob(Job):
     def __init__(self, prompt: Sequence[int], vocab: Vocab, outbox: Outbox, settings: Sampling, first_choice: int = 0,
                  device: torch.device | str = "cpu"):
         s = settings
-        self.prompt, self.rows, self.vocab, self.outbox = list(prompt), s.n, vocab, outbox
-        self.length, self.temperature, self.top_k, self.top_p = s.length, s.temperature, s.top_k, s.top_p
+        self.prompt, self.rows, self.outbox, self.first_choice = list(prompt), s.n, outbox, first_choice
+        self.length = s.length
         self.settings = (s.temperature, s.top_k, s.top_p)  # rows with equal settings are drawn in one call
         self.noise = GumbelNoise(seeded_generator(s.seed, device), (self.rows, len(vocab)))
         self.scanners = [StopScanner(s.stop) for _ in range(self.rows)]
         self.decoders = [vocab.decoder() for _ in range(self.rows)]  # token -> text (bytes: once a character is whole)
         self.guard = vocab.guard(self.rows)  # a byte model's UTF-8 automaton, or None
         self.done = [False] * self.rows
-        self.first_choice = first_choice
         self.drawn = 0  # tokens drawn per row so far
-
-    def gumbel(self) -> torch.Tensor | None:
-        """This step's noise for its rows (n, V); None when greedy (no noise is drawn then, as in `pick`)."""
-        return None if self.temperature == 0 else self.noise.next()
 
     def take(self, ids: list[int]) -> bool:
         """The tokens drawn for its rows this step; True while it needs another step.
@@ -141,11 +134,9 @@ class BeamJob(Job):
 
     def __init__(self, prompt: Sequence[int], vocab: Vocab, outbox: Outbox, settings: Sampling, first_choice: int = 0,
                  device: torch.device | str = "cpu"):
-        self.prompt, self.outbox = list(prompt), outbox
-        self.stop = settings.stop
+        self.prompt, self.outbox, self.first_choice, self.stop = list(prompt), outbox, first_choice, settings.stop
         self.scanner = StopScanner(self.stop)  # a finished beam ends with its stop string: never shown
         self.search = BeamSearch(vocab, settings, self._settled)
-        self.first_choice = first_choice
 
     @property
     def rows(self) -> int:

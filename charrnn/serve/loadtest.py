@@ -1,17 +1,14 @@
 """A bounded load test of a running `charrnn serve`: N concurrent streaming clients, measured.
 
-Every client sends one streaming completion and reads its server-sent events to
-`data: [DONE]`, noting when the first character arrived. In a round of a level, its N
-clients start together, and the round ends when the last one is done. The levels take
-turns, round by round, `rounds` times:
+Every client sends one streaming completion and reads its events to `data: [DONE]`. A level's
+N clients start together and its round ends when the last is done; levels take turns, `rounds` times:
 
     total chars/s        characters all clients received / the round's wall time (best round)
     per-client chars/s   a client's characters / its own time from request to [DONE] (mean)
     first char p50, p99  time from sending the request to the first character, over every client
 
-The clients are plain asyncio streams speaking HTTP/1.1 with chunked transfer (no HTTP
-library): on a 2-core machine every cycle the client spends is taken from the server.
-Only loopback addresses are accepted as targets.
+The clients are plain asyncio streams speaking HTTP/1.1 (no HTTP library: on a 2-core machine
+every cycle a client spends is taken from the server), to loopback addresses only.
 """
 
 from __future__ import annotations
@@ -85,7 +82,7 @@ async def stream_one(host: str, port: int, body: bytes) -> Client:
 
 
 async def run_round(host: str, port: int, clients: int, chars: int, prompt: str = "\n") -> tuple[float, list[Client]]:
-    """One round: `clients` streaming requests of `chars` characters, all started together -> (wall seconds, clients)."""
+    """One round: `clients` streaming requests of `chars` characters started together -> (seconds, clients)."""
     if host not in LOOPBACK:
         raise ValueError("the load test only targets this machine (127.0.0.1, localhost or ::1)")
     body = json.dumps({"prompt": prompt, "max_tokens": chars, "stream": True, "temperature": 1.0}).encode()

@@ -26,15 +26,11 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 
-def completion_id() -> str:
-    return "cmpl-" + secrets.token_hex(12)
-
-
 class Head:
     """The fields every chunk and response of one completion shares."""
 
     def __init__(self, model: str):
-        self.id, self.created, self.model = completion_id(), int(time.time()), model
+        self.id, self.created, self.model = "cmpl-" + secrets.token_hex(12), int(time.time()), model
 
     def chunk(self, choices: list[dict], **extra) -> dict:
         return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.model,

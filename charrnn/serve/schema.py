@@ -6,12 +6,10 @@ Errors take OpenAI's shape, so existing clients show them:
                "type": "invalid_request_error", "param": "temperature", "code": null}}
 
 `POST /v1/completions` takes OpenAI's completion fields where they apply (`max_tokens` counts the
-model's tokens: characters for a character model), plus charrnn's own: `top_k`, `unk`, and beam
-search (`width`, `top`, `no_repeat`, `length_penalty`). The sampling fields become one
-`generation.settings.Sampling`, checked by its own field specs (`util.fields`) exactly as the
-command line's are; the request's other fields by `Request`'s. OpenAI fields that have nothing
-to act on here (`logprobs`, `presence_penalty`, `best_of`, ...) are accepted at their neutral
-value and refused with a clear message otherwise; any other field is refused by name.
+model's tokens), plus charrnn's own (`top_k`, `unk`, beam search's `width`, `top`, `no_repeat`,
+`length_penalty`): they become one `Sampling`, checked as the command line's is. OpenAI fields
+with nothing to act on here (`logprobs`, `best_of`, ...) are accepted at their neutral value only;
+any other field is refused by name.
 """
 
 from __future__ import annotations
@@ -47,11 +45,6 @@ class ApiError(Exception):
 
     def to_dict(self) -> dict:
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-
-    @classmethod
-    def of(cls, e: UsageError) -> "ApiError":
-        """A refused setting as a 400, named as the API names it (`max_tokens`, not `length`)."""
-        return cls(400, e.naming(FIELD_OF), FIELD_OF.get(e.settings[0], e.settings[0]) if e.settings else None)
 
 
 def parse_json(raw: bytes) -> dict:
@@ -107,11 +100,12 @@ class Completion:
 
 
 def checked(cls, values: dict):
-    """`cls(**values)`, a refused value as a 400 naming the field."""
+    """`cls(**values)`, a refused value as a 400 naming the field as the API names it (`max_tokens`, not `length`)."""
     try:
         return cls(**values)
     except UsageError as e:
-        raise ApiError.of(e) from None
+        param = FIELD_OF.get(e.settings[0], e.settings[0]) if e.settings else None
+        raise ApiError(400, e.naming(FIELD_OF), param) from None
 
 
 def refuse_unknown(body: dict, known: set[str], neutral: dict) -> None:
