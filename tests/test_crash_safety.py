@@ -90,11 +90,18 @@ def temp_files(run: Path) -> set[Path]:
     return set(run.glob(".*.tmp"))
 
 
-def wait_for_a_save(run: Path, timeout: float = 30) -> None:
-    """Return the moment a checkpoint is being written (its temporary file is there), so the kill lands mid-save."""
-    deadline = time.monotonic() + timeout
+def wait_for_a_save(run: Path, after: int = 2, timeout: float = 60) -> None:
+    """Return the moment a checkpoint is being written (its temporary file is there), once `after` saves of last.pt
+    have gone through in this process (so every aimed kill lets the run get somewhere): the kill lands mid-save."""
+    deadline, last, seen = time.monotonic() + timeout, None, 0
     while time.monotonic() < deadline:
-        if any(".pt." in f.name and f.name.endswith(".tmp") for f in temp_files(run)):
+        try:
+            stamp = (run / "last.pt").stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        if stamp is not None and stamp != last:
+            seen, last = seen + (last is not None or stamp is not None), stamp
+        if seen > after and any(".pt." in f.name and f.name.endswith(".tmp") for f in temp_files(run)):
             return
         time.sleep(0.0005)
     raise AssertionError("no save was seen in progress")
@@ -123,8 +130,7 @@ def test_sigkill_at_random_moments_never_corrupts_checkpoints(tmp_path, server):
         pid = server.start(argv, tmp_path, log)
         if kills % 4:
             wait_for_line(log, "budget:", timeout=30)
-            time.sleep(rng.uniform(0.0, 0.2))  # a few saves go through: the run gets somewhere
-            wait_for_a_save(run)
+            wait_for_a_save(run, after=rng.randint(1, 3))
         else:
             time.sleep(rng.uniform(0.0, 0.25))
         os.kill(pid, signal.SIGKILL)
