@@ -6,17 +6,14 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, guarded, out_console, result_table
+from charrnn.cli.common import app, examples, guarded, out_console, result_table
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn bench --quick
-  charrnn bench --json bench/results.json
-  charrnn bench --only sample --only beam --corpus shakespeare
-  charrnn bench --only kernels --checkpoint checkpoints/shakespeare
-  charrnn bench --only serve
-"""
+EXAMPLES = examples(
+    "charrnn bench --quick",
+    "charrnn bench --json bench/results.json",
+    "charrnn bench --only sample --only beam --corpus shakespeare",
+    "charrnn bench --only kernels --checkpoint checkpoints/shakespeare",
+    "charrnn bench --only serve")
 
 
 def fmt(x: float | None, unit: str = "") -> str:

@@ -6,15 +6,15 @@ import sys
 
 import typer
 
-from charrnn.cli.common import App, app, emit_json, guarded, out_console
+from charrnn.cli.common import App, app, emit_json, examples, guarded, out_console
 
-corpus_app = App(help="Corpora: list and fetch the named ones, build your own, look inside.", no_args_is_help=True,
-                         context_settings={"help_option_names": ["-h", "--help"]},
-                         epilog="[bold]Examples[/]\n\n  charrnn corpus list\n  charrnn corpus get shakespeare\n  charrnn corpus stats corpora/linux.txt\n  charrnn train shakespeare --preset tiny")
+corpus_app = App(help="Corpora: list and fetch the named ones, build your own, look inside.", epilog=examples(
+    "charrnn corpus list", "charrnn corpus get shakespeare", "charrnn corpus stats corpora/linux.txt",
+    "charrnn train shakespeare --preset tiny"))
 app.add_typer(corpus_app, name="corpus")
 
 
-@corpus_app.command("list", epilog="[bold]Examples[/]\n\n  charrnn corpus list")
+@corpus_app.command("list", epilog=examples("charrnn corpus list"))
 @guarded
 def list_() -> None:
     """Show the catalog: name, size, license, and whether it is fetched."""
@@ -41,7 +41,7 @@ def catalog_table():
     return table
 
 
-@corpus_app.command("get", epilog="[bold]Examples[/]\n\n  charrnn corpus get shakespeare\n  charrnn corpus get --all --mirror ../shared/corpora")
+@corpus_app.command("get", epilog=examples("charrnn corpus get shakespeare", "charrnn corpus get --all --mirror ../shared/corpora"))
 @guarded
 def get(
     names: list[str] = typer.Argument(None, help="Catalog names.", show_default=False),
@@ -70,11 +70,9 @@ def get(
             err_console().print(shown(f"{name}: {path} (sha256 verified)"))
 
 
-BUILD_EXAMPLES = """[bold]Examples[/]
-
-  charrnn corpus build linux/kernel --glob '**/*.c' --glob '**/*.h' -o corpora/kernel.txt
-  charrnn corpus build notes/ --glob '**/*.md' -o - | charrnn train -
-"""
+BUILD_EXAMPLES = examples(
+    "charrnn corpus build linux/kernel --glob '**/*.c' --glob '**/*.h' -o corpora/kernel.txt",
+    "charrnn corpus build notes/ --glob '**/*.md' -o - | charrnn train -")
 
 
 @corpus_app.command("build", epilog=BUILD_EXAMPLES)
@@ -100,12 +98,10 @@ def build(
     info(report.summary("stdout" if out == "-" else out))
 
 
-STATS_EXAMPLES = """[bold]Examples[/]
-
-  charrnn corpus stats corpora/shakespeare.txt
-  cat notes/*.md | charrnn corpus stats -
-  charrnn corpus stats src/ --glob '**/*.py' --json | jq .vocabulary
-"""
+STATS_EXAMPLES = examples(
+    "charrnn corpus stats corpora/shakespeare.txt",
+    "cat notes/*.md | charrnn corpus stats -",
+    "charrnn corpus stats src/ --glob '**/*.py' --json | jq .vocabulary")
 
 
 @corpus_app.command("stats", epilog=STATS_EXAMPLES)

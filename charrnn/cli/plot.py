@@ -6,18 +6,14 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, guarded, show_path
+from charrnn.cli.common import app, examples, guarded, show_path
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn plot checkpoints/shakespeare
-  charrnn plot checkpoints/* -o compare.png
-  charrnn plot checkpoints/small checkpoints/large --x time --no-png
-
-The plot is drawn on stdout; the PNG (default RUN/loss.png, or ./loss.png
-for several runs) needs matplotlib: pip install 'charrnn\\[plot]'.
-"""
+EXAMPLES = examples(
+    "charrnn plot checkpoints/shakespeare",
+    "charrnn plot checkpoints/* -o compare.png",
+    "charrnn plot checkpoints/small checkpoints/large --x time --no-png",
+    then="""The plot is drawn on stdout; the PNG (default RUN/loss.png, or ./loss.png
+for several runs) needs matplotlib: pip install 'charrnn\\[plot]'.""")
 
 
 @app.command(epilog=EXAMPLES)

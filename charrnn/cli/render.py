@@ -103,7 +103,7 @@ class TableSection:
     title: str  # shown above the table
     columns: list[str]  # header cells
     rows: list[list[str]]  # body cells, as text (escaped when written)
-    numeric: tuple[int, ...] = ()  # indexes of columns aligned right
+    numeric: tuple[str, ...] = ()  # the columns aligned right
 
 
 def html_page(title: str, sections: list[Section], intro: str = "", tables: list[TableSection] = ()) -> str:
@@ -146,7 +146,7 @@ def html_page(title: str, sections: list[Section], intro: str = "", tables: list
         parts += [f"<th>{html.escape(c)}</th>" for c in t.columns]
         parts.append("</tr>\n")
         for row in t.rows:
-            cells = [f"<td class='n'>{html.escape(v)}</td>" if i in t.numeric else f"<td><code>{html.escape(v)}</code></td>"
+            cells = [f"<td class='n'>{html.escape(v)}</td>" if t.columns[i] in t.numeric else f"<td><code>{html.escape(v)}</code></td>"
                      for i, v in enumerate(row)]
             parts.append("<tr>" + "".join(cells) + "</tr>\n")
         parts.append("</table>\n")

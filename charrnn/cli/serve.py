@@ -10,19 +10,15 @@ import gc
 
 import typer
 
-from charrnn.cli.common import app, guarded, show_path
+from charrnn.cli.common import app, examples, guarded, show_path
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn serve checkpoints/shakespeare
-  curl -N localhost:8000/v1/completions -d '{"prompt": "ROMEO:", "max_tokens": 200, "stream": true}'
-  charrnn serve model.safetensors --port 8080 --max-concurrent 16 --precision bf16
-
-Open http://127.0.0.1:8000/ for the playground. The API speaks OpenAI's completions
+EXAMPLES = examples(
+    "charrnn serve checkpoints/shakespeare",
+    "curl -N localhost:8000/v1/completions -d '{\"prompt\": \"ROMEO:\", \"max_tokens\": 200, \"stream\": true}'",
+    "charrnn serve model.safetensors --port 8080 --max-concurrent 16 --precision bf16",
+    then="""Open http://127.0.0.1:8000/ for the playground. The API speaks OpenAI's completions
 (/v1/completions, /v1/models), so the openai client works with base_url=".../v1";
-/v1/score gives per-character surprisal. It listens on 127.0.0.1 only unless --host says otherwise.
-"""
+/v1/score gives per-character surprisal. It listens on 127.0.0.1 only unless --host says otherwise.""")
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

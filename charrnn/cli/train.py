@@ -6,33 +6,29 @@ from dataclasses import fields
 
 import typer
 
-from charrnn.cli.common import app, guarded
+from charrnn.cli.common import app, examples, guarded
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.util.errors import CharrnnError
 from charrnn.training.sizing import LADDER
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn train corpus.txt --time 120
-  charrnn train shakespeare --preset tiny
-  charrnn train warpeace --config runs/wp.yaml --lr 1e-3
-  charrnn train --config checkpoints/shakespeare/config.yaml
-  charrnn train src/ --glob '**/*.c' --glob '**/*.h' --cell gru --layers 3
-  cat *.tex | charrnn train - -o checkpoints/latex
-  charrnn train --resume checkpoints/shakespeare
-  charrnn train poems.txt --init-from checkpoints/shakespeare --steps 500
-  charrnn train corpus.txt --save-every 1000 --keep 5
-  charrnn train warpeace --tokens word --max-vocab 8000 --time 300
-  charrnn train chat-logs.txt --tokens byte
-
-Settings are layered, later winning: defaults <- --preset <- --config FILE
+EXAMPLES = examples(
+    "charrnn train corpus.txt --time 120",
+    "charrnn train shakespeare --preset tiny",
+    "charrnn train warpeace --config runs/wp.yaml --lr 1e-3",
+    "charrnn train --config checkpoints/shakespeare/config.yaml",
+    "charrnn train src/ --glob '**/*.c' --glob '**/*.h' --cell gru --layers 3",
+    "cat *.tex | charrnn train - -o checkpoints/latex",
+    "charrnn train --resume checkpoints/shakespeare",
+    "charrnn train poems.txt --init-from checkpoints/shakespeare --steps 500",
+    "charrnn train corpus.txt --save-every 1000 --keep 5",
+    "charrnn train warpeace --tokens word --max-vocab 8000 --time 300",
+    "charrnn train chat-logs.txt --tokens byte",
+    then="""Settings are layered, later winning: defaults <- --preset <- --config FILE
 <- flags. Presets: tiny (seconds), small (CPU minutes), medium, large (GPU),
 and one per catalog corpus (--preset linux). Each run folder gets a
-config.yaml with every setting: pass it to --config to repeat the run.
-"""
+config.yaml with every setting: pass it to --config to repeat the run.""")
 
 _DEFAULTS = {f.name: f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
 SOURCE_FLAGS = ("glob", "encoding", "tokens", "max_vocab")  # where the text comes from (the corpus is an argument)
