@@ -7,11 +7,6 @@ lexer sees the line together with the lines before it, so a `/* comment */` or a
 
 Only ever on a terminal: `make_writer` returns a plain `TextWriter` when stdout is a
 pipe or a file, so piped output is byte for byte the generated text.
-
-    writer = make_writer(language_for("auto", loaded.checkpoint))
-    for ch in generate(...):
-        writer.write(ch)
-    writer.finish()
 """
 
 from __future__ import annotations
@@ -68,12 +63,11 @@ class HighlightWriter:
         return self.writer.tty
 
     def write(self, text: str) -> bool:
-        for piece in text.split("\n")[:-1] if "\n" in text else ():
-            self._raw(piece)
+        *lines, tail = text.split("\n")
+        for line in lines:
+            self._raw(line)
             self._redraw(end="\n")
-        tail = text.rsplit("\n", 1)[-1]
-        if tail:
-            self._raw(tail)
+        self._raw(tail)
         return not self.writer.closed
 
     def _raw(self, piece: str) -> None:

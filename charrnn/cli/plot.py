@@ -31,13 +31,15 @@ def plot(
 
     from rich.console import Console
 
+    from charrnn.cli.plots import MAX_HEIGHT, MISSING_MATPLOTLIB, X_AXES, load_runs, save_png, terminal_plot
     from charrnn.training.checkpoint import newest_checkpoint
-    from charrnn.util.console import TextWriter, err_console, info, warn
-    from charrnn.util.errors import CharrnnError
-    from charrnn.cli.plots import MISSING_MATPLOTLIB, check_height, check_x, load_runs, save_png, terminal_plot
+    from charrnn.util.console import TextWriter, err_console, info, shown, warn
+    from charrnn.util.errors import CharrnnError, UsageError
 
-    check_x(x)
-    check_height(height)
+    if x not in X_AXES:
+        raise UsageError(f"--x must be one of {', '.join(X_AXES)}")
+    if not 4 <= height <= MAX_HEIGHT:  # a tick at the top, middle and bottom
+        raise UsageError(f"--height must be between 4 and {MAX_HEIGHT} (rows of the terminal plot)")
     if not runs:
         runs = [str(newest_checkpoint().parent)]
         info(f"plotting {show_path(runs[0])} (the newest run)")
@@ -63,6 +65,4 @@ def plot(
             warn(MISSING_MATPLOTLIB)  # the PNG was not asked for by name: the terminal plot is enough
             return
         raise
-    from charrnn.util.console import shown
-
     err_console().print(shown(f"wrote {target}"))
