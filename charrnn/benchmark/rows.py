@@ -82,7 +82,9 @@ class Row:
 
 
 def flops_per_char(cell: str, layers: int, hidden: int, embed: int, vocab: int) -> float:
-    """Training FLOPs per character, matrix products only (see the module docstring)."""
+    """Training FLOPs per character, counting only the matrix products: a layer with G gates, input width I
+    and H units multiplies a (G*H, I + H) matrix forward, 2*G*H*(I + H) FLOPs; the backward pass costs
+    about twice that (gradients for inputs and weights): 6*G*H*(I + H) per layer, plus 6*H*V for the output."""
     g, total = GATES[cell], 6.0 * hidden * vocab
     for k in range(layers):
         total += 6.0 * g * hidden * ((embed if k == 0 else hidden) + hidden)

@@ -31,11 +31,10 @@ def results_table(result: dict):
     from rich.text import Text
 
     m = result["machine"]
-    table = result_table(title=f"charrnn bench — {m.get('cpu_summary', m['cpu'])}, {m['cores']} cores, torch {m['torch']}, "
-                        f"corpus: {result['corpus']['name']}", title_justify="left")
-    for name, justify in (("row", "left"), ("figure", "right"), ("unit", "left"), ("baseline", "right"),
-                          ("baseline is", "left"), ("ratio", "right"), ("goal", "left"), ("", "left"), ("note", "left")):
-        table.add_column(name, justify=justify)
+    table = result_table(f"charrnn bench — {m.get('cpu_summary', m['cpu'])}, {m['cores']} cores, torch {m['torch']}, "
+                         f"corpus: {result['corpus']['name']}",
+                         ("row", "figure", "unit", "baseline", "baseline is", "ratio", "goal", "", "note"),
+                         numeric=("figure", "baseline", "ratio"))
     for r in result["rows"]:
         goals = [f"≥ {r['goal_ratio']:g}×"] if r["goal_ratio"] else []
         goals += [f"≥ {r['goal_figure']:,.0f}"] if r["goal_figure"] else []
@@ -69,7 +68,8 @@ def bench(
     import json
     from dataclasses import replace
 
-    from charrnn.benchmark.suite import SECTIONS, BenchConfig, run_bench
+    from charrnn.benchmark.rows import SECTIONS, BenchConfig
+    from charrnn.benchmark.suite import run_bench
     from charrnn.util.files import atomic_write_text
     from charrnn.util.console import err_console, info
     from charrnn.util.errors import UsageError
