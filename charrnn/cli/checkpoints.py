@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from charrnn.cli.common import App, app, emit_json, examples, guarded, out_console, result_table
+from charrnn.runtime.memory import fmt_bytes
 
 ckpt_app = App(help="Checkpoints: list runs, show one, prune snapshots, export for inference.", epilog=examples(
     "charrnn checkpoints list",
@@ -17,13 +18,6 @@ ckpt_app = App(help="Checkpoints: list runs, show one, prune snapshots, export f
     "charrnn checkpoints export checkpoints/shakespeare -o small.safetensors"))
 app.add_typer(ckpt_app, name="checkpoints")
 CHECKPOINT = typer.Argument(..., help="A checkpoint file, or a run folder (its best.pt).", show_default=False)
-
-
-def fmt_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
 
 
 def fmt_params(n: int | None) -> str:
@@ -68,7 +62,7 @@ def list_(
 
 
 @ckpt_app.command(epilog=examples("charrnn checkpoints show checkpoints/shakespeare",
-                                           "charrnn checkpoints show run/last.pt --json | jq .train_config"))
+                                  "charrnn checkpoints show run/last.pt --json | jq .train_config"))
 @guarded
 def show(
     checkpoint: str = CHECKPOINT,
@@ -107,7 +101,7 @@ def show(
 
 
 @ckpt_app.command(epilog=examples("charrnn checkpoints prune checkpoints/shakespeare --keep 3",
-                                           "charrnn checkpoints prune checkpoints --keep 0 --dry-run"))
+                                  "charrnn checkpoints prune checkpoints --keep 0 --dry-run"))
 @guarded
 def prune(
     folder: str = typer.Argument(..., help="A run folder, or a folder of runs (each is pruned).", show_default=False),

@@ -1,4 +1,5 @@
-"""Shared pieces of the CLI: the Typer app, error mapping, prime reading."""
+"""Shared pieces of the CLI: the Typer app, its consoles, error mapping, the options several commands take,
+the model that writes, prime reading."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def _version(value: bool) -> None:
 def root(
     version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    """Train character-level recurrent language models on any text, and make them write."""
+    pass
 
 
 PIPED_WIDTH = 1000  # a table written to a pipe or file is laid out this wide: one line per row, for grep
@@ -94,11 +95,6 @@ OUT_OF_MEMORY = ("out of memory: the model, batch or text is too big for the mem
                  "(see `ulimit -v` and free memory); use a smaller model, batch or --length")
 
 
-def is_out_of_memory(e: BaseException) -> bool:
-    text = str(e).lower()
-    return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
-
-
 def flag_names(fn) -> dict[str, str]:
     """A command's settings -> its flags (`temperature` -> `--temp`): an option's parameter is named after
     the setting it sets, and its first long flag is the one messages show."""
@@ -133,7 +129,7 @@ def guarded(fn):
             error(OUT_OF_MEMORY)
             raise typer.Exit(1) from None
         except RuntimeError as e:  # torch reports a failed allocation as a RuntimeError
-            if not is_out_of_memory(e):
+            if not any(s in str(e).lower() for s in ("out of memory", "can't allocate memory", "cannot allocate memory")):
                 raise
             error(f"{OUT_OF_MEMORY} ({str(e).splitlines()[0][:120]})")
             raise typer.Exit(1) from None
