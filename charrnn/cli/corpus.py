@@ -70,12 +70,9 @@ def get(
             err_console().print(shown(f"{name}: {path} (sha256 verified)"))
 
 
-BUILD_EXAMPLES = examples(
+@corpus_app.command("build", epilog=examples(
     "charrnn corpus build linux/kernel --glob '**/*.c' --glob '**/*.h' -o corpora/kernel.txt",
-    "charrnn corpus build notes/ --glob '**/*.md' -o - | charrnn train -")
-
-
-@corpus_app.command("build", epilog=BUILD_EXAMPLES)
+    "charrnn corpus build notes/ --glob '**/*.md' -o - | charrnn train -"))
 @guarded
 def build(
     src_dir: str = typer.Argument(..., help="Folder to collect files from.", show_default=False),
@@ -86,25 +83,20 @@ def build(
 ) -> None:
     """Concatenate a tree's text files in sorted order into one corpus; binary and non-UTF-8 files are skipped."""
     from charrnn.text.build import build_corpus
-    from charrnn.util.console import info
+    from charrnn.util.console import info, to_devnull
 
     try:
         report = build_corpus(src_dir, glob, out, follow_symlinks, force)
     except BrokenPipeError:  # `corpus build src -o - | head`: the reader has what it wanted; end quietly
-        from charrnn.util.console import to_devnull
-
         to_devnull(sys.stdout)
         return
     info(report.summary("stdout" if out == "-" else out))
 
 
-STATS_EXAMPLES = examples(
+@corpus_app.command("stats", epilog=examples(
     "charrnn corpus stats corpora/shakespeare.txt",
     "cat notes/*.md | charrnn corpus stats -",
-    "charrnn corpus stats src/ --glob '**/*.py' --json | jq .vocabulary")
-
-
-@corpus_app.command("stats", epilog=STATS_EXAMPLES)
+    "charrnn corpus stats src/ --glob '**/*.py' --json | jq .vocabulary"))
 @guarded
 def stats(
     sources: list[str] = typer.Argument(..., help="Files, folders (see --glob), catalog names, or - for stdin.", show_default=False),
@@ -138,11 +130,10 @@ def _print_stats(s, top: int) -> None:
     table.add_column()
     rows = [("files", f"{s.files:,}"), ("bytes", f"{s.bytes:,}"), ("characters", f"{s.characters:,}"),
             ("lines", f"{s.lines:,}"), ("vocabulary", f"{s.vocabulary:,} distinct characters")]
-    rows = [(label, visible(value)) for label, value in rows]
+    # show_char makes a character visible ('e', space, U+202E); on a terminal a no-break space keeps each
+    # pair on one line when the row wraps (piped, rows never wrap)
+    joint = "\u00a0" if sys.stdout.isatty() else " "
     for label, chars in (("commonest", s.commonest(top)), ("rarest", s.rarest(top))):
-        # show_char makes a character visible ('e', space, U+202E); on a terminal a no-break space keeps each
-        # pair on one line when the row wraps (piped, rows never wrap)
-        joint = "\u00a0" if sys.stdout.isatty() else " "
         rows.append((label, "  ".join(f"{show_char(c)}{joint}{n:,}" for c, n in chars)))
     rows.append(("oddities", visible("\n".join(s.oddities()), keep="\n") or "none"))
     for label, value in rows:
