@@ -63,12 +63,12 @@ from charrnn.training.trainer import Trainer
 
 
 class PlainRNN(nn.Module):
-    """embedding -> nn.LSTM (or nn.GRU) -> linear, nothing else."""
+    """embedding -> nn.LSTM -> linear, nothing else."""
 
-    def __init__(self, vocab_size: int, embed: int, hidden: int, layers: int, cell: str = "lstm"):
+    def __init__(self, vocab_size: int, embed: int, hidden: int, layers: int):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed)
-        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](embed, hidden, layers, batch_first=True)
+        self.rnn = nn.LSTM(embed, hidden, layers, batch_first=True)
         self.head = nn.Linear(hidden, vocab_size)
 
     def forward(self, x, hx=None):
@@ -80,11 +80,11 @@ class PlainTrainer:
     """A plain fp32 loop (cuDNN's nn.LSTM on a GPU): B contiguous streams read T characters at a time, AdamW, clip at 5."""
 
     def __init__(self, tokens: np.ndarray, vocab_size: int, layers: int, hidden: int, embed: int,
-                 batch_size: int, seq_len: int, lr: float = 4e-3, cell: str = "lstm", device: str = "cpu"):
+                 batch_size: int, seq_len: int, lr: float = 4e-3, device: str = "cpu"):
         n = len(tokens) // batch_size
         data = torch.from_numpy(np.asarray(tokens[: n * batch_size], dtype=np.int64)).view(batch_size, n)
         self.data = data.to(device)  # (B, n): the whole text on the device, as a plain script keeps it
-        self.model = PlainRNN(vocab_size, embed, hidden, layers, cell).to(device)
+        self.model = PlainRNN(vocab_size, embed, hidden, layers).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr)
         self.seq_len, self.pos, self.hx = seq_len, 0, None
 
@@ -101,7 +101,7 @@ class PlainTrainer:
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.opt.step()
-        self.hx = tuple(h.detach() for h in hx) if isinstance(hx, tuple) else hx.detach()
+        self.hx = tuple(h.detach() for h in hx)  # (h, c): carried to the next chunk, its graph cut
         return loss.item()
 
 
@@ -238,8 +238,8 @@ def beam_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> lis
     """Beam search as `charrnn beam` runs it (kernel and threads chosen by timing) vs eager nn.LSTM at batch = width."""
     layers, hidden = cfg.beam_shape
     w = cfg.beam_width
-    key, what = f"beam_w{w}_{layers}x{hidden}", f"beam search, width {w}, {layers}×{hidden} LSTM"
-    log(f"beam search, width {w}, {layers}×{hidden} LSTM")
+    what = f"beam search, width {w}, {layers}×{hidden} LSTM"
+    log(what)
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=len(vocab), layers=layers, hidden=hidden, embed=cfg.embed)).eval()
     x, state = torch.zeros(w, 1, dtype=torch.long), model.init_state(w)
@@ -255,7 +255,7 @@ def beam_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> lis
         r = interleaved_rates({"beam": (lambda: beam_search(model, vocab, width=w, length=length, kernel=choice.kernel),
                                         length), "eager": (eager_step, 1)}, cfg.window, cfg.repeats)
     steps = choice.verdict.rates if choice.verdict else {}
-    return [Row(key, f"{what}, {choice.kernel} kernel, {_threads_name(choice.threads)}", r["beam"], "chars/s",
+    return [Row(f"beam_w{w}_{layers}x{hidden}", f"{what}, {choice.kernel} kernel, {_threads_name(choice.threads)}", r["beam"], "chars/s",
                 f"eager nn.LSTM steps/s at batch {w}", r["eager"], goal_figure=BEAM_GOALS.get((layers, hidden, w)),
                 note="kernel steps/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in steps.items()),
                 extra={"threads": choice.threads, "precision": choice.kernel, "kernel_steps_per_sec": steps})]
