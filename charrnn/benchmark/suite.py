@@ -50,7 +50,7 @@ from charrnn.model.kernels import choose_kernel, kernels_for
 from charrnn.model.rnn import CharRNN, ModelConfig
 from charrnn.runtime.cache import TuneCache, cpu_info, cpu_summary
 from charrnn.runtime.device import cpu_has_fast_bf16
-from charrnn.runtime.threads import default_threads, set_threads
+from charrnn.runtime.threads import candidates, default_threads, set_threads
 from charrnn.runtime.threads import torch_threads as threads
 from charrnn.runtime.timing import (LOW_PRECISION_MARGIN, SAMPLE_THREAD_MARGIN, choose, interleaved_rates,
                                     precision_verdict, thread_verdict)
@@ -202,8 +202,7 @@ def sample_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> l
     count in `cfg.sample_threads` follows. Every kernel's rate is kept in the row's extra.
     """
     rows = []
-    cores = default_threads()
-    counts = sorted({n or cores for n in cfg.sample_threads} | ({1, cores} if 0 in cfg.sample_threads else set()))
+    counts = sorted({c for n in cfg.sample_threads for c in candidates(n)})  # 0: 1 and one per core, as auto tries
     for layers, hidden in cfg.sample_shapes:
         torch.manual_seed(0)
         model = CharRNN(ModelConfig(vocab_size=len(vocab), layers=layers, hidden=hidden, embed=cfg.embed)).eval()
@@ -215,9 +214,9 @@ def sample_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> l
         gens.update({("eager", n): sample_ids(model, [0], Sampling(10**12, seed=1), fast=False) for n in counts})
         r = interleaved_rates({key: (lambda g=g: next(g), 1) for key, g in gens.items()}, cfg.sample_window, cfg.repeats,
                               before={key: (lambda n=key[1]: set_threads(n)) for key in gens})
-        set_threads(cfg.threads or cores)
+        set_threads(cfg.threads)
         for i, n in enumerate(cfg.sample_threads):
-            tried = [n] if n else counts
+            tried = candidates(n)
             best = {k: max(r[(k, t)] for t in tried) for k in names}
             kernel = choose(best, "fp32", LOW_PRECISION_MARGIN)
             chosen = thread_verdict({t: r[(kernel, t)] for t in tried}, SAMPLE_THREAD_MARGIN)
