@@ -3,18 +3,7 @@
 from __future__ import annotations
 
 from charrnn.cli.common import app
-from charrnn.cli import (  # noqa: F401  (importing a module registers its commands)
-    train,
-    sample,
-    beam,
-    corpus,
-    checkpoints,
-    inspect,
-    plot,
-    bench,
-    chat,
-    serve,
-)
+from charrnn.cli import train, sample, beam, corpus, checkpoints, inspect, plot, bench, chat, serve  # noqa: F401  (-h order)
 
 
 def main() -> None:
