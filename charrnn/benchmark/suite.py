@@ -195,12 +195,8 @@ def _threads_name(n: int) -> str:
 
 
 def sample_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> list[Row]:
-    """sample_ids at batch 1 through every step kernel at each thread count vs eager nn.LSTM stepping.
-
-    The headline row is what `charrnn sample` would pick (the fastest kernel, a reduced-precision
-    one only when >= 10% faster than fp32; more threads only when faster); a row per fixed thread
-    count in `cfg.sample_threads` follows. Every kernel's rate is kept in the row's extra.
-    """
+    """sample_ids at batch 1 through every step kernel at each thread count vs eager nn.LSTM stepping: the
+    headline row is what `charrnn sample` would pick, a row per fixed count in `cfg.sample_threads` follows."""
     rows = []
     counts = sorted({c for n in cfg.sample_threads for c in candidates(n)})  # 0: 1 and one per core, as auto tries
     for layers, hidden in cfg.sample_shapes:
@@ -254,8 +250,9 @@ def beam_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> lis
         r = interleaved_rates({"beam": (lambda: beam_search(model, vocab, width=w, length=length, kernel=choice.kernel),
                                         length), "eager": (eager_step, 1)}, cfg.window, cfg.repeats)
     steps = choice.verdict.rates if choice.verdict else {}
-    return [Row(f"beam_w{w}_{layers}x{hidden}", f"{what}, {choice.kernel} kernel, {_threads_name(choice.threads)}", r["beam"], "chars/s",
-                f"eager nn.LSTM steps/s at batch {w}", r["eager"], goal_figure=BEAM_GOALS.get((layers, hidden, w)),
+    return [Row(f"beam_w{w}_{layers}x{hidden}", f"{what}, {choice.kernel} kernel, {_threads_name(choice.threads)}",
+                r["beam"], "chars/s", f"eager nn.LSTM steps/s at batch {w}", r["eager"],
+                goal_figure=BEAM_GOALS.get((layers, hidden, w)),
                 note="kernel steps/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in steps.items()),
                 extra={"threads": choice.threads, "precision": choice.kernel, "kernel_steps_per_sec": steps})]
 
@@ -283,11 +280,9 @@ def eval_rows(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, train_rates: d
 
 
 def kernel_rows(cfg: BenchConfig, checkpoint: str | None, corpus: str | None, log: Callable[[str], None]) -> list[Row]:
-    """What each reduced-precision step kernel costs: bits/char of held-out text through it, against fp32's.
-
-    The held-out text is the last `val_fraction` of the corpus (the checkpoint's own, unless
-    --corpus names another), its first `cfg.kernel_chars` characters, stepped one at a time.
-    """
+    """What each reduced-precision step kernel costs: bits/char of held-out text through it, against fp32's:
+    the first `cfg.kernel_chars` characters of the corpus's last tenth (the checkpoint's own corpus, unless
+    --corpus names another), stepped one at a time."""
     from charrnn.inspect.surprise import encode_known
     from charrnn.text.catalog import resolve_source
     from charrnn.text.corpus import read_text, split_train_val
@@ -305,12 +300,13 @@ def kernel_rows(cfg: BenchConfig, checkpoint: str | None, corpus: str | None, lo
     tokens = encode_known(vocab, read_text([str(s) for s in sources])).tokens  # (characters it cannot read: left out)
     _, held_out = split_train_val(tokens, 0.1, vocab.char_counts)
     held_out = held_out[: cfg.kernel_chars]
-    per_char = (len(held_out) - 1) / max(int(vocab.char_counts[np.asarray(held_out[1:], dtype=np.int64)].sum()), 1)
+    chars = max(int(vocab.char_counts[np.asarray(held_out[1:], dtype=np.int64)].sum()), 1)  # predicted
     c = loaded.model.config
     log(f"kernels: bits/char of {len(held_out):,} held-out characters through each step kernel "
         f"({c.layers}×{c.hidden} {c.cell})")
     with threads(1):
-        bpc = {k: kernel_bits_per_char(loaded.model, held_out, k) * per_char for k in kernels_for(loaded.model)}  # (tokens -> chars)
+        bpc = {k: kernel_bits_per_char(loaded.model, held_out, k) * (len(held_out) - 1) / chars
+               for k in kernels_for(loaded.model)}
     return [Row(f"kernel_bpc_{k}", f"{k} step kernel: bits/char cost, {c.layers}×{c.hidden} {c.cell}",
                 bpc[k] - bpc["fp32"], "bits/char", "fp32 kernel bits/char", bpc["fp32"], goal_max=0.01,
                 extra={"bits_per_char": bpc[k], "chars": len(held_out)})
