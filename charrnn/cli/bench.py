@@ -71,7 +71,7 @@ def bench(
     from charrnn.benchmark.rows import SECTIONS, BenchConfig
     from charrnn.benchmark.suite import run_bench
     from charrnn.util.files import atomic_write_text
-    from charrnn.util.console import err_console, info
+    from charrnn.util.console import info
     from charrnn.util.errors import UsageError
     from charrnn.runtime.threads import check_threads
 
@@ -86,5 +86,5 @@ def bench(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
-        err_console().print(f"wrote {json_out}", style="dim")
+        info(f"wrote {json_out}")
     info(f"bench: {result['seconds']:.0f} s")

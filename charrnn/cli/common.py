@@ -189,7 +189,7 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, set
     from charrnn.runtime.device import resolve_device
     from charrnn.runtime.threads import check_threads, torch_threads
     from charrnn.training.checkpoint import load_model
-    from charrnn.util.console import err_console, info
+    from charrnn.util.console import info
 
     check_threads(threads)
     if precision not in ("auto", *KERNELS):
@@ -202,7 +202,7 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, set
         check_batch_memory(loaded.model, settings, keep)
         choice = choose_kernel(loaded.model, settings.width or settings.n, precision, threads, steps=settings.length)
         if choice.verdict is not None and not choice.verdict.cached:  # measured now: say so, once per machine and shape
-            err_console().print(choice.describe() + " (kept for next time)", style="dim", markup=False, highlight=False)
+            info(choice.describe() + " (kept for next time)")
     with torch_threads(choice.threads):
         yield loaded, choice.kernel
 

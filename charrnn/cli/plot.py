@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, examples, guarded, show_path
+from charrnn.cli.common import app, examples, guarded, out_console, show_path
 
 EXAMPLES = examples(
     "charrnn plot checkpoints/shakespeare",
@@ -29,11 +29,9 @@ def plot(
     """Plot train and validation bits/char against steps or time, for one run or several."""
     import shutil
 
-    from rich.console import Console
-
     from charrnn.cli.plots import MAX_HEIGHT, MISSING_MATPLOTLIB, X_AXES, load_runs, save_png, terminal_plot
     from charrnn.training.checkpoint import newest_checkpoint
-    from charrnn.util.console import TextWriter, err_console, info, shown, warn
+    from charrnn.util.console import info, warn
     from charrnn.util.errors import CharrnnError, UsageError
 
     if x not in X_AXES:
@@ -48,13 +46,7 @@ def plot(
         warn(f"skipped: {message}")
     if terminal:
         width = min(100, shutil.get_terminal_size((80, 24)).columns)
-        text = terminal_plot(loaded, x, width=width, height=height)
-        writer = TextWriter()
-        if writer.tty:
-            Console(highlight=False).print(text, end="")
-        else:
-            writer.write(text.plain)
-            writer.finish()
+        out_console().print(terminal_plot(loaded, x, width, height), end="")  # coloured on a terminal only
     if not png:
         return
     target = out or (loaded[0].path.parent / "loss.png" if len(loaded) == 1 else Path("loss.png"))
@@ -65,4 +57,4 @@ def plot(
             warn(MISSING_MATPLOTLIB)  # the PNG was not asked for by name: the terminal plot is enough
             return
         raise
-    err_console().print(shown(f"wrote {target}"))
+    info(f"wrote {target}")
