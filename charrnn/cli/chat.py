@@ -1,9 +1,7 @@
 """`charrnn chat`: a prompt loop; each line you type is read into the model, and it answers.
 
-The answers go to stdout; the prompt, notes and errors to stderr, so a piped conversation
-(`printf '...' | charrnn chat > answers.txt`) keeps only the answers. The conversation itself
-(state, settings, answers) is `charrnn.generation.chat.Conversation`; this module reads lines and
-commands and writes what comes back.
+Only the answers go to stdout, so a piped conversation (`printf '...' | charrnn chat > answers.txt`)
+keeps only them. The conversation itself (state, settings, answers) is `generation.chat.Conversation`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""`charrnn checkpoints ...`: list, show, prune and export checkpoints.
-
-The table or report a command exists to produce goes to stdout (so it can be piped or saved;
-`--json` for scripts); notes about what was done go to stderr.
-"""
+"""`charrnn checkpoints ...`: list, show, prune and export checkpoints."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """`charrnn eval`, `charrnn score`, `charrnn cells`: look at what a trained model knows.
 
-The report is the command's result and goes to stdout (coloured on a terminal, plain when
-piped); with `--json` the JSON is the result on stdout and the report is shown on stderr.
+The report is the command's result, on stdout; with `--json` the JSON is, and the report goes to stderr.
 """
 
 from __future__ import annotations
