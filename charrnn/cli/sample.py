@@ -60,10 +60,7 @@ def sample(
     with inference(checkpoint, device, threads, prime_text, settings, precision, keep=n > 1) as (loaded, kernel):
         writer = make_writer(language_for(highlight, loaded.checkpoint))
         echo = "" if continuation_only else prime_text  # printed before each sample, exactly as given
-        if n == 1:
-            write_one(loaded, writer, echo, settings, prime_text, kernel)
-        else:
-            write_many(loaded, writer, echo, unescape(separator), settings, prime_text, kernel)
+        write_samples(loaded, writer, echo, unescape(separator), settings, prime_text, kernel)
         writer.finish()
 
 
@@ -75,48 +72,38 @@ def end_sample(writer, text: str) -> None:
         writer.end_sample()
 
 
-def write_one(loaded, writer, echo: str, settings, prime: str, kernel: str) -> None:
-    """Stream one sample, character by character, after the echoed prime."""
-    from charrnn.generation.sampling import generate
-
-    last = echo[-1:]
-    writer.write(echo)
-    for last in generate(loaded.model, loaded.vocab, settings, prime, kernel):
-        if not writer.write(last):
-            break
-    if not writer.closed:
-        end_sample(writer, last)
-
-
-def write_many(loaded, writer, echo: str, separator: str, settings, prime: str, kernel: str) -> None:
-    """Draw n samples in lockstep: the first is streamed, the others are kept and written after it."""
+def write_samples(loaded, writer, echo: str, separator: str, settings, prime: str, kernel: str) -> None:
+    """Draw the samples in lockstep: the first is streamed as it comes, the others are kept and written after
+    it (on a terminal under a header each, piped joined by `separator`)."""
     import sys
 
-    from charrnn.util.console import err_console
     from charrnn.generation.sampling import generate_batch, separator_after
+    from charrnn.util.console import err_console
 
     def header(i: int) -> None:  # on a terminal only: a rule on stderr, between the samples on stdout
-        if writer.tty:
+        if writer.tty and n > 1:
             sys.stdout.flush()
             err_console().rule(f"sample {i + 1} of {n}", style="dim")
 
-    n = settings.n
-    texts = [echo] * n
+    n, room = settings.n, max(len(separator), 1)
+    end, kept = echo[-room:], [echo] * (n - 1)  # the first sample's end (what follows it depends on), the others
     header(0)
     writer.write(echo)
     for chars in generate_batch(loaded.model, loaded.vocab, settings, prime, kernel):
-        for i, ch in enumerate(chars):
-            texts[i] += ch
+        end = (end + chars[0])[-room:]
+        for i, ch in enumerate(chars[1:]):
+            kept[i] += ch
         if chars[0] and not writer.write(chars[0]):
             break
-    for i in range(1, n):
+    for i, text in enumerate(kept, 1):
         if writer.closed:
             break
         if writer.tty:
-            end_sample(writer, texts[i - 1])
+            end_sample(writer, end)
         else:
-            writer.write(separator_after(texts[i - 1], separator))
+            writer.write(separator_after(end, separator))
         header(i)
-        writer.write(texts[i])
+        writer.write(text)
+        end = text
     if not writer.closed:
-        end_sample(writer, texts[-1])
+        end_sample(writer, end)
