@@ -24,12 +24,8 @@ RSS_CHILD = "import sys, json; from charrnn.benchmark.memory import rss_child; p
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB.
-
-    Linux: VmHWM of /proc/self/status, which belongs to the current address space. (ru_maxrss
-    would not do: Linux carries it across execve, so a child started by a big parent reports
-    the parent's peak.) Elsewhere: ru_maxrss.
-    """
+    """This process's peak resident set size in MB: on Linux VmHWM, which belongs to the current address
+    space (Linux carries ru_maxrss across execve: a child of a big parent would report the parent's peak)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -55,8 +51,7 @@ def rss_child(layers: int, hidden: int, embed: int, batch: int, seq_len: int, st
     for _ in range(steps):
         trainer.train_step()
     trainer.validate()
-    peak = peak_rss_mb()
-    return {"base_mb": base, "peak_mb": peak, "params": trainer.model.num_params()}
+    return {"base_mb": base, "peak_mb": peak_rss_mb(), "params": trainer.model.num_params()}
 
 
 def memory_setup(item, cfg: BenchConfig) -> tuple[str, str, list[int]]:
@@ -68,8 +63,9 @@ def memory_setup(item, cfg: BenchConfig) -> tuple[str, str, list[int]]:
         m, t = ModelConfig(vocab_size=1), TrainConfig()
         layers, hidden, embed = (p.get(k, getattr(m, k)) for k in ("layers", "hidden", "embed"))
         batch, seq_len = (p.get(k, getattr(t, k)) for k in ("batch_size", "seq_len"))
-        label = f"{item} preset, {layers}×{hidden} B{batch}×T{seq_len}" if item != "default" else f"defaults, {layers}×{hidden} B{batch}×T{seq_len}"
-        return f"memory_{item}", f"peak RSS training, {label}", [layers, hidden, embed, batch, seq_len]
+        label = "defaults" if item == "default" else f"{item} preset"
+        return (f"memory_{item}", f"peak RSS training, {label}, {layers}×{hidden} B{batch}×T{seq_len}",
+                [layers, hidden, embed, batch, seq_len])
     layers, hidden = item
     return (f"memory_lstm_{layers}x{hidden}", f"peak RSS training {layers}×{hidden} LSTM",
             [layers, hidden, cfg.embed, cfg.batch_size, cfg.seq_len])

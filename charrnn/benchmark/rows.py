@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 SECTIONS = ("train", "sample", "beam", "eval", "kernels", "memory", "serve")
 
 
@@ -82,11 +83,11 @@ class Row:
 
 
 def flops_per_char(cell: str, layers: int, hidden: int, embed: int, vocab: int) -> float:
-    """Training FLOPs per character, matrix products only (see the module docstring)."""
-    g, total = GATES[cell], 6.0 * hidden * vocab
-    for k in range(layers):
-        total += 6.0 * g * hidden * ((embed if k == 0 else hidden) + hidden)
-    return total
+    """Training FLOPs per character, counting only the matrix products: an entry of a weight matrix (the
+    embedding is a lookup) costs 2 FLOPs forward and about twice that backward (gradients for inputs and
+    weights), 6 in all; for a layer with G gates, I inputs and H units, 6*G*H*(I + H)."""
+    shapes = ModelConfig(vocab_size=vocab, cell=cell, layers=layers, hidden=hidden, embed=embed).param_shapes()
+    return 6.0 * sum(math.prod(s) for name, s in shapes.items() if len(s) == 2 and name != "embedding.weight")
 
 
 def synthetic_text(n: int, seed: int = 0) -> str:

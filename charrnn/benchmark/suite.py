@@ -23,20 +23,16 @@ Each figure is the best of `repeats` timed windows.
 
 The choices are made with the same rules as `charrnn train`, `sample` and `beam` make them
 (`charrnn.runtime.timing`), from the rates measured here, never from the cache.
-
-FLOPs per character, counting only the matrix products: a layer with G gates (LSTM 4,
-GRU 3, RNN 1), input width I and H units multiplies a (G*H, I + H) matrix forward, costing
-2*G*H*(I + H) FLOPs; the backward pass costs about twice that (gradients for inputs and
-weights), so training costs 6*G*H*(I + H) per layer, plus 6*H*V for the output layer.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -44,36 +40,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charrnn.runtime.timing import LOW_PRECISION_MARGIN, choose, precision_verdict
-from charrnn.runtime.cache import TuneCache, cpu_info, cpu_summary
-from charrnn.runtime.timing import SAMPLE_THREAD_MARGIN, thread_verdict
-from charrnn.inspect.evaluation import evaluate
-from charrnn.model.rnn import CharRNN, ModelConfig
-from charrnn.generation.beam import beam_search
 from charrnn.benchmark.memory import memory_rows
-from charrnn.benchmark.rows import SECTIONS, BenchConfig, Row, flops_per_char, synthetic_text  # noqa: F401  (SECTIONS: for the CLI)
+from charrnn.benchmark.rows import BenchConfig, Row, flops_per_char, synthetic_text
+from charrnn.generation.beam import beam_search
 from charrnn.generation.sampling import sample_ids
 from charrnn.generation.settings import Sampling
-from charrnn.training.config import TrainConfig
-from charrnn.runtime.device import cpu_has_fast_bf16
-from charrnn.runtime.threads import default_threads, set_threads
-from charrnn.runtime.threads import torch_threads as threads
-from charrnn.inspect.evaluation import kernel_bits_per_char
+from charrnn.inspect.evaluation import evaluate, kernel_bits_per_char
 from charrnn.model.kernels import choose_kernel, kernels_for
-from charrnn.training.trainer import Trainer
-from charrnn.training.speed import DTYPES, eval_precision
+from charrnn.model.rnn import CharRNN, ModelConfig
+from charrnn.runtime.cache import TuneCache, cpu_info, cpu_summary
+from charrnn.runtime.device import cpu_has_fast_bf16
+from charrnn.runtime.threads import candidates, default_threads, set_threads
+from charrnn.runtime.threads import torch_threads as threads
+from charrnn.runtime.timing import (LOW_PRECISION_MARGIN, SAMPLE_THREAD_MARGIN, choose, interleaved_rates,
+                                    precision_verdict, thread_verdict)
 from charrnn.text.vocab import Vocab
+from charrnn.training.config import TrainConfig
+from charrnn.training.speed import DTYPES, eval_precision
+from charrnn.training.trainer import Trainer
 
 # ---- the plain baseline: what a PyTorch user writes without charrnn ----------------------------
 
 
 class PlainRNN(nn.Module):
-    """embedding -> nn.LSTM (or nn.GRU) -> linear, nothing else."""
+    """embedding -> nn.LSTM -> linear, nothing else."""
 
-    def __init__(self, vocab_size: int, embed: int, hidden: int, layers: int, cell: str = "lstm"):
+    def __init__(self, vocab_size: int, embed: int, hidden: int, layers: int):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed)
-        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](embed, hidden, layers, batch_first=True)
+        self.rnn = nn.LSTM(embed, hidden, layers, batch_first=True)
         self.head = nn.Linear(hidden, vocab_size)
 
     def forward(self, x, hx=None):
@@ -85,11 +80,11 @@ class PlainTrainer:
     """A plain fp32 loop (cuDNN's nn.LSTM on a GPU): B contiguous streams read T characters at a time, AdamW, clip at 5."""
 
     def __init__(self, tokens: np.ndarray, vocab_size: int, layers: int, hidden: int, embed: int,
-                 batch_size: int, seq_len: int, lr: float = 4e-3, cell: str = "lstm", device: str = "cpu"):
+                 batch_size: int, seq_len: int, lr: float = 4e-3, device: str = "cpu"):
         n = len(tokens) // batch_size
         data = torch.from_numpy(np.asarray(tokens[: n * batch_size], dtype=np.int64)).view(batch_size, n)
         self.data = data.to(device)  # (B, n): the whole text on the device, as a plain script keeps it
-        self.model = PlainRNN(vocab_size, embed, hidden, layers, cell).to(device)
+        self.model = PlainRNN(vocab_size, embed, hidden, layers).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr)
         self.seq_len, self.pos, self.hx = seq_len, 0, None
 
@@ -106,15 +101,12 @@ class PlainTrainer:
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.opt.step()
-        self.hx = tuple(h.detach() for h in hx) if isinstance(hx, tuple) else hx.detach()
+        self.hx = tuple(h.detach() for h in hx)  # (h, c): carried to the next chunk, its graph cut
         return loss.item()
 
 
-# ---- timing ----------------------------------------------------------------------------------
-
-
 def rate(fn: Callable[[], object], units: float, window: float, warmup: int = 2) -> float:
-    """Units per second of calling fn() repeatedly for about `window` seconds (after warm-up)."""
+    """Units per second of calling fn() repeatedly for about `window` seconds, after warm-up (bench/gpu.py)."""
     for _ in range(warmup):
         fn()
     calls, t0 = 0, time.perf_counter()
@@ -124,19 +116,6 @@ def rate(fn: Callable[[], object], units: float, window: float, warmup: int = 2)
         elapsed = time.perf_counter() - t0
         if elapsed >= window:
             return calls * units / elapsed
-
-
-def best_rates(contenders: dict, cfg: BenchConfig, before: dict | None = None) -> dict:
-    """Best rate of each contender over cfg.repeats windows, taken in turn (A, B, A, B, ...).
-
-    `before[name]` runs untimed before each of that contender's windows (e.g. setting threads)."""
-    best = dict.fromkeys(contenders, 0.0)
-    for r in range(cfg.repeats):
-        for name, (fn, units) in contenders.items():
-            if before and name in before:
-                before[name]()
-            best[name] = max(best[name], rate(fn, units, cfg.window, warmup=2 if r == 0 else 0))
-    return best
 
 
 # ---- the text ----------------------------------------------------------------------------------
@@ -161,7 +140,7 @@ def bench_text(corpus: str | None) -> tuple[str, str]:
 
 # ---- the rows ----------------------------------------------------------------------------------
 
-SAMPLE_GOALS = {(2, 512): 8_000, (2, 256): 20_000}  # chars/s at batch 1 (issue 13)
+SAMPLE_GOALS = {(2, 512): 8_000, (2, 256): 20_000}  # chars/s at batch 1
 BEAM_GOALS = {(2, 512, 5): 3_000}  # chars/s at (layers, hidden, width)
 PRECISION_NAMES = {"fp32": "fp32", "bf16": "bf16 autocast"}
 
@@ -183,7 +162,8 @@ def train_rows(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, log: Callable
             log(f"training {layers}×{hidden} LSTM: charrnn in fp32 and bf16 vs a plain fp32 nn.LSTM loop")
             ours_by = {p: _trainer(cfg, vocab, tokens, "lstm", layers, hidden, p) for p in DTYPES}
             plain = PlainTrainer(tokens, V, layers, hidden, cfg.embed, cfg.batch_size, cfg.seq_len)
-            r = best_rates({**{p: (t.train_step, chars) for p, t in ours_by.items()}, "plain": (plain.step, chars)}, cfg)
+            contenders = {**{p: (t.train_step, chars) for p, t in ours_by.items()}, "plain": (plain.step, chars)}
+            r = interleaved_rates(contenders, cfg.window, cfg.repeats)
             verdict = precision_verdict({p: r[p] for p in DTYPES})
             auto = verdict.choice
             choices[(layers, hidden)] = auto
@@ -200,7 +180,8 @@ def train_rows(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, log: Callable
             prec = choices.get((layers, hidden), "fp32")
             log(f"training {layers}×{hidden} GRU vs LSTM, per FLOP ({prec})")
             gru, lstm = (_trainer(cfg, vocab, tokens, c, layers, hidden, prec) for c in ("gru", "lstm"))
-            r = best_rates({"gru": (gru.train_step, chars), "lstm": (lstm.train_step, chars)}, cfg)
+            r = interleaved_rates({"gru": (gru.train_step, chars), "lstm": (lstm.train_step, chars)},
+                                  cfg.window, cfg.repeats)
             g = {c: r[c] * flops_per_char(c, layers, hidden, cfg.embed, V) / 1e9 for c in r}
             rows.append(Row(f"train_gru_{layers}x{hidden}", f"train {layers}×{hidden} GRU, charrnn ({PRECISION_NAMES[prec]})",
                             g["gru"], "GFLOP/s", f"{layers}×{hidden} LSTM", g["lstm"], goal_ratio=1.0,
@@ -214,15 +195,10 @@ def _threads_name(n: int) -> str:
 
 
 def sample_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> list[Row]:
-    """sample_ids at batch 1 through every step kernel at each thread count vs eager nn.LSTM stepping.
-
-    The headline row is what `charrnn sample` would pick (the fastest kernel, a reduced-precision
-    one only when >= 10% faster than fp32; more threads only when faster); a row per fixed thread
-    count in `cfg.sample_threads` follows. Every kernel's rate is kept in the row's extra.
-    """
+    """sample_ids at batch 1 through every step kernel at each thread count vs eager nn.LSTM stepping: the
+    headline row is what `charrnn sample` would pick, a row per fixed count in `cfg.sample_threads` follows."""
     rows = []
-    cores = default_threads()
-    counts = sorted({n or cores for n in cfg.sample_threads} | ({1, cores} if 0 in cfg.sample_threads else set()))
+    counts = sorted({c for n in cfg.sample_threads for c in candidates(n)})  # 0: 1 and one per core, as auto tries
     for layers, hidden in cfg.sample_shapes:
         torch.manual_seed(0)
         model = CharRNN(ModelConfig(vocab_size=len(vocab), layers=layers, hidden=hidden, embed=cfg.embed)).eval()
@@ -232,11 +208,11 @@ def sample_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> l
         gens = {(k, n): sample_ids(model, [0], Sampling(10**12, seed=1), k, watch_threads=False)
                 for k in names for n in counts}
         gens.update({("eager", n): sample_ids(model, [0], Sampling(10**12, seed=1), fast=False) for n in counts})
-        r = best_rates({key: (lambda g=g: next(g), 1) for key, g in gens.items()}, replace(cfg, window=cfg.sample_window),
-                       before={key: (lambda n=key[1]: set_threads(n)) for key in gens})
-        set_threads(cfg.threads or cores)
+        r = interleaved_rates({key: (lambda g=g: next(g), 1) for key, g in gens.items()}, cfg.sample_window, cfg.repeats,
+                              before={key: (lambda n=key[1]: set_threads(n)) for key in gens})
+        set_threads(cfg.threads)
         for i, n in enumerate(cfg.sample_threads):
-            tried = [n] if n else counts
+            tried = candidates(n)
             best = {k: max(r[(k, t)] for t in tried) for k in names}
             kernel = choose(best, "fp32", LOW_PRECISION_MARGIN)
             chosen = thread_verdict({t: r[(kernel, t)] for t in tried}, SAMPLE_THREAD_MARGIN)
@@ -255,12 +231,10 @@ def sample_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> l
 
 def beam_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> list[Row]:
     """Beam search as `charrnn beam` runs it (kernel and threads chosen by timing) vs eager nn.LSTM at batch = width."""
-    import tempfile
-
     layers, hidden = cfg.beam_shape
     w = cfg.beam_width
-    key, what = f"beam_w{w}_{layers}x{hidden}", f"beam search, width {w}, {layers}×{hidden} LSTM"
-    log(f"beam search, width {w}, {layers}×{hidden} LSTM")
+    what = f"beam search, width {w}, {layers}×{hidden} LSTM"
+    log(what)
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=len(vocab), layers=layers, hidden=hidden, embed=cfg.embed)).eval()
     x, state = torch.zeros(w, 1, dtype=torch.long), model.init_state(w)
@@ -273,11 +247,12 @@ def beam_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> lis
 
     length = 200
     with threads(choice.threads):
-        r = best_rates({"beam": (lambda: beam_search(model, vocab, width=w, length=length, kernel=choice.kernel), length),
-                        "eager": (eager_step, 1)}, cfg)
+        r = interleaved_rates({"beam": (lambda: beam_search(model, vocab, width=w, length=length, kernel=choice.kernel),
+                                        length), "eager": (eager_step, 1)}, cfg.window, cfg.repeats)
     steps = choice.verdict.rates if choice.verdict else {}
-    return [Row(key, f"{what}, {choice.kernel} kernel, {_threads_name(choice.threads)}", r["beam"], "chars/s",
-                f"eager nn.LSTM steps/s at batch {w}", r["eager"], goal_figure=BEAM_GOALS.get((layers, hidden, w)),
+    return [Row(f"beam_w{w}_{layers}x{hidden}", f"{what}, {choice.kernel} kernel, {_threads_name(choice.threads)}",
+                r["beam"], "chars/s", f"eager nn.LSTM steps/s at batch {w}", r["eager"],
+                goal_figure=BEAM_GOALS.get((layers, hidden, w)),
                 note="kernel steps/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in steps.items()),
                 extra={"threads": choice.threads, "precision": choice.kernel, "kernel_steps_per_sec": steps})]
 
@@ -285,8 +260,6 @@ def beam_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> lis
 def eval_rows(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, train_rates: dict,
               log: Callable[[str], None]) -> list[Row]:
     """evaluate() (no gradients, large batches, the precision auto picks) vs training chars/s of the same shape."""
-    import tempfile
-
     layers, hidden = cfg.eval_shape
     log(f"evaluating a {layers}×{hidden} LSTM ({cfg.eval_batch} streams) vs training it")
     model = CharRNN(ModelConfig(vocab_size=len(vocab), layers=layers, hidden=hidden, embed=cfg.embed))
@@ -299,7 +272,7 @@ def eval_rows(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, train_rates: d
         trainer = _trainer(cfg, vocab, tokens, "lstm", layers, hidden)
         contenders["train"] = (trainer.train_step, cfg.batch_size * cfg.seq_len)
     with threads(cfg.threads):
-        r = best_rates(contenders, cfg)
+        r = interleaved_rates(contenders, cfg.window, cfg.repeats)
     train = r.get("train", train_rates.get((layers, hidden)))
     return [Row(f"eval_lstm_{layers}x{hidden}", f"evaluate {layers}×{hidden} LSTM, {cfg.eval_batch} streams, "
                 f"{PRECISION_NAMES[verdict.choice]}", r["eval"], "chars/s", "training chars/s", train, goal_ratio=20.0,
@@ -307,39 +280,33 @@ def eval_rows(cfg: BenchConfig, vocab: Vocab, tokens: np.ndarray, train_rates: d
 
 
 def kernel_rows(cfg: BenchConfig, checkpoint: str | None, corpus: str | None, log: Callable[[str], None]) -> list[Row]:
-    """What each reduced-precision step kernel costs: bits/char of held-out text through it, against fp32's.
-
-    The held-out text is the last `val_fraction` of the corpus (the checkpoint's own, unless
-    --corpus names another), its first `cfg.kernel_chars` characters, stepped one at a time.
-    """
-    from charrnn.training.checkpoint import load_model
+    """What each reduced-precision step kernel costs: bits/char of held-out text through it, against fp32's:
+    the first `cfg.kernel_chars` characters of the corpus's last tenth (the checkpoint's own corpus, unless
+    --corpus names another), stepped one at a time."""
+    from charrnn.inspect.surprise import encode_known
+    from charrnn.text.catalog import resolve_source
     from charrnn.text.corpus import read_text, split_train_val
+    from charrnn.training.checkpoint import load_model
 
     if not checkpoint:
         log("kernels: skipped (pass --checkpoint RUN to measure what each step kernel costs in bits/char)")
         return []
     loaded = load_model(checkpoint)
-    sources = [corpus] if corpus else (loaded.checkpoint.get("meta") or {}).get("sources") or []
+    sources = [resolve_source(corpus)] if corpus else (loaded.checkpoint.get("meta") or {}).get("sources")
     if not sources:
         log("kernels: skipped (the checkpoint names no corpus: pass --corpus)")
         return []
-    if corpus:
-        from charrnn.text.catalog import resolve_source
-
-        sources = [resolve_source(corpus)]
-    text = read_text([str(s) for s in sources])
-    from charrnn.inspect.surprise import encode_known
-
     vocab = loaded.vocab
-    tokens = encode_known(vocab, text).tokens  # (characters the model cannot read are left out)
+    tokens = encode_known(vocab, read_text([str(s) for s in sources])).tokens  # (characters it cannot read: left out)
     _, held_out = split_train_val(tokens, 0.1, vocab.char_counts)
     held_out = held_out[: cfg.kernel_chars]
-    per_char = (len(held_out) - 1) / max(int(vocab.char_counts[np.asarray(held_out[1:], dtype=np.int64)].sum()), 1)
+    chars = max(int(vocab.char_counts[np.asarray(held_out[1:], dtype=np.int64)].sum()), 1)  # predicted
     c = loaded.model.config
     log(f"kernels: bits/char of {len(held_out):,} held-out characters through each step kernel "
         f"({c.layers}×{c.hidden} {c.cell})")
     with threads(1):
-        bpc = {k: kernel_bits_per_char(loaded.model, held_out, k) * per_char for k in kernels_for(loaded.model)}  # (tokens -> chars)
+        bpc = {k: kernel_bits_per_char(loaded.model, held_out, k) * (len(held_out) - 1) / chars
+               for k in kernels_for(loaded.model)}
     return [Row(f"kernel_bpc_{k}", f"{k} step kernel: bits/char cost, {c.layers}×{c.hidden} {c.cell}",
                 bpc[k] - bpc["fp32"], "bits/char", "fp32 kernel bits/char", bpc["fp32"], goal_max=0.01,
                 extra={"bits_per_char": bpc[k], "chars": len(held_out)})
@@ -350,16 +317,8 @@ def kernel_rows(cfg: BenchConfig, checkpoint: str | None, corpus: str | None, lo
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     info = cpu_info()
-    return {"cpu": cpu, "cores": default_threads(), "torch": torch.__version__, "flags": info["flags"],
+    return {"cpu": info["model"], "cores": default_threads(), "torch": torch.__version__, "flags": info["flags"],
             "cpu_summary": cpu_summary(), "fast_bf16": cpu_has_fast_bf16(), "python": platform.python_version()}
 
 

@@ -1,20 +1,11 @@
-"""The `charrnn` command line: a thin Typer layer over the library (each command registers itself on `app`)."""
+"""The `charrnn` command line: a thin Typer layer over the library."""
 
 from __future__ import annotations
 
 from charrnn.cli.common import app
-from charrnn.cli import (  # noqa: F401  (importing a module registers its commands)
-    train,
-    sample,
-    beam,
-    corpus,
-    checkpoints,
-    inspect,
-    plot,
-    bench,
-    chat,
-    serve,
-)
+
+# each command registers itself on `app` when its module is imported; `charrnn -h` lists them in this order
+from charrnn.cli import train, sample, beam, corpus, checkpoints, inspect, plot, bench, chat, serve  # noqa: F401
 
 
 def main() -> None:

@@ -4,40 +4,36 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import app, emit_json, guarded, inference, read_prime
+from charrnn.cli.common import (CONTINUATION_ONLY, NEWEST_CHECKPOINT, PRIME, PRIME_FILE, PRIME_NOTE, THREADS, UNK, app,
+                                device_option, emit_json, examples, guarded, inference, read_prime)
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn beam --width 5
-  charrnn beam checkpoints/shakespeare/best.pt --width 8 -n 300 --prime "KING RICHARD III:"
-  charrnn beam --width 5 --top 3 --json | jq .
-  charrnn beam --width 5 --stop $'\\n\\n' --no-repeat 12
-  charrnn beam --prime "ROMEO:" --continuation-only -n 100 | tr a-z A-Z
-
-The prime is printed first, so the output reads as one text (--continuation-only
-leaves it out).
-"""
+EXAMPLES = examples(
+    "charrnn beam --width 5",
+    'charrnn beam checkpoints/shakespeare/best.pt --width 8 -n 300 --prime "KING RICHARD III:"',
+    "charrnn beam --width 5 --top 3 --json | jq .",
+    "charrnn beam --width 5 --stop $'\\n\\n' --no-repeat 12",
+    'charrnn beam --prime "ROMEO:" --continuation-only -n 100 | tr a-z A-Z',
+    then=PRIME_NOTE)
 
 
 @app.command(epilog=EXAMPLES)
 @guarded
 def beam(
-    checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
+    checkpoint: str = NEWEST_CHECKPOINT,
     width: int = typer.Option(5, "--width", "-w", help="Beams kept at each step (1 = greedy)."),
     length: int = typer.Option(500, "--length", "-n", help="Tokens to generate, at most: characters (words or bytes for a word or byte model)."),
-    prime: str = typer.Option(None, "--prime", "-p", help="Text to start from: the model reads it first, and it is printed before what the model writes.", show_default=False),
-    prime_file: str = typer.Option(None, "--prime-file", help="Read the prime from a file, or - for stdin.", show_default=False),
-    continuation_only: bool = typer.Option(False, "--continuation-only", help="Print only what the model writes, not the prime before it."),
+    prime: str = PRIME,
+    prime_file: str = PRIME_FILE,
+    continuation_only: bool = CONTINUATION_ONLY,
     stop: list[str] = typer.Option(None, "--stop", help="A beam that writes this string is finished (repeatable).", show_default=False),
     length_penalty: float = typer.Option(0.0, "--length-penalty", help="Rank beams by logprob / length**ALPHA (0 = total log-prob, 1 = per character)."),
     no_repeat: int = typer.Option(0, "--no-repeat", help="Forbid a beam to write any N-character sequence twice (0 = off)."),
     top: int = typer.Option(None, "--top", help="Report the K best beams with their scores (stderr, or all in --json); the text on stdout then ends with a line break.", show_default=False),
     json_: bool = typer.Option(False, "--json", help="Print the beams and their scores as JSON on stdout (nothing else)."),
-    unk: str = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+    unk: str = UNK,
+    device: str = device_option(),
     precision: str = typer.Option("auto", "--precision", help="Matrices while searching: auto (the fastest kernel measured on this machine at this width, remembered), fp32 (exact), bf16 (what charrnn serve --precision bf16 scores), bf16-packed or int8."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
+    threads: int = THREADS,
 ) -> None:
     """Write the continuation the model finds most likely (beam search), streamed to stdout.
 

@@ -6,17 +6,14 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, guarded, out_console, result_table
+from charrnn.cli.common import app, examples, guarded, out_console, result_table
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn bench --quick
-  charrnn bench --json bench/results.json
-  charrnn bench --only sample --only beam --corpus shakespeare
-  charrnn bench --only kernels --checkpoint checkpoints/shakespeare
-  charrnn bench --only serve
-"""
+EXAMPLES = examples(
+    "charrnn bench --quick",
+    "charrnn bench --json bench/results.json",
+    "charrnn bench --only sample --only beam --corpus shakespeare",
+    "charrnn bench --only kernels --checkpoint checkpoints/shakespeare",
+    "charrnn bench --only serve")
 
 
 def fmt(x: float | None, unit: str = "") -> str:
@@ -34,11 +31,10 @@ def results_table(result: dict):
     from rich.text import Text
 
     m = result["machine"]
-    table = result_table(title=f"charrnn bench — {m.get('cpu_summary', m['cpu'])}, {m['cores']} cores, torch {m['torch']}, "
-                        f"corpus: {result['corpus']['name']}", title_justify="left")
-    for name, justify in (("row", "left"), ("figure", "right"), ("unit", "left"), ("baseline", "right"),
-                          ("baseline is", "left"), ("ratio", "right"), ("goal", "left"), ("", "left"), ("note", "left")):
-        table.add_column(name, justify=justify)
+    table = result_table(f"charrnn bench — {m.get('cpu_summary', m['cpu'])}, {m['cores']} cores, torch {m['torch']}, "
+                         f"corpus: {result['corpus']['name']}",
+                         ("row", "figure", "unit", "baseline", "baseline is", "ratio", "goal", "", "note"),
+                         numeric=("figure", "baseline", "ratio"))
     for r in result["rows"]:
         goals = [f"≥ {r['goal_ratio']:g}×"] if r["goal_ratio"] else []
         goals += [f"≥ {r['goal_figure']:,.0f}"] if r["goal_figure"] else []
@@ -72,9 +68,10 @@ def bench(
     import json
     from dataclasses import replace
 
-    from charrnn.benchmark.suite import SECTIONS, BenchConfig, run_bench
+    from charrnn.benchmark.rows import SECTIONS, BenchConfig
+    from charrnn.benchmark.suite import run_bench
     from charrnn.util.files import atomic_write_text
-    from charrnn.util.console import err_console, info
+    from charrnn.util.console import info
     from charrnn.util.errors import UsageError
     from charrnn.runtime.threads import check_threads
 
@@ -89,5 +86,5 @@ def bench(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
-        err_console().print(f"wrote {json_out}", style="dim")
+        info(f"wrote {json_out}")
     info(f"bench: {result['seconds']:.0f} s")

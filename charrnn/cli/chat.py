@@ -1,9 +1,7 @@
 """`charrnn chat`: a prompt loop; each line you type is read into the model, and it answers.
 
-The answers go to stdout; the prompt, notes and errors to stderr, so a piped conversation
-(`printf '...' | charrnn chat > answers.txt`) keeps only the answers. The conversation itself
-(state, settings, answers) is `charrnn.generation.chat.Conversation`; this module reads lines and
-commands and writes what comes back.
+Only the answers go to stdout, so a piped conversation (`printf '...' | charrnn chat > answers.txt`)
+keeps only them. The conversation itself (state, settings, answers) is `generation.chat.Conversation`.
 """
 
 from __future__ import annotations
@@ -13,19 +11,15 @@ from dataclasses import replace
 
 import typer
 
-from charrnn.cli.common import app, guarded, inference, show_path
+from charrnn.cli.common import NEWEST_CHECKPOINT, THREADS, app, device_option, examples, guarded, inference, shape, show_path
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn chat checkpoints/shakespeare
-  charrnn chat --temp 0.5 --length 300 --seed 1
-  printf 'ROMEO:\\n/temp 0.3\\nJULIET:\\n' | charrnn chat checkpoints/shakespeare > answers.txt
-
-Type a line and press Enter: it is read into the model, which answers until a blank
+EXAMPLES = examples(
+    "charrnn chat checkpoints/shakespeare",
+    "charrnn chat --temp 0.5 --length 300 --seed 1",
+    "printf 'ROMEO:\\n/temp 0.3\\nJULIET:\\n' | charrnn chat checkpoints/shakespeare > answers.txt",
+    then="""Type a line and press Enter: it is read into the model, which answers until a blank
 line (--stop) or --length characters. The state carries on from turn to turn.
-/help lists the commands (/temp, /top-p, /beam, /length, /reset, ...); Ctrl-D leaves.
-"""
+/help lists the commands (/temp, /top-p, /beam, /length, /reset, ...); Ctrl-D leaves.""")
 
 COMMANDS = """commands:
   /temp T       sampling temperature (0 = greedy)
@@ -39,14 +33,11 @@ COMMANDS = """commands:
   /help         this list
   Ctrl-D or /quit leaves; Ctrl-C stops an answer. Start a line with // to type a /."""
 
-SETTINGS = {  # command -> (Sampling field, type)
-    "/temp": ("temperature", float), "/temperature": ("temperature", float), "/top-p": ("top_p", float),
-    "/top-k": ("top_k", int), "/beam": ("width", int), "/length": ("length", int),
+SETTINGS = {  # command -> (the Sampling field it sets, its type, its name in notes and /settings)
+    "/temp": ("temperature", float, "temperature"), "/top-p": ("top_p", float, "top-p"),
+    "/top-k": ("top_k", int, "top-k"), "/beam": ("width", int, "beam"), "/length": ("length", int, "length"),
 }
-COMMAND_OF = {"temperature": "/temp", "top_p": "/top-p", "top_k": "/top-k", "width": "/beam", "length": "/length",
-              "stop": "/stop"}  # a setting as the chat commands call it (in errors)
-SHOWN = {"temperature": "temperature", "top_p": "top-p", "top_k": "top-k", "width": "beam", "length": "length",
-         "stop": "stop"}  # ... and in the notes and /settings
+COMMAND_OF = {field: name for name, (field, _, _) in SETTINGS.items()} | {"stop": "/stop"}  # a setting in errors
 
 
 def read_line(prompt: str) -> str | None:
@@ -71,7 +62,7 @@ def command(conversation, line: str) -> str | None:
     from charrnn.util.errors import CharrnnError
 
     name, _, arg = line.strip().partition(" ")
-    arg = arg.strip()
+    name, arg = {"/temperature": "/temp"}.get(name, name), arg.strip()
     if name in ("/quit", "/exit"):
         return None
     if name == "/help":
@@ -81,14 +72,14 @@ def command(conversation, line: str) -> str | None:
         return "the conversation starts again"
     if name == "/settings":
         s = conversation.settings
-        return ", ".join(f"{shown} {getattr(s, field)!r}" for field, shown in SHOWN.items())
+        return ", ".join(f"{shown} {getattr(s, field)!r}" for field, _, shown in SETTINGS.values()) + f", stop {s.stop!r}"
     if name == "/stop":
         stop = unescape(line.strip()[len("/stop ") :]) if arg else ""
         conversation.settings = replace(conversation.settings, stop=(stop,) if stop else ())
         return f"answers end at {stop!r}" if arg else "answers end only at /length"
     if name not in SETTINGS:
         return f"unknown command {name}: /help lists them"
-    field, kind = SETTINGS[name]
+    field, kind, shown = SETTINGS[name]
     try:
         value = kind(arg)
     except ValueError:
@@ -99,7 +90,7 @@ def command(conversation, line: str) -> str | None:
     except CharrnnError as e:
         return e.naming(COMMAND_OF)
     conversation.settings = changed
-    return f"{SHOWN[field]} {value}" + (" (beam search off: sampling)" if field == "width" and not value else "")
+    return f"{shown} {value}" + (" (beam search off: sampling)" if field == "width" and not value else "")
 
 
 def check_beam_memory(model, settings) -> None:
@@ -114,7 +105,7 @@ def check_beam_memory(model, settings) -> None:
 @app.command(epilog=EXAMPLES)
 @guarded
 def chat(
-    checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
+    checkpoint: str = NEWEST_CHECKPOINT,
     temperature: float = typer.Option(0.8, "--temp", "--temperature", help="Sampling temperature (0 = greedy)."),
     top_k: int = typer.Option(0, "--top-k", help="Sample only from the k most likely characters (0 = off)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Sample only from the smallest set holding this much probability."),
@@ -122,8 +113,8 @@ def chat(
     stop: str = typer.Option("\\n\\n", "--stop", help="An answer ends at this string, not shown (\\n understood; default: a blank line)."),
     width: int = typer.Option(0, "--beam", help="Answer with the best of a beam search of this width (0 = sample)."),
     seed: int = typer.Option(None, "--seed", help="Random seed (the same seed and lines, the same answers).", show_default=False),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
+    device: str = device_option(),
+    threads: int = THREADS,
 ) -> None:
     """Talk with a model: each line you type is read into it, and it answers; the state carries on."""
     from charrnn.cli.sample import unescape
@@ -137,9 +128,8 @@ def chat(
         check_beam_memory(loaded.model, settings)  # (chat steps CharRNN.step)
         conversation = Conversation(loaded.model, loaded.vocab, settings)
         if sys.stdin.isatty():
-            m = loaded.model.config
-            info(f"chatting with {show_path(loaded.path)} ({m.cell} {m.layers}x{m.hidden}): type a line and press "
-                 "Enter; /help lists the commands; Ctrl-D leaves")
+            info(f"chatting with {show_path(loaded.path)} ({shape(loaded)}): type a line and press Enter; "
+                 "/help lists the commands; Ctrl-D leaves")
         converse(conversation)
 
 

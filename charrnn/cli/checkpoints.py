@@ -1,27 +1,19 @@
-"""`charrnn checkpoints ...`: list, show, prune and export checkpoints.
-
-The table or report a command exists to produce goes to stdout (so it can be piped or saved;
-`--json` for scripts); notes about what was done go to stderr.
-"""
+"""`charrnn checkpoints ...`: list, show, prune and export checkpoints."""
 
 from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import App, app, emit_json, guarded, out_console, result_table
+from charrnn.cli.common import App, app, emit_json, examples, guarded, out_console, result_table
+from charrnn.runtime.memory import fmt_bytes
 
-ckpt_app = App(help="Checkpoints: list runs, show one, prune snapshots, export for inference.",
-                       no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
-                       epilog="[bold]Examples[/]\n\n  charrnn checkpoints list\n  charrnn checkpoints show checkpoints/shakespeare\n"
-                              "  charrnn checkpoints prune checkpoints/shakespeare --keep 3\n  charrnn checkpoints export checkpoints/shakespeare -o small.safetensors")
+ckpt_app = App(help="Checkpoints: list runs, show one, prune snapshots, export for inference.", epilog=examples(
+    "charrnn checkpoints list",
+    "charrnn checkpoints show checkpoints/shakespeare",
+    "charrnn checkpoints prune checkpoints/shakespeare --keep 3",
+    "charrnn checkpoints export checkpoints/shakespeare -o small.safetensors"))
 app.add_typer(ckpt_app, name="checkpoints")
-
-
-def fmt_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
+CHECKPOINT = typer.Argument(..., help="A checkpoint file, or a run folder (its best.pt).", show_default=False)
 
 
 def fmt_params(n: int | None) -> str:
@@ -30,30 +22,28 @@ def fmt_params(n: int | None) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
 
 
-@ckpt_app.command("list", epilog="[bold]Examples[/]\n\n  charrnn checkpoints list\n  charrnn checkpoints list runs/ --json | jq '.[] | select(.name == \"best.pt\")'")
+@ckpt_app.command("list", epilog=examples(
+    "charrnn checkpoints list",
+    "charrnn checkpoints list runs/ --json | jq '.[] | select(.name == \"best.pt\")'"))
 @guarded
 def list_(
     folder: str = typer.Argument("checkpoints", help="A folder of runs, or one run folder."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
     """Table of every checkpoint: run, step, val bits/char, model shape, params, size, date."""
-
-    from charrnn.util.console import shown
     from charrnn.training.runs import list_checkpoints
+    from charrnn.util.console import info, shown
 
     found = list_checkpoints(folder)
     if as_json:
         emit_json([c.to_dict() for c in found], indent=2)
         return
     if not found:
-        from charrnn.util.console import info
-
         info(f"no checkpoints under {folder}")
         return
-    table = result_table(title=shown(f"checkpoints in {folder}"), title_justify="left")
-    numbers = ("step", "val bits/char", "bits/token", "params", "size")
-    for col in ("run", "checkpoint", "step", "val bits/char", "bits/token", "model", "params", "size", "date"):
-        table.add_column(col, justify="right" if col in numbers else "left")
+    table = result_table(shown(f"checkpoints in {folder}"),
+                         ("run", "checkpoint", "step", "val bits/char", "bits/token", "model", "params", "size", "date"),
+                         numeric=("step", "val bits/char", "bits/token", "params", "size"))
     for c in found:
         if c.error:
             table.add_row(shown(c.run), shown(c.name), "-", "-", "-", shown(f"unreadable: {c.error}", style="red"), "-",
@@ -67,10 +57,11 @@ def list_(
     out_console().print(table)
 
 
-@ckpt_app.command(epilog="[bold]Examples[/]\n\n  charrnn checkpoints show checkpoints/shakespeare\n  charrnn checkpoints show run/last.pt --json | jq .train_config")
+@ckpt_app.command(epilog=examples("charrnn checkpoints show checkpoints/shakespeare",
+                                  "charrnn checkpoints show run/last.pt --json | jq .train_config"))
 @guarded
 def show(
-    checkpoint: str = typer.Argument(..., help="A checkpoint file, or a run folder (its best.pt).", show_default=False),
+    checkpoint: str = CHECKPOINT,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """A checkpoint's model and training configuration (as YAML), vocabulary and validation history."""
@@ -95,10 +86,9 @@ def show(
     con.print(shown(yaml.safe_dump(configs, sort_keys=False, allow_unicode=True, width=1000).rstrip("\n"), keep="\n"))
     con.print(shown(s["vocab_line"]))
     if s["metrics"]:
-        table = result_table(title="validation history", title_justify="left")
         per_token = s["token_is_char"]
-        for col in ("step", "epoch", "time (s)", "val bits/char", "val nats/char" if per_token else "val bits/token"):
-            table.add_column(col, justify="right")
+        columns = ("step", "epoch", "time (s)", "val bits/char", "val nats/char" if per_token else "val bits/token")
+        table = result_table("validation history", columns, numeric=columns)
         for r in s["metrics"]:
             bpc, other = r.get("val_bpc"), r.get("val_loss") if per_token else r.get("val_bpt")
             table.add_row(str(r["step"]), f"{r.get('epoch', 0):.2f}", f"{r.get('time', 0):.0f}",
@@ -106,7 +96,8 @@ def show(
         con.print(table)
 
 
-@ckpt_app.command(epilog="[bold]Examples[/]\n\n  charrnn checkpoints prune checkpoints/shakespeare --keep 3\n  charrnn checkpoints prune checkpoints --keep 0 --dry-run")
+@ckpt_app.command(epilog=examples("charrnn checkpoints prune checkpoints/shakespeare --keep 3",
+                                  "charrnn checkpoints prune checkpoints --keep 0 --dry-run"))
 @guarded
 def prune(
     folder: str = typer.Argument(..., help="A run folder, or a folder of runs (each is pruned).", show_default=False),
@@ -136,13 +127,14 @@ def prune(
         raise CharrnnError(report.busy[0] + ("" if len(report.busy) == 1 else f" ({len(report.busy)} runs were busy)"))
 
 
-@ckpt_app.command(epilog="[bold]Examples[/]\n\n  charrnn checkpoints export checkpoints/demo -o demo.html\n"
-                         "  charrnn checkpoints export checkpoints/demo -o demo.safetensors\n"
-                         "  charrnn checkpoints export checkpoints/demo -o demo.onnx\n"
-                         "  charrnn sample demo.safetensors --temp 0.7")
+@ckpt_app.command(epilog=examples(
+    "charrnn checkpoints export checkpoints/demo -o demo.html",
+    "charrnn checkpoints export checkpoints/demo -o demo.safetensors",
+    "charrnn checkpoints export checkpoints/demo -o demo.onnx",
+    "charrnn sample demo.safetensors --temp 0.7"))
 @guarded
 def export(
-    checkpoint: str = typer.Argument(..., help="A checkpoint file, or a run folder (its best.pt).", show_default=False),
+    checkpoint: str = CHECKPOINT,
     output: str = typer.Option(..., "--output", "-o", help="The file to write; its suffix picks the form: *.pt or *.safetensors (an inference-only checkpoint), *.html (a web page that writes on its own), *.onnx (the one-step network).", show_default=False),
     force: bool = typer.Option(False, "--force", help="Overwrite the output if it exists."),
 ) -> None:

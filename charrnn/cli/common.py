@@ -1,4 +1,5 @@
-"""Shared pieces of the CLI: the Typer app, error mapping, prime reading."""
+"""Shared pieces of the CLI: the Typer app, its consoles, error mapping, the options several commands take,
+the model that writes, prime reading."""
 
 from __future__ import annotations
 
@@ -11,29 +12,23 @@ import typer
 from rich.console import Console
 
 from charrnn import __version__
-from charrnn.cli.helpstyle import App
+from charrnn.cli.helpstyle import App, examples
 from charrnn.util.console import error, to_devnull
 from charrnn.util.errors import CharrnnError, UsageError
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn corpus get shakespeare
-  charrnn train shakespeare --preset tiny
-  charrnn sample --temp 0.8 -n 1000 | less
-  charrnn plot checkpoints/*
-
-charrnn COMMAND -h shows each command's options and examples.
-Shell completion: charrnn --install-completion (bash, zsh, fish, PowerShell).
-"""
+EXAMPLES = examples(
+    "charrnn corpus get shakespeare",
+    "charrnn train shakespeare --preset tiny",
+    "charrnn sample --temp 0.8 -n 1000 | less",
+    "charrnn plot checkpoints/*",
+    then="""charrnn COMMAND -h shows each command's options and examples.
+Shell completion: charrnn --install-completion (bash, zsh, fish, PowerShell).""")
 
 app = App(
     name="charrnn",
     help="Train character-level recurrent language models on any text, and make them write.",
     epilog=EXAMPLES,
-    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
-    no_args_is_help=True,
     rich_markup_mode="rich",
 )
 
@@ -48,7 +43,7 @@ def _version(value: bool) -> None:
 def root(
     version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    """Train character-level recurrent language models on any text, and make them write."""
+    pass
 
 
 PIPED_WIDTH = 1000  # a table written to a pipe or file is laid out this wide: one line per row, for grep
@@ -72,8 +67,8 @@ def out_console():
 
 
 def emit_json(data, indent: int | None = None) -> None:
-    """Write a command's --json result on stdout: one JSON document (`fileio.json_text`: valid UTF-8,
-    control and bidi characters escaped) and a line break. A closed pipe (`... --json | head`) ends quietly."""
+    """Write a command's --json result on stdout: one JSON document (`util.files.json_text`) and a line break.
+    A closed pipe (`... --json | head`) ends quietly."""
     from charrnn.util.console import TextWriter
     from charrnn.util.files import json_text
 
@@ -82,23 +77,22 @@ def emit_json(data, indent: int | None = None) -> None:
     writer.finish()
 
 
-def result_table(**kwargs):
-    """A rich Table for a command's result on stdout: boxed on a terminal; piped, bare aligned columns
-    (the title, a header line, then one line per row), for grep, awk and cut."""
+def result_table(title: str, columns=(), numeric=(), **kwargs):
+    """A rich Table for a command's result on stdout, titled on the left, with these `columns` (those in
+    `numeric` aligned right): boxed on a terminal; piped, bare aligned columns (the title, a header line,
+    then one line per row), for grep, awk and cut."""
     from rich.table import Table
 
     if not sys.stdout.isatty():
         kwargs.update(box=None, pad_edge=False)
-    return Table(**kwargs)
+    table = Table(title=title, title_justify="left", **kwargs)
+    for col in columns:
+        table.add_column(col, justify="right" if col in numeric else "left")
+    return table
 
 
 OUT_OF_MEMORY = ("out of memory: the model, batch or text is too big for the memory this process may use "
                  "(see `ulimit -v` and free memory); use a smaller model, batch or --length")
-
-
-def is_out_of_memory(e: BaseException) -> bool:
-    text = str(e).lower()
-    return "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
 
 
 def flag_names(fn) -> dict[str, str]:
@@ -135,7 +129,7 @@ def guarded(fn):
             error(OUT_OF_MEMORY)
             raise typer.Exit(1) from None
         except RuntimeError as e:  # torch reports a failed allocation as a RuntimeError
-            if not is_out_of_memory(e):
+            if not any(s in str(e).lower() for s in ("out of memory", "can't allocate memory", "cannot allocate memory")):
                 raise
             error(f"{OUT_OF_MEMORY} ({str(e).splitlines()[0][:120]})")
             raise typer.Exit(1) from None
@@ -155,47 +149,60 @@ def show_path(path: str | Path) -> str:
     return visible(str(p))
 
 
-def say_which_model(loaded) -> None:
-    """When the newest run was taken because no checkpoint was named, say which one on stderr."""
-    from charrnn.util.console import info
+def shape(loaded) -> str:
+    """A loaded model as messages name it: `lstm 2x512`."""
+    m = loaded.model.config
+    return f"{m.cell} {m.layers}x{m.hidden}"
 
-    if loaded.chosen:
-        info(f"using {show_path(loaded.path)} ({loaded.facts()})")
+
+# What several commands take, declared once (Typer copies an option before it uses one)
+NEWEST_CHECKPOINT = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False)
+CHECKPOINT = typer.Argument(..., help="Checkpoint file or run folder.", show_default=False)
+THREADS = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster).")
+PRIME = typer.Option(None, "--prime", "-p", help="Text to start from: the model reads it first, and it is printed before what the model writes.", show_default=False)
+PRIME_FILE = typer.Option(None, "--prime-file", help="Read the prime from a file, or - for stdin.", show_default=False)
+CONTINUATION_ONLY = typer.Option(False, "--continuation-only", help="Print only what the model writes, not the prime before it.")
+UNK = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip.")
+PRIME_NOTE = "The prime is printed first, so the output reads as one text (--continuation-only\nleaves it out)."
+
+
+def device_option(default: str = "cpu"):
+    """--device, its default named first: `cpu, cuda, mps or auto.`"""
+    others = [d for d in ("auto", "cpu", "cuda", "mps") if d != default]
+    return typer.Option(default, "--device", help=f"{default}, {others[0]}, {others[1]} or {others[2]}.")
 
 
 @contextlib.contextmanager
 def inference(checkpoint: str | None, device: str, threads: int, prime: str, settings, precision: str = "auto",
               keep: bool = False):
-    """The model that `sample`, `beam` and friends write with, and the step kernel, for the block.
+    """The model that `sample`, `beam` and `chat` write with, and its step kernel, for the block.
 
-    Loads the checkpoint (one thread: loading gains nothing from more), says which run was
-    taken if none was named, refuses a prime the model cannot read, and a batch of streams
-    (`settings.n` samples or `settings.width` beams, each keeping its text where `keep`) that
-    cannot fit in memory, before anything is printed. Chooses the step kernel for that batch and
-    `settings.length` steps (`precision` auto: the fastest measured on this machine, timed once per
-    model shape and cached; see `charrnn.model.kernels.choose_kernel`). The block runs with
-    `threads` CPU threads (0 = whichever of 1 and one per core steps that kernel faster right
-    now); torch's thread setting is put back afterwards. Yields (the loaded model, the kernel's name).
+    Before anything is printed: loads the checkpoint (on one thread), says which run was taken if
+    none was named, and refuses a prime the model cannot read or a batch of streams (`settings.n`
+    samples or `settings.width` beams, each keeping its text where `keep`) that cannot fit in memory.
+    The kernel is chosen for that batch (`precision` auto: the fastest measured on this machine,
+    cached; `model.kernels.choose_kernel`), and the block runs with `threads` CPU threads (0: the
+    faster of 1 and one per core). Yields (the loaded model, the kernel's name).
     """
     from charrnn.generation.sampling import check_batch_memory, prime_ids_for
     from charrnn.model.kernels import KERNELS, choose_kernel
     from charrnn.runtime.device import resolve_device
     from charrnn.runtime.threads import check_threads, torch_threads
     from charrnn.training.checkpoint import load_model
-    from charrnn.util.console import err_console
+    from charrnn.util.console import info
 
     check_threads(threads)
     if precision not in ("auto", *KERNELS):
         raise UsageError(f"precision must be one of auto, {', '.join(KERNELS)}", "precision")
     with torch_threads(1):
         loaded = load_model(checkpoint, resolve_device(device))
-        say_which_model(loaded)
+        if loaded.chosen:
+            info(f"using {show_path(loaded.path)} ({loaded.facts()})")
         prime_ids_for(loaded.vocab, prime, settings.unk)
         check_batch_memory(loaded.model, settings, keep)
-        batch = settings.width or settings.n
-        choice = choose_kernel(loaded.model, batch, precision, threads, steps=settings.length)
+        choice = choose_kernel(loaded.model, settings.width or settings.n, precision, threads, steps=settings.length)
         if choice.verdict is not None and not choice.verdict.cached:  # measured now: say so, once per machine and shape
-            err_console().print(choice.describe() + " (kept for next time)", style="dim", markup=False, highlight=False)
+            info(choice.describe() + " (kept for next time)")
     with torch_threads(choice.threads):
         yield loaded, choice.kernel
 

@@ -6,15 +6,15 @@ import sys
 
 import typer
 
-from charrnn.cli.common import App, app, emit_json, guarded, out_console
+from charrnn.cli.common import App, app, emit_json, examples, guarded, out_console
 
-corpus_app = App(help="Corpora: list and fetch the named ones, build your own, look inside.", no_args_is_help=True,
-                         context_settings={"help_option_names": ["-h", "--help"]},
-                         epilog="[bold]Examples[/]\n\n  charrnn corpus list\n  charrnn corpus get shakespeare\n  charrnn corpus stats corpora/linux.txt\n  charrnn train shakespeare --preset tiny")
+corpus_app = App(help="Corpora: list and fetch the named ones, build your own, look inside.", epilog=examples(
+    "charrnn corpus list", "charrnn corpus get shakespeare", "charrnn corpus stats corpora/linux.txt",
+    "charrnn train shakespeare --preset tiny"))
 app.add_typer(corpus_app, name="corpus")
 
 
-@corpus_app.command("list", epilog="[bold]Examples[/]\n\n  charrnn corpus list")
+@corpus_app.command("list", epilog=examples("charrnn corpus list"))
 @guarded
 def list_() -> None:
     """Show the catalog: name, size, license, and whether it is fetched."""
@@ -41,7 +41,7 @@ def catalog_table():
     return table
 
 
-@corpus_app.command("get", epilog="[bold]Examples[/]\n\n  charrnn corpus get shakespeare\n  charrnn corpus get --all --mirror ../shared/corpora")
+@corpus_app.command("get", epilog=examples("charrnn corpus get shakespeare", "charrnn corpus get --all --mirror ../shared/corpora"))
 @guarded
 def get(
     names: list[str] = typer.Argument(None, help="Catalog names.", show_default=False),
@@ -70,14 +70,9 @@ def get(
             err_console().print(shown(f"{name}: {path} (sha256 verified)"))
 
 
-BUILD_EXAMPLES = """[bold]Examples[/]
-
-  charrnn corpus build linux/kernel --glob '**/*.c' --glob '**/*.h' -o corpora/kernel.txt
-  charrnn corpus build notes/ --glob '**/*.md' -o - | charrnn train -
-"""
-
-
-@corpus_app.command("build", epilog=BUILD_EXAMPLES)
+@corpus_app.command("build", epilog=examples(
+    "charrnn corpus build linux/kernel --glob '**/*.c' --glob '**/*.h' -o corpora/kernel.txt",
+    "charrnn corpus build notes/ --glob '**/*.md' -o - | charrnn train -"))
 @guarded
 def build(
     src_dir: str = typer.Argument(..., help="Folder to collect files from.", show_default=False),
@@ -88,27 +83,20 @@ def build(
 ) -> None:
     """Concatenate a tree's text files in sorted order into one corpus; binary and non-UTF-8 files are skipped."""
     from charrnn.text.build import build_corpus
-    from charrnn.util.console import info
+    from charrnn.util.console import info, to_devnull
 
     try:
         report = build_corpus(src_dir, glob, out, follow_symlinks, force)
     except BrokenPipeError:  # `corpus build src -o - | head`: the reader has what it wanted; end quietly
-        from charrnn.util.console import to_devnull
-
         to_devnull(sys.stdout)
         return
     info(report.summary("stdout" if out == "-" else out))
 
 
-STATS_EXAMPLES = """[bold]Examples[/]
-
-  charrnn corpus stats corpora/shakespeare.txt
-  cat notes/*.md | charrnn corpus stats -
-  charrnn corpus stats src/ --glob '**/*.py' --json | jq .vocabulary
-"""
-
-
-@corpus_app.command("stats", epilog=STATS_EXAMPLES)
+@corpus_app.command("stats", epilog=examples(
+    "charrnn corpus stats corpora/shakespeare.txt",
+    "cat notes/*.md | charrnn corpus stats -",
+    "charrnn corpus stats src/ --glob '**/*.py' --json | jq .vocabulary"))
 @guarded
 def stats(
     sources: list[str] = typer.Argument(..., help="Files, folders (see --glob), catalog names, or - for stdin.", show_default=False),
@@ -142,11 +130,10 @@ def _print_stats(s, top: int) -> None:
     table.add_column()
     rows = [("files", f"{s.files:,}"), ("bytes", f"{s.bytes:,}"), ("characters", f"{s.characters:,}"),
             ("lines", f"{s.lines:,}"), ("vocabulary", f"{s.vocabulary:,} distinct characters")]
-    rows = [(label, visible(value)) for label, value in rows]
+    # show_char makes a character visible ('e', space, U+202E); on a terminal a no-break space keeps each
+    # pair on one line when the row wraps (piped, rows never wrap)
+    joint = "\u00a0" if sys.stdout.isatty() else " "
     for label, chars in (("commonest", s.commonest(top)), ("rarest", s.rarest(top))):
-        # show_char makes a character visible ('e', space, U+202E); on a terminal a no-break space keeps each
-        # pair on one line when the row wraps (piped, rows never wrap)
-        joint = "\u00a0" if sys.stdout.isatty() else " "
         rows.append((label, "  ".join(f"{show_char(c)}{joint}{n:,}" for c, n in chars)))
     rows.append(("oddities", visible("\n".join(s.oddities()), keep="\n") or "none"))
     for label, value in rows:

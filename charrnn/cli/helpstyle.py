@@ -68,16 +68,6 @@ class Argument(TyperArgument):
         return name + ("..." if self.nargs != 1 else "")
 
 
-def restyle(params: list) -> list:
-    """Give Typer's parameters (built afresh for every help page) the rendering above."""
-    for p in params:
-        if type(p) is TyperOption:
-            p.__class__ = Option
-        elif type(p) is TyperArgument:
-            p.__class__ = Argument
-    return params
-
-
 def reflow(text: str | None, docstring: bool = False) -> str | None:
     """Join the lines of each prose paragraph, so that the terminal wraps it, not the source.
 
@@ -86,30 +76,37 @@ def reflow(text: str | None, docstring: bool = False) -> str | None:
     if not text:
         return text
     text = inspect.cleandoc(text) if docstring else text.strip("\n")
-    paragraphs = text.split("\n\n")
     joined = "\n\n".join(p if any(line[:1].isspace() for line in p.splitlines()) else " ".join(p.split("\n"))
-                         for p in paragraphs)
+                         for p in text.split("\n\n"))
     # Typer dedents what follows the first line of an epilog; an empty first line keeps examples indented.
     return joined if docstring else "\n" + joined
 
 
-class Command(TyperCommand):
+def examples(*commands: str, then: str = "") -> str:
+    """A command's epilog: the Examples heading, a command a line, then any prose paragraphs (`then`)."""
+    return "\n".join(["[bold]Examples[/]", "", *(f"  {c}" for c in commands), *(["", then] if then else [])])
+
+
+class Restyled:
+    """A command or group with its help reflowed and its parameters (built afresh for every help page)
+    rendered as above."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.help, self.epilog = reflow(self.help, docstring=True), reflow(self.epilog)
 
     def get_params(self, ctx) -> list:
-        return restyle(super().get_params(ctx))
+        params = super().get_params(ctx)
+        for p in params:
+            p.__class__ = {TyperOption: Option, TyperArgument: Argument}.get(type(p), type(p))
+        return params
 
 
-class Group(TyperGroup):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.help, self.epilog = reflow(self.help, docstring=True), reflow(self.epilog)
+class Command(Restyled, TyperCommand):
+    pass
 
-    def get_params(self, ctx) -> list:
-        return restyle(super().get_params(ctx))
 
+class Group(Restyled, TyperGroup):
     # The command line is parsed in these two (a subcommand's options inside `invoke`)
     def make_context(self, *args, **kwargs):
         with one_line_errors():
@@ -138,10 +135,12 @@ def one_line_errors():
 
 
 class App(typer.Typer):
-    """A `typer.Typer` whose groups and commands render their help as described above."""
+    """A `typer.Typer` whose groups and commands render their help as described above; `-h` as well as
+    `--help`, and the help when called with nothing."""
 
     def __init__(self, **kwargs):
-        super().__init__(cls=Group, **kwargs)
+        super().__init__(cls=Group, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+                         **kwargs)
 
     def command(self, *args, cls: type[TyperCommand] = Command, **kwargs):
         return super().command(*args, cls=cls, **kwargs)

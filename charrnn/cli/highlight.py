@@ -7,11 +7,6 @@ lexer sees the line together with the lines before it, so a `/* comment */` or a
 
 Only ever on a terminal: `make_writer` returns a plain `TextWriter` when stdout is a
 pipe or a file, so piped output is byte for byte the generated text.
-
-    writer = make_writer(language_for("auto", loaded.checkpoint))
-    for ch in generate(...):
-        writer.write(ch)
-    writer.finish()
 """
 
 from __future__ import annotations
@@ -49,37 +44,28 @@ def language_for(choice: str, checkpoint: dict | None = None) -> str | None:
     return languages.pop() if len(languages) == 1 else None
 
 
-class HighlightWriter:
+class HighlightWriter(TextWriter):
     """A TextWriter for a terminal that redraws each completed line with syntax colours."""
 
-    def __init__(self, writer: TextWriter, language: str):
-        self.writer = writer
-        self.console = Console(file=writer.stream, force_terminal=True, highlight=False)
+    def __init__(self, stream, language: str):
+        super().__init__(stream)
+        self.console = Console(file=self.stream, force_terminal=True, highlight=False)
         self.syntax = Syntax("", language, theme="ansi_dark", background_color="default", tab_size=8)
         self.context: deque[str] = deque(maxlen=CONTEXT_LINES)
         self.line = ""  # the current, incomplete line (already shown uncoloured)
 
-    @property
-    def closed(self) -> bool:
-        return self.writer.closed
-
-    @property
-    def tty(self) -> bool:
-        return self.writer.tty
-
     def write(self, text: str) -> bool:
-        for piece in text.split("\n")[:-1] if "\n" in text else ():
-            self._raw(piece)
+        *lines, tail = text.split("\n")
+        for line in lines:
+            self._raw(line)
             self._redraw(end="\n")
-        tail = text.rsplit("\n", 1)[-1]
-        if tail:
-            self._raw(tail)
-        return not self.writer.closed
+        self._raw(tail)
+        return not self.closed
 
     def _raw(self, piece: str) -> None:
         if piece:
             self.line += piece
-            self.writer.write(piece)
+            super().write(piece)
 
     def _redraw(self, end: str) -> None:
         """Move to the start of the current line (it may have wrapped), clear, write it coloured."""
@@ -90,7 +76,7 @@ class HighlightWriter:
         line_text = coloured.split("\n", allow_blank=True)[len(self.context)]
         with self.console.capture() as capture:
             self.console.print(line_text, end="", soft_wrap=True)
-        self.writer.write(home + capture.get() + end)
+        super().write(home + capture.get() + end)
         self.context.append(self.line)
         self.line = ""
 
@@ -102,10 +88,10 @@ class HighlightWriter:
 
     def finish(self) -> None:
         self.end_sample()
-        self.writer.finish()
+        super().finish()
 
 
-def make_writer(language: str | None, stream=None) -> TextWriter | HighlightWriter:
+def make_writer(language: str | None, stream=None) -> TextWriter:
     """A writer for generated text: highlighting only when there is a language and a terminal."""
     writer = TextWriter(stream)
-    return HighlightWriter(writer, language) if language and writer.tty else writer
+    return HighlightWriter(writer.stream, language) if language and writer.tty else writer

@@ -1,7 +1,6 @@
 """`charrnn eval`, `charrnn score`, `charrnn cells`: look at what a trained model knows.
 
-The report is the command's result and goes to stdout (coloured on a terminal, plain when
-piped); with `--json` the JSON is the result on stdout and the report is shown on stderr.
+The report is the command's result, on stdout; with `--json` the JSON is, and the report goes to stderr.
 """
 
 from __future__ import annotations
@@ -10,60 +9,52 @@ import time
 
 import typer
 
-from charrnn.cli.common import app, emit_json, guarded, out_console, result_table
-from charrnn.runtime.threads import check_threads
+from charrnn.cli.common import CHECKPOINT, THREADS, app, device_option, emit_json, examples, guarded, out_console, result_table
 from charrnn.util.errors import CharrnnError, UsageError
 
-EVAL_EXAMPLES = """
-[bold]Examples[/]
+EVAL_EXAMPLES = examples(
+    "charrnn eval checkpoints/shakespeare/best.pt heldout.txt",
+    "cat chapter.txt | charrnn eval checkpoints/shakespeare - --json | jq .bits_per_char",
+    "charrnn eval run/best.pt big.txt --batch-size 256 --device cuda")
 
-  charrnn eval checkpoints/shakespeare/best.pt heldout.txt
-  cat chapter.txt | charrnn eval checkpoints/shakespeare - --json | jq .bits_per_char
-  charrnn eval run/best.pt big.txt --batch-size 256 --device cuda
-"""
+SCORE_EXAMPLES = examples(
+    "charrnn score checkpoints/shakespeare/best.pt poem.txt",
+    "head -c 2000 play.txt | charrnn score checkpoints/shakespeare - --top 5",
+    "charrnn score run/best.pt poem.txt --html poem.html --json > poem.json")
 
-SCORE_EXAMPLES = """
-[bold]Examples[/]
+CELLS_EXAMPLES = examples(
+    "charrnn cells checkpoints/linux/best.pt kernel.c",
+    "charrnn cells checkpoints/linux/best.pt kernel.c --unit 2:117 --kind c --html cells.html",
+    "charrnn cells checkpoints/latex paper.tex --syntax latex --json | jq '.features.in_comment.units[0]'")
 
-  charrnn score checkpoints/shakespeare/best.pt poem.txt
-  head -c 2000 play.txt | charrnn score checkpoints/shakespeare - --top 5
-  charrnn score run/best.pt poem.txt --html poem.html --json > poem.json
-"""
+SOURCE = typer.Argument(..., help="Text file, a catalog name (charrnn corpus list), or - for stdin.", show_default=False)
+ENCODING = typer.Option("utf-8", "--encoding", help="Text encoding of the file.")
+HTML = typer.Option(None, "--html", help="Also write a standalone HTML page here.", show_default=False)
 
-CELLS_EXAMPLES = """
-[bold]Examples[/]
 
-  charrnn cells checkpoints/linux/best.pt kernel.c
-  charrnn cells checkpoints/linux/best.pt kernel.c --unit 2:117 --kind c --html cells.html
-  charrnn cells checkpoints/latex paper.tex --syntax latex --json | jq '.features.in_comment.units[0]'
-"""
+def load(command: str, checkpoint: str, source: str, encoding: str, device: str, threads: int):
+    """(loaded model, its device, the text) for the commands below (`command` names the one asking)."""
+    from charrnn.runtime.device import resolve_device
+    from charrnn.runtime.threads import check_threads
+    from charrnn.text.catalog import resolve_source
+    from charrnn.text.corpus import check_text_file, read_text
+    from charrnn.training.checkpoint import load_model
 
-CKPT_HELP = "Checkpoint file or run folder."
-TEXT_HELP = "Text file, a catalog name (charrnn corpus list), or - for stdin."
+    check_threads(threads)
+    source = resolve_source(source)  # a catalog name is its fetched file
+    check_text_file(source, command)  # a pipe (<(cmd)) is read like -, a folder is not a file
+    dev = resolve_device(device)
+    return load_model(checkpoint, dev), dev, read_text([source], encoding=encoding)
 
 
 def model_threads(n: int, loaded, batch_size: int = 1, seq_len: int = 64):
     """n CPU threads inside the block; 0: the faster of 1 and one per core at a forward pass of this layout,
-    timed now (as `train` and `sample` choose theirs: see runtime/threads.py). Restored after."""
+    timed now. Restored after."""
     from charrnn.inspect.evaluation import forward_probe
     from charrnn.runtime.threads import timed_threads
 
     on_cpu = loaded.model.head.weight.device.type == "cpu"
     return timed_threads(n, *(forward_probe(loaded.model, batch_size, min(seq_len, 64)) if on_cpu else (None, 1)))
-
-
-def load(command: str, checkpoint: str, source: str, encoding: str, device: str):
-    """(loaded model, its device, the text) for the commands below (`command` names the one asking)."""
-    from charrnn.text.catalog import resolve_source
-    from charrnn.training.checkpoint import load_model
-    from charrnn.text.corpus import check_text_file, read_text
-    from charrnn.runtime.device import resolve_device
-
-    source = resolve_source(source)  # a catalog name is its fetched file
-    check_text_file(source, command)  # a pipe (<(cmd)) is read like -, a folder is not a file
-    dev = resolve_device(device)
-    loaded = load_model(checkpoint, dev)
-    return loaded, dev, read_text([source], encoding=encoding)
 
 
 def oov_note(oov: dict[str, int]) -> str:
@@ -81,147 +72,140 @@ def need_chars(count: int, source: str) -> None:
                            "the model knows: there is nothing to predict")
 
 
-def report_console(as_json: bool):
-    """Where the human-readable report goes: stdout, or stderr when stdout carries --json."""
+def reporter(as_json: bool):
+    """say(text, style): a line of the human-readable report, as plain text (never markup): on stdout, or on
+    stderr when stdout carries --json."""
     from charrnn.util.console import err_console
 
-    return err_console() if as_json else out_console()
+    console = err_console() if as_json else out_console()
+    return lambda text, style=None: console.print(text, style=style, highlight=False, markup=False)
+
+
+def write_page(path: str, page: str) -> None:
+    from charrnn.util.console import info
+    from charrnn.util.files import atomic_write_text
+
+    atomic_write_text(path, page)
+    info(f"wrote {path}")
 
 
 @app.command("eval", epilog=EVAL_EXAMPLES)
 @guarded
 def eval_(
-    checkpoint: str = typer.Argument(..., help=CKPT_HELP, show_default=False),
-    source: str = typer.Argument(..., help=TEXT_HELP, show_default=False),
+    checkpoint: str = CHECKPOINT,
+    source: str = SOURCE,
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Parallel streams (64 is the layout training validates with)."),
     seq_len: int = typer.Option(256, "--seq-len", "-t", help="Characters per forward call (does not change the figure)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
+    device: str = device_option("auto"),
+    threads: int = THREADS,
+    encoding: str = ENCODING,
 ) -> None:
     """Bits per character (and nats, perplexity) of a text under a model: how good is the model on it?"""
     from charrnn.inspect.surprise import eval_text
 
     if batch_size < 1 or seq_len < 1:
         raise UsageError("--batch-size and --seq-len must be at least 1")
-    check_threads(threads)
-    loaded, dev, text = load("eval", checkpoint, source, encoding, device)
+    loaded, dev, text = load("eval", checkpoint, source, encoding, device, threads)
     with model_threads(threads, loaded, batch_size, seq_len):
         t0 = time.perf_counter()
         ev = eval_text(loaded.model, loaded.vocab, text, batch_size, seq_len, dev)
         seconds = time.perf_counter() - t0
-    need_chars(ev.result.chars, source)
-    r = ev.result
+    r, unit = ev.result, loaded.vocab.unit
+    need_chars(r.chars, source)
     if as_json:
         emit_json({"checkpoint": str(loaded.path), "source": source, **ev.to_dict(), "seconds": round(seconds, 3)})
-    console = report_console(as_json)
-    vocab = loaded.vocab
-    per_token = "" if vocab.token_is_char else f"; {r.bits_per_token:.4f} bits/token over {r.tokens:,} {vocab.unit}"
-    console.print(f"{r.bits_per_char:.4f} bits/char  ({r.nats_per_char:.4f} nats/char, perplexity "
-                  f"{r.perplexity:.3f}) over {r.chars:,} predicted characters{per_token}", highlight=False, markup=False)
-    console.print(f"{ev.chars_read:,} characters read; {oov_note(ev.oov)}", style="dim", highlight=False, markup=False)
+    say = reporter(as_json)
+    per_token = "" if loaded.vocab.token_is_char else f"; {r.bits_per_token:.4f} bits/token over {r.tokens:,} {unit}"
+    say(f"{r.bits_per_char:.4f} bits/char  ({r.nats_per_char:.4f} nats/char, perplexity {r.perplexity:.3f}) "
+        f"over {r.chars:,} predicted characters{per_token}")
+    say(f"{ev.chars_read:,} characters read; {oov_note(ev.oov)}", "dim")
     streams = min(batch_size, r.tokens)
-    unit = vocab.unit
     restarts = f"it restarts from zero at the {streams - 1} later stream starts (--batch-size 1: none)" if streams > 1 \
         else "one stream: the exact sequential figure"
-    console.print(f"{streams} stream(s) of up to {-(-r.tokens // streams):,} {unit}, the state carried through each; "
-                  f"{restarts}. {seconds:.2f} s, {r.chars / max(seconds, 1e-9):,.0f} chars/s on {dev.type}",
-                  style="dim", highlight=False, markup=False)
+    say(f"{streams} stream(s) of up to {-(-r.tokens // streams):,} {unit}, the state carried through each; "
+        f"{restarts}. {seconds:.2f} s, {r.chars / max(seconds, 1e-9):,.0f} chars/s on {dev.type}", "dim")
 
 
 @app.command(epilog=SCORE_EXAMPLES)
 @guarded
 def score(
-    checkpoint: str = typer.Argument(..., help=CKPT_HELP, show_default=False),
-    source: str = typer.Argument(..., help=TEXT_HELP, show_default=False),
+    checkpoint: str = CHECKPOINT,
+    source: str = SOURCE,
     top: int = typer.Option(10, "--top", help="How many of the most surprising spans to list."),
     max_chars: int = typer.Option(0, "--max-chars", help="Score only the first N characters (0 = all)."),
-    html: str = typer.Option(None, "--html", help="Also write a standalone HTML page here.", show_default=False),
+    html: str = HTML,
     as_json: bool = typer.Option(False, "--json", help="Print per-character bits and the spans as JSON on stdout (instead of the coloured text)."),
     no_text: bool = typer.Option(False, "--no-text", help="Show only the summary and spans, not the coloured text."),
     seq_len: int = typer.Option(256, "--seq-len", "-t", help="Characters per forward call (does not change the figures)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
+    device: str = device_option("auto"),
+    threads: int = THREADS,
+    encoding: str = ENCODING,
 ) -> None:
     """Show a text coloured by how surprised the model is by each character, with the most surprising spans."""
-
-    from charrnn.util.console import info, shown
-    from charrnn.util.files import atomic_write_text
     from charrnn.cli.render import Section, TableSection, colours_for, html_page, rich_text, surprise_rgb
     from charrnn.inspect.surprise import score_text
+    from charrnn.util.console import shown
 
     if top < 0 or max_chars < 0 or seq_len < 1:
         raise UsageError("--top and --max-chars must be >= 0 and --seq-len at least 1")
-    check_threads(threads)
-    loaded, dev, text = load("score", checkpoint, source, encoding, device)
+    loaded, dev, text = load("score", checkpoint, source, encoding, device, threads)
     text = text[:max_chars] if max_chars else text
     with model_threads(threads, loaded, 1, seq_len):
         s = score_text(loaded.model, loaded.vocab, text, seq_len, dev)
     need_chars(s.scored + 1, source)
-    spans = s.spans(top)
-    console = report_console(as_json)
-    colours = colours_for(s.bits, surprise_rgb)
+    spans, say, colours = s.spans(top), reporter(as_json), colours_for(s.bits, surprise_rgb)
     if as_json:
         emit_json({"checkpoint": str(loaded.path), "source": source, **s.to_dict(top)})
     elif not no_text:
-        console.print(rich_text(text, colours))
+        say(rich_text(text, colours))
     first = "the first character has nothing before it and is not scored" if loaded.vocab.token_is_char else \
         (f"{loaded.vocab.unit}: each token's bits are spread over its characters; the first token has "
          "nothing before it and is not scored")
-    summary = (f"{s.bits_per_char:.4f} bits/char over {s.scored:,} characters ({s.total_bits:,.1f} bits in all); "
-               f"{first}; {oov_note(s.oov)}")
-    console.print(summary, highlight=False, markup=False)
+    say(f"{s.bits_per_char:.4f} bits/char over {s.scored:,} characters ({s.total_bits:,.1f} bits in all); "
+        f"{first}; {oov_note(s.oov)}")
     span_table = TableSection("most surprising spans", ["bits", "line:col", "text"],
-                              [[f"{sp.bits:.1f}", f"{sp.line}:{sp.column}", repr(sp.text)] for sp in spans], numeric=(0,))
+                              [[f"{sp.bits:.1f}", f"{sp.line}:{sp.column}", repr(sp.text)] for sp in spans], ("bits",))
     if spans:
-        table = result_table(title=span_table.title, title_justify="left")
-        for i, col in enumerate(span_table.columns):
-            table.add_column(col, justify="right" if i in span_table.numeric else "left")
+        table = result_table(span_table.title, span_table.columns, span_table.numeric)
         for row in span_table.rows:
             table.add_row(*map(shown, row))  # the spans are the text's: escapes shown, never run
-        console.print(table)
+        say(table)
     if html:
         tips = ["not scored" if b != b else f"{b:.2f} bits" for b in s.bits]
         note = f"{s.bits_per_char:.3f} bits/char over {s.scored:,} characters. White: 0 bits, yellow: 4, red: 8 or more."
-        page = html_page(f"charrnn score: {source}", [Section(str(loaded.path), text, colours, tips, note)],
-                         tables=[span_table] if spans else [])
-        atomic_write_text(html, page)
-        info(f"wrote {html}")
+        write_page(html, html_page(f"charrnn score: {source}", [Section(str(loaded.path), text, colours, tips, note)],
+                                   tables=[span_table] if spans else []))
 
 
 @app.command(epilog=CELLS_EXAMPLES)
 @guarded
 def cells(
-    checkpoint: str = typer.Argument(..., help=CKPT_HELP, show_default=False),
-    source: str = typer.Argument(..., help=TEXT_HELP, show_default=False),
+    checkpoint: str = CHECKPOINT,
+    source: str = SOURCE,
     unit: str = typer.Option(None, "--unit", help="Show one unit, LAYER:INDEX (layers from 1, units from 0), e.g. 2:117.", show_default=False),
     kind: str = typer.Option(None, "--kind", help="h (hidden state) or c (LSTM cell state). Default: both when ranking, c for --unit on an LSTM.", show_default=False),
     top: int = typer.Option(3, "--top", help="Units listed per feature."),
     max_chars: int = typer.Option(20000, "--max-chars", help="Read at most this many characters of the text."),
     show_chars: int = typer.Option(400, "--show-chars", help="Characters of text shown per unit."),
     syntax: str = typer.Option("auto", "--syntax", help="Comment syntax for the features: auto (guessed from the text), c (/* */ and //), hash (# in Python, shell, YAML, Perl) or latex (%)."),
-    html: str = typer.Option(None, "--html", help="Also write a standalone HTML page here.", show_default=False),
+    html: str = HTML,
     as_json: bool = typer.Option(False, "--json", help="Print the ranking (and --unit's correlations) as JSON on stdout (instead of the coloured text)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the file."),
+    device: str = device_option("auto"),
+    threads: int = THREADS,
+    encoding: str = ENCODING,
 ) -> None:
     """Find the units that track quotes, comments, bracket depth, line position and word starts, and show them."""
-    from charrnn.inspect.cells import analyse, check_kind, check_unit, parse_unit
-    from charrnn.util.console import info
-    from charrnn.inspect.features import SYNTAX_NAMES, SYNTAXES
-    from charrnn.util.files import atomic_write_text
     from charrnn.cli.render import html_page
+    from charrnn.inspect.cells import analyse, check_kind, check_unit, parse_unit
+    from charrnn.inspect.features import SYNTAX_NAMES, SYNTAXES
     from charrnn.inspect.surprise import encode_known
 
     if syntax not in SYNTAXES:
         raise UsageError(f"--syntax must be one of {', '.join(SYNTAXES)}")
     if top < 1 or max_chars < 2 or show_chars < 1:
         raise UsageError("--top and --show-chars must be at least 1, --max-chars at least 2")
-    check_threads(threads)
-    loaded, dev, text = load("cells", checkpoint, source, encoding, device)
+    loaded, dev, text = load("cells", checkpoint, source, encoding, device, threads)
     with model_threads(threads, loaded):
         enc = encode_known(loaded.vocab, text[:max_chars])
         known = "".join(ch for ch, k in zip(text[:max_chars], enc.known) if k)
@@ -232,11 +216,10 @@ def cells(
             check_unit(chosen, loaded.model)
         per_char = None if loaded.vocab.token_is_char else enc.token_of_char()
         report = analyse(loaded.model, enc.tokens, known, syntax, top, [kind] if kind else None, per_char)
-    console = report_console(as_json)
+    say = reporter(as_json)
     legend = "background: blue = -1, white = 0, red = +1 (h, or tanh(c) for cell states)"
-    console.print(f"{len(known):,} characters read, with {SYNTAX_NAMES[report.syntax]}; "
-                  f"{oov_note(enc.oov)}; {legend}", style="dim", highlight=False, markup=False)
-    sections, corr = _unit_sections(report, known, chosen, show_chars, None if as_json else console)
+    say(f"{len(known):,} characters read, with {SYNTAX_NAMES[report.syntax]}; {oov_note(enc.oov)}; {legend}", "dim")
+    sections, corr = _unit_sections(report, known, chosen, show_chars, None if as_json else say)
     if as_json:
         data = {"checkpoint": str(loaded.path), "source": source, "oov_chars": enc.oov_count, "oov": enc.oov,
                 **report.to_dict()}
@@ -248,19 +231,16 @@ def cells(
         constant = [name for name in report.features if not report.changes(name)]
         if constant and not chosen:
             intro += f" Never changes in this text, so no unit can track it: {', '.join(constant)}."
-        atomic_write_text(html, html_page(f"charrnn cells: {source}", sections, intro))
-        info(f"wrote {html}")
+        write_page(html, html_page(f"charrnn cells: {source}", sections, intro))
 
 
-def _unit_sections(report, known: str, chosen, show_chars: int, console) -> tuple[list, dict | None]:
+def _unit_sections(report, known: str, chosen, show_chars: int, say) -> tuple[list, dict | None]:
     """The sections of `charrnn cells`' page: `chosen` unit, or each feature's best units (the
-    runners-up on the page only); each shown on `console` too, unless it is None (--json).
+    runners-up on the page only); each shown with `say` too, unless it is None (--json).
     Returns (sections, the chosen unit's correlations or None)."""
-    from rich.text import Text
-
+    from charrnn.cli.render import Section, activation_rgb, colours_for, rich_text
     from charrnn.inspect.cells import best_window
     from charrnn.inspect.features import DESCRIPTIONS
-    from charrnn.cli.render import Section, activation_rgb, colours_for, rich_text
 
     sections = []
 
@@ -270,12 +250,12 @@ def _unit_sections(report, known: str, chosen, show_chars: int, console) -> tupl
         start, end = best_window(window_of, show_chars, known)
         colours = colours_for(values[start:end], activation_rgb)
         sections.append(Section(heading, known[start:end], colours, [f"{v:+.2f}" for v in values[start:end]], note))
-        if terminal and console is not None:
-            console.print(Text(heading, style="bold"))
+        if terminal and say is not None:
+            say(heading, "bold")
             if note:
-                console.print(Text(note, style="dim"))
-            console.print(rich_text(known[start:end], colours))
-            console.print()
+                say(note, "dim")
+            say(rich_text(known[start:end], colours))
+            say("")
 
     if chosen:
         corr = report.correlations_of(chosen)
@@ -286,10 +266,9 @@ def _unit_sections(report, known: str, chosen, show_chars: int, console) -> tupl
         return sections, corr
     for name, scores in report.ranking.items():
         if not scores:  # a constant feature: any unit's r would be 0 and mean nothing
-            if console is not None:
-                console.print(Text(f"{name} ({DESCRIPTIONS[name]}): never changes in this text, "
-                                   "so no unit can track it", style="dim"))
-                console.print()
+            if say is not None:
+                say(f"{name} ({DESCRIPTIONS[name]}): never changes in this text, so no unit can track it", "dim")
+                say("")
             continue
         best, feature = scores[0], report.features[name]
         others = ", ".join(f"{s.unit} r={s.r:+.2f}" for s in scores[1:])

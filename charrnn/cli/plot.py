@@ -6,18 +6,14 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, guarded, show_path
+from charrnn.cli.common import app, examples, guarded, out_console, show_path
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn plot checkpoints/shakespeare
-  charrnn plot checkpoints/* -o compare.png
-  charrnn plot checkpoints/small checkpoints/large --x time --no-png
-
-The plot is drawn on stdout; the PNG (default RUN/loss.png, or ./loss.png
-for several runs) needs matplotlib: pip install 'charrnn\\[plot]'.
-"""
+EXAMPLES = examples(
+    "charrnn plot checkpoints/shakespeare",
+    "charrnn plot checkpoints/* -o compare.png",
+    "charrnn plot checkpoints/small checkpoints/large --x time --no-png",
+    then="""The plot is drawn on stdout; the PNG (default RUN/loss.png, or ./loss.png
+for several runs) needs matplotlib: pip install 'charrnn\\[plot]'.""")
 
 
 @app.command(epilog=EXAMPLES)
@@ -33,15 +29,15 @@ def plot(
     """Plot train and validation bits/char against steps or time, for one run or several."""
     import shutil
 
-    from rich.console import Console
-
+    from charrnn.cli.plots import MAX_HEIGHT, MISSING_MATPLOTLIB, X_AXES, load_runs, save_png, terminal_plot
     from charrnn.training.checkpoint import newest_checkpoint
-    from charrnn.util.console import TextWriter, err_console, info, warn
-    from charrnn.util.errors import CharrnnError
-    from charrnn.cli.plots import MISSING_MATPLOTLIB, check_height, check_x, load_runs, save_png, terminal_plot
+    from charrnn.util.console import info, warn
+    from charrnn.util.errors import CharrnnError, UsageError
 
-    check_x(x)
-    check_height(height)
+    if x not in X_AXES:
+        raise UsageError(f"--x must be one of {', '.join(X_AXES)}")
+    if not 4 <= height <= MAX_HEIGHT:  # a tick at the top, middle and bottom
+        raise UsageError(f"--height must be between 4 and {MAX_HEIGHT} (rows of the terminal plot)")
     if not runs:
         runs = [str(newest_checkpoint().parent)]
         info(f"plotting {show_path(runs[0])} (the newest run)")
@@ -50,13 +46,7 @@ def plot(
         warn(f"skipped: {message}")
     if terminal:
         width = min(100, shutil.get_terminal_size((80, 24)).columns)
-        text = terminal_plot(loaded, x, width=width, height=height)
-        writer = TextWriter()
-        if writer.tty:
-            Console(highlight=False).print(text, end="")
-        else:
-            writer.write(text.plain)
-            writer.finish()
+        out_console().print(terminal_plot(loaded, x, width, height), end="")  # coloured on a terminal only
     if not png:
         return
     target = out or (loaded[0].path.parent / "loss.png" if len(loaded) == 1 else Path("loss.png"))
@@ -67,6 +57,4 @@ def plot(
             warn(MISSING_MATPLOTLIB)  # the PNG was not asked for by name: the terminal plot is enough
             return
         raise
-    from charrnn.util.console import shown
-
-    err_console().print(shown(f"wrote {target}"))
+    info(f"wrote {target}")

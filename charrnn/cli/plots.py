@@ -1,15 +1,9 @@
-"""Loss curves of one or many runs, from their `metrics.jsonl`: a PNG and a terminal plot.
+"""Loss curves of one or many runs, from their `metrics.jsonl`: a PNG (needs matplotlib) and a terminal plot.
 
-Every run folder holds `metrics.jsonl`, one JSON record per line: training records
-(`step`, `epoch`, `time`, `loss`, `bpc`, `grad_norm`, `lr`, `chars_per_sec`) and
-evaluation records (`step`, `epoch`, `time`, `val_loss`, `val_bpc`). Both are plotted in
-bits per character against steps or training seconds (`time`).
-
-Only plottable points are drawn: a step that training skipped as non-finite is logged with
-`"bpc": NaN`, and a line that is not a metrics record (hand-edited, cut short, another
-program's) is passed over, so one bad line never hides the rest of a run.
-
-The PNG needs matplotlib (`pip install 'charrnn[plot]'`); the terminal plot needs nothing.
+Training records (`bpc`) and evaluation records (`val_bpc`) are plotted in bits per character
+against `step` or training seconds (`time`). Only plottable points are drawn: a step skipped as
+non-finite is logged with `"bpc": NaN`, and a line that is not a metrics record (hand-edited, cut
+short, another program's) is passed over, so one bad line never hides the rest of a run.
 """
 
 from __future__ import annotations
@@ -20,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charrnn.util.files import atomic_write_bytes
-from charrnn.util.errors import CharrnnError, UsageError
+from charrnn.util.errors import CharrnnError
 from charrnn.cli.termplot import Series, render
 
 X_AXES = {"step": "step", "time": "training time (s)"}
@@ -120,21 +114,9 @@ def load_runs(runs: list[str]) -> tuple[list[RunMetrics], list[str]]:
     return loaded, skipped
 
 
-def check_x(x: str) -> None:
-    if x not in X_AXES:
-        raise UsageError(f"--x must be one of {', '.join(X_AXES)}")
-
-
-def check_height(height: int) -> None:
-    """The terminal plot has at least 4 rows (a tick at the top, middle and bottom) and at most MAX_HEIGHT."""
-    if not 4 <= height <= MAX_HEIGHT:
-        raise UsageError(f"--height must be between 4 and {MAX_HEIGHT} (rows of the terminal plot)")
-
-
-def terminal_plot(runs: list[RunMetrics], x: str = "step", width: int = 80, height: int = 16):
+def terminal_plot(runs: list[RunMetrics], x: str, width: int, height: int):
     """The runs' train (dim line, a hollow marker every few columns) and validation (bright line, every point
     marked) curves as a rich Text; each run has its own marker shape, so the curves read without colour."""
-    check_x(x)
     series = []
     for i, run in enumerate(runs):
         color = COLORS[i % len(COLORS)]
@@ -144,9 +126,8 @@ def terminal_plot(runs: list[RunMetrics], x: str = "step", width: int = 80, heig
     return render(series, width=width, height=height, x_label=X_AXES[x], y_label="bits/char")
 
 
-def save_png(runs: list[RunMetrics], path: str | Path, x: str = "step") -> Path:
+def save_png(runs: list[RunMetrics], path: str | Path, x: str) -> None:
     """Write the curves as a PNG (atomically). Raises CharrnnError when matplotlib is missing."""
-    check_x(x)
     try:
         import matplotlib
 
@@ -168,4 +149,3 @@ def save_png(runs: list[RunMetrics], path: str | Path, x: str = "step") -> Path:
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
-    return Path(path)

@@ -1,5 +1,6 @@
-"""Training progress on stderr: a rich progress bar with the live sample on a terminal,
-one dense log line per record otherwise (the `Reporter` that `charrnn train` uses)."""
+"""Training progress on stderr (the `Reporter` that `charrnn train` uses): on a terminal a rich progress
+bar with the live sample under it, refreshed by time (every `REFRESH_SECONDS`, so slow steps never look
+frozen); otherwise one dense log line per record. Every line is printed as plain text, never markup."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from charrnn.runtime.threads import default_threads
 from charrnn.util.showtext import visible
 from charrnn.training.trainer import Reporter, Trainer, TrainResult
 
+SAMPLE_LINES = 6  # lines of the live sample shown under the progress bar
+REFRESH_SECONDS = 0.25  # the bar's step count and rate are refreshed this often, however slow a step is
+
 
 def fmt_rate(x: float) -> str:
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
@@ -26,18 +30,11 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
-SAMPLE_LINES = 6  # lines of the live sample shown under the progress bar
-REFRESH_SECONDS = 0.25  # the bar's step count and rate are refreshed this often, however slow a step is
-
-
 def sample_panel(sample: str, step: int) -> Panel:
-    """The live sample as a boxed block: its first lines, each cut to the terminal width.
-
-    The sample is text the model learned from a corpus: control characters in it (an escape
-    sequence that would clear the screen or set the title) are shown as escapes, not run.
-    """
-    lines = [visible(line) for line in sample.split("\n")[:SAMPLE_LINES]]
-    body = Text("\n".join(lines), no_wrap=True, overflow="ellipsis")  # Text: never parsed as markup
+    """The live sample's first lines, each cut to the terminal width, in a box; control characters (the
+    model learned them from a corpus) shown as escapes, not run."""
+    body = Text("\n".join(visible(line) for line in sample.split("\n")[:SAMPLE_LINES]), no_wrap=True,
+                overflow="ellipsis")
     return Panel(body, title=f"sample at step {step}", title_align="left", border_style="dim")
 
 
@@ -61,13 +58,24 @@ def describe_budget(trainer: Trainer) -> str:
     return budget
 
 
-class ConsoleReporter(Reporter):
-    """Training progress on stderr: a rich bar on a terminal, one dense line per record otherwise.
+def describe_speed(trainer: Trainer) -> str:
+    """`cpu fp32, 2 threads`, or what the first steps will time (`cpu fp32/bf16 (timing the first steps) ...`)."""
+    speed = trainer.speed
+    precision = "fp32" if speed.amp_dtype is None else str(speed.amp_dtype).replace("torch.", "") + " autocast"
+    threads = trainer.cfg.threads or default_threads() if trainer.device.type == "cpu" else 0
+    if speed.tuner is not None:  # chosen by timing the first steps: say what is tried
+        tried = speed.tuner.candidates
+        precisions = sorted({p for ps in tried.values() for p in ps})
+        precision = "/".join(precisions) + (" (timing the first steps)" if len(precisions) > 1 else "")
+        if len(tried) > 1:
+            precision += f", {' or '.join(map(str, tried))} threads (timed)"
+            threads = 0
+    return f"{trainer.device.type} {precision}" + (f", {plural(threads, 'thread')}" if threads else "")
 
-    The bar is refreshed by time (every `REFRESH_SECONDS`), not by step, so slow steps never
-    look frozen; it shows the step, the latest training loss, the latest validation, and the
-    average training rate of this session.
-    """
+
+class ConsoleReporter(Reporter):
+    """The bar shows the step, the latest training loss, the latest validation and this session's
+    average training rate."""
 
     def __init__(self, console: Console | None = None, live: bool | None = None, now=time.monotonic):
         self.now = now  # the clock the bar's refreshes are spaced by (a test gives it a fake one)
@@ -80,6 +88,9 @@ class ConsoleReporter(Reporter):
         self._shown_at = 0.0
         self.reading: Progress | None = None  # the corpus being read: a bar per phase (a terminal only)
         self.phases: dict[str, int] = {}
+
+    def say(self, line: str, style: str | None = None) -> None:
+        self.console.print(line, style=style, markup=False, highlight=False)  # above the bar while it is shown
 
     def on_prepare(self, phase: str, done: int, total: int) -> None:
         from rich.progress import DownloadColumn, TransferSpeedColumn
@@ -106,29 +117,13 @@ class ConsoleReporter(Reporter):
     def on_start(self, trainer: Trainer) -> None:
         self._done_reading()
         self.trainer = trainer
-        m, c = trainer.mcfg, trainer.cfg
-        precision = {None: "fp32"}.get(trainer.speed.amp_dtype, str(trainer.speed.amp_dtype).replace("torch.", "") + " autocast")
-        threads = c.threads or default_threads() if trainer.device.type == "cpu" else 0
-        if trainer.speed.tuner is not None:  # chosen by timing the first steps: say what is tried
-            tried = trainer.speed.tuner.candidates
-            precisions = sorted({p for ps in tried.values() for p in ps})
-            precision = "/".join(precisions) + (" (timing the first steps)" if len(precisions) > 1 else "")
-            threads = 0 if len(tried) > 1 else threads
-            if len(tried) > 1:
-                precision += f", {' or '.join(map(str, tried))} threads (timed)"
-        unit = trainer.vocab.unit
-        self.console.print(
-            f"charrnn {m.cell} {m.layers}x{m.hidden} (embed {m.embed}, {trainer.model.num_params() / 1e6:.2f}M params), "
-            f"vocab {m.vocab_size:,} {unit}, {len(trainer.batcher.tokens):,} train / {len(trainer.val_tokens):,} val {unit}",
-            markup=False, highlight=False,
-        )
-        self.console.print(
-            f"batch {c.batch_size} x seq {c.seq_len}, lr {c.lr:g}, clip {c.clip:g}, {trainer.device.type} {precision}"
-            + (f", {plural(threads, 'thread')}" if threads else "")
-            + f"; budget: {describe_budget(trainer)}; Ctrl-C stops and saves"
-            + (f"; saving to {visible(str(trainer.out_dir))}/" if trainer.out_dir else ""),
-            markup=False, highlight=False,
-        )
+        m, c, unit = trainer.mcfg, trainer.cfg, trainer.vocab.unit
+        self.say(f"charrnn {m.cell} {m.layers}x{m.hidden} (embed {m.embed}, {trainer.model.num_params() / 1e6:.2f}M "
+                 f"params), vocab {m.vocab_size:,} {unit}, {len(trainer.batcher.tokens):,} train / "
+                 f"{len(trainer.val_tokens):,} val {unit}")
+        self.say(f"batch {c.batch_size} x seq {c.seq_len}, lr {c.lr:g}, clip {c.clip:g}, {describe_speed(trainer)}; "
+                 f"budget: {describe_budget(trainer)}; Ctrl-C stops and saves"
+                 + (f"; saving to {visible(str(trainer.out_dir))}/" if trainer.out_dir else ""))
         if trainer.best_val_bpc is not None:
             self.fields["val"] = f"{trainer.best_val_bpc:.3f}"
         self.fields["step"] = f"step {trainer.step}"  # a resumed run starts where it stopped
@@ -140,73 +135,61 @@ class ConsoleReporter(Reporter):
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=self.console,
-                transient=False,
             )
             self.progress.start()
-            self.task = self.progress.add_task("train", total=1000, completed=1000 * min(1.0, trainer.progress()),
-                                               **self.fields)
+            self.task = self.progress.add_task("train", total=1000, **self.fields)
+            self._show()
 
-    def _show(self) -> None:
+    def _show(self, **fields) -> None:
+        self.fields.update(fields)
         if self.progress is not None:
             self.progress.update(self.task, completed=1000 * min(1.0, self.trainer.progress()), **self.fields)
 
-    def _chars(self) -> bool:
-        """Whether a token is a character (then nats per token are nats per character)."""
-        return self.trainer is None or self.trainer.char_counts is None
+    def _nats(self, bits_per_token: float) -> str:
+        """The unit of a loss: nats per character, or per token (then bits per token beside it)."""
+        chars = self.trainer is None or self.trainer.char_counts is None  # a token is a character
+        return "nats" if chars else f"nats/token ({bits_per_token:.3f} bits/token)"
 
     def on_step(self, trainer: Trainer) -> None:
         now = self.now()
         if self.progress is None or now - self._shown_at < REFRESH_SECONDS:
             return
         self._shown_at = now
-        self.fields.update(step=f"step {trainer.step}", rate=fmt_rate(trainer.chars_per_second()))
-        self._show()
+        self._show(step=f"step {trainer.step}", rate=fmt_rate(trainer.chars_per_second()))
 
     def on_log(self, r: dict) -> None:
         self.fields["bpc"] = f"{r['bpc']:.3f}"
         if self.progress is not None:
-            self.fields.update(step=f"step {r['step']}", rate=fmt_rate(self.trainer.chars_per_second()))
-            self._show()
+            self._show(step=f"step {r['step']}", rate=fmt_rate(self.trainer.chars_per_second()))
         else:
-            nats = "nats" if self._chars() else f"nats/token ({r['bpt']:.3f} bits/token)"
-            self.console.print(
-                f"step {r['step']:>6}  epoch {r['epoch']:.2f}  loss {r['loss']:.4f} {nats} = {r['bpc']:.3f} bpc  "
-                f"grad {r['grad_norm']:.2f}  lr {r['lr']:.2e}  {r['chars_per_sec']:.0f} chars/s  {r['time']:.0f}s",
-                markup=False, highlight=False,
-            )
+            self.say(f"step {r['step']:>6}  epoch {r['epoch']:.2f}  loss {r['loss']:.4f} {self._nats(r.get('bpt'))} = "
+                     f"{r['bpc']:.3f} bpc  grad {r['grad_norm']:.2f}  lr {r['lr']:.2e}  {r['chars_per_sec']:.0f} chars/s  "
+                     f"{r['time']:.0f}s")
 
     def on_eval(self, r: dict) -> None:
         if r["val_bpc"] is None:
             return
-        self.fields["val"] = f"{r['val_bpc']:.3f}"
-        nats = "nats" if self._chars() else f"nats/token ({r['val_bpt']:.3f} bits/token)"
-        line = f"step {r['step']:>6}  val {r['val_loss']:.4f} {nats} = {r['val_bpc']:.3f} bits/char  ({r['eval_seconds']:.1f}s)"
-        if self.progress is not None:
-            self.progress.console.print(line, markup=False, highlight=False)
-            self._show()  # shown now, not at the next log
-        else:
-            self.console.print(line, markup=False, highlight=False)
+        self.say(f"step {r['step']:>6}  val {r['val_loss']:.4f} {self._nats(r.get('val_bpt'))} = {r['val_bpc']:.3f} "
+                 f"bits/char  ({r['eval_seconds']:.1f}s)")
+        self._show(val=f"{r['val_bpc']:.3f}")  # shown now, not at the next log
 
     def on_sample(self, r: dict) -> None:
         if self.progress is not None:
             self.progress.sample = sample_panel(r["sample"], r["step"])
             self.progress.refresh()
-        else:  # one line per sample, newlines and control characters escaped, so logs stay one record per line
-            # (JSON escapes C0 characters; `visible` the C1 and bidi ones JSON leaves raw)
-            self.console.print(f"step {r['step']:>6}  sample {visible(json.dumps(r['sample'], ensure_ascii=False))}",
-                               markup=False, highlight=False)
+        else:  # one line per sample, so logs stay one record per line: JSON escapes newlines and C0
+            # characters, `visible` the C1 and bidi ones JSON leaves raw
+            self.say(f"step {r['step']:>6}  sample {visible(json.dumps(r['sample'], ensure_ascii=False))}")
 
     def on_tune(self, message: str) -> None:
-        console = self.progress.console if self.progress is not None else self.console
-        console.print(message, markup=False, highlight=False, style="dim" if self.progress is not None else None)
+        self.say(message, "dim" if self.progress is not None else None)
 
     def on_warning(self, message: str) -> None:
         warn(message)
 
     def on_end(self, result: TrainResult) -> None:
         if self.progress is not None:
-            self.fields.update(step=f"step {result.steps}")
-            self._show()
+            self._show(step=f"step {result.steps}")
             self.progress.stop()
         if result.best_val_bpc is not None:
             best = f"best val {result.best_val_bpc:.3f} bits/char"
@@ -215,8 +198,5 @@ class ConsoleReporter(Reporter):
         else:
             best = "not validated"
         where = f"; checkpoints in {visible(str(result.out_dir))}/" if result.out_dir else ""
-        self.console.print(
-            f"done: {plural(result.steps, 'step')}, {result.epoch:.2f} epochs in {result.seconds:.0f}s "
-            f"(stopped by {result.stopped_by}); {best}{where}",
-            markup=False, highlight=False,
-        )
+        self.say(f"done: {plural(result.steps, 'step')}, {result.epoch:.2f} epochs in {result.seconds:.0f}s "
+                 f"(stopped by {result.stopped_by}); {best}{where}")

@@ -5,11 +5,8 @@ Two colour scales:
 * surprise (bits, >= 0): white at 0 bits, through yellow, to red at `SURPRISE_CAP` bits and above;
 * activation (-1..1, like tanh): blue at -1, white at 0, red at +1 (as in the paper's figures).
 
-Text on a dark background is white, elsewhere black.
-
-The terminal text is built from `rich.text.Text` pieces with explicit styles, never from
-markup, so a text such as "[Exit Hamlet]" or "[/]" is shown exactly as it is written.
-Characters without a value (NaN: not scored, unknown to the model) get no background.
+Text on a dark background is white, elsewhere black. Characters without a value (NaN: not
+scored, unknown to the model) get no background.
 """
 
 from __future__ import annotations
@@ -29,11 +26,11 @@ SURPRISE_CAP = 8.0  # bits at which the surprise colour is fully red
 RGB = tuple[int, int, int]
 
 
-def surprise_rgb(bits: float, cap: float = SURPRISE_CAP) -> RGB | None:
-    """0 bits -> white, cap/2 -> yellow, >= cap -> red; None for NaN."""
+def surprise_rgb(bits: float) -> RGB | None:
+    """0 bits -> white, SURPRISE_CAP/2 -> yellow, >= SURPRISE_CAP -> red; None for NaN."""
     if math.isnan(bits):
         return None
-    x = min(max(bits / cap, 0.0), 1.0)
+    x = min(max(bits / SURPRISE_CAP, 0.0), 1.0)
     if x < 0.5:  # white -> yellow: blue fades out
         return 255, 255, round(255 * (1 - 2 * x))
     return 255, round(255 * (2 - 2 * x)), 0  # yellow -> red: green fades out
@@ -73,8 +70,8 @@ def _runs(text: str, colours: list[RGB | None]):
 def rich_text(text: str, colours: list[RGB | None]) -> Text:
     """A rich Text with each character's background set to its colour (black or white text on top).
 
-    The text is a file's: control characters in it (ESC, BEL, C1, bidi overrides) are shown as
-    escapes (`showtext.visible`), in their character's colour, never sent to the terminal raw.
+    Built from pieces with explicit styles, never markup, so "[Exit Hamlet]" or "[/]" is shown as written;
+    control characters (ESC, BEL, C1, bidi overrides) are shown as escapes, never sent to the terminal raw.
     """
     out = Text()
     for piece, rgb in _runs(text, colours):
@@ -103,15 +100,14 @@ class TableSection:
     title: str  # shown above the table
     columns: list[str]  # header cells
     rows: list[list[str]]  # body cells, as text (escaped when written)
-    numeric: tuple[int, ...] = ()  # indexes of columns aligned right
+    numeric: tuple[str, ...] = ()  # the columns aligned right
 
 
 def html_page(title: str, sections: list[Section], intro: str = "", tables: list[TableSection] = ()) -> str:
     """A self-contained HTML page (inline CSS, no scripts): each section's coloured text, then the tables.
 
-    The title, intro, headings and notes name files: they are shown with escapes visible
-    (`showtext.visible`), so a name whose bytes are not UTF-8 (byte 0xff is U+DCFF in Python) reads
-    `\\udcff` instead of making the page impossible to write as UTF-8.
+    The title, intro, headings and notes name files: escapes visible, so a name whose bytes are not
+    UTF-8 (byte 0xff is U+DCFF in Python) reads `\\udcff` instead of making the page unwritable as UTF-8.
     """
     title, intro = visible(title), visible(intro)
     parts = [
@@ -146,8 +142,8 @@ def html_page(title: str, sections: list[Section], intro: str = "", tables: list
         parts += [f"<th>{html.escape(c)}</th>" for c in t.columns]
         parts.append("</tr>\n")
         for row in t.rows:
-            cells = [f"<td class='n'>{html.escape(v)}</td>" if i in t.numeric else f"<td><code>{html.escape(v)}</code></td>"
-                     for i, v in enumerate(row)]
+            cells = [f"<td class='n'>{html.escape(v)}</td>" if col in t.numeric else f"<td><code>{html.escape(v)}</code></td>"
+                     for col, v in zip(t.columns, row)]
             parts.append("<tr>" + "".join(cells) + "</tr>\n")
         parts.append("</table>\n")
     parts.append("</body>\n</html>\n")

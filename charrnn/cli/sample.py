@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import app, guarded, inference, read_prime
+from charrnn.cli.common import (CONTINUATION_ONLY, NEWEST_CHECKPOINT, PRIME, PRIME_FILE, PRIME_NOTE, THREADS, UNK, app,
+                                device_option, examples, guarded, inference, read_prime)
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn sample --temp 0.8
-  charrnn sample checkpoints/shakespeare --prime "ROMEO:" | head -c 300
-  echo "First Citizen:" | charrnn sample --prime-file - --temp 0.5
-  charrnn sample --num-samples 4 --stop $'\\n\\n' --top-p 0.9
-  charrnn sample checkpoints/linux --highlight c
-  charrnn sample -N 3 --separator '\\n----\\n' > samples.txt
-  charrnn sample --prime "ROMEO:" --continuation-only | wc -c
-
-The prime is printed first, so the output reads as one text (--continuation-only
-leaves it out).
+EXAMPLES = examples(
+    "charrnn sample --temp 0.8",
+    'charrnn sample checkpoints/shakespeare --prime "ROMEO:" | head -c 300',
+    'echo "First Citizen:" | charrnn sample --prime-file - --temp 0.5',
+    "charrnn sample --num-samples 4 --stop $'\\n\\n' --top-p 0.9",
+    "charrnn sample checkpoints/linux --highlight c",
+    "charrnn sample -N 3 --separator '\\n----\\n' > samples.txt",
+    'charrnn sample --prime "ROMEO:" --continuation-only | wc -c',
+    then=PRIME_NOTE + """
 
 --num-samples draws the samples together in one batch; --stop ends each one
 on its own. On a terminal the samples get headers and --highlight colours
 C or LaTeX (auto: from the training corpus); piped, output is plain text,
 the samples joined by --separator (line breaks a sample ends with count
-toward it).
-"""
+toward it).""")
 
 
 def unescape(text: str) -> str:
@@ -36,22 +32,22 @@ def unescape(text: str) -> str:
 @app.command(epilog=EXAMPLES)
 @guarded
 def sample(
-    checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
+    checkpoint: str = NEWEST_CHECKPOINT,
     length: int = typer.Option(500, "--length", "-n", help="Tokens to generate per sample: characters (words or bytes for a word or byte model)."),
     temperature: float = typer.Option(1.0, "--temp", "--temperature", help="Sampling temperature (0 = greedy argmax)."),
-    prime: str = typer.Option(None, "--prime", "-p", help="Text to start from: the model reads it first, and it is printed before what the model writes.", show_default=False),
-    prime_file: str = typer.Option(None, "--prime-file", help="Read the prime from a file, or - for stdin.", show_default=False),
+    prime: str = PRIME,
+    prime_file: str = PRIME_FILE,
     seed: int = typer.Option(None, "--seed", help="Random seed (same seed, same text).", show_default=False),
     top_k: int = typer.Option(0, "--top-k", help="Sample only from the k most likely characters (0 = off)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Sample only from the smallest set holding this much probability."),
     stop: list[str] = typer.Option(None, "--stop", help="Stop after generating this string (repeatable; per sample).", show_default=False),
-    continuation_only: bool = typer.Option(False, "--continuation-only", help="Print only what the model writes, not the prime before it."),
+    continuation_only: bool = CONTINUATION_ONLY,
     n: int = typer.Option(1, "--num-samples", "-N", help="Samples to generate together in one batch."),
     separator: str = typer.Option("\\n\\n", "--separator", help="Written between samples when stdout is not a terminal (\\n, \\t understood)."),
     highlight: str = typer.Option("auto", "--highlight", help="Colour code on a terminal: auto (from the training corpus), c, latex or none. Never when piped."),
-    unk: str = typer.Option("error", "--unk", help="Prime characters the model never saw: error or skip."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = auto: times 1 thread and one per core, keeps the faster)."),
+    unk: str = UNK,
+    device: str = device_option(),
+    threads: int = THREADS,
     precision: str = typer.Option("auto", "--precision", help="Matrices while stepping: auto (the fastest kernel measured on this machine, remembered), fp32 (exact: what `charrnn serve` writes), bf16 (what `charrnn serve --precision bf16` writes), bf16-packed or int8."),
 ) -> None:
     """Generate text from a trained model, streamed to stdout as it is written."""
@@ -64,10 +60,7 @@ def sample(
     with inference(checkpoint, device, threads, prime_text, settings, precision, keep=n > 1) as (loaded, kernel):
         writer = make_writer(language_for(highlight, loaded.checkpoint))
         echo = "" if continuation_only else prime_text  # printed before each sample, exactly as given
-        if n == 1:
-            write_one(loaded, writer, echo, settings, prime_text, kernel)
-        else:
-            write_many(loaded, writer, echo, unescape(separator), settings, prime_text, kernel)
+        write_samples(loaded, writer, echo, unescape(separator), settings, prime_text, kernel)
         writer.finish()
 
 
@@ -79,48 +72,38 @@ def end_sample(writer, text: str) -> None:
         writer.end_sample()
 
 
-def write_one(loaded, writer, echo: str, settings, prime: str, kernel: str) -> None:
-    """Stream one sample, character by character, after the echoed prime."""
-    from charrnn.generation.sampling import generate
-
-    last = echo[-1:]
-    writer.write(echo)
-    for last in generate(loaded.model, loaded.vocab, settings, prime, kernel):
-        if not writer.write(last):
-            break
-    if not writer.closed:
-        end_sample(writer, last)
-
-
-def write_many(loaded, writer, echo: str, separator: str, settings, prime: str, kernel: str) -> None:
-    """Draw n samples in lockstep: the first is streamed, the others are kept and written after it."""
+def write_samples(loaded, writer, echo: str, separator: str, settings, prime: str, kernel: str) -> None:
+    """Draw the samples in lockstep: the first is streamed as it comes, the others are kept and written after
+    it (on a terminal under a header each, piped joined by `separator`)."""
     import sys
 
-    from charrnn.util.console import err_console
     from charrnn.generation.sampling import generate_batch, separator_after
+    from charrnn.util.console import err_console
 
     def header(i: int) -> None:  # on a terminal only: a rule on stderr, between the samples on stdout
-        if writer.tty:
+        if writer.tty and n > 1:
             sys.stdout.flush()
             err_console().rule(f"sample {i + 1} of {n}", style="dim")
 
-    n = settings.n
-    texts = [echo] * n
+    n, room = settings.n, max(len(separator), 1)
+    end, kept = echo[-room:], [echo] * (n - 1)  # the first sample's end (what follows it depends on), the others
     header(0)
     writer.write(echo)
     for chars in generate_batch(loaded.model, loaded.vocab, settings, prime, kernel):
-        for i, ch in enumerate(chars):
-            texts[i] += ch
+        end = (end + chars[0])[-room:]
+        for i, ch in enumerate(chars[1:]):
+            kept[i] += ch
         if chars[0] and not writer.write(chars[0]):
             break
-    for i in range(1, n):
+    for i, text in enumerate(kept, 1):
         if writer.closed:
             break
         if writer.tty:
-            end_sample(writer, texts[i - 1])
+            end_sample(writer, end)
         else:
-            writer.write(separator_after(texts[i - 1], separator))
+            writer.write(separator_after(end, separator))
         header(i)
-        writer.write(texts[i])
+        writer.write(text)
+        end = text
     if not writer.closed:
-        end_sample(writer, texts[-1])
+        end_sample(writer, end)

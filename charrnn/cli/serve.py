@@ -10,19 +10,15 @@ import gc
 
 import typer
 
-from charrnn.cli.common import app, guarded, show_path
+from charrnn.cli.common import NEWEST_CHECKPOINT, app, device_option, examples, guarded, shape, show_path
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn serve checkpoints/shakespeare
-  curl -N localhost:8000/v1/completions -d '{"prompt": "ROMEO:", "max_tokens": 200, "stream": true}'
-  charrnn serve model.safetensors --port 8080 --max-concurrent 16 --precision bf16
-
-Open http://127.0.0.1:8000/ for the playground. The API speaks OpenAI's completions
+EXAMPLES = examples(
+    "charrnn serve checkpoints/shakespeare",
+    "curl -N localhost:8000/v1/completions -d '{\"prompt\": \"ROMEO:\", \"max_tokens\": 200, \"stream\": true}'",
+    "charrnn serve model.safetensors --port 8080 --max-concurrent 16 --precision bf16",
+    then="""Open http://127.0.0.1:8000/ for the playground. The API speaks OpenAI's completions
 (/v1/completions, /v1/models), so the openai client works with base_url=".../v1";
-/v1/score gives per-character surprisal. It listens on 127.0.0.1 only unless --host says otherwise.
-"""
+/v1/score gives per-character surprisal. It listens on 127.0.0.1 only unless --host says otherwise.""")
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -42,8 +38,7 @@ def listen(host: str, port: int):
     from charrnn.util.errors import CharrnnError
 
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        family, _, _, _, address = infos[0]
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
@@ -56,7 +51,7 @@ def listen(host: str, port: int):
 @app.command(epilog=EXAMPLES)
 @guarded
 def serve(
-    checkpoint: str = typer.Argument(None, help="Checkpoint file or run folder. Default: the newest run under ./checkpoints.", show_default=False),
+    checkpoint: str = NEWEST_CHECKPOINT,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback lets other machines in (there is no authentication)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on (0 = any free port)."),
     max_concurrent: int = typer.Option(64, "--max-concurrent", help="Requests generating or scoring at once; more are answered 429."),
@@ -64,7 +59,7 @@ def serve(
     name: str = typer.Option(None, "--name", help="The model's name in the API. Default: the run folder's (or the file's) name.", show_default=False),
     precision: str = typer.Option("fp32", "--precision", help="The shared step's matrices: fp32 (the text of `charrnn sample --precision fp32`) or bf16 (faster under load on CPUs with AVX512-BF16/AMX; the text of `charrnn sample --precision bf16`)."),
     threads: int = typer.Option(1, "--threads", help="CPU threads for the model (one leaves a core to the HTTP side; 0 = auto: times 1 thread and one per core on the model's step, keeps the faster)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+    device: str = device_option(),
 ) -> None:
     """Serve a model over HTTP: OpenAI-compatible completions, scoring, and a web playground at /."""
     import sys
@@ -122,8 +117,7 @@ def run_server(loaded, host: str, port: int, name: str | None, max_concurrent: i
     sock = listen(host, port)
     where = sock.getsockname()
     url = f"http://{'[' + where[0] + ']' if ':' in where[0] else where[0]}:{where[1]}/"
-    m = loaded.model.config
-    info(f"serving {show_path(loaded.path)} as {config.model_id!r} ({m.cell} {m.layers}x{m.hidden}, {precision}) at {url} "
+    info(f"serving {show_path(loaded.path)} as {config.model_id!r} ({shape(loaded)}, {precision}) at {url} "
          f"(the playground; the API under {url}v1); Ctrl-C stops")
     if host not in LOOPBACK:
         warn(f"listening on {host}: other machines can reach this server, and it has no authentication")

@@ -42,7 +42,7 @@ class Series:
         return f"⠤{self.marker}⠤" if self.marker_every else self.marker
 
 
-def fmt_tick(v: float, span: float = 1.0) -> str:
+def fmt_tick(v: float, span: float) -> str:
     """A tick label: whole numbers when the axis spans 10 or more, else two decimals."""
     if abs(v) >= 100_000:
         return f"{v / 1000:.0f}k"

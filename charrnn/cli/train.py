@@ -6,45 +6,39 @@ from dataclasses import fields
 
 import typer
 
-from charrnn.cli.common import app, guarded
+from charrnn.cli.common import app, examples, guarded
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.util.errors import CharrnnError
 from charrnn.training.sizing import LADDER
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 
-EXAMPLES = """
-[bold]Examples[/]
-
-  charrnn train corpus.txt --time 120
-  charrnn train shakespeare --preset tiny
-  charrnn train warpeace --config runs/wp.yaml --lr 1e-3
-  charrnn train --config checkpoints/shakespeare/config.yaml
-  charrnn train src/ --glob '**/*.c' --glob '**/*.h' --cell gru --layers 3
-  cat *.tex | charrnn train - -o checkpoints/latex
-  charrnn train --resume checkpoints/shakespeare
-  charrnn train poems.txt --init-from checkpoints/shakespeare --steps 500
-  charrnn train corpus.txt --save-every 1000 --keep 5
-  charrnn train warpeace --tokens word --max-vocab 8000 --time 300
-  charrnn train chat-logs.txt --tokens byte
-
-Settings are layered, later winning: defaults <- --preset <- --config FILE
+EXAMPLES = examples(
+    "charrnn train corpus.txt --time 120",
+    "charrnn train shakespeare --preset tiny",
+    "charrnn train warpeace --config runs/wp.yaml --lr 1e-3",
+    "charrnn train --config checkpoints/shakespeare/config.yaml",
+    "charrnn train src/ --glob '**/*.c' --glob '**/*.h' --cell gru --layers 3",
+    "cat *.tex | charrnn train - -o checkpoints/latex",
+    "charrnn train --resume checkpoints/shakespeare",
+    "charrnn train poems.txt --init-from checkpoints/shakespeare --steps 500",
+    "charrnn train corpus.txt --save-every 1000 --keep 5",
+    "charrnn train warpeace --tokens word --max-vocab 8000 --time 300",
+    "charrnn train chat-logs.txt --tokens byte",
+    then="""Settings are layered, later winning: defaults <- --preset <- --config FILE
 <- flags. Presets: tiny (seconds), small (CPU minutes), medium, large (GPU),
 and one per catalog corpus (--preset linux). Each run folder gets a
-config.yaml with every setting: pass it to --config to repeat the run.
-"""
+config.yaml with every setting: pass it to --config to repeat the run.""")
 
 _DEFAULTS = {f.name: f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
 SOURCE_FLAGS = ("glob", "encoding", "tokens", "max_vocab")  # where the text comes from (the corpus is an argument)
 
 
-def opt(*names: str, help: str, field: str | None = None, shown: str | None = None):
+def opt(*names: str, help: str, shown: str | None = None):
     """A Typer option whose default is None (so we can tell given from not given), showing the config
     default, or `shown` where the default is not one number (a sized shape)."""
-    field = field or names[0].lstrip("-").replace("-", "_")
-    default = _DEFAULTS.get(field)
-    return typer.Option(None, *names, help=help,
-                        show_default=shown or (str(default) if default is not None else False))
+    default = _DEFAULTS.get(names[0].lstrip("-").replace("-", "_"))
+    return typer.Option(None, *names, help=help, show_default=shown or (str(default) if default is not None else False))
 
 
 SIZED = "sized for the text, budget and machine"
@@ -60,12 +54,12 @@ def train(
     sources: list[str] = typer.Argument(None, help="Text files, folders (see --glob), catalog names (shakespeare, linux, ...), or - for stdin. May be omitted with a --config file that names a corpus, or with --resume (the run's own corpus is read again).", show_default=False),
     config: str = typer.Option(None, "--config", "-c", help="YAML file of settings (keys as the flags, e.g. `hidden: 256`); flags override it.", show_default=False),
     preset: str = typer.Option(None, "--preset", help="Named settings: tiny, small, medium, large, or a catalog corpus name.", show_default=False),
-    glob: list[str] = typer.Option(None, "--glob", help="File pattern inside folders, repeatable (e.g. '**/*.c').", show_default=False),
+    glob: list[str] = opt("--glob", help="File pattern inside folders, repeatable (e.g. '**/*.c')."),
     out: str = typer.Option(None, "--out", "-o", help="Run folder. Default: checkpoints/<corpus name> (a new -2, -3 ... if taken).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow --out to be a folder that already holds a run."),
-    encoding: str = typer.Option(None, "--encoding", help="Text encoding of the corpus.", show_default="utf-8"),
-    tokens: str = typer.Option(None, "--tokens", help="What the model reads and writes: char (one per character), word (words, numbers, punctuation, whitespace; rare words spelled by character) or byte (UTF-8 bytes, 256 ids). Losses are in bits per character either way.", show_default="char"),
-    max_vocab: int = typer.Option(None, "--max-vocab", help="--tokens word: vocabulary size, the corpus's characters included (the most frequent tokens fill the rest).", show_default=str(DEFAULT_MAX_VOCAB)),
+    encoding: str = opt("--encoding", help="Text encoding of the corpus.", shown="utf-8"),
+    tokens: str = opt("--tokens", help="What the model reads and writes: char (one per character), word (words, numbers, punctuation, whitespace; rare words spelled by character) or byte (UTF-8 bytes, 256 ids). Losses are in bits per character either way.", shown="char"),
+    max_vocab: int = opt("--max-vocab", help="--tokens word: vocabulary size, the corpus's characters included (the most frequent tokens fill the rest).", shown=str(DEFAULT_MAX_VOCAB)),
     cell: str = opt("--cell", help="Recurrent cell: lstm, gru or rnn."),
     layers: int = opt("--layers", help="Stacked recurrent layers.", shown=SIZED),
     hidden: int = opt("--hidden", help="Hidden units per layer.", shown=SIZED),
@@ -120,7 +114,6 @@ def exit_for(result) -> None:
     """A run's end as the command's exit: a failed save or divergence is an error (1), a signal 130 or 143."""
     if result.stopped_by in ("save_error", "nan") and result.error:
         raise CharrnnError(result.error)
-    if result.stopped_by in ("SIGINT", "SIGTERM"):
-        raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
-    if result.stopped_by == "nan":
-        raise typer.Exit(1)
+    code = {"SIGINT": 130, "SIGTERM": 143, "nan": 1}.get(result.stopped_by)
+    if code:
+        raise typer.Exit(code)
