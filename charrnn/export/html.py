@@ -104,9 +104,11 @@ def vocab_spec(vocab) -> dict:
 
 
 def default_prompt(checkpoint: dict, vocab) -> str:
-    """The prompt the page starts with: the run's live-sample prime if it set one, else the first capital
-    letter of the vocabulary (most texts start lines with one), else nothing (a byte model's vocabulary
-    has no characters of its own to tell what its text looks like)."""
+    """The prompt the page starts with: how a line of the model's own text starts (its checkpoint keeps it),
+    else the run's live-sample prime if it set one, else the first capital letter of the vocabulary, else
+    nothing (a byte model's vocabulary has no characters of its own to tell what its text looks like)."""
+    if (checkpoint.get("meta") or {}).get("prompt"):
+        return checkpoint["meta"]["prompt"]
     for config in (checkpoint.get("train_config"), (checkpoint.get("meta") or {}).get("config")):
         prime = config.get("sample_prime") if isinstance(config, dict) else None
         if isinstance(prime, str) and prime:

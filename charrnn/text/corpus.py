@@ -192,6 +192,16 @@ def token_index_at_char(tokens: np.ndarray, char_counts: np.ndarray, n_chars: in
     return len(tokens)
 
 
+def opening(text: str, limit: int = 24) -> str:
+    """How a line of `text` starts: its first line that holds a letter or digit, cut at a word end within
+    `limit` characters. A model's own prompt: the playground and the exported page offer it ('First Citizen:')."""
+    line = next((ln.strip() for ln in text.splitlines() if any(c.isalnum() for c in ln)), "")
+    if len(line) <= limit:
+        return line
+    cut = line.rfind(" ", 0, limit + 1)
+    return line[: cut if cut > 0 else limit]
+
+
 def split_train_val(tokens: np.ndarray, val_fraction: float,
                     char_counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The last `val_fraction` of the corpus is held out for validation (as nanoGPT does).

@@ -207,6 +207,7 @@ class Meta:
     glob: list[str] | None = None
     init_from_step: int | None = None
     config: dict | None = None
+    prompt: str | None = None  # how a line of its text starts: the prompt a page or playground offers
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.text.corpus import split_train_val
+from charrnn.text.corpus import opening, split_train_val
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 from charrnn.text.vocab import Vocab, vocab_for_text
 from charrnn.training import distributed
@@ -75,7 +75,8 @@ def start(run: RunConfig, out: Path, reporter: Reporter | None = None, resume: P
     corpus = prepare_corpus(s.corpus, s.glob, s.encoding, progress=reporter.on_prepare, warn=reporter.on_warning,
                             kind=s.tokens, max_vocab=s.max_vocab)
     meta = {"corpus": corpus.name, "sources": ["-" if f == STDIN_NAME else str(f) for f in corpus.sources],
-            "glob": s.glob or None, "encoding": s.encoding}
+            "glob": s.glob or None, "encoding": s.encoding,
+            "prompt": opening(corpus.vocab.decode(np.asarray(corpus.tokens[:4096]).tolist()))}
     if resume is None:
         run = fitted(run, corpus, init_from is None, say, reporter if main else Reporter())
         meta["config"] = run.to_dict()
