@@ -116,31 +116,97 @@ def test_the_log_line_says_what_and_why():
     assert "yours: --hidden" in s.describe(ModelConfig(vocab_size=V, hidden=64), {"hidden"})
 
 
-def test_the_probe_is_cached_and_a_corrupt_cache_is_ignored(tmp_path, monkeypatch):
-    timed = []
-    def fake(mcfg, b, t, device, dtype=None):  # bf16 twice as fast on this pretend CPU
-        timed.append((mcfg.hidden, dtype))
-        return 1000.0 * mcfg.hidden * (2 if dtype is not None else 1)
+def fake_windows(calls: list, rates=None, noisy: bool = False):
+    """`timed_windows` on a pretend CPU: bf16 twice as fast as fp32, two threads 1.5x one; `rates` overrides."""
+    def windows(mcfg, train, device, settings, rounds=sizing.PROBE_ROUNDS):
+        calls.append((mcfg.hidden, list(settings), rounds))
+        out = {}
+        for p, t in settings:
+            r = rates if rates is not None else 1000.0 * mcfg.hidden * (2 if p == "bf16" else 1) * (1.5 if t > 1 else 1)
+            out[(p, t)] = [r, r * (3 if noisy else 1.01)][:rounds]
+        return out
 
-    monkeypatch.setattr(sizing, "step_rate", fake)
-    cache = TuneCache(tmp_path / "tune.json")
-    rate = sizing.probe(V, TrainConfig(), "cpu", 1, cache=cache)
-    assert rate(Shape(2, 128, 32)) == 256_000 and rate(Shape(2, 128, 32)) == 256_000  # as the run will pick: bf16
-    assert timed == [(128, None), (128, torch.bfloat16)]
-    again = sizing.probe(V, TrainConfig(), "cpu", 1, cache=cache)  # a later run on this machine
-    assert again(Shape(2, 128, 32)) == 256_000 and len(timed) == 2
-    other = sizing.probe(V, TrainConfig(), "cpu", 2, cache=cache)  # another thread count is another verdict
-    other(Shape(2, 128, 32))
-    assert len(timed) == 4
-    forced = sizing.probe(V, TrainConfig(precision="fp32"), "cpu", 1, cache=cache)  # only what the run will use
-    assert forced(Shape(2, 128, 32)) == 128_000 and timed[-1] == (128, None) and len(timed) == 5
+    return windows
+
+
+def test_the_probe_times_what_the_run_may_choose_and_caches_a_steady_figure(tmp_path, monkeypatch):
+    import charrnn.runtime.threads
+
+    monkeypatch.setattr(charrnn.runtime.threads, "default_threads", lambda: 2)  # a two-core machine
+    cache, calls = TuneCache(tmp_path / "tune.json"), []
+    probe = sizing.Probe(V, TrainConfig(time=300), cache=cache, windows=fake_windows(calls))
+    assert probe(Shape(2, 128, 32)) == pytest.approx(1000 * 128 * 2 * 1.5 * 1.01)  # bf16, 2 threads: as the run picks
+    assert calls[0][1] == [("fp32", 1), ("bf16", 1), ("fp32", 2), ("bf16", 2)] and calls[0][2] == sizing.PROBE_ROUNDS
+    again = sizing.Probe(V, TrainConfig(time=300), cache=cache, windows=fake_windows(calls))  # a later run
+    assert again(Shape(2, 128, 32)) == probe(Shape(2, 128, 32))
+    assert calls[-1][1:] == ([("bf16", 2)], 1)  # the cached figure re-timed once, one window at its setting
+    forced = sizing.Probe(V, TrainConfig(time=300, precision="fp32", threads=1), cache=cache,
+                          windows=fake_windows(calls))
+    forced(Shape(2, 128, 32))
+    assert calls[-1][1] == [("fp32", 1)]  # only what the run will use
     (tmp_path / "tune.json").write_text("{not json")
-    assert sizing.probe(V, TrainConfig(), "cpu", 1, cache=cache)(Shape(2, 128, 32)) == 256_000
-    assert len(timed) == 7
+    assert sizing.Probe(V, TrainConfig(time=300), cache=cache, windows=fake_windows(calls))(Shape(2, 128, 32)) > 0
 
 
-def test_step_rate_measures_a_real_step():
-    assert sizing.step_rate(Shape(1, 16, 8).config(V), 2, 8, "cpu", steps=1) > 0
+def test_a_figure_from_a_busy_moment_is_used_but_never_cached(tmp_path):
+    cache = TuneCache(tmp_path / "tune.json")
+    probe = sizing.Probe(V, TrainConfig(time=300), cache=cache, windows=fake_windows([], noisy=True))
+    assert probe(Shape(2, 128, 32)) > 0  # this run uses it ...
+    assert not (tmp_path / "tune.json").exists()  # ... the next one measures again
+
+
+def test_a_cached_figure_that_the_machine_no_longer_runs_at_is_measured_again(tmp_path):
+    """The poisoned cache: a figure timed while another process held a core (751 chars/s), used on an idle machine
+    that trains at 47,000: its re-timing disagrees, so every figure of the probe is measured afresh, and cached."""
+    cache = TuneCache(tmp_path / "tune.json")
+    sizing.Probe(V, TrainConfig(time=300), cache=cache, windows=fake_windows([], rates=751.0))(Shape(2, 128, 32))
+    calls = []
+    probe = sizing.Probe(V, TrainConfig(time=300), cache=cache, windows=fake_windows(calls, rates=47_000.0))
+    assert probe(Shape(2, 128, 32)) == pytest.approx(47_000 * 1.01) and probe(Shape(2, 256, 64)) > 0
+    assert [c[2] for c in calls] == [1, sizing.PROBE_ROUNDS, sizing.PROBE_ROUNDS]  # the check, then two measurements
+    assert sizing.Probe(V, TrainConfig(time=300), cache=cache, windows=fake_windows([], rates=47_000.0))(
+        Shape(2, 128, 32)) == pytest.approx(47_000 * 1.01)
+
+
+def test_the_probe_spends_at_most_its_share_of_the_budget(tmp_path):
+    now = [0.0]
+
+    def slow_windows(mcfg, train, device, settings, rounds=2):
+        now[0] += 1.0  # every shape takes a second to time
+        return {s: [50_000.0, 50_000.0] for s in settings}
+
+    probe = sizing.Probe(V, TrainConfig(time=20), cache=TuneCache(tmp_path / "t.json"), windows=slow_windows,
+                         clock=lambda: now[0])  # 5% of 20 s: one second
+    s = choose_size(5_000_000, TrainConfig(time=20), V, probe)
+    assert s.shape == LADDER[0] and now[0] <= 2.0  # the first shape is always timed, then the time is up
+
+
+def test_the_run_corrects_a_figure_its_own_steps_disagree_with(tmp_path):
+    cache = TuneCache(tmp_path / "tune.json")
+    probe = sizing.Probe(V, TrainConfig(time=30), cache=cache, windows=fake_windows([], rates=900.0))
+    shape = Shape(2, 128, 32)
+    probe(shape)
+    assert probe.correct(shape, 1000.0, ("fp32", 2)) is None  # within the noise
+    message = probe.correct(shape, 47_000.0, ("fp32", 1))
+    assert "47k chars/s" in message and "measured before" in message
+    assert cache.get(probe.key(shape))["rate"] == 47_000.0
+
+
+def test_a_run_checks_its_own_speed_once_its_steps_have_settled():
+    from charrnn.training.speed import EVIDENCE_STEPS, SpeedPlan
+
+    got = []
+    plan = SpeedPlan(Shape(1, 16, 8).config(V), TrainConfig(precision="fp32", threads=1), torch.device("cpu"), False)
+    plan.expect(lambda rate, setting: got.append((rate, setting)))
+    for _ in range(EVIDENCE_STEPS + 5):
+        plan.step(lambda: {"chars": 100})
+    assert len(got) == 1 and got[0][0] > 0 and got[0][1] == ("fp32", 1)
+
+
+def test_timed_windows_times_a_real_step():
+    rates = sizing.timed_windows(Shape(1, 16, 8).config(V), TrainConfig(batch_size=2, seq_len=8), "cpu",
+                                 [("fp32", 1)], rounds=1)
+    assert rates[("fp32", 1)][0] > 0
 
 
 def _run(given=(), preset=None, **train) -> RunConfig:
@@ -152,17 +218,17 @@ def _run(given=(), preset=None, **train) -> RunConfig:
 def test_what_the_user_named_is_never_sized():
     assert right_size(_run(preset="small"), 10_000, V)[1] is None
     assert right_size(_run(given=sizing.SHAPE_KEYS), 10_000, V)[1] is None
-    sized, s = right_size(_run(given={"hidden"}), 10_000, V)
+    sized, s, _ = right_size(_run(given={"hidden"}), 10_000, V)
     assert s is not None and sized.model.hidden == ModelConfig.hidden  # theirs (the default here) is kept
     assert (sized.model.layers, sized.model.embed, sized.model.dropout) == (s.shape.layers, s.shape.embed, s.dropout)
     assert sized.train.lr == TrainConfig.lr and sized.train.min_lr_ratio == TrainConfig.min_lr_ratio  # the chosen
     # shape's lr and floor are not forced on a shape the user named
-    sized, s = right_size(_run(given={"dropout"}), 10_000, V)
+    sized, s, _ = right_size(_run(given={"dropout"}), 10_000, V)
     assert sized.train.lr == s.shape.lr and sized.train.min_lr_ratio == sizing.DECAY_TO
     assert sized.model.dropout == ModelConfig.dropout
-    sized, s = right_size(_run(given={"lr"}, lr=1e-3), 10_000, V)
+    sized, s, _ = right_size(_run(given={"lr"}, lr=1e-3), 10_000, V)
     assert sized.train.lr == 1e-3  # --lr wins
-    sized, s = right_size(_run(given={"min_lr_ratio"}, min_lr_ratio=0.5), 10_000, V)
+    sized, s, _ = right_size(_run(given={"min_lr_ratio"}, min_lr_ratio=0.5), 10_000, V)
     assert sized.train.min_lr_ratio == 0.5  # and so does a --config file's floor
 
 
@@ -186,12 +252,26 @@ def test_a_time_budget_spends_about_a_twentieth_of_itself_validating():
 
 
 def test_validations_are_spaced_for_the_chosen_shape_unless_the_user_set_them(monkeypatch):
-    monkeypatch.setattr(sizing, "probe", lambda *a, **k: flops_rate(37_000))
-    sized, s = right_size(_run(steps=None, time=300), 8_000_000, V)
+    monkeypatch.setattr(sizing, "Probe", lambda *a, **k: flops_rate(37_000))
+    sized, s, _ = right_size(_run(steps=None, time=300), 8_000_000, V)
     assert sized.train.eval_every == s.eval_every > TrainConfig().eval_every
     for given in ({"eval_every"}, {"hidden"}):  # theirs; or a shape they named, whose speed was not measured
-        sized, s = right_size(_run(given=given, steps=None, time=300), 8_000_000, V)
+        sized, s, _ = right_size(_run(given=given, steps=None, time=300), 8_000_000, V)
         assert sized.train.eval_every == TrainConfig().eval_every and s.eval_every is None
+
+
+def test_a_small_text_read_many_times_is_validated_each_pass_and_stops_by_itself(monkeypatch):
+    """40 KB of names at 60 s: 2×128 reads them ~250 times; today's run found its best at step 200 and went on."""
+    monkeypatch.setattr(sizing, "Probe", lambda *a, **k: flops_rate(37_000))
+    sized, s, _ = right_size(_run(steps=None, time=60), 40_000, V)
+    per_pass = 36_000 / (sized.train.batch_size * sized.train.seq_len)
+    assert s.epochs >= sizing.MANY_PASSES and sized.train.patience == sizing.PATIENCE
+    assert per_pass <= sized.train.eval_every < per_pass + 10  # a validation each pass over the text
+    assert "stopping once 5 validations in a row find no new best" in s.describe()
+    sized, s, _ = right_size(_run(given={"patience"}, steps=None, time=60, patience=0), 40_000, V)
+    assert sized.train.patience == 0  # theirs wins
+    sized, s, _ = right_size(_run(steps=None, time=60), 8_000_000, V)
+    assert sized.train.patience == 0 and s.patience is None  # a big text is not learnt by heart in a minute
 
 
 def test_each_shape_comes_with_its_learning_rate_and_the_line_says_it():

@@ -87,6 +87,7 @@ class ConsoleReporter(Reporter):
         self.fields = {"step": "step 0", "bpc": "-", "val": "-", "rate": "-"}
         self._shown_at = 0.0
         self.reading: Progress | None = None  # the corpus being read: a bar per phase (a terminal only)
+        self.status = None  # a spinner and what it is doing (sizing: timing 2×256 ...)
         self.phases: dict[str, int] = {}
 
     def say(self, line: str, style: str | None = None) -> None:
@@ -108,6 +109,18 @@ class ConsoleReporter(Reporter):
     def on_info(self, message: str) -> None:
         self._done_reading()
         info(message)
+
+    def on_status(self, message: str | None) -> None:
+        """What the run is busy with before it starts ('timing 2×256'), on a terminal only: a line that goes away."""
+        if self.status is not None and message is None:
+            self.status.stop()
+            self.status = None
+        elif message is not None and self.live:
+            self._done_reading()
+            if self.status is None:
+                self.status = self.console.status(message)
+                self.status.start()
+            self.status.update(message)
 
     def _done_reading(self) -> None:
         if self.reading is not None:
@@ -187,6 +200,12 @@ class ConsoleReporter(Reporter):
     def on_warning(self, message: str) -> None:
         warn(message)
 
+    def _stop_reason(self, result: TrainResult) -> str:
+        if result.stopped_by == "patience":
+            return (f"stopped early: {self.trainer.cfg.patience} validations in a row found no new best; "
+                    "training longer would learn the text by heart")
+        return f"stopped by {result.stopped_by}"
+
     def on_end(self, result: TrainResult) -> None:
         if self.progress is not None:
             self._show(step=f"step {result.steps}")
@@ -199,4 +218,4 @@ class ConsoleReporter(Reporter):
             best = "not validated"
         where = f"; checkpoints in {visible(str(result.out_dir))}/" if result.out_dir else ""
         self.say(f"done: {plural(result.steps, 'step')}, {result.epoch:.2f} epochs in {result.seconds:.0f}s "
-                 f"(stopped by {result.stopped_by}); {best}{where}")
+                 f"({self._stop_reason(result)}); {best}{where}")

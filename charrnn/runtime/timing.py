@@ -23,6 +23,11 @@ THREAD_MARGIN = 1.05  # more threads must run >= 5% faster than one (training, r
 SAMPLE_THREAD_MARGIN = 1.15  # ... >= 15% for sampling and beam search, chosen once at the start
 
 
+def times(ratio: float) -> str:
+    """'0.62×', and for a tiny ratio its two first digits ('0.021×'), never '0.00×'."""
+    return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.2g}×"
+
+
 def choose(rates: dict, default, margin: float):
     """The candidate with the highest rate; the default (when measured) unless that one beats it by `margin`."""
     best = max(rates, key=rates.get)
@@ -43,7 +48,7 @@ class Verdict:
         if self.cached:
             return f"{self.choice} (measured before, cached)"
         mine = self.rates.get(self.choice)
-        notes = [f"{name} ran {rate / mine:.2f}× here" for name, rate in self.rates.items()
+        notes = [f"{name} ran {times(rate / mine)} here" for name, rate in self.rates.items()
                  if name != self.choice and mine and rate is not None]
         return f"{self.choice} ({'; '.join(notes)})" if notes else self.choice
 
@@ -247,7 +252,7 @@ class StepTuner:
     def _threads_note(self) -> str:
         t = self.chosen.threads
         rates = {**self.dropped, **self.thread_rates}
-        others = [f"{n} ran {r / rates[t]:.2f}× here" + (", dropped after one step" if n not in self.thread_rates else "")
+        others = [f"{n} ran {times(r / rates[t])} here" + (", dropped after one step" if n not in self.thread_rates else "")
                   for n, r in sorted(rates.items()) if n != t and rates.get(t)]
         return f"{t}" + (f" ({'; '.join(others)})" if others else "")
 

@@ -35,6 +35,7 @@ class Reporter:
 
     def on_prepare(self, phase: str, done: int, total: int) -> None: ...  # reading the corpus (long for big ones)
     def on_info(self, message: str) -> None: ...  # a fact about the run before it starts: its model, its corpus
+    def on_status(self, message: str | None) -> None: ...  # what it is busy with before it starts (None: done)
     def on_start(self, trainer) -> None: ...
     def on_step(self, trainer) -> None: ...  # after every step: keep it cheap
     def on_log(self, record: dict) -> None: ...

@@ -94,7 +94,10 @@ CHARS_PER_PARAM = 3.0  # the best shapes saw 4.5-6 characters per parameter, the
 MANY_PASSES = 15.0  # a run that reads its text this many times or more is limited by the text, not the time:
 MANY_PASSES_CHARS_PER_PARAM = 0.5  # ... there the larger model with dropout won (0.9 chars/param at 20 passes)
 MAX_PARAMS_PER_CHAR = 30.0  # 20 KB of Shakespeare in 30 s: 2×128 (12 per char) 2.764 bits/char, 2×256 (48) 3.045
-PROBE_STEPS = 3  # timed training steps per shape (after one untimed), at the run's B and T
+PROBE_WINDOW, PROBE_ROUNDS = 0.05, 2  # a shape's settings take turns: 2 windows of 50 ms each, after one step
+PROBE_SHARE, PROBE_SECONDS = 0.05, 3.0  # the probe spends at most 5% of a time budget (3 s without one)
+HOPELESS = 3.0  # a setting this many times slower than another's best is dropped at once
+NOISY = 1.5  # figures this far apart were taken in different moments (a core busy or not): not trusted
 DECAY_TO = 0.01  # the cosine's floor, not charrnn's 5%: 0.017-0.032 bits/char lower at 10,500 steps of 2×256
 # Validation spends about EVAL_SHARE of a time budget (charrnn's every 200 steps took 11% of Linux at 300 s),
 # reading ~EVAL_SPEEDUP times faster than training trains (forward only: 5.4x-8x measured, bf16).
@@ -102,6 +105,10 @@ EVAL_SHARE = 0.05
 EVAL_SPEEDUP = 5.0
 MIN_EVALS = 5  # but at least this many validations in a run, for best.pt and the overfitting watch
 EVAL_ROUND = 100  # steps between validations are a multiple of this
+# A text read MANY_PASSES times or more is learnt by heart within the budget (a 40 KB list of names: best at step
+# 200, then 108 passes down to 4.03 bits/char): such a run validates once a pass over its text (at least every
+# 10 steps) and stops once PATIENCE validations in a row have not improved on the best (best.pt keeps it).
+PATIENCE = 5
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ class Sizing:
     budget: str  # '300 s', '2,000 steps', '10 epochs'
     rate: float | None  # chars/s of this shape here (None: not needed, the budget is steps or epochs)
     eval_every: int | None = None  # steps between validations, where the choice spaces them (`eval_spacing`)
+    patience: int | None = None  # validations without a new best before it stops (a text read many times)
 
     @property
     def epochs(self) -> float:
@@ -124,7 +132,8 @@ class Sizing:
         (when spaced) the steps between validations."""
         return {"layers": self.shape.layers, "hidden": self.shape.hidden, "embed": self.shape.embed,
                 "dropout": self.dropout, "lr": self.shape.lr, "min_lr_ratio": DECAY_TO,
-                **({"eval_every": self.eval_every} if self.eval_every else {})}
+                **({"eval_every": self.eval_every} if self.eval_every else {}),
+                **({"patience": self.patience} if self.patience else {})}
 
     def describe(self, model: ModelConfig | None = None, given: set = frozenset(), unit: str = "characters",
                  lr: float | None = None, floor: float | None = None) -> str:
@@ -139,6 +148,8 @@ class Sizing:
         speed = f" at ~{_short(self.rate)} chars/s here" if self.rate else ""
         passes = f"{self.epochs:.2g}" if self.epochs < 100 else f"{self.epochs:,.0f}"  # not '3.3e+02'
         evals = f", validating every {self.eval_every} steps" if self.eval_every else ""
+        if self.patience and "patience" not in given:
+            evals += f" and stopping once {self.patience} validations in a row find no new best"
         yours = [k for k in SHAPE_KEYS if k in given]
         kept = f"; yours: {', '.join('--' + k for k in yours)}" if yours else ""
         return (f"model: {m['cell'].upper()} {m['layers']}×{m['hidden']} (embed {m['embed']}), {_short(params)} "
@@ -185,6 +196,8 @@ def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callabl
         if walked and params > MAX_PARAMS_PER_CHAR * n_train:  # too big for the text: not worth timing
             break
         r = rate(shape) if needs_rate else None
+        if needs_rate and r is None:  # the probe's time is spent: the shapes timed so far
+            break
         seen = chars_seen(train, n_train, r)
         if walked and not enough(seen, params, n_train):
             break
@@ -198,13 +211,18 @@ def choose_size(n_train: int, train: TrainConfig, vocab_size: int, rate: Callabl
 
 
 def eval_spacing(sizing: Sizing, train: TrainConfig, val_chars: int) -> int | None:
-    """Steps between validations so that they take about EVAL_SHARE of a time budget (at least MIN_EVALS
-    in the run, a multiple of EVAL_ROUND), or None where `train.eval_every` already validates that seldom,
-    or there is no time budget to spend. (Linux at 300 s, 2×384: one every ~500 of the ~5,400 steps.)
-    """
+    """Steps between validations: once a pass over the text for a run that reads it MANY_PASSES times (so
+    it is seen learning it by heart, and stopped: PATIENCE); else, under a time budget, so that they take about
+    EVAL_SHARE of it (at least MIN_EVALS in the run, a multiple of EVAL_ROUND). None where `train.eval_every`
+    already validates that way, or there is no time budget to spend. (Linux at 300 s, 2×384: one every ~500 of
+    the ~5,400 steps.)"""
+    per_step = train.batch_size * train.seq_len
+    if sizing.epochs >= MANY_PASSES:
+        every = max(10, math.ceil(sizing.n_train / per_step / 10) * 10)
+        return every if every < train.eval_every else None
     if not (train.time and sizing.rate) or val_chars <= 0:
         return None
-    steps = sizing.chars_seen / (train.batch_size * train.seq_len)
+    steps = sizing.chars_seen / per_step
     seconds_each = val_chars / (EVAL_SPEEDUP * sizing.rate)
     evals = max(float(MIN_EVALS), EVAL_SHARE * train.time / seconds_each)
     every = int(math.ceil(steps / evals / EVAL_ROUND)) * EVAL_ROUND
@@ -214,22 +232,19 @@ def eval_spacing(sizing: Sizing, train: TrainConfig, val_chars: int) -> int | No
 # ---- the probe: this machine's training speed for a shape --------------------------------------------
 
 
-def step_rate(mcfg: ModelConfig, batch: int, seq_len: int, device: str = "cpu", steps: int = PROBE_STEPS,
-              dtype=None) -> float:
-    """Training chars/s of `mcfg` at B x T (in `dtype` autocast, None: fp32): one untimed step, then
-    `steps` timed ones (forward, backward, clip, AdamW), on random characters. A throwaway model;
-    costs ~0.1-1 s."""
+def trainer_step(mcfg: ModelConfig, batch: int, seq_len: int, device: str = "cpu"):
+    """`step(dtype)`: one training step of a throwaway `mcfg` at B x T on random tokens (forward, backward, clip,
+    AdamW; in `dtype` autocast, None: fp32), what a run's step costs."""
     import torch
     import torch.nn.functional as F
 
     from charrnn.model.rnn import CharRNN
 
-    gen = torch.Generator().manual_seed(0)
     model = CharRNN(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randint(mcfg.vocab_size, (batch, seq_len + 1), generator=gen).to(device)  # (B, T+1)
+    x = torch.randint(mcfg.vocab_size, (batch, seq_len + 1), generator=torch.Generator().manual_seed(0)).to(device)
 
-    def step() -> None:
+    def step(dtype=None) -> None:
         with torch.autocast(torch.device(device).type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits, _ = model(x[:, :-1])  # (B, T, V)
         loss = F.cross_entropy(logits.float().reshape(-1, mcfg.vocab_size), x[:, 1:].reshape(-1))
@@ -239,79 +254,163 @@ def step_rate(mcfg: ModelConfig, batch: int, seq_len: int, device: str = "cpu", 
         opt.step()
         float(loss.detach())  # waits for a GPU
 
-    step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch * seq_len / (time.perf_counter() - t0)
+    return step
 
 
-def probe(vocab_size: int, train: TrainConfig, device: str, threads: int, cell: str = "lstm",
-          cache=None) -> Callable[[Shape], float]:
-    """`rate(shape)`: chars/s measured once per shape, machine, threads, B and T, then cached (tune.json)."""
+def timed_windows(mcfg: ModelConfig, train: TrainConfig, device: str, settings: list[tuple[str, int]],
+                  rounds: int = PROBE_ROUNDS, clock: Callable[[], float] = time.perf_counter) -> dict:
+    """{(precision, threads): chars/s of each timed window}: the settings take turns, `rounds` windows of
+    PROBE_WINDOW seconds each, after one untimed step. A setting whose window runs HOPELESS times slower
+    than another's best (two threads while another process holds a core: 0.02x) is dropped at once."""
     import torch
 
-    from charrnn.runtime.timing import LOW_PRECISION_MARGIN, choose
-    from charrnn.runtime.cache import TuneCache, cache_disabled
-    from charrnn.runtime.device import resolve_precision
-    from charrnn.runtime.threads import torch_threads
-    from charrnn.training.speed import DTYPES as CPU_DTYPES
+    from charrnn.runtime.threads import set_threads, torch_threads
 
-    DTYPES = {**CPU_DTYPES, "fp16": torch.float16}  # the CPU's two, and a GPU's fp16
-    dev = torch.device(device)
-    if dev.type == "cpu" and train.precision == "auto":  # the run times fp32 and bf16 and keeps the faster: so do we
-        precisions = ["fp32", "bf16"]
-    else:  # what the run will train in (a GPU's autocast, or the precision asked for)
-        fixed = resolve_precision(train.precision, dev)
-        precisions = [next((k for k, v in DTYPES.items() if v == fixed), "fp32")]
-    cache = cache or TuneCache()
-    seen: dict[Shape, float] = {}
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    step, per_step = trainer_step(mcfg, train.batch_size, train.seq_len, device), train.batch_size * train.seq_len
+    rates: dict = {s: [] for s in settings}
+    with torch_threads(settings[0][1]):
+        for r in range(rounds):
+            for s in [s for s in settings if s in rates]:
+                set_threads(s[1])
+                if r == 0:
+                    step(dtypes[s[0]])
+                t0, n = clock(), 0
+                while (seconds := clock() - t0) < PROBE_WINDOW or n == 0:
+                    step(dtypes[s[0]])
+                    n += 1
+                rates[s].append(n * per_step / max(seconds, 1e-9))
+                if any(HOPELESS * rates[s][-1] < max(v) for o, v in rates.items() if o != s and v):
+                    del rates[s]
+    return rates
 
-    def rate(shape: Shape) -> float:
-        if shape not in seen:
-            mcfg = shape.config(vocab_size, cell)
-            key = TuneCache.key({"what": "sizing probe", "device": device, "cell": cell, "layers": shape.layers,
-                                 "hidden": shape.hidden, "embed": shape.embed, "vocab": vocab_size,
-                                 "batch": train.batch_size, "seq_len": train.seq_len, "threads": threads,
-                                 "precisions": precisions},
-                                torch.__version__)
-            hit = None if cache_disabled() else cache.get(key)
-            if hit and isinstance(hit.get("rate"), (int, float)) and math.isfinite(hit["rate"]) and hit["rate"] > 0:
-                seen[shape] = float(hit["rate"])
-            else:
-                with torch_threads(threads):
-                    rates = {p: step_rate(mcfg, train.batch_size, train.seq_len, device, dtype=DTYPES[p]) for p in precisions}
-                seen[shape] = rates[choose(rates, "fp32", LOW_PRECISION_MARGIN)]  # as the run will choose
-                cache.put(key, {"rate": seen[shape], "rates": rates})
-        return seen[shape]
 
-    return rate
+class Probe:
+    """`probe(shape)`: this machine's training chars/s for a shape, as the run will train it (its precision and
+    thread count chosen as the run chooses them), or None once the probe's SECONDS are spent (the walk then stops).
+
+    A figure is evidence, not a fact. Measured: the settings take turns in short windows (`timed_windows`), and a
+    figure whose windows disagree by more than NOISY, or that dropped a setting, was timed in a busy moment and is
+    used for this run but not cached. Cached (tune.json): the first one used is re-timed at its setting, one window;
+    off by more than NOISY, every cached figure of this probe is measured again. And the run itself checks the
+    chosen shape's figure against its own steps (`correct`).
+    """
+
+    def __init__(self, vocab_size: int, train: TrainConfig, device: str = "cpu", cell: str = "lstm", cache=None,
+                 seconds: float | None = None, on_timing: Callable[[str], None] = lambda message: None,
+                 windows=timed_windows, clock: Callable[[], float] = time.perf_counter):
+        from charrnn.runtime.cache import TuneCache, cache_disabled
+        from charrnn.runtime.threads import candidates
+
+        self.vocab_size, self.train, self.device, self.cell, self.windows = vocab_size, train, device, cell, windows
+        self.store = None if cache_disabled() else (cache or TuneCache())
+        self.trust = self.store is not None  # cached figures are read (until one fails its re-timing)
+        cpu = device == "cpu"
+        self.precisions = ["fp32", "bf16"] if cpu and train.precision == "auto" else \
+            ["fp32" if train.precision == "auto" else train.precision]
+        self.threads = candidates(train.threads) if cpu else [1]
+        self.clock, self.on_timing = clock, on_timing
+        self.deadline = clock() + (seconds if seconds is not None else
+                                   PROBE_SHARE * train.time if train.time else PROBE_SECONDS)
+        self.seen: dict[Shape, float] = {}
+        self.checked = False  # a cached figure was re-timed (and held), or there was none
+
+    def key(self, shape: Shape) -> str:
+        import torch
+
+        from charrnn.runtime.cache import TuneCache
+
+        return TuneCache.key({"what": "sizing probe", "device": self.device, "cell": self.cell,
+                              "layers": shape.layers, "hidden": shape.hidden, "embed": shape.embed,
+                              "vocab": self.vocab_size, "batch": self.train.batch_size, "seq_len": self.train.seq_len,
+                              "threads": self.threads, "precisions": self.precisions}, torch.__version__)
+
+    def __call__(self, shape: Shape) -> float | None:
+        if shape not in self.seen:
+            if self.seen and self.clock() > self.deadline:
+                return None
+            self.seen[shape] = self.cached(shape) or self.measure(shape)
+        return self.seen[shape]
+
+    def cached(self, shape: Shape) -> float | None:
+        hit = self.store.get(self.key(shape)) if self.trust else None
+        if not hit or not _positive(hit.get("rate")) or not isinstance(hit.get("setting"), list):
+            return None
+        if not self.checked:  # the first cached figure of the run is re-timed, one window at its setting
+            self.on_timing(f"checking {shape}'s speed")
+            now = self.windows(self.config(shape), self.train, self.device, [tuple(hit["setting"])], rounds=1)
+            rate = max((max(v) for v in now.values()), default=0.0)
+            if not 1 / NOISY <= rate / hit["rate"] <= NOISY:
+                self.trust = False  # measured in another moment: none of its figures is used, each is measured again
+                return None
+            self.checked = True
+        return float(hit["rate"])
+
+    def measure(self, shape: Shape) -> float:
+        from charrnn.runtime.timing import LOW_PRECISION_MARGIN, THREAD_MARGIN, choose
+
+        self.on_timing(f"timing {shape}")
+        settings = [(p, t) for t in self.threads for p in self.precisions]
+        windows = self.windows(self.config(shape), self.train, self.device, settings)
+        best = {s: max(v) for s, v in windows.items()}
+        per_threads = {}
+        for t in self.threads:
+            tried = {p: best[(p, t)] for p in self.precisions if (p, t) in best}
+            if tried:
+                p = choose(tried, "fp32", LOW_PRECISION_MARGIN)  # as the run will choose its precision
+                per_threads[t] = (p, tried[p])
+        t = choose({t: r for t, (_, r) in per_threads.items()}, min(per_threads), THREAD_MARGIN)  # ... and threads
+        setting, rate = (per_threads[t][0], t), per_threads[t][1]
+        steady = len(windows) == len(settings) and all(max(v) <= NOISY * min(v) for v in windows.values())
+        if steady and self.store is not None:
+            self.store.put(self.key(shape), {"rate": rate, "setting": list(setting)})
+        return rate
+
+    def config(self, shape: Shape) -> ModelConfig:
+        return shape.config(self.vocab_size, self.cell)
+
+    def correct(self, shape: Shape, actual: float, setting: tuple[str, int]) -> str | None:
+        """The run's own chars/s for `shape`, trained at `setting` (precision, threads): when it is off the figure
+        used by more than NOISY, the figure is replaced (cached) and a line says so; None when it held."""
+        expected = self.seen.get(shape)
+        if not expected or 1 / NOISY <= actual / expected <= NOISY:
+            return None
+        if self.store is not None:
+            self.store.put(self.key(shape), {"rate": actual, "setting": list(setting)})
+        why = "another process may hold a core" if actual < expected else "it was busy when measured"
+        return (f"this machine trains {shape} at {_short(actual)} chars/s, {actual / expected:.2g}× the "
+                f"~{_short(expected)} it was sized for ({why}): the passes above are off by as much; "
+                "the figure is corrected for the next run")
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 # ---- the run: the choice under the user's own settings ---------------------------------------------
 
 
-def right_size(run, n_tokens: int, vocab_size: int):
+def right_size(run, n_tokens: int, vocab_size: int, on_timing: Callable[[str], None] = lambda message: None):
     """(`run`, a RunConfig with B and T fitted to the text, with the automatic shape under what the user set;
-    the Sizing), or (run, None) when nothing is left to choose: a preset, every shape key given, or torchrun
-    (its processes would each time the shapes and could disagree)."""
+    the Sizing; the Probe that timed it), or (run, None, None) when nothing is left to choose: a preset, every
+    shape key given, or torchrun (its processes would each time the shapes and could disagree)."""
     from charrnn.runtime.device import resolve_device
-    from charrnn.runtime.threads import default_threads
     from charrnn.training.distributed import launched_by_torchrun
 
     if run.preset or all(k in run.given for k in SHAPE_KEYS) or launched_by_torchrun():
-        return run, None
+        return run, None, None
     train = run.train
     n_train = n_tokens - int(n_tokens * train.val_fraction)
     device = resolve_device(train.device)
-    rate = probe(vocab_size, train, str(device), train.threads or default_threads(), run.model.cell) \
-        if device.type != "mps" else None
-    sizing = choose_size(n_train, train, vocab_size, rate, run.model.cell)
+    probe = Probe(vocab_size, train, str(device), run.model.cell, on_timing=on_timing) if device.type != "mps" else None
+    sizing = choose_size(n_train, train, vocab_size, probe, run.model.cell)
     named = bool({"layers", "hidden"} & run.given)
     if not named and "eval_every" not in run.given:  # spaced for the chosen shape's speed
         val_chars = n_tokens - n_train
         sizing = replace(sizing, eval_every=eval_spacing(sizing, train, min(val_chars, train.eval_chars or val_chars)))
+    if not named and sizing.epochs >= MANY_PASSES and n_tokens > n_train:  # learnt by heart: stop when it is
+        sizing = replace(sizing, patience=PATIENCE)
     chosen = sizing.settings()
     if named:  # the lr and its floor go with the chosen shape, not with one the user named
         del chosen["lr"], chosen["min_lr_ratio"]
-    return run.under_given(chosen), sizing
+    return run.under_given(chosen), sizing, probe

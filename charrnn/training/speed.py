@@ -19,12 +19,14 @@ import torch
 
 from charrnn.runtime.timing import StepTuner, Verdict, interleaved_rates, precision_verdict
 from charrnn.runtime.cache import TuneCache, cache_disabled, cached_or_measured
+from charrnn.inspect.evaluation import LOGITS_BUDGET
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.runtime import threads as cpu
 from charrnn.runtime.device import resolve_precision
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+EVIDENCE_STEPS = 20  # settled steps whose speed checks the figure the sizing chose the shape by
 
 
 def workload(mcfg: ModelConfig, what: str, batch: int, seq_len: int, threads: int) -> dict:
@@ -88,9 +90,11 @@ def eval_precision(model, tokens: np.ndarray, batch_size: int = 64, seq_len: int
     key = TuneCache.key(workload(c, "evaluation", batch_size, seq_len, torch.get_num_threads()), torch.__version__)
 
     def measure() -> Verdict:
-        n = min(len(tokens) - 1, batch_size * 64)
-        rows = max(1, n // 64)
-        x = torch.from_numpy(np.asarray(tokens[: rows * 64], dtype=np.int64)).view(rows, 64)  # (B, 64)
+        # a block of the layout validation reads, no more logits than one of its blocks may hold (LOGITS_BUDGET:
+        # a 1M-word vocabulary would otherwise take 17 GB here, in a run that then needs 2 GB)
+        width = max(1, min(64, LOGITS_BUDGET // c.vocab_size))
+        rows = max(1, min(batch_size, (len(tokens) - 1) // width, LOGITS_BUDGET // (width * c.vocab_size)))
+        x = torch.from_numpy(np.asarray(tokens[: rows * width], dtype=np.int64)).view(rows, width)  # (B, T)
         was_training = model.training
         model.eval()
 
@@ -120,23 +124,47 @@ class SpeedPlan:
             self.amp_dtype = cached_precision(mcfg, cfg, device, distributed)
         self._eval_dtype: torch.dtype | None | str = "undecided"
         self._remembered = False
+        self._expect: Callable[[float, tuple[str, int]], None] | None = None
+        self._evidence = [0, 0.0, 0]  # steps, seconds and characters of settled steps, once the tuner has chosen
+
+    def expect(self, check: Callable[[float, tuple[str, int]], None]) -> None:
+        """Call `check(chars per second, (precision, threads))` once EVIDENCE_STEPS settled steps have run: the run's
+        own speed, free evidence for a figure measured before it (the sizing's)."""
+        self._expect = check
 
     def step(self, train_step: Callable[[], dict]) -> dict:
         """One training step, in the setting the tuner asks for, timed for it."""
-        if self.tuner is None:
-            return train_step()
-        setting = self.tuner.setting
-        self.amp_dtype = DTYPES[setting.precision]
-        cpu.set_threads(setting.threads)
+        tuner = self.tuner
+        if tuner is not None:
+            self.amp_dtype = DTYPES[tuner.setting.precision]
+            cpu.set_threads(tuner.setting.threads)
+        settled = tuner is None or not tuner.trying
         t0 = time.perf_counter()
         out = train_step()
-        message = self.tuner.record(time.perf_counter() - t0)
-        if message:
-            if not self._remembered:
-                remember(self.tuner, self.mcfg, self.cfg)
-                self._remembered = True
-            self.on_tune(message)
+        seconds = time.perf_counter() - t0
+        if tuner is not None:
+            message = tuner.record(seconds)
+            if message:
+                if not self._remembered:
+                    remember(tuner, self.mcfg, self.cfg)
+                    self._remembered = True
+                self.on_tune(message)
+        if settled and self._expect is not None:
+            self._gather(seconds, out["chars"])
         return out
+
+    def _gather(self, seconds: float, chars: int) -> None:
+        """Count a settled step toward the evidence; hand it over once there is enough (the first two are warm-up)."""
+        e = self._evidence
+        e[0] += 1
+        if e[0] > 2:
+            e[1], e[2] = e[1] + seconds, e[2] + chars
+        if e[0] == EVIDENCE_STEPS + 2:
+            import torch
+
+            precision = next(k for k, v in {**DTYPES, "fp16": torch.float16}.items() if v == self.amp_dtype)
+            self._expect(e[2] / max(e[1], 1e-9), (precision, torch.get_num_threads()))
+            self._expect = None
 
     def steady(self) -> None:
         """Validation and samples run at the best thread count so far, never in a trial setting

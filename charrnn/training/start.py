@@ -16,6 +16,7 @@ layers are indexed by it: the corpus may use fewer characters than it knows, nev
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -77,8 +78,9 @@ def start(run: RunConfig, out: Path, reporter: Reporter | None = None, resume: P
     meta = {"corpus": corpus.name, "sources": ["-" if f == STDIN_NAME else str(f) for f in corpus.sources],
             "glob": s.glob or None, "encoding": s.encoding,
             "prompt": opening(corpus.vocab.decode(np.asarray(corpus.tokens[:4096]).tolist()))}
+    sized = None
     if resume is None:
-        run = fitted(run, corpus, init_from is None, say, reporter if main else Reporter())
+        run, sized = fitted(run, corpus, init_from is None, say, reporter if main else Reporter())
         meta["config"] = run.to_dict()
     say(f"corpus: {corpus.describe()}")
     note = ""
@@ -96,6 +98,8 @@ def start(run: RunConfig, out: Path, reporter: Reporter | None = None, resume: P
         say(f"starting from the weights of {source}")
     else:
         trainer = new_trainer(corpus.vocab, corpus.tokens, run.model, run.train, out, reporter, meta)
+        if sized is not None:
+            expect_speed(trainer, *sized)
     if main and clear:  # the old run's files go before the new run writes any (a refused start kept them)
         RunFolder(out).clear()
     if main and trainer.out_dir is not None:  # written once the run is sure to start: a refused start leaves no folder
@@ -103,20 +107,37 @@ def start(run: RunConfig, out: Path, reporter: Reporter | None = None, resume: P
     return trainer.run()
 
 
-def fitted(run: RunConfig, corpus, new: bool, say, reporter: Reporter) -> RunConfig:
-    """`run` with B and T fitted to the corpus (once) and, for a new model, the shape sized for it."""
+def fitted(run: RunConfig, corpus, new: bool, say, reporter: Reporter) -> tuple[RunConfig, tuple | None]:
+    """`run` with B and T fitted to the corpus (once) and, for a new model, the shape sized for it; and what
+    sized it, (the Sizing, its Probe, the seconds it took), or None."""
     from charrnn.training.sizing import right_size
 
     train, refit = fit_to_text(run.train, len(corpus.tokens))
-    run = replace(run, train=train)
+    run, sized = replace(run, train=train), None
     if new:
-        run, sizing = right_size(run, len(corpus.tokens), len(corpus.vocab))
+        t0 = time.perf_counter()
+        run, sizing, probe = right_size(run, len(corpus.tokens), len(corpus.vocab), reporter.on_status)
+        reporter.on_status(None)
         if sizing is not None:
             model = replace(run.model, vocab_size=len(corpus.vocab))
             say(sizing.describe(model, run.given, corpus.vocab.unit, run.train.lr, run.train.min_lr_ratio))
+            sized = (sizing, probe, time.perf_counter() - t0)
     if refit:
         reporter.on_warning(refit)
-    return run
+    return run, sized
+
+
+def expect_speed(trainer: Trainer, sizing, probe, seconds: float) -> None:
+    """The sizing's seconds count toward a time budget (a 10 s run takes 10 s in all), and the run checks the
+    speed the shape was chosen for against its own steps: a figure off by more than the noise is corrected."""
+    trainer.clock.elapsed += seconds
+    if probe is not None and sizing.rate:
+        def check(actual: float, setting: tuple[str, int]) -> None:
+            message = probe.correct(sizing.shape, actual, setting)
+            if message:
+                trainer.reporter.on_tune(message)
+
+        trainer.speed.expect(check)
 
 
 def overrides(run: RunConfig) -> dict:
