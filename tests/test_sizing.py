@@ -188,7 +188,7 @@ def test_the_run_corrects_a_figure_its_own_steps_disagree_with(tmp_path):
     probe(shape)
     assert probe.correct(shape, 1000.0, ("fp32", 2)) is None  # within the noise
     message = probe.correct(shape, 47_000.0, ("fp32", 1))
-    assert "47k chars/s" in message and "measured before" in message
+    assert "47k chars/s" in message and "52× the ~909 it was sized for" in message
     assert cache.get(probe.key(shape))["rate"] == 47_000.0
 
 
