@@ -217,5 +217,6 @@ class ConsoleReporter(Reporter):
         else:
             best = "not validated"
         where = f"; checkpoints in {visible(str(result.out_dir))}/" if result.out_dir else ""
-        self.say(f"done: {plural(result.steps, 'step')}, {result.epoch:.2f} epochs in {result.seconds:.0f}s "
+        rate = f" at {fmt_rate(self.trainer.chars_per_second())} chars/s" if self.trainer.clock.train_seconds else ""
+        self.say(f"done: {plural(result.steps, 'step')}, {result.epoch:.2f} epochs in {result.seconds:.0f}s{rate} "
                  f"({self._stop_reason(result)}); {best}{where}")
