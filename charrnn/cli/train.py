@@ -91,23 +91,12 @@ def train(
     """Train a character-level (or word- or byte-level) model on text and save checkpoints (best.pt, last.pt)."""
     from charrnn.cli.progress import ConsoleReporter
     from charrnn.runtime.threads import check_threads
-    from charrnn.text.corpus import source_name
-    from charrnn.training import distributed
-    from charrnn.training.runfolder import check_out, claim_out_dir
-    from charrnn.training.start import configure, start
+    from charrnn.training.start import train_from
 
     if threads is not None:
         check_threads(threads)
     flags = {k: v for k, v in ctx.params.items() if k in _DEFAULTS or k in SOURCE_FLAGS}
-    run, resume = configure(flags, sources, preset, config, resume, init_from)
-    out = check_out(out)
-    main = distributed.is_main_process()  # under torchrun only rank 0 talks and writes
-    out, lock, clear = claim_out_dir(out, source_name(run.source.corpus[0]), resume, overwrite, main)
-    try:  # the folder stays locked until the run ends
-        exit_for(start(run, out, ConsoleReporter(), resume, init_from, clear))
-    finally:
-        if lock is not None:
-            lock.release()
+    exit_for(train_from(flags, sources, preset, config, out, overwrite, resume, init_from, ConsoleReporter()))
 
 
 def exit_for(result) -> None:

@@ -1,7 +1,8 @@
 """How a run starts: a new model, a run resumed exactly, or a new run from a checkpoint's weights.
 
+    result = train_from(flags, sources, preset, config_file, out, ...)      `charrnn train`: all of the below
     run = configure(flags, sources, preset, config_file, resume, init_from)   the settings, checked
-    result = start(run, out, reporter, resume=..., init_from=...)            the whole run
+    result = start(run, out, reporter, resume=..., init_from=...)            the run
 
 `start` reads the corpus (through the token cache), then, by what it starts from:
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.text.corpus import opening, split_train_val
+from charrnn.text.corpus import opening, source_name, split_train_val
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 from charrnn.text.vocab import Vocab, vocab_for_text
 from charrnn.training import distributed
@@ -30,7 +31,7 @@ from charrnn.training.checkpoint import load_checkpoint, resolve_checkpoint, res
 from charrnn.training.config import (MODEL_KEYS, TRAIN_KEYS, ModelConfig, RunConfig, TrainConfig, fit_to_text,
                                      portable_sources, resolve_run_config, resumed_run_config, write_run_config)
 from charrnn.training.loop import Reporter, TrainResult
-from charrnn.training.runfolder import RunFolder
+from charrnn.training.runfolder import RunFolder, check_out, claim_out_dir
 from charrnn.training.state import MODEL_FIELDS_FREE
 from charrnn.training.trainer import Trainer
 from charrnn.util.errors import CharrnnError, UsageError
@@ -61,6 +62,21 @@ def configure(flags: dict, sources: list[str] | None = None, preset: str | None 
         raise UsageError("name a corpus to train on: a file, a folder, a catalog name, or - for stdin "
                          "(or corpus in a config file)")
     return run, resume
+
+
+def train_from(flags: dict, sources: list[str] | None = None, preset: str | None = None, config_file=None,
+               out: str | None = None, overwrite: bool = False, resume: str | Path | None = None,
+               init_from: str | Path | None = None, reporter: Reporter | None = None) -> TrainResult:
+    """The whole of `charrnn train`: the settings (`configure`), the run folder (claimed, locked, before anything is
+    written: `runfolder.claim_out_dir`), the run (`start`). `flags` holds the settings given on the command line."""
+    run, resume = configure(flags, sources, preset, config_file, resume, init_from)
+    name = source_name(run.source.corpus[0])
+    out, lock, clear = claim_out_dir(check_out(out), name, resume, overwrite, distributed.is_main_process())
+    try:  # the folder stays locked until the run ends
+        return start(run, out, reporter, resume, init_from, clear)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def start(run: RunConfig, out: Path, reporter: Reporter | None = None, resume: Path | None = None,
