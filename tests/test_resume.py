@@ -51,12 +51,12 @@ def assert_same_tensors(a, b, where=""):
         assert a == b, where
 
 
-@pytest.mark.parametrize("stop_at", [12, 13])  # on an eval/save step, and between two
-def test_resume_is_bit_identical_to_a_straight_run(tmp_path, stop_at):
-    straight = make_trainer(tmp_path / "a")
+@pytest.mark.parametrize("stop_at, average", [(12, 0.0), (13, 0.0), (13, 0.9)])  # on an eval/save step, between
+def test_resume_is_bit_identical_to_a_straight_run(tmp_path, stop_at, average):  # two; averaging the weights
+    straight = make_trainer(tmp_path / "a", average=average, average_from=0.25)
     straight.run()
 
-    first = make_trainer(tmp_path / "b")
+    first = make_trainer(tmp_path / "b", average=average, average_from=0.25)
     paused = first.run(until_step=stop_at)
     assert paused.stopped_by == "until_step" and first.step == stop_at
     del first
@@ -72,6 +72,7 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path, stop_at):
     assert_same_tensors(straight.model.state_dict(), resumed.model.state_dict(), "model")
     assert_same_tensors(straight.optimizer.state_dict(), resumed.optimizer.state_dict(), "optimizer")
     assert_same_tensors(straight.state, resumed.state, "carried state")
+    assert_same_tensors(straight.average, resumed.average, "the weights' average")
     assert straight.batcher.cursor == resumed.batcher.cursor and straight.epoch == resumed.epoch
     val_curve = lambda t: [(r["step"], r["val_bpc"]) for r in t.history if "val_bpc" in r]  # noqa: E731
     loss_curve = lambda t: [(r["step"], r["loss"], r["lr"]) for r in t.history if "loss" in r]  # noqa: E731
@@ -187,3 +188,16 @@ def test_patience_ends_the_run_and_best_pt_holds_the_minimum(tmp_path):
     assert result.stopped_by == "patience" and result.steps == 8  # evals at 2, 4 (best), 6, 8: two without a gain
     assert result.best_val_bpc == pytest.approx(1.5)
     assert load_checkpoint(tmp_path / "r" / "best.pt")["step"] == 4
+
+
+def test_an_average_of_the_weights_validates_and_is_what_best_pt_keeps(tmp_path):
+    trainer = make_trainer(tmp_path / "r", average=0.9, average_from=0.5, eval_every=24)  # one validation, at the end
+    trainer.run()
+    best, last = load_checkpoint(tmp_path / "r" / "best.pt"), load_checkpoint(tmp_path / "r" / "last.pt")
+    own = {k: v.detach() for k, v in trainer.model.named_parameters()}
+    assert_same_tensors(last["model"], own, "last.pt: the weights themselves")
+    assert_same_tensors(best["model"], dict(zip(own, trainer.average)), "best.pt: their average")
+    assert not any(torch.equal(best["model"][k], own[k]) for k in own if own[k].dim() > 1)
+    with trainer.averaged():  # validation reads the average; the model's own weights come back after
+        assert trainer.validate() == pytest.approx(trainer.best_val_bpc * 0.6931471805599453, rel=1e-6)
+    assert_same_tensors({k: v.detach() for k, v in trainer.model.named_parameters()}, own, "restored")

@@ -71,6 +71,9 @@ class TrainConfig:
     precision: str = setting("auto", choices=PRECISIONS)  # auto: timed on the CPU (training/speed.py); autocast on a GPU
     threads: int = setting(0, lo=0, hi=MAX_THREADS, note="0 = one per core")  # CPU threads for torch; 0 = auto, timed
     seed: int = setting(1337, lo=0, hi=MAX_SEED, shown="an integer from 0 to 2**64 - 1")
+    average: float = setting(0.0, lo=0, below=1, note="0 = off")  # weights averaged: each step moves the average
+    # 1 - average of the way to them (an exponential moving average); validation and best.pt use the average
+    average_from: float = setting(0.5, lo=0, below=1)  # ... from this fraction of the budget on
 
     def __post_init__(self) -> None:
         check(self)

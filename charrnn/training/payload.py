@@ -19,7 +19,8 @@ a memory-mapped load nothing is even read), and raises `Damaged` with what is wr
     step, epoch      ints >= 0;  best_val_bpc None or a finite number
     metrics          a list of records (dicts with an int "step" and plain values)
     meta             a dict of plain values (corpus, sources, ...)
-    extra            cursor, elapsed, carried state (L, B, H), RNG state, scaler, data, schedule_anchor
+    extra            cursor, elapsed, carried state (L, B, H), RNG state, scaler, data, schedule_anchor, the
+                     weights' moving average (`average`: float32 tensors of the weights' shapes, or None)
 
 With `full=True` (a load that will use the tensors), the tensor data is read as well: every
 weight must be finite, and the checksum written at save time (`checksum`) must match, so
@@ -319,6 +320,11 @@ def _check_extra(ckpt: dict, mc: ModelConfig, tc: TrainConfig | None) -> None:
               "extra.schedule_anchor must be two numbers in [0, 1]")
     if "history" in extra:
         _check_metrics({"metrics": extra["history"]})
+    if extra.get("average") is not None:  # the weights' moving average: one float32 tensor per weight, its shape
+        avg, shapes = extra["average"], list(mc.param_shapes().values())
+        _need(isinstance(avg, (list, tuple)) and len(avg) == len(shapes)
+              and all(torch.is_tensor(a) and a.dtype == torch.float32 and tuple(a.shape) == s for a, s in zip(avg, shapes)),
+              "extra.average does not hold the model's weights' shapes")
 
 
 def check_contents(ckpt: dict) -> None:

@@ -77,6 +77,7 @@ def payload(t) -> dict:
             "scaler": t.scaler.state_dict(),
             "data": dict(t.data),
             "schedule_anchor": list(t.budget.anchor),
+            "average": None if t.average is None else [a.cpu() for a in t.average],
         },
     }
 
@@ -104,6 +105,8 @@ def restore(t, ckpt: dict) -> None:
         for i in range(min(len(extra["cuda_rng"]), torch.cuda.device_count())):
             torch.cuda.set_rng_state(extra["cuda_rng"][i], i)
     _restore_schedule(t, ckpt)
+    if extra.get("average"):
+        t.average = [a.to(t.device) for a in extra["average"]]
     train_bpc = None
     for r in t.history:  # replay the validations, so the overfitting watch knows the run's past
         train_bpc = r.get("bpc", train_bpc)

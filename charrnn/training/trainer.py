@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,7 @@ class Trainer:
         self.watch = OverfitWatch(train_config.patience)
         self.saved_step: int | None = None  # the step last.pt was last written at, this session
         self.good_step = 0  # the last step whose update was finite (skipped steps leave the weights as they were)
+        self.average: list[torch.Tensor] | None = None  # the weights' moving average (`average`), once it started
 
     @classmethod
     def resume(cls, checkpoint: str | Path | dict, train_tokens: np.ndarray, val_tokens: np.ndarray,
@@ -197,17 +199,45 @@ class Trainer:
         done = optim.update(loss, self.model, self.optimizer, self.scaler, self.cfg.clip, trust_loss=self.dist.enabled)
         if not done.finite:  # a non-finite carried state would poison every following step: start the streams afresh
             self.state = self.model.init_state(self.local_batch, self.device)
+        elif self.cfg.average and self.progress() >= self.cfg.average_from:
+            self._average()
         self.step += 1
         return {"loss": done.loss, "chars": chars, "grad_norm": done.grad_norm, "lr": lr, "finite": done.finite,
                 "overflow": done.overflow}
 
     # -- validation, saving, samples --------------------------------------------------------------------
 
+    def _average(self) -> None:
+        """Move the weights' average 1 - `average` of the way to the weights (started at the weights themselves)."""
+        params = [p.detach() for p in self.model.parameters()]
+        if self.average is None:
+            self.average = [p.clone() for p in params]
+        else:
+            torch._foreach_lerp_(self.average, params, 1.0 - self.cfg.average)
+
+    @contextmanager
+    def averaged(self):
+        """The model holds the averaged weights inside the block (when there are any), its own after."""
+        if self.average is None:
+            yield
+            return
+        params = [p.detach() for p in self.model.parameters()]
+        own = [p.clone() for p in params]
+        torch._foreach_copy_(params, self.average)
+        try:
+            yield
+        finally:
+            torch._foreach_copy_(params, own)
+
     def validate(self) -> float | None:
-        """Validation loss in nats per character of the held-out text (None if there is none);
-        `val_chars_per_token` keeps the ratio that turns it into nats per token."""
+        """Validation loss in nats per character of the held-out text (None if there is none), of the averaged
+        weights once there are any; `val_chars_per_token` keeps the ratio that turns it into nats per token."""
         if len(self.val_tokens) < 2:
             return None
+        with self.averaged():
+            return self._validate()
+
+    def _validate(self) -> float:
         result = evaluate(self.model, self.val_tokens, batch_size=64, seq_len=256, device=self.device,
                           autocast_dtype=self.speed.eval_dtype(self.model, self.val_tokens), shard=(self.dist.rank, self.dist.world),
                           char_counts=self.vocab.char_counts)
@@ -260,7 +290,12 @@ class Trainer:
         warning, _ = self.watch.update(self.step, bpc, last_train)
         if warning:
             self.reporter.on_warning(warning)
-        self.save(*(["best.pt"] if improved or bpc is None else []), "last.pt", *([self.snapshot_name()] if snapshot else []))
+        best = ["best.pt"] if improved or bpc is None else []
+        if best and self.average is not None:  # best.pt holds the average that validated, last.pt the weights
+            with self.averaged():
+                self.save(*best)
+            best = []
+        self.save(*best, "last.pt", *([self.snapshot_name()] if snapshot else []))
         return bpc
 
     def live_sample(self) -> dict:
