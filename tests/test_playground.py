@@ -76,7 +76,8 @@ def fill(driver, element_id: str, text: str) -> None:
 
 def shown(driver) -> list[str]:
     """The text of each choice on the page (what the model wrote, without the prompt)."""
-    return driver.execute_script("return [...document.querySelectorAll('#output .choice .text')].map(e => e.textContent)")
+    return driver.execute_script("return [...document.querySelectorAll('#output .choice .text')]"
+                                 ".map(e => e.textContent)")
 
 
 def press_generate(driver) -> None:
@@ -132,7 +133,8 @@ def test_markup_in_the_prompt_and_the_output_is_shown_as_text(served, browser, s
     texts = shown(browser)
     assert len(texts) == 2 and texts[0] == texts[1]  # greedy: both choices write the same
     assert "<script>document.title='pwned'</script><img src=x onerror=alert(1)>" in texts[0]  # the model wrote markup
-    injected = browser.execute_script("return document.querySelectorAll('#output script, #output img, #output b').length")
+    injected = browser.execute_script("return document.querySelectorAll('#output script, #output img, #output b')"
+                                      ".length")
     assert injected == 0 and browser.title == "charrnn playground"
     prompts = browser.execute_script("return [...document.querySelectorAll('#output .prompt')].map(e => e.textContent)")
     assert prompts == [prompt, prompt]
