@@ -31,6 +31,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from charrnn.export.html import default_prompt
 from charrnn.training.checkpoint import Loaded
 from charrnn.generation.sampling import STEP_PRIME, prime_ids_for
 from charrnn.serve.engine import Batcher
@@ -123,6 +124,7 @@ class Api:
         return {"id": cfg.model_id, "object": "model", "created": created, "owned_by": "charrnn",
                 "charrnn": {"checkpoint": loaded.path.name, "cell": m.cell, "layers": m.layers, "hidden": m.hidden,
                             "vocab_size": m.vocab_size, "tokens": self.vocab.kind, "vocab": self.vocab.chars,
+                            "unit": self.vocab.unit, "prompt": default_prompt(loaded.checkpoint, self.vocab),
                             "max_chars": cfg.max_chars, "max_concurrent": cfg.max_concurrent,
                             "step": loaded.checkpoint.get("step"),
                             "precision": "bf16" if cfg.dtype == torch.bfloat16 else "fp32"}}

@@ -1,12 +1,14 @@
 // charrnn playground: stream a continuation, or colour a text by the model's surprise.
 //
-// Everything shown comes from the user, the model or the server, so it is put into the page
-// as text only (textContent, Text nodes, the title attribute), never parsed as HTML: a
-// "<script>" in a prompt or in what the model writes is shown as those characters.
+// Everything shown comes from the user, the model or the server (the model card's prompt and
+// vocabulary included), so it is put into the page as text only (textContent, Text nodes, the
+// title and placeholder attributes), never parsed as HTML: a "<script>" in a prompt or in what
+// the model writes is shown as those characters.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let running = null; // the AbortController of the request being streamed
+let unit = "characters"; // what the model's tokens are: characters, word tokens or bytes (the card says)
 
 function number(id) {
   const value = Number($(id).value);
@@ -26,11 +28,22 @@ async function errorMessage(response) {
   }
 }
 
+// A server without the card's newer fields: its vocabulary's first capital letter (most texts start
+// their lines with one), else nothing.
+function firstCapital(vocab) {
+  return Array.from(vocab || []).find((c) => c.length === 1 && c !== c.toLowerCase()) || "";
+}
+
 async function describeModel() {
   try {
     const card = (await (await fetch("/v1/models")).json()).data[0];
     const c = card.charrnn || {};
-    $("model").textContent = `${card.id} · ${c.cell} ${c.layers}×${c.hidden} · ${c.vocab_size} characters`;
+    unit = c.unit || "characters";
+    const prompt = typeof c.prompt === "string" ? c.prompt : firstCapital(c.vocab);
+    $("model").textContent = `${card.id} · ${c.cell} ${c.layers}×${c.hidden} · vocabulary: ${c.vocab_size} ${unit}`;
+    $("length-unit").textContent = `(${unit})`;
+    $("prompt").placeholder = prompt || "(empty: a fresh text)";
+    if (!$("prompt").value) $("prompt").value = prompt; // offered, not forced: the person may clear it
     if (c.max_chars) $("length").max = c.max_chars;
   } catch {
     $("model").textContent = "the server does not answer";
@@ -56,14 +69,30 @@ async function* events(body) {
   }
 }
 
+// "\n", "\t" and "\\" typed in a field -> line break, tab, backslash (as `charrnn sample --separator` reads them).
+function unescape(text) {
+  return text.replace(/\\\\/g, "\0").replace(/\\n/g, "\n").replace(/\\t/g, "\t").replace(/\0/g, "\\");
+}
+
+// The stop strings: one a line of the stop field, blank lines left out.
+function stopStrings() {
+  return $("stop").value.split("\n").filter((line) => line !== "").map(unescape);
+}
+
 function completionRequest() {
   const prompt = $("prompt").value || "\n"; // an empty prompt: start a fresh text
-  const body = { prompt, max_tokens: number("length"), stream: true };
+  const body = { prompt, max_tokens: number("length"), stream: true, stream_options: { include_usage: true } };
+  const stop = stopStrings();
+  if (stop.length) body.stop = stop;
   if ($("beam").checked) {
     body.width = number("width");
+    body.top = number("top");
+    body.no_repeat = number("no-repeat");
   } else {
     body.temperature = number("temperature");
+    body.top_k = number("top-k");
     body.top_p = number("top-p");
+    body.n = number("n");
     if ($("seed").value !== "") body.seed = number("seed");
   }
   return body;
@@ -72,8 +101,47 @@ function completionRequest() {
 function setRunning(controller, status) {
   running = controller;
   $("generate").disabled = !!controller;
-  $("stop").disabled = !controller;
+  $("stop-button").disabled = !controller;
   $("status").textContent = status;
+}
+
+// One box per choice (n samples, or the top beams), side by side where the page is wide enough; each
+// holds the prompt and a Text node the stream appends to.
+function choiceBoxes(count, prompt) {
+  const boxes = [];
+  for (let i = 0; i < count; i++) {
+    const box = document.createElement("div");
+    box.className = "choice";
+    const caption = document.createElement("div");
+    caption.className = "caption muted";
+    caption.hidden = count === 1;
+    caption.textContent = `choice ${i + 1}`;
+    const pre = document.createElement("pre");
+    const shown = document.createElement("span");
+    shown.className = "prompt";
+    shown.textContent = prompt;
+    const text = document.createElement("span");
+    text.className = "text";
+    const node = document.createTextNode("");
+    text.append(node);
+    pre.append(shown, text);
+    box.append(caption, pre);
+    boxes.push({ box, caption, node, written: 0, reason: "" });
+  }
+  $("output").replaceChildren(...boxes.map((b) => b.box));
+  return boxes;
+}
+
+const ENDED = { stop: "ended at a stop string", length: "reached the length" };
+
+// What the status line says once a text is written: tokens in the model's unit (the usage the server
+// counted; characters too where a token is not one), how long, and why a single text ended.
+function summary(boxes, usage, seconds) {
+  const chars = boxes.reduce((sum, b) => sum + b.written, 0);
+  const tokens = usage ? usage.completion_tokens : chars;
+  const amount = unit === "characters" || !usage ? `${tokens} ${unit}` : `${tokens} ${unit} (${chars} characters)`;
+  if (boxes.length > 1) return `${boxes.length} texts, ${amount} in all, in ${seconds} s`;
+  return `${amount} in ${seconds} s${boxes[0].reason === "stop" ? ", stopped at the stop string" : ""}`;
 }
 
 async function generate() {
@@ -81,15 +149,12 @@ async function generate() {
   showError("error", "");
   const body = completionRequest();
   const output = $("output");
-  const text = document.createTextNode("");
-  $("output-prompt").textContent = body.prompt === "\n" ? "" : body.prompt;
-  $("output-text").replaceChildren(text);
+  const boxes = choiceBoxes(body.width ? body.top || 1 : body.n || 1, body.prompt === "\n" ? "" : body.prompt);
   output.dataset.state = "running";
   const controller = new AbortController();
   setRunning(controller, "writing…");
   const started = performance.now();
-  let written = 0;
-  let reason = "";
+  let usage = null;
   try {
     const response = await fetch("/v1/completions", {
       method: "POST",
@@ -102,20 +167,25 @@ async function generate() {
       if (data === "[DONE]") break;
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message);
+      if (chunk.usage) usage = chunk.usage;
       for (const choice of chunk.choices) {
-        if (choice.index !== 0) continue;
-        text.appendData(choice.text);
-        written += [...choice.text].length;
-        if (choice.finish_reason) reason = choice.finish_reason;
+        const b = boxes[choice.index];
+        if (!b) continue;
+        b.node.appendData(choice.text);
+        b.written += [...choice.text].length;
+        if (choice.finish_reason) {
+          b.reason = choice.finish_reason;
+          b.caption.textContent = `choice ${choice.index + 1} · ${ENDED[b.reason] || b.reason}`;
+          b.box.dataset.finish = b.reason;
+        }
       }
-      $("status").textContent = `${written} characters…`;
+      $("status").textContent = `${boxes.reduce((sum, b) => sum + b.written, 0)} characters…`;
     }
-    const seconds = ((performance.now() - started) / 1000).toFixed(2);
-    const why = reason === "stop" ? ", stopped at the stop string" : "";
-    setRunning(null, `${written} characters in ${seconds} s${why}`);
+    setRunning(null, summary(boxes, usage, ((performance.now() - started) / 1000).toFixed(2)));
     output.dataset.state = "done";
   } catch (error) {
     const stopped = error.name === "AbortError";
+    const written = boxes.reduce((sum, b) => sum + b.written, 0);
     setRunning(null, stopped ? `stopped after ${written} characters` : "");
     if (!stopped) showError("error", error.message);
     output.dataset.state = stopped ? "stopped" : "failed";
@@ -177,13 +247,14 @@ function showTab(name) {
 
 document.addEventListener("DOMContentLoaded", () => {
   describeModel();
+  choiceBoxes(1, ""); // an empty box where the text will come
   $("generate").addEventListener("click", generate);
-  $("stop").addEventListener("click", () => running && running.abort());
+  $("stop-button").addEventListener("click", () => running && running.abort());
   $("score").addEventListener("click", score);
   $("beam").addEventListener("change", () => {
     const beam = $("beam").checked;
-    $("width").disabled = !beam;
-    for (const id of ["temperature", "top-p", "seed"]) $(id).disabled = beam; // beam search does not sample
+    $("beam-fields").disabled = !beam;
+    $("sampling-fields").disabled = beam; // beam search does not sample
   });
   $("prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) generate();
