@@ -48,7 +48,7 @@ def sample(
     unk: str = UNK,
     device: str = device_option(),
     threads: int = THREADS,
-    precision: str = typer.Option("auto", "--precision", help="Matrices while stepping: auto (the fastest kernel measured on this machine, remembered), fp32 (exact: what `charrnn serve` writes), bf16 (what `charrnn serve --precision bf16` writes), bf16-packed or int8."),
+    precision: str = typer.Option("auto", "--precision", help="Matrices while stepping: auto (the fastest kernel measured on this machine, remembered; fp32 for greedy text, --temp 0), fp32 (exact: what `charrnn serve` writes), bf16 (what `charrnn serve --precision bf16` writes), bf16-packed or int8."),
 ) -> None:
     """Generate text from a trained model, streamed to stdout as it is written."""
     from charrnn.cli.highlight import language_for, make_writer
