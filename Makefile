@@ -40,11 +40,20 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	$(BIN)/python -m pytest
 
+# After the sample: the next commands to try (tests/test_docs.py runs them, as it runs the README's).
 demo: install
 	$(BIN)/charrnn corpus get shakespeare
 	$(BIN)/charrnn train shakespeare --time $(DEMO_TIME) -o checkpoints/demo --overwrite
 	@echo
 	$(BIN)/charrnn sample checkpoints/demo --temp 0.8 -n 1200 --prime "ROMEO:" --seed 7
+	@echo
+	@echo
+	@echo 'Next: put charrnn on your PATH (in each new shell; or: source .venv/bin/activate), then try'
+	@echo '  export PATH="$$PWD/.venv/bin:$$PATH"'
+	@echo '  charrnn sample checkpoints/demo --prime "JULIET:" --temp 0.5 -n 500'
+	@echo '  charrnn beam checkpoints/demo --prime "ROMEO:" -n 200'
+	@echo '  charrnn checkpoints export checkpoints/demo -o demo.html    # then open demo.html in a browser'
+	@echo 'More in README.md.'
 
 # Speed and memory against plain PyTorch, as ratios measured in the same run (an idle machine, please).
 bench: install
