@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from charrnn.training.checkpoint import load_checkpoint, load_model
 from charrnn.cli import app
-from charrnn.util.errors import CharrnnError
 from charrnn.training.start import init_from_checkpoint
 from charrnn.generation.sampling import sample_text
 from charrnn.training.trainer import TrainConfig
@@ -164,8 +163,8 @@ def test_init_from_starts_a_new_run_from_the_weights(tmp_path, tiny_run):
     assert trainer.mcfg.dropout == 0.1
     trainer.run()
     assert load_checkpoint(tmp_path / "ft" / "last.pt")["meta"]["init_from"].endswith("best.pt")
-    with pytest.raises(CharrnnError, match=r"2 character\(s\) that .* was never trained on: 'J' 'X'"):
-        init_from_checkpoint(tiny_run / "best.pt", text + "JX", None, cfg, tmp_path / "ft2")
+    grown = init_from_checkpoint(tiny_run / "best.pt", text + "JX", None, cfg, tmp_path / "ft2")  # J, X: added
+    assert grown.vocab.chars == "".join(sorted(source["vocab"]["chars"] + "JX"))
 
 
 def test_init_from_through_the_cli(in_tmp, tiny_run):

@@ -39,9 +39,10 @@ def test_a_huge_vocabulary_is_warned_about_with_its_cost(in_tmp, monkeypatch):
 
 def test_a_refused_init_from_leaves_no_run_folder(in_tmp, tiny_run, monkeypatch):
     monkeypatch.setenv("CHARRNN_CACHE", str(in_tmp / "cache"))
-    (in_tmp / "new.txt").write_text("ZZZ characters the checkpoint never saw QQQ\n" * 20)
-    result = runner.invoke(app, ["train", "new.txt", "--init-from", str(tiny_run), "-o", "runs/ft", *TINY[4:]])
-    assert result.exit_code == 1 and "never trained on" in error_line(result)
+    (in_tmp / "new.txt").write_text("some text to fine-tune on\n" * 20)
+    result = runner.invoke(app, ["train", "new.txt", "--init-from", str(tiny_run), "-o", "runs/ft", "--hidden", "999",
+                                 *TINY[4:]])
+    assert result.exit_code == 2 and "does not fit" in error_line(result)
     assert not (in_tmp / "runs").exists()  # not even config.yaml
 
 

@@ -47,8 +47,10 @@ def test_num_samples_piped_uses_the_separator(tiny_run):
 
 
 def test_a_stop_string_ending_in_line_breaks_counts_toward_the_separator(tiny_run):
-    out = sample(tiny_run, "-n", "300", "--seed", "1", "-N", "3", "--stop", "\n")  # default separator: a blank line
+    out = sample(tiny_run, "-n", "300", "--seed", "1", "-N", "3", "--stop", ".\n\n")  # default separator: a blank line
     assert out.count("\n\n") == 2 and "\n\n\n" not in out  # one blank line between samples, not two
+    out = sample(tiny_run, "-n", "300", "--seed", "1", "-N", "3", "--stop", "\n", "--separator", "\n\n")
+    assert out.count("\n\n") == 2 and "\n\n\n" not in out  # a separator given is kept
     assert separator_after("a.\n\n", "\n\n") == "" and separator_after("a.", "\n\n") == "\n\n"
     assert separator_after("a.\n", "\n----\n") == "----\n" and separator_after("a.\n", "|") == "|"
 
@@ -125,3 +127,30 @@ def test_highlighting_on_a_terminal_redraws_each_line_in_colour():
     # the comment's second line is coloured as a comment, like its first (the lexer sees the lines before)
     colour = lambda r: re.match(r"\x1b\[([0-9;]*)m", r).group(1)  # noqa: E731
     assert colour(redraws[1]) == colour(redraws[0]) != colour(redraws[2])
+
+
+def test_a_stop_at_a_line_break_gives_one_sample_per_line(tiny_run):
+    """`charrnn sample -N 10 --stop $'\\n'`: a list, one sample a line, no blank line between."""
+    out = sample(tiny_run, "-n", "300", "--seed", "3", "-N", "10", "--stop", "\n")
+    lines = out.splitlines()
+    assert len(lines) == 10 and all(lines) and out.endswith("\n"), out
+    assert out == sample(tiny_run, "-n", "300", "--seed", "3", "-N", "10", "--stop", "\n", "--separator", "")
+    cut = sample(tiny_run, "-n", "5", "--seed", "3", "-N", "4", "--stop", "\n")  # too short to reach the stop
+    assert len(cut.splitlines()) == 4 and "\n\n" not in cut
+
+
+def test_out_writes_each_sample_to_its_own_file_and_never_over_one(tiny_run, tmp_path):
+    args = ["-n", "30", "--seed", "5", "-N", "12", "-p", "the"]
+    piped = sample(tiny_run, *args, "--separator", "|").split("|")
+    result = runner.invoke(app, ["sample", str(tiny_run), *args, "-o", str(tmp_path / "s")])
+    assert result.exit_code == 0 and result.stdout == "" and "wrote 12 sample(s)" in result.stderr
+    files = sorted((tmp_path / "s").iterdir())
+    assert [f.name for f in files] == [f"sample-{i:02d}.txt" for i in range(1, 13)]
+    assert [f.read_text() for f in files] == piped  # the same samples, the prime before each, as on stdout
+    files[3].write_text("mine")
+    again = runner.invoke(app, ["sample", str(tiny_run), *args, "--seed", "6", "-o", str(tmp_path / "s")])
+    assert again.exit_code == 1 and "12 of the 12 sample files are already there" in again.stderr
+    assert "--force" in again.stderr and files[3].read_text() == "mine"
+    forced = runner.invoke(app, ["sample", str(tiny_run), *args, "-o", str(tmp_path / "s"), "--force"])
+    assert forced.exit_code == 0 and files[3].read_text() == piped[3]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [f.name for f in files]  # no temporary left

@@ -49,7 +49,35 @@ def root(
 PIPED_WIDTH = 1000  # a table written to a pipe or file is laid out this wide: one line per row, for grep
 
 
+class Trimmed:
+    """`inner` drawn as it is, less the blanks at the end of each line: rich pads every cell of a table to its
+    column's width, the last column's too, so a table written to a pipe would end its lines in spaces."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __rich_console__(self, console, options):
+        from rich.segment import Segment
+
+        for line in console.render_lines(self.inner, options, pad=False):
+            while line and not line[-1].control and not line[-1].text.rstrip(" "):
+                line.pop()
+            if line and not line[-1].control:
+                last = line.pop()
+                line.append(Segment(last.text.rstrip(" "), last.style, last.control))
+            yield from line
+            yield Segment.line()
+
+
 class OutConsole(Console):
+    def print(self, *objects, **kwargs) -> None:
+        """Print as rich does; a table written to a pipe or file without the spaces that pad its lines' ends."""
+        from rich.table import Table
+
+        if not self.is_terminal:
+            objects = tuple(Trimmed(o) if isinstance(o, Table) else o for o in objects)
+        super().print(*objects, **kwargs)
+
     def on_broken_pipe(self) -> None:
         """The reader went away (`charrnn checkpoints show | head`): stop quietly with status 0, as
         `charrnn sample | head` does (rich's own choice is status 1)."""

@@ -9,29 +9,51 @@ import typer
 from charrnn.cli.common import App, app, emit_json, examples, guarded, out_console
 
 corpus_app = App(help="Corpora: list and fetch the named ones, build your own, look inside.", epilog=examples(
-    "charrnn corpus list", "charrnn corpus get shakespeare", "charrnn corpus stats corpora/linux.txt",
-    "charrnn train shakespeare --preset tiny"))
+    "charrnn corpus list", "charrnn corpus get shakespeare", "charrnn corpus stats shakespeare",
+    "charrnn train shakespeare --preset tiny",
+    then="""Named corpora are fetched into one folder per user, found from any folder:
+$CHARRNN_CORPORA, else $XDG_DATA_HOME/charrnn/corpora (~/.local/share/charrnn/corpora).
+A copy in ./corpora/ is found too."""))
 app.add_typer(corpus_app, name="corpus")
 
+CORPORA = typer.Option(None, "--corpora", show_default=False,
+                       help="Folder of fetched corpora (default: $CHARRNN_CORPORA, else ~/.local/share/charrnn/corpora).")
 
-@corpus_app.command("list", epilog=examples("charrnn corpus list"))
+
+@corpus_app.command("list", epilog=examples("charrnn corpus list", "charrnn corpus list --corpora /data/corpora"))
 @guarded
-def list_() -> None:
-    """Show the catalog: name, size, license, and whether it is fetched."""
-    out_console().print(catalog_table())
+def list_(corpora: str = CORPORA) -> None:
+    """Show the catalog: name, size, license, and where it is fetched (- if not)."""
+    out_console().print(catalog_table(corpora))
 
 
-def catalog_table():
+def home_short(path) -> str:
+    """A path as a listing shows it: ~/... under the home folder, escapes visible."""
+    from pathlib import Path
+
+    from charrnn.util.showtext import visible
+
+    p = Path(path)
+    try:
+        p = "~" / p.absolute().relative_to(Path.home())
+    except (ValueError, RuntimeError):  # not under it, or no home folder
+        pass
+    return visible(str(p))
+
+
+def catalog_table(corpora: str | None = None):
     """The catalog as a table: every cell whole at any width but the description, which wraps."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    from charrnn.text.catalog import is_fetched, load_catalog, local_path
+    from charrnn.text.catalog import corpora_dir, found_path, load_catalog
 
-    rows = [(e.name, f"{e.bytes / 1e6:.1f} MB", e.license, str(local_path(e.name)) if is_fetched(e) else "-",
-             e.description) for e in load_catalog().values()]
-    table = Table(title="charrnn corpora", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)  # room to wrap
+    places = [(e, found_path(e, corpora)) for e in load_catalog().values()]
+    rows = [(e.name, f"{e.bytes / 1e6:.1f} MB", e.license, home_short(p) if p else "-", e.description)
+            for e, p in places]
+    title = Text(f"charrnn corpora (fetched into {home_short(corpora_dir(corpora))})")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)  # no edge: room to wrap
     for i, col in enumerate(("name", "size", "license", "fetched", "description")):
         whole = col != "description"  # only the description wraps: a name, a size or a path is never cut
         table.add_column(col, justify="right" if col == "size" else "left", no_wrap=whole, overflow="fold",
@@ -41,13 +63,16 @@ def catalog_table():
     return table
 
 
-@corpus_app.command("get", epilog=examples("charrnn corpus get shakespeare", "charrnn corpus get --all --mirror ../shared/corpora"))
+@corpus_app.command("get", epilog=examples("charrnn corpus get shakespeare",
+                                            "charrnn corpus get --all --mirror ../shared/corpora",
+                                            "charrnn corpus get linux --corpora /data/corpora"))
 @guarded
 def get(
     names: list[str] = typer.Argument(None, help="Catalog names.", show_default=False),
     all_: bool = typer.Option(False, "--all", help="Fetch every corpus in the catalog."),
     mirror: str = typer.Option(None, "--mirror", help="Copy from this folder instead of downloading (or set CHARRNN_MIRROR).", show_default=False),
     force: bool = typer.Option(False, "--force", help="Fetch again even if present."),
+    corpora: str = CORPORA,
 ) -> None:
     """Download (or copy from a mirror) named corpora, verifying each by sha256."""
     from rich.markup import escape
@@ -65,7 +90,8 @@ def get(
                   console=err_console(), transient=True) as progress:
         for name in names:
             task = progress.add_task(escape(visible(name)), total=None)  # the description column reads markup
-            path = fetch(name, mirror, lambda done, total: progress.update(task, completed=done, total=total), force)
+            path = fetch(name, mirror, lambda done, total: progress.update(task, completed=done, total=total), force,
+                         corpora)
             progress.remove_task(task)
             err_console().print(shown(f"{name}: {path} (sha256 verified)"))
 
@@ -94,7 +120,7 @@ def build(
 
 
 @corpus_app.command("stats", epilog=examples(
-    "charrnn corpus stats corpora/shakespeare.txt",
+    "charrnn corpus stats shakespeare",
     "cat notes/*.md | charrnn corpus stats -",
     "charrnn corpus stats src/ --glob '**/*.py' --json | jq .vocabulary"))
 @guarded

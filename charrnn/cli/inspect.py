@@ -5,6 +5,8 @@ The report is the command's result, on stdout; with `--json` the JSON is, and th
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 
 import typer
@@ -47,14 +49,56 @@ def load(command: str, checkpoint: str, source: str, encoding: str, device: str,
     return load_model(checkpoint, dev), dev, read_text([source], encoding=encoding)
 
 
+PROBE_STEPS = 8  # time steps of the forward pass thread counts are timed on (its cost, not its answer, grows with T)
+
+
 def model_threads(n: int, loaded, batch_size: int = 1, seq_len: int = 64):
     """n CPU threads inside the block; 0: the faster of 1 and one per core at a forward pass of this layout,
-    timed now. Restored after."""
-    from charrnn.inspect.evaluation import forward_probe
-    from charrnn.runtime.threads import timed_threads
+    timed once per machine, model shape and layout (said on stderr), then read from the cache. Restored after.
 
-    on_cpu = loaded.model.head.weight.device.type == "cpu"
-    return timed_threads(n, *(forward_probe(loaded.model, batch_size, min(seq_len, 64)) if on_cpu else (None, 1)))
+    Timed afresh at every call, this cost the first seconds of every `eval` of a big model (LSTM 2x512,
+    64 streams x 64 steps: 29.5 s of a 58 s eval of 100,000 characters on a loaded 2-core EPYC).
+    """
+    import torch
+
+    from charrnn.inspect.evaluation import forward_probe
+    from charrnn.runtime.cache import TuneCache, cached_or_measured
+    from charrnn.runtime.threads import candidates, default_threads, timed_threads
+    from charrnn.runtime.timing import Verdict
+    from charrnn.util.console import info
+
+    counts = candidates(n)
+    if len(counts) == 1 or loaded.model.head.weight.device.type != "cpu":
+        return timed_threads(counts[0], None)
+
+    def measure() -> Verdict:
+        info(f"timing {' and '.join(map(str, counts))} CPU threads on this model (once per machine and model "
+             "shape; kept for next time)")
+        with timed_threads(0, *forward_probe(loaded.model, batch_size, min(seq_len, PROBE_STEPS))) as chosen:
+            return Verdict(chosen)
+
+    c = loaded.model.config
+    workload = {"what": "forward", "cell": c.cell, "layers": c.layers, "hidden": c.hidden, "embed": c.embed,
+                "vocab": c.vocab_size, "batch": batch_size, "cores": default_threads()}
+    verdict = cached_or_measured(TuneCache(), TuneCache.key(workload, torch.__version__), measure, counts)
+    return timed_threads(verdict.choice, None)
+
+
+@contextlib.contextmanager
+def progress_bar(what: str):
+    """`progress(done, total)` for the block: a bar on stderr when it is a terminal, None (nothing) otherwise."""
+    from charrnn.util.console import err_console
+
+    console = err_console()
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def oov_note(oov: dict[str, int]) -> str:
@@ -107,9 +151,9 @@ def eval_(
     if batch_size < 1 or seq_len < 1:
         raise UsageError("--batch-size and --seq-len must be at least 1")
     loaded, dev, text = load("eval", checkpoint, source, encoding, device, threads)
-    with model_threads(threads, loaded, batch_size, seq_len):
+    with model_threads(threads, loaded, batch_size, seq_len), progress_bar("reading the text") as progress:
         t0 = time.perf_counter()
-        ev = eval_text(loaded.model, loaded.vocab, text, batch_size, seq_len, dev)
+        ev = eval_text(loaded.model, loaded.vocab, text, batch_size, seq_len, dev, progress=progress)
         seconds = time.perf_counter() - t0
     r, unit = ev.result, loaded.vocab.unit
     need_chars(r.chars, source)
@@ -151,8 +195,8 @@ def score(
         raise UsageError("--top and --max-chars must be >= 0 and --seq-len at least 1")
     loaded, dev, text = load("score", checkpoint, source, encoding, device, threads)
     text = text[:max_chars] if max_chars else text
-    with model_threads(threads, loaded, 1, seq_len):
-        s = score_text(loaded.model, loaded.vocab, text, seq_len, dev)
+    with model_threads(threads, loaded, 1, seq_len), progress_bar("scoring the text") as progress:
+        s = score_text(loaded.model, loaded.vocab, text, seq_len, dev, progress)
     need_chars(s.scored + 1, source)
     spans, say, colours = s.spans(top), reporter(as_json), colours_for(s.bits, surprise_rgb)
     if as_json:
@@ -206,7 +250,7 @@ def cells(
     if top < 1 or max_chars < 2 or show_chars < 1:
         raise UsageError("--top and --show-chars must be at least 1, --max-chars at least 2")
     loaded, dev, text = load("cells", checkpoint, source, encoding, device, threads)
-    with model_threads(threads, loaded):
+    with model_threads(threads, loaded), progress_bar("recording the units") as progress:
         enc = encode_known(loaded.vocab, text[:max_chars])
         known = "".join(ch for ch, k in zip(text[:max_chars], enc.known) if k)
         need_chars(len(known), source)
@@ -215,11 +259,13 @@ def cells(
         if chosen:
             check_unit(chosen, loaded.model)
         per_char = None if loaded.vocab.token_is_char else enc.token_of_char()
-        report = analyse(loaded.model, enc.tokens, known, syntax, top, [kind] if kind else None, per_char)
-    say = reporter(as_json)
-    legend = "background: blue = -1, white = 0, red = +1 (h, or tanh(c) for cell states)"
+        report = analyse(loaded.model, enc.tokens, known, syntax, top, [kind] if kind else None, per_char, progress)
+    say, colours = reporter(as_json), sys.stdout.isatty()
+    legend = ("background: blue = -1, white = 0, red = +1" if colours else
+              "each unit's value at each character, one a line: -1 .. +1") + " (h, or tanh(c) for cell states)"
     say(f"{len(known):,} characters read, with {SYNTAX_NAMES[report.syntax]}; {oov_note(enc.oov)}; {legend}", "dim")
-    sections, corr = _unit_sections(report, known, chosen, show_chars, None if as_json else say)
+    column = None if colours else Column(text[:max_chars], enc.known)
+    sections, corr = _unit_sections(report, known, chosen, show_chars, None if as_json else say, column)
     if as_json:
         data = {"checkpoint": str(loaded.path), "source": source, "oov_chars": enc.oov_count, "oov": enc.oov,
                 **report.to_dict()}
@@ -227,17 +273,37 @@ def cells(
             data["unit"] = {"layer": chosen.layer, "index": chosen.index, "kind": chosen.kind, "correlations": corr}
         emit_json(data)
     if html:
-        intro = f"{loaded.path} reading {source} ({len(known):,} characters). Each character's {legend}."
+        intro = f"{loaded.path} reading {source} ({len(known):,} characters; {oov_note(enc.oov)})."
         constant = [name for name in report.features if not report.changes(name)]
         if constant and not chosen:
             intro += f" Never changes in this text, so no unit can track it: {', '.join(constant)}."
         write_page(html, html_page(f"charrnn cells: {source}", sections, intro))
 
 
-def _unit_sections(report, known: str, chosen, show_chars: int, say) -> tuple[list, dict | None]:
+class Column:
+    """A unit's values over a window of the text as plain text, one character a line (`charrnn cells` piped):
+    ` +0.731  'a'`, and `skipped  'é'` where a character outside the vocabulary was left out (awk '{print $1}')."""
+
+    def __init__(self, text: str, known):
+        import numpy as np
+
+        self.text, self.kept = text, np.flatnonzero(known)  # (K,) where each known character is in `text`
+
+    def __call__(self, values, start: int, end: int) -> str:
+        from charrnn.util.showtext import show_char
+
+        rows = [f"{'value':>7}  character"]
+        for j in range(start, end):
+            if j > start:
+                rows += [f"skipped  {show_char(c)}" for c in self.text[self.kept[j - 1] + 1 : self.kept[j]]]
+            rows.append(f"{values[j]:>+7.3f}  {show_char(self.text[self.kept[j]])}")
+        return "\n".join(rows)
+
+
+def _unit_sections(report, known: str, chosen, show_chars: int, say, column=None) -> tuple[list, dict | None]:
     """The sections of `charrnn cells`' page: `chosen` unit, or each feature's best units (the
-    runners-up on the page only); each shown with `say` too, unless it is None (--json).
-    Returns (sections, the chosen unit's correlations or None)."""
+    runners-up on the page only); each shown with `say` too, unless it is None (--json): coloured, or
+    with `column` as a column of values. Returns (sections, the chosen unit's correlations or None)."""
     from charrnn.cli.render import Section, activation_rgb, colours_for, rich_text
     from charrnn.inspect.cells import best_window
     from charrnn.inspect.features import DESCRIPTIONS
@@ -254,7 +320,7 @@ def _unit_sections(report, known: str, chosen, show_chars: int, say) -> tuple[li
             say(heading, "bold")
             if note:
                 say(note, "dim")
-            say(rich_text(known[start:end], colours))
+            say(rich_text(known[start:end], colours) if column is None else column(values, start, end))
             say("")
 
     if chosen:

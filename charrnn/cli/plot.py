@@ -34,6 +34,8 @@ def plot(
     from charrnn.util.console import info, warn
     from charrnn.util.errors import CharrnnError, UsageError
 
+    if out is not None and not png:
+        raise UsageError("--out names a PNG to write and --no-png writes none: leave one of them out")
     if x not in X_AXES:
         raise UsageError(f"--x must be one of {', '.join(X_AXES)}")
     if not 4 <= height <= MAX_HEIGHT:  # a tick at the top, middle and bottom

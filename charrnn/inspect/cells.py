@@ -52,16 +52,20 @@ class Recording:
         return Recording(self.h[index], None if self.c is None else self.c[index])
 
 
+RECORD_BLOCK = 4096  # tokens a layer reads per call (the state carried over): how often progress is told
+
+
 @torch.no_grad()
-def record(model: CharRNN, tokens: np.ndarray) -> Recording:
-    """Run `tokens` (N,) through the model from the zero state; keep every layer's h (and c).
+def record(model: CharRNN, tokens: np.ndarray, progress=None) -> Recording:
+    """Run `tokens` (N,) through the model from the zero state; keep every layer's h (and c);
+    `progress(done, total)` as it goes, in tokens over every layer.
 
     The fused `nn.LSTM` returns only the top layer's outputs, so each layer runs on its own (a
     one-layer copy fed the layer below's h). Nor does it return c: with h known at every step, the
     gates are one product over all steps, and c_t = f_t * c_{t-1} + i_t * g_t an elementwise loop.
     Many times faster than stepping the model (`record_by_steps`, the tests' reference).
     """
-    cfg = model.config
+    cfg, n = model.config, len(tokens)
     device = model.head.weight.device
     x = model.embedding(torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=device))[None]  # (1, N, E)
     hs, cs = [], []
@@ -70,7 +74,8 @@ def record(model: CharRNN, tokens: np.ndarray) -> Recording:
         layer = type(model.rnn)(x.shape[-1], cfg.hidden, batch_first=True).to(device)
         for w, own in zip(weights, layer.parameters()):  # weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0
             own.data.copy_(w)
-        out, _ = layer(x)  # (1, N, H)
+        told = (lambda done, k=k: progress(k * n + done, cfg.layers * n)) if progress else (lambda done: None)
+        out = _read_in_blocks(layer, x, told)  # (1, N, H)
         h = out[0]  # (N, H)
         hs.append(h.float().cpu().numpy())
         if cfg.cell == "lstm":
@@ -86,6 +91,17 @@ def record(model: CharRNN, tokens: np.ndarray) -> Recording:
             cs.append(c.astype(np.float32))
         x = out
     return Recording(np.stack(hs, axis=1), np.stack(cs, axis=1) if cs else None)  # (N, L, H) each
+
+
+def _read_in_blocks(layer, x: torch.Tensor, told) -> torch.Tensor:
+    """A one-layer recurrent module's outputs (1, N, H) over `x` (1, N, E), read RECORD_BLOCK tokens at a time
+    with the state carried (the same outputs as one call); `told(tokens done)` after each block."""
+    outs, state = [], None
+    for a in range(0, max(x.shape[1], 1), RECORD_BLOCK):  # (an empty text: one call, as before)
+        out, state = layer(x[:, a : a + RECORD_BLOCK], state)
+        outs.append(out)
+        told(a + out.shape[1])
+    return torch.cat(outs, dim=1)
 
 
 @torch.no_grad()
@@ -235,14 +251,15 @@ class CellReport:
 
 
 def analyse(model: CharRNN, tokens: np.ndarray, text: str, syntax: str = "auto", top: int = 5,
-            kinds: list[str] | None = None, token_of_char: np.ndarray | None = None) -> CellReport:
-    """Record the model reading `text` (whose ids are `tokens`) and rank its units for every feature.
+            kinds: list[str] | None = None, token_of_char: np.ndarray | None = None, progress=None) -> CellReport:
+    """Record the model reading `text` (whose ids are `tokens`) and rank its units for every feature;
+    `progress(done, total)` while recording.
 
     `token_of_char` (len(text),): the token that completes each character, when a token is not
     one character (`surprise.Encoded.token_of_char`).
     """
     syntax = guess_syntax(text) if syntax == "auto" else syntax
-    rec = record(model, tokens)
+    rec = record(model, tokens, progress)
     if token_of_char is not None:
         rec = rec.at(token_of_char)
     feats = scan(text, syntax).as_dict()

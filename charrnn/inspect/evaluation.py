@@ -79,9 +79,9 @@ def _layout_grid(tokens: np.ndarray, streams: int, shard: tuple[int, int] = (0, 
     return grid, mask, lengths
 
 
-def _stream_nll(model: CharRNN, grid: np.ndarray, seq_len: int, device, autocast_dtype=None):
+def _stream_nll(model: CharRNN, grid: np.ndarray, seq_len: int, device, autocast_dtype=None, progress=None):
     """Yield (t0, nll (B, T)) for consecutive column blocks of `grid`, the state carried from block to block,
-    the model in eval mode meanwhile.
+    the model in eval mode meanwhile; `progress(done, total)` after each block, in columns.
 
     Blocks are shortened so that a block's logits (B, T, V) stay under LOGITS_BUDGET numbers:
     with a large vocabulary (a corpus of 6,000 distinct characters) 64 x 256 x V floats would
@@ -99,6 +99,8 @@ def _stream_nll(model: CharRNN, grid: np.ndarray, seq_len: int, device, autocast
             logits, state = model(grid_t[:, t0:t1], state)  # (B, T, V)
         y = grid_t[:, t0 + 1 : t1 + 1]  # (B, T)
         yield t0, F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (B, T)
+        if progress is not None:
+            progress(t1, per)
     model.train(was_training)
 
 
@@ -117,8 +119,9 @@ def forward_probe(model: CharRNN, batch_size: int = 64, seq_len: int = 64):
 @torch.no_grad()
 def evaluate(model: CharRNN, tokens: np.ndarray, batch_size: int = 64, seq_len: int = 256,
              device: torch.device | str = "cpu", autocast_dtype: torch.dtype | None = None,
-             shard: tuple[int, int] = (0, 1), char_counts: np.ndarray | None = None) -> EvalResult:
-    """Total NLL of `tokens` (N,) under `model`, with the state carried through each stream.
+             shard: tuple[int, int] = (0, 1), char_counts: np.ndarray | None = None, progress=None) -> EvalResult:
+    """Total NLL of `tokens` (N,) under `model`, with the state carried through each stream;
+    `progress(done, total)` as it goes (`_stream_nll`).
 
     `shard=(rank, world)` evaluates only streams rank, rank + world, ... (for distributed
     training: summing the shards' results over ranks gives the whole figure).
@@ -131,7 +134,7 @@ def evaluate(model: CharRNN, tokens: np.ndarray, batch_size: int = 64, seq_len: 
         return EvalResult(0.0, 0)
     mask_t = torch.from_numpy(mask).to(device)
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for t0, nll in _stream_nll(model, grid, seq_len, device, autocast_dtype):
+    for t0, nll in _stream_nll(model, grid, seq_len, device, autocast_dtype, progress):
         total += (nll * mask_t[:, t0 : t0 + nll.shape[1]]).sum(dtype=torch.float64)
     predicted = int(lengths.sum())
     chars = predicted if char_counts is None else int(np.asarray(char_counts)[grid[:, 1:]][mask].sum())
@@ -139,8 +142,10 @@ def evaluate(model: CharRNN, tokens: np.ndarray, batch_size: int = 64, seq_len: 
 
 
 @torch.no_grad()
-def char_nll(model: CharRNN, tokens: np.ndarray, seq_len: int = 256, device: torch.device | str = "cpu") -> np.ndarray:
-    """Per-character NLL in nats, (N - 1,): entry i is -ln p(tokens[i + 1] | tokens[: i + 1]).
+def char_nll(model: CharRNN, tokens: np.ndarray, seq_len: int = 256, device: torch.device | str = "cpu",
+             progress=None) -> np.ndarray:
+    """Per-character NLL in nats, (N - 1,): entry i is -ln p(tokens[i + 1] | tokens[: i + 1]); `progress(done,
+    total)` as it goes.
 
     One stream (B = 1), the state carried through the whole text: the same computation,
     block by block, as `evaluate(..., batch_size=1)`, so the sum equals that total.
@@ -148,7 +153,8 @@ def char_nll(model: CharRNN, tokens: np.ndarray, seq_len: int = 256, device: tor
     if len(tokens) < 2:
         return np.zeros(0)
     grid, _, _ = _layout_grid(tokens, 1)
-    return np.concatenate([nll[0].double().cpu().numpy() for _, nll in _stream_nll(model, grid, seq_len, device)])
+    return np.concatenate([nll[0].double().cpu().numpy()
+                           for _, nll in _stream_nll(model, grid, seq_len, device, progress=progress)])
 
 
 # ---- what a kernel costs in quality --------------------------------------------------------------------

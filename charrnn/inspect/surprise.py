@@ -84,14 +84,17 @@ class TextEval:
 
 
 def eval_text(model: CharRNN, vocab: Vocab, text: str, batch_size: int = 64, seq_len: int = 256,
-              device: torch.device | str = "cpu", autocast_dtype: torch.dtype | None = None) -> TextEval:
-    """Bits/char of `text` under `model` (unknown characters skipped and counted; see the module doc).
+              device: torch.device | str = "cpu", autocast_dtype: torch.dtype | None = None,
+              progress=None) -> TextEval:
+    """Bits/char of `text` under `model` (unknown characters skipped and counted; see the module doc);
+    `progress(done, total)` as it goes.
 
     The defaults (64 streams of 256) are the layout training validates with, so evaluating a
     run's held-out text reproduces its validation figure.
     """
     enc = encode_known(vocab, text)
-    result = evaluate(model, enc.tokens, batch_size, seq_len, device, autocast_dtype, char_counts=vocab.char_counts)
+    result = evaluate(model, enc.tokens, batch_size, seq_len, device, autocast_dtype, char_counts=vocab.char_counts,
+                      progress=progress)
     return TextEval(result, len(text), enc.oov, batch_size, seq_len)
 
 
@@ -162,15 +165,16 @@ class Surprisal:
 
 
 def score_text(model: CharRNN, vocab: Vocab, text: str, seq_len: int = 256,
-               device: torch.device | str = "cpu") -> Surprisal:
-    """Surprisal of every character, -log2 p(char | everything before it), one stream from the start.
+               device: torch.device | str = "cpu", progress=None) -> Surprisal:
+    """Surprisal of every character, -log2 p(char | everything before it), one stream from the start;
+    `progress(done, total)` as it goes.
 
     Unknown characters and the first token's characters get NaN; a token's bits are spread
     over its characters (see the module doc).
     """
     enc = encode_known(vocab, text)
     bits = np.full(len(text), np.nan)
-    nll = char_nll(model, enc.tokens, seq_len, device)  # (K - 1,) nats, for tokens 1 .. K-1
+    nll = char_nll(model, enc.tokens, seq_len, device, progress)  # (K - 1,) nats, for tokens 1 .. K-1
     positions, owners = enc.coverage()  # (M,) every known character with each token covering it
     scored = owners > 0
     positions, owners = positions[scored], owners[scored]

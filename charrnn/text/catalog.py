@@ -1,10 +1,17 @@
 """The catalog of named corpora (shakespeare, warpeace, latex, linux): fetch, verify, resolve.
 
-A catalog name works wherever a corpus path does: `charrnn train shakespeare` trains on
-the fetched file. Fetched files live in `corpora_dir()` ($CHARRNN_CORPORA, default
-./corpora). A mirror folder ($CHARRNN_MIRROR or --mirror) holding files named
-`<name>.txt` is used instead of the network. Every fetch is verified by sha256 before it
-is renamed into place, so a bad or interrupted download never leaves a file behind.
+A catalog name works wherever a corpus path does, from any folder: `charrnn train shakespeare`
+trains on the fetched file. Fetched files live in one place per user, `corpora_dir()`:
+
+    folder       given to a call (`charrnn corpus get --corpora DIR`)
+    else         $CHARRNN_CORPORA
+    else         $XDG_DATA_HOME/charrnn/corpora, by default ~/.local/share/charrnn/corpora
+
+Unless a folder is named (the first two), a copy in ./corpora/ of the working folder is found too:
+where charrnn fetched before, and where a checkout may keep the demo's corpus. A mirror folder
+($CHARRNN_MIRROR or --mirror) holding files named `<name>.txt` is used instead of the network.
+Every fetch is verified by sha256 before it is renamed into place, and a fetch that fails removes
+the folders it made: a bad or interrupted download leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -40,17 +48,56 @@ def load_catalog() -> dict[str, CorpusEntry]:
     return {name: CorpusEntry(name=name, **entry) for name, entry in data.items()}
 
 
-def corpora_dir() -> Path:
-    return Path(os.environ.get("CHARRNN_CORPORA") or "corpora")
+CORPORA_VARIABLE = "CHARRNN_CORPORA"
+WORKING_COPY = Path("corpora")  # ./corpora/: found when no folder is named (module doc)
 
 
-def local_path(name: str) -> Path:
-    return corpora_dir() / f"{name}.txt"
+def corpora_dir(folder: str | Path | None = None) -> Path:
+    """Where corpora are fetched to: `folder`, else $CHARRNN_CORPORA, else the user's data folder (module doc)."""
+    if folder:
+        return Path(folder)
+    if os.environ.get(CORPORA_VARIABLE):
+        return Path(os.environ[CORPORA_VARIABLE])
+    data = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(data) if os.path.isabs(data) else Path.home() / ".local" / "share"  # a relative one is ignored (XDG)
+    return base / "charrnn" / "corpora"
 
 
-def is_fetched(entry: CorpusEntry) -> bool:
-    p = local_path(entry.name)
-    return p.is_file() and p.stat().st_size == entry.bytes
+def local_path(name: str, folder: str | Path | None = None) -> Path:
+    """Where corpus `name` is fetched to."""
+    return corpora_dir(folder) / f"{name}.txt"
+
+
+def found_path(entry: CorpusEntry, folder: str | Path | None = None) -> Path | None:
+    """Where a fetched copy of `entry` (its catalog size) is: the corpora folder, else ./corpora/ when no folder is
+    named; None if neither has it."""
+    places = [local_path(entry.name, folder)]
+    if not folder and not os.environ.get(CORPORA_VARIABLE):
+        places.append(WORKING_COPY / f"{entry.name}.txt")
+    return next((p for p in places if p.is_file() and p.stat().st_size == entry.bytes), None)
+
+
+def is_fetched(entry: CorpusEntry, folder: str | Path | None = None) -> bool:
+    return found_path(entry, folder) is not None
+
+
+@contextmanager
+def _folders_kept_on_success(folder: Path) -> Iterator[None]:
+    """Inside the block `folder` may be made (with its parents); if the block fails, the folders that were not
+    there before it are removed again, deepest first, as long as they are empty."""
+    missing, p = [], folder
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    try:
+        yield
+    except BaseException:
+        for made in missing:
+            try:
+                made.rmdir()
+            except OSError:  # not empty (someone else's file) or already gone: leave the rest
+                break
+        raise
 
 
 def _copy_verified(entry: CorpusEntry, open_source: Callable, dest: Path, progress: Callable[[int, int], None] | None) -> None:
@@ -74,15 +121,25 @@ def _copy_verified(entry: CorpusEntry, open_source: Callable, dest: Path, progre
 
 
 def fetch(name: str, mirror: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
-          force: bool = False) -> Path:
-    """Make sure corpus `name` is in corpora_dir(), verified; return its path."""
+          force: bool = False, folder: str | Path | None = None) -> Path:
+    """Make sure corpus `name` is fetched (`found_path`), verified, else fetch it into `corpora_dir(folder)`;
+    return its path. A fetch that fails leaves no file and no folder it made."""
     catalog = load_catalog()
     if name not in catalog:
         raise CharrnnError(f"no corpus named {name!r} in the catalog (known: {', '.join(catalog)})")
     entry = catalog[name]
-    dest = local_path(name)
-    if is_fetched(entry) and not force:
-        return dest
+    found = found_path(entry, folder)
+    if found is not None and not force:
+        return found
+    dest = local_path(name, folder)
+    with _folders_kept_on_success(dest.parent):
+        _fetch_to(entry, dest, mirror, progress)
+    return dest
+
+
+def _fetch_to(entry: CorpusEntry, dest: Path, mirror: str | Path | None, progress: Callable | None) -> None:
+    """Copy `entry` from the mirror, or download it, into `dest` (verified)."""
+    name = entry.name
     mirror = mirror or os.environ.get("CHARRNN_MIRROR") or None
     if mirror:
         src = Path(mirror) / f"{name}.txt"
@@ -92,7 +149,7 @@ def fetch(name: str, mirror: str | Path | None = None, progress: Callable[[int, 
             raise CharrnnError(f"{src} holds {src.stat().st_size:,} bytes, but {name} is {entry.bytes:,}: "
                                "it is another file or a partial copy; nothing was copied")
         _copy_verified(entry, lambda: open(src, "rb"), dest, progress)
-        return dest
+        return
     if entry.build:
         raise CharrnnError(f"{name} has no single download: it is a {entry.build}")
     try:
@@ -100,7 +157,6 @@ def fetch(name: str, mirror: str | Path | None = None, progress: Callable[[int, 
     except OSError as e:
         raise CharrnnError(f"could not download {name} from {entry.url}: {e}; "
                            f"copy it from a folder with mirror DIR (or CHARRNN_MIRROR)", "mirror") from None
-    return dest
 
 
 def resolve_source(source: str) -> str:

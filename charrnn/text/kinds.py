@@ -116,6 +116,12 @@ class Tokens:
         """Another vocabulary's ids as this one's: None, its text is re-encoded (`Vocab.ids_of` maps characters)."""
         return None
 
+    def extended(self, other) -> tuple["Tokens", list[int]]:
+        """This vocabulary grown by what `other` (the vocabulary of a new text, of this kind) has and it lacks, and
+        the ids added: what fine-tuning on that text needs (`training.start.init_from_checkpoint`). By default
+        nothing is ever new (bytes: every text is made of the same 256)."""
+        return self, []
+
     def count(self, n: int, chars: int) -> str:
         """'1,003,854 word tokens for 3,400,000 characters': a corpus of `n` of its tokens, for a person."""
         return f"{n:,} {self.unit} for {chars:,} characters"

@@ -95,6 +95,15 @@ class Vocab(TextAsIs):
             return None
         return np.array([self._index.get(c, -1) for c in other.chars], dtype=np.int64)
 
+    def extended(self, other) -> tuple["Vocab", list[int]]:
+        """This vocabulary with the characters of `other` it lacks, and their ids. Ids are in code-point order, so
+        the old characters' ids may move too (map them by `pieces`)."""
+        new = set(other.chars) - set(self.chars)
+        if not new:
+            return self, []
+        grown = Vocab("".join(sorted({*self.chars, *new})))
+        return grown, sorted(grown._index[c] for c in new)
+
     def write_ids(self, files, encoding: str, out, meter=None) -> tuple[int, int]:
         """Write the id of every character of every file to the binary file `out`: (tokens, characters).
 

@@ -175,6 +175,19 @@ class WordVocab(TextAsIs):
             starts, ends = keep[starts], keep[ends - 1] + 1
         return ids, starts, ends, oov
 
+    def extended(self, other) -> tuple["WordVocab", list[int]]:
+        """This vocabulary with what `other` (a new text's vocabulary) has and it lacks, and their ids: its new
+        characters (sorted among the old ones, whose ids may move: map them by `pieces`) and its new
+        multi-character tokens, most frequent first after the old ones. Those are the tokens a vocabulary of the
+        new text alone would hold (seen at least MIN_COUNT times, up to its max_vocab), so the vocabulary may
+        grow past the checkpoint's max_vocab: a token the text uses often is better learned than spelled."""
+        chars = set(other.chars) - set(self.chars)
+        words = [w for w in getattr(other, "words", ()) if w not in self._index]
+        if not chars and not words:
+            return self, []
+        grown = WordVocab("".join(sorted({*self.chars, *chars})), (*self.words, *words))
+        return grown, sorted(grown._index[p] for p in (*chars, *words))
+
     def to_dict(self) -> dict:
         return {"kind": "word", "chars": self.chars, "words": list(self.words)}
 

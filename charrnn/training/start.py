@@ -11,8 +11,10 @@
                goes on bit for bit (`Trainer.resume`)
     init_from  the checkpoint's shape, vocabulary and weights, new settings (fine-tuning)
 
-Resuming and fine-tuning reuse the checkpoint's vocabulary, because the embedding and output
-layers are indexed by it: the corpus may use fewer characters than it knows, never more.
+Resuming reuses the checkpoint's vocabulary, because the embedding and output layers are indexed
+by it: the corpus may use fewer characters than it knows, never more. Fine-tuning extends it
+(`vocab.extended`): characters (for a word model, words too) the checkpoint never saw get new
+embedding and output rows, initialised as a new model's; every other weight carries over.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from charrnn.text.corpus import opening, source_name, split_train_val
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
@@ -36,7 +39,7 @@ from charrnn.training.state import MODEL_FIELDS_FREE
 from charrnn.training.trainer import Trainer
 from charrnn.util.errors import CharrnnError, UsageError
 from charrnn.util.files import STDIN_NAME
-from charrnn.util.showtext import show_chars
+from charrnn.util.showtext import show_chars, visible
 
 
 def configure(flags: dict, sources: list[str] | None = None, preset: str | None = None, config_file=None,
@@ -181,7 +184,8 @@ def encode_with_vocab(vocab: Vocab, text: str, checkpoint: str | Path) -> np.nda
     if missing:
         raise CharrnnError(
             f"the corpus has {len(missing)} character(s) that {checkpoint} was never trained on: {show_chars(missing, 30)} "
-            "(its vocabulary is fixed: remove them from the text, or train a new model)"
+            "(a resumed run keeps its vocabulary: remove them from the text, or start a new run from its weights "
+            "with init_from, which adds them)", "init_from"
         )
     return vocab.encode_array(text)
 
@@ -228,9 +232,9 @@ def stored_tokens(checkpoint: str | Path, asked: str | None = None) -> tuple[str
     return vocab.kind, int(stored or len(vocab))
 
 
-def _from_checkpoint(checkpoint: str | Path, text, given: dict, allowed: tuple) -> tuple[dict, Vocab, np.ndarray]:
-    """The checkpoint, its vocabulary and `text` as its ids. `given` loses its model settings: those in
-    `allowed` may differ from the checkpoint's, any other must equal it (the weights have its shape)."""
+def _checked_checkpoint(checkpoint: str | Path, given: dict, allowed: tuple) -> tuple[dict, Vocab]:
+    """The checkpoint and its vocabulary. `given` loses its model settings: those in `allowed` may differ from
+    the checkpoint's, any other must equal it (the weights have its shape)."""
     ckpt = load_checkpoint(checkpoint)
     stored = ckpt["model_config"]
     for key in [k for k in given if k in stored and k not in allowed]:
@@ -238,8 +242,37 @@ def _from_checkpoint(checkpoint: str | Path, text, given: dict, allowed: tuple) 
             raise UsageError(f"{key} {given[key]} does not fit {checkpoint}, whose model has {key} {stored[key]}: "
                              f"leave {key} out (the checkpoint's model shape is used)", key)
         del given[key]
-    vocab = Vocab.from_dict(ckpt["vocab"])
+    return ckpt, Vocab.from_dict(ckpt["vocab"])
+
+
+def _from_checkpoint(checkpoint: str | Path, text, given: dict, allowed: tuple) -> tuple[dict, Vocab, np.ndarray]:
+    """The checkpoint, its vocabulary and `text` as its ids (`_checked_checkpoint`)."""
+    ckpt, vocab = _checked_checkpoint(checkpoint, given, allowed)
     return ckpt, vocab, tokens_for(vocab, text, checkpoint)
+
+
+def extended_vocab(ckpt: dict, vocab: Vocab, text) -> tuple[Vocab, list[int]]:
+    """`vocab` grown by what `text` (a string or a prepared `tokens.Corpus`) has and it lacks, and the ids added:
+    a corpus brings its own vocabulary; a string's is built as the checkpoint's was (its kind and max_vocab)."""
+    if not isinstance(text, str):
+        return vocab.extended(text.vocab)
+    max_vocab = ((ckpt.get("meta") or {}).get("config") or {}).get("max_vocab") or DEFAULT_MAX_VOCAB
+    return vocab.extended(type(vocab).from_text(text, int(max_vocab)))
+
+
+def carried_weights(stored: dict, fresh: dict, old: Vocab, new: Vocab) -> dict:
+    """The checkpoint's weights `stored` for a model whose vocabulary grew from `old` to `new` (`fresh`: a new
+    model's weights, that shape): each vocabulary row (embedding, output weight and bias) goes to its piece's
+    new id; the rows of added ids keep `fresh`'s, a new model's initialisation; every other weight is stored's."""
+    if new == old:
+        return stored
+    index = {piece: i for i, piece in enumerate(new.pieces)}
+    rows = torch.tensor([index[piece] for piece in old.pieces], dtype=torch.long)  # (V_old,) old id -> new id
+    weights = dict(stored)
+    for key in ("embedding.weight", "head.weight", "head.bias"):  # (V, E), (V, H), (V,)
+        weights[key] = fresh[key].clone()
+        weights[key][rows] = stored[key].to(fresh[key].dtype)
+    return weights
 
 
 def resume_training(checkpoint: str | Path, text, overrides: dict | None = None, out_dir: str | Path | None = None,
@@ -264,16 +297,37 @@ def init_from_checkpoint(checkpoint: str | Path, text, model_overrides: dict | N
                          meta: dict | None = None) -> Trainer:
     """A new run (step 0, fresh optimizer and schedule) whose model starts from `checkpoint`'s weights.
 
-    The model shape is the checkpoint's; only MODEL_FIELDS_FREE (dropout) may be changed.
+    The model shape is the checkpoint's; only MODEL_FIELDS_FREE (dropout) may be changed. What the text has
+    and the checkpoint's vocabulary lacks is added (`extended_vocab`, `carried_weights`), and said.
     """
     model_overrides = dict(model_overrides or {})
-    ckpt, vocab, tokens = _from_checkpoint(checkpoint, text, model_overrides, MODEL_FIELDS_FREE)
+    ckpt, old = _checked_checkpoint(checkpoint, model_overrides, MODEL_FIELDS_FREE)
+    vocab, added = extended_vocab(ckpt, old, text)
+    tokens = tokens_for(vocab, text, checkpoint)
     train_tokens, val_tokens = split_train_val(tokens, train_config.val_fraction, vocab.char_counts)
-    mcfg = ModelConfig(**{**ckpt["model_config"], **model_overrides})
+    mcfg = ModelConfig(**{**ckpt["model_config"], **model_overrides, "vocab_size": len(vocab)})
     meta = {**(meta or {}), "init_from": Path(checkpoint).name, "init_from_step": ckpt.get("step")}
+    if added:
+        meta["vocab_added"] = [vocab.pieces[i] for i in added]
     trainer = Trainer(mcfg, train_config, vocab, train_tokens, val_tokens, out_dir, reporter, meta)
-    trainer.model.load_state_dict(ckpt["model"])  # in place: the optimizer already holds these parameters
+    weights = carried_weights(ckpt["model"], trainer.model.state_dict(), old, vocab)
+    trainer.model.load_state_dict(weights)  # in place: the optimizer already holds these parameters
+    if added and reporter is not None and distributed.is_main_process():
+        reporter.on_info(added_note(vocab, added, len(old)))
     return trainer
+
+
+def added_note(vocab: Vocab, added: list[int], before: int) -> str:
+    """What fine-tuning added to the vocabulary, for a person: 'the vocabulary grows from 65 to 88 characters:
+    23 character(s) the checkpoint never saw, '#' '(' ... (new embedding and output rows, ...)'."""
+    pieces = [vocab.pieces[i] for i in added]
+    chars, words = [p for p in pieces if len(p) == 1], [p for p in pieces if len(p) > 1]
+    parts = [f"{len(chars):,} character(s) the checkpoint never saw, {show_chars(chars, 40)}"] if chars else []
+    if words:
+        parts.append(f"{len(words):,} word token(s) new to it, " + " ".join(visible(repr(w)) for w in words[:12])
+                     + (" ..." if len(words) > 12 else ""))
+    return (f"the vocabulary grows from {before:,} to {len(vocab):,} {vocab.unit}: {'; '.join(parts)} (new embedding "
+            "and output rows, initialised as a new model's; every other weight carries over)")
 
 
 # ---- the whole thing in one call (the Python API) -----------------------------------------------------
