@@ -86,7 +86,7 @@ def train(
     save_every: int = opt("--save-every", help="Also keep a snapshot step-NNNNNN.pt every N steps (0 = off)."),
     keep: int = opt("--keep", help="Snapshots to keep; older ones are deleted (never best.pt or last.pt)."),
     resume: str = typer.Option(None, "--resume", help="Continue a run exactly where it stopped: its folder (last.pt) or a checkpoint. Settings and budget come from it; options given here override.", show_default=False),
-    init_from: str = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights (fine-tuning); the corpus may only use characters it knows.", show_default=False),
+    init_from: str = typer.Option(None, "--init-from", help="Start a new run from this checkpoint's weights (fine-tuning); characters (or words) it never saw are added to its vocabulary.", show_default=False),
 ) -> None:
     """Train a character-level (or word- or byte-level) model on text and save checkpoints (best.pt, last.pt)."""
     from charrnn.cli.progress import ConsoleReporter
