@@ -9,7 +9,9 @@
 Starlette (FastAPI's own toolkit) on uvicorn, not FastAPI: five routes whose bodies need the
 messages of `schema.py`, which pydantic models would not give. A completion's job goes to the
 batcher, whose thread writes the text to the job's outbox for the request to send; when the
-client leaves, the job is cancelled and its slot given back at once.
+client leaves, the job is cancelled and its slot given back at once. Around it all,
+`requestlog.RequestLog` checks who is asking (`hosts.py`) and logs each request in one line, and
+`connections.py` bounds the connections themselves.
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ import torch
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from charrnn.training.checkpoint import Loaded
 from charrnn.generation.sampling import STEP_PRIME, prime_ids_for
+from charrnn.serve.connections import Limits
 from charrnn.serve.engine import Batcher
+from charrnn.serve.hosts import Hosts
 from charrnn.serve.jobs import BeamJob, Outbox, SampleJob
 from charrnn.serve.requestlog import RequestLog, stderr_line
 from charrnn.serve.responses import EventStream, Head, choice, group, sse, usage
@@ -52,7 +56,10 @@ class ServeConfig:
     max_body: int = 1_000_000  # bytes in a request body (413 above)
     dtype: torch.dtype = torch.float32  # matrices of the shared step; fp32 writes what `charrnn sample` writes
     stream_interval: float = 0.02  # a stream sends at most one event per this many seconds (the first at once)
-    log: Callable[[str], None] = field(default=stderr_line)  # one line per request
+    log: Callable[[str], None] = field(default=stderr_line)  # one line per request (each made visible first)
+    host: str = "127.0.0.1"  # the address it listens on: a name it answers to, as loopback's are (`hosts.py`)
+    allow_hosts: tuple[str, ...] = ()  # more names it answers to (a name clients reach it by, a proxy's)
+    limits: Limits = field(default_factory=Limits)  # of each connection (`connections.py`)
 
 
 class Slots:
@@ -89,17 +96,25 @@ def encode_prompt(vocab: Vocab, prompt: str, unk: str) -> list[int]:
     return prime_ids_for(vocab, prompt, "skip")
 
 
-async def read_body(request: Request, limit: int) -> dict:
+async def read_body(request: Request, limit: int, timeout: float) -> dict:
+    """The request's JSON body: 413 over `limit` bytes, 408 when it takes over `timeout` seconds to arrive,
+    499 when the client leaves while sending it."""
     too_big = ApiError(413, f"the request body is larger than {limit:,} bytes", kind="invalid_request_error")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_big
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {timeout:g} s") from None
+    except ClientDisconnect:
+        raise ApiError(499, "the client left while sending the request") from None
     return parse_json(b"".join(chunks))
 
 
@@ -111,6 +126,7 @@ class Api:
         self.model, self.vocab = loaded.model.eval(), loaded.vocab
         self.device = self.model.head.weight.device
         self.batcher, self.slots = Batcher(self.model, cfg.dtype), Slots(cfg.max_concurrent)
+        self.card = self.model_card()  # made now: the run folder may be gone by the time it is asked for
 
     def check_model(self, name: str | None) -> None:
         if name is not None and name != self.cfg.model_id:
@@ -119,8 +135,8 @@ class Api:
 
     def model_card(self) -> dict:
         m, cfg, loaded = self.model.config, self.cfg, self.loaded
-        created = int(loaded.path.stat().st_mtime)
-        return {"id": cfg.model_id, "object": "model", "created": created, "owned_by": "charrnn",
+        return {"id": cfg.model_id, "object": "model", "created": int(loaded.path.stat().st_mtime),
+                "owned_by": "charrnn",
                 "charrnn": {"checkpoint": loaded.path.name, "cell": m.cell, "layers": m.layers, "hidden": m.hidden,
                             "vocab_size": m.vocab_size, "tokens": self.vocab.kind, "vocab": self.vocab.chars,
                             "max_chars": cfg.max_chars, "max_concurrent": cfg.max_concurrent,
@@ -133,8 +149,11 @@ class Api:
         for job in jobs:
             job.read_prompt(self.model)
 
+    async def body(self, request: Request) -> dict:
+        return await read_body(request, self.cfg.max_body, self.cfg.limits.request_timeout)
+
     async def completions(self, request: Request) -> Response:
-        req = parse_completion(await read_body(request, self.cfg.max_body), self.cfg.max_chars)
+        req = parse_completion(await self.body(request), self.cfg.max_chars)
         self.check_model(req.model)
         prompt_ids = [encode_prompt(self.vocab, p, req.settings.unk) for p in req.prompts]
         job, per = BeamJob if req.settings.width else SampleJob, req.choices_per_prompt
@@ -159,7 +178,7 @@ class Api:
         head, n = Head(self.cfg.model_id), len(req.prompts) * per
         prompt_of = [p for p in req.prompts for _ in range(per)]
         prompt_chars = sum(map(len, req.prompts))
-        written = request.state.chars = [0]  # for the log line
+        written = request.state.written = [0, "characters"]  # for the log line
         if req.stream:
             return EventStream(self.stream(req, head, outbox, n, prompt_of, prompt_chars, written), close)
         try:
@@ -224,7 +243,7 @@ class Api:
     async def score(self, request: Request) -> Response:
         from charrnn.inspect.surprise import score_text
 
-        req = parse_score(await read_body(request, self.cfg.max_body), self.cfg.max_chars)
+        req = parse_score(await self.body(request), self.cfg.max_chars)
         self.check_model(req.model)
         give_back = self.slots.take()
         try:
@@ -236,11 +255,11 @@ class Api:
         return JSONResponse({"object": "score", "model": self.cfg.model_id, **result.to_dict(req.top)})
 
     async def models(self, request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [self.model_card()]})
+        return JSONResponse({"object": "list", "data": [self.card]})
 
     async def one_model(self, request: Request) -> Response:
         self.check_model(request.path_params["name"])
-        return JSONResponse(self.model_card())
+        return JSONResponse(self.card)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": self.cfg.model_id, "requests": self.slots.busy,
@@ -250,7 +269,7 @@ class Api:
         return FileResponse(STATIC / "index.html")
 
     async def api_error(self, request: Request, exc: ApiError) -> Response:
-        headers = {"Retry-After": "1"} if exc.status == 429 else None
+        headers = {"Retry-After": "1"} if exc.status == 429 else {"Connection": "close"} if exc.status == 408 else None
         return JSONResponse(exc.to_dict(), exc.status, headers=headers)
 
     async def http_error(self, request: Request, exc: HTTPException) -> Response:
@@ -259,7 +278,7 @@ class Api:
         return JSONResponse(ApiError(exc.status_code, what, kind="invalid_request_error").to_dict(), exc.status_code)
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
-        self.cfg.log(f"error: {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
+        """A JSON 500; the request's log line says what failed (`requestlog.failure`)."""
         return JSONResponse(ApiError(500, "internal server error", kind="server_error").to_dict(), 500)
 
     @asynccontextmanager
@@ -275,8 +294,8 @@ class Api:
 
 
 def create_app(loaded: Loaded, config: ServeConfig | None = None) -> RequestLog:
-    """The ASGI app serving `loaded` (run it with uvicorn; `charrnn serve` does); `.state` holds its
-    batcher, slots and config."""
+    """The ASGI app serving `loaded` (run it with `connections.uvicorn_server`; `charrnn serve` does);
+    `.state` holds its batcher, slots and config, `.log` its log (every line escaped)."""
     api = Api(loaded, config or ServeConfig())
     app = Starlette(
         routes=[
@@ -289,4 +308,4 @@ def create_app(loaded: Loaded, config: ServeConfig | None = None) -> RequestLog:
         lifespan=api.lifespan,
     )
     app.state.batcher, app.state.slots, app.state.config = api.batcher, api.slots, api.cfg
-    return RequestLog(app, api.cfg.log)
+    return RequestLog(app, api.cfg.log, Hosts.serving(api.cfg.host, api.cfg.allow_hosts))
