@@ -192,11 +192,17 @@ def test_dns_rebinding_and_cross_site_pages_get_no_text(served):
     assert own.status_code == 200 and own.json()["choices"]  # the playground's own requests
 
 
-def test_the_command_line_adds_names():
+def test_the_command_line_adds_names_and_checks_the_chat_format(tiny_run):
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
     from charrnn.cli.serve import serve_config
 
-    config = serve_config(1, 10, "fp32", "0.0.0.0", ["box.lan", "10.0.0.7"])
-    assert config.allow_hosts == ("box.lan", "10.0.0.7") and config.host == "0.0.0.0"
+    config = serve_config(1, 10, "fp32", "lines", "0.0.0.0", ["box.lan", "10.0.0.7"])
+    assert config.allow_hosts == ("box.lan", "10.0.0.7") and config.chat_format == "lines"
+    result = CliRunner().invoke(app, ["serve", str(tiny_run), "--chat-format", "{name}: {content}"])
+    assert result.exit_code != 0 and "--chat-format must end a turn" in result.output
+    assert "chat_format" not in result.output
 
 
 # ---- the connections --------------------------------------------------------------------------------
