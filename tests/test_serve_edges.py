@@ -169,6 +169,8 @@ def test_only_the_names_it_serves_under_on_its_port():
     assert check(("host", "localhost"), ("origin", "http://localhost"), port=80) == 200
     for origin in ("http://evil.example", "http://localhost:3000", "null", "file://", "http://127.0.0.1"):
         assert check(("host", "localhost:8000"), ("origin", origin)) == 403, origin
+    assert check(("host", "box.lan"), ("origin", "https://box.lan")) == 200  # the playground through a proxy
+    assert check(("host", "box.lan"), ("origin", "https://localhost")) == 403
     assert check(("host", "localhost:8000"), ("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "no-cors")) == 403
     assert check(("host", "localhost:8000"), ("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate")) == 200
     assert check(("host", "localhost:8000"), ("sec-fetch-site", "same-origin"), ("sec-fetch-mode", "cors")) == 200

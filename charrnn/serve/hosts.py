@@ -10,7 +10,7 @@ checked, before the app sees it, against the names the server serves under:
     Host      one of the names, its port (if given) the port the server listens on
                   missing, repeated or malformed  ->  400
                   another name or port            ->  421 Misdirected Request
-    Origin    (sent by browsers) http(s):// one of the names, on this port  ->  else 403
+    Origin    (sent by browsers) http(s):// one of the names, on this port or the Host's own  ->  else 403
     Sec-Fetch-Site  cross-site or same-site, for anything but a page load (a link followed)  ->  403
 
 421, not 400, for a Host naming another site: the request itself is well formed, it was sent to
@@ -43,6 +43,15 @@ def split_host(value: str) -> tuple[str, int | None] | None:
     if not name or any(c not in allowed for c in name):
         return None
     return name, int(port) if port is not None else None
+
+
+def origin_of(text: str) -> tuple[str, int] | None:
+    """'http://localhost:8000' -> ('localhost', 8000); 'https://box.lan' -> ('box.lan', 443); None if not http(s)."""
+    scheme, sep, rest = text.partition("://")
+    where = split_host(rest) if sep and scheme in ("http", "https") else None
+    if where is None:
+        return None
+    return where[0], where[1] if where[1] is not None else 443 if scheme == "https" else 80
 
 
 def refusal(status: int, message: str, code: str) -> ApiError:
@@ -79,18 +88,18 @@ class Hosts:
             return refusal(421, f"this server does not serve the name {host[:100]!r}: it answers to "
                                 f"{self.listing()} on port {port} (the server's --allow-host adds a name)",
                            "misdirected_request")
-        return self.check_browser(dict(headers), port)
+        return self.check_browser(dict(headers), where, port)
 
-    def check_browser(self, headers: dict[bytes, bytes], port: int | None) -> ApiError | None:
-        """None unless a browser sent the request from a page of another site."""
+    def check_browser(self, headers: dict[bytes, bytes], host: tuple[str, int | None],
+                      port: int | None) -> ApiError | None:
+        """None unless a browser sent the request from a page of another site: its Origin must be a name served
+        here, on the port the server listens on or on the Host's (a page that came through a proxy)."""
         origin = headers.get(b"origin")
         if origin is not None:
             text = origin.decode("latin-1")
-            scheme, sep, rest = text.partition("://")
-            where = split_host(rest) if sep and scheme in ("http", "https") else None
-            if where is not None and where[1] is None:
-                where = (where[0], 443 if scheme == "https" else 80)
-            if where is None or not self.serves(where, port):
+            where = origin_of(text)
+            same = where is not None and where[0] == host[0] and host[1] in (None, where[1])
+            if where is None or not (self.serves(where, port) or same and where[0] in self.names):
                 return refusal(403, f"requests from web pages of another site are refused (Origin {text[:100]!r}); "
                                     "open the playground from this server instead", "cross_origin")
         site, mode = headers.get(b"sec-fetch-site", b"none"), headers.get(b"sec-fetch-mode", b"")
