@@ -69,6 +69,7 @@ CHAT: list[tuple[object, int]] = [
     ({"messages": USER, "top_logprobs": 3}, 400), ({"messages": USER, "logprobs": True, "top_logprobs": 6}, 400),
     ({"messages": USER, "max_tokens": 5, "max_completion_tokens": 5}, 400), ({"messages": USER, "tools": [{}]}, 400),
     ({"messages": USER, "response_format": {"type": "json_object"}}, 400), ({"messages": USER, "temperature": -1}, 400),
+    ({"messages": USER, "stop": 5}, 400), ({"messages": USER, "stop": ["a"] * 5}, 400),
     ({"messages": USER, "max_tokens": MAX_CHARS + 1}, 400), ({"messages": USER, "model": "gpt-4"}, 404),
     ({"messages": [{"role": "user", "content": "é"}]}, 400),
     ({"messages": USER, "max_tokens": 5}, 400), ({"messages": USER, "max_tokens": 5, "unk": "skip"}, 200),

@@ -26,7 +26,7 @@ most once before it, and the turn's end after it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from charrnn.serve.schema import (MAX_LOGPROBS, NEUTRAL, SAMPLING_FIELDS, ApiError, Completion, completion_fields,
                                   refuse, refuse_unknown)
@@ -153,5 +153,4 @@ def parse_chat(body: dict, max_chars: int, fmt: ChatFormat) -> Completion:
     prompt, stops = render(fmt, conversation(body))
     refuse(len(prompt) <= max_chars, f"the conversation is {len(prompt):,} characters as the model reads it; "
            f"this server takes at most {max_chars:,} (--max-chars)", "messages")
-    req = completion_fields({**chat_fields(body), "prompt": prompt}, max_chars, chat=True)
-    return replace(req, settings=replace(req.settings, stop=tuple(dict.fromkeys(req.settings.stop + stops))))
+    return completion_fields({**chat_fields(body), "prompt": prompt}, max_chars, turn_ends=stops)

@@ -129,8 +129,9 @@ def refuse(ok: bool, message: str, param: str) -> None:
         raise ApiError(400, message, param)
 
 
-def sampling(body: dict, max_chars: int) -> Sampling:
-    """The request's sampling settings, checked as any Sampling is, then against this server's limits."""
+def sampling(body: dict, max_chars: int, turn_ends: tuple[str, ...] = ()) -> Sampling:
+    """The request's sampling settings, checked as any Sampling is, then against this server's limits; a chat's
+    `turn_ends` join its own stop strings (beyond their limit: they are the server's)."""
     values = {SETTING_OF.get(k, k): v for k, v in body.items() if k in SAMPLING_FIELDS and v is not None}
     values.setdefault("length", 16)  # OpenAI's default
     stop = values.get("stop")
@@ -138,6 +139,8 @@ def sampling(body: dict, max_chars: int) -> Sampling:
         values["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
         refuse(len(values["stop"]) <= MAX_STOPS and all(len(s) <= MAX_STOP_CHARS for s in values["stop"]),
                f"stop must hold at most {MAX_STOPS} strings of 1 to {MAX_STOP_CHARS} characters", "stop")
+    if turn_ends and isinstance(values.get("stop", ()), tuple):  # (a stop of another type is refused below)
+        values["stop"] = tuple(dict.fromkeys((*values.get("stop", ()), *turn_ends)))
     s = checked(Sampling, values)
     width = body.get("width")
     refuse(width is None or s.width >= 1, "width must be an integer from 1 to 32 (beam search)", "width")
@@ -158,8 +161,9 @@ def parse_completion(body: dict, max_chars: int) -> Completion:
     return completion_fields(body, max_chars)
 
 
-def completion_fields(body: dict, max_chars: int, chat: bool = False) -> Completion:
-    """A completion from a body whose fields are known: the request's own fields, then its `Sampling`."""
+def completion_fields(body: dict, max_chars: int, turn_ends: tuple[str, ...] | None = None) -> Completion:
+    """A completion from a body whose fields are known: the request's own fields, then its `Sampling`
+    (`turn_ends`: those of a chat, whose prompt is its conversation; None for a text completion)."""
     refuse(body.get("prompt") is not None, "prompt is required: the text the model continues", "prompt")
     values = {k: v for k, v in body.items() if k in names(Request) and v is not None}
     values["prompt"] = [values["prompt"]] if isinstance(values["prompt"], str) else values["prompt"]
@@ -175,8 +179,8 @@ def completion_fields(body: dict, max_chars: int, chat: bool = False) -> Complet
     refuse(options is None or req.stream, "stream_options needs stream: true", "stream_options")
     refuse(req.logprobs is None or not req.echo, "logprobs with echo would score the prompt: POST /v1/score "
            "gives each character's surprisal", "logprobs")
-    done = Completion(req.prompt, sampling(body, max_chars), req.model, req.stream,
-                      bool((options or {}).get("include_usage")), req.echo, req.logprobs, chat)
+    done = Completion(req.prompt, sampling(body, max_chars, turn_ends or ()), req.model, req.stream,
+                      bool((options or {}).get("include_usage")), req.echo, req.logprobs, turn_ends is not None)
     per = done.choices_per_prompt
     refuse(len(req.prompt) * per <= MAX_CHOICES, f"{len(req.prompt)} prompts x {per} choices is more than "
            f"{MAX_CHOICES} per request", "n")
