@@ -335,3 +335,165 @@ row 13 "-o / and -o ''" "train … -o / ; train … -o ''" "$rc1 / $rc" "$(tb 13
 mkdir -p mirror && head -c 100 "$CORPORA/shakespeare.txt" > mirror/shakespeare.txt
 run 13g env CHARRNN_CORPORA=$W/corpora $C corpus get shakespeare --mirror mirror
 row 13 "mirror of the wrong size" "corpus get shakespeare --mirror mirror" "$rc" "$(tb 13g)" "none (nothing copied: $([ -e corpora/shakespeare.txt ] && echo no || echo yes))"
+
+# ---- 33. the server's edges (issue 33: items 2-4 and idle connections) ---------------------------------
+# Each group against a fresh `charrnn serve runs/m` (its peak RSS read from /proc); edge.py prints the rows.
+cat > edge.py <<'EOF'
+import json, shutil, socket, subprocess, sys, threading, time
+
+C, RUN = sys.argv[1], sys.argv[2]
+GOOD = json.dumps({"prompt": "the", "max_tokens": 5}).encode()
+
+
+def serve(run):
+    p = subprocess.Popen([C, "serve", run, "--port", "0", "--threads", "1"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, errors="backslashreplace")
+    port = int(p.stderr.readline().split(" at http://127.0.0.1:")[1].split("/")[0])
+    log = []
+    threading.Thread(target=lambda: [log.append(line) for line in p.stderr], daemon=True).start()
+    return p, port, log
+
+
+def stop(p, log):
+    p.terminate(); p.wait(); time.sleep(0.3)
+    return "YES" if any("Traceback" in line for line in log) else "none"
+
+
+def peak_mb(p):
+    return next(int(l.split()[1]) for l in open(f"/proc/{p.pid}/status") if l.startswith("VmHWM")) // 1024
+
+
+def ask(port, head, body=b"", timeout=60):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(head.replace("PORT", str(port)).replace("\n", "\r\n").encode() + b"\r\n" + body)
+    got = b""
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+            if b"}" in got.partition(b"\r\n\r\n")[2][-2:]:
+                break
+    except OSError:
+        pass
+    s.close()
+    return int(got.split(b" ")[1]) if got.startswith(b"HTTP/1.1 ") else 0, got.partition(b"\r\n\r\n")[2]
+
+
+def row(*cells):
+    print("\t".join(map(str, cells)))
+
+
+def who_asks():
+    p, port, log = serve(RUN)
+    forged, _ = ask(port, "GET /%0d%0a127.0.0.1:1%20GET%20/admin%20200%200.00s%20FORGED HTTP/1.1\nHost: 127.0.0.1:PORT\n")
+    clear, _ = ask(port, "GET /%1b%5b2J HTTP/1.1\nHost: 127.0.0.1:PORT\n")
+    time.sleep(0.3)
+    raw = sum(any(c in line.rstrip("\n") for c in "\r\n\x1b") for line in log)
+    logged = next((l.strip() for l in log if "FORGED" in l), "?")[:70]
+    evil, body = ask(port, "GET /v1/models HTTP/1.1\nHost: evil.example\n")
+    post = "POST /v1/completions HTTP/1.1\nHost: {}\nOrigin: {}\nContent-Type: text/plain\nContent-Length: %d\n" % len(GOOD)
+    cross, cbody = ask(port, post.format("127.0.0.1:PORT", "http://evil.example"), GOOD)
+    rebound, rbody = ask(port, post.format("evil.example:PORT", "http://evil.example:PORT"), GOOD)
+    tb = stop(p, log)
+    row("33.2", "request-log injection", "curl '…/%0d%0a127.0.0.1:1%20GET%20/admin%20200%200.00s%20FORGED'; curl '…/%1b%5b2J'",
+        f"HTTP {forged} / {clear}", tb, f"none (raw CR, LF or ESC in the server log: {raw}; logged as: {logged}…)")
+    row("33.2", "Host: evil.example", "curl -H 'Host: evil.example' …/v1/models", f"HTTP {evil}", tb,
+        f"none ({json.loads(body)['error']['message'][:60]}…)")
+    row("33.2", "cross-origin text/plain POST", "curl -H 'Origin: http://evil.example' -H 'Content-Type: text/plain' "
+        "-d '{\"prompt\": \"the\"…}' …/v1/completions", f"HTTP {cross}", tb,
+        f"none (generated text in the answer: {'yes' if b'choices' in cbody else 'no'})")
+    row("33.2", "DNS rebinding", "the same with Host: evil.example:PORT, Origin: http://evil.example:PORT",
+        f"HTTP {rebound}", tb, f"none (generated text in the answer: {'yes' if b'choices' in rbody else 'no'})")
+
+
+def leaving():
+    shutil.copytree(RUN, "runs/gone")
+    p, port, log = serve("runs/gone")
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+    time.sleep(0.2); s.close(); time.sleep(0.3)
+    left = next((l.strip() for l in log if "POST" in l), "?")
+    busy = json.loads(ask(port, "GET /health HTTP/1.1\nHost: 127.0.0.1\n")[1])["requests"]
+    shutil.rmtree("runs/gone")
+    models, _ = ask(port, "GET /v1/models HTTP/1.1\nHost: 127.0.0.1\n")
+    completion, _ = ask(port, "POST /v1/completions HTTP/1.1\nHost: 127.0.0.1\nContent-Length: %d\n" % len(GOOD), GOOD)
+    tb = stop(p, log)
+    row("33.3", "client closes mid-upload", "Content-Length: 100000, 1,000 bytes sent, close",
+        f"HTTP {left.split()[3]} (log)", tb, f"none (log: {left.split(' ', 1)[1]}; requests running after: {busy})")
+    row("33.3", "run folder deleted while served", "rm -rf runs/gone; curl …/v1/models", f"HTTP {models}", tb,
+        f"none (completions still: HTTP {completion}; 500s in the log: {sum(' 500 ' in l for l in log)})")
+
+
+def big_headers():
+    p, port, log = serve(RUN)
+    before, codes, t0 = peak_mb(p), [0] * 4, time.time()
+
+    def one(i):
+        s = socket.create_connection(("127.0.0.1", port))
+        try:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+            for _ in range(100):
+                s.sendall(b"a" * (1 << 20))
+        except OSError:
+            pass
+        s.settimeout(10)
+        try:
+            codes[i] = int(s.recv(100).split(b" ")[1])
+        except (OSError, IndexError):
+            pass
+        s.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    [t.start() for t in threads]; [t.join() for t in threads]
+    seconds, after = time.time() - t0, peak_mb(p)
+    tb = stop(p, log)
+    row("33.4", "4 × 100 MB headers", "4 connections, each 'X-Big: ' + 100 MB", "HTTP " + " ".join(map(str, codes)), tb,
+        f"none (refused in {seconds:.1f} s; server peak RSS {before} → {after} MB)")
+
+
+HOLD = r'''
+import socket, sys, time, selectors
+socks = [socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5) for _ in range(int(sys.argv[2]))]
+print(len(socks), flush=True); sys.stdin.readline(); t0 = time.time()
+sel = selectors.DefaultSelector(); [sel.register(s, selectors.EVENT_READ) for s in socks]; left = len(socks)
+while left and time.time() - t0 < 20:
+    for key, _ in sel.select(timeout=0.5):
+        try: gone = not key.fileobj.recv(1)
+        except OSError: gone = True
+        if gone: sel.unregister(key.fileobj); left -= 1
+print(len(socks) - left, round(time.time() - t0, 1), flush=True)
+'''
+
+
+def idle():
+    p, port, log = serve(RUN)
+    before = peak_mb(p)
+    kids = [subprocess.Popen([sys.executable, "-c", HOLD, str(port), "7000"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    held = sum(int(k.stdout.readline()) for k in kids)
+    t0 = time.time()
+    code, _ = ask(port, "GET /health HTTP/1.1\nHost: 127.0.0.1\n")
+    answered = time.time() - t0
+    for k in kids:
+        k.stdin.write("\n"); k.stdin.flush()
+    closed = [k.stdout.readline().split() for k in kids]
+    [k.wait() for k in kids]
+    s, t0 = socket.create_connection(("127.0.0.1", port)), time.time()
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line that ends it
+    s.settimeout(30)
+    slow = s.recv(100).split(b" ")[1].decode()
+    waited = time.time() - t0
+    s.close()
+    after = peak_mb(p)
+    tb = stop(p, log)
+    row("33", f"{held:,} idle connections", "3 processes × 7,000 connections that send nothing; then curl …/health",
+        f"HTTP {code} in {answered:.2f} s", tb, f"none (closed by the server: {sum(int(c[0]) for c in closed):,} "
+        f"within {max(float(c[1]) for c in closed)} s; server peak RSS {before} → {after} MB)")
+    row("33", "a request head never finished", "GET /health … (no blank line), then wait", f"HTTP {slow}", tb,
+        f"none (answered and closed after {waited:.1f} s)")
+
+
+{"who": who_asks, "leaving": leaving, "headers": big_headers, "idle": idle}[sys.argv[3]]()
+EOF
+for group in who leaving headers idle; do
+  "$PY" edge.py "$C" runs/m $group 2> logs/33$group.err | while IFS=$'\t' read -r a b c d e f; do row "$a" "$b" "$c" "$d" "$e" "$f"; done
+done

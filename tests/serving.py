@@ -1,4 +1,4 @@
-"""A live `charrnn serve` app for tests: uvicorn in a thread, on 127.0.0.1 and a free port."""
+"""A live `charrnn serve` app for tests: its uvicorn server in a thread, on 127.0.0.1 and a free port."""
 
 from __future__ import annotations
 
@@ -14,16 +14,15 @@ import pytest
 def live_server(checkpoint: Path, **config):
     """Yield (base_url, app, log lines) for `checkpoint` served with ServeConfig(**config)."""
     pytest.importorskip("uvicorn", reason="needs the serve extra: pip install 'charrnn[serve]'")
-    import uvicorn
-
     from charrnn.training.checkpoint import load_model
     from charrnn.cli.serve import listen
     from charrnn.serve.app import ServeConfig, create_app
+    from charrnn.serve.connections import uvicorn_server
 
     lines: list[str] = []
     app = create_app(load_model(checkpoint), ServeConfig(model_id="parrot", log=lines.append, **config))
     sock = listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    server = uvicorn_server(app, app.state.config.limits, app.log, graceful=1)  # as `charrnn serve` runs it
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

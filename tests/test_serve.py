@@ -182,7 +182,7 @@ def test_a_client_that_leaves_frees_its_slot_at_once(parrot_run):
         host, port = url.removeprefix("http://").split(":")
         body = json.dumps({"prompt": "the", "max_tokens": 10_000, "stream": True}).encode()
         with socket.create_connection((host, int(port))) as s:
-            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             assert s.recv(4096).startswith(b"HTTP/1.1 200")
             assert wait_until(lambda: batcher.rows == 1)
             busy = post(url, {"prompt": "the", "max_tokens": 5})
@@ -193,7 +193,7 @@ def test_a_client_that_leaves_frees_its_slot_at_once(parrot_run):
         assert post(url, {"prompt": "the", "max_tokens": 5}).status_code == 200
         with socket.create_connection((host, int(port))) as s:  # the same without streaming
             body = json.dumps({"prompt": "the", "max_tokens": 10_000}).encode()
-            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             assert wait_until(lambda: batcher.rows == 1)
         assert wait_until(lambda: slots.busy == 0 and batcher.rows == 0, timeout=2)
         assert wait_until(lambda: any("(client left)" in line for line in lines), timeout=2)
@@ -229,7 +229,7 @@ def test_one_log_line_per_request(served):
     wait_until(lambda: len(mine()) >= 2)
     new = mine()
     assert len(new) == 2
-    assert new[0].startswith("127.0.0.1:") and " POST /v1/completions 200 " in new[0] and new[0].endswith(" 7 chars")
+    assert new[0].startswith("127.0.0.1:") and " POST /v1/completions 200 " in new[0] and new[0].endswith(" 7 characters")
     assert " GET /v1/models 200 " in new[1]
 
 

@@ -47,11 +47,35 @@ CRAFTED: list[tuple[object, int]] = [
     ({**GOOD, "width": 3, "top": 5}, 400), ({**GOOD, "top": 2}, 400), ({**GOOD, "width": 3, "temperature": 0.5}, 400),
     ({**GOOD, "width": 3, "seed": 1}, 400), ({**GOOD, "width": 3, "no_repeat": -1}, 400),
     ({**GOOD, "width": 3, "length_penalty": 1e9}, 400), ({**GOOD, "no_repeat": 3}, 400),
-    ({**GOOD, "logprobs": 5}, 400), ({**GOOD, "presence_penalty": 1}, 400), ({**GOOD, "best_of": 2}, 400),
+    ({**GOOD, "logprobs": 5}, 200), ({**GOOD, "logprobs": 6}, 400), ({**GOOD, "logprobs": -1}, 400),
+    ({**GOOD, "logprobs": True}, 400), ({**GOOD, "logprobs": 2, "echo": True}, 400),
+    ({**GOOD, "logprobs": 2, "width": 3}, 400), ({**GOOD, "presence_penalty": 1}, 400), ({**GOOD, "best_of": 2}, 400),
     ({**GOOD, "logit_bias": {"1": 5}}, 400), ({**GOOD, "suffix": "x"}, 400), ({**GOOD, "user": 5}, 400),
     ({**GOOD, "temprature": 1}, 400), ({**GOOD, "__proto__": {}}, 400), ({**GOOD, "x" * 10_000: 1}, 400),
     ({**GOOD, "model": "gpt-4"}, 404), ({**GOOD, "model": 5}, 400),
     ({**GOOD, "logprobs": None, "presence_penalty": 0, "best_of": 1, "user": "me"}, 200),
+]
+USER = [{"role": "user", "content": "the"}]
+CHAT: list[tuple[object, int]] = [
+    ({}, 400), ({"messages": []}, 400), ({"messages": "the"}, 400), ({"messages": [None]}, 400),
+    ({"messages": [{"content": "the"}]}, 400), ({"messages": [{"role": "tool", "content": "x"}]}, 400),
+    ({"messages": [{"role": ["user"], "content": "x"}]}, 400), ({"messages": [{"role": "user", "content": 5}]}, 400),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 400),
+    ({"messages": [{"role": "user", "content": "the", "name": "A\nB"}]}, 400),
+    ({"messages": [{"role": "user", "content": "the", "name": "x" * 65}]}, 400),
+    ({"messages": [{"role": "user", "content": "the", "tool_calls": [{"id": 1}]}]}, 400),
+    ({"messages": [{"role": "user", "content": "a" * MAX_CHARS}]}, 400), ({"messages": USER, "prompt": "the"}, 400),
+    ({"messages": USER, "echo": True}, 400), ({"messages": USER, "logprobs": 3}, 400),
+    ({"messages": USER, "top_logprobs": 3}, 400), ({"messages": USER, "logprobs": True, "top_logprobs": 6}, 400),
+    ({"messages": USER, "max_tokens": 5, "max_completion_tokens": 5}, 400), ({"messages": USER, "tools": [{}]}, 400),
+    ({"messages": USER, "response_format": {"type": "json_object"}}, 400), ({"messages": USER, "temperature": -1}, 400),
+    ({"messages": USER, "stop": 5}, 400), ({"messages": USER, "stop": ["a"] * 5}, 400),
+    ({"messages": USER, "max_tokens": MAX_CHARS + 1}, 400), ({"messages": USER, "model": "gpt-4"}, 404),
+    ({"messages": [{"role": "user", "content": "é"}]}, 400),
+    ({"messages": USER, "max_tokens": 5}, 400), ({"messages": USER, "max_tokens": 5, "unk": "skip"}, 200),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "the"}], "name": "dog"},
+                   {"role": "assistant", "content": None, "refusal": None}], "max_completion_tokens": 5,
+      "logprobs": True, "top_logprobs": 2, "response_format": {"type": "text"}, "unk": "skip"}, 200),
 ]
 SCORE: list[tuple[object, int]] = [
     ({}, 400), ({"text": 5}, 400), ({"text": "éé"}, 400), ({"text": "t"}, 400), ({"text": "a" * (MAX_CHARS + 1)}, 400),
@@ -97,7 +121,7 @@ def test_hostile_bodies_get_json_errors_and_the_server_keeps_serving(parrot_run)
     with live_server(parrot_run / "best.pt", max_chars=MAX_CHARS, max_body=200_000) as (url, app, _):
         client = httpx.Client(base_url=url, timeout=60)
         sent = refused = 0
-        for path, cases in (("/v1/completions", CRAFTED), ("/v1/score", SCORE)):
+        for path, cases in (("/v1/completions", CRAFTED), ("/v1/chat/completions", CHAT), ("/v1/score", SCORE)):
             for body, status in cases:
                 r = client.post(path, content=body if isinstance(body, bytes) else json.dumps(body).encode())
                 sent += 1

@@ -13,8 +13,8 @@ and each turn of the engine loop is:
     2. drop    jobs whose client went away: their rows are cut out at once
     3. draw    for the sampling jobs, grouped by (temperature, top_k, top_p): one `draw` per
                group, each row with the Gumbel noise of its own request's generator
-    4. take    each job gets its characters (or, for beam search, its logits) and says what
-               its rows read next; finished jobs leave
+    4. take    each job gets its characters (or, for beam search, its logits; for a sample that
+               scores its tokens, both) and says what its rows read next; finished jobs leave
     5. step    reorder the state rows (finished jobs out, beams reordered by beam index) and
                advance all rows together: logits, state = model.step(tokens, state)
 
@@ -206,7 +206,7 @@ class Batcher:
                 if chosen is not None:
                     beams[id(job)] = chosen
                     staying.append(job)
-            elif job.take(drawn[id(job)]):
+            elif job.take(drawn[id(job)], None if job.logprobs is None else self.logits[at : at + job.rows]):
                 staying.append(job)
         if not staying:
             self._set_jobs([])

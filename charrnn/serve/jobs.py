@@ -14,9 +14,17 @@ answers with what those rows read next:
 
 Text leaves through the job's `Outbox` as events for the request's coroutine:
 
-    ("text", choice, "...")           more text of a choice (never part of a stop string)
-    ("end", choice, reason, extra)    the choice is complete: reason "stop" or "length"
-    ("error", message)                the engine failed; the request ends with this message
+    ("text", choice, "...", scored)          more text of a choice (never part of a stop string), and
+                                             with `logprobs` the scores of the tokens that wrote it
+    ("end", choice, reason, extra, tokens)   the choice is complete: reason "stop" or "length", and the
+                                             tokens the model wrote for it (a stop string's included)
+    ("error", message)                       the engine failed; the request ends with this message
+
+Log-probabilities (`logprobs`, sampling only) are those of the model itself: log_softmax of its
+logits, before temperature, top-k, top-p or a byte model's UTF-8 guard (what OpenAI reports), so
+they say how likely the model found each token, whatever the draw settings. A token is reported
+with the text it wrote: one cut off by a stop string, or a byte of a character left incomplete
+at the end, is not (it wrote nothing returned).
 """
 
 from __future__ import annotations
@@ -89,9 +97,10 @@ class SampleJob(Job):
     """n samples of one prompt, drawn as `charrnn sample -N n --seed S` draws them."""
 
     def __init__(self, prompt: Sequence[int], vocab: Vocab, outbox: Outbox, settings: Sampling, first_choice: int = 0,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", logprobs: int | None = None):
         s = settings
         self.prompt, self.rows, self.outbox, self.first_choice = list(prompt), s.n, outbox, first_choice
+        self.logprobs = logprobs  # score each token, listing this many of the likeliest (None: no scores)
         self.length = s.length
         self.settings = (s.temperature, s.top_k, s.top_p)  # rows with equal settings are drawn in one call
         self.noise = GumbelNoise(seeded_generator(s.seed, device), (self.rows, len(vocab)))
@@ -100,9 +109,13 @@ class SampleJob(Job):
         self.guard = vocab.guard(self.rows)  # a byte model's UTF-8 automaton, or None
         self.done = [False] * self.rows
         self.drawn = 0  # tokens drawn per row so far
+        self.written = [0] * self.rows  # characters each row's tokens decoded to (stop strings included)
+        self.shown = [0] * self.rows  # ... of which sent
+        self.scored: list[list[tuple]] = [[] for _ in range(self.rows)]  # scores of tokens whose text is held back
 
-    def take(self, ids: list[int]) -> bool:
-        """The tokens drawn for its rows this step; True while it needs another step.
+    def take(self, ids: list[int], logits: torch.Tensor | None = None) -> bool:
+        """The tokens drawn for its rows this step (and, to score them, the logits (rows, V) they were
+        drawn from); True while it needs another step.
 
         Every row is drawn at every step, even after it has stopped, so choice i is the same
         text whenever the others stop (as in `generate_batch`).
@@ -110,23 +123,48 @@ class SampleJob(Job):
         self.drawn += 1
         if self.guard is not None:
             self.guard.advance(ids)
+        scores = score_tokens(logits, ids, self.logprobs) if self.logprobs is not None else None
         events = []
         last = self.drawn == self.length
         for i, idx in enumerate(ids):
             if self.done[i]:
                 continue
-            scanner = self.scanners[i]
-            text = scanner.feed(self.decoders[i](idx))
+            scanner, piece = self.scanners[i], self.decoders[i](idx)
+            if scores is not None:
+                self.scored[i].append((self.written[i], idx, *scores[i]))
+            self.written[i] += len(piece)
+            text = scanner.feed(piece)
             if last and not scanner.stopped:
                 text += scanner.flush()
-            if text:
-                events.append(("text", self.first_choice + i, text))
+            self.shown[i] += len(text)
+            sent = self.release(i) if scores is not None else None
+            if text or sent:
+                events.append(("text", self.first_choice + i, text, sent))
             if scanner.stopped or last:
                 self.done[i] = True
-                events.append(("end", self.first_choice + i, "stop" if scanner.stopped else "length", {}))
+                events.append(("end", self.first_choice + i, "stop" if scanner.stopped else "length", {}, self.drawn))
         if events:
             self.outbox.put(events)
         return not all(self.done)
+
+    def release(self, i: int) -> list[tuple]:
+        """The scores of row i's tokens whose text has now been sent (those that start before its end)."""
+        held, k = self.scored[i], 0
+        while k < len(held) and held[k][0] < self.shown[i]:
+            k += 1
+        self.scored[i] = held[k:]
+        return held[:k]
+
+
+def score_tokens(logits: torch.Tensor, ids: list[int], top: int) -> list[tuple[float, list[tuple[int, float]]]]:
+    """Per row: (the natural log-probability of the drawn token, the `top` likeliest (id, logprob)), under the
+    model's own distribution (log_softmax of the logits (rows, V): no temperature, top-k or top-p)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (rows, V)
+    chosen = logp.gather(1, torch.tensor(ids, device=logp.device).unsqueeze(1))[:, 0].tolist()  # (rows,)
+    if not top:
+        return [(lp, []) for lp in chosen]
+    values, index = logp.topk(min(top, logp.shape[1]), dim=-1)  # (rows, top)
+    return [(lp, list(zip(i, v))) for lp, i, v in zip(chosen, index.tolist(), values.tolist())]
 
 
 class BeamJob(Job):
@@ -135,6 +173,7 @@ class BeamJob(Job):
     def __init__(self, prompt: Sequence[int], vocab: Vocab, outbox: Outbox, settings: Sampling, first_choice: int = 0,
                  device: torch.device | str = "cpu"):
         self.prompt, self.outbox, self.first_choice, self.stop = list(prompt), outbox, first_choice, settings.stop
+        self.vocab = vocab
         self.scanner = StopScanner(self.stop)  # a finished beam ends with its stop string: never shown
         self.search = BeamSearch(vocab, settings, self._settled)
 
@@ -145,7 +184,7 @@ class BeamJob(Job):
     def _settled(self, piece: str) -> None:
         text = self.scanner.feed(piece)
         if text:
-            self.outbox.put([("text", self.first_choice, text)])
+            self.outbox.put([("text", self.first_choice, text, None)])
 
     def take(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Logits (rows, V) of its live beams -> (tokens, beam_idx) for the next step, or None when done."""
@@ -159,13 +198,14 @@ class BeamJob(Job):
         events = []
         rest = "" if self.scanner.stopped else self.scanner.flush()
         if rest:
-            events.append(("text", self.first_choice, rest))
+            events.append(("text", self.first_choice, rest, None))
         for rank, beam in enumerate(beams):
             text = beam.text
             if beam.finished:
                 text = text[: len(text) - max(len(s) for s in self.stop if text.endswith(s))]
             if rank:
-                events.append(("text", self.first_choice + rank, text))
+                events.append(("text", self.first_choice + rank, text, None))
             extra = {"logprob": beam.logprob, "bits_per_char": beam.bits_per_char}
-            events.append(("end", self.first_choice + rank, "stop" if beam.finished else "length", extra))
+            tokens = len(self.vocab.encode(beam.text, unk="skip"))  # (its text as the vocabulary spells it)
+            events.append(("end", self.first_choice + rank, "stop" if beam.finished else "length", extra, tokens))
         self.outbox.put(events)

@@ -5,11 +5,14 @@ Errors take OpenAI's shape, so existing clients show them:
     {"error": {"message": "temperature must be a number from 0 to 100 (0 = greedy), not -1",
                "type": "invalid_request_error", "param": "temperature", "code": null}}
 
-`POST /v1/completions` takes OpenAI's completion fields where they apply (`max_tokens` counts the
-model's tokens), plus charrnn's own (`top_k`, `unk`, beam search's `width`, `top`, `no_repeat`,
-`length_penalty`): they become one `Sampling`, checked as the command line's is. OpenAI fields
-with nothing to act on here (`logprobs`, `best_of`, ...) are accepted at their neutral value only;
-any other field is refused by name.
+`POST /v1/completions` takes OpenAI's completion fields where they apply, plus charrnn's own
+(`top_k`, `unk`, beam search's `width`, `top`, `no_repeat`, `length_penalty`): they become one
+`Sampling`, checked as the command line's is. `max_tokens` and `usage` count the model's tokens
+(characters for a character model, word tokens or bytes for the others: the model card's `unit`).
+`logprobs` (0 to 5, OpenAI's legacy limit; sampling only) scores every token written under the
+model's own distribution (`jobs.py`). OpenAI fields with nothing to act on here (`best_of`,
+`presence_penalty`, ...) are accepted at their neutral value only; any other field is refused
+by name. `POST /v1/chat/completions` (`chat.py`) is a completion of the conversation's text.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ MAX_NO_REPEAT = 10_000
 SETTING_OF = {"max_tokens": "length"}  # an API field -> the Sampling setting it is
 FIELD_OF = {v: k for k, v in SETTING_OF.items()}  # ... and back, for messages
 SAMPLING_FIELDS = {FIELD_OF.get(n, n) for n in names(Sampling)}
+MAX_LOGPROBS = 5  # likeliest tokens listed per step (OpenAI's legacy limit)
 BEAM_ONLY = ("top", "no_repeat", "length_penalty")
-SAMPLING_ONLY = ("temperature", "top_p", "top_k", "seed", "n")
-# OpenAI completion fields with nothing to act on in a character model: accepted at these values only.
-NEUTRAL = {"logprobs": (0, False), "presence_penalty": (0,), "frequency_penalty": (0,), "best_of": (1,),
-           "logit_bias": ({},), "suffix": ("",)}
+SAMPLING_ONLY = ("temperature", "top_p", "top_k", "seed", "n", "logprobs")
+# OpenAI fields with nothing to act on in a character model: accepted at these values only.
+NEUTRAL = {"presence_penalty": (0,), "frequency_penalty": (0,), "logit_bias": ({},)}
+COMPLETION_NEUTRAL = {**NEUTRAL, "best_of": (1,), "suffix": ("",)}
 
 
 class ApiError(Exception):
@@ -78,6 +82,7 @@ class Request:
     echo: bool = False  # put the prompt in front of each choice's text
     user: str | None = None  # OpenAI's end-user id: accepted, unused
     stream_options: dict | None = None  # {"include_usage": true}: a last chunk with the usage
+    logprobs: int | None = setting(None, lo=0, hi=MAX_LOGPROBS, note="the likeliest tokens listed at each step")
 
     def __post_init__(self) -> None:
         check(self)
@@ -93,6 +98,8 @@ class Completion:
     stream: bool = False
     include_usage: bool = False
     echo: bool = False
+    logprobs: int | None = None  # score each token, listing this many of the likeliest (None: no scores)
+    chat: bool = False  # a /v1/chat/completions request (its prompt the rendered conversation)
 
     @property
     def choices_per_prompt(self) -> int:
@@ -122,8 +129,9 @@ def refuse(ok: bool, message: str, param: str) -> None:
         raise ApiError(400, message, param)
 
 
-def sampling(body: dict, max_chars: int) -> Sampling:
-    """The request's sampling settings, checked as any Sampling is, then against this server's limits."""
+def sampling(body: dict, max_chars: int, turn_ends: tuple[str, ...] = ()) -> Sampling:
+    """The request's sampling settings, checked as any Sampling is, then against this server's limits; a chat's
+    `turn_ends` join its own stop strings (beyond their limit: they are the server's)."""
     values = {SETTING_OF.get(k, k): v for k, v in body.items() if k in SAMPLING_FIELDS and v is not None}
     values.setdefault("length", 16)  # OpenAI's default
     stop = values.get("stop")
@@ -131,6 +139,8 @@ def sampling(body: dict, max_chars: int) -> Sampling:
         values["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
         refuse(len(values["stop"]) <= MAX_STOPS and all(len(s) <= MAX_STOP_CHARS for s in values["stop"]),
                f"stop must hold at most {MAX_STOPS} strings of 1 to {MAX_STOP_CHARS} characters", "stop")
+    if turn_ends and isinstance(values.get("stop", ()), tuple):  # (a stop of another type is refused below)
+        values["stop"] = tuple(dict.fromkeys((*values.get("stop", ()), *turn_ends)))
     s = checked(Sampling, values)
     width = body.get("width")
     refuse(width is None or s.width >= 1, "width must be an integer from 1 to 32 (beam search)", "width")
@@ -146,7 +156,14 @@ def sampling(body: dict, max_chars: int) -> Sampling:
 
 
 def parse_completion(body: dict, max_chars: int) -> Completion:
-    refuse_unknown(body, {f.name for f in fields(Request)} | SAMPLING_FIELDS, NEUTRAL)
+    """A checked `POST /v1/completions` request."""
+    refuse_unknown(body, {f.name for f in fields(Request)} | SAMPLING_FIELDS, COMPLETION_NEUTRAL)
+    return completion_fields(body, max_chars)
+
+
+def completion_fields(body: dict, max_chars: int, turn_ends: tuple[str, ...] | None = None) -> Completion:
+    """A completion from a body whose fields are known: the request's own fields, then its `Sampling`
+    (`turn_ends`: those of a chat, whose prompt is its conversation; None for a text completion)."""
     refuse(body.get("prompt") is not None, "prompt is required: the text the model continues", "prompt")
     values = {k: v for k, v in body.items() if k in names(Request) and v is not None}
     values["prompt"] = [values["prompt"]] if isinstance(values["prompt"], str) else values["prompt"]
@@ -160,8 +177,10 @@ def parse_completion(body: dict, max_chars: int) -> Completion:
     refuse(options is None or set(options) <= {"include_usage"} and isinstance(options.get("include_usage", False), bool),
            'stream_options must be {"include_usage": true|false}', "stream_options")
     refuse(options is None or req.stream, "stream_options needs stream: true", "stream_options")
-    done = Completion(req.prompt, sampling(body, max_chars), req.model, req.stream,
-                      bool((options or {}).get("include_usage")), req.echo)
+    refuse(req.logprobs is None or not req.echo, "logprobs with echo would score the prompt: POST /v1/score "
+           "gives each character's surprisal", "logprobs")
+    done = Completion(req.prompt, sampling(body, max_chars, turn_ends or ()), req.model, req.stream,
+                      bool((options or {}).get("include_usage")), req.echo, req.logprobs, turn_ends is not None)
     per = done.choices_per_prompt
     refuse(len(req.prompt) * per <= MAX_CHOICES, f"{len(req.prompt)} prompts x {per} choices is more than "
            f"{MAX_CHOICES} per request", "n")
