@@ -92,7 +92,11 @@ def timed_kernels(model: CharRNN, batch: int, precision: str, steps: int) -> int
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Scale by temperature and mask everything outside the top-k / the top-p nucleus with -inf: (B, V) -> (B, V)."""
+    """Scale by temperature and mask everything outside the top-k / the top-p nucleus with -inf: (B, V) -> (B, V).
+
+    The most likely token is always kept: a top_p below float32's smallest number (1e-50 rounds to 0) keeps
+    it alone, as the nucleus's definition says, instead of masking every token.
+    """
     logits = logits.float() / temperature
     if top_k and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
@@ -101,6 +105,7 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
         probs = torch.softmax(sorted_logits, dim=-1)  # (B, V), descending
         drop = probs.cumsum(dim=-1) - probs >= top_p  # keep the smallest prefix reaching p
+        drop[:, 0] = False  # ... which holds at least the most likely token
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     return logits
@@ -146,13 +151,21 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, noi
     return draw(logits, temperature, top_k, top_p, None if temperature == 0 else noise.next())
 
 
+GREEDY_BELOW = 1e-30  # a temperature this small draws what greedy decoding chooses (see `draw`)
+
+
 def draw(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gumbel: torch.Tensor | None) -> torch.Tensor:
     """The ids `pick` chooses, given this step's Gumbel noise (B, V) (None when temperature is 0).
 
     Row b depends only on logits[b] and gumbel[b], so rows of different samples that share
     the settings can be drawn in one call, each with noise from its own generator (charrnn serve).
+
+    Below GREEDY_BELOW the draw is the greedy choice, and is made as one: the noise is bounded
+    (U >= float32's tiny: -4.5 <= G <= 16.7), so argmax(l / T + G) can differ from argmax(l) only between
+    logits less than 21 T apart, that is tied in float32; and l / T would overflow float32 (T = 1e-46
+    rounds to 0), leaving no finite candidate. The greedy token is always in the top-k and the nucleus.
     """
-    if temperature == 0:
+    if temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1)
     if not top_k and top_p >= 1.0:  # argmax(l / T + G) = argmax(l + T * G): one op fewer per step
         return torch.add(logits.float(), gumbel, alpha=temperature).argmax(dim=-1)
