@@ -198,6 +198,30 @@ def validate(data: dict, where: str) -> dict:
     return out
 
 
+MAX_YAML_DEPTH = 32  # a config file is a flat mapping; a run folder's config.yaml nests two levels
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """yaml's safe loader, refusing nesting deeper than MAX_YAML_DEPTH before its composer recurses into it
+    (at ~1,000 levels, `[[[[...` in a config file would raise RecursionError from inside yaml)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        if self.depth >= MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"it is nested more than {MAX_YAML_DEPTH} levels deep")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def read_yaml(text: str):
+    """YAML text -> plain data, safely (no tags that build objects) and depth-bounded (`BoundedLoader`)."""
+    return yaml.load(text, Loader=BoundedLoader)  # noqa: S506 (a SafeLoader)
+
+
 def load_config_file(path: str | Path) -> dict:
     """Read and validate a YAML config file (keys as in `VALID_KEYS`)."""
     p = Path(path)
@@ -206,7 +230,7 @@ def load_config_file(path: str | Path) -> dict:
     if not p.exists():  # a pipe (-c <(cmd)) is read like a file
         raise CharrnnError(f"no such config file: {path}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = read_yaml(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
