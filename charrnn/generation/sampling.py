@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import torch
 
-from charrnn.runtime.memory import NOISE_FLOATS
+from charrnn.runtime.memory import NOISE_FLOATS, read_block
 from charrnn.runtime.threads import set_threads
 from charrnn.runtime.timing import SlowdownWatch
 from charrnn.generation.settings import Sampling
@@ -91,11 +91,15 @@ def timed_kernels(model: CharRNN, batch: int, precision: str, steps: int) -> int
     return 0 if cached else len(kernels_for(model))
 
 
+GREEDY_BELOW = 1e-30  # a temperature this small draws what greedy decoding chooses (see `draw`)
+FLOAT32_TINY = 1.1754943508222875e-38  # float32's smallest normal number: top_p is never taken below it
+
+
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Scale by temperature and mask everything outside the top-k / the top-p nucleus with -inf: (B, V) -> (B, V).
 
     The most likely token is always kept: a top_p below float32's smallest number (1e-50 rounds to 0) keeps
-    it alone, as the nucleus's definition says, instead of masking every token.
+    it alone, as the nucleus's definition says, instead of masking every token (at no cost per step).
     """
     logits = logits.float() / temperature
     if top_k and top_k < logits.size(-1):
@@ -104,8 +108,9 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_
     if top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
         probs = torch.softmax(sorted_logits, dim=-1)  # (B, V), descending
-        drop = probs.cumsum(dim=-1) - probs >= top_p  # keep the smallest prefix reaching p
-        drop[:, 0] = False  # ... which holds at least the most likely token
+        # keep the smallest prefix reaching p, and so the most likely token: its cumsum - prob is exactly 0,
+        # which a top_p that float32 rounds to 0 (1e-50) would drop
+        drop = probs.cumsum(dim=-1) - probs >= max(top_p, FLOAT32_TINY)
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     return logits
@@ -151,9 +156,6 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, noi
     return draw(logits, temperature, top_k, top_p, None if temperature == 0 else noise.next())
 
 
-GREEDY_BELOW = 1e-30  # a temperature this small draws what greedy decoding chooses (see `draw`)
-
-
 def draw(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gumbel: torch.Tensor | None) -> torch.Tensor:
     """The ids `pick` chooses, given this step's Gumbel noise (B, V) (None when temperature is 0).
 
@@ -195,8 +197,6 @@ def read_ids(model: CharRNN, ids: Sequence[int], state: State | None = None,
     -N 4), and no call is longer than the kernels take (oneDNN refuses a 2 M-token call). `fast=False`
     always uses nn.LSTM; the logits agree to rounding.
     """
-    from charrnn.runtime.memory import read_block
-
     if not ids:
         raise ValueError("ids must hold at least one token")
     device = model.head.weight.device
