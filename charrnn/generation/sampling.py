@@ -164,8 +164,9 @@ def draw(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gum
 
     Below GREEDY_BELOW the draw is the greedy choice, and is made as one: the noise is bounded
     (U >= float32's tiny: -4.5 <= G <= 16.7), so argmax(l / T + G) can differ from argmax(l) only between
-    logits less than 21 T apart, that is tied in float32; and l / T would overflow float32 (T = 1e-46
-    rounds to 0), leaving no finite candidate. The greedy token is always in the top-k and the nucleus.
+    logits less than 21 T (2e-29) apart, ties in float32 for logits of any size a model writes; and l / T
+    would overflow float32 (T = 1e-46 rounds to 0), leaving no finite candidate. The greedy token is always
+    in the top-k and the nucleus.
     """
     if temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1)
