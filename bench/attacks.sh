@@ -1,7 +1,7 @@
 # Re-run the hostile inputs (attacks) against this checkout and print the table of what each gets:
 # attack, command, exit code, traceback, data lost.
 #
-#   bash bench/attacks.sh > attacks.md          # ~3-6 minutes on 2 busy cores
+#   bash bench/attacks.sh > attacks.md          # ~12 minutes on 2 busy cores (the server edges ~6, round 3 ~2)
 #
 # Every command runs for real (the installed `charrnn` of .venv, real processes, real files) in a
 # temporary folder; the corpora come from ../shared/corpora (or CORPORA=DIR). "exit" lists the exit
@@ -497,3 +497,99 @@ EOF
 for group in who leaving headers idle; do
   "$PY" edge.py "$C" runs/m $group 2> logs/33$group.err | while IFS=$'\t' read -r a b c d e f; do row "$a" "$b" "$c" "$d" "$e" "$f"; done
 done
+
+# ---- round 3: memory and inputs (issue 33: items 1, 5, 6, 8, 9, 10 and the config decision) -------------------
+# "data lost" holds what was measured: peak RSS (GNU time) where memory was the issue, else the outcome.
+t3=$SECONDS; i=0
+timed() {  # timed NAME CMD...: run CMD under GNU time: exit code in $rc, peak RSS in logs/NAME.rss
+  local name=$1; shift
+  /usr/bin/time -f "%M" -o "logs/$name.rss" "$@" > "logs/$name.out" 2> "logs/$name.err"
+  rc=$?
+}
+peak() { echo $(( $(tail -1 "logs/$1.rss") / 1024 )); }
+run r3w $C train "$CORPORA/shakespeare.txt" --tokens word --steps 20 --threads 1 --sample-every 0 -o runs/w3
+V=$(py <<<'import torch; print(torch.load("runs/w3/best.pt", weights_only=True)["model_config"]["vocab_size"])')
+py > /dev/null <<'EOF'
+open("dots25k.txt", "w").write(". " * 25000)
+open("dots75k.txt", "w").write(". " * 75000)
+open("line2m.txt", "w").write("the quick brown fox " * 100000 + "\n")
+EOF
+for j in $(seq 1 11); do cat small.txt; done | head -c 2100000 > prime2m.txt  # (only characters runs/m knows)
+for k in 25 75; do
+  timed r3p$k $C sample runs/w3 --prime-file dots${k}k.txt -N 4 -n 5 --threads 1
+  row R3.1 "word model (V $V), prime '. ' x ${k},000, 4 samples" "sample runs/w3 --prime-file dots${k}k.txt -N 4 -n 5" \
+      "$rc" "$(tb r3p$k)" "peak RSS $(peak r3p$k) MB (issue: $([ $k = 25 ] && echo 6.6 || echo 19) GB)"
+done
+timed r3pb $C beam runs/w3 --prime-file dots75k.txt --width 16 -n 5 --threads 1
+row R3.1 "word model, prime '. ' x 75,000, 16 beams" "beam runs/w3 --prime-file dots75k.txt --width 16 -n 5" "$rc" \
+    "$(tb r3pb)" "peak RSS $(peak r3pb) MB"
+mkdir -p mal3 && $C checkpoints export runs/m/best.pt -o mal3/good.safetensors > /dev/null 2>&1
+py > /dev/null <<'EOF'
+import sys, torch
+from safetensors import safe_open
+from safetensors.torch import load, save
+sys.setrecursionlimit(100000)  # (pickle writes nested lists recursively; torch's loader reads them without)
+ck = torch.load("runs/m/last.pt", weights_only=True)
+deep = top = []
+for _ in range(20000):
+    deep.append([])
+    deep = deep[0]
+torch.save({**ck, "meta": {**ck["meta"], "deep": top}}, "mal3/deep.pt")
+with safe_open("mal3/good.safetensors", "pt") as f:
+    meta = f.metadata()
+meta["meta"] = "[" * 100000 + "]" * 100000
+open("mal3/deep.safetensors", "wb").write(save(load(open("mal3/good.safetensors", "rb").read()), meta))
+EOF
+for f in deep.safetensors deep.pt; do
+  codes=""; tbs=""
+  for cmd in "sample mal3/$f -n 5" "beam mal3/$f -n 5" "eval mal3/$f small.txt" "score mal3/$f small.txt" \
+             "cells mal3/$f small.txt" "checkpoints show mal3/$f" "checkpoints export mal3/$f -o x.safetensors" \
+             "train small.txt --init-from mal3/$f --steps 1 -o runs/i3" "chat mal3/$f" "serve mal3/$f --port 0"; do
+    i=$((i + 1)); run r3n$i timeout 120 $C $cmd < /dev/null; codes="$codes$rc "; tbs="$tbs r3n$i"
+  done
+  row R3.5 "$f: metadata nested $([ $f = deep.pt ] && echo 20,000 || echo 100,000) deep" \
+      "sample, beam, eval, score, cells, checkpoints show/export, train --init-from, chat, serve" "${codes% }" "$(tb $tbs)" \
+      "none ($(grep -m1 -o 'is damaged: .*deep' logs/r3n$i.err))"
+done
+run r3list $C checkpoints list mal3
+row R3.5 "a folder with both and a good one" "checkpoints list mal3" "$rc" "$(tb r3list)" \
+    "none ($(grep -c unreadable logs/r3list.out) unreadable rows, $(grep -c 'lstm 1x64' logs/r3list.out) good; the list completes)"
+for cmd in sample beam; do
+  timed r3l$cmd $C $cmd runs/m --prime-file prime2m.txt -n 20 --threads 1
+  row R3.6 "2.1 MB --prime-file (char model)" "$cmd runs/m --prime-file prime2m.txt -n 20" "$rc" "$(tb r3l$cmd)" \
+      "peak RSS $(peak r3l$cmd) MB (issue: oneDNN could not create a primitive)"
+done
+timed r3lchat $C chat runs/m -n 20 --threads 1 < line2m.txt
+row R3.6 "a 2 M-character line typed into chat" "chat runs/m -n 20 < line2m.txt" "$rc" "$(tb r3lchat)" \
+    "peak RSS $(peak r3lchat) MB; answered: $([ -s logs/r3lchat.out ] && echo yes || echo no)"
+run r3g0 $C sample runs/m --prime "First" -n 200 --seed 3 --temp 0
+for args in "--top-p 1e-50" "--temp 1e-46 --top-k 5" "--top-p 1e-300 --temp 0.5"; do
+  i=$((i + 1)); run r3g$i $C sample runs/m --prime "First" -n 200 --seed 3 $args
+  row R3.8 "tiny top_p / temperature" "sample runs/m -n 200 $args" "$rc" "$(tb r3g$i)" \
+      "$(cmp -s logs/r3g$i.out logs/r3g0.out && echo "none (the greedy text, as --temp 0)" || echo "DIFFERS from --temp 0")"
+done
+for dev in /dev/zero /dev/urandom; do
+  s0=$SECONDS; run r3s timeout 60 $C corpus stats $dev
+  row R3.9 "an endless device" "corpus stats $dev" "$rc" "$(tb r3s)" \
+      "none (refused in $((SECONDS - s0)) s: $(grep -m1 -o 'has NUL bytes[^:]*' logs/r3s.err))"
+done
+s0=$SECONDS; run r3z bash -c "head -c 100000000 /dev/zero | $C corpus stats -"
+row R3.9 "an endless stream on stdin" "head -c 100000000 /dev/zero | corpus stats -" "$rc" "$(tb r3z)" \
+    "none (refused in $((SECONDS - s0)) s)"
+s0=$SECONDS; timed r3b $C beam runs/m --width 1000000 -n 500
+row R3.10 "a million beams over 500 tokens" "beam runs/m --width 1000000 -n 500" "$rc" "$(tb r3b)" \
+    "none (refused in $((SECONDS - s0)) s, peak RSS $(peak r3b) MB: $(grep -m1 -o 'is [0-9,]* beam-steps' logs/r3b.err))"
+run r3c1 $C chat runs/m --beam 5 -n 30 --threads 1 < /dev/null; rc1=$rc
+printf '/beam 1000000\n/length 500\n/beam 3\nFirst\n' > chat3.txt
+run r3c2 $C chat runs/m -n 30 --threads 1 < chat3.txt
+row R3.10 "chat --beam 5; /beam 1000000 in a chat" "chat runs/m --beam 5; chat runs/m < (/beam 1000000, /beam 3, a line)" \
+    "$rc1 / $rc" "$(tb r3c1 r3c2)" \
+    "none ($(grep -c 'beam-steps' logs/r3c2.err) refusal in chat; it answered after /beam 3: $([ -s logs/r3c2.out ] && echo yes || echo no))"
+printf 'corpus: /etc/passwd\nsteps: 3\nsample_every: 0\nthreads: 1\nhidden: 16\nlayers: 1\n' > shared.yaml
+run r3cfg $C train --config shared.yaml -o runs/cfg3
+row R3.c "a shared config naming /etc/passwd" "train --config shared.yaml (corpus: /etc/passwd)" "$rc" "$(tb r3cfg)" \
+    "read, and said first: '$(head -1 logs/r3cfg.err | cut -c1-110)'"
+run r3rep $C train --config runs/cfg3/config.yaml -o runs/cfg3b
+row R3.c "repeat a run from its config.yaml" "train --config runs/cfg3/config.yaml" "$rc" "$(tb r3rep)" \
+    "none (repeated: $([ -e runs/cfg3b/last.pt ] && echo yes || echo no))"
+echo "| R3 | (the round 3 rows took $((SECONDS - t3)) s) | | | | |"

@@ -147,3 +147,21 @@ def test_patience_stops_a_run_that_stopped_improving_and_overfitting_is_said_onc
     assert [stop for _, stop in seen] == [False, False, False, False, False, True]
     quiet = OverfitWatch()
     assert all(w is None for w, _ in [quiet.update(s, 2.0 - s / 10, 2.0) for s in range(5)])  # improving
+
+
+def test_a_corpus_named_only_by_a_config_file_is_announced_before_it_is_read(in_tmp):
+    """The decision in training/config.py: a config file may name any path (`corpus: /etc/passwd`), so the run's
+    first line names the file and what it will read; named on the command line, the corpus needs no such line."""
+    write(in_tmp / "secret.txt", TINY_TEXT)
+    write(in_tmp / "shared.yaml", f"corpus: {in_tmp / 'secret.txt'}\n")
+    result = runner.invoke(app, ["train", "--config", "shared.yaml", "-o", "run", *TINY_FLAGS])
+    assert result.exit_code == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first == f"reading the corpus that config file shared.yaml names (none was named on the command line): " \
+                    f"{in_tmp / 'secret.txt'}"
+    again = runner.invoke(app, ["train", "--config", "run/config.yaml", "-o", "run2"])  # a repeat: read, and said
+    assert again.exit_code == 0 and again.stderr.startswith("reading the corpus that config file run/config.yaml")
+    write(in_tmp / "mine.txt", TINY_TEXT)
+    named = runner.invoke(app, ["train", "mine.txt", "--config", "shared.yaml", "-o", "run3", *TINY_FLAGS])
+    assert named.exit_code == 0 and "reading the corpus that config file" not in named.stderr
+    assert "mine.txt" in named.stderr and "secret.txt" not in named.stderr  # the command line's corpus wins

@@ -287,7 +287,9 @@ def test_evaluation_blocks_are_bounded_for_large_vocabularies(monkeypatch):
     seen = []
     real_forward = model.forward
     monkeypatch.setattr(model, "forward", lambda x, s=None: seen.append(x.shape) or real_forward(x, s))
-    monkeypatch.setattr(ev, "LOGITS_BUDGET", 4 * 3000 * 50)
+    from charrnn.runtime import memory
+
+    monkeypatch.setattr(memory, "LOGITS_BUDGET", 4 * 3000 * 50)
     small = ev.evaluate(model, tokens, batch_size=4, seq_len=256)
     assert max(t for _, t in seen) <= 50  # blocks shortened to the budget
     assert small.nll_nats == pytest.approx(whole.nll_nats, rel=1e-6)  # same figure: the state is carried

@@ -86,20 +86,20 @@ def command(conversation, line: str) -> str | None:
         return f"{name} needs a number"
     try:
         changed = replace(conversation.settings, **{field: value})
-        check_beam_memory(conversation.model, changed)
+        check_beam_memory(conversation.model, changed, conversation.vocab)
     except CharrnnError as e:
         return e.naming(COMMAND_OF)
     conversation.settings = changed
     return f"{shown} {value}" + (" (beam search off: sampling)" if field == "width" and not value else "")
 
 
-def check_beam_memory(model, settings) -> None:
+def check_beam_memory(model, settings, vocab) -> None:
     """Refuse a beam search that could not fit in memory (width beams, each keeping `length` characters)
     before it starts, as `charrnn beam --width` does; sampling needs no such check."""
     from charrnn.generation.sampling import check_batch_memory
 
     if settings.width:
-        check_batch_memory(model, settings, keep=True)
+        check_batch_memory(model, settings, keep=True, vocab=vocab)
 
 
 @app.command(epilog=EXAMPLES)
@@ -125,7 +125,7 @@ def chat(
     stops = (unescape(stop),) if stop else ()
     settings = Sampling(length, temperature, top_k, top_p, seed, stops, width=width)
     with inference(checkpoint, device, threads, "", replace(settings, unk="skip", width=0), "fp32") as (loaded, _):
-        check_beam_memory(loaded.model, settings)  # (chat steps CharRNN.step)
+        check_beam_memory(loaded.model, settings, loaded.vocab)  # (chat steps CharRNN.step)
         conversation = Conversation(loaded.model, loaded.vocab, settings)
         if sys.stdin.isatty():
             info(f"chatting with {show_path(loaded.path)} ({shape(loaded)}): type a line and press Enter; "

@@ -227,9 +227,9 @@ def inference(checkpoint: str | None, device: str, threads: int, prime: str, set
         if loaded.chosen:
             info(f"using {show_path(loaded.path)} ({loaded.facts()})")
         prime_ids_for(loaded.vocab, prime, settings.unk)
-        check_batch_memory(loaded.model, settings, keep)
         if precision == "auto" and settings.greedy and not settings.width:
             precision = "fp32"  # greedy text is the model's own argmax: no reduced-precision kernel may tip a near-tie
+        check_batch_memory(loaded.model, settings, keep, loaded.vocab, precision)
         choice = choose_kernel(loaded.model, settings.width or settings.n, precision, threads, steps=settings.length)
         if choice.verdict is not None and not choice.verdict.cached:  # measured now: say so, once per machine and shape
             info(choice.describe() + " (kept for next time)")

@@ -46,6 +46,7 @@ from charrnn.inspect.evaluation import LN2
 from charrnn.model.rnn import CharRNN
 from charrnn.generation.sampling import ThreadWatch, prime_ids_for, prime_model
 from charrnn.model.kernels import make_kernel
+from charrnn.runtime.memory import check_search_steps
 from charrnn.text.vocab import Vocab
 
 
@@ -159,6 +160,7 @@ class BeamSearch:
         s = settings
         if not s.width:
             raise UsageError("width must be at least 1 for a beam search", "width")
+        check_search_steps(s.width, s.length)  # (its memory: `sampling.check_batch_memory`, before a model is stepped)
         self.vocab, self.width, self.length, self.top = vocab, s.width, s.length, s.top
         self.alpha, self.no_repeat = s.length_penalty, s.no_repeat
         self.pieces = vocab.pieces  # what each token adds to a beam's text ("surface": bytes as chr(b))

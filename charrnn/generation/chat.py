@@ -25,7 +25,8 @@ import torch
 from charrnn.generation.beam import BeamSearch
 from charrnn.generation.settings import CHAT, Sampling
 from charrnn.model.rnn import CharRNN, reorder_state
-from charrnn.generation.sampling import GumbelNoise, cut_at_stop, default_prime, pick, prime_model, seeded_generator
+from charrnn.generation.sampling import (GumbelNoise, cut_at_stop, default_prime, pick, prime_model, read_ids,
+                                        seeded_generator)
 from charrnn.text.vocab import Vocab
 
 
@@ -43,15 +44,16 @@ class Conversation:
         """Forget everything: back to the state after a line break."""
         self.logits, self.state = prime_model(self.model, self.vocab.encode(default_prime(self.vocab)))  # (1, V)
 
-    @torch.inference_mode()
     def read(self, text: str) -> list[str]:
-        """Run `text` through the model, carrying the state on. Returns the characters it dropped (never seen)."""
+        """Run `text` through the model, carrying the state on. Returns the characters it dropped (never seen).
+
+        Read as a prime is (`sampling.read_ids`): in blocks, logits only after the last token, so a line of
+        millions of characters takes one block's memory and no longer call than the kernels take.
+        """
         unknown = self.vocab.unknown(text)
         ids = self.vocab.encode(text, unk="skip")
         if ids:
-            x = torch.tensor([ids], device=self.logits.device)  # (1, T)
-            out, self.state = self.model(x, self.state)  # (1, T, V)
-            self.logits = out[:, -1]
+            self.logits, self.state = read_ids(self.model, ids, self.state)  # (1, V)
         return unknown
 
     def reply(self) -> Iterator[str]:

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import torch
 
+from charrnn.runtime.memory import NOISE_FLOATS, read_block
 from charrnn.runtime.threads import set_threads
 from charrnn.runtime.timing import SlowdownWatch
 from charrnn.generation.settings import Sampling
@@ -41,26 +42,65 @@ class ThreadWatch:
             self.active = False
 
 
-def check_batch_memory(model: CharRNN, settings: Sampling, keep: bool = True) -> None:
-    """Refuse a batch of streams (n samples, or width beams) that would not fit in memory, before generating.
+def check_batch_memory(model: CharRNN, settings: Sampling, keep: bool = True, vocab: Vocab | None = None,
+                       precision: str = "fp32") -> None:
+    """Refuse a batch of streams (n samples, or width beams) that would not fit in memory, before anything is made.
 
-    Per stream: the recurrent state and its copies during a step, the logits, noise and filters
-    (~24 bytes per vocabulary entry), and, where `keep`, the text kept until it is written.
+    What it needs is `runtime.memory`'s estimate: a draw's (`sampling_bytes`) or a search's (`search_bytes`: scores
+    over width x V, their top-k, every beam's text, spelled as `vocab` spells it), or, where it is more, the step
+    kernels that `choose_kernel` times side by side at this batch (`precision` auto, never timed here before).
+    First the batch alone (lower n or width), then the timing, then with `length` tokens of text kept per stream
+    (`keep`). A beam search must also be one that ends (`check_search_steps`).
     """
-    from charrnn.runtime.memory import check_memory
+    from charrnn.runtime.memory import check_memory, check_search_steps, kernel_bytes, sampling_bytes, search_bytes
 
-    c = model.config
-    device = model.head.weight.device.type
+    m, device = model.config, model.head.weight.device.type
     batch, what = (settings.width, "width") if settings.width else (settings.n, "n")
-    per_step = 16 * c.layers * c.hidden * model.n_state + 24 * c.vocab_size
-    check_memory(batch * per_step, f"{what} {batch:,} with this model", f"lower {what}", device, what)
+    if settings.width:
+        shape = text_shape(vocab) if vocab is not None else (1.0, 4)
+        need = lambda length: search_bytes(m, batch, length, *shape)  # noqa: E731
+    else:
+        need = lambda length: sampling_bytes(m, batch, length)  # noqa: E731
+    check_memory(need(0), f"{what} {batch:,} with this model", f"lower {what}", device, what)
+    timing = kernel_bytes(m, batch) * timed_kernels(model, batch, precision, settings.length)
+    if timing > need(0):  # (once per machine and batch: the verdict is cached)
+        check_memory(timing, f"timing every step kernel at {what} {batch:,}", f"lower {what}, or choose a precision",
+                     device, what, "precision")
     if keep:  # too many streams, or too long
-        check_memory(batch * (per_step + 8 * settings.length), f"{what} {batch:,} with length {settings.length:,}",
+        check_memory(need(settings.length), f"{what} {batch:,} with length {settings.length:,}",
                      f"lower length or {what}", device, what, "length")
+    if settings.width:
+        check_search_steps(settings.width, settings.length)
+
+
+def text_shape(vocab: Vocab) -> tuple[float, int]:
+    """(characters per token on average, bytes per character as Python stores them) of text written in `vocab`."""
+    pieces = vocab.pieces
+    widest = ord(max("".join(pieces), default="\0"))
+    return sum(map(len, pieces)) / max(1, len(pieces)), 1 if widest < 256 else 2 if widest < 65536 else 4
+
+
+def timed_kernels(model: CharRNN, batch: int, precision: str, steps: int) -> int:
+    """Step kernels `model.kernels.choose_kernel` holds at once to time them at `batch` streams (0: none timed)."""
+    from charrnn.model.kernels import kernel_key, kernels_for
+    from charrnn.runtime.cache import TuneCache, cache_disabled
+
+    if precision != "auto" or steps <= 1 or model.head.weight.device.type != "cpu":
+        return 0
+    cached = not cache_disabled() and TuneCache().get(kernel_key(model, batch)) is not None
+    return 0 if cached else len(kernels_for(model))
+
+
+GREEDY_BELOW = 1e-30  # a temperature this small draws what greedy decoding chooses (see `draw`)
+FLOAT32_TINY = 1.1754943508222875e-38  # float32's smallest normal number: top_p is never taken below it
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Scale by temperature and mask everything outside the top-k / the top-p nucleus with -inf: (B, V) -> (B, V)."""
+    """Scale by temperature and mask everything outside the top-k / the top-p nucleus with -inf: (B, V) -> (B, V).
+
+    The most likely token is always kept: a top_p below float32's smallest number (1e-50 rounds to 0) keeps
+    it alone, as the nucleus's definition says, instead of masking every token (at no cost per step).
+    """
     logits = logits.float() / temperature
     if top_k and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
@@ -68,7 +108,9 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_
     if top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
         probs = torch.softmax(sorted_logits, dim=-1)  # (B, V), descending
-        drop = probs.cumsum(dim=-1) - probs >= top_p  # keep the smallest prefix reaching p
+        # keep the smallest prefix reaching p, and so the most likely token: its cumsum - prob is exactly 0,
+        # which a top_p that float32 rounds to 0 (1e-50) would drop
+        drop = probs.cumsum(dim=-1) - probs >= max(top_p, FLOAT32_TINY)
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     return logits
@@ -93,7 +135,7 @@ class GumbelNoise:
     def __init__(self, generator: torch.Generator, shape: tuple[int, int], block: int = 256):
         self.generator = generator
         self.shape = shape  # (B, V)
-        self.block = max(1, min(block, (1 << 20) // max(1, shape[0] * shape[1])))  # <= ~4 MB of noise
+        self.block = max(1, min(block, NOISE_FLOATS // max(1, shape[0] * shape[1])))  # <= ~4 MB of noise
         self.size = min(self.FIRST_BLOCK, self.block)  # steps in the next block drawn
         self.rows: list[torch.Tensor] = []  # the block's (B, V) slices, made in one call when it is drawn
         self.used = 0
@@ -119,8 +161,14 @@ def draw(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gum
 
     Row b depends only on logits[b] and gumbel[b], so rows of different samples that share
     the settings can be drawn in one call, each with noise from its own generator (charrnn serve).
+
+    Below GREEDY_BELOW the draw is the greedy choice, and is made as one: the noise is bounded
+    (U >= float32's tiny: -4.5 <= G <= 16.7), so argmax(l / T + G) can differ from argmax(l) only between
+    logits less than 21 T (2e-29) apart, ties in float32 for logits of any size a model writes; and l / T
+    would overflow float32 (T = 1e-46 rounds to 0), leaving no finite candidate. The greedy token is always
+    in the top-k and the nucleus.
     """
-    if temperature == 0:
+    if temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1)
     if not top_k and top_p >= 1.0:  # argmax(l / T + G) = argmax(l + T * G): one op fewer per step
         return torch.add(logits.float(), gumbel, alpha=temperature).argmax(dim=-1)
@@ -134,28 +182,52 @@ def seeded_generator(seed: int | None, device: torch.device | str = "cpu") -> to
     return generator
 
 
-STEP_PRIME = 32  # primes up to this long are read one character at a time with `CharRNN.step`
+STEP_PRIME = 32  # texts up to this long are read one token at a time with `CharRNN.step`
+
+
+@torch.inference_mode()
+def read_ids(model: CharRNN, ids: Sequence[int], state: State | None = None,
+             fast: bool = True) -> tuple[torch.Tensor, State]:
+    """Run `ids` through the model at batch 1, from `state` (None: zeros): (logits (1, V) after the last id, state).
+
+    A short text (a name, a line) goes through `CharRNN.step`, as the text after it will: one nn.LSTM
+    call costs as much as dozens of steps on a CPU (oneDNN's set-up, ~1-4 ms). A longer one goes through
+    nn.LSTM in blocks of `runtime.memory.read_block` tokens, the state carried from block to block, and
+    the output layer reads only the last position: memory stays one block's activations however long the
+    text (logits for every position took tokens x V floats: 19 GB for `. ` x 75,000 with a word model at
+    -N 4), and no call is longer than the kernels take (oneDNN refuses a 2 M-token call). `fast=False`
+    always uses nn.LSTM; the logits agree to rounding.
+    """
+    if not ids:
+        raise ValueError("ids must hold at least one token")
+    device = model.head.weight.device
+    state = model.init_state(1) if state is None else state
+    if fast and len(ids) <= STEP_PRIME:
+        for i in ids:
+            logits, state = model.step(torch.full((1,), i, device=device), state)  # (1, V)
+        return logits, state
+    x, block = torch.as_tensor(ids, device=device).unsqueeze(0), read_block(model.config)  # (1, P)
+    for t0 in range(0, x.shape[1], block):
+        h = model.embedding(x[:, t0 : t0 + block])  # (1, T, E)
+        h, hx = model.rnn(h, state if model.n_state == 2 else state[0])  # (1, T, H): nn.LSTM, as `CharRNN.forward`
+        state = tuple(hx) if model.n_state == 2 else (hx,)
+    return model.head(model.drop(h[:, -1])), state  # (1, V)
 
 
 @torch.inference_mode()
 def prime_model(model: CharRNN, prime_ids: Sequence[int], batch: int = 1, fast: bool = True) -> tuple[torch.Tensor, State]:
-    """Run the prime through the model: (logits (B, V) for the next character, state).
+    """Run the prime through the model once, at batch 1 (`read_ids`), and start `batch` streams where it
+    leaves off: (logits (B, V) for the next token, state (L, B, H) each).
 
-    A short prime (a name, a line) goes through `CharRNN.step`, as the text after it will: one
-    nn.LSTM call costs as much as dozens of steps on a CPU (oneDNN's set-up, ~1-4 ms), most of the
-    time to the first character. `fast=False` always uses nn.LSTM; the logits agree to rounding.
+    Every stream reads the same prime: reading it once and copying the state costs what reading it at
+    batch 1 does, whatever n or width, and all streams start from the very same state.
     """
-    device = model.head.weight.device
     if not prime_ids:
         raise ValueError("prime_ids must hold at least one character")
-    if fast and len(prime_ids) <= STEP_PRIME:
-        state = model.init_state(batch)
-        for i in prime_ids:
-            logits, state = model.step(torch.full((batch,), i, device=device), state)  # (B, V)
+    logits, state = read_ids(model, prime_ids, fast=fast)
+    if batch == 1:
         return logits, state
-    x = torch.tensor(list(prime_ids), device=device).unsqueeze(0).expand(batch, -1)  # (B, P)
-    logits, state = model(x)  # (B, P, V)
-    return logits[:, -1], state
+    return logits.expand(batch, -1).contiguous(), tuple(s.expand(-1, batch, -1).contiguous() for s in state)
 
 
 def default_prime(vocab: Vocab) -> str:

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 
 from charrnn.model.kernels import make_kernel
 from charrnn.model.rnn import CharRNN
+from charrnn.runtime.memory import logits_block
 
 LN2 = math.log(2.0)
-LOGITS_BUDGET = 4_000_000  # most logits one evaluation block may hold (16 MB of fp32)
 
 
 @dataclass
@@ -83,12 +83,11 @@ def _stream_nll(model: CharRNN, grid: np.ndarray, seq_len: int, device, autocast
     """Yield (t0, nll (B, T)) for consecutive column blocks of `grid`, the state carried from block to block,
     the model in eval mode meanwhile; `progress(done, total)` after each block, in columns.
 
-    Blocks are shortened so that a block's logits (B, T, V) stay under LOGITS_BUDGET numbers:
-    with a large vocabulary (a corpus of 6,000 distinct characters) 64 x 256 x V floats would
-    take gigabytes. The result does not depend on the block length, since the state is carried.
+    Blocks are shortened so that a block's logits (B, T, V) fit `runtime.memory.LOGITS_BUDGET`
+    (`logits_block`). The result does not depend on the block length, since the state is carried.
     """
     grid_t, per = torch.from_numpy(grid).to(device), grid.shape[1] - 1
-    seq_len = max(1, min(seq_len, LOGITS_BUDGET // max(1, grid.shape[0] * model.config.vocab_size)))
+    seq_len = logits_block(model.config.vocab_size, grid.shape[0], seq_len)
     state = model.init_state(grid.shape[0], device)
     was_training = model.training
     model.eval()

@@ -14,7 +14,7 @@ import numpy as np
 
 from charrnn.text.corpus import expand_sources, some
 from charrnn.util.errors import CharrnnError
-from charrnn.util.files import open_source, source_label
+from charrnn.util.files import open_source, path_kind, source_label
 from charrnn.text.scan import SNIFF, iter_text, normalize_encoding, sniff
 
 MAX_POSITIONS = 10  # invalid-byte offsets listed (all are counted)
@@ -99,14 +99,33 @@ class _Counter:
         return {chr(i): int(self.counts[i]) for i in np.flatnonzero(self.counts)}
 
 
-def _count_source(f, name: str, encoding: str, stats: TextStats, counter: _Counter) -> None:
+class _Replay:
+    """A stream whose first bytes were read to look at them: those bytes, then the rest of it."""
+
+    def __init__(self, head: bytes, rest):
+        self.head, self.rest = head, rest
+
+    def read(self, n: int) -> bytes:
+        if self.head:
+            head, self.head = self.head, b""
+            return head
+        return self.rest.read(n)
+
+
+def _count_source(f, name: str, encoding: str, stats: TextStats, counter: _Counter, endless: bool = False) -> None:
     """Add one source (`f`, a buffered binary stream) to `stats` and `counter`: its first bytes looked
-    at (a binary file is reported, not refused), then its text counted."""
-    head = f.peek(SNIFF)
+    at, then its text counted. A binary file is reported, not refused; but a source that may never end
+    (`endless`: standard input, a pipe, a device such as /dev/zero or /dev/urandom) is refused at its
+    first bytes when they are not text, as every other command refuses it, instead of read forever."""
+    head = f.read(SNIFF) if endless else f.peek(SNIFF)  # (a pipe's peek may hold a single byte)
     try:
         sniff(head, name, encoding)
     except CharrnnError as e:
+        if endless:
+            raise
         stats.binary.append(str(e).split(":")[0])
+    if endless:
+        f = _Replay(head, f)
     if head.startswith(b"\xef\xbb\xbf") and encoding == "utf-8":
         stats.bom.append(name)
     bad: list[int] = []
@@ -131,7 +150,8 @@ def text_stats(sources: list[str], globs: list[str] | None = None, encoding: str
         name = source_label(src)
         try:
             with open_source(src) as f:
-                _count_source(f if hasattr(f, "peek") else io.BufferedReader(f), name, encoding, stats, counter)
+                _count_source(f if hasattr(f, "peek") else io.BufferedReader(f), name, encoding, stats, counter,
+                              src == "-" or path_kind(src) == "stream")
         except OSError as e:
             raise CharrnnError(f"cannot read {src}: {e.strerror}") from None
     stats.counts = counter.to_dict()

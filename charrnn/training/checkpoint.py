@@ -118,14 +118,16 @@ def run_identity(folder: str | Path) -> dict | None:
         except (CharrnnError, OSError):
             continue
         return {"model_config": dict(ckpt["model_config"]), "vocab": ckpt["vocab"]}
-    try:
-        import yaml
+    import yaml
 
-        cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    from charrnn.training.config import read_yaml
+
+    try:
+        cfg = read_yaml((folder / "config.yaml").read_text(encoding="utf-8"))
         keys = ("cell", "layers", "hidden", "embed")
         if isinstance(cfg, dict) and all(k in cfg for k in keys):
             return {"model_config": {k: cfg[k] for k in keys}}
-    except (OSError, ValueError, ImportError):
+    except (OSError, ValueError, yaml.YAMLError):
         pass
     return None
 
@@ -219,9 +221,11 @@ def _torch_load(path: Path, source: Path, mmap: bool) -> dict:
         raise CharrnnError(f"{path} is truncated or corrupted ({first}): use another checkpoint") from None
 
 
-def _check_header(ckpt, path: Path) -> None:
+def _check_header(ckpt, path: Path, size: int) -> None:
+    """A charrnn checkpoint of a format this version reads, its contents bounded (`payload.check_bounds`)."""
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
         raise CharrnnError(f"{path} is a torch file but not a charrnn checkpoint")
+    payload.check_bounds(ckpt, size)  # before anything walks it (or shows a field) recursively
     version = ckpt["format_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CharrnnError(f"{path} is damaged: its format_version is {type(version).__name__} {version!r}"[:200]
@@ -258,13 +262,13 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
             from charrnn.training.safetensors_io import read
 
             ckpt, size = read(path)
-            _check_header(ckpt, path)
+            _check_header(ckpt, path, size)
             payload.check(ckpt, size)
             return ckpt
         with _one_version(path) as source:  # a run saving over `path` meanwhile cannot mix two saves
             size = _check_container(path, source)
             ckpt = _torch_load(path, source, mmap=True)
-            _check_header(ckpt, path)
+            _check_header(ckpt, path, size)
             payload.check(ckpt, size, full=False)
         if not mmap:
             payload.check_contents(ckpt)

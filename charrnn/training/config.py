@@ -19,6 +19,18 @@ A config file is a flat YAML mapping of the same names as the flags (with `_` fo
 
 Every run folder gets a `config.yaml` holding the effective configuration (every key,
 preset expanded), so `charrnn train --config checkpoints/x/config.yaml` repeats the run.
+
+A corpus named by a config file is read, never silently. A config file can name any path (`corpus:
+/etc/shadow`, `~/.ssh/id_rsa`), and what a run reads ends up in its model, its samples and its
+checkpoint (the vocabulary, the opening line kept as its prompt). Refusing absolute or escaping paths
+from a config file would keep a shared config from reaching them, but it would also break repeating
+a run: config.yaml keeps the corpus as an absolute path, by design, so that it works from any folder,
+and a path outside the config's folder is the usual case. Telling one's own config.yaml from a shared
+one is impossible (both are plain text anyone can write). So the file is read, and a run whose corpus
+comes from a config file rather than the command line says so in its first line, naming the file
+and every source it will read (`corpus_notice`), before it reads anything: someone who runs a config
+they were given sees what it reads, and Ctrl-C stops it before a byte is trained on. A corpus named
+on the command line overrides the file's.
 """
 
 from __future__ import annotations
@@ -154,6 +166,7 @@ class RunConfig:
     preset: str | None = None  # the preset it was built on (a note; to_dict() holds it expanded)
     given: frozenset = frozenset()  # keys the user set (flags, --config, --preset): never sized automatically
     flags: frozenset = frozenset()  # ... of those, the ones set on the command line (a resumed run takes these)
+    corpus_from: str | None = None  # the config file that named the corpus, where the command line named none
 
     @classmethod
     def from_settings(cls, merged: dict, **kwargs) -> "RunConfig":
@@ -201,6 +214,30 @@ def validate(data: dict, where: str) -> dict:
     return out
 
 
+MAX_YAML_DEPTH = 32  # a config file is a flat mapping; a run folder's config.yaml nests two levels
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """yaml's safe loader, refusing nesting deeper than MAX_YAML_DEPTH before its composer recurses into it
+    (at ~1,000 levels, `[[[[...` in a config file would raise RecursionError from inside yaml)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        if self.depth >= MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"it is nested more than {MAX_YAML_DEPTH} levels deep")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def read_yaml(text: str):
+    """YAML text -> plain data, safely (no tags that build objects) and depth-bounded (`BoundedLoader`)."""
+    return yaml.load(text, Loader=BoundedLoader)  # noqa: S506 (a SafeLoader)
+
+
 def load_config_file(path: str | Path) -> dict:
     """Read and validate a YAML config file (keys as in `VALID_KEYS`)."""
     p = Path(path)
@@ -209,7 +246,7 @@ def load_config_file(path: str | Path) -> dict:
     if not p.exists():  # a pipe (-c <(cmd)) is read like a file
         raise CharrnnError(f"no such config file: {path}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = read_yaml(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -242,8 +279,20 @@ def resolve_run_config(flags: dict, preset: str | None = None, config_file: str 
     preset_layer = get_preset(preset) if preset else {}
     flags = {k: v for k, v in flags.items() if v is not None and v != []}
     given = frozenset(preset_layer) | frozenset(file_layer) | frozenset(flags)
+    corpus_from = str(config_file) if file_layer.get("corpus") and "corpus" not in flags else None
     return RunConfig.from_settings(layer(preset_layer, file_layer, flags), preset=preset, given=given,
-                                   flags=frozenset(flags))
+                                   flags=frozenset(flags), corpus_from=corpus_from)
+
+
+def corpus_notice(run: RunConfig) -> str | None:
+    """The first line of a run whose corpus a config file named (not the command line): that file, and every
+    source it makes the run read, as the file names it (see the module doc); None otherwise."""
+    if run.corpus_from is None:
+        return None
+    kinds = {"folder": " (a folder)", "stream": " (a pipe or device)", "other": " (not a file)"}
+    shown = ", ".join(visible(s) + ("" if s == "-" else kinds.get(path_kind(s), "")) for s in run.source.corpus)
+    return f"reading the corpus that config file {visible(run.corpus_from)} names (none was named on the command " \
+           f"line): {shown}"
 
 
 def portable_sources(sources: list[str]) -> list[str]:

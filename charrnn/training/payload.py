@@ -25,6 +25,10 @@ a memory-mapped load nothing is even read), and raises `Damaged` with what is wr
 With `full=True` (a load that will use the tensors), the tensor data is read as well: every
 weight must be finite, and the checksum written at save time (`checksum`) must match, so
 bit rot and tampering are caught instead of sampling garbage.
+
+Before any of that, and before anything walks the contents recursively (`_tensors`, `_feed`,
+`_check_plain`, a repr in a message), `check_bounds` walks them once with a stack of its own:
+no deeper than MAX_DEPTH, no more items than the file has bytes.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ CHECKSUM_KEY = "checksum"  # {"blake2b": hex digest of everything else in the pa
 PLAIN = (str, int, float, bool, type(None))
 RESUME_EXTRA = ("cursor", "elapsed", "state", "torch_rng")  # extra's fields a resumed run reads
 GROUP_KEYS = ("params", "lr", "betas", "eps", "weight_decay")  # what AdamW cannot default (torch fills in the rest)
+MAX_DEPTH = 48  # containers within containers: charrnn writes 6 levels (optimizer.param_groups[0].betas[0]); a
+#                 plain value may hold 32 more (`_check_plain`). Python's own recursion stops near 1,000.
+CONTAINERS = (dict, list, tuple)
 
 
 class Damaged(CharrnnError):
@@ -67,6 +74,28 @@ def _is_number(x) -> bool:
 
 def _kind(x) -> str:
     return f"{type(x).__name__} {x!r}"[:60] if isinstance(x, PLAIN) else type(x).__name__
+
+
+def check_bounds(ckpt, file_bytes: int | None = None) -> None:
+    """Refuse contents nested deeper than MAX_DEPTH, or holding more items than the file has bytes, walking them
+    level by level without recursion, so that every recursive walk after it is bounded.
+
+    Each item of a pickle or of JSON text takes at least a byte of its file, so a file of N bytes holds at most
+    N items unless it repeats containers by reference (a list holding one list ten times, that one another...):
+    a few kilobytes a recursive walk would visit 10^30 times.
+    """
+    budget = math.inf if file_bytes is None else file_bytes
+    level, depth, items = [ckpt], 0, 0
+    while level:
+        _need(depth <= MAX_DEPTH, f"its contents are nested more than {MAX_DEPTH} levels deep")
+        deeper = []
+        for x in level:
+            parts = [*x.keys(), *x.values()] if isinstance(x, dict) else x if isinstance(x, CONTAINERS) else ()
+            items += len(parts)
+            _need(items <= budget, f"its contents hold more items than its file has bytes ({budget:,}): "
+                                   "they repeat containers by reference")
+            deeper += [part for part in parts if isinstance(part, CONTAINERS)]
+        level, depth = deeper, depth + 1
 
 
 # ---- the checksum ----------------------------------------------------------------------------------

@@ -17,12 +17,15 @@ model and its vocabulary:
                    step, epoch, best_val_bpc, metrics, meta                                JSON
     tensors        embedding.weight, rnn.weight_ih_l0, ..., head.weight, head.bias         (the state_dict)
 
-`read` returns the same dict `checkpoint.load_checkpoint` returns for a .pt file.
+`read` returns the same dict `checkpoint.load_checkpoint` returns for a .pt file. The metadata's JSON
+is parsed only once its nesting is seen to stay within `payload.MAX_DEPTH` (`json_nesting`): Python's
+parser recurses, and 100,000 nested lists would raise RecursionError inside it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from charrnn.util.errors import CharrnnError
@@ -32,6 +35,19 @@ SUFFIX = ".safetensors"
 FORMAT = "charrnn"
 JSON_KEYS = ("model_config", "vocab", "step", "epoch", "best_val_bpc", "metrics", "meta")  # metadata as JSON
 REQUIRED = ("format_version", "model_config", "vocab")
+STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes included
+BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_nesting(text: str, limit: int) -> int:
+    """How deep the arrays and objects of JSON `text` nest, counted without recursion; stops past `limit`."""
+    depth = deepest = 0
+    for m in BRACKET.finditer(STRING.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+    return deepest
 
 
 def encode(payload: dict, format_version: int) -> bytes:
@@ -68,12 +84,23 @@ def read(path: str | Path) -> tuple[dict, int]:
         ckpt["format_version"] = int(metadata["format_version"])
         for key in JSON_KEYS:
             if key in metadata:
-                ckpt[key] = json.loads(metadata[key])
+                ckpt[key] = _parsed(metadata[key], key, path)
     except ValueError:
         raise CharrnnError(f"{path} has a damaged header: its charrnn metadata is not valid JSON") from None
     if not isinstance(ckpt["model_config"], dict) or not isinstance(ckpt["vocab"], dict):
         raise CharrnnError(f"{path} has a damaged header: model_config and vocab must be JSON objects")
     return ckpt, len(data)
+
+
+def _parsed(text, key: str, path: Path):
+    """One metadata entry's JSON, parsed once its nesting is known to be bounded."""
+    from charrnn.training.payload import MAX_DEPTH
+
+    if not isinstance(text, str):
+        raise ValueError(key)
+    if json_nesting(text, MAX_DEPTH) > MAX_DEPTH:
+        raise CharrnnError(f"{path} is damaged: its metadata {key} is nested more than {MAX_DEPTH} levels deep")
+    return json.loads(text)
 
 
 def _header(data: bytes) -> dict:

@@ -54,23 +54,12 @@ class Shape:
         return f"{self.layers}×{self.hidden}"
 
 
-def training_memory(m: ModelConfig, c: TrainConfig) -> int:
-    """Bytes a training run needs at its peak, estimated from the configs alone (fp32).
-
-    Weights, gradients and AdamW's two moments (16 bytes per parameter), plus what one step
-    keeps for back-propagation: per character of the (B, T) block its embedding, every layer's
-    gates and states, and the logits with their softmax and gradient (3 x V).
-    """
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[m.cell]
-    per_char = m.embed + m.layers * (gates + 2) * m.hidden + 3 * m.vocab_size
-    return 16 * m.num_params() + 4 * c.batch_size * c.seq_len * per_char
-
-
 def check_model_fits(m: ModelConfig, c: TrainConfig, device: str, reporter, token_is_char: bool = True) -> None:
-    """Refuse a run that cannot fit in memory before building it; warn what a huge vocabulary costs."""
-    from charrnn.runtime.memory import check_memory, fmt_bytes
+    """Refuse a run that cannot fit in memory before building it (`runtime.memory.training_bytes`); warn what a
+    huge vocabulary costs."""
+    from charrnn.runtime.memory import check_memory, fmt_bytes, training_bytes
 
-    need = training_memory(m, c)
+    need = training_bytes(m, c.batch_size, c.seq_len)
     shape = f"a {m.cell} {m.layers}x{m.hidden} model (embed {m.embed}, vocabulary {m.vocab_size:,}, " \
             f"{m.num_params():,} parameters) trained on batch {c.batch_size} x seq {c.seq_len}"
     check_memory(need, shape, "use a smaller hidden, layers, embed, batch_size or seq_len", device,

@@ -19,7 +19,7 @@ import torch
 
 from charrnn.runtime.timing import StepTuner, Verdict, interleaved_rates, precision_verdict
 from charrnn.runtime.cache import TuneCache, cache_disabled, cached_or_measured
-from charrnn.inspect.evaluation import LOGITS_BUDGET
+from charrnn.runtime.memory import LOGITS_BUDGET, logits_block
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.runtime import threads as cpu
@@ -92,7 +92,7 @@ def eval_precision(model, tokens: np.ndarray, batch_size: int = 64, seq_len: int
     def measure() -> Verdict:
         # a block of the layout validation reads, no more logits than one of its blocks may hold (LOGITS_BUDGET:
         # a 1M-word vocabulary would otherwise take 17 GB here, in a run that then needs 2 GB)
-        width = max(1, min(64, LOGITS_BUDGET // c.vocab_size))
+        width = logits_block(c.vocab_size, 1, 64)
         rows = max(1, min(batch_size, (len(tokens) - 1) // width, LOGITS_BUDGET // (width * c.vocab_size)))
         x = torch.from_numpy(np.asarray(tokens[: rows * width], dtype=np.int64)).view(rows, width)  # (B, T)
         was_training = model.training

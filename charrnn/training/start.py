@@ -31,8 +31,9 @@ from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 from charrnn.text.vocab import Vocab, vocab_for_text
 from charrnn.training import distributed
 from charrnn.training.checkpoint import load_checkpoint, resolve_checkpoint, resolve_resume
-from charrnn.training.config import (MODEL_KEYS, TRAIN_KEYS, ModelConfig, RunConfig, TrainConfig, fit_to_text,
-                                     portable_sources, resolve_run_config, resumed_run_config, write_run_config)
+from charrnn.training.config import (MODEL_KEYS, TRAIN_KEYS, ModelConfig, RunConfig, TrainConfig, corpus_notice,
+                                     fit_to_text, portable_sources, resolve_run_config, resumed_run_config,
+                                     write_run_config)
 from charrnn.training.loop import Reporter, TrainResult
 from charrnn.training.runfolder import RunFolder, check_out, claim_out_dir
 from charrnn.training.state import MODEL_FIELDS_FREE
@@ -91,6 +92,8 @@ def start(run: RunConfig, out: Path, reporter: Reporter | None = None, resume: P
     reporter = reporter or Reporter()
     main = distributed.is_main_process()
     say = reporter.on_info if main else (lambda message: None)
+    if resume is None and (notice := corpus_notice(run)):
+        say(notice)  # before a byte of it is read: a config someone shared names what it reads (config.py)
     s = run.source
     corpus = prepare_corpus(s.corpus, s.glob, s.encoding, progress=reporter.on_prepare, warn=reporter.on_warning,
                             kind=s.tokens, max_vocab=s.max_vocab)
