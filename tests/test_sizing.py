@@ -139,7 +139,7 @@ def test_the_probe_times_what_the_run_may_choose_and_caches_a_steady_figure(tmp_
     assert calls[0][1] == [("fp32", 1), ("bf16", 1), ("fp32", 2), ("bf16", 2)] and calls[0][2] == sizing.PROBE_ROUNDS
     again = sizing.Probe(V, TrainConfig(time=300), cache=cache, windows=fake_windows(calls))  # a later run
     assert again(Shape(2, 128, 32)) == probe(Shape(2, 128, 32))
-    assert calls[-1][1:] == ([("bf16", 2)], 1)  # the cached figure re-timed once, one window at its setting
+    assert calls[-1][1:] == (calls[0][1], 1)  # the cached figure re-timed once, one window per setting
     forced = sizing.Probe(V, TrainConfig(time=300, precision="fp32", threads=1), cache=cache,
                           windows=fake_windows(calls))
     forced(Shape(2, 128, 32))
@@ -166,6 +166,24 @@ def test_a_cached_figure_that_the_machine_no_longer_runs_at_is_measured_again(tm
     assert [c[2] for c in calls] == [1, sizing.PROBE_ROUNDS, sizing.PROBE_ROUNDS]  # the check, then two measurements
     assert sizing.Probe(V, TrainConfig(time=300), cache=cache, windows=fake_windows([], rates=47_000.0))(
         Shape(2, 128, 32)) == pytest.approx(47_000 * 1.01)
+
+
+def test_a_setting_slow_in_the_cached_moment_is_timed_again(tmp_path, monkeypatch):
+    """Cached while another process held a core: one thread won (two ran 0.5x) at 36k chars/s. Idle, one thread
+    still runs 42k (within NOISY of the cached figure) but two run 64k: the re-check times both and measures again."""
+    import charrnn.runtime.threads
+
+    monkeypatch.setattr(charrnn.runtime.threads, "default_threads", lambda: 2)  # a two-core machine
+    cache = TuneCache(tmp_path / "tune.json")
+    train = TrainConfig(time=300, precision="fp32")
+    busy = {("fp32", 1): 36_000.0, ("fp32", 2): 18_000.0}
+    idle = {("fp32", 1): 42_000.0, ("fp32", 2): 64_000.0}
+
+    def windows(moment):
+        return lambda mcfg, train, device, settings, rounds=2: {s: [moment[s]] * rounds for s in settings}
+
+    assert sizing.Probe(V, train, cache=cache, windows=windows(busy))(Shape(2, 128, 32)) == 36_000.0
+    assert sizing.Probe(V, train, cache=cache, windows=windows(idle))(Shape(2, 128, 32)) == 64_000.0
 
 
 def test_the_probe_spends_at_most_its_share_of_the_budget(tmp_path):

@@ -87,6 +87,8 @@ PROBE_WINDOW, PROBE_ROUNDS = 0.05, 2  # a shape's settings take turns: 2 windows
 PROBE_SHARE, PROBE_SECONDS = 0.05, 3.0  # the probe spends at most 5% of a time budget (3 s without one)
 HOPELESS = 3.0  # a setting this many times slower than another's best is dropped at once
 NOISY = 1.5  # figures this far apart were taken in different moments (a core busy or not): not trusted
+RECHECK = 1.25  # a cached figure its re-timing puts further off is measured again (at 1.5, a busy core's 84k
+#                 passed for the idle 127k it was cached at, and the run trained at 0.62x its estimate)
 DECAY_TO = 0.01  # the cosine's floor, not charrnn's 5%: 0.017-0.032 bits/char lower at 10,500 steps of 2×256
 # Validation spends about EVAL_SHARE of a time budget (charrnn's every 200 steps took 11% of Linux at 300 s),
 # reading ~EVAL_SPEEDUP times faster than training trains (forward only: 5.4x-8x measured, bf16).
@@ -280,9 +282,10 @@ class Probe:
 
     A figure is evidence, not a fact. Measured: the settings take turns in short windows (`timed_windows`), and a
     figure whose windows disagree by more than NOISY, or that dropped a setting, was timed in a busy moment and is
-    used for this run but not cached. Cached (tune.json): the first one used is re-timed at its setting, one window;
-    off by more than NOISY, every cached figure of this probe is measured again. And the run itself checks the
-    chosen shape's figure against its own steps (`correct`).
+    used for this run but not cached. Cached (tune.json): the first one used is re-timed, one window per setting
+    (a setting slow in the cached moment, two threads beside a busy core, may be the fastest now); off by more than
+    RECHECK, every cached figure of this probe is measured again. And the run itself checks the chosen shape's
+    figure against its own steps (`correct`).
     """
 
     def __init__(self, vocab_size: int, train: TrainConfig, device: str = "cpu", cell: str = "lstm", cache=None,
@@ -325,22 +328,29 @@ class Probe:
         hit = self.store.get(self.key(shape)) if self.trust else None
         if not hit or not _positive(hit.get("rate")) or not isinstance(hit.get("setting"), list):
             return None
-        if not self.checked:  # the first cached figure of the run is re-timed, one window at its setting
+        if not self.checked:  # the first cached figure of the run is re-timed, one window per setting
             self.on_timing(f"checking {shape}'s speed")
-            now = self.windows(self.config(shape), self.train, self.device, [tuple(hit["setting"])], rounds=1)
-            rate = max((max(v) for v in now.values()), default=0.0)
-            if not 1 / NOISY <= rate / hit["rate"] <= NOISY:
+            _, rate, _ = self.timed(shape, rounds=1)
+            if not 1 / RECHECK <= rate / hit["rate"] <= RECHECK:
                 self.trust = False  # measured in another moment: none of its figures is used, each is measured again
                 return None
             self.checked = True
         return float(hit["rate"])
 
     def measure(self, shape: Shape) -> float:
+        self.on_timing(f"timing {shape}")
+        setting, rate, steady = self.timed(shape)
+        if steady and self.store is not None:
+            self.store.put(self.key(shape), {"rate": rate, "setting": list(setting)})
+        return rate
+
+    def timed(self, shape: Shape, rounds: int = PROBE_ROUNDS) -> tuple[tuple[str, int], float, bool]:
+        """(the setting the run would choose, its chars/s, whether every window agreed) from `rounds` windows of
+        each setting."""
         from charrnn.runtime.timing import LOW_PRECISION_MARGIN, THREAD_MARGIN, choose
 
-        self.on_timing(f"timing {shape}")
         settings = [(p, t) for t in self.threads for p in self.precisions]
-        windows = self.windows(self.config(shape), self.train, self.device, settings)
+        windows = self.windows(self.config(shape), self.train, self.device, settings, rounds=rounds)
         best = {s: max(v) for s, v in windows.items()}
         per_threads = {}
         for t in self.threads:
@@ -351,9 +361,7 @@ class Probe:
         t = choose({t: r for t, (_, r) in per_threads.items()}, min(per_threads), THREAD_MARGIN)  # ... and threads
         setting, rate = (per_threads[t][0], t), per_threads[t][1]
         steady = len(windows) == len(settings) and all(max(v) <= NOISY * min(v) for v in windows.values())
-        if steady and self.store is not None:
-            self.store.put(self.key(shape), {"rate": rate, "setting": list(setting)})
-        return rate
+        return setting, rate, steady
 
     def config(self, shape: Shape) -> ModelConfig:
         return shape.config(self.vocab_size, self.cell)
@@ -366,10 +374,9 @@ class Probe:
             return None
         if self.store is not None:
             self.store.put(self.key(shape), {"rate": actual, "setting": list(setting)})
-        why = "another process may hold a core" if actual < expected else "it was busy when measured"
         return (f"this machine trains {shape} at {_short(actual)} chars/s, {actual / expected:.2g}× the "
-                f"~{_short(expected)} it was sized for ({why}): the passes above are off by as much; "
-                "the figure is corrected for the next run")
+                f"~{_short(expected)} it was sized for (the load differs from when it was timed): the passes above "
+                "are off by as much; the figure is corrected for the next run")
 
 
 def _positive(x) -> bool:

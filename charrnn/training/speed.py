@@ -26,7 +26,8 @@ from charrnn.runtime import threads as cpu
 from charrnn.runtime.device import resolve_precision
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
-EVIDENCE_STEPS = 20  # settled steps whose speed checks the figure the sizing chose the shape by
+EVIDENCE_STEPS = 50  # settled steps whose speed checks the figure the sizing chose the shape by (20 read an idle
+#                      run's early steps at 0.66x its whole run)
 
 
 def workload(mcfg: ModelConfig, what: str, batch: int, seq_len: int, threads: int) -> dict:
