@@ -116,15 +116,26 @@ def test_progress_is_a_bar_on_a_terminal_and_nothing_in_a_pipe(in_tmp, tiny_run,
         assert words in screen.getvalue() and "100%" in screen.getvalue(), command
 
 
-def test_eval_times_threads_once_per_model_shape_says_so_and_remembers(in_tmp, tiny_run, monkeypatch):
+def test_eval_chooses_threads_on_the_text_itself_silently_and_keeps_nothing(in_tmp, tiny_run, monkeypatch):
     monkeypatch.setenv("CHARRNN_CACHE", str(in_tmp / "cache"))
-    monkeypatch.delenv("CHARRNN_NO_TUNE_CACHE", raising=False)
     monkeypatch.setattr(charrnn.runtime.threads, "default_threads", lambda: 2)  # 1 and 2 to choose from
-    (in_tmp / "t.txt").write_text(TINY_TEXT)
-    first = runner.invoke(app, ["eval", str(tiny_run), "t.txt"])
-    assert first.exit_code == 0 and "timing 1 and 2 CPU threads on this model" in first.stderr
-    entries = json.loads((in_tmp / "cache" / "tune.json").read_text())["entries"]
-    assert [json.loads(key)["what"] for key in entries] == ["forward"]
-    again = runner.invoke(app, ["eval", str(tiny_run), "t.txt"])
-    assert again.exit_code == 0 and again.stderr == ""
-    assert again.stdout.splitlines()[0] == first.stdout.splitlines()[0]  # the same figure
+    (in_tmp / "t.txt").write_text(TINY_TEXT * 3)
+    paced = runner.invoke(app, ["eval", str(tiny_run), "t.txt", "-t", "16"])
+    assert paced.exit_code == 0 and paced.stderr == ""
+    assert not (in_tmp / "cache" / "tune.json").exists()  # no verdict outlives the run
+    one = runner.invoke(app, ["eval", str(tiny_run), "t.txt", "-t", "16", "--threads", "1"])
+    assert paced.stdout.splitlines()[0] == one.stdout.splitlines()[0]  # the same figure
+
+
+def test_the_pace_tries_each_count_then_keeps_the_faster_and_tries_again_when_it_slows(monkeypatch):
+    from charrnn.runtime.threads import Pace
+
+    counts, now, told = [], [0.0], []
+    monkeypatch.setattr(charrnn.runtime.threads, "set_threads", counts.append)
+    pace = Pace([1, 2], lambda done, total: told.append(done), clock=lambda: now[0])
+    for block, seconds in enumerate([1.0, 0.5, 0.5, 0.5, 2.0, 1.0, 1.0], 1):  # 2 threads: 2x; then a core is taken
+        now[0] += seconds
+        pace(block * 10, 70)
+    # the first block at 1 thread, the second at 2, then 2 until a block at 2 ran 4x slower: both tried again
+    assert counts == [1, 2, 2, 2, 2, 1, 2, 1]
+    assert told == [10, 20, 30, 40, 50, 60, 70]

@@ -49,39 +49,15 @@ def load(command: str, checkpoint: str, source: str, encoding: str, device: str,
     return load_model(checkpoint, dev), dev, read_text([source], encoding=encoding)
 
 
-PROBE_STEPS = 8  # time steps of the forward pass thread counts are timed on (its cost, not its answer, grows with T)
+@contextlib.contextmanager
+def paced(threads: int, loaded, what: str):
+    """The block's progress hook: a bar (`progress_bar`) on a terminal, and, for threads 0 on the CPU, the
+    thread count chosen block by block as the text is read (`runtime.threads.paced_threads`)."""
+    from charrnn.runtime.threads import paced_threads
 
-
-def model_threads(n: int, loaded, batch_size: int = 1, seq_len: int = 64):
-    """n CPU threads inside the block; 0: the faster of 1 and one per core at a forward pass of this layout,
-    timed once per machine, model shape and layout (said on stderr), then read from the cache. Restored after.
-
-    Timed afresh at every call, this cost the first seconds of every `eval` of a big model (LSTM 2x512,
-    64 streams x 64 steps: 29.5 s of a 58 s eval of 100,000 characters on a loaded 2-core EPYC).
-    """
-    import torch
-
-    from charrnn.inspect.evaluation import forward_probe
-    from charrnn.runtime.cache import TuneCache, cached_or_measured
-    from charrnn.runtime.threads import candidates, default_threads, timed_threads
-    from charrnn.runtime.timing import Verdict
-    from charrnn.util.console import info
-
-    counts = candidates(n)
-    if len(counts) == 1 or loaded.model.head.weight.device.type != "cpu":
-        return timed_threads(counts[0], None)
-
-    def measure() -> Verdict:
-        info(f"timing {' and '.join(map(str, counts))} CPU threads on this model (once per machine and model "
-             "shape; kept for next time)")
-        with timed_threads(0, *forward_probe(loaded.model, batch_size, min(seq_len, PROBE_STEPS))) as chosen:
-            return Verdict(chosen)
-
-    c = loaded.model.config
-    workload = {"what": "forward", "cell": c.cell, "layers": c.layers, "hidden": c.hidden, "embed": c.embed,
-                "vocab": c.vocab_size, "batch": batch_size, "cores": default_threads()}
-    verdict = cached_or_measured(TuneCache(), TuneCache.key(workload, torch.__version__), measure, counts)
-    return timed_threads(verdict.choice, None)
+    cpu = loaded.model.head.weight.device.type == "cpu"
+    with progress_bar(what) as progress, paced_threads(threads, progress, cpu) as hook:
+        yield hook
 
 
 @contextlib.contextmanager
@@ -151,7 +127,7 @@ def eval_(
     if batch_size < 1 or seq_len < 1:
         raise UsageError("--batch-size and --seq-len must be at least 1")
     loaded, dev, text = load("eval", checkpoint, source, encoding, device, threads)
-    with model_threads(threads, loaded, batch_size, seq_len), progress_bar("reading the text") as progress:
+    with paced(threads, loaded, "reading the text") as progress:
         t0 = time.perf_counter()
         ev = eval_text(loaded.model, loaded.vocab, text, batch_size, seq_len, dev, progress=progress)
         seconds = time.perf_counter() - t0
@@ -195,7 +171,7 @@ def score(
         raise UsageError("--top and --max-chars must be >= 0 and --seq-len at least 1")
     loaded, dev, text = load("score", checkpoint, source, encoding, device, threads)
     text = text[:max_chars] if max_chars else text
-    with model_threads(threads, loaded, 1, seq_len), progress_bar("scoring the text") as progress:
+    with paced(threads, loaded, "scoring the text") as progress:
         s = score_text(loaded.model, loaded.vocab, text, seq_len, dev, progress)
     need_chars(s.scored + 1, source)
     spans, say, colours = s.spans(top), reporter(as_json), colours_for(s.bits, surprise_rgb)
@@ -250,7 +226,7 @@ def cells(
     if top < 1 or max_chars < 2 or show_chars < 1:
         raise UsageError("--top and --show-chars must be at least 1, --max-chars at least 2")
     loaded, dev, text = load("cells", checkpoint, source, encoding, device, threads)
-    with model_threads(threads, loaded), progress_bar("recording the units") as progress:
+    with paced(threads, loaded, "recording the units") as progress:
         enc = encode_known(loaded.vocab, text[:max_chars])
         known = "".join(ch for ch, k in zip(text[:max_chars], enc.known) if k)
         need_chars(len(known), source)

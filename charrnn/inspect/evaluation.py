@@ -103,18 +103,6 @@ def _stream_nll(model: CharRNN, grid: np.ndarray, seq_len: int, device, autocast
     model.train(was_training)
 
 
-def forward_probe(model: CharRNN, batch_size: int = 64, seq_len: int = 64):
-    """(a forward pass over a (B, T) block, the tokens it reads): the work `evaluate` repeats, to time a
-    thread count on (`runtime.threads.timed_threads`)."""
-    x = torch.zeros(batch_size, seq_len, dtype=torch.long, device=model.head.weight.device)  # (B, T)
-
-    @torch.no_grad()
-    def forward() -> None:
-        model(x)
-
-    return forward, x.numel()
-
-
 @torch.no_grad()
 def evaluate(model: CharRNN, tokens: np.ndarray, batch_size: int = 64, seq_len: int = 256,
              device: torch.device | str = "cpu", autocast_dtype: torch.dtype | None = None,
