@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from charrnn.cli.common import app
 
 # each command registers itself on `app` when its module is imported; `charrnn -h` lists them in this order
@@ -9,4 +11,9 @@ from charrnn.cli import train, sample, beam, corpus, checkpoints, inspect, plot,
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # the interpreter's last collection walks torch's objects (0.55 s of exit on a 2-core EPYC): freezing
+        # them first leaves it nothing to walk (0.16 s); files and atexit handlers close as before
+        gc.freeze()

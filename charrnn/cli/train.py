@@ -10,6 +10,7 @@ from charrnn.cli.common import app, examples, guarded
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.util.errors import CharrnnError
+from charrnn.util.files import PROCESS_START
 from charrnn.training.sizing import LADDER
 from charrnn.text.kinds import DEFAULT_MAX_VOCAB
 
@@ -96,7 +97,8 @@ def train(
     if threads is not None:
         check_threads(threads)
     flags = {k: v for k, v in ctx.params.items() if k in _DEFAULTS or k in SOURCE_FLAGS}
-    exit_for(train_from(flags, sources, preset, config, out, overwrite, resume, init_from, ConsoleReporter()))
+    exit_for(train_from(flags, sources, preset, config, out, overwrite, resume, init_from, ConsoleReporter(),
+                        PROCESS_START))
 
 
 def exit_for(result) -> None:

@@ -70,25 +70,30 @@ def configure(flags: dict, sources: list[str] | None = None, preset: str | None 
 
 def train_from(flags: dict, sources: list[str] | None = None, preset: str | None = None, config_file=None,
                out: str | None = None, overwrite: bool = False, resume: str | Path | None = None,
-               init_from: str | Path | None = None, reporter: Reporter | None = None) -> TrainResult:
+               init_from: str | Path | None = None, reporter: Reporter | None = None,
+               started: float | None = None) -> TrainResult:
     """The whole of `charrnn train`: the settings (`configure`), the run folder (claimed, locked, before anything is
-    written: `runfolder.claim_out_dir`), the run (`start`). `flags` holds the settings given on the command line."""
+    written: `runfolder.claim_out_dir`), the run (`start`). `flags` holds the settings given on the command line;
+    a time budget counts from `started` (wall clock; the command's start: `util.files.PROCESS_START`), else now."""
+    started = time.time() if started is None else started
     run, resume = configure(flags, sources, preset, config_file, resume, init_from)
     name = source_name(run.source.corpus[0])
     out, lock, clear = claim_out_dir(check_out(out), name, resume, overwrite, distributed.is_main_process())
     try:  # the folder stays locked until the run ends
-        return start(run, out, reporter, resume, init_from, clear)
+        return start(run, out, reporter, resume, init_from, clear, started)
     finally:
         if lock is not None:
             lock.release()
 
 
 def start(run: RunConfig, out: Path, reporter: Reporter | None = None, resume: Path | None = None,
-          init_from: str | Path | None = None, clear: bool = False) -> TrainResult:
+          init_from: str | Path | None = None, clear: bool = False, started: float | None = None) -> TrainResult:
     """Read the corpus, build the trainer (new, resumed or fine-tuned), clear an old run where asked
-    (`clear`), write config.yaml and train: the result. Only rank 0 of a torchrun job reports and writes."""
+    (`clear`), write config.yaml and train: the result. Only rank 0 of a torchrun job reports and writes.
+    The seconds since `started` (default: now) count toward a time budget: a 10 s run takes 10 s in all."""
     from charrnn.text.tokens import prepare_corpus
 
+    started = time.time() if started is None else started
     reporter = reporter or Reporter()
     main = distributed.is_main_process()
     say = reporter.on_info if main else (lambda message: None)
@@ -122,6 +127,7 @@ def start(run: RunConfig, out: Path, reporter: Reporter | None = None, resume: P
         trainer = new_trainer(corpus.vocab, corpus.tokens, run.model, run.train, out, reporter, meta)
         if sized is not None:
             expect_speed(trainer, *sized)
+    trainer.clock.elapsed += time.time() - started  # reading the corpus, sizing, building: the budget's too
     if main and clear:  # the old run's files go before the new run writes any (a refused start kept them)
         RunFolder(out).clear()
     if main and trainer.out_dir is not None:  # written once the run is sure to start: a refused start leaves no folder
@@ -131,28 +137,26 @@ def start(run: RunConfig, out: Path, reporter: Reporter | None = None, resume: P
 
 def fitted(run: RunConfig, corpus, new: bool, say, reporter: Reporter) -> tuple[RunConfig, tuple | None]:
     """`run` with B and T fitted to the corpus (once) and, for a new model, the shape sized for it; and what
-    sized it, (the Sizing, its Probe, the seconds it took), or None."""
+    sized it, (the Sizing, its Probe), or None."""
     from charrnn.training.sizing import right_size
 
     train, refit = fit_to_text(run.train, len(corpus.tokens))
     run, sized = replace(run, train=train), None
     if new:
-        t0 = time.perf_counter()
         run, sizing, probe = right_size(run, len(corpus.tokens), len(corpus.vocab), reporter.on_status)
         reporter.on_status(None)
         if sizing is not None:
             model = replace(run.model, vocab_size=len(corpus.vocab))
             say(sizing.describe(model, run.given, corpus.vocab.unit, run.train.lr, run.train.min_lr_ratio))
-            sized = (sizing, probe, time.perf_counter() - t0)
+            sized = (sizing, probe)
     if refit:
         reporter.on_warning(refit)
     return run, sized
 
 
-def expect_speed(trainer: Trainer, sizing, probe, seconds: float) -> None:
-    """The sizing's seconds count toward a time budget (a 10 s run takes 10 s in all), and the run checks the
-    speed the shape was chosen for against its own steps: a figure off by more than the noise is corrected."""
-    trainer.clock.elapsed += seconds
+def expect_speed(trainer: Trainer, sizing, probe) -> None:
+    """The run checks the speed the shape was chosen for against its own steps: a figure off by more than the
+    noise is corrected."""
     if probe is not None and sizing.rate:
         def check(actual: float, setting: tuple[str, int]) -> None:
             message = probe.correct(sizing.shape, actual, setting)

@@ -32,7 +32,20 @@ from typing import BinaryIO
 CHUNK = 1 << 20  # bytes read or copied at a time
 BOM = "\ufeff"  # the byte-order mark, dropped from the start of UTF-8 text
 TEMP_SUFFIX = ".tmp"  # every temporary file is hidden (".name.xxxx.tmp"), so nothing lists it
-PROCESS_START = time.time()  # temporaries older than this, whose writer is gone, are stale
+
+
+def _process_start() -> float:
+    """When this process began (wall clock): from /proc on Linux (its interpreter's start-up included), else now
+    (this module is imported early)."""
+    try:
+        after_name = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(after_name[19]) / os.sysconf("SC_CLK_TCK")
+        return time.time() - max(age, 0.0)
+    except (OSError, ValueError, IndexError, AttributeError):  # no /proc, or no CLOCK_BOOTTIME (macOS)
+        return time.time()
+
+
+PROCESS_START = _process_start()  # a command's --time counts from here; temporaries older, writer gone, are stale
 
 
 def publish(tmp: str | Path, path: str | Path) -> None:
