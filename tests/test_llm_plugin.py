@@ -1,8 +1,8 @@
 """charrnn's `llm` plugin, through the real `llm` package: its CLI lists the runs and writes with them.
 
-The plugin module is registered with llm's plugin manager here (the entry point in pyproject.toml
-names the same module; an installed charrnn registers it that way), and `llm` keeps its logs in
-the test's temporary folder.
+llm loads its plugins first; where charrnn is installed its entry point (pyproject.toml) registers
+the plugin module, and where it is not (a checkout on PYTHONPATH) the test registers the same
+module. `llm` keeps its logs in the test's temporary folder.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from tests.conftest import REPO  # noqa: E402
 @pytest.fixture
 def plugin(monkeypatch, tmp_path):
     """charrnn's plugin registered with llm, llm's files in a temporary folder, and no extra run folders."""
-    from llm.plugins import pm
+    from llm.plugins import load_plugins, pm
 
     import charrnn.serve.llm_plugin as module
+
+    load_plugins()  # an installed charrnn's entry point registers the module under its own name
 
     monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm-user"))
     monkeypatch.delenv("CHARRNN_LLM_RUNS", raising=False)
@@ -126,7 +128,8 @@ def test_the_plugin_is_declared_by_charrnn_and_lists_runs_without_torch(tmp_path
     from charrnn.training.checkpoint import MODEL_SUFFIXES
 
     assert CHECKPOINT_SUFFIXES == MODEL_SUFFIXES
-    code = ("import sys, llm; from llm.plugins import pm; import charrnn.serve.llm_plugin as p; pm.register(p); "
+    code = ("import sys, llm; from llm.plugins import load_plugins, pm; import charrnn.serve.llm_plugin as p; "
+            "load_plugins(); pm.is_registered(p) or pm.register(p); "
             "print([m.model.model_id for m in llm.get_models_with_aliases() if 'charrnn' in str(m.model)]); "
             "print('torch' in sys.modules)")
     (tmp_path / "checkpoints" / "run").mkdir(parents=True)
