@@ -1,4 +1,4 @@
-"""Memory bounded by the work's size (issue 33, items 1, 6 and 10): a prompt is read once, at batch 1, in blocks
+"""Memory bounded by the work's size (issue 33, items 1, 6, 7 and 10): a prompt is read once, at batch 1, in blocks
 that hold no logits but the last position's; a line of millions of characters is read the same way in chat; and
 what a batch of streams or a beam search needs is estimated in one place (`runtime.memory`) before it starts."""
 
@@ -167,3 +167,21 @@ def test_the_training_estimate_lives_in_runtime_memory():
     per_char = 64 + 2 * 6 * 256 + 3 * 65
     assert memory.training_bytes(m, 32, 64) == 16 * m.num_params() + 4 * 32 * 64 * per_char
     assert memory.logits_block(6000, 64, 256) == 4_000_000 // (64 * 6000)  # evaluation's blocks
+
+
+def test_the_validation_precision_probe_holds_no_more_logits_than_the_budget(monkeypatch, tmp_path):
+    """Item 7: the probe that picks validation's precision times one block of the layout validation reads, its
+    logits inside LOGITS_BUDGET (a 1M-word vocabulary took 17 GB here, in a run that then needed 2 GB)."""
+    import numpy as np
+
+    from charrnn.runtime.cache import TuneCache
+    from charrnn.training.speed import eval_precision
+
+    model = word_sized_model()
+    seen = spy_on_reading(monkeypatch, model)
+    monkeypatch.setattr(memory, "LOGITS_BUDGET", 8140 * 20)  # room for 20 positions' logits: fewer than one block
+    monkeypatch.setattr("charrnn.training.speed.LOGITS_BUDGET", 8140 * 20)
+    tokens = np.random.default_rng(0).integers(0, 8140, 50_000)
+    verdict = eval_precision(model, tokens, cache=TuneCache(tmp_path / "tune.json"))
+    assert verdict.choice in ("fp32", "bf16") and not verdict.cached and seen["head"]
+    assert all(rows * cols * vocab <= 8140 * 20 for rows, cols, vocab in seen["head"])
