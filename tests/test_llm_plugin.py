@@ -109,7 +109,7 @@ def test_a_prompt_the_model_cannot_read_is_refused_unless_unk_skip(plugin, runs)
 
 def test_a_conversation_continues_the_whole_text_and_usage_counts_tokens(plugin, runs, tiny_run):
     from charrnn import load_model, sample_text
-    from charrnn.generation.sampling import prime_ids_for
+    from charrnn.generation.sampling import prompt_tokens
 
     loaded = load_model(tiny_run)
     conversation = llm.get_model("charrnn/tiny").conversation()
@@ -117,7 +117,8 @@ def test_a_conversation_continues_the_whole_text_and_usage_counts_tokens(plugin,
     second = conversation.prompt(" the", temperature=0, length=15)
     prime = "the quick" + first + " the"
     assert second.text() == sample_text(loaded.model, loaded.vocab, 15, prime, temperature=0)
-    assert second.usage().input == len(prime_ids_for(loaded.vocab, prime)) and second.usage().output == 15
+    assert second.usage().input == len(prime) and second.usage().output == 15  # the prompt's own characters, as
+    assert prompt_tokens(loaded.vocab, prime) == len(prime)  # the server's usage counts them (not the "\n" read first)
 
 
 def test_the_plugin_is_declared_by_charrnn_and_lists_runs_without_torch(tmp_path):

@@ -249,6 +249,12 @@ def prime_ids_for(vocab: Vocab, prime: str, unk: str = "error") -> list[int]:
     return vocab.encode(start + prime, unk=unk)  # in one piece: word tokens may join across the line break
 
 
+def prompt_tokens(vocab: Vocab, prompt: str) -> int:
+    """A prompt's size as usage reports it (the API's `prompt_tokens`, `llm`'s input): its own tokens, not the
+    line break `prime_ids_for` reads before it; characters the model never saw are not counted."""
+    return len(vocab.encode(prompt, unk="skip"))
+
+
 def sample_ids(model: CharRNN, prime_ids: Sequence[int], settings: Sampling, kernel: str = "fp32",
                fast: bool = True, watch_threads: bool = True, guard=None) -> Iterator[torch.Tensor]:
     """Yield `settings.length` steps of (n,) next-token ids, each of the n streams sampled independently.

@@ -48,7 +48,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from charrnn.export.html import default_prompt
-from charrnn.generation.sampling import STEP_PRIME, prime_ids_for
+from charrnn.generation.sampling import STEP_PRIME, prime_ids_for, prompt_tokens
 from charrnn.serve.chat import ChatFormat, parse_chat
 from charrnn.serve.connections import Limits
 from charrnn.serve.engine import Batcher
@@ -218,10 +218,10 @@ class Api:
         per = req.choices_per_prompt
         shape = Shape(self.cfg.model_id, req.chat, self.names, req.logprobs,
                       [p for p in req.prompts for _ in range(per)], req.echo)
-        prompt_tokens = sum(len(self.vocab.encode(p, unk="skip")) for p in req.prompts)  # (not the "\\n" read first)
+        read = sum(prompt_tokens(self.vocab, p) for p in req.prompts)
         written = request.state.written = [0, self.vocab.unit]  # completion tokens, for usage and the log
         if req.stream:
-            return EventStream(self.stream(req, shape, outbox, len(shape.prompts), prompt_tokens, written), close)
+            return EventStream(self.stream(req, shape, outbox, len(shape.prompts), read, written), close)
         try:
             got, failed = await self.collect(request, outbox, len(shape.prompts), written)
         finally:
@@ -231,7 +231,7 @@ class Api:
         if any(p.finish_reason is None for p in got):  # the client left
             return Response(status_code=499)
         return JSONResponse(shape.chunk([shape.choice(p) for p in got], stream=False,
-                                        usage=usage(prompt_tokens, written[0])))
+                                        usage=usage(read, written[0])))
 
     async def collect(self, request: Request, outbox: Outbox, n: int, written: list) -> tuple[list[Part], list[str]]:
         """(each choice's Part, errors) of a completion that is not streamed, gathered as the engine writes
@@ -254,7 +254,7 @@ class Api:
             tasks.cancel_scope.cancel()
         return got, failed
 
-    async def stream(self, req: Completion, shape: Shape, outbox: Outbox, n: int, prompt_tokens: int, written: list):
+    async def stream(self, req: Completion, shape: Shape, outbox: Outbox, n: int, read: int, written: list):
         for i in range(n):
             opening = shape.opening(i)
             if opening is not None:
@@ -275,7 +275,7 @@ class Api:
                 open_choices -= part.finish_reason is not None
                 yield sse(shape.chunk([shape.choice(part, stream=True)]))
         if req.include_usage:
-            yield sse(shape.chunk([], usage=usage(prompt_tokens, written[0])))
+            yield sse(shape.chunk([], usage=usage(read, written[0])))
         yield sse("[DONE]")
 
     async def score(self, request: Request) -> Response:

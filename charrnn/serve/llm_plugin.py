@@ -126,7 +126,7 @@ class CharrnnModel(llm.Model):
 
     def write(self, prime: str, settings: Sampling, response):
         """Stream the continuation of `prime`, as `charrnn sample --precision fp32` writes it; log the tokens."""
-        from charrnn.generation.sampling import generate_batch, prime_ids_for
+        from charrnn.generation.sampling import generate_batch, prime_ids_for, prompt_tokens
         from charrnn.model.kernels import choose_kernel
         from charrnn.runtime.threads import torch_threads
         from charrnn.training.checkpoint import load_model
@@ -135,7 +135,8 @@ class CharrnnModel(llm.Model):
             with torch_threads(1):
                 self.loaded = load_model(self.folder)
         model, vocab = self.loaded.model, self.loaded.vocab
-        read = len(prime_ids_for(vocab, prime, settings.unk))  # refuses unknown characters before anything is written
+        prime_ids_for(vocab, prime, settings.unk)  # refuses unknown characters before anything is written
+        read = prompt_tokens(vocab, prime)
         choice = choose_kernel(model, 1, "fp32", 0, steps=settings.length)
         written = 0
         with torch_threads(choice.threads):
