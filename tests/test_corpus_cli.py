@@ -243,6 +243,7 @@ def test_get_from_a_mirror_and_train_by_name(tiny_catalog, in_tmp, monkeypatch):
     mirror, entry = tiny_catalog
     result = runner.invoke(app, ["corpus", "get", "tiny", "--mirror", str(mirror)])
     assert result.exit_code == 0 and "sha256 verified" in result.stderr
+    assert len(result.stderr.splitlines()) == 1  # piped: the one line, no blank line from the progress bar
     assert charrnn.text.catalog.local_path("tiny").read_bytes() == (mirror / "tiny.txt").read_bytes()
     charrnn.text.catalog.local_path("tiny").unlink()
     monkeypatch.setenv("CHARRNN_MIRROR", str(mirror))  # the name alone fetches it, as `train tiny` does

@@ -87,7 +87,7 @@ def get(
     if not names:
         raise UsageError("name a corpus (see `charrnn corpus list`) or pass --all")
     with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=err_console(), transient=True) as progress:
+                  console=err_console(), transient=True, disable=not err_console().is_terminal) as progress:
         for name in names:
             task = progress.add_task(escape(visible(name)), total=None)  # the description column reads markup
             path = fetch(name, mirror, lambda done, total: progress.update(task, completed=done, total=total), force,
