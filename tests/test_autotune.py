@@ -171,7 +171,8 @@ def test_cache_hit_and_stale_torch(tmp_path):
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", json.dumps({"version": 99, "entries": {}}),
-                                     json.dumps({"version": 1, "entries": {"k": "not a dict"}})])
+                                     json.dumps({"version": 1, "entries": {"k": "not a dict"}}),
+                                     '{"entries": ' + "[" * 100_000 + "]" * 100_000 + "}"])  # nested past Python's limit
 def test_a_corrupt_cache_is_ignored(tmp_path, content):
     path = tmp_path / "tune.json"
     path.write_text(content)

@@ -98,6 +98,16 @@ def test_training_on_a_damaged_cache_warns_and_trains_on_the_text(in_tmp, monkey
     assert "token cache entry" in result.stderr and "damaged" in result.stderr and "cached tokens" not in result.stderr
 
 
+def test_a_cache_entry_nested_past_pythons_limit_is_damaged_not_a_traceback(tmp_path):
+    (tmp_path / "c.txt").write_text(TINY_TEXT)
+    corpus = prepare_corpus([str(tmp_path / "c.txt")], cache=tmp_path / "cache")
+    for meta in (tmp_path / "cache").rglob("*.json"):
+        meta.write_text('{"format": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.warns(RuntimeWarning, match="is damaged"):
+        again = prepare_corpus([str(tmp_path / "c.txt")], cache=tmp_path / "cache")
+    assert not again.cached and again.tokens.tolist() == corpus.tokens.tolist()
+
+
 def test_killed_runs_leave_nothing_in_the_cache_for_long(tmp_path):
     root = tmp_path / "cache"
     for sub, name in (("tokens", ".abc.bin.999999999.x1.tmp"), ("spool", ".stdin.999999999.x2.tmp")):

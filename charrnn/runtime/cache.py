@@ -58,7 +58,7 @@ class TuneCache:
     def _read(self) -> dict:
         try:
             data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # (nested past Python's limit: corrupt too)
             return {}
         ok = isinstance(data, dict) and data.get("version") == CACHE_VERSION and isinstance(data.get("entries"), dict)
         return data["entries"] if ok else {}

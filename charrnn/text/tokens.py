@@ -117,7 +117,7 @@ def file_sha256(path: Path, root: Path, meter: _Meter | None = None) -> str:
             if meter:
                 meter(stamp[0])
             return known["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         pass
     started = time.time_ns()
     try:
@@ -277,7 +277,7 @@ def _open_cached(meta_path: Path, warn: Callable[[str], None], verify: bool) -> 
         return check_cached(meta_path, verify)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e) if isinstance(e, ValueError) else "it is malformed"
         warn(f"the token cache entry {meta_path.with_suffix('.bin')} is damaged ({why}): encoding the corpus again")
         return None
