@@ -246,10 +246,12 @@ def test_a_seed_gives_the_same_text_every_time(pages, browser):
 
 
 @needs_browser
-def test_top_k_1_is_greedy(pages, browser):
+def test_top_k_1_a_tiny_temperature_and_a_tiny_top_p_are_greedy(pages, browser):
     open_page(browser, pages["gru"])
-    assert written(browser, "the", temperature=1, top_k=1, seed=5, length=100) == written(browser, "the", temperature=0,
-                                                                                              length=100)
+    greedy = written(browser, "the", temperature=0, length=100)
+    assert written(browser, "the", temperature=1, top_k=1, seed=5, length=100) == greedy
+    assert written(browser, "the", temperature="1e-320", top_k=0, seed=5, length=100) == greedy  # logits / T overflow
+    assert written(browser, "the", temperature=1, top_k=0, top_p="1e-300", seed=5, length=100) == greedy
 
 
 @needs_browser

@@ -1,6 +1,6 @@
 // Choosing the next token from the logits, as charrnn.generation.sampling does:
 //
-//   temperature 0     the most likely token (argmax; the first of equals)
+//   temperature 0     the most likely token (argmax; the first of equals), as below 1e-30
 //   otherwise         logits / temperature -> keep the top k (0: all) -> keep the top-p nucleus (the
 //                     smallest set of most likely tokens whose probabilities reach p) -> one draw
 //
@@ -64,13 +64,18 @@ function draw(z, random) {
   return last; // rounding left a sliver of u: the last possible token
 }
 
+// A temperature this small draws what greedy decoding chooses (charrnn.generation.sampling.GREEDY_BELOW): logits
+// divided by it would overflow to Infinity and leave no number to draw from.
+const GREEDY_BELOW = 1e-30;
+
 // logits (V) -> the next id. settings: {temperature, topK, topP}; allowed: null or a 0/1 array (V).
 function pick(logits, settings, random, allowed) {
   const { temperature, topK, topP } = settings;
   const z = new Float64Array(logits.length);
-  const scale = temperature === 0 ? 1 : temperature;
+  const greedy = temperature < GREEDY_BELOW;
+  const scale = greedy ? 1 : temperature;
   for (let v = 0; v < z.length; v++) z[v] = allowed && !allowed[v] ? -Infinity : logits[v] / scale;
-  if (temperature === 0) return argmax(z);
+  if (greedy) return argmax(z);
   if (topK && topK < z.length) keepTopK(z, topK);
   if (topP < 1) keepTopP(z, topP);
   return draw(z, random);
