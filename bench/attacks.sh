@@ -498,7 +498,7 @@ for group in who leaving headers idle; do
   "$PY" edge.py "$C" runs/m $group 2> logs/33$group.err | while IFS=$'\t' read -r a b c d e f; do row "$a" "$b" "$c" "$d" "$e" "$f"; done
 done
 
-# ---- round 3: memory and inputs (issue 33: items 1, 5, 6, 8, 9, 10 and the config decision) -------------------
+# ---- round 3: memory and inputs (issue 33: items 1, 5, 6, 8, 9, 10 and the config decision; item 7: a test) -------------------
 # "data lost" holds what was measured: peak RSS (GNU time) where memory was the issue, else the outcome.
 t3=$SECONDS; i=0
 timed() {  # timed NAME CMD...: run CMD under GNU time: exit code in $rc, peak RSS in logs/NAME.rss
@@ -523,6 +523,29 @@ done
 timed r3pb $C beam runs/w3 --prime-file dots75k.txt --width 16 -n 5 --threads 1
 row R3.1 "word model, prime '. ' x 75,000, 16 beams" "beam runs/w3 --prime-file dots75k.txt --width 16 -n 5" "$rc" \
     "$(tb r3pb)" "peak RSS $(peak r3pb) MB"
+py "$C" > logs/r3srv.out 2> logs/r3srv.err <<'EOF'
+import json, subprocess, sys, threading, urllib.request
+p = subprocess.Popen([sys.argv[1], "serve", "runs/w3", "--port", "0", "--threads", "1"], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE, text=True, errors="backslashreplace")
+port = int(p.stderr.readline().split(" at http://127.0.0.1:")[1].split("/")[0])
+log = []
+threading.Thread(target=lambda: [log.append(line) for line in p.stderr], daemon=True).start()
+hwm = lambda: next(int(l.split()[1]) for l in open(f"/proc/{p.pid}/status") if l.startswith("VmHWM")) // 1024
+before, body = hwm(), json.dumps({"prompt": ". " * 5000, "n": 16, "max_tokens": 1}).encode()
+codes = []
+for _ in range(2):
+    try:
+        codes.append(urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", body),
+                                            timeout=300).status)
+    except urllib.error.HTTPError as e:
+        codes.append(e.code)
+after = hwm()
+p.terminate(); p.wait()
+print(" ".join(map(str, codes)), "YES" if any("Traceback" in line for line in log) else "none", before, after)
+EOF
+read -r c1 c2 srvtb b a < logs/r3srv.out
+row R3.1 "served word model: '. ' x 5,000, n 16, twice" "POST /v1/completions {prompt: '. ' x 5000, n: 16, max_tokens: 1}" \
+    "HTTP $c1 $c2" "$srvtb" "server peak RSS $b → $a MB (issue: 0.35 → 5.5 GB)"
 mkdir -p mal3 && $C checkpoints export runs/m/best.pt -o mal3/good.safetensors > /dev/null 2>&1
 py > /dev/null <<'EOF'
 import sys, torch
