@@ -59,6 +59,20 @@ def fifo_with(path: Path, data: bytes) -> Path:
     return path
 
 
+def one_corpus_catalog(monkeypatch, mirror: Path, name: str, data: bytes):
+    """The catalog holds one corpus, `name`, whose text `data` lies in the `mirror` folder (its URL fails at
+    once, so only the mirror can fetch it): its CorpusEntry."""
+    import hashlib
+
+    import charrnn.text.catalog
+
+    (mirror / f"{name}.txt").write_bytes(data)
+    entry = charrnn.text.catalog.CorpusEntry(name, "test", f"https://invalid.example/{name}.txt",
+                                             hashlib.sha256(data).hexdigest(), len(data), "CC0")
+    monkeypatch.setattr(charrnn.text.catalog, "load_catalog", lambda: {name: entry})
+    return entry
+
+
 def env_without_threads() -> dict:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"

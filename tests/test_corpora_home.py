@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import urllib.request
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-import charrnn.text.catalog
 from charrnn.cli import app
-from charrnn.text.catalog import CorpusEntry, corpora_dir, fetch, found_path, resolve_source
+from charrnn.text.catalog import corpora_dir, fetch, found_path, resolve_source
+
+from tests.conftest import one_corpus_catalog
 
 runner = CliRunner()
 TINY_ARGS = ["--steps", "2", "--hidden", "8", "--embed", "4", "-b", "2", "-t", "8", "--threads", "1"]
@@ -24,11 +24,7 @@ def user(tmp_path, monkeypatch):
     home, mirror, work = tmp_path / "home", tmp_path / "mirror", tmp_path / "elsewhere"
     for d in (home, mirror, work):
         d.mkdir()
-    data = b"a tiny corpus for tests\n" * 20
-    (mirror / "tiny.txt").write_bytes(data)
-    entry = CorpusEntry("tiny", "test", "https://invalid.example/tiny.txt", hashlib.sha256(data).hexdigest(),
-                        len(data), "CC0")
-    monkeypatch.setattr(charrnn.text.catalog, "load_catalog", lambda: {"tiny": entry})
+    entry = one_corpus_catalog(monkeypatch, mirror, "tiny", b"a tiny corpus for tests\n" * 20)
     for name in ("CHARRNN_CORPORA", "CHARRNN_MIRROR", "XDG_DATA_HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))

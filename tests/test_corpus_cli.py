@@ -1,6 +1,5 @@
 """`charrnn train` on bad inputs, `corpus build`, `corpus stats`, `corpus get` from a mirror."""
 
-import hashlib
 import json
 import os
 
@@ -13,7 +12,7 @@ from charrnn.text.catalog import CorpusEntry
 from charrnn.cli import app
 from charrnn.text.corpus import source_name
 
-from .conftest import SHARED, fifo_with
+from .conftest import SHARED, fifo_with, one_corpus_catalog
 
 runner = CliRunner()
 
@@ -212,10 +211,7 @@ def tiny_catalog(tmp_path, monkeypatch):
     """A catalog with one entry 'tiny' whose text lies in a mirror folder; fetched files go to tmp."""
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    data = b"a tiny corpus for tests\n" * 20
-    (mirror / "tiny.txt").write_bytes(data)
-    entry = CorpusEntry("tiny", "test", "https://invalid.example/tiny.txt", hashlib.sha256(data).hexdigest(), len(data), "CC0")
-    monkeypatch.setattr(charrnn.text.catalog, "load_catalog", lambda: {"tiny": entry})
+    entry = one_corpus_catalog(monkeypatch, mirror, "tiny", b"a tiny corpus for tests\n" * 20)
     monkeypatch.setenv("CHARRNN_CORPORA", str(tmp_path / "corpora"))
     return mirror, entry
 

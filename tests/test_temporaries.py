@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -14,12 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 import charrnn.text.catalog
-from charrnn.text.catalog import CorpusEntry, fetch
+from charrnn.text.catalog import fetch
 from charrnn.cli import app
 from charrnn.util.signals import terminate_cleanly
 from charrnn.text.tokens import prepare_corpus
 
-from .conftest import REPO, TINY_TEXT, env_without_threads
+from .conftest import REPO, TINY_TEXT, env_without_threads, one_corpus_catalog
 
 runner = CliRunner()
 
@@ -28,11 +27,7 @@ runner = CliRunner()
 def catalog(tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    data = b"a small corpus, copied a few bytes at a time\n" * 50
-    (mirror / "small.txt").write_bytes(data)
-    entry = CorpusEntry("small", "test", "https://invalid.example/small.txt", hashlib.sha256(data).hexdigest(),
-                        len(data), "CC0")
-    monkeypatch.setattr(charrnn.text.catalog, "load_catalog", lambda: {"small": entry})
+    one_corpus_catalog(monkeypatch, mirror, "small", b"a small corpus, copied a few bytes at a time\n" * 50)
     monkeypatch.setattr(charrnn.text.catalog, "CHUNK", 256)
     monkeypatch.setenv("CHARRNN_CORPORA", str(tmp_path / "corpora"))
     return mirror
