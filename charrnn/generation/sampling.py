@@ -83,11 +83,11 @@ def text_shape(vocab: Vocab) -> tuple[float, int]:
 def timed_kernels(model: CharRNN, batch: int, precision: str, steps: int) -> int:
     """Step kernels `model.kernels.choose_kernel` holds at once to time them at `batch` streams (0: none timed)."""
     from charrnn.model.kernels import kernel_key, kernels_for
-    from charrnn.runtime.cache import TuneCache, cache_disabled
+    from charrnn.runtime.cache import TuneCache
 
     if precision != "auto" or steps <= 1 or model.head.weight.device.type != "cpu":
         return 0
-    cached = not cache_disabled() and TuneCache().get(kernel_key(model, batch)) is not None
+    cached = TuneCache().get(kernel_key(model, batch)) is not None
     return 0 if cached else len(kernels_for(model))
 
 

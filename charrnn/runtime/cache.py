@@ -64,8 +64,16 @@ class TuneCache:
         return data["entries"] if ok else {}
 
     def get(self, key: str) -> dict | None:
-        value = self._read().get(key)
+        """The entry for `key`; None where there is none, or where CHARRNN_NO_TUNE_CACHE is set (`cache_disabled`)."""
+        value = None if cache_disabled() else self._read().get(key)
         return value if isinstance(value, dict) else None
+
+    def verdict(self, key: str, valid: Iterable[str]) -> Verdict | None:
+        """The cached verdict for `key`, where its choice is still one of `valid`."""
+        hit = self.get(key)
+        if hit and hit.get("choice") in set(valid):
+            return Verdict(hit["choice"], dict(hit.get("rates") or {}), cached=True)
+        return None
 
     def put(self, key: str, value: dict) -> None:
         """Store a verdict (best effort: a cache that cannot be written is no error)."""
@@ -86,9 +94,9 @@ def cache_disabled() -> bool:
 def cached_or_measured(cache: TuneCache, key: str, measure: Callable[[], Verdict],
                        valid: Iterable[str]) -> Verdict:
     """The cached verdict for `key` when there is a usable one, else `measure()` (then cached)."""
-    hit = None if cache_disabled() else cache.get(key)
-    if hit and hit.get("choice") in set(valid):
-        return Verdict(hit["choice"], dict(hit.get("rates") or {}), cached=True)
+    cached = cache.verdict(key, valid)
+    if cached:
+        return cached
     verdict = measure()
     cache.put(key, verdict.to_dict())
     return verdict

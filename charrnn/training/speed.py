@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from charrnn.runtime.timing import StepTuner, Verdict, interleaved_rates, precision_verdict
-from charrnn.runtime.cache import TuneCache, cache_disabled, cached_or_measured
+from charrnn.runtime.cache import TuneCache, cached_or_measured
 from charrnn.runtime.memory import LOGITS_BUDGET, logits_block
 from charrnn.model.config import ModelConfig
 from charrnn.training.config import TrainConfig
@@ -39,47 +39,35 @@ def train_key(mcfg: ModelConfig, cfg: TrainConfig, threads: int) -> str:
     return TuneCache.key(workload(mcfg, "train step", cfg.batch_size, cfg.seq_len, threads), torch.__version__)
 
 
-def make_tuner(mcfg: ModelConfig, cfg: TrainConfig, device: torch.device, distributed: bool,
-               cache: TuneCache | None = None) -> StepTuner | None:
+def make_tuner(mcfg: ModelConfig, cfg: TrainConfig, device: torch.device, distributed: bool) -> StepTuner | None:
     """The tuner for this run, or None when nothing is left to choose (forced, GPU, torchrun, one core)."""
     if device.type != "cpu" or distributed or (cfg.precision != "auto" and cfg.threads):
         return None
-    cache = cache or TuneCache()
+    cache = TuneCache()
     candidates, known = {}, {}
     for t in cpu.candidates(cfg.threads):
         if cfg.precision != "auto":
             candidates[t] = [cfg.precision]
             continue
-        hit = None if cache_disabled() else cache.get(train_key(mcfg, cfg, t))
-        if hit and hit.get("choice") in DTYPES:
-            known[t] = Verdict(hit["choice"], dict(hit.get("rates") or {}), cached=True)
-            candidates[t] = [hit["choice"]]
+        cached = cache.verdict(train_key(mcfg, cfg, t), DTYPES)
+        if cached:
+            known[t], candidates[t] = cached, [cached.choice]
         else:
             candidates[t] = ["fp32", "bf16"]
     tuner = StepTuner(candidates, known)
     return tuner if tuner.trying else None
 
 
-def remember(tuner: StepTuner, mcfg: ModelConfig, cfg: TrainConfig, cache: TuneCache | None = None) -> None:
+def remember(tuner: StepTuner, mcfg: ModelConfig, cfg: TrainConfig) -> None:
     """Keep the precision verdicts measured in this run (per thread count) for the next one.
 
     Only firm ones: a verdict where a precision was dropped after one slow step may be a fluke."""
     if cfg.precision != "auto":  # a forced precision was never compared: it is no verdict
         return
-    cache = cache or TuneCache()
+    cache = TuneCache()
     for t, verdict in tuner.precision_verdicts.items():
         if verdict.firm and not verdict.cached:
             cache.put(train_key(mcfg, cfg, t), verdict.to_dict())
-
-
-def cached_precision(mcfg: ModelConfig, cfg: TrainConfig, device: torch.device, distributed: bool,
-                     cache: TuneCache | None = None) -> torch.dtype | None:
-    """The autocast dtype of a CPU `auto` run with nothing left to time (its --threads given, its
-    precision verdict for them cached): the verdict, not fp32. None (fp32) otherwise."""
-    if device.type != "cpu" or distributed or cfg.precision != "auto" or not cfg.threads or cache_disabled():
-        return None
-    hit = (cache or TuneCache()).get(train_key(mcfg, cfg, cfg.threads))
-    return DTYPES.get(hit.get("choice")) if hit else None
 
 
 @torch.no_grad()
@@ -121,8 +109,9 @@ class SpeedPlan:
         self.mcfg, self.cfg, self.device, self.distributed, self.on_tune = mcfg, cfg, device, distributed, on_tune
         self.amp_dtype = resolve_precision(cfg.precision, device)  # CPU `auto`: fp32 until measured
         self.tuner = make_tuner(mcfg, cfg, device, distributed)
-        if self.tuner is None and self.amp_dtype is None:  # --threads given and its verdict cached: keep it
-            self.amp_dtype = cached_precision(mcfg, cfg, device, distributed)
+        if self.tuner is None and device.type == "cpu" and not distributed and cfg.precision == "auto" and cfg.threads:
+            hit = TuneCache().get(train_key(mcfg, cfg, cfg.threads))  # its verdict for --threads cached: keep it
+            self.amp_dtype = DTYPES.get(hit.get("choice")) if hit else None
         self._eval_dtype: torch.dtype | None | str = "undecided"
         self._remembered = False
         self._expect: Callable[[float, tuple[str, int]], None] | None = None
@@ -161,8 +150,6 @@ class SpeedPlan:
         if e[0] > 2:
             e[1], e[2] = e[1] + seconds, e[2] + chars
         if e[0] == EVIDENCE_STEPS + 2:
-            import torch
-
             precision = next(k for k, v in {**DTYPES, "fp16": torch.float16}.items() if v == self.amp_dtype)
             self._expect(e[2] / max(e[1], 1e-9), (precision, torch.get_num_threads()))
             self._expect = None
@@ -178,7 +165,7 @@ class SpeedPlan:
         if self.device.type != "cpu" or self.cfg.precision != "auto" or self.distributed:
             return self.amp_dtype
         if self._eval_dtype == "undecided":
-            verdict = eval_precision(model, val_tokens, batch_size=64, seq_len=256)
+            verdict = eval_precision(model, val_tokens)
             self._eval_dtype = DTYPES[verdict.choice]
             self.on_tune(f"validation precision: {verdict.describe()}")
         return self._eval_dtype
