@@ -23,7 +23,7 @@ import torch
 
 from charrnn.training import distributed
 from charrnn.training.checkpoint import check_resumable
-from charrnn.training.config import BUDGET_KEYS, TrainConfig
+from charrnn.training.config import TrainConfig, layer
 from charrnn.util.errors import UsageError
 from charrnn.text.tokens import sample_starts  # sampled, so a 1 GB corpus costs a few MB of reading
 
@@ -50,9 +50,7 @@ def resume_config(ckpt: dict, overrides: dict | None) -> TrainConfig:
     if changed:
         raise UsageError(f"{', '.join(changed)} cannot change when resuming (the data layout and carried state depend "
                          "on it): start a new run from these weights with init_from instead", *changed, "init_from")
-    if any(k in overrides for k in BUDGET_KEYS):  # a new budget replaces the whole old one
-        base = {k: v for k, v in base.items() if k not in BUDGET_KEYS}
-    return TrainConfig.from_dict({**base, **overrides})
+    return TrainConfig.from_dict(layer(base, overrides))  # (a new budget replaces the whole old one)
 
 
 def payload(t) -> dict:
@@ -83,8 +81,8 @@ def payload(t) -> dict:
 
 
 def restore(t, ckpt: dict) -> None:
-    """Make `t`, a `Trainer`, continue exactly where `ckpt` stopped (its model config must be the checkpoint's)."""
-    check_resumable(ckpt)
+    """Make `t`, a `Trainer`, continue exactly where `ckpt` stopped (its model config must be the checkpoint's;
+    `resume_config` has checked that it is resumable)."""
     extra = ckpt["extra"]
     t.model.load_state_dict(ckpt["model"])
     t.optimizer.load_state_dict(ckpt["optimizer"])
@@ -123,7 +121,5 @@ def _restore_schedule(t, ckpt: dict) -> None:
     stored = ckpt["train_config"]
     old = replace(t.budget, steps=stored.get("steps"), epochs=stored.get("epochs"), seconds=stored.get("time"),
                   anchor=tuple(ckpt["extra"].get("schedule_anchor") or (0.0, 0.0)))
-    if (old.steps, old.epochs, old.seconds) == (t.budget.steps, t.budget.epochs, t.budget.seconds):
-        t.budget = old
-    else:
-        t.budget = old.extend(t.step, t.elapsed, t.budget)
+    same = (old.steps, old.epochs, old.seconds) == (t.budget.steps, t.budget.epochs, t.budget.seconds)
+    t.budget = old if same else old.extend(t.step, t.elapsed, t.budget)
