@@ -24,7 +24,6 @@ base_url=".../v1"; /v1/score gives per-character surprisal.
 It listens on 127.0.0.1 only unless --host says otherwise, and answers only requests that name it
 localhost, 127.0.0.1, [::1], the --host or an --allow-host name (no DNS rebinding).""")
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 WILDCARDS = ("0.0.0.0", "::", "")  # every address of the machine: no name to answer to
 
 
@@ -139,6 +138,7 @@ def run_server(loaded, config, host: str, port: int, precision: str) -> None:
     """Serve `loaded` until Ctrl-C or SIGTERM (then exit 130 or 143)."""
     from charrnn.serve.app import create_app
     from charrnn.serve.connections import uvicorn_server
+    from charrnn.serve.hosts import LOOPBACK
     from charrnn.util.console import info, warn
 
     sock = listen(host, port)

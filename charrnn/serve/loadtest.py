@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from charrnn.serve.hosts import LOOPBACK
 
 
 @dataclass
