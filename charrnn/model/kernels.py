@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import torch
 
-from charrnn.runtime.timing import Verdict, choose, interleaved_rates, thread_verdict, times
 from charrnn.runtime.cache import cached_or_measured, TuneCache
-from charrnn.runtime.timing import LOW_PRECISION_MARGIN, SAMPLE_THREAD_MARGIN
+from charrnn.runtime.timing import (LOW_PRECISION_MARGIN, SAMPLE_THREAD_MARGIN, Verdict, choose, interleaved_rates,
+                                    thread_verdict)
 from charrnn.model.rnn import CharRNN, State, reorder_state
 from charrnn.runtime.threads import candidates, default_threads, set_threads, torch_threads
 
@@ -237,11 +237,7 @@ class KernelChoice:
 
     def describe(self) -> str:
         how = self.verdict.describe() if self.verdict else f"{self.kernel} (asked for)"
-        note = ""
-        if len(self.thread_rates) > 1 and self.thread_rates.get(self.threads):
-            note = "; ".join(f"{n} ran {times(r / self.thread_rates[self.threads])} here"
-                             for n, r in self.thread_rates.items() if n != self.threads)
-        return f"step kernel: {how}; threads: {self.threads}" + (f" ({note})" if note else "")
+        return f"step kernel: {how}; threads: {Verdict(self.threads, self.thread_rates).describe()}"
 
 
 def kernel_key(model: CharRNN, batch: int) -> str:

@@ -14,15 +14,13 @@ holder of the folder's lock writes, prunes or sweeps temporaries in it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from charrnn.training.checkpoint import (
     SUFFIX, SaveError, copy_checkpoint, prune_snapshots, remove_stale_temps, snapshots, write_checkpoint,
 )
 from charrnn.util.errors import CharrnnError, UsageError
-from charrnn.util.files import atomic_write_text, os_advice
+from charrnn.util.files import atomic_write_text, os_advice, temp_path
 from charrnn.training.runlock import FolderInUse, RunLock
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl", "config.yaml")  # what a run writes, besides step-*.pt
@@ -63,9 +61,7 @@ class RunFolder:
         """Create the folder, prove a file can be written in it, and sweep what a killed save left."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=self.path)
-            os.close(fd)
-            os.unlink(probe)
+            temp_path(self.path / "write-test").unlink()
             remove_stale_temps(self.path)
             if prune:  # a kill between saving a snapshot and pruning can leave one too many
                 prune_snapshots(self.path, self.keep)
