@@ -123,14 +123,14 @@ def rate(fn: Callable[[], object], units: float, window: float, warmup: int = 2)
 
 def bench_text(corpus: str | None) -> tuple[str, str]:
     """(name, text): the corpus asked for; else Tiny Shakespeare if fetched or mirrored; else random text."""
-    from charrnn.text.catalog import fetch, is_fetched, load_catalog, resolve_source
+    from charrnn.text.catalog import fetch, found_path, load_catalog, resolve_source
     from charrnn.text.corpus import read_text
     from charrnn.util.errors import CharrnnError
 
     if corpus:
         return corpus, read_text([resolve_source(corpus)])
     entry = load_catalog().get("shakespeare")
-    if entry and (is_fetched(entry) or os.environ.get("CHARRNN_MIRROR")):
+    if entry and (found_path(entry) is not None or os.environ.get("CHARRNN_MIRROR")):
         try:
             return "shakespeare", read_text([str(fetch("shakespeare"))])
         except CharrnnError:

@@ -77,10 +77,6 @@ def found_path(entry: CorpusEntry, folder: str | Path | None = None) -> Path | N
     return next((p for p in places if p.is_file() and p.stat().st_size == entry.bytes), None)
 
 
-def is_fetched(entry: CorpusEntry, folder: str | Path | None = None) -> bool:
-    return found_path(entry, folder) is not None
-
-
 @contextmanager
 def _folders_kept_on_success(folder: Path) -> Iterator[None]:
     """Inside the block `folder` may be made (with its parents); if the block fails, the folders that were not

@@ -28,11 +28,6 @@ UNK_POLICIES = ("error", "skip")
 DEFAULT_MAX_VOCAB = 10_000  # a word vocabulary's size, its fallback characters included
 
 
-def id_dtype(size: int) -> np.dtype:
-    """The smallest unsigned integer type that holds ids 0 .. size - 1."""
-    return np.dtype(np.uint8 if size <= 256 else np.uint16 if size <= 65536 else np.uint32)
-
-
 def check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise UsageError(f"tokens must be one of {', '.join(KINDS)}, not {kind!r}", "tokens")
@@ -80,7 +75,8 @@ class Tokens:
     @property
     def dtype(self) -> np.dtype:
         """The smallest unsigned integer type that holds every id."""
-        return id_dtype(len(self))
+        n = len(self)
+        return np.dtype(np.uint8 if n <= 256 else np.uint16 if n <= 65536 else np.uint32)
 
     def unknown(self, text: str) -> list[str]:
         """The distinct characters of `text` it cannot encode, in order of appearance."""

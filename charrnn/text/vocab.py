@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from charrnn.text.bytevocab import ByteVocab
-from charrnn.text.kinds import DEFAULT_MAX_VOCAB, TextAsIs, check_kind, sorted_chars, texts
+from charrnn.text.kinds import TextAsIs, sorted_chars, texts
 from charrnn.text.wordvocab import WordVocab
 from charrnn.util.fields import short
 
@@ -159,8 +159,3 @@ def vocab_class(kind: str) -> type:
     if kind not in classes:
         raise ValueError(f"unknown vocabulary kind {short(kind)}: one of {', '.join(classes)}")
     return classes[kind]
-
-
-def vocab_for_text(text: str, kind: str = "char", max_vocab: int = DEFAULT_MAX_VOCAB):
-    """A vocabulary of `kind` built from a text in memory."""
-    return vocab_class(check_kind(kind)).from_text(text, max_vocab)

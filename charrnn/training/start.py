@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from charrnn.text.corpus import opening, source_name, split_train_val
-from charrnn.text.kinds import DEFAULT_MAX_VOCAB
-from charrnn.text.vocab import Vocab, vocab_for_text
+from charrnn.text.kinds import DEFAULT_MAX_VOCAB, check_kind
+from charrnn.text.vocab import Vocab, vocab_class
 from charrnn.training import distributed
 from charrnn.training.checkpoint import load_checkpoint, resolve_checkpoint, resolve_resume
 from charrnn.training.config import (MODEL_KEYS, TRAIN_KEYS, ModelConfig, RunConfig, TrainConfig, corpus_notice,
@@ -347,7 +347,7 @@ def train_on_text(text: str, model_config: dict | None = None, train_config: Tra
     (its `.model` is the trained model) and the result. `model_config`: ModelConfig fields but vocab_size.
     For a corpus too big for memory, use `charrnn.text.tokens.prepare_corpus` and `train_on_tokens`.
     """
-    vocab = vocab_for_text(text, kind, max_vocab)
+    vocab = vocab_class(check_kind(kind)).from_text(text, max_vocab)
     return train_on_tokens(vocab, vocab.encode_array(text), model_config, train_config, out_dir, reporter, meta)
 
 
