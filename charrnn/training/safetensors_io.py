@@ -31,7 +31,6 @@ from pathlib import Path
 from charrnn.util.errors import CharrnnError
 from charrnn.util.files import json_text
 
-SUFFIX = ".safetensors"
 FORMAT = "charrnn"
 JSON_KEYS = ("model_config", "vocab", "step", "epoch", "best_val_bpc", "metrics", "meta")  # metadata as JSON
 REQUIRED = ("format_version", "model_config", "vocab")

@@ -350,7 +350,7 @@ class Probe:
         from charrnn.runtime.timing import LOW_PRECISION_MARGIN, THREAD_MARGIN, choose
 
         settings = [(p, t) for t in self.threads for p in self.precisions]
-        windows = self.windows(self.config(shape), self.train, self.device, settings, rounds=rounds)
+        windows = self.windows(shape.config(self.vocab_size, self.cell), self.train, self.device, settings, rounds=rounds)
         best = {s: max(v) for s, v in windows.items()}
         per_threads = {}
         for t in self.threads:
@@ -362,9 +362,6 @@ class Probe:
         setting, rate = (per_threads[t][0], t), per_threads[t][1]
         steady = len(windows) == len(settings) and all(max(v) <= NOISY * min(v) for v in windows.values())
         return setting, rate, steady
-
-    def config(self, shape: Shape) -> ModelConfig:
-        return shape.config(self.vocab_size, self.cell)
 
     def correct(self, shape: Shape, actual: float, setting: tuple[str, int]) -> str | None:
         """The run's own chars/s for `shape`, trained at `setting` (precision, threads): when it is off the figure

@@ -252,12 +252,6 @@ def _checked_checkpoint(checkpoint: str | Path, given: dict, allowed: tuple) -> 
     return ckpt, Vocab.from_dict(ckpt["vocab"])
 
 
-def _from_checkpoint(checkpoint: str | Path, text, given: dict, allowed: tuple) -> tuple[dict, Vocab, np.ndarray]:
-    """The checkpoint, its vocabulary and `text` as its ids (`_checked_checkpoint`)."""
-    ckpt, vocab = _checked_checkpoint(checkpoint, given, allowed)
-    return ckpt, vocab, tokens_for(vocab, text, checkpoint)
-
-
 def extended_vocab(ckpt: dict, vocab: Vocab, text) -> tuple[Vocab, list[int]]:
     """`vocab` grown by what `text` (a string or a prepared `tokens.Corpus`) has and it lacks, and the ids added:
     a corpus brings its own vocabulary; a string's is built as the checkpoint's was (its kind and max_vocab)."""
@@ -287,7 +281,8 @@ def resume_training(checkpoint: str | Path, text, overrides: dict | None = None,
     """A trainer that continues `checkpoint` (`Trainer.resume`) on `text` (a string or a prepared
     `tokens.Corpus`). `overrides`: TrainConfig fields to change (the budget, say); `meta`: entries merged in."""
     overrides = dict(overrides or {})
-    ckpt, vocab, tokens = _from_checkpoint(checkpoint, text, overrides, allowed=())
+    ckpt, vocab = _checked_checkpoint(checkpoint, overrides, allowed=())
+    tokens = tokens_for(vocab, text, checkpoint)
     val_fraction = overrides.get("val_fraction", ckpt.get("train_config", {}).get("val_fraction", 0.1))
     train_tokens, val_tokens = split_train_val(tokens, val_fraction, vocab.char_counts)
     ckpt["meta"] = {**(ckpt.get("meta") or {}), **(meta or {})}
