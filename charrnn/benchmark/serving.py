@@ -25,6 +25,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -107,5 +108,5 @@ def serve_rows(cfg: BenchConfig, vocab: Vocab, log: Callable[[str], None]) -> li
                     one if lv.clients > 1 else None, goal_ratio=SERVE_GOAL[1] if lv.clients == SERVE_GOAL[0] else None,
                     note=f"{lv.per_client_chars_per_sec:,.0f} chars/s per client; first char p50 "
                          f"{lv.first_char_p50 * 1000:.0f} ms, p99 {lv.first_char_p99 * 1000:.0f} ms",
-                    extra={**lv.to_dict(), "precision": precision}))
+                    extra={**asdict(lv), "precision": precision}))
     return rows

@@ -57,9 +57,8 @@ def portable_meta(meta: dict) -> dict:
     """A checkpoint's `meta` with every path cut to its file name: what training read stays known, not where."""
     name = lambda s: s if s == "-" else Path(s).name  # noqa: E731
     out = dict(meta)
-    for key in ("sources", "glob"):
-        if out.get(key):
-            out[key] = [name(s) for s in out[key]] if key == "sources" else list(out[key])
+    if out.get("sources"):
+        out["sources"] = [name(s) for s in out["sources"]]
     if out.get("init_from"):
         out["init_from"] = name(out["init_from"])
     if isinstance(out.get("config"), dict) and out["config"].get("corpus"):

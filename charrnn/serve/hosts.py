@@ -86,7 +86,7 @@ class Hosts:
             return refusal(400, f"the Host header {host[:100]!r} is not a host name with an optional port", "bad_host")
         if not self.serves(where, port):
             return refusal(421, f"this server does not serve the name {host[:100]!r}: it answers to "
-                                f"{self.listing()} on port {port} (the server's --allow-host adds a name)",
+                                f"{', '.join(sorted(self.names))} on port {port} (the server's --allow-host adds a name)",
                            "misdirected_request")
         return self.check_browser(dict(headers), where, port)
 
@@ -111,6 +111,3 @@ class Hosts:
     def serves(self, where: tuple[str, int | None], port: int | None) -> bool:
         name, asked = where
         return name in self.names and (asked is None or port is None or asked == port)
-
-    def listing(self) -> str:
-        return ", ".join(sorted(self.names))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,9 +38,6 @@ class Level:
     first_char_p50: float  # seconds
     first_char_p99: float
     rounds: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 async def read_events(reader: asyncio.StreamReader):

@@ -39,11 +39,6 @@ def stderr_line(line: str) -> None:
     sys.stderr.flush()
 
 
-def escaped(log: Callable[[str], None]) -> Callable[[str], None]:
-    """`log`, each line made visible first: the one way anything reaches the server's log."""
-    return lambda line: log(visible(line))
-
-
 def failure(e: BaseException) -> str:
     """An exception in one line: its type, message and where it was raised."""
     frames = traceback.extract_tb(e.__traceback__)
@@ -63,7 +58,8 @@ class RequestLog:
     and writes a line per request through `log` (escaped)."""
 
     def __init__(self, app, log: Callable[[str], None], hosts: Hosts):
-        self.app, self.log, self.hosts = app, escaped(log), hosts
+        self.app, self.hosts = app, hosts
+        self.log = lambda line: log(visible(line))  # each line made visible: the one way anything reaches the log
         self.state = app.state  # (tests reach the batcher and the slots through it)
 
     async def __call__(self, scope, receive, send) -> None:

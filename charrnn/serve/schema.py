@@ -18,7 +18,7 @@ by name. `POST /v1/chat/completions` (`chat.py`) is a completion of the conversa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from charrnn.generation.settings import Sampling
 from charrnn.util.errors import UsageError
@@ -157,7 +157,7 @@ def sampling(body: dict, max_chars: int, turn_ends: tuple[str, ...] = ()) -> Sam
 
 def parse_completion(body: dict, max_chars: int) -> Completion:
     """A checked `POST /v1/completions` request."""
-    refuse_unknown(body, {f.name for f in fields(Request)} | SAMPLING_FIELDS, COMPLETION_NEUTRAL)
+    refuse_unknown(body, {*names(Request), *SAMPLING_FIELDS}, COMPLETION_NEUTRAL)
     return completion_fields(body, max_chars)
 
 
@@ -203,7 +203,7 @@ class Score:
 
 
 def parse_score(body: dict, max_chars: int) -> Score:
-    refuse_unknown(body, {"model", "text", "top"}, {})
+    refuse_unknown(body, set(names(Score)), {})
     refuse(body.get("text") is not None, "text is required: the text to score", "text")
     req = checked(Score, {k: v for k, v in body.items() if v is not None})
     refuse(len(req.text) <= max_chars, f"text is {len(req.text):,} characters; this server scores at most "
