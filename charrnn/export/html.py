@@ -6,7 +6,7 @@ weights and runs the network in JavaScript, so it works offline and sends nothin
     <head>  Content-Security-Policy  default-src 'none': nothing may be fetched, sent or framed; each
                                      inline script and the style run only if their sha256 (computed
                                      here) matches, so no injected markup could run a script
-            <style>                  static/page.css
+            <style>                  serve/static/base.css (the playground's look), then static/page.css
     <body>  the form                 static/page.html: prompt, temperature, top-k, top-p, length, seed
             <script type="application/json" id="model">   name, facts, config, vocabulary, weight manifest
             <script type="text/plain" id="weights">       the weights, fp32 in base64 (see `layout`)
@@ -149,7 +149,8 @@ def static_text(name: str) -> str:
 def render_page(spec: dict, weights_base64: str) -> str:
     """The page's HTML: the template with its style, data and scripts put in (each placeholder once, in one pass)."""
     scripts = [static_text(name) for name in SCRIPTS]
-    style = static_text("page.css")
+    base = resources.files("charrnn.serve").joinpath("static", "base.css").read_text("utf-8")
+    style = base + static_text("page.css")
     values = {
         "csp": content_policy(scripts, style),
         "style": style,

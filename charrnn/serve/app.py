@@ -1,6 +1,6 @@
 """The HTTP server: OpenAI-compatible completions and chat, scoring and the playground, over one shared Batcher.
 
-    GET  /                     the playground (static/index.html, static/app.js, static/style.css)
+    GET  /                     the playground (static/index.html, static/app.js, static/base.css and style.css)
     GET  /v1/models            the one model served, in OpenAI's list shape, with its card (below)
     POST /v1/completions       OpenAI's completions API; "stream": true streams server-sent events
     POST /v1/chat/completions  OpenAI's chat API: the conversation written as a play (`chat.py`)
