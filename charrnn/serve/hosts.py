@@ -85,9 +85,9 @@ class Hosts:
         if where is None:
             return refusal(400, f"the Host header {host[:100]!r} is not a host name with an optional port", "bad_host")
         if not self.serves(where, port):
-            return refusal(421, f"this server does not serve the name {host[:100]!r}: it answers to "
-                                f"{', '.join(sorted(self.names))} on port {port} (the server's --allow-host adds a name)",
-                           "misdirected_request")
+            names = ", ".join(sorted(self.names))
+            return refusal(421, f"this server does not serve the name {host[:100]!r}: it answers to {names} on port "
+                                f"{port} (the server's --allow-host adds a name)", "misdirected_request")
         return self.check_browser(dict(headers), where, port)
 
     def check_browser(self, headers: dict[bytes, bytes], host: tuple[str, int | None],

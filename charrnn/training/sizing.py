@@ -350,7 +350,8 @@ class Probe:
         from charrnn.runtime.timing import LOW_PRECISION_MARGIN, THREAD_MARGIN, choose
 
         settings = [(p, t) for t in self.threads for p in self.precisions]
-        windows = self.windows(shape.config(self.vocab_size, self.cell), self.train, self.device, settings, rounds=rounds)
+        model = shape.config(self.vocab_size, self.cell)
+        windows = self.windows(model, self.train, self.device, settings, rounds=rounds)
         best = {s: max(v) for s, v in windows.items()}
         per_threads = {}
         for t in self.threads:
