@@ -95,6 +95,7 @@ GROUPS = {  # name: (corpus, seconds, the shapes tried); the short ones first
 # settings (and, for two seeds, by chance). One thread and bf16 for every row (the 300 s runs chose bf16 and
 # two threads), so two rows can run at once (`--jobs 2`) without changing what they compute.
 B256 = dict(layers=2, hidden=256, embed=64, dropout=0.1, lr=3e-2)
+A256 = dict(layers=2, hidden=256, embed=64, lr=3e-2, min_lr_ratio=0.01)
 STEP_GROUPS = {  # name: (corpus, steps, the settings tried)
     "shakespeare-10500-steps": ("shakespeare", 10500, [
         shape(**B256), shape(**{**B256, "lr": 4e-2}), shape(**{**B256, "dropout": 0.2}),
@@ -102,6 +103,10 @@ STEP_GROUPS = {  # name: (corpus, steps, the settings tried)
         shape(**B256, seed=2), shape(**B256, min_lr_ratio=0.01, seed=2)]),
     # the same floors where the text is read less than twice (what 300 s gives 2×384 on the Linux corpus)
     "linux-4400-steps": ("linux", 4400, [S384, shape(2, 384, 128, min_lr_ratio=0.01)]),
+    # the 120 s choice (2×256, lr 3e-2, floor 1%) at the steps 120 s gives it on a slow day (2,240): AdamW's decay
+    "shakespeare-2240-steps": ("shakespeare", 2240, [
+        shape(**A256), shape(**A256, weight_decay=0.0), shape(**A256, weight_decay=0.2),
+        shape(**A256, weight_decay=0.3)]),
 }
 ALL_GROUPS = {**GROUPS, **STEP_GROUPS}
 FLAGS = {"layers": "--layers", "hidden": "--hidden", "embed": "--embed", "batch_size": "--batch-size",
