@@ -154,7 +154,9 @@ def part(name: str, lo: float, hi: float) -> Path:
         text = Path(fetch(name)).read_text(encoding="utf-8")
         cut = lambda f: 0 if f == 0 else len(text) if f == 1 else text.rfind("\n", 0, int(f * len(text))) + 1  # noqa: E731
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text[cut(lo) : cut(hi)], encoding="utf-8")
+        tmp = path.with_suffix(".tmp")  # whole or not there: a killed sweep never leaves a short text to reuse
+        tmp.write_text(text[cut(lo) : cut(hi)], encoding="utf-8")
+        os.replace(tmp, path)
     return path
 
 
@@ -173,13 +175,19 @@ def heldout(corpus: str) -> Path | None:
     return part("linux", 0.95, 1) if corpus == "linux-95" else None
 
 
-def heldout_bpc(folder: Path, corpus: str) -> float | None:
+def heldout_eval(folder: Path, corpus: str, threads: int = 0) -> dict:
+    """{"heldout_bpc", "heldout_oov": characters of the held-out text outside the model's vocabulary (skipped,
+    so a figure with many is flattering)}, both None where there is no held-out text or its evaluation failed."""
     text = heldout(corpus)
     if text is None:
-        return None
-    out = subprocess.run([*CHARRNN, "eval", str(folder / "best.pt"), str(text), "--batch-size", "1", "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out)["bits_per_char"]
+        return {"heldout_bpc": None, "heldout_oov": None}
+    proc = subprocess.run([*CHARRNN, "eval", str(folder / "best.pt"), str(text), "--batch-size", "1", "--json",
+                           "--threads", str(threads)], capture_output=True, text=True)
+    if proc.returncode != 0:  # the row's training is kept all the same
+        print(proc.stderr[-1000:], file=sys.stderr)
+        return {"heldout_bpc": None, "heldout_oov": None}
+    result = json.loads(proc.stdout)
+    return {"heldout_bpc": result["bits_per_char"], "heldout_oov": result["oov_chars"]}
 
 
 def key(group: str, settings: dict | None) -> str:
@@ -233,7 +241,7 @@ def run_one(group: str, settings: dict | None, dry: bool) -> dict | None:
         raise SystemExit(f"run failed: {' '.join(cmd)}")
     row = {"key": key(group, settings) + REPEAT, "group": group, "corpus": corpus,
            **({"step_budget": budget} if by_steps else {"seconds": budget}),
-           "auto": settings is None, **summary(folder), "heldout_bpc": heldout_bpc(folder, corpus),
+           "auto": settings is None, **summary(folder), **heldout_eval(folder, corpus, 1 if by_steps else 0),
            "model_line": first or None, "cpu": cpu(),
            "load_before": os.getloadavg()[0], "date": dt.datetime.now().isoformat(timespec="seconds"),
            "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
