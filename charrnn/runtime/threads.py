@@ -68,15 +68,15 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 @contextmanager
-def timed_threads(n: int, work: Callable[[], object] | None, units: float = 1.0) -> Iterator[int]:
-    """Inside the block torch uses `n` threads, or for 0 the faster of 1 and one per core at `work` (one
-    call of it is `units` of work), timed now in short windows taken in turn; yields the count."""
+def timed_threads(n: int, work: Callable[[], object]) -> Iterator[int]:
+    """Inside the block torch uses `n` threads, or for 0 the faster of 1 and one per core at `work`, timed now
+    in short windows taken in turn; yields the count."""
     from charrnn.runtime.timing import SAMPLE_THREAD_MARGIN, interleaved_rates, thread_verdict
 
     counts = candidates(check_threads(n))
     with torch_threads(counts[0]):
-        if len(counts) > 1 and work is not None:
-            rates = interleaved_rates({c: (work, units) for c in counts}, 0.05, 3,
+        if len(counts) > 1:
+            rates = interleaved_rates({c: (work, 1.0) for c in counts}, 0.05, 3,
                                       before={c: (lambda c=c: set_threads(c)) for c in counts})
             counts = [thread_verdict(rates, SAMPLE_THREAD_MARGIN)]
         set_threads(counts[0])

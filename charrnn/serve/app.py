@@ -191,8 +191,8 @@ class Api:
     def jobs_for(self, req: Completion, outbox: Outbox) -> list:
         prompt_ids = [encode_prompt(self.vocab, p, req.settings.unk, req.chat) for p in req.prompts]
         job, per = BeamJob if req.settings.width else SampleJob, req.choices_per_prompt
-        scoring = {} if req.settings.width else {"logprobs": req.logprobs}
-        return [job(ids, self.vocab, outbox, req.settings, first_choice=p * per, device=self.device, **scoring)
+        sampling = {} if req.settings.width else {"logprobs": req.logprobs, "device": self.device}
+        return [job(ids, self.vocab, outbox, req.settings, first_choice=p * per, **sampling)
                 for p, ids in enumerate(prompt_ids)]  # their prompts not read in yet (`Job.read_prompt`)
 
     async def complete(self, request: Request, req: Completion) -> Response:

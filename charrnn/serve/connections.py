@@ -27,7 +27,6 @@ from typing import ClassVar
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from charrnn.serve.requestlog import stderr_line
 from charrnn.serve.schema import ApiError
 
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
@@ -58,8 +57,8 @@ class Refused(Exception):
 class EdgeProtocol(HttpToolsProtocol):
     """One connection (uvicorn makes one per client); `protocol_for` gives the class its limits and log."""
 
-    limits: ClassVar[Limits] = Limits()
-    log: ClassVar[Callable[[str], None]] = staticmethod(stderr_line)
+    limits: ClassVar[Limits]
+    log: ClassVar[Callable[[str], None]]
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)

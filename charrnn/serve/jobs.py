@@ -170,8 +170,7 @@ def score_tokens(logits: torch.Tensor, ids: list[int], top: int) -> list[tuple[f
 class BeamJob(Job):
     """One beam search; its live beams are its rows. The best beam's settled text streams as choice 0."""
 
-    def __init__(self, prompt: Sequence[int], vocab: Vocab, outbox: Outbox, settings: Sampling, first_choice: int = 0,
-                 device: torch.device | str = "cpu"):
+    def __init__(self, prompt: Sequence[int], vocab: Vocab, outbox: Outbox, settings: Sampling, first_choice: int = 0):
         self.prompt, self.outbox, self.first_choice, self.stop = list(prompt), outbox, first_choice, settings.stop
         self.vocab = vocab
         self.scanner = StopScanner(self.stop)  # a finished beam ends with its stop string: never shown

@@ -132,9 +132,9 @@ def check(obj) -> None:
             object.__setattr__(obj, f.name, convert(type(obj), f.name, getattr(obj, f.name), lenient=False))
 
 
-def names(*classes) -> tuple[str, ...]:
-    """The init fields of `classes`, in order."""
-    return tuple(dict.fromkeys(f.name for cls in classes for f in fields(cls) if f.init))
+def names(cls) -> tuple[str, ...]:
+    """The init fields of the dataclass `cls`, in order."""
+    return tuple(f.name for f in fields(cls) if f.init)
 
 
 def unknown(key, known, where: str = "", noun: str = "key") -> UsageError:
