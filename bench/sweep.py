@@ -123,6 +123,7 @@ FLAGS = {"layers": "--layers", "hidden": "--hidden", "embed": "--embed", "batch_
 EXTRA_FLAGS = {"weight_decay": "--weight-decay", "seed": "--seed"}  # in a row's key and command only where it sets them
 CONFIG_ONLY = ("min_lr_ratio",)  # ... likewise, but with no flag: given in a --config file written beside the run
 REPEAT = ""  # '#N' for `--repeat N`: the same rows again, kept beside the first runs
+SETS: dict = {}  # `--set KEY=VALUE`: training settings every row of this sweep adds (in its --config file and its key)
 
 
 def cpu() -> str:
@@ -191,10 +192,11 @@ def heldout_eval(folder: Path, corpus: str, threads: int = 0) -> dict:
 
 
 def key(group: str, settings: dict | None) -> str:
+    sets = "".join(f",{k}={v}" for k, v in SETS.items())  # (a row of another setting is another row)
     if settings is None:
-        return f"{group}:auto"
+        return f"{group}:auto{sets}"
     flags = [*FLAGS, *(k for k in (*EXTRA_FLAGS, *CONFIG_ONLY) if k in settings)]
-    return f"{group}:" + ",".join(f"{k}={settings[k]}" for k in flags)
+    return f"{group}:" + ",".join(f"{k}={settings[k]}" for k in flags) + sets
 
 
 def done() -> dict[str, dict]:
@@ -212,7 +214,8 @@ def summary(folder: Path) -> dict:
     return {"steps": max(r["step"] for r in records), "best_val_bpc": min(vals), "final_val_bpc": vals[-1],
             "chars_per_sec": sorted(rates)[len(rates) // 2] if rates else None,
             "config": {k: config[k] for k in ("cell", "layers", "hidden", "embed", "dropout", "batch_size", "seq_len",
-                                              "lr", "weight_decay", "min_lr_ratio", "seed")}}
+                                              "lr", "weight_decay", "min_lr_ratio", "seed", "activation_reg", "temporal_reg")
+                       if k in config}}
 
 
 def run_one(group: str, settings: dict | None, dry: bool) -> dict | None:
@@ -224,7 +227,7 @@ def run_one(group: str, settings: dict | None, dry: bool) -> dict | None:
     for k, flag in {**FLAGS, **EXTRA_FLAGS}.items():
         if settings is not None and k in settings:
             cmd += [flag, str(settings[k])]
-    config_only = {k: settings[k] for k in CONFIG_ONLY if settings is not None and k in settings}
+    config_only = {**{k: settings[k] for k in CONFIG_ONLY if settings is not None and k in settings}, **SETS}
     if config_only:
         extra = folder.with_name(folder.name + ".yaml")
         if not dry:
@@ -272,6 +275,8 @@ def shape_name(c: dict) -> str:
         s += f" floor {c['min_lr_ratio']:g}"
     if c.get("seed", TrainConfig.seed) != TrainConfig.seed:
         s += f" seed {c['seed']}"
+    ar, tar = c.get("activation_reg", 0.0), c.get("temporal_reg", 0.0)  # (rows from before AR and TAR: none)
+    s += f" AR {ar:g} TAR {tar:g}" if ar or tar else " no AR/TAR"
     return s
 
 
@@ -337,7 +342,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=0, help="run the rows again, as repeat N (key suffix #N): noise")
     ap.add_argument("--jobs", type=int, default=1, help="rows of a step group run at once (1 thread each)")
     ap.add_argument("--rows", help="only the rows whose key contains this text (e.g. hidden=384)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a training setting for every row (a config-file key, e.g. activation_reg=0): rows of their own")
     args = ap.parse_args()
+    SETS.update((k, yaml.safe_load(v)) for k, _, v in (s.partition("=") for s in args.set))
     global REPEAT
     REPEAT = f"#{args.repeat}" if args.repeat else ""
     groups = args.only or list(GROUPS)

@@ -54,15 +54,21 @@ class CharRNN(nn.Module):
         shape = (self.config.layers, batch, self.config.hidden)
         return tuple(torch.zeros(shape, device=device) for _ in range(self.n_state))
 
-    def forward(self, idx: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(self, idx: torch.Tensor, state: State | None = None, activations: bool = False):
         """idx (B, T) ids, state (L, B, H) each or None for zeros -> logits (B, T, V) for the character
-        after each position, and the final state."""
+        after each position, and the final state. With `activations`, also what AR and TAR penalise
+        (Merity et al. 2017), as fp32 scalars: the mean square of the last layer's output after dropout,
+        and of its change from one position to the next (before dropout)."""
         x = self.embedding(idx)  # (B, T, E)
         if state is None:
             state = self.init_state(idx.shape[0], idx.device)
         hx = state if self.n_state == 2 else state[0]
         out, hx = self.rnn(x, hx)  # (B, T, H)
-        return self.head(self.drop(out)), tuple(hx) if self.n_state == 2 else (hx,)  # (B, T, V), state
+        dropped, state = self.drop(out), tuple(hx) if self.n_state == 2 else (hx,)
+        if not activations:
+            return self.head(dropped), state  # (B, T, V), state
+        size, change = dropped.float().square().mean(), (out[:, 1:] - out[:, :-1]).float().square().mean()
+        return self.head(dropped), state, (size, change)
 
     def layer_weights(self, k: int) -> tuple[torch.Tensor, ...]:
         """Layer k's W_ih (G*H, in), W_hh (G*H, H), b_ih and b_hh (G*H,), gates in PyTorch's order."""

@@ -65,6 +65,9 @@ class TrainConfig:
     warmup: int = setting(30, lo=0)  # steps of linear warm-up
     weight_decay: float = setting(0.1, lo=0)  # AdamW decoupled weight decay (matrices only; 0.1: -0.005 bits/char at 130 s on Shakespeare)
     clip: float = setting(5.0, lo=0, note="0 turns clipping off")  # global gradient-norm clip
+    activation_reg: float = setting(2.0, lo=0, note="0 = off")  # AR: the loss gains this x the mean square of the
+    # last layer's output (after dropout), and TAR this x the mean square of its change from one character to the next
+    temporal_reg: float = setting(1.0, lo=0, note="0 = off")  # (AWD-LSTM's 2 and 1; bench/sweep/README.md)
     steps: int | None = setting(None, lo=1)  # stop after this many steps
     epochs: float | None = setting(None, above=0)  # ... or this many passes over the training text
     time: float | None = setting(None, above=0, note="seconds")  # ... or this many seconds of wall-clock time
@@ -97,8 +100,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """From a checkpoint's dict: keys of an older or newer charrnn are ignored, every value checked."""
-        return cls(**{k: v for k, v in d.items() if k in names(cls)})
+        """From a checkpoint's dict: keys of an older or newer charrnn are ignored, every value checked. A run
+        saved before AR and TAR trained without them, and goes on without them."""
+        return cls(**{"activation_reg": 0.0, "temporal_reg": 0.0, **{k: v for k, v in d.items() if k in names(cls)}})
 
 
 def fit_to_text(train: TrainConfig, n_chars: int) -> tuple[TrainConfig, str | None]:

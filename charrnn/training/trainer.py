@@ -190,9 +190,11 @@ class Trainer:
         optim.set_lr(self.optimizer, lr)
         self.model.train()
         amp = self.speed.amp_dtype
+        ar, tar = self.cfg.activation_reg, self.cfg.temporal_reg
         with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits, state = self.net(x, self.state)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+            logits, state, *penalised = self.net(x, self.state, activations=bool(ar or tar))  # (B, T, V), ...
+        ce = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+        loss = ce + ar * penalised[0][0] + tar * penalised[0][1] if penalised else ce
         self.state = detach_state(tuple(s.float() for s in state))
         # (under DDP every rank decides on the all-reduced gradient norm, the same everywhere)
         done = optim.update(loss, self.model, self.optimizer, self.scaler, self.cfg.clip, trust_loss=self.dist.enabled)
@@ -201,7 +203,8 @@ class Trainer:
         elif self.cfg.average and self.progress() >= self.cfg.average_from:
             self._average()
         self.step += 1
-        return {"loss": done.loss, "chars": chars, "grad_norm": done.grad_norm, "lr": lr, "finite": done.finite,
+        ce_loss = float(ce.detach()) if penalised else done.loss  # the log reports the text's loss, not the penalties
+        return {"loss": ce_loss, "chars": chars, "grad_norm": done.grad_norm, "lr": lr, "finite": done.finite,
                 "overflow": done.overflow}
 
     # -- validation, saving, samples --------------------------------------------------------------------
