@@ -306,7 +306,8 @@ def table(rows: dict[str, dict]) -> None:
 
 OTHER_RULES = {"-before-lr": "before the lr rule", "-before-step-down": "before the step-down rule",
                "-embed-128-tried": "2×256 with embed 128, tried and given up",
-               "-before-floor": "before the 1% floor", "-before-eval-spacing": "validating every 200 steps"}
+               "-before-floor": "before the 1% floor", "-before-eval-spacing": "validating every 200 steps",
+               "-before-ar": "before AR and TAR"}
 
 
 def auto_label(row: dict) -> str:
