@@ -32,7 +32,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(steps=80, batch_size=4, seq_len=32, lr=1e-2, eval_every=40, threads=1, precision="fp32",
-                      device="cpu")
+                      device="cpu", activation_reg=0.0, temporal_reg=0.0)  # (the tests' texts are read as they were)
     train_on_text(TINY_TEXT, {"hidden": 32, "embed": 8}, cfg, out)
     return out
 
@@ -92,6 +92,6 @@ def parrot_run(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("parrot")
     cfg = TrainConfig(steps=200, batch_size=8, seq_len=48, lr=2e-2, eval_every=200, sample_every=0, threads=1,
-                      precision="fp32", device="cpu")
+                      precision="fp32", device="cpu", activation_reg=0.0, temporal_reg=0.0)  # by heart: no regularizer
     train_on_text(PARROT_TEXT, {"hidden": 48, "embed": 16, "layers": 1}, cfg, out)
     return out
